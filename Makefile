@@ -1,0 +1,60 @@
+# pg_dp -- PGXS build.  `make help` lists the targets.
+EXTENSION   = pg_dp
+EXTVERSION  = 0.1.0
+
+PG_CONFIG  ?= /usr/lib/postgresql/15/bin/pg_config
+PYTHON     ?= /usr/bin/python3
+
+MODULE_big  = pg_dp
+OBJS        = src/pg_dp.o
+DATA_built  = pg_dp--$(EXTVERSION).sql
+EXTRA_CLEAN = pg_dp--$(EXTVERSION).sql results regression.diffs regression.out
+
+REGRESS      = $(patsubst sql/%.sql,%,$(sort $(wildcard sql/*.sql)))
+REGRESS_OPTS = --load-extension=plpython3u --load-extension=pg_dp
+
+PG_CFLAGS   = -Wall -Wextra -Wno-unused-parameter -Wno-sign-compare -Wno-missing-field-initializers
+
+# The install script is assembled from extension/*.sql, one file per topic.
+EXTENSION_SQL = $(sort $(wildcard extension/*.sql))
+
+PGXS := $(shell $(PG_CONFIG) --pgxs 2>/dev/null)
+ifneq ($(PGXS),)
+include $(PGXS)
+endif
+
+.DEFAULT_GOAL := all
+
+pg_dp--$(EXTVERSION).sql: $(EXTENSION_SQL)
+	cat $^ > $@
+
+.PHONY: help deps install-python demo test installcheck-temp pytest bench dist
+
+help:            ## list the targets
+	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | sed 's/:.*## /\t/' | expand -t 18
+
+deps:            ## install PostgreSQL 15, PL/Python, build tools and Python packages (as root)
+	scripts/install-deps.sh
+
+install-python:  ## install the Python engine where the server's plpython3u imports from
+	$(PYTHON) -m pip install --quiet --break-system-packages --no-deps --no-build-isolation --force-reinstall ./python_udfs
+
+install: install-python
+
+demo: deps       ## build, install, start a throwaway cluster, answer DP questions on Adult
+	$(MAKE) install
+	scripts/demo.sh
+
+test: deps       ## all tests: pg_regress on a throwaway cluster, then pytest against real servers
+	$(MAKE) install
+	scripts/with-temp-cluster.sh $(MAKE) installcheck
+	$(PYTHON) -m pytest -q tests
+
+pytest:          ## only the pytest suite (after make install)
+	$(PYTHON) -m pytest -q tests
+
+bench:           ## aggregate benchmark on 10M rows (bench/RESULTS.md)
+	$(PYTHON) bench/aggregates.py
+
+dist:            ## source archive for PGXN
+	git archive --format zip --prefix=pg_dp-$(EXTVERSION)/ -o pg_dp-$(EXTVERSION).zip HEAD

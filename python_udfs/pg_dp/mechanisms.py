@@ -1,0 +1,127 @@
+"""Noise from OpenDP: the only source of randomness for released values.
+
+Statistics arrive as exact Python integers (sums of values on a power-of-two
+grid), so every mechanism here is an integer mechanism with an exact
+sensitivity.  Noise scales are calibrated with OpenDP's own privacy maps, not
+with a formula of ours, so the guarantee is the one OpenDP proves.
+"""
+
+from functools import lru_cache
+import math
+
+import opendp.prelude as dp
+
+from .errors import DPError
+
+dp.enable_features("contrib")
+
+# Sensitivities are brought below 2**SENSITIVITY_BITS units before noising, so
+# noise fits comfortably in OpenDP's 64-bit integers for any sane epsilon.
+SENSITIVITY_BITS = 32
+# Largest noise scale accepted (integer units); beyond it 64-bit noise could saturate.
+MAX_SCALE = 2.0**56
+
+
+def _check_epsilon(epsilon: float) -> None:
+    if not (isinstance(epsilon, (int, float)) and math.isfinite(epsilon) and epsilon > 0):
+        raise DPError(
+            "epsilon must be a finite number greater than zero",
+            hint="Pass the privacy loss you accept for this release, e.g. 0.1 or 1.0.",
+        )
+
+
+def _calibrate(build, d_in, epsilon: float) -> float:
+    """Smallest scale (found from OpenDP's map at scale 1) whose map gives at most epsilon."""
+    eps_at_one = build(1.0).map(d_in)
+    scale = eps_at_one / epsilon
+    if scale > MAX_SCALE:
+        raise DPError(
+            "epsilon is too small for these bounds",
+            hint="Use a larger epsilon or narrower bounds.",
+        )
+    for _ in range(64):
+        if build(scale).map(d_in) <= epsilon:
+            return scale
+        scale = math.nextafter(scale, math.inf) * (1 + 1e-15)
+    raise AssertionError("could not calibrate noise scale")  # pragma: no cover
+
+
+@lru_cache(maxsize=1024)
+def _integer_laplace(scale: float):
+    return dp.m.make_laplace(
+        dp.vector_domain(dp.atom_domain(T="i64")), dp.l1_distance(T="i64"), scale=scale
+    )
+
+
+@lru_cache(maxsize=1024)
+def integer_laplace_scale(sensitivity: int, epsilon: float) -> float:
+    """Scale of discrete Laplace noise giving epsilon-DP for an integer query of this sensitivity."""
+    _check_epsilon(epsilon)
+    return _calibrate(_integer_laplace, int(sensitivity), float(epsilon))
+
+
+def integer_laplace_noise(scale: float, size: int) -> list[int]:
+    """`size` independent discrete Laplace draws (OpenDP's exact sampler)."""
+    return list(_integer_laplace(scale)([0] * size))
+
+
+def coarsen(sensitivity: int) -> int:
+    """Shift s such that the statistic in units of 2**s has sensitivity below 2**SENSITIVITY_BITS."""
+    return max(0, int(sensitivity).bit_length() - SENSITIVITY_BITS)
+
+
+def laplace_integer(value: int, sensitivity: int, epsilon: float) -> int:
+    """Release an exact integer statistic with epsilon-DP (discrete Laplace).
+
+    Huge statistics (e.g. sums of squares on a fine grid) are first rounded to
+    units of 2**s; rounding adds at most one unit to the sensitivity, which is
+    accounted for exactly.
+    """
+    value, sensitivity = int(value), int(sensitivity)
+    if sensitivity < 0:
+        raise ValueError("sensitivity must be non-negative")
+    if sensitivity == 0:
+        _check_epsilon(epsilon)
+        return value
+    shift = coarsen(sensitivity)
+    if shift:
+        coarse = (value + (1 << (shift - 1))) >> shift
+        coarse_sensitivity = -(-sensitivity >> shift) + 1
+    else:
+        coarse, coarse_sensitivity = value, sensitivity
+    scale = integer_laplace_scale(coarse_sensitivity, epsilon)
+    noisy = coarse + integer_laplace_noise(scale, 1)[0]
+    return noisy << shift
+
+
+def released_scale(sensitivity: int, epsilon: float) -> float:
+    """Standard-deviation-free description of the noise: the Laplace scale in the statistic's units."""
+    sensitivity = int(sensitivity)
+    if sensitivity == 0:
+        return 0.0
+    shift = coarsen(sensitivity)
+    coarse_sensitivity = (-(-sensitivity >> shift) + 1) if shift else sensitivity
+    return integer_laplace_scale(coarse_sensitivity, epsilon) * (1 << shift)
+
+
+@lru_cache(maxsize=256)
+def _noisy_min(scale: float):
+    return dp.m.make_noisy_max(
+        dp.vector_domain(dp.atom_domain(T="i64")),
+        dp.linf_distance(T="i64"),
+        dp.max_divergence(),
+        scale=scale,
+        negate=True,
+    )
+
+
+@lru_cache(maxsize=256)
+def noisy_min_scale(sensitivity: int, epsilon: float) -> float:
+    _check_epsilon(epsilon)
+    return _calibrate(_noisy_min, int(sensitivity), float(epsilon))
+
+
+def noisy_argmin(scores: list[int], sensitivity: int, epsilon: float) -> int:
+    """Index of a low score, chosen with epsilon-DP (OpenDP report-noisy-max on negated scores)."""
+    scale = noisy_min_scale(sensitivity, epsilon)
+    return int(_noisy_min(scale)([int(s) for s in scores]))
