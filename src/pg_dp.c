@@ -4,7 +4,7 @@
  * Transition and combine functions run in C so that per-row work costs about
  * what a native aggregate costs (DESIGN decision 1).  Final functions gather
  * the exact statistics and the privacy parameters and hand them, once per
- * group, to the Python engine (dp._release), which adds OpenDP noise.
+ * group, to the Python engine (dp_internal.release), which adds OpenDP noise.
  *
  * Exactness: every clamped value is put on a power-of-two grid before it is
  * summed, and sums are kept in 128-bit integers, so the sensitivity the engine
@@ -50,7 +50,7 @@ PG_MODULE_MAGIC;
 
 /*
  * Fixed-layout state of dp_count / dp_sum / dp_avg / dp_var / dp_stddev
- * (SQL type dp.sum_state).  128-bit sums are stored as two 64-bit halves so
+ * (SQL type dp_internal.sum_state).  128-bit sums are stored as two 64-bit halves so
  * that the struct needs only 8-byte alignment.
  */
 typedef struct DpSumState
@@ -71,7 +71,7 @@ typedef struct DpSumState
 #define SUMSTATE_INTEGER 0x1	/* accumulated from an integer column */
 #define SUMSTATE_SQUARES 0x2	/* s2 is maintained */
 
-/* Varlena state of dp_quantile / dp_median (SQL type dp.hist_state). */
+/* Varlena state of dp_quantile / dp_median (SQL type dp_internal.hist_state). */
 typedef struct DpHistState
 {
 	int32		vl_len_;
@@ -423,7 +423,7 @@ trans_bounds_not_null(FunctionCallInfo fcinfo, const ParamLayout *layout)
 }
 
 /* ------------------------------------------------------------------------
- * dp.sum_state: grid, initialisation, transition, combine, I/O
+ * dp_internal.sum_state: grid, initialisation, transition, combine, I/O
  * ------------------------------------------------------------------------ */
 
 /* Grid exponent for float bounds: max(|lower|, |upper|) spans about 2^GRID_BITS units. */
@@ -832,7 +832,7 @@ dp_sum_state_in(PG_FUNCTION_ARGS)
 {
 	char	   *input = PG_GETARG_CSTRING(0);
 	char	   *p = input;
-	const char *type = "dp.sum_state";
+	const char *type = "dp_internal.sum_state";
 	DpSumState *st = palloc0(sizeof(DpSumState));
 	int128		v;
 
@@ -861,13 +861,13 @@ dp_sum_state_in(PG_FUNCTION_ARGS)
 	expect_char(&p, ')', type, input);
 	if (*p != '\0' || st->n < 0 || st->lower_units > st->upper_units)
 		bad_state_input(type, input);
-	validate_epsilon("dp.sum_state", st->epsilon);
+	validate_epsilon("dp_internal.sum_state", st->epsilon);
 	st->inv_grid = ldexp(1.0, -st->gexp);
 	PG_RETURN_POINTER(st);
 }
 
 /* ------------------------------------------------------------------------
- * dp.hist_state: transition, combine, I/O
+ * dp_internal.hist_state: transition, combine, I/O
  * ------------------------------------------------------------------------ */
 
 static Datum
@@ -1010,7 +1010,7 @@ dp_hist_state_in(PG_FUNCTION_ARGS)
 {
 	char	   *input = PG_GETARG_CSTRING(0);
 	char	   *p = input;
-	const char *type = "dp.hist_state";
+	const char *type = "dp_internal.hist_state";
 	float8		lower,
 				upper,
 				epsilon,
@@ -1031,8 +1031,8 @@ dp_hist_state_in(PG_FUNCTION_ARGS)
 	expect_char(&p, ';', type, input);
 	if (ncand != QUANTILE_CANDIDATES)
 		bad_state_input(type, input);
-	validate_bounds("dp.hist_state", lower, upper);
-	validate_epsilon("dp.hist_state", epsilon);
+	validate_bounds("dp_internal.hist_state", lower, upper);
+	validate_epsilon("dp_internal.hist_state", epsilon);
 	validate_q(q);
 	st = palloc0(HIST_SIZE(ncand));
 	SET_VARSIZE(st, HIST_SIZE(ncand));
@@ -1063,7 +1063,7 @@ dp_hist_state_in(PG_FUNCTION_ARGS)
 }
 
 /* ------------------------------------------------------------------------
- * Final functions: exact statistics -> dp._release (Python, OpenDP noise)
+ * Final functions: exact statistics -> dp_internal.release (Python, OpenDP noise)
  * ------------------------------------------------------------------------ */
 
 typedef struct FinalCache
@@ -1073,7 +1073,7 @@ typedef struct FinalCache
 	DpParams	params;			/* for groups that saw no row */
 } FinalCache;
 
-/* dp._release(kind text, stats text[], params float8[]) in the extension's own schema. */
+/* dp_internal.release(kind text, stats text[], params float8[]) in the extension's own schema. */
 static FinalCache *
 final_cache(FunctionCallInfo fcinfo)
 {
@@ -1083,7 +1083,7 @@ final_cache(FunctionCallInfo fcinfo)
 	{
 		Oid			nsp = get_func_namespace(fcinfo->flinfo->fn_oid);
 		Oid			argtypes[3] = {TEXTOID, TEXTARRAYOID, FLOAT8ARRAYOID};
-		List	   *name = list_make2(makeString(get_namespace_name(nsp)), makeString("_release"));
+		List	   *name = list_make2(makeString(get_namespace_name(nsp)), makeString("release"));
 		Oid			fn = LookupFuncName(name, 3, argtypes, false);
 
 		cache = MemoryContextAllocZero(fcinfo->flinfo->fn_mcxt, sizeof(FinalCache));

@@ -1,6 +1,6 @@
 """Final step of the dp_* aggregates: exact statistics of one group -> noisy answer.
 
-Called from the C final functions (through dp._release) once per group.  The
+Called from the C final functions (through dp_internal.release) once per group.  The
 C side sends exact integers: every value was clamped to [lower, upper] and
 put on a grid of 2**gexp, so sums are integers in grid units and the bounds
 are `lower_units`, `upper_units`.  Nothing here runs SQL (final functions may
