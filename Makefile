@@ -8,7 +8,7 @@ PYTHON     ?= /usr/bin/python3
 MODULE_big  = pg_dp
 OBJS        = src/pg_dp.o
 DATA_built  = pg_dp--$(EXTVERSION).sql
-EXTRA_CLEAN = pg_dp--$(EXTVERSION).sql results regression.diffs regression.out
+EXTRA_CLEAN = pg_dp--$(EXTVERSION).sql results regression.diffs regression.out python_udfs/build python_udfs/*.egg-info
 
 REGRESS      = $(patsubst sql/%.sql,%,$(sort $(wildcard sql/*.sql)))
 REGRESS_OPTS = --load-extension=plpython3u --load-extension=pg_dp

@@ -70,10 +70,10 @@ MANY_GROUP_AGGS = ["count", "sum int", "avg"]
 PARALLEL_AGGS = ["count", "sum int", "sum float", "avg"]
 
 
-def query(agg_expr, group):
+def query(agg_expr, group, table="t"):
     if group is None:
-        return f"SELECT {agg_expr} FROM t"
-    return f"SELECT {group}, {agg_expr} FROM t GROUP BY {group}"
+        return f"SELECT {agg_expr} FROM {table}"
+    return f"SELECT {group}, {agg_expr} FROM {table} GROUP BY {group}"
 
 
 def log(args, *msg):
@@ -197,7 +197,7 @@ def bench_python(args, pg):
     with pg.connect() as conn:
         for agg in ["count", "sum int", "sum float", "avg", "var", "median"]:
             native_expr, dp_expr = AGGS[agg]
-            nsql, dsql = query(native_expr, None).replace(" t", " one"), query(dp_expr, None).replace(" t", " one")
+            nsql, dsql = query(native_expr, None, "one"), query(dp_expr, None, "one")
             for _ in range(20):
                 timed(conn, nsql)
                 timed(conn, dsql)
