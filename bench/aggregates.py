@@ -36,8 +36,10 @@ sys.path.insert(0, os.path.join(ROOT, "tests"))
 from pgserver import PgServer  # noqa: E402
 
 # Server settings for a 2-core / 24 GB machine.  JIT is off: its compile time
-# (~50-200 ms per query) is noise at this scale and it can inline native
-# aggregates but not pg_dp's, which would not compare like with like.
+# (tens to hundreds of ms per query, on a CPU shared with the query itself)
+# would blur a comparison of per-row costs, and most installations run
+# OLTP-style settings where it rarely kicks in.  autovacuum is off so that it
+# cannot start in the middle of a timing (the table is VACUUMed explicitly).
 SETTINGS = {
     "shared_buffers": "'2GB'",
     "work_mem": "'256MB'",
@@ -83,7 +85,8 @@ def log(args, *msg):
 
 def timed(conn, sql):
     t0 = time.perf_counter()
-    rows = conn.execute(sql).fetchall()
+    cur = conn.execute(sql)
+    rows = cur.fetchall() if cur.description is not None else []
     return (time.perf_counter() - t0) * 1000.0, rows
 
 
@@ -191,6 +194,17 @@ def bench_python(args, pg):
             conn.close()
         cold.append((connect_ms, native_first, dp_first, dp_second))
     cold_med = tuple(statistics.median(c[i] for c in cold) for i in range(4))
+    # Split of the cold cost: start PL/Python alone first, then the first dp query imports pg_dp + OpenDP.
+    split = []
+    for _ in range(args.cold_runs):
+        with pg.connect() as conn:
+            timed(conn, "SELECT count(*) FROM (VALUES (1)) v")
+            plpy_ms, _ = timed(conn, "DO LANGUAGE plpython3u 'pass'")
+            plpy_again, _ = timed(conn, "DO LANGUAGE plpython3u 'pass'")
+            first, _ = timed(conn, "SELECT dp_count(*) FROM (VALUES (1)) v")
+            second, _ = timed(conn, "SELECT dp_count(*) FROM (VALUES (1)) v")
+        split.append((plpy_ms - plpy_again, first - second))
+    cold_split = tuple(statistics.median(c[i] for c in split) for i in range(2))
 
     warm = []
     n = args.warm_calls
@@ -208,7 +222,54 @@ def bench_python(args, pg):
             nm, dm = statistics.median(nat), statistics.median(dp)
             warm.append((agg, nm, dm, dm - nm))
             log(args, f"  warm {agg:10s} native {nm:.3f} ms  dp {dm:.3f} ms  -> {dm - nm:.3f} ms per release")
-    return cold, cold_med, warm
+
+    # Where a warm release goes: PL/Python call overhead (an empty PL/Python
+    # function with dp._release's signature) vs dp._release itself, called
+    # once per row from SQL, minus the same query with a native expression.
+    breakdown = []
+    n_rows = args.breakdown_rows
+    with pg.connect() as conn:
+        conn.execute("CREATE OR REPLACE FUNCTION pg_temp.bench_noop(kind text, stats text[], params float8[])"
+                     " RETURNS float8 LANGUAGE plpython3u VOLATILE AS 'return 0.0'")
+        # The release function is found in the catalog (its name moved once: dp._release,
+        # dp_internal.release): pg_dp's PL/Python function (text, text[], float8[]).
+        found = conn.execute(
+            "SELECT p.oid::regproc::text FROM pg_proc p"
+            " JOIN pg_depend d ON d.classid = 'pg_proc'::regclass AND d.objid = p.oid AND d.deptype = 'e'"
+            " JOIN pg_extension e ON e.oid = d.refobjid AND e.extname = 'pg_dp'"
+            " JOIN pg_language l ON l.oid = p.prolang AND l.lanname = 'plpython3u'"
+            " WHERE p.proargtypes = '25 1009 1022'::oidvector").fetchall()
+        rel = found[0][0] if len(found) == 1 else None
+        calls = {
+            "SQL baseline (no function call)": "0.0::float8",
+            "empty PL/Python function, same signature":
+                "pg_temp.bench_noop('count', '{1000,0,0,0,0}'::text[], '{1,0}'::float8[])",
+        }
+        # One OpenDP discrete-Laplace release, without pg_dp's release() around it.
+        conn.execute("CREATE OR REPLACE FUNCTION pg_temp.bench_opendp() RETURNS float8 LANGUAGE plpython3u VOLATILE AS $$\n"
+                     "from pg_dp import mechanisms\n"
+                     "return float(mechanisms.laplace_integer(1000, 1, 1.0))\n$$")
+        try:
+            conn.execute("SELECT pg_temp.bench_opendp()")
+            calls["mechanisms.laplace_integer(1000, 1, 1.0) alone (one OpenDP draw)"] = "pg_temp.bench_opendp()"
+        except Exception as e:  # the engine's internals moved: skip this line
+            log(args, f"  pg_dp.mechanisms.laplace_integer not usable: {e}")
+        if rel:
+            calls[f"{rel}('count', ...)"] = f"{rel}('count', '{{1000,0,0,0,0}}'::text[], '{{1,0}}'::float8[])"
+            calls[f"{rel}('avg', ...)"] = (f"{rel}('avg', '{{1000,429496729600000,0,0,858993459200}}'::text[],"
+                                           " '{1,-33}'::float8[])")
+        else:
+            log(args, f"  release function not found ({found}); breakdown without it")
+        base = None
+        for label, expr in calls.items():
+            sql = f"SELECT sum({expr}) FROM generate_series(1, {n_rows})"
+            timed(conn, sql)
+            ms = statistics.median(timed(conn, sql)[0] for _ in range(args.runs))
+            if base is None:
+                base = ms
+            breakdown.append((label, (ms - base) / n_rows * 1000.0))
+            log(args, f"  {label:45s} {(ms - base) / n_rows * 1000.0:8.1f} us per call")
+    return cold, cold_med, cold_split, warm, breakdown
 
 
 def fmt_table(headers, rows, markdown):
@@ -233,6 +294,9 @@ def main():
     ap.add_argument("--many-groups", type=int, default=100_000, help="groups of column g2 (default 100k)")
     ap.add_argument("--cold-runs", type=int, default=5, help="fresh backends for the cold cost (default 5)")
     ap.add_argument("--warm-calls", type=int, default=200, help="calls per kind for the warm cost (default 200)")
+    ap.add_argument("--breakdown-rows", type=int, default=20_000,
+                    help="calls per function for the per-call breakdown (default 20k)")
+    ap.add_argument("--skip-main", action="store_true", help="skip the main native-vs-dp table")
     ap.add_argument("--skip-parallel", action="store_true", help="skip the parallel on/off comparison")
     ap.add_argument("--markdown", action="store_true", help="print markdown tables")
     ap.add_argument("-q", "--quiet", action="store_true", help="no progress on stderr")
@@ -245,10 +309,10 @@ def main():
             version = conn.execute("SHOW server_version").fetchone()[0]
         size, ng2 = load(args, pg)
         log(args, "main cases ...")
-        main_rows = bench_main(args, pg)
+        main_rows = [] if args.skip_main else bench_main(args, pg)
         par_rows = [] if args.skip_parallel else (log(args, "parallel 0 vs 2 ...") or bench_parallel(args, pg))
         log(args, "python costs ...")
-        cold, cold_med, warm = bench_python(args, pg)
+        cold, cold_med, cold_split, warm, breakdown = bench_python(args, pg)
     except BaseException:
         sys.stderr.write(pg.tail_log())
         raise
@@ -259,9 +323,10 @@ def main():
     out.append(heading(f"pg_dp aggregates vs native: {args.rows} rows ({size}), g: 10 groups, g2: {ng2} groups, "
                        f"median of {args.runs} runs, client wall ms, PostgreSQL {version}, "
                        f"max_parallel_workers_per_gather 2, jit off", md))
-    out.append(fmt_table(
-        ["case", "plan native / dp", "native ms", "dp ms", "dp/native"],
-        [(label, shape, f"{n:.1f}", f"{d:.1f}", f"{d / n:.2f}") for label, shape, n, d in main_rows], md))
+    if main_rows:
+        out.append(fmt_table(
+            ["case", "plan native / dp", "native ms", "dp ms", "dp/native"],
+            [(label, shape, f"{n:.1f}", f"{d:.1f}", f"{d / n:.2f}") for label, shape, n, d in main_rows], md))
     g2 = {label: (n, d) for label, _, n, d in main_rows if label.endswith("GROUP BY g2")}
     if g2:
         out.append(heading(f"per-group cost of the final step, from the GROUP BY g2 cases ({ng2} groups)", md))
@@ -285,9 +350,14 @@ def main():
          ("first native query in it: SELECT count(*) FROM (VALUES (1)) v", f"{native_first:.2f}"),
          ("first dp query in it: SELECT dp_count(*) FROM (VALUES (1)) v", f"{dp_first:.2f}"),
          ("second dp query (warm)", f"{dp_second:.2f}"),
-         ("cold cost of the Python engine (first - second dp query)", f"{dp_first - dp_second:.2f}")]
+         ("cold cost of the Python engine (first - second dp query)", f"{dp_first - dp_second:.2f}"),
+         ("  of which PL/Python start-up (first - second DO LANGUAGE plpython3u 'pass')", f"{cold_split[0]:.2f}"),
+         ("  of which pg_dp + OpenDP import (first - second dp query after that DO)", f"{cold_split[1]:.2f}")]
         + [(f"warm cost of one release: dp_{agg.split()[0]}{' (' + agg.split()[1] + ')' if ' ' in agg else ''}"
             f" (dp {dm:.3f} - native {nm:.3f})", f"{diff:.3f}") for agg, nm, dm, diff in warm], md))
+    out.append(heading(f"per-call breakdown of a warm release (us per call, {args.breakdown_rows} calls "
+                       "from SELECT sum(f(...)) FROM generate_series, minus the baseline)", md))
+    out.append(fmt_table(["call", "us per call"], [(label, f"{us:.1f}") for label, us in breakdown[1:]], md))
     print("\n".join(out).lstrip("\n"))
 
 
