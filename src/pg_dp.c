@@ -24,6 +24,7 @@
 #include "executor/executor.h"
 #include "fmgr.h"
 #include "lib/stringinfo.h"
+#include "miscadmin.h"
 #include "nodes/nodeFuncs.h"
 #include "optimizer/optimizer.h"
 #include "parser/parse_func.h"
@@ -1294,4 +1295,19 @@ Datum
 dp_median_final(PG_FUNCTION_ARGS)
 {
 	PG_RETURN_FLOAT8(release_hist_state(fcinfo, &median_layout));
+}
+
+/* ------------------------------------------------------------------------
+ * The role an analyst acts as, seen from inside a SECURITY DEFINER function
+ * ------------------------------------------------------------------------ */
+
+PG_FUNCTION_INFO_V1(dp_outer_user);
+/*
+ * current_user outside any SECURITY DEFINER context: the role that asked.
+ * The gateway charges this role's budget; it cannot be forged from SQL.
+ */
+Datum
+dp_outer_user(PG_FUNCTION_ARGS)
+{
+	PG_RETURN_OID(GetOuterUserId());
 }

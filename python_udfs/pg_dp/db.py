@@ -2,12 +2,70 @@
 
 from .errors import DPError
 
+_plans: dict = {}
+
+
+def _plpy():
+    import plpy  # available inside the server only
+
+    return plpy
+
 
 def call(function, *args):
     """Run an engine function from a PL/Python body, turning DPError into a SQL error."""
     try:
         return function(*args)
     except DPError as e:
-        import plpy  # available inside the server only
+        _plpy().error(e.message, hint=e.hint, sqlstate=e.sqlstate)
 
-        plpy.error(e.message, hint=e.hint, sqlstate=e.sqlstate)
+
+def execute(sql: str, args=(), types=()):
+    """Run SQL (with $n parameters of the given types); a list of dict rows."""
+    plpy = _plpy()
+    if not args:
+        return list(plpy.execute(sql))
+    key = (sql, tuple(types))
+    plan = _plans.get(key)
+    if plan is None:
+        plan = _plans[key] = plpy.prepare(sql, list(types))
+    return list(plpy.execute(plan, list(args)))
+
+
+def execute_tuples(sql: str, width: int):
+    """Rows of a query whose columns are named c0..c{width-1}, as tuples."""
+    rows = _plpy().execute(sql)
+    names = [f"c{i}" for i in range(width)]
+    return [tuple(r[n] for n in names) for r in rows]
+
+
+def subtransaction():
+    return _plpy().subtransaction()
+
+
+def is_spi_error(e) -> bool:
+    return isinstance(e, _plpy().SPIError)
+
+
+def quote_ident(name: str) -> str:
+    return _plpy().quote_ident(name)
+
+
+def quote_literal(value) -> str:
+    return _plpy().quote_nullable(None if value is None else str(value))
+
+
+def notice(message: str, hint: str | None = None):
+    if hint:
+        _plpy().notice(message, hint=hint)
+    else:
+        _plpy().notice(message)
+
+
+def setting(key: str) -> str:
+    rows = execute("SELECT value FROM dp_internal.settings WHERE key = $1", [key], ["text"])
+    return rows[0]["value"] if rows else ""
+
+
+def regclass_oid(name: str) -> int:
+    """The oid of a regclass argument (PL/Python receives regclass as its text)."""
+    return int(execute("SELECT $1::regclass::oid::int8 AS oid", [name], ["text"])[0]["oid"])

@@ -141,3 +141,83 @@ def noisy_argmin(scores: list[int], sensitivity: int, epsilon: float) -> int:
     """Index of a low score, chosen with epsilon-DP (OpenDP report-noisy-max on negated scores)."""
     scale = noisy_min_scale(sensitivity, epsilon)
     return int(_noisy_min(scale)([int(s) for s in scores]))
+
+
+# ---------------------------------------------------------------------------
+# DP partition selection (groups whose keys are not public)
+# ---------------------------------------------------------------------------
+
+@lru_cache(maxsize=256)
+def _threshold(scale: float, threshold: int):
+    return dp.m.make_laplace_threshold(
+        dp.map_domain(dp.atom_domain(T=str), dp.atom_domain(T="i64")),
+        dp.l01inf_distance(dp.absolute_distance(T="i64")),
+        scale=scale,
+        threshold=threshold,
+    )
+
+
+@lru_cache(maxsize=256)
+def selection_parameters(max_groups: int, max_rows: int, epsilon: float, delta: float) -> tuple[float, int]:
+    """Noise scale and threshold of Laplace thresholding for (epsilon, delta), from OpenDP's map.
+
+    One unit changes at most `max_groups` group counts, each by at most `max_rows`.
+    """
+    _check_epsilon(epsilon)
+    if not (0 < delta < 1):
+        raise DPError(
+            "delta of partition selection must be between 0 and 1",
+            hint="Use a small delta such as 1e-6, or give the GROUP BY column a public value set.",
+        )
+    d_in = (int(max_groups), int(max_groups) * int(max_rows), int(max_rows))
+    big = 1 << 40
+    scale = _calibrate(lambda s: _ThresholdEps(s, big), d_in, epsilon)
+    low, high = int(max_rows), int(max_rows) + 1
+    while _threshold(scale, high).map(d_in)[1] > delta:
+        low, high = high, high * 2
+        if high > big:
+            raise DPError("delta is too small for partition selection", hint="Use a larger delta.")
+    while high - low > 1:
+        mid = (low + high) // 2
+        if _threshold(scale, mid).map(d_in)[1] <= delta:
+            high = mid
+        else:
+            low = mid
+    return scale, high
+
+
+class _ThresholdEps:
+    """Adapter: the epsilon part of the threshold mechanism's map, for _calibrate."""
+
+    def __init__(self, scale, threshold):
+        self.measurement = _threshold(scale, threshold)
+
+    def map(self, d_in):
+        return self.measurement.map(d_in)[0]
+
+
+def select_partitions(counts: dict[str, int], max_groups: int, max_rows: int,
+                      epsilon: float, delta: float) -> dict[str, int]:
+    """The keys that survive Laplace thresholding, with their noisy counts."""
+    if not counts:
+        return {}
+    scale, threshold = selection_parameters(max_groups, max_rows, epsilon, delta)
+    return dict(_threshold(scale, threshold)({k: int(v) for k, v in counts.items()}))
+
+
+# ---------------------------------------------------------------------------
+# The grid of the C accumulators (src/pg_dp.c, grid_exponent), reproduced so that
+# groups no row reached get exactly the bounds the others were clamped to.
+# ---------------------------------------------------------------------------
+
+GRID_BITS = 40
+
+
+def grid(lower: float, upper: float) -> tuple[int, int, int]:
+    """(gexp, lower_units, upper_units) of float bounds, exactly as the C code computes them."""
+    m = max(abs(lower), abs(upper))
+    if m == 0:
+        return 0, 0, 0
+    _, e = math.frexp(m)
+    gexp = e - GRID_BITS
+    return gexp, round(math.ldexp(lower, -gexp)), round(math.ldexp(upper, -gexp))

@@ -27,17 +27,22 @@ def release(kind: str, stats: list[str], params: list[float]) -> float:
     if kind == "quantile":
         return release_quantile([int(s) for s in stats], *params)
     n, s1, s2, lower_units, upper_units = (int(s) for s in stats)
-    epsilon, gexp = params[0], int(params[1])
+    return release_stats(kind, n, s1, s2, lower_units, upper_units, int(params[1]), params[0])
+
+
+def release_stats(kind, n, s1, s2, lower_units, upper_units, gexp, epsilon, contribution=1) -> float:
+    """Noisy answer from exact statistics; `contribution` bounds the rows one unit adds."""
     grid = math.ldexp(1.0, gexp)
+    m = int(contribution)
     if kind == "count":
-        return float(max(0, mechanisms.laplace_integer(n, 1, epsilon)))
+        return float(max(0, mechanisms.laplace_integer(n, m, epsilon)))
     if kind == "sum":
-        sensitivity = max(abs(lower_units), abs(upper_units))
+        sensitivity = m * max(abs(lower_units), abs(upper_units))
         return _to_float(mechanisms.laplace_integer(s1, sensitivity, epsilon), gexp)
     if kind == "avg":
-        return release_avg(n, s1, lower_units, upper_units, epsilon, grid)
+        return release_avg(n, s1, lower_units, upper_units, epsilon, grid, m)
     if kind in ("var", "stddev"):
-        var = release_var(n, s1, s2, lower_units, upper_units, epsilon, grid)
+        var = release_var(n, s1, s2, lower_units, upper_units, epsilon, grid, m)
         return math.sqrt(var) if kind == "stddev" else var
     raise DPError(f"unknown release kind {kind!r}", sqlstate="XX000")
 
@@ -54,27 +59,27 @@ def _clamp(x: float, lo: float, hi: float) -> float:
     return lo if x < lo else hi if x > hi else x
 
 
-def release_avg(n, s1, lower_units, upper_units, epsilon, grid) -> float:
+def release_avg(n, s1, lower_units, upper_units, epsilon, grid, contribution=1) -> float:
     """Mean as noisy centred sum / noisy count; the centred sum has sensitivity (H-L)/2."""
     width = upper_units - lower_units
     centre = lower_units + upper_units  # in half-units
-    noisy_n = mechanisms.laplace_integer(n, 1, epsilon / 2)
+    noisy_n = mechanisms.laplace_integer(n, contribution, epsilon / 2)
     centred = 2 * s1 - centre * n  # sum of (2q - L - H), each in [-(H-L), H-L]
-    noisy_centred = mechanisms.laplace_integer(centred, width, epsilon / 2)
+    noisy_centred = mechanisms.laplace_integer(centred, contribution * width, epsilon / 2)
     lower, upper = lower_units * grid, upper_units * grid
     mean = centre * grid / 2 + (noisy_centred * grid / 2) / max(noisy_n, 1)
     return _clamp(mean, lower, upper)
 
 
-def release_var(n, s1, s2, lower_units, upper_units, epsilon, grid) -> float:
+def release_var(n, s1, s2, lower_units, upper_units, epsilon, grid, contribution=1) -> float:
     """Sample variance from noisy count, centred sum and centred sum of squares."""
     width = upper_units - lower_units
     centre = lower_units + upper_units
-    noisy_n = mechanisms.laplace_integer(n, 1, epsilon / 3)
+    noisy_n = mechanisms.laplace_integer(n, contribution, epsilon / 3)
     centred = 2 * s1 - centre * n
     squares = 4 * s2 - 4 * centre * s1 + n * centre * centre  # sum of (2q - L - H)^2
-    noisy_centred = mechanisms.laplace_integer(centred, width, epsilon / 3)
-    noisy_squares = mechanisms.laplace_integer(squares, width * width, epsilon / 3)
+    noisy_centred = mechanisms.laplace_integer(centred, contribution * width, epsilon / 3)
+    noisy_squares = mechanisms.laplace_integer(squares, contribution * width * width, epsilon / 3)
     if noisy_n < 2:
         return 0.0
     half = grid / 2
@@ -84,7 +89,7 @@ def release_var(n, s1, s2, lower_units, upper_units, epsilon, grid) -> float:
     return _clamp(var, 0.0, (width * grid) ** 2 / 4)
 
 
-def quantile_scores(counts: list[int], q: float) -> tuple[list[int], int]:
+def quantile_scores(counts: list[int], q: float, contribution: int = 1) -> tuple[list[int], int]:
     """Integer scores |(1-a)#{x<c} - a#{x>c}| per candidate c, and their sensitivity.
 
     Adding or removing a row moves #{x<c} or #{x>c} (not both) by one, so each
@@ -98,12 +103,12 @@ def quantile_scores(counts: list[int], q: float) -> tuple[list[int], int]:
         above = total - below - c
         scores.append(abs((den - num) * below - num * above))
         below += c
-    return scores, max(num, den - num)
+    return scores, contribution * max(num, den - num)
 
 
-def release_quantile(stats: list[int], epsilon, lower, upper, q) -> float:
+def release_quantile(stats: list[int], epsilon, lower, upper, q, contribution=1) -> float:
     counts = stats[1:]
-    scores, sensitivity = quantile_scores(counts, q)
+    scores, sensitivity = quantile_scores(counts, q, contribution)
     index = mechanisms.noisy_argmin(scores, sensitivity, epsilon)
     if len(counts) == 1:
         return lower

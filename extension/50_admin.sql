@@ -1,0 +1,209 @@
+-- DBA API: protect tables, describe columns, grant budgets.  These run with the
+-- caller's rights (SECURITY INVOKER) and refuse anyone who is not a pg_dp
+-- administrator (who may update dp_internal.datasets).
+
+-- Writes to a protected table bump its dataset's data version, which keys the answer cache.
+CREATE FUNCTION dp_internal.bump_data_version() RETURNS trigger
+LANGUAGE plpgsql SECURITY DEFINER
+SET search_path = pg_catalog, pg_temp
+AS $$
+BEGIN
+    UPDATE dp_internal.datasets d SET data_version = d.data_version + 1
+    FROM dp_internal.protected_tables p
+    WHERE p.relid = TG_RELID AND d.name = p.dataset;
+    RETURN NULL;
+END $$;
+REVOKE ALL ON FUNCTION dp_internal.bump_data_version() FROM PUBLIC;
+
+CREATE FUNCTION dp.protect(
+    table_name regclass,
+    dataset text DEFAULT NULL,
+    privacy_unit name DEFAULT NULL,
+    max_rows_per_unit integer DEFAULT NULL,
+    max_groups_per_unit integer DEFAULT NULL)
+RETURNS void
+LANGUAGE plpython3u VOLATILE SECURITY INVOKER
+SET search_path = pg_catalog, pg_temp
+AS $$
+from pg_dp.db import call
+from pg_dp.admin import protect
+return call(protect, table_name, dataset, privacy_unit, max_rows_per_unit, max_groups_per_unit)
+$$;
+
+CREATE FUNCTION dp.unprotect(table_name regclass) RETURNS void
+LANGUAGE plpgsql VOLATILE SECURITY INVOKER
+SET search_path = pg_catalog, pg_temp
+AS $$
+BEGIN
+    PERFORM dp_internal.require_admin('unprotect a table');
+    IF NOT EXISTS (SELECT 1 FROM dp_internal.protected_tables WHERE relid = table_name) THEN
+        RAISE EXCEPTION 'table % is not protected by pg_dp', table_name
+            USING ERRCODE = 'invalid_parameter_value', HINT = 'See dp.datasets for the protected tables.';
+    END IF;
+    EXECUTE format('DROP TRIGGER IF EXISTS dp_data_version ON %s', table_name);
+    DELETE FROM dp_internal.protected_tables WHERE relid = table_name;
+    RAISE NOTICE 'table % is no longer protected; its privileges were not changed', table_name
+        USING HINT = 'GRANT SELECT again to the roles that should read it directly.';
+END $$;
+
+CREATE FUNCTION dp.set_bounds(table_name regclass, column_name name, lower numeric, upper numeric)
+RETURNS void
+LANGUAGE plpgsql VOLATILE SECURITY INVOKER
+SET search_path = pg_catalog, pg_temp
+AS $$
+BEGIN
+    PERFORM dp_internal.require_admin('set bounds');
+    PERFORM dp_internal.check_protected_column(table_name, column_name);
+    IF lower IS NULL OR upper IS NULL OR lower > upper OR lower = 'NaN' OR upper = 'NaN' THEN
+        RAISE EXCEPTION 'bounds of %.% must be numbers with lower <= upper', table_name, column_name
+            USING ERRCODE = 'invalid_parameter_value',
+                  HINT = 'Choose them from public knowledge of the domain, never from the data.';
+    END IF;
+    INSERT INTO dp_internal.columns (relid, attname, lower_bound, upper_bound)
+    VALUES (table_name, column_name, lower, upper)
+    ON CONFLICT (relid, attname) DO UPDATE SET lower_bound = excluded.lower_bound,
+                                               upper_bound = excluded.upper_bound;
+END $$;
+
+CREATE FUNCTION dp.set_public_values(table_name regclass, column_name name, public_values text[])
+RETURNS void
+LANGUAGE plpgsql VOLATILE SECURITY INVOKER
+SET search_path = pg_catalog, pg_temp
+AS $$
+BEGIN
+    PERFORM dp_internal.require_admin('set public values');
+    PERFORM dp_internal.check_protected_column(table_name, column_name);
+    IF public_values IS NULL OR cardinality(public_values) = 0 OR array_position(public_values, NULL) IS NOT NULL THEN
+        RAISE EXCEPTION 'public values of %.% must be a non-empty array without NULLs', table_name, column_name
+            USING ERRCODE = 'invalid_parameter_value',
+                  HINT = 'NULL is added by itself when the column is nullable.';
+    END IF;
+    INSERT INTO dp_internal.columns (relid, attname, public_values, values_source)
+    VALUES (table_name, column_name, ARRAY(SELECT DISTINCT v FROM unnest(public_values) v ORDER BY 1), 'declared')
+    ON CONFLICT (relid, attname) DO UPDATE SET public_values = excluded.public_values,
+                                               values_source = excluded.values_source;
+END $$;
+
+-- From a public table (a dimension or vocabulary table the DBA declares public).
+CREATE FUNCTION dp.set_public_values(table_name regclass, column_name name,
+                                     source_table regclass, source_column name)
+RETURNS void
+LANGUAGE plpgsql VOLATILE SECURITY INVOKER
+SET search_path = pg_catalog, pg_temp
+AS $$
+DECLARE
+    vals text[];
+BEGIN
+    PERFORM dp_internal.require_admin('set public values');
+    IF EXISTS (SELECT 1 FROM dp_internal.protected_tables WHERE relid = source_table) THEN
+        RAISE EXCEPTION 'table % is protected: its values are not public', source_table
+            USING ERRCODE = 'invalid_parameter_value', HINT = 'Take public values from a public table.';
+    END IF;
+    EXECUTE format('SELECT array_agg(DISTINCT %I::text) FROM %s WHERE %I IS NOT NULL',
+                   source_column, source_table, source_column) INTO vals;
+    PERFORM dp.set_public_values(table_name, column_name, coalesce(vals, '{}'));
+    UPDATE dp_internal.columns SET values_source = 'table ' || source_table::text
+    WHERE relid = table_name AND attname = column_name;
+END $$;
+
+CREATE FUNCTION dp_internal.check_protected_column(table_name regclass, column_name name)
+RETURNS void
+LANGUAGE plpgsql STABLE SECURITY INVOKER
+SET search_path = pg_catalog, pg_temp
+AS $$
+BEGIN
+    IF NOT EXISTS (SELECT 1 FROM dp_internal.protected_tables WHERE relid = table_name) THEN
+        RAISE EXCEPTION 'table % is not protected by pg_dp', table_name
+            USING ERRCODE = 'invalid_parameter_value', HINT = 'Call dp.protect(''' || table_name::text || ''') first.';
+    END IF;
+    IF NOT EXISTS (SELECT 1 FROM pg_attribute WHERE attrelid = table_name AND attname = column_name
+                   AND attnum > 0 AND NOT attisdropped) THEN
+        RAISE EXCEPTION 'column "%" of % does not exist', column_name, table_name
+            USING ERRCODE = 'undefined_column', HINT = 'See \d ' || table_name::text;
+    END IF;
+END $$;
+
+CREATE FUNCTION dp.grant_budget(role regrole, dataset text, epsilon numeric, delta numeric DEFAULT 0)
+RETURNS void
+LANGUAGE plpgsql VOLATILE SECURITY INVOKER
+SET search_path = pg_catalog, pg_temp
+AS $$
+BEGIN
+    PERFORM dp_internal.require_admin('grant a budget');
+    IF NOT EXISTS (SELECT 1 FROM dp_internal.datasets d WHERE d.name = grant_budget.dataset) THEN
+        RAISE EXCEPTION 'dataset "%" does not exist', dataset
+            USING ERRCODE = 'invalid_parameter_value', HINT = 'See dp.datasets; dp.protect creates datasets.';
+    END IF;
+    IF epsilon IS NULL OR epsilon < 0 OR epsilon = 'NaN' OR delta IS NULL OR delta < 0 OR delta > 1 THEN
+        RAISE EXCEPTION 'epsilon must be >= 0 and delta between 0 and 1'
+            USING ERRCODE = 'invalid_parameter_value', HINT = 'e.g. dp.grant_budget(''analyst'', ''adult'', 1.0, 1e-6)';
+    END IF;
+    INSERT INTO dp_internal.budgets (role, dataset, epsilon_granted, delta_granted)
+    VALUES (role, dataset, epsilon, delta)
+    ON CONFLICT ON CONSTRAINT budgets_pkey DO UPDATE
+        SET epsilon_granted = budgets.epsilon_granted + excluded.epsilon_granted,
+            delta_granted = least(1, budgets.delta_granted + excluded.delta_granted);
+END $$;
+
+CREATE FUNCTION dp.revoke_budget(role regrole, dataset text) RETURNS void
+LANGUAGE plpgsql VOLATILE SECURITY INVOKER
+SET search_path = pg_catalog, pg_temp
+AS $$
+BEGIN
+    PERFORM dp_internal.require_admin('revoke a budget');
+    UPDATE dp_internal.budgets b SET epsilon_granted = b.epsilon_spent, delta_granted = b.delta_spent
+    WHERE b.role = revoke_budget.role AND b.dataset = revoke_budget.dataset;
+    IF NOT FOUND THEN
+        RAISE EXCEPTION 'role % has no budget on dataset "%"', role, dataset
+            USING ERRCODE = 'invalid_parameter_value', HINT = 'See dp.budgets.';
+    END IF;
+END $$;
+
+CREATE FUNCTION dp.set_dataset_cap(dataset text, epsilon numeric, delta numeric DEFAULT NULL)
+RETURNS void
+LANGUAGE plpgsql VOLATILE SECURITY INVOKER
+SET search_path = pg_catalog, pg_temp
+AS $$
+BEGIN
+    PERFORM dp_internal.require_admin('set a dataset cap');
+    UPDATE dp_internal.datasets d SET epsilon_cap = epsilon, delta_cap = delta
+    WHERE d.name = set_dataset_cap.dataset;
+    IF NOT FOUND THEN
+        RAISE EXCEPTION 'dataset "%" does not exist', dataset
+            USING ERRCODE = 'invalid_parameter_value', HINT = 'See dp.datasets.';
+    END IF;
+END $$;
+
+CREATE FUNCTION dp.set_setting(key text, value text) RETURNS void
+LANGUAGE plpgsql VOLATILE SECURITY INVOKER
+SET search_path = pg_catalog, pg_temp
+AS $$
+BEGIN
+    PERFORM dp_internal.require_admin('change a setting');
+    UPDATE dp_internal.settings s SET value = set_setting.value WHERE s.key = set_setting.key;
+    IF NOT FOUND THEN
+        RAISE EXCEPTION 'unknown pg_dp setting "%"', key
+            USING ERRCODE = 'invalid_parameter_value',
+                  HINT = 'Settings: ' || (SELECT string_agg(s.key, ', ' ORDER BY s.key) FROM dp_internal.settings s);
+    END IF;
+END $$;
+
+REVOKE ALL ON FUNCTION dp.protect(regclass, text, name, integer, integer), dp.unprotect(regclass),
+    dp.set_bounds(regclass, name, numeric, numeric), dp.set_public_values(regclass, name, text[]),
+    dp.set_public_values(regclass, name, regclass, name), dp.grant_budget(regrole, text, numeric, numeric),
+    dp.revoke_budget(regrole, text), dp.set_dataset_cap(text, numeric, numeric), dp.set_setting(text, text),
+    dp_internal.check_protected_column(regclass, name)
+FROM PUBLIC;
+
+COMMENT ON FUNCTION dp_internal.bump_data_version() IS 'Trigger: a write to a protected table bumps its dataset''s data version (invalidates cached answers)';
+COMMENT ON FUNCTION dp.protect(regclass, text, name, integer, integer) IS
+    'DBA: protect a table (dataset, privacy unit column, max rows and groups per unit); revokes direct SELECT and takes public values from enums, booleans and CHECK (col IN ...)';
+COMMENT ON FUNCTION dp.unprotect(regclass) IS 'DBA: stop protecting a table (privileges are left as they are)';
+COMMENT ON FUNCTION dp.set_bounds(regclass, name, numeric, numeric) IS 'DBA: public clamping bounds of a numeric column';
+COMMENT ON FUNCTION dp.set_public_values(regclass, name, text[]) IS 'DBA: declare the public set of GROUP BY keys of a column (every key is released, empty ones too)';
+COMMENT ON FUNCTION dp.set_public_values(regclass, name, regclass, name) IS 'DBA: take the public GROUP BY keys of a column from a public table';
+COMMENT ON FUNCTION dp_internal.check_protected_column(regclass, name) IS 'Raises unless the table is protected and has the column';
+COMMENT ON FUNCTION dp.grant_budget(regrole, text, numeric, numeric) IS 'DBA: grant a role more epsilon (and delta) on a dataset';
+COMMENT ON FUNCTION dp.revoke_budget(regrole, text) IS 'DBA: take back what a role has not spent on a dataset';
+COMMENT ON FUNCTION dp.set_dataset_cap(text, numeric, numeric) IS 'DBA: cap the epsilon/delta all roles together may spend on a dataset (against collusion)';
+COMMENT ON FUNCTION dp.set_setting(text, text) IS 'DBA: change a pg_dp setting (default_epsilon, default_delta, loopback_conninfo, lock_timeout)';

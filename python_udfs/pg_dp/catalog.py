@@ -1,0 +1,51 @@
+"""Read a protected table's public metadata from the catalog."""
+
+from . import db
+from .errors import DPError
+from .query.plan import TableMeta
+
+
+def load_table(schema: str | None, table: str) -> TableMeta:
+    rows = db.execute(
+        """
+        SELECT p.relid::int8 AS relid, n.nspname, c.relname, p.dataset, p.unit_column,
+               d.max_rows_per_unit, d.max_groups_per_unit, d.data_version
+        FROM dp_internal.protected_tables p
+        JOIN pg_catalog.pg_class c ON c.oid = p.relid
+        JOIN pg_catalog.pg_namespace n ON n.oid = c.relnamespace
+        JOIN dp_internal.datasets d ON d.name = p.dataset
+        WHERE c.relname = $1 AND ($2::text IS NULL OR n.nspname = $2)
+        """,
+        [table, schema], ["text", "text"])
+    name = f"{schema}.{table}" if schema else table
+    if not rows:
+        raise DPError(f"table {name} is not protected by pg_dp",
+                      hint="Ask an administrator to protect it: SELECT dp.protect('schema.table').",
+                      sqlstate="42P01")
+    if len(rows) > 1:
+        raise DPError(f"table name {name} is ambiguous",
+                      hint="Qualify it with its schema: schema.table.", sqlstate="42P09")
+    r = rows[0]
+    cols = db.execute(
+        """
+        SELECT a.attname, pg_catalog.format_type(a.atttypid, a.atttypmod) AS type,
+               pg_catalog.format_type(a.atttypid, NULL) AS base_type, a.attnotnull,
+               c.lower_bound, c.upper_bound, c.public_values
+        FROM pg_catalog.pg_attribute a
+        LEFT JOIN dp_internal.columns c ON c.relid = a.attrelid AND c.attname = a.attname
+        WHERE a.attrelid = $1 AND a.attnum > 0 AND NOT a.attisdropped
+        ORDER BY a.attnum
+        """,
+        [r["relid"]], ["oid"])
+    columns = {
+        c["attname"]: {
+            "type": c["base_type"] if c["base_type"] in ("numeric",) else c["type"],
+            "notnull": c["attnotnull"],
+            "lower": c["lower_bound"], "upper": c["upper_bound"],
+            "public_values": c["public_values"],
+        }
+        for c in cols
+    }
+    return TableMeta(int(r["relid"]), r["nspname"], r["relname"], r["dataset"], r["unit_column"],
+                     int(r["max_rows_per_unit"]), int(r["max_groups_per_unit"]), int(r["data_version"]),
+                     columns)

@@ -1,0 +1,1 @@
+"""The DP query gateway: parse (pglast) -> analyze -> plan/rewrite -> release."""

@@ -1,0 +1,414 @@
+"""Check that a parsed SELECT is in the DP subset and describe it.
+
+The subset: one protected table in FROM; a select list of GROUP BY columns and
+aggregates (count, sum, avg, variance, stddev, percentile_cont and their dp_*
+forms); WHERE built only from comparisons, IN, BETWEEN, IS [NOT] NULL, IS
+[NOT] TRUE/FALSE, AND/OR/NOT over columns and constants (nothing that can
+raise an error on a chosen row); GROUP BY columns; ORDER BY and LIMIT, applied
+to the noisy answer.  Everything else is refused with the offending part named.
+"""
+
+from dataclasses import dataclass, field
+
+from ..errors import DPError
+from pglast.enums import A_Expr_Kind, SetOperation, SortByDir, SortByNulls
+
+from .parse import NOT_SUPPORTED, ast, deparse
+
+INVALID = "22023"
+
+COMPARISON_OPERATORS = {"=", "<>", "!=", "<", "<=", ">", ">="}
+# Constant casts allowed in WHERE: built-in types whose input functions are trusted.
+CONSTANT_TYPES = {
+    "int2", "int4", "int8", "smallint", "integer", "int", "bigint", "numeric", "decimal",
+    "float4", "float8", "real", "double precision", "text", "varchar", "bpchar", "char",
+    "bool", "boolean", "date", "timestamp", "timestamptz", "time", "interval",
+}
+PLAIN_AGGREGATES = {
+    "count": "count", "sum": "sum", "avg": "avg", "variance": "var", "var_samp": "var",
+    "stddev": "stddev", "stddev_samp": "stddev",
+}
+DP_AGGREGATES = {
+    "dp_count": "count", "dp_sum": "sum", "dp_avg": "avg", "dp_var": "var",
+    "dp_stddev": "stddev", "dp_quantile": "quantile", "dp_median": "quantile",
+}
+
+
+@dataclass
+class Aggregate:
+    func: str                      # count, sum, avg, var, stddev, quantile
+    column: str | None             # None: count(*)
+    lower: float | None = None     # explicit bounds (else the DBA's)
+    upper: float | None = None
+    q: float | None = None
+    epsilon: float | None = None   # explicit epsilon (else a share of the statement's)
+
+
+@dataclass
+class Output:
+    name: str
+    group_column: str | None = None
+    aggregate: Aggregate | None = None
+
+
+@dataclass
+class Query:
+    schema: str | None
+    table: str
+    alias: str | None
+    outputs: list[Output]
+    group_by: list[str]
+    where: object | None           # validated pglast node
+    order_by: list[tuple[int, bool]] = field(default_factory=list)  # (output index, descending)
+    limit: int | None = None
+    normalized: str = ""
+
+    def columns_used(self) -> set[str]:
+        cols = set(self.group_by)
+        cols.update(o.aggregate.column for o in self.outputs if o.aggregate and o.aggregate.column)
+        if self.where is not None:
+            cols.update(_where_columns(self.where))
+        return cols
+
+
+def refuse(what: str, hint: str, sqlstate: str = NOT_SUPPORTED):
+    raise DPError(what, hint=hint, sqlstate=sqlstate)
+
+
+def analyze(stmt: ast.SelectStmt) -> Query:
+    if stmt.op != SetOperation.SETOP_NONE:
+        refuse("set operations (UNION, INTERSECT, EXCEPT) are not supported",
+               "Ask each part as its own query.")
+    if stmt.withClause is not None:
+        refuse("WITH (common table expressions) is not supported",
+               "Write the question as one SELECT over a protected table.")
+    if stmt.valuesLists:
+        refuse("VALUES lists are not supported", "Query a protected table.")
+    if stmt.distinctClause:
+        refuse("SELECT DISTINCT is not supported",
+               "Use GROUP BY: its keys come from public value sets or DP partition selection.")
+    if stmt.intoClause is not None:
+        refuse("SELECT INTO is not supported", "Use dp.create_view to keep an answer.")
+    if stmt.havingClause is not None:
+        refuse("HAVING is not supported", "Filter the noisy answer in an outer query instead.")
+    if stmt.windowClause:
+        refuse("window functions are not supported", "Use GROUP BY.")
+    if stmt.lockingClause:
+        refuse("FOR UPDATE/SHARE is not supported", "Remove the locking clause.")
+
+    schema, table, alias = _from_clause(stmt.fromClause)
+    qualifiers = {q for q in (alias or table, None if alias else (f"{schema}.{table}" if schema else None)) if q}
+    group_by = _group_by(stmt.groupClause, stmt.targetList, qualifiers)
+    outputs = [_output(i, t, group_by, qualifiers) for i, t in enumerate(stmt.targetList or ())]
+    if not any(o.aggregate for o in outputs):
+        refuse("the query has no aggregate",
+               "Ask for aggregates such as count(*) or avg(column); single rows are never released.")
+    names = [o.name for o in outputs]
+    where = None
+    if stmt.whereClause is not None:
+        _check_where(stmt.whereClause, qualifiers)
+        where = stmt.whereClause
+    order_by = _order_by(stmt.sortClause, outputs, names, qualifiers)
+    limit = _limit(stmt)
+    return Query(schema, table, alias, outputs, group_by, where, order_by, limit, deparse(stmt))
+
+
+def _from_clause(from_clause):
+    if not from_clause:
+        refuse("the query has no FROM clause", "Query a protected table.")
+    if len(from_clause) != 1 or not isinstance(from_clause[0], ast.RangeVar):
+        kind = type(from_clause[0]).__name__ if len(from_clause) == 1 else "several tables"
+        refuse(f"FROM must name one protected table (found {kind})",
+               "Joins and sub-queries are not supported yet: query one table.")
+    rv = from_clause[0]
+    if rv.catalogname:
+        refuse("cross-database references are not supported", "Name the table as schema.table.")
+    if not rv.inh:
+        refuse("ONLY is not supported", "Remove ONLY.")
+    alias = rv.alias.aliasname if rv.alias is not None else None
+    if rv.alias is not None and rv.alias.colnames:
+        refuse("column aliases in FROM are not supported", "Alias the output columns instead.")
+    return rv.schemaname, rv.relname, alias
+
+
+def _column_name(node, qualifiers, where: str) -> str:
+    """The column a ColumnRef names (optionally qualified by the table or its alias)."""
+    if not isinstance(node, ast.ColumnRef):
+        refuse(f"{where} must be a column, not {_describe(node)}", "Use a plain column name.")
+    fields = node.fields
+    if any(not isinstance(f, ast.String) for f in fields):
+        refuse(f"{where}: * is not supported here", "Name the column.")
+    names = [f.sval for f in fields]
+    if len(names) == 1:
+        return names[0]
+    qualifier = ".".join(names[:-1])
+    if qualifier not in qualifiers:
+        refuse(f"{where}: unknown table reference {qualifier!r}", "Qualify columns with the table's name or alias.")
+    return names[-1]
+
+
+def _describe(node) -> str:
+    try:
+        return repr(deparse(node))
+    except Exception:  # pragma: no cover - deparse covers every node the parser makes
+        return type(node).__name__
+
+
+def _group_by(group_clause, targets, qualifiers) -> list[str]:
+    columns = []
+    for node in group_clause or ():
+        if isinstance(node, ast.A_Const) and isinstance(node.val, ast.Integer):
+            pos = node.val.ival
+            if not 1 <= pos <= len(targets or ()):
+                refuse(f"GROUP BY position {pos} is not in the select list", "Use a column name.")
+            node = targets[pos - 1].val
+        if isinstance(node, (ast.GroupingSet,)):
+            refuse("GROUPING SETS, ROLLUP and CUBE are not supported", "Ask one grouping at a time.")
+        columns.append(_column_name(node, qualifiers, "a GROUP BY key"))
+    if len(set(columns)) != len(columns):
+        refuse("a GROUP BY key is repeated", "Name each key once.")
+    return columns
+
+
+def _output(index, target, group_by, qualifiers) -> Output:
+    node = target.val
+    if isinstance(node, ast.ColumnRef):
+        column = _column_name(node, qualifiers, "a selected column")
+        if column not in group_by:
+            refuse(f"column {column!r} must appear in GROUP BY",
+                   "Only GROUP BY keys and aggregates can be selected.")
+        return Output(target.name or column, group_column=column)
+    if isinstance(node, ast.FuncCall):
+        aggregate, default_name = _aggregate(node, qualifiers)
+        return Output(target.name or default_name, aggregate=aggregate)
+    refuse(f"select-list item {index + 1} ({_describe(node)}) is not supported",
+           "Select GROUP BY columns and aggregates such as count(*), sum(x), avg(x), dp_median(x, lo, hi).")
+
+
+def _function_name(node: ast.FuncCall) -> str:
+    names = [n.sval for n in node.funcname]
+    if len(names) == 2 and names[0] in ("dp", "pg_catalog"):
+        return names[1]
+    if len(names) != 1:
+        refuse(f"function {'.'.join(names)} is not supported", "Use the aggregates pg_dp knows, unqualified.")
+    return names[0]
+
+
+def _constant(node, what: str) -> float:
+    """A numeric literal (possibly negative or cast), as a float."""
+    value = node
+    if isinstance(value, ast.TypeCast):
+        value = value.arg
+    negate = False
+    if isinstance(value, ast.A_Expr) and value.kind == A_Expr_Kind.AEXPR_OP \
+            and value.lexpr is None and [n.sval for n in value.name] == ["-"]:
+        negate, value = True, value.rexpr
+    if isinstance(value, ast.A_Const) and not value.isnull:
+        v = value.val
+        if isinstance(v, ast.Integer):
+            number = float(v.ival)
+        elif isinstance(v, ast.Float):
+            number = float(v.fval)
+        elif isinstance(v, ast.String):
+            try:
+                number = float(v.sval)
+            except ValueError:
+                refuse(f"{what} must be a number, not {v.sval!r}", "Write a numeric literal.", INVALID)
+        else:
+            refuse(f"{what} must be a number", "Write a numeric literal.", INVALID)
+        return -number if negate else number
+    refuse(f"{what} must be a numeric literal, not {_describe(node)}",
+           "Privacy parameters must be constants.", INVALID)
+
+
+def _aggregate(node: ast.FuncCall, qualifiers):
+    name = _function_name(node)
+    if node.over is not None:
+        refuse(f"{name} cannot be used as a window function", "Use GROUP BY.")
+    if node.agg_distinct:
+        refuse(f"{name}(DISTINCT ...) is not supported",
+               "Count distinct values with GROUP BY and dp_count over the groups.")
+    if node.agg_filter is not None:
+        refuse(f"FILTER on {name} is not supported", "Move the condition to WHERE.")
+    if node.agg_order and not node.agg_within_group:
+        refuse(f"ORDER BY inside {name} is not supported", "Remove it.")
+    args = list(node.args or ())
+
+    if name in ("percentile_cont", "percentile_disc"):
+        if not node.agg_within_group or len(args) != 1 or len(node.agg_order or ()) != 1:
+            refuse(f"{name} needs one fraction and WITHIN GROUP (ORDER BY column)",
+                   "e.g. percentile_cont(0.5) WITHIN GROUP (ORDER BY income)")
+        q = _constant(args[0], f"the fraction of {name}")
+        column = _column_name(node.agg_order[0].node, qualifiers, f"the argument of {name}")
+        return Aggregate("quantile", column, q=q), name
+    if node.agg_within_group:
+        refuse(f"{name} WITHIN GROUP is not supported", "Use percentile_cont or dp_quantile.")
+
+    if name in PLAIN_AGGREGATES:
+        func = PLAIN_AGGREGATES[name]
+        if node.agg_star:
+            if func != "count":
+                refuse(f"{name}(*) is not valid", "Name a column.")
+            return Aggregate("count", None), name
+        if len(args) != 1:
+            refuse(f"{name} takes one column", f"Write {name}(column).")
+        column = _column_name(args[0], qualifiers, f"the argument of {name}")
+        return Aggregate(func, column), name
+
+    if name in DP_AGGREGATES:
+        func = DP_AGGREGATES[name]
+        if node.agg_star:
+            if name != "dp_count":
+                refuse(f"{name}(*) is not valid", "Name a column.")
+            return Aggregate("count", None), name
+        if not args:
+            refuse(f"{name} needs arguments", "See \\da dp.*")
+        column = _column_name(args[0], qualifiers, f"the first argument of {name}")
+        rest = args[1:]
+        if func == "count":
+            if len(rest) > 1:
+                refuse("dp_count takes (column) or (column, epsilon)", "e.g. dp_count(id, 0.5)")
+            eps = _constant(rest[0], "epsilon of dp_count") if rest else None
+            return Aggregate("count", column, epsilon=eps), name
+        if name == "dp_quantile":
+            if len(rest) not in (1, 3, 4):
+                refuse("dp_quantile takes (column, q [, lower, upper [, epsilon]])",
+                       "e.g. dp_quantile(income, 0.9, 0, 100000)")
+            q = _constant(rest[0], "the quantile of dp_quantile")
+            rest = rest[1:]
+        else:
+            q = 0.5 if func == "quantile" else None
+            if len(rest) not in (0, 2, 3):
+                refuse(f"{name} takes (column [, lower, upper [, epsilon]])", f"e.g. {name}(age, 0, 100)")
+        lower = _constant(rest[0], f"the lower bound of {name}") if len(rest) >= 2 else None
+        upper = _constant(rest[1], f"the upper bound of {name}") if len(rest) >= 2 else None
+        eps = _constant(rest[2], f"epsilon of {name}") if len(rest) == 3 else None
+        return Aggregate(func, column, lower, upper, q, eps), name
+
+    refuse(f"function {name} is not supported in a DP query",
+           "Use count, sum, avg, variance, stddev, percentile_cont or the dp_* aggregates.")
+
+
+def _check_where(node, qualifiers):
+    """Allow only predicates that cannot raise an error on any row."""
+    if isinstance(node, ast.BoolExpr):
+        for arg in node.args:
+            _check_where(arg, qualifiers)
+        return
+    if isinstance(node, ast.NullTest):
+        _check_operand(node.arg, qualifiers, allow_const=False)
+        return
+    if isinstance(node, ast.BooleanTest):
+        _check_operand(node.arg, qualifiers, allow_const=False)
+        return
+    if isinstance(node, ast.ColumnRef):
+        _column_name(node, qualifiers, "a WHERE condition")
+        return
+    if isinstance(node, ast.A_Expr):
+        kind = node.kind
+        ops = [n.sval for n in node.name]
+        if kind == A_Expr_Kind.AEXPR_OP:
+            if len(ops) != 1 or ops[0] not in COMPARISON_OPERATORS or node.lexpr is None:
+                refuse(f"operator {'.'.join(ops)} is not allowed in WHERE",
+                       "WHERE may compare columns and constants with = <> < <= > >=, IN, BETWEEN, IS NULL;"
+                       " arithmetic is refused because it can fail on a chosen row.")
+            _check_operand(node.lexpr, qualifiers)
+            _check_operand(node.rexpr, qualifiers)
+            return
+        if kind == A_Expr_Kind.AEXPR_IN:
+            _check_operand(node.lexpr, qualifiers)
+            for item in node.rexpr:
+                _check_operand(item, qualifiers)
+            return
+        if kind in (A_Expr_Kind.AEXPR_BETWEEN, A_Expr_Kind.AEXPR_NOT_BETWEEN):
+            _check_operand(node.lexpr, qualifiers)
+            for item in node.rexpr:
+                _check_operand(item, qualifiers)
+            return
+        if kind == A_Expr_Kind.AEXPR_DISTINCT or kind == A_Expr_Kind.AEXPR_NOT_DISTINCT:
+            _check_operand(node.lexpr, qualifiers)
+            _check_operand(node.rexpr, qualifiers)
+            return
+    refuse(f"this WHERE condition is not allowed: {_describe(node)}",
+           "WHERE may compare columns and constants with = <> < <= > >=, IN, BETWEEN, IS [NOT] NULL,"
+           " IS [NOT] TRUE/FALSE, AND, OR, NOT.")
+
+
+def _check_operand(node, qualifiers, allow_const=True):
+    if isinstance(node, ast.ColumnRef):
+        _column_name(node, qualifiers, "a WHERE operand")
+        return
+    if allow_const and isinstance(node, ast.A_Const):
+        return
+    if allow_const and isinstance(node, ast.TypeCast) and isinstance(node.arg, ast.A_Const):
+        names = [n.sval for n in node.typeName.names]
+        if (len(names) == 1 or (len(names) == 2 and names[0] == "pg_catalog")) \
+                and names[-1] in CONSTANT_TYPES and not node.typeName.arrayBounds:
+            return
+        refuse(f"cast to {'.'.join(names)} is not allowed in WHERE", "Cast constants to built-in types only.")
+    if allow_const and isinstance(node, ast.A_Expr) and node.kind == A_Expr_Kind.AEXPR_OP \
+            and node.lexpr is None and [n.sval for n in node.name] == ["-"] \
+            and isinstance(node.rexpr, ast.A_Const):
+        return
+    refuse(f"{_describe(node)} is not allowed in WHERE",
+           "Compare plain columns with constants; functions, casts of columns, arithmetic and"
+           " sub-queries can fail on a chosen row and are refused.")
+
+
+def _where_columns(node):
+    out = []
+
+    def visit(n):
+        if isinstance(n, ast.ColumnRef):
+            out.append(n.fields[-1].sval)
+        elif isinstance(n, ast.Node):
+            for slot in n:
+                v = getattr(n, slot)
+                if isinstance(v, tuple):
+                    for x in v:
+                        visit(x)
+                else:
+                    visit(v)
+
+    visit(node)
+    return out
+
+
+def _order_by(sort_clause, outputs, names, qualifiers):
+    order = []
+    for sort in sort_clause or ():
+        node = sort.node
+        desc = sort.sortby_dir == SortByDir.SORTBY_DESC
+        if sort.sortby_nulls != SortByNulls.SORTBY_NULLS_DEFAULT or sort.useOp:
+            refuse("NULLS FIRST/LAST and USING are not supported in ORDER BY", "Use ASC or DESC.")
+        if isinstance(node, ast.A_Const) and isinstance(node.val, ast.Integer):
+            pos = node.val.ival
+            if not 1 <= pos <= len(outputs):
+                refuse(f"ORDER BY position {pos} is not in the select list", "Use an output column.")
+            order.append((pos - 1, desc))
+            continue
+        if isinstance(node, ast.ColumnRef) and len(node.fields) == 1 and isinstance(node.fields[0], ast.String):
+            name = node.fields[0].sval
+            if name in names:
+                order.append((names.index(name), desc))
+                continue
+            matches = [i for i, o in enumerate(outputs) if o.group_column == name]
+            if matches:
+                order.append((matches[0], desc))
+                continue
+        refuse(f"ORDER BY {_describe(node)} is not supported",
+               "Order by an output column's name or position; ordering applies to the noisy answer.")
+    return order
+
+
+def _limit(stmt):
+    if stmt.limitOffset is not None:
+        refuse("OFFSET is not supported", "Use ORDER BY and LIMIT on the answer.")
+    if stmt.limitCount is None:
+        return None
+    node = stmt.limitCount
+    if isinstance(node, ast.A_Const) and isinstance(node.val, ast.Integer) and node.val.ival >= 0:
+        return node.val.ival
+    if isinstance(node, ast.A_Const) and node.isnull:
+        return None
+    refuse("LIMIT must be a non-negative integer literal", "e.g. LIMIT 10")

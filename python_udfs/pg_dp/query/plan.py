@@ -1,0 +1,374 @@
+"""Bind an analyzed query to the catalog, rewrite it to native SQL, release the answer.
+
+The rewrite computes exact per-group statistics with native aggregates and
+pg_dp's exact C accumulators (dp_internal.exact_*), over rows clamped to
+public bounds and, when the dataset has a privacy unit, with each unit's
+contribution bounded (at most `max_rows_per_unit` rows per group and
+`max_groups_per_unit` groups).  The answer is then released in Python: one
+OpenDP mechanism per aggregate and group, and DP partition selection when
+the group keys are not public.
+"""
+
+from dataclasses import dataclass, field
+from decimal import Decimal
+import itertools
+import json
+import math
+
+from .. import mechanisms, release
+from ..errors import DPError
+from .analyze import Query
+from .parse import deparse
+
+INVALID = "22023"
+NOT_SUPPORTED = "0A000"
+UNDEFINED_COLUMN = "42703"
+MAX_PUBLIC_GROUPS = 100_000
+QUANTILE_CANDIDATES = 1025
+
+INTEGER_TYPES = {"smallint", "integer", "bigint"}
+FLOAT_TYPES = {"real", "double precision"}
+
+
+def quote_ident(name: str) -> str:
+    return '"' + name.replace('"', '""') + '"'
+
+
+def float_literal(x: float) -> str:
+    return f"'{float(x)!r}'::float8"
+
+
+@dataclass
+class TableMeta:
+    """What the catalog says about a protected table (plain values, no plpy)."""
+    relid: int
+    schema: str
+    table: str
+    dataset: str
+    unit_column: str | None
+    max_rows_per_unit: int
+    max_groups_per_unit: int
+    data_version: int
+    columns: dict            # name -> {"type", "notnull", "lower", "upper", "public_values"}
+
+
+@dataclass
+class Measurement:
+    output: int              # index in the select list
+    func: str
+    column: str | None
+    epsilon: float           # for the whole aggregate (all groups)
+    lower: float | None = None
+    upper: float | None = None
+    q: float | None = None
+    result_type: str = "double precision"
+    sql: str = ""
+
+
+@dataclass
+class Plan:
+    query: Query
+    meta: TableMeta
+    sql: str
+    measurements: list[Measurement]
+    columns: list[tuple[str, str]]          # output (name, type)
+    group_types: list[str]
+    public_keys: list[tuple] | None         # every released key, when all keys are public
+    selection_epsilon: float = 0.0
+    selection_delta: float = 0.0
+    rows_per_unit: int = 1
+    groups_per_unit: int = 1
+    epsilon: Decimal = Decimal(0)    # charged, exact
+    delta: Decimal = Decimal(0)
+    notes: list[str] = field(default_factory=list)
+
+    @property
+    def mechanism(self) -> str:
+        parts = [f"{m.func}(eps={m.epsilon:g})" for m in self.measurements]
+        if self.selection_epsilon:
+            parts.append(f"partition_selection(eps={self.selection_epsilon:g},delta={self.selection_delta:g})")
+        return "; ".join(parts)
+
+    def cache_identity(self) -> str:
+        """Everything that determines the answer: statement, parameters, data version."""
+        return json.dumps([self.meta.dataset, self.meta.data_version, self.query.normalized,
+                           [(m.func, m.column, m.epsilon, m.lower, m.upper, m.q) for m in self.measurements],
+                           self.selection_epsilon, self.selection_delta], sort_keys=True)
+
+
+def make_plan(query: Query, meta: TableMeta, epsilon: float, delta: float) -> Plan:
+    for column in sorted(query.columns_used()):
+        if column not in meta.columns:
+            raise DPError(f"column {column!r} does not exist in {meta.schema}.{meta.table}",
+                          hint="Check \\d of the table or dp.protected_columns.", sqlstate=UNDEFINED_COLUMN)
+
+    k = meta.max_rows_per_unit if meta.unit_column else 1
+    g = meta.max_groups_per_unit if (meta.unit_column and query.group_by) else 1
+
+    public_keys = _public_keys(query, meta)
+    needs_selection = bool(query.group_by) and public_keys is None
+
+    implicit = sum(1 for o in query.outputs if o.aggregate and o.aggregate.epsilon is None) + needs_selection
+    # shares are rounded down, so the noise never uses more than the charged epsilon
+    share = math.nextafter(float(epsilon) / implicit, 0.0) if implicit else 0.0
+    if implicit and not (math.isfinite(share) and share > 0):
+        raise DPError("epsilon of the query must be a finite number greater than zero",
+                      hint="Pass e.g. dp.query(sql, epsilon => 0.5).", sqlstate=INVALID)
+
+    measurements = []
+    for i, out in enumerate(query.outputs):
+        if out.aggregate is None:
+            continue
+        measurements.append(_measurement(i, out.aggregate, meta, share))
+
+    columns, group_types = [], []
+    m_by_output = {m.output: m for m in measurements}
+    for i, out in enumerate(query.outputs):
+        if out.group_column is not None:
+            t = meta.columns[out.group_column]["type"]
+            columns.append((out.name, t))
+        else:
+            columns.append((out.name, m_by_output[i].result_type))
+    group_types = [meta.columns[c]["type"] for c in query.group_by]
+
+    plan = Plan(query, meta, "", measurements, columns, group_types, public_keys,
+                rows_per_unit=k, groups_per_unit=g)
+    if needs_selection:
+        plan.selection_epsilon = share
+        plan.selection_delta = delta
+        mechanisms.selection_parameters(g, k, share, delta)  # validates delta early
+    explicit = [Decimal(repr(o.aggregate.epsilon)) for o in query.outputs
+                if o.aggregate and o.aggregate.epsilon is not None]
+    plan.epsilon = (Decimal(str(epsilon)) if implicit else Decimal(0)) + sum(explicit, Decimal(0))
+    plan.delta = Decimal(str(delta)) if needs_selection else Decimal(0)
+    plan.sql = _rewrite(plan)
+    if meta.unit_column:
+        plan.notes.append(f"each {meta.unit_column} contributes at most {k} row(s) per group"
+                          + (f" and to at most {g} group(s)" if query.group_by else ""))
+    return plan
+
+
+def _measurement(index, agg, meta: TableMeta, share: float) -> Measurement:
+    eps = agg.epsilon if agg.epsilon is not None else share
+    if not (isinstance(eps, (int, float)) and math.isfinite(eps) and eps > 0):
+        raise DPError("epsilon of each aggregate must be a finite number greater than zero",
+                      hint="e.g. dp_avg(age, 0, 100, 0.5)", sqlstate=INVALID)
+    m = Measurement(index, agg.func, agg.column, float(eps), q=agg.q)
+    if agg.func == "count":
+        m.result_type = "bigint"
+        m.sql = "count(*)" if agg.column is None else f"count({quote_ident(agg.column)})"
+        return m
+    col = meta.columns[agg.column]
+    if col["type"] not in INTEGER_TYPES | FLOAT_TYPES | {"numeric"}:
+        raise DPError(f"{agg.func} of column {agg.column!r} ({col['type']}) is not supported",
+                      hint="Only numeric columns can be summed, averaged or ranked.", sqlstate=NOT_SUPPORTED)
+    lower = agg.lower if agg.lower is not None else col["lower"]
+    upper = agg.upper if agg.upper is not None else col["upper"]
+    if lower is None or upper is None:
+        raise DPError(f"column {agg.column!r} has no bounds",
+                      hint=f"An administrator can call dp.set_bounds('{meta.schema}.{meta.table}', "
+                           f"'{agg.column}', lower, upper), or pass bounds: dp_{agg.func if agg.func != 'quantile' else 'quantile'}"
+                           f"({agg.column}, lower, upper).",
+                      sqlstate=INVALID)
+    lower, upper = float(lower), float(upper)
+    if not (math.isfinite(lower) and math.isfinite(upper)) or lower > upper:
+        raise DPError(f"bounds of {agg.column!r} must be finite with lower <= upper",
+                      hint="Swap or fix the bounds.", sqlstate=INVALID)
+    if agg.q is not None and not (0 <= agg.q <= 1):
+        raise DPError("the quantile must be between 0 and 1", hint="Use 0.5 for the median.", sqlstate=INVALID)
+    m.lower, m.upper = lower, upper
+    value = quote_ident(agg.column)
+    if col["type"] == "numeric":
+        # clamp in numeric first: a cast of a huge numeric to float8 would fail on that row
+        value = f"least(greatest({value}, {lower!r}::numeric), {upper!r}::numeric)"
+    value = f"({value})::float8"
+    bounds = f"{float_literal(lower)}, {float_literal(upper)}"
+    if agg.func in ("sum", "avg"):
+        m.sql = f"dp_internal.exact_sum({value}, {bounds})::text"
+        if agg.func == "sum" and col["type"] in INTEGER_TYPES and lower.is_integer() and upper.is_integer():
+            m.result_type = "bigint"
+    elif agg.func in ("var", "stddev"):
+        m.sql = f"dp_internal.exact_var({value}, {bounds})::text"
+    else:
+        m.sql = f"dp_internal.exact_quantile({value}, {float_literal(agg.q)}, {bounds})::text"
+    return m
+
+
+def _public_keys(query: Query, meta: TableMeta):
+    """Every combination of public values of the GROUP BY columns, or None if one has none."""
+    if not query.group_by:
+        return [()]
+    sets = []
+    for c in query.group_by:
+        col = meta.columns[c]
+        values = col.get("public_values")
+        if values is None or c == meta.unit_column:
+            return None
+        values = list(values)
+        if not col["notnull"]:
+            values.append(None)
+        sets.append(values)
+    total = math.prod(len(s) for s in sets)
+    if total > MAX_PUBLIC_GROUPS:
+        raise DPError(f"the GROUP BY has {total} public key combinations, more than {MAX_PUBLIC_GROUPS}",
+                      hint="Group by fewer columns.", sqlstate=NOT_SUPPORTED)
+    return list(itertools.product(*sets))
+
+
+def _rewrite(plan: Plan) -> str:
+    q, meta = plan.query, plan.meta
+    rel = f"{quote_ident(meta.schema)}.{quote_ident(meta.table)}"
+    alias = quote_ident(q.alias or meta.table)
+    where = f" WHERE {deparse(q.where)}" if q.where is not None else ""
+    keys = [quote_ident(c) for c in q.group_by]
+    items = [f"{k}::text" for k in keys] + ["count(*)"] + [m.sql for m in plan.measurements]
+    select = [f"{item} AS c{i}" for i, item in enumerate(items)]
+    group = f" GROUP BY {', '.join(keys)}" if keys else ""
+    if not meta.unit_column:
+        return f"SELECT {', '.join(select)} FROM {rel} AS {alias}{where}{group}"
+    unit = quote_ident(meta.unit_column)
+    needed = sorted(q.columns_used() | {meta.unit_column})
+    inner_cols = ", ".join(quote_ident(c) for c in needed)
+    windows = [f"row_number() OVER (PARTITION BY {', '.join([unit] + keys)}) AS dp_row"]
+    outer_where = [f"dp_row <= {plan.rows_per_unit}"]
+    if keys:
+        windows.append(f"dense_rank() OVER (PARTITION BY {unit} ORDER BY {', '.join(keys)}) AS dp_group")
+        outer_where.append(f"dp_group <= {plan.groups_per_unit}")
+    inner = f"SELECT {inner_cols}, {', '.join(windows)} FROM {rel} AS {alias}{where}"
+    return (f"SELECT {', '.join(select)} FROM ({inner}) AS {alias}"
+            f" WHERE {' AND '.join(outer_where)}{group}")
+
+
+# ---------------------------------------------------------------------------
+# release
+# ---------------------------------------------------------------------------
+
+def _parse_sum_state(text: str):
+    n, s1, s2, lower_units, upper_units, gexp, _flags, _eps = text.strip("()").split(",")
+    return int(n), int(s1), int(s2), int(lower_units), int(upper_units), int(gexp)
+
+
+def _parse_hist_state(text: str) -> list[int]:
+    head, body = text.strip("()").split(";")
+    counts = [0] * QUANTILE_CANDIDATES
+    for item in body.split():
+        i, c = item.split(":")
+        counts[int(i)] = int(c)
+    return counts
+
+
+def release_answer(plan: Plan, rows: list[tuple]) -> list[list]:
+    """Noisy rows from the exact per-group statistics `rows` (keys..., count, stats...)."""
+    nkeys = len(plan.query.group_by)
+    exact = {tuple(r[:nkeys]): r[nkeys:] for r in rows}
+    if plan.public_keys is not None:
+        keys = [tuple(None if v is None else str(v) for v in k) for k in plan.public_keys]
+    else:
+        counts = {json.dumps(k): int(v[0]) for k, v in exact.items()}
+        kept = mechanisms.select_partitions(counts, plan.groups_per_unit, plan.rows_per_unit,
+                                            plan.selection_epsilon, plan.selection_delta)
+        keys = sorted((tuple(json.loads(k)) for k in kept), key=_sort_key_tuple)
+    answer = []
+    for key in keys:
+        stats = exact.get(key)
+        values = {}
+        for j, m in enumerate(plan.measurements):
+            stat = None if stats is None else stats[j + 1]
+            values[m.output] = _release_one(plan, m, stat)
+        answer.append([key[plan.query.group_by.index(out.group_column)] if out.group_column else values[i]
+                       for i, out in enumerate(plan.query.outputs)])
+    return _order_and_limit(plan, answer)
+
+
+def _release_one(plan: Plan, m: Measurement, stat):
+    eps = m.epsilon / plan.groups_per_unit
+    k = plan.rows_per_unit
+    if m.func == "count":
+        n = int(stat) if stat is not None else 0
+        return int(release.release_stats("count", n, 0, 0, 0, 0, 0, eps, k))
+    if m.func == "quantile":
+        counts = _parse_hist_state(stat) if stat is not None else [0] * QUANTILE_CANDIDATES
+        return release.release_quantile([sum(counts)] + counts, eps, m.lower, m.upper, m.q, k)
+    gexp, lower_units, upper_units = mechanisms.grid(m.lower, m.upper)
+    if stat is None:
+        n = s1 = s2 = 0
+    else:
+        n, s1, s2, lu, uu, ge = _parse_sum_state(stat)
+        if (lu, uu, ge) != (lower_units, upper_units, gexp):
+            raise DPError("internal error: grid mismatch between C and Python", sqlstate="XX000")
+    value = release.release_stats(m.func, n, s1, s2, lower_units, upper_units, gexp, eps, k)
+    if m.result_type == "bigint":
+        return int(round(value))
+    return value
+
+
+def _sort_key_value(v):
+    if v is None:
+        return (1, 0, "")
+    if isinstance(v, (int, float)):
+        return (0, v, "")
+    try:
+        return (0, float(v), "")
+    except ValueError:
+        return (0, 0, str(v))
+
+
+def _sort_key_tuple(t):
+    return tuple(_sort_key_value(v) for v in t)
+
+
+def _order_and_limit(plan: Plan, answer: list[list]) -> list[list]:
+    for index, desc in reversed(plan.query.order_by):
+        answer.sort(key=lambda r: _sort_key_value(r[index]), reverse=desc)
+    if plan.query.limit is not None:
+        answer = answer[: plan.query.limit]
+    return answer
+
+
+# ---------------------------------------------------------------------------
+# explain: noise per output column, without running anything
+# ---------------------------------------------------------------------------
+
+def explain(plan: Plan) -> list[dict]:
+    out = []
+    k, g = plan.rows_per_unit, plan.groups_per_unit
+    ln20 = math.log(20)
+    for i, (name, typ) in enumerate(plan.columns):
+        q = plan.query.outputs[i]
+        if q.group_column is not None:
+            how = "public value set" if plan.public_keys is not None else "DP partition selection"
+            note = how if plan.public_keys is not None else (
+                f"{how}: groups with fewer than about "
+                f"{mechanisms.selection_parameters(g, k, plan.selection_epsilon, plan.selection_delta)[1]}"
+                " contributing units are not released")
+            out.append(dict(column_name=name, data_type=typ, mechanism="group key", epsilon=0.0, delta=0.0,
+                            noise_scale=None, ci95=None, note=note))
+            continue
+        m = next(m for m in plan.measurements if m.output == i)
+        eps = m.epsilon / g
+        if m.func == "count":
+            scale = mechanisms.integer_laplace_scale(k, eps)
+            out.append(dict(column_name=name, data_type=typ, mechanism="discrete Laplace", epsilon=m.epsilon,
+                            delta=0.0, noise_scale=scale, ci95=scale * ln20, note="per group"))
+        elif m.func == "sum":
+            scale = k * max(abs(m.lower), abs(m.upper)) / eps
+            out.append(dict(column_name=name, data_type=typ, mechanism="discrete Laplace", epsilon=m.epsilon,
+                            delta=0.0, noise_scale=scale, ci95=scale * ln20,
+                            note=f"values clamped to [{m.lower:g}, {m.upper:g}]"))
+        elif m.func == "avg":
+            scale = k * (m.upper - m.lower) / 2 / (eps / 2)
+            out.append(dict(column_name=name, data_type=typ, mechanism="noisy sum / noisy count",
+                            epsilon=m.epsilon, delta=0.0, noise_scale=scale, ci95=None,
+                            note=f"noise of the centred sum; the mean's error is about that divided by the count;"
+                                 f" values clamped to [{m.lower:g}, {m.upper:g}]"))
+        elif m.func in ("var", "stddev"):
+            out.append(dict(column_name=name, data_type=typ, mechanism="noisy moments", epsilon=m.epsilon,
+                            delta=0.0, noise_scale=k * (m.upper - m.lower) ** 2 / 4 / (eps / 3), ci95=None,
+                            note="noise of the centred sum of squares; divide by the count"))
+        else:
+            step = (m.upper - m.lower) / (QUANTILE_CANDIDATES - 1)
+            out.append(dict(column_name=name, data_type=typ, mechanism="exponential mechanism (noisy max)",
+                            epsilon=m.epsilon, delta=0.0, noise_scale=None, ci95=None,
+                            note=f"q={m.q:g} over {QUANTILE_CANDIDATES} candidates {step:g} apart in "
+                                 f"[{m.lower:g}, {m.upper:g}]"))
+    return out
