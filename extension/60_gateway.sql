@@ -80,7 +80,7 @@ REVOKE ALL ON FUNCTION dp_internal.charge(oid, text, numeric, numeric, text, tex
 
 -- front doors ---------------------------------------------------------------
 
-CREATE FUNCTION dp.query(sql text, epsilon numeric DEFAULT NULL, delta numeric DEFAULT NULL)
+CREATE FUNCTION dp.query(sql text, epsilon double precision DEFAULT NULL, delta double precision DEFAULT NULL)
 RETURNS SETOF record
 LANGUAGE plpython3u VOLATILE SECURITY DEFINER
 SET search_path = pg_catalog, pg_temp
@@ -90,7 +90,7 @@ from pg_dp.gateway import query_rows
 return call(query_rows, sql, epsilon, delta)
 $$;
 
-CREATE FUNCTION dp.query_json(sql text, epsilon numeric DEFAULT NULL, delta numeric DEFAULT NULL)
+CREATE FUNCTION dp.query_json(sql text, epsilon double precision DEFAULT NULL, delta double precision DEFAULT NULL)
 RETURNS SETOF jsonb
 LANGUAGE plpython3u VOLATILE SECURITY DEFINER
 SET search_path = pg_catalog, pg_temp
@@ -100,7 +100,7 @@ from pg_dp.gateway import query_json
 return call(query_json, sql, epsilon, delta)
 $$;
 
-CREATE FUNCTION dp.cost(sql text, epsilon numeric DEFAULT NULL, delta numeric DEFAULT NULL,
+CREATE FUNCTION dp.cost(sql text, epsilon double precision DEFAULT NULL, delta double precision DEFAULT NULL,
                         OUT dataset text, OUT epsilon_cost numeric, OUT delta_cost numeric,
                         OUT cached boolean, OUT epsilon_remaining numeric, OUT delta_remaining numeric)
 LANGUAGE plpython3u STABLE SECURITY DEFINER
@@ -111,7 +111,7 @@ from pg_dp.gateway import cost
 return call(cost, sql, epsilon, delta)
 $$;
 
-CREATE FUNCTION dp.explain(sql text, epsilon numeric DEFAULT NULL, delta numeric DEFAULT NULL)
+CREATE FUNCTION dp.explain(sql text, epsilon double precision DEFAULT NULL, delta double precision DEFAULT NULL)
 RETURNS TABLE (column_name text, data_type text, mechanism text, epsilon numeric, delta numeric,
                noise_scale double precision, ci95 double precision, note text)
 LANGUAGE plpython3u STABLE SECURITY DEFINER
@@ -137,8 +137,8 @@ $$;
 
 -- A typed view over the gateway: reading it asks the question (answered from
 -- the cache, at no cost, while the data does not change).
-CREATE FUNCTION dp.create_view(view_name text, sql text, epsilon numeric DEFAULT NULL,
-                               delta numeric DEFAULT NULL)
+CREATE FUNCTION dp.create_view(view_name text, sql text, epsilon double precision DEFAULT NULL,
+                               delta double precision DEFAULT NULL)
 RETURNS void
 LANGUAGE plpgsql VOLATILE SECURITY INVOKER
 AS $$
@@ -167,9 +167,9 @@ from pg_dp.dummy import make_dummy
 return call(make_dummy, table_name, row_count, seed)
 $$;
 
-GRANT EXECUTE ON FUNCTION dp.query(text, numeric, numeric), dp.query_json(text, numeric, numeric),
-    dp.cost(text, numeric, numeric), dp.explain(text, numeric, numeric), dp.my_budget(),
-    dp.create_view(text, text, numeric, numeric), dp.dummy(regclass, integer, integer) TO PUBLIC;
+GRANT EXECUTE ON FUNCTION dp.query(text, double precision, double precision), dp.query_json(text, double precision, double precision),
+    dp.cost(text, double precision, double precision), dp.explain(text, double precision, double precision), dp.my_budget(),
+    dp.create_view(text, text, double precision, double precision), dp.dummy(regclass, integer, integer) TO PUBLIC;
 
 COMMENT ON AGGREGATE dp_internal.exact_sum(double precision, double precision, double precision) IS 'Internal: exact clamped sum state for the gateway (no noise; not executable by users)';
 COMMENT ON AGGREGATE dp_internal.exact_var(double precision, double precision, double precision) IS 'Internal: exact clamped moments state for the gateway (no noise; not executable by users)';
@@ -177,10 +177,10 @@ COMMENT ON AGGREGATE dp_internal.exact_quantile(double precision, double precisi
 COMMENT ON FUNCTION dp_internal.outer_user() IS 'The role outside any SECURITY DEFINER function: whose budget the gateway charges';
 COMMENT ON FUNCTION dp_internal.charge(oid, text, numeric, numeric, text, text, bigint, text) IS 'Internal: charge a budget and write the ledger (runs in its own transaction on the loopback connection)';
 COMMENT ON FUNCTION dp_internal.store_answer(text, text, bigint, jsonb, jsonb, bigint) IS 'Internal: keep a released answer for the cache (loopback connection)';
-COMMENT ON FUNCTION dp.query(text, numeric, numeric) IS 'Analyst: answer a SELECT over a protected table with DP, charging the budget once; needs a column definition list: AS t(col type, ...)';
-COMMENT ON FUNCTION dp.query_json(text, numeric, numeric) IS 'Analyst: like dp.query, one JSON object per row (no column definition list needed)';
-COMMENT ON FUNCTION dp.cost(text, numeric, numeric) IS 'Analyst: what a query would cost, whether it is cached, and the budget left; spends nothing';
-COMMENT ON FUNCTION dp.explain(text, numeric, numeric) IS 'Analyst: per output column, type, mechanism, epsilon, noise scale and 95% interval; spends nothing';
+COMMENT ON FUNCTION dp.query(text, double precision, double precision) IS 'Analyst: answer a SELECT over a protected table with DP, charging the budget once; needs a column definition list: AS t(col type, ...)';
+COMMENT ON FUNCTION dp.query_json(text, double precision, double precision) IS 'Analyst: like dp.query, one JSON object per row (no column definition list needed)';
+COMMENT ON FUNCTION dp.cost(text, double precision, double precision) IS 'Analyst: what a query would cost, whether it is cached, and the budget left; spends nothing';
+COMMENT ON FUNCTION dp.explain(text, double precision, double precision) IS 'Analyst: per output column, type, mechanism, epsilon, noise scale and 95% interval; spends nothing';
 COMMENT ON FUNCTION dp.my_budget() IS 'Analyst: my budgets per dataset: granted, spent, remaining';
-COMMENT ON FUNCTION dp.create_view(text, text, numeric, numeric) IS 'Analyst: create a typed view that answers a DP query (cached while the data is unchanged)';
+COMMENT ON FUNCTION dp.create_view(text, text, double precision, double precision) IS 'Analyst: create a typed view that answers a DP query (cached while the data is unchanged)';
 COMMENT ON FUNCTION dp.dummy(regclass, integer, integer) IS 'Analyst: a TEMP table shaped like a protected table, filled from public metadata only (zero cost), to debug SQL';

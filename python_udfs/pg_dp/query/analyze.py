@@ -11,9 +11,8 @@ to the noisy answer.  Everything else is refused with the offending part named.
 from dataclasses import dataclass, field
 
 from ..errors import DPError
-from pglast.enums import A_Expr_Kind, SetOperation, SortByDir, SortByNulls
-
-from .parse import NOT_SUPPORTED, ast, deparse
+from .parse import NOT_SUPPORTED, ast, deparse  # first: loads pglast with RTLD_DEEPBIND
+from pglast.enums import A_Expr_Kind, SetOperation, SortByDir, SortByNulls  # noqa: E402
 
 INVALID = "22023"
 

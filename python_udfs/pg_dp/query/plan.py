@@ -317,9 +317,21 @@ def _sort_key_tuple(t):
     return tuple(_sort_key_value(v) for v in t)
 
 
+def _output_sort_key(plan: Plan, index: int):
+    """How an output column orders: a public key set in its own order (enum order), numbers as numbers."""
+    out = plan.query.outputs[index]
+    if out.group_column is not None:
+        col = plan.meta.columns[out.group_column]
+        if col.get("public_values"):
+            rank = {v: i for i, v in enumerate(col["public_values"])}
+            return lambda v: (1, 0, "") if v is None else (0, rank.get(v, len(rank)), str(v))
+    return _sort_key_value
+
+
 def _order_and_limit(plan: Plan, answer: list[list]) -> list[list]:
     for index, desc in reversed(plan.query.order_by):
-        answer.sort(key=lambda r: _sort_key_value(r[index]), reverse=desc)
+        key = _output_sort_key(plan, index)
+        answer.sort(key=lambda r: key(r[index]), reverse=desc)
     if plan.query.limit is not None:
         answer = answer[: plan.query.limit]
     return answer
