@@ -109,7 +109,9 @@ def protect(table_oid, dataset, privacy_unit, max_rows_per_unit, max_groups_per_
             cols = ", ".join(db.quote_ident(c) for c in columns)
             db.execute(f"REVOKE ALL ({cols}) ON TABLE {qualified} FROM {who}")
 
-    db.execute(f"DROP TRIGGER IF EXISTS dp_data_version ON {qualified}")
+    if db.execute("SELECT count(*) AS n FROM pg_catalog.pg_trigger WHERE tgrelid = $1 AND tgname = 'dp_data_version'",
+                  [table_oid], ["oid"])[0]["n"]:
+        db.execute(f"DROP TRIGGER dp_data_version ON {qualified}")
     db.execute(f"CREATE TRIGGER dp_data_version AFTER INSERT OR UPDATE OR DELETE OR TRUNCATE ON {qualified} "
                "FOR EACH STATEMENT EXECUTE FUNCTION dp_internal.bump_data_version()")
     db.execute("UPDATE dp_internal.datasets SET data_version = data_version + 1 WHERE name = $1", [dataset], ["text"])
