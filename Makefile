@@ -37,7 +37,8 @@ deps:            ## install PostgreSQL 15, PL/Python, build tools and Python pac
 	scripts/install-deps.sh
 
 install-python:  ## install the Python engine where the server's plpython3u imports from
-	$(PYTHON) -m pip install --quiet --break-system-packages --no-deps --no-build-isolation --force-reinstall ./python_udfs
+	$(PYTHON) -m pip install --quiet --break-system-packages --root-user-action=ignore --no-deps --no-build-isolation --force-reinstall ./python_udfs
+	rm -rf python_udfs/build python_udfs/*.egg-info
 
 install: install-python
 
