@@ -22,7 +22,10 @@ def _decimal_setting(key: str) -> Decimal:
 
 def make_plan(sql, epsilon=None, delta=None):
     query = analyze(parse_select(sql))
-    meta = catalog.load_table(query.schema, query.table)
+    if len(query.tables) > 1:
+        meta = planning.bind_join(query, [catalog.load_table(s, t) for s, t, _ in query.tables])
+    else:
+        meta = catalog.load_table(query.schema, query.table)
     eps = Decimal(str(epsilon)) if epsilon is not None else _decimal_setting("default_epsilon")
     dlt = Decimal(str(delta)) if delta is not None else _decimal_setting("default_delta")
     return planning.make_plan(query, meta, eps, float(dlt))

@@ -12,7 +12,7 @@ from dataclasses import dataclass, field
 
 from ..errors import DPError
 from .parse import NOT_SUPPORTED, ast, deparse  # first: loads pglast with RTLD_DEEPBIND
-from pglast.enums import A_Expr_Kind, SetOperation, SortByDir, SortByNulls  # noqa: E402
+from pglast.enums import A_Expr_Kind, JoinType, SetOperation, SortByDir, SortByNulls  # noqa: E402
 
 INVALID = "22023"
 
@@ -61,13 +61,22 @@ class Query:
     order_by: list[tuple[int, bool]] = field(default_factory=list)  # (output index, descending)
     limit: int | None = None
     normalized: str = ""
+    # a join of two tables on their privacy unit: [(schema, table, alias), ...] and the
+    # joined columns (qualified "alias.column" or bare); column names are then as written
+    tables: list[tuple] = field(default_factory=list)
+    join_columns: tuple | None = None
 
     def columns_used(self) -> set[str]:
         cols = set(self.group_by)
         cols.update(o.aggregate.column for o in self.outputs if o.aggregate and o.aggregate.column)
         if self.where is not None:
-            cols.update(_where_columns(self.where))
+            cols.update(self.ref_name(r) for r in column_refs(self.where))
         return cols
+
+    def ref_name(self, ref) -> str:
+        """A WHERE column reference as the select list would name it."""
+        names = [f.sval for f in ref.fields]
+        return ".".join(names) if self.join_columns and len(names) > 1 else names[-1]
 
 
 def refuse(what: str, hint: str, sqlstate: str = NOT_SUPPORTED):
@@ -95,8 +104,15 @@ def analyze(stmt: ast.SelectStmt) -> Query:
     if stmt.lockingClause:
         refuse("FOR UPDATE/SHARE is not supported", "Remove the locking clause.")
 
-    schema, table, alias = _from_clause(stmt.fromClause)
-    qualifiers = {q for q in (alias or table, None if alias else (f"{schema}.{table}" if schema else None)) if q}
+    tables, join_columns = _from_clause(stmt.fromClause)
+    schema, table, alias = tables[0]
+    qualifiers = set()
+    for sch, tab, ali in tables:
+        qualifiers.add(ali or tab)
+        if not ali and sch:
+            qualifiers.add(f"{sch}.{tab}")
+    if len(tables) > 1:
+        qualifiers = _JoinQualifiers(qualifiers)
     group_by = _group_by(stmt.groupClause, stmt.targetList, qualifiers)
     outputs = [_output(i, t, group_by, qualifiers) for i, t in enumerate(stmt.targetList or ())]
     if not any(o.aggregate for o in outputs):
@@ -109,25 +125,55 @@ def analyze(stmt: ast.SelectStmt) -> Query:
         where = stmt.whereClause
     order_by = _order_by(stmt.sortClause, outputs, names, qualifiers)
     limit = _limit(stmt)
-    return Query(schema, table, alias, outputs, group_by, where, order_by, limit, deparse(stmt))
+    return Query(schema, table, alias, outputs, group_by, where, order_by, limit, deparse(stmt),
+                 tables, join_columns)
 
 
-def _from_clause(from_clause):
-    if not from_clause:
-        refuse("the query has no FROM clause", "Query a protected table.")
-    if len(from_clause) != 1 or not isinstance(from_clause[0], ast.RangeVar):
-        kind = type(from_clause[0]).__name__ if len(from_clause) == 1 else "several tables"
-        refuse(f"FROM must name one protected table (found {kind})",
-               "Joins and sub-queries are not supported yet: query one table.")
-    rv = from_clause[0]
+class _JoinQualifiers(set):
+    """Qualifiers of a join: column names keep their qualifier ("alias.column")."""
+
+
+def _range_var(rv):
+    if not isinstance(rv, ast.RangeVar):
+        refuse(f"FROM must name protected tables (found {type(rv).__name__})",
+               "Sub-queries are not supported: query protected tables.")
     if rv.catalogname:
         refuse("cross-database references are not supported", "Name the table as schema.table.")
     if not rv.inh:
         refuse("ONLY is not supported", "Remove ONLY.")
-    alias = rv.alias.aliasname if rv.alias is not None else None
     if rv.alias is not None and rv.alias.colnames:
         refuse("column aliases in FROM are not supported", "Alias the output columns instead.")
-    return rv.schemaname, rv.relname, alias
+    return rv.schemaname, rv.relname, rv.alias.aliasname if rv.alias is not None else None
+
+
+def _from_clause(from_clause):
+    """[(schema, table, alias)] and, for a join, the two joined columns."""
+    if not from_clause:
+        refuse("the query has no FROM clause", "Query a protected table.")
+    if len(from_clause) != 1:
+        refuse("FROM must name one protected table or one JOIN",
+               "Join two tables of a dataset with JOIN ... ON a.unit = b.unit.")
+    node = from_clause[0]
+    if not isinstance(node, ast.JoinExpr):
+        return [_range_var(node)], None
+    if node.jointype != JoinType.JOIN_INNER or node.isNatural or node.alias is not None:
+        refuse("only an inner JOIN of two tables is supported",
+               "Write t1 JOIN t2 ON t1.unit = t2.unit (or USING (unit)).")
+    left, right = _range_var(node.larg), _range_var(node.rarg)
+    if node.usingClause:
+        if len(node.usingClause) != 1:
+            refuse("JOIN USING must name one column, the privacy unit", "e.g. JOIN visits USING (patient_id)")
+        col = node.usingClause[0].sval
+        return [left, right], (f"{left[2] or left[1]}.{col}", f"{right[2] or right[1]}.{col}")
+    quals = node.quals
+    if not (isinstance(quals, ast.A_Expr) and quals.kind == A_Expr_Kind.AEXPR_OP
+            and [n.sval for n in quals.name] == ["="]
+            and isinstance(quals.lexpr, ast.ColumnRef) and isinstance(quals.rexpr, ast.ColumnRef)
+            and len(quals.lexpr.fields) == 2 and len(quals.rexpr.fields) == 2):
+        refuse("a JOIN condition must be one equality of qualified columns",
+               "Join on the privacy unit: t1.unit = t2.unit.")
+    sides = [".".join(f.sval for f in q.fields) for q in (quals.lexpr, quals.rexpr)]
+    return [left, right], tuple(sides)
 
 
 def _column_name(node, qualifiers, where: str) -> str:
@@ -143,6 +189,8 @@ def _column_name(node, qualifiers, where: str) -> str:
     qualifier = ".".join(names[:-1])
     if qualifier not in qualifiers:
         refuse(f"{where}: unknown table reference {qualifier!r}", "Qualify columns with the table's name or alias.")
+    if isinstance(qualifiers, _JoinQualifiers):
+        return f"{qualifier}.{names[-1]}"
     return names[-1]
 
 
@@ -176,7 +224,7 @@ def _output(index, target, group_by, qualifiers) -> Output:
         if column not in group_by:
             refuse(f"column {column!r} must appear in GROUP BY",
                    "Only GROUP BY keys and aggregates can be selected.")
-        return Output(target.name or column, group_column=column)
+        return Output(target.name or column.rsplit(".", 1)[-1], group_column=column)
     if isinstance(node, ast.FuncCall):
         aggregate, default_name = _aggregate(node, qualifiers)
         return Output(target.name or default_name, aggregate=aggregate)
@@ -354,12 +402,13 @@ def _check_operand(node, qualifiers, allow_const=True):
            " sub-queries can fail on a chosen row and are refused.")
 
 
-def _where_columns(node):
+def column_refs(node):
+    """Every ColumnRef node below `node`."""
     out = []
 
     def visit(n):
         if isinstance(n, ast.ColumnRef):
-            out.append(n.fields[-1].sval)
+            out.append(n)
         elif isinstance(n, ast.Node):
             for slot in n:
                 v = getattr(n, slot)

@@ -50,6 +50,7 @@ class TableMeta:
     max_groups_per_unit: int
     data_version: int
     columns: dict            # name -> {"type", "notnull", "lower", "upper", "public_values"}
+    source_sql: str | None = None   # a join, seen as one table whose columns are "alias.column"
 
 
 @dataclass
@@ -94,6 +95,65 @@ class Plan:
         return json.dumps([self.meta.dataset, self.meta.data_version, self.query.normalized,
                            [(m.func, m.column, m.epsilon, m.lower, m.upper, m.q) for m in self.measurements],
                            self.selection_epsilon, self.selection_delta], sort_keys=True)
+
+
+def bind_join(query: Query, metas: list[TableMeta]) -> TableMeta:
+    """See a join of two tables of one dataset, on their privacy unit, as one table.
+
+    Columns become "alias.column"; bare names are resolved to the one table that
+    has them.  `query` is changed in place to use those names.
+    """
+    (a, b), aliases = metas, [t[2] or t[1] for t in query.tables]
+    if a.dataset != b.dataset:
+        raise DPError(f"{a.table} and {b.table} belong to different datasets ({a.dataset}, {b.dataset})",
+                      hint="Only tables of one dataset can be joined.", sqlstate=NOT_SUPPORTED)
+    if not a.unit_column or not b.unit_column:
+        raise DPError("tables can be joined only in a dataset with a privacy unit",
+                      hint="Without one, a join could count a person several times.", sqlstate=NOT_SUPPORTED)
+    if aliases[0] == aliases[1]:
+        raise DPError("the two tables of a join need different aliases", hint="e.g. FROM t AS a JOIN t AS b",
+                      sqlstate=NOT_SUPPORTED)
+    units = {f"{aliases[0]}.{a.unit_column}", f"{aliases[1]}.{b.unit_column}"}
+    if set(query.join_columns) != units:
+        raise DPError("a JOIN must be on the privacy unit of both tables",
+                      hint=f"Write ON {' = '.join(sorted(units))}.", sqlstate=NOT_SUPPORTED)
+    columns = {}
+    for alias, meta in zip(aliases, metas):
+        for name, col in meta.columns.items():
+            columns[f"{alias}.{name}"] = col
+
+    def canonical(name: str) -> str:
+        if name in columns:
+            return name
+        owners = [f"{alias}.{name}" for alias, meta in zip(aliases, metas) if name in meta.columns]
+        if name == a.unit_column == b.unit_column:
+            owners = owners[:1]
+        if len(owners) != 1:
+            raise DPError(f"column {name!r} is {'ambiguous' if owners else 'unknown'} in the join",
+                          hint="Qualify it with its table's alias.", sqlstate="42702" if owners else UNDEFINED_COLUMN)
+        return owners[0]
+
+    query.group_by = [canonical(c) for c in query.group_by]
+    for out in query.outputs:
+        if out.group_column:
+            out.group_column = canonical(out.group_column)
+        if out.aggregate and out.aggregate.column:
+            out.aggregate.column = canonical(out.aggregate.column)
+    from .analyze import column_refs
+    from .parse import ast
+    for ref in column_refs(query.where) if query.where is not None else ():
+        ref.fields = (ast.String(sval=canonical(query.ref_name(ref))),)
+    query.join_columns = None  # names are now plain (virtual) column names
+    unit = f"{aliases[0]}.{a.unit_column}"
+    used = sorted(query.columns_used() | {unit})
+    select = ", ".join(f"{quote_ident(c.split('.', 1)[0])}.{quote_ident(c.split('.', 1)[1])} AS {quote_ident(c)}"
+                       for c in used)
+    source = (f"SELECT {select} FROM {quote_ident(a.schema)}.{quote_ident(a.table)} AS {quote_ident(aliases[0])} "
+              f"JOIN {quote_ident(b.schema)}.{quote_ident(b.table)} AS {quote_ident(aliases[1])} "
+              f"ON {quote_ident(aliases[0])}.{quote_ident(a.unit_column)} = "
+              f"{quote_ident(aliases[1])}.{quote_ident(b.unit_column)}")
+    return TableMeta(a.relid, a.schema, f"{a.table} JOIN {b.table}", a.dataset, unit, a.max_rows_per_unit,
+                     a.max_groups_per_unit, a.data_version, columns, source_sql=source)
 
 
 def make_plan(query: Query, meta: TableMeta, epsilon: float, delta: float) -> Plan:
@@ -217,8 +277,10 @@ def _public_keys(query: Query, meta: TableMeta):
 
 def _rewrite(plan: Plan) -> str:
     q, meta = plan.query, plan.meta
-    rel = f"{quote_ident(meta.schema)}.{quote_ident(meta.table)}"
-    alias = quote_ident(q.alias or meta.table)
+    if meta.source_sql:
+        rel, alias = f"({meta.source_sql})", quote_ident("dp_join")
+    else:
+        rel, alias = f"{quote_ident(meta.schema)}.{quote_ident(meta.table)}", quote_ident(q.alias or meta.table)
     where = f" WHERE {deparse(q.where)}" if q.where is not None else ""
     keys = [quote_ident(c) for c in q.group_by]
     items = [f"{k}::text" for k in keys] + ["count(*)"] + [m.sql for m in plan.measurements]

@@ -1,0 +1,90 @@
+"""Gateway engine without a database: parse -> analyze -> plan -> release."""
+
+import pytest
+
+from pg_dp.errors import DPError
+from pg_dp.query.analyze import analyze
+from pg_dp.query.parse import parse_select
+from pg_dp.query import plan as planning
+
+
+def meta(unit=None, rows=1, groups=1):
+    return planning.TableMeta(
+        1, "public", "t", "ds", unit, rows, groups, 7,
+        {"id": dict(type="integer", notnull=True, lower=None, upper=None, public_values=None),
+         "g": dict(type="text", notnull=True, lower=None, upper=None, public_values=["a", "b", "c"]),
+         "city": dict(type="text", notnull=False, lower=None, upper=None, public_values=None),
+         "x": dict(type="numeric", notnull=False, lower=0, upper=100, public_values=None),
+         "n": dict(type="integer", notnull=False, lower=None, upper=None, public_values=None)})
+
+
+def plan_of(sql, m=None, epsilon=1.0, delta=1e-6):
+    return planning.make_plan(analyze(parse_select(sql)), m or meta(), epsilon, delta)
+
+
+@pytest.mark.parametrize("sql, fragment", [
+    ("SELECT count(*) FROM t WHERE 1/(x-5) > 0", "not allowed in WHERE"),
+    ("SELECT count(*) FROM t WHERE lower(g) = 'a'", "not allowed"),
+    ("SELECT x FROM t", "must appear in GROUP BY"),
+    ("SELECT max(x) FROM t", "not supported"),
+    ("SELECT count(*) FROM t GROUP BY ROLLUP (g)", "GROUPING SETS"),
+    ("SELECT count(*) FROM t OFFSET 3", "OFFSET"),
+    ("SELECT count(*) OVER () FROM t", "window"),
+    ("SELECT dp_sum(x, 0, n) FROM t", "numeric literal"),
+    ("SELECT g FROM t GROUP BY g", "no aggregate"),
+])
+def test_refusals_name_the_part_and_hint(sql, fragment):
+    with pytest.raises(DPError) as e:
+        analyze(parse_select(sql))
+    assert fragment in e.value.message and e.value.hint
+
+
+def test_epsilon_split_and_exact_charge():
+    p = plan_of("SELECT g, count(*), avg(x), dp_sum(x, 0, 10, 0.25) FROM t GROUP BY g", epsilon=0.3)
+    eps = [m.epsilon for m in p.measurements]
+    assert eps[0] == eps[1] <= 0.15 and eps[2] == 0.25
+    assert str(p.epsilon) == "0.55" and p.delta == 0
+    assert p.public_keys == [("a",), ("b",), ("c",)]
+
+
+def test_partition_selection_when_keys_are_not_public():
+    p = plan_of("SELECT city, count(*) FROM t GROUP BY city", epsilon=1.0, delta=1e-6)
+    assert p.public_keys is None and p.selection_epsilon == pytest.approx(0.5) and str(p.delta) == "0.000001"
+
+
+def test_rewrite_clamps_numeric_before_casting_and_bounds_units():
+    p = plan_of("SELECT g, sum(x) FROM t WHERE n > 3 GROUP BY g", meta(unit="id", rows=3, groups=2))
+    assert "least(greatest(\"x\", 0.0::numeric), 100.0::numeric)" in p.sql
+    assert "row_number() OVER (PARTITION BY \"id\", \"g\")" in p.sql and "dp_row <= 3" in p.sql
+    assert "dp_group <= 2" in p.sql and "WHERE n > 3" in p.sql
+
+
+def test_missing_bounds_and_unknown_columns():
+    with pytest.raises(DPError, match="has no bounds"):
+        plan_of("SELECT sum(n) FROM t")
+    with pytest.raises(DPError, match="does not exist"):
+        plan_of("SELECT count(nope) FROM t")
+
+
+def test_release_fills_empty_public_groups_and_orders():
+    p = plan_of("SELECT g, count(*) AS c FROM t GROUP BY g ORDER BY g DESC", epsilon=100.0)
+    rows = planning.release_answer(p, [("a", 1000, 1000), ("c", 10, 10)])
+    assert [r[0] for r in rows] == ["c", "b", "a"]
+    counts = {r[0]: r[1] for r in rows}
+    assert abs(counts["a"] - 1000) < 5 and abs(counts["b"]) < 5 and abs(counts["c"] - 10) < 5
+
+
+def test_release_selects_partitions():
+    p = plan_of("SELECT city, count(*) FROM t GROUP BY city", epsilon=2.0)
+    rows = planning.release_answer(p, [("Paris", 5000, 5000), ("Atlantis", 1, 1)])
+    assert [r[0] for r in rows] == ["Paris"]
+
+
+def test_join_is_bound_as_one_table():
+    q = analyze(parse_select("SELECT p.g, count(*) FROM t p JOIN t2 v ON p.id = v.id WHERE v.n > 1 GROUP BY p.g"))
+    m2 = meta(unit="id")
+    m2.table = "t2"
+    joined = planning.bind_join(q, [meta(unit="id"), m2])
+    assert q.group_by == ["p.g"] and joined.unit_column == "p.id"
+    p = planning.make_plan(q, joined, 1.0, 1e-6)
+    assert 'JOIN "public"."t2" AS "v" ON "p"."id" = "v"."id"' in p.sql and '"v.n" > 1' in p.sql
