@@ -81,7 +81,7 @@ def test_non_dp_aggregates(mallory, conn):
 
 
 def test_subqueries_and_ctes(mallory):
-    refused(mallory, "SELECT count(*) FROM (SELECT * FROM patients) s", "FROM must name one protected table")
+    refused(mallory, "SELECT count(*) FROM (SELECT * FROM patients) s", "FROM must name")
     refused(mallory, "WITH p AS (SELECT * FROM patients) SELECT count(*) FROM p", "WITH")
     refused(mallory, "SELECT count(*) FROM patients WHERE age IN (SELECT age FROM patients WHERE id = 4242)")
     refused(mallory, "SELECT count(*) FROM patients WHERE EXISTS (SELECT 1)")

@@ -62,7 +62,8 @@ def _ensure_connection(schema: str):
     try:
         with db.subtransaction():
             _connect(schema)
-            db.execute(f"SELECT {schema}.dblink_exec($1, 'SELECT 1')", [CONNECTION], ["text"])
+            # (dblink_exec refuses statements that return rows: probe with dblink)
+            db.execute(f"SELECT x FROM {schema}.dblink($1, 'SELECT 1') AS t(x int)", [CONNECTION], ["text"])
         return
     except Exception as e:
         if not db.is_spi_error(e):

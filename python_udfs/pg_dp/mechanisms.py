@@ -183,7 +183,10 @@ def selection_parameters(max_groups: int, max_rows: int, epsilon: float, delta: 
             high = mid
         else:
             low = mid
-    return scale, high
+    # OpenDP 0.16 keeps a key whose noisy count is >= the threshold, while its map
+    # leaves out the probability at exactly the threshold (opendp/opendp#2922):
+    # one more unit makes the delta we charge an upper bound again.
+    return scale, high + 1
 
 
 class _ThresholdEps:
