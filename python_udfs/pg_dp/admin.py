@@ -23,8 +23,6 @@ def public_values_from_check(definition: str, column: str) -> list[str] | None:
         expr = pglast.parse_sql(f"SELECT {m.group(1)}")[0].stmt.targetList[0].val
     except Exception:
         return None
-    while isinstance(expr, ast.A_Expr) is False and isinstance(expr, ast.BoolExpr) is False:
-        return None
     if not isinstance(expr, ast.A_Expr) or not isinstance(expr.lexpr, ast.ColumnRef):
         return None
     if [f.sval for f in expr.lexpr.fields if isinstance(f, ast.String)] != [column]:

@@ -110,16 +110,6 @@ def laplace_integer(value: int, sensitivity: int, epsilon: float) -> int:
     return noisy << shift
 
 
-def released_scale(sensitivity: int, epsilon: float) -> float:
-    """Standard-deviation-free description of the noise: the Laplace scale in the statistic's units."""
-    sensitivity = int(sensitivity)
-    if sensitivity == 0:
-        return 0.0
-    shift = coarsen(sensitivity)
-    coarse_sensitivity = (-(-sensitivity >> shift) + 1) if shift else sensitivity
-    return integer_laplace_scale(coarse_sensitivity, epsilon) * (1 << shift)
-
-
 @lru_cache(maxsize=256)
 def _noisy_min(scale: float):
     return dp.m.make_noisy_max(

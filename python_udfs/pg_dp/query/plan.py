@@ -9,7 +9,7 @@ OpenDP mechanism per aggregate and group, and DP partition selection when
 the group keys are not public.
 """
 
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from decimal import Decimal
 import itertools
 import json
@@ -81,7 +81,6 @@ class Plan:
     groups_per_unit: int = 1
     epsilon: Decimal = Decimal(0)    # charged, exact
     delta: Decimal = Decimal(0)
-    notes: list[str] = field(default_factory=list)
 
     @property
     def mechanism(self) -> str:
@@ -202,9 +201,6 @@ def make_plan(query: Query, meta: TableMeta, epsilon: float, delta: float) -> Pl
     plan.epsilon = (Decimal(str(epsilon)) if implicit else Decimal(0)) + sum(explicit, Decimal(0))
     plan.delta = Decimal(str(delta)) if needs_selection else Decimal(0)
     plan.sql = _rewrite(plan)
-    if meta.unit_column:
-        plan.notes.append(f"each {meta.unit_column} contributes at most {k} row(s) per group"
-                          + (f" and to at most {g} group(s)" if query.group_by else ""))
     return plan
 
 
