@@ -49,23 +49,11 @@ import psycopg  # noqa: E402
 
 from pgserver import PgServer  # noqa: E402
 
-# Same server settings as bench/aggregates.py (a 2-core / 24 GB machine).
-SETTINGS = {
-    "shared_buffers": "'2GB'",
-    "work_mem": "'256MB'",
-    "maintenance_work_mem": "'1GB'",
-    "effective_cache_size": "'16GB'",
-    "max_parallel_workers_per_gather": "2",
-    "max_parallel_workers": "4",
-    "jit": "off",
-    "autovacuum": "off",
-    "max_wal_size": "'8GB'",
-    "checkpoint_timeout": "'1h'",
-    "synchronous_commit": "off",
-    "wal_level": "minimal",
-    "max_wal_senders": "0",
-    "max_connections": "120",       # each gateway backend also opens a loopback (dblink) connection
-}
+from aggregates import SETTINGS as AGGREGATE_SETTINGS  # noqa: E402  (bench/ is sys.path[0])
+
+# The server settings of bench/aggregates.py (a 2-core / 24 GB machine), plus room for
+# the loopback (dblink) connection each gateway backend opens.
+SETTINGS = {**AGGREGATE_SETTINGS, "max_connections": "120"}
 # --explain: log the plan of every statement the gateway runs (auto_explain, nested statements)
 EXPLAIN_SETTINGS = {
     "session_preload_libraries": "'auto_explain'",

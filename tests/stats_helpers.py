@@ -29,6 +29,17 @@ WRONG_SCALES = (0.7, 1.3)
 MIN_EXPECTED = 20
 
 
+def report(name, log10p):
+    """Print the log10 p-values (correct scale and x0.7 / x1.3) and check them."""
+    parts = ", ".join(f"x{f}: log10 p = {v:.1f}" for f, v in log10p.items())
+    print(f"\n[statistical] {name}: {parts}")
+    assert log10p[1.0] > LOG10_REJECT, f"{name}: correct scale rejected ({log10p[1.0]:.1f})"
+    for factor in WRONG_SCALES:
+        assert log10p[factor] < LOG10_POWER, (
+            f"{name}: scale x{factor} not rejected (log10 p = {log10p[factor]:.1f})"
+        )
+
+
 # ---------------------------------------------------------------------------
 # Discrete Laplace (two-sided geometric): P(k) = (1-p)/(1+p) * p^|k|, p = exp(-1/b)
 # ---------------------------------------------------------------------------

@@ -187,31 +187,39 @@ def test_error_later_in_multi_statement_string_does_not_refund(pg, db, conn):
     assert spent(conn) == before + Decimal("0.2")
 
 
+def run_and_interrupt_after_the_charge(query, watch, dataset, interrupt):
+    """Run a long DP query in a thread; call interrupt() once its charge is in the ledger."""
+    result = {}
+
+    def run():
+        try:
+            result["rows"] = query()
+        except psycopg.Error as e:
+            result["error"] = e
+
+    t = threading.Thread(target=run)
+    t.start()
+    deadline = time.time() + 30
+    while time.time() < deadline:
+        if watch.execute("SELECT count(*) FROM dp.ledger WHERE dataset = %s", (dataset,)).fetchone()[0]:
+            interrupt()
+            break
+        time.sleep(0.002)
+    t.join()
+    return result
+
+
 def test_cancel_after_the_charge_does_not_refund(pg, db, conn):
     conn.execute("CREATE TABLE big (id int, v int)")
     conn.execute("INSERT INTO big SELECT g, g % 100 FROM generate_series(1, 3000000) g")
     conn.execute("SELECT dp.protect('big')")
     conn.execute("SELECT dp.set_bounds('big', 'v', 0, 100)")
     conn.execute("SELECT dp.grant_budget('mallory', 'big', 5)")
-    result = {}
     with pg.connect(db, user="mallory") as c:
         pid = c.execute("SELECT pg_backend_pid()").fetchone()[0]
-
-        def run():
-            try:
-                result["rows"] = ask(c, "SELECT percentile_cont(0.5) WITHIN GROUP (ORDER BY v), avg(v) FROM big", 1.0)
-            except psycopg.Error as e:
-                result["error"] = e
-
-        t = threading.Thread(target=run)
-        t.start()
-        deadline = time.time() + 30
-        while time.time() < deadline:
-            if conn.execute("SELECT count(*) FROM dp.ledger WHERE dataset = 'big'").fetchone()[0]:
-                conn.execute("SELECT pg_cancel_backend(%s)", (pid,))
-                break
-            time.sleep(0.002)
-        t.join()
+        result = run_and_interrupt_after_the_charge(
+            lambda: ask(c, "SELECT percentile_cont(0.5) WITHIN GROUP (ORDER BY v), avg(v) FROM big", 1.0),
+            conn, "big", lambda: conn.execute("SELECT pg_cancel_backend(%s)", (pid,)))
     charged = conn.execute("SELECT epsilon_spent FROM dp.budgets WHERE dataset = 'big'").fetchone()[0]
     assert charged == Decimal("1.0"), "the charge committed before the answer was computed"
     assert "error" in result and isinstance(result["error"], psycopg.errors.QueryCanceled)
@@ -262,24 +270,17 @@ def test_server_restart_mid_query_keeps_the_charge():
             c.execute("SELECT dp.set_bounds('t', 'v', 0, 100)")
             c.execute("CREATE ROLE victim LOGIN")
             c.execute("SELECT dp.grant_budget('victim', 't', 3)")
-        result = {}
 
-        def run():
-            try:
-                with server.connect("restart", user="victim") as a:
-                    result["rows"] = ask(a, "SELECT percentile_cont(0.5) WITHIN GROUP (ORDER BY v), avg(v) FROM t", 1.0)
-            except psycopg.Error as e:
-                result["error"] = e
+        def query():
+            with server.connect("restart", user="victim") as a:
+                return ask(a, "SELECT percentile_cont(0.5) WITHIN GROUP (ORDER BY v), avg(v) FROM t", 1.0)
 
-        t = threading.Thread(target=run)
-        t.start()
-        deadline = time.time() + 30
-        with server.connect("restart") as c:
-            while time.time() < deadline and not c.execute("SELECT count(*) FROM dp.ledger").fetchone()[0]:
-                time.sleep(0.002)
-        subprocess.run(_as_postgres([f"{PGBIN}/pg_ctl", "-D", server.data, "-m", "immediate", "-w", "restart",
-                                     "-l", server.log]), check=True, stdout=subprocess.DEVNULL)
-        t.join()
+        def restart():
+            subprocess.run(_as_postgres([f"{PGBIN}/pg_ctl", "-D", server.data, "-m", "immediate", "-w", "restart",
+                                         "-l", server.log]), check=True, stdout=subprocess.DEVNULL)
+
+        with server.connect("restart") as watch:
+            result = run_and_interrupt_after_the_charge(query, watch, "t", restart)
         assert "error" in result
         with server.connect("restart") as c:
             assert c.execute("SELECT epsilon_spent FROM dp.budgets").fetchone()[0] == Decimal("1.0")

@@ -72,17 +72,6 @@ EPS_SEL_STATEMENT = 5.5        # 10 counts + selection: 11 shares of 0.5
 DELTA = 1e-6                   # pg_dp's default_delta
 
 
-def report(name, log10p):
-    """Print the log10 p-values (correct scale and x0.7 / x1.3) and check them."""
-    parts = ", ".join(f"x{f}: log10 p = {v:.1f}" for f, v in log10p.items())
-    print(f"\n[statistical] {name}: {parts}")
-    assert log10p[1.0] > H.LOG10_REJECT, f"{name}: correct scale rejected ({log10p[1.0]:.1f})"
-    for factor in H.WRONG_SCALES:
-        assert log10p[factor] < H.LOG10_POWER, (
-            f"{name}: scale x{factor} not rejected (log10 p = {log10p[factor]:.1f})"
-        )
-
-
 def eps_agg(statement_eps, shares):
     return statement_eps / shares
 
@@ -186,7 +175,7 @@ def test_public_key_counts_are_discrete_laplace(pub_draws):
     b = 1.0 / eps_agg(EPS_STATEMENT, AGGS)
     noise = np.concatenate([pub_draws[g].ravel() - n for g, n in PUB_ROWS.items()])
     assert np.all(noise == np.round(noise))
-    report(f"gateway public keys, {len(noise)} counts of keys with rows (b = {b:g})",
+    H.report(f"gateway public keys, {len(noise)} counts of keys with rows (b = {b:g})",
            H.dlap_gof_with_power(noise, b))
 
 
@@ -195,7 +184,7 @@ def test_empty_public_keys_are_clamped_discrete_laplace(pub_draws):
     b = 1.0 / eps_agg(EPS_STATEMENT, AGGS)
     released = np.concatenate([pub_draws[8].ravel(), pub_draws[None].ravel()])
     assert released.min() == 0 and released.max() > 0
-    report(f"gateway empty public keys, {len(released)} counts (max(0, DLap({b:g})))",
+    H.report(f"gateway empty public keys, {len(released)} counts (max(0, DLap({b:g})))",
            H.dlap_gof_with_power(released, b, cdf_factory=H.clamped_dlap_cdf))
 
 
@@ -257,7 +246,7 @@ def test_unit_bounded_counts_are_discrete_laplace(unit_draws):
     b = MAX_ROWS * MAX_GROUPS / eps_agg(EPS_STATEMENT, AGGS)
     noise = np.concatenate([unit_draws[g].ravel() - truth[g] for g in range(1, 6)])
     # without bounding the counts would be 5/3 to 5/2 times larger: far outside the noise
-    report(f"gateway privacy unit (k={MAX_ROWS}, g={MAX_GROUPS}), {len(noise)} counts (b = {b:g})",
+    H.report(f"gateway privacy unit (k={MAX_ROWS}, g={MAX_GROUPS}), {len(noise)} counts (b = {b:g})",
            H.dlap_gof_with_power(noise, b))
 
 
@@ -265,7 +254,7 @@ def test_unit_empty_after_bounding_is_clamped_discrete_laplace(unit_draws):
     """Group 6 has rows, but every unit in it reaches it third: after bounding it is empty, like 7 and 8."""
     b = MAX_ROWS * MAX_GROUPS / eps_agg(EPS_STATEMENT, AGGS)
     released = np.concatenate([unit_draws[g].ravel() for g in (6, 7, 8)])
-    report(f"gateway privacy unit, keys empty after bounding, {len(released)} counts (max(0, DLap({b:g})))",
+    H.report(f"gateway privacy unit, keys empty after bounding, {len(released)} counts (max(0, DLap({b:g})))",
            H.dlap_gof_with_power(released, b, cdf_factory=H.clamped_dlap_cdf))
 
 
@@ -306,7 +295,7 @@ def test_selection_keeps_big_key_with_count_noise(selection):
     b = 1.0 / eps_agg(EPS_SEL_STATEMENT, SEL_SHARES)
     big = draws.get("big")
     assert big is not None and big.shape == (N_SEL, AGGS), "the 1000-row key was not released every time"
-    report(f"gateway partition selection, count noise of the kept key, {big.size} counts (b = {b:g})",
+    H.report(f"gateway partition selection, count noise of the kept key, {big.size} counts (b = {b:g})",
            H.dlap_gof_with_power(big.ravel() - BIG_ROWS, b))
 
 
@@ -332,7 +321,7 @@ def test_selection_release_rate_near_threshold(selection):
         log10p[factor] = H.g_test(observed, probs)   # equal trials per offset: expected = trials * p
     detail = ", ".join(f"T{off:+d} rows: kept {kept[off]} of {trials} (expected {trials * dlap_tail(-off, b_sel):.0f})"
                        for off in MID_OFFSETS)
-    report(f"gateway partition selection, T = {threshold}, b = {b_sel:g}: {detail}", log10p)
+    H.report(f"gateway partition selection, T = {threshold}, b = {b_sel:g}: {detail}", log10p)
 
 
 def test_selection_one_row_key_almost_never_released(selection):

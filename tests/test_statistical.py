@@ -47,17 +47,6 @@ ROWS = 20  # rows per group: i = 1..20
 GRID_BITS = 40  # pg_dp.c: max(|lower|, |upper|) spans about 2^40 grid units
 
 
-def report(name, log10p):
-    """Print the log10 p-values (correct scale and x0.7 / x1.3) and check them."""
-    parts = ", ".join(f"x{f}: log10 p = {v:.1f}" for f, v in log10p.items())
-    print(f"\n[statistical] {name}: {parts}")
-    assert log10p[1.0] > H.LOG10_REJECT, f"{name}: correct scale rejected ({log10p[1.0]:.1f})"
-    for factor in H.WRONG_SCALES:
-        assert log10p[factor] < H.LOG10_POWER, (
-            f"{name}: scale x{factor} not rejected (log10 p = {log10p[factor]:.1f})"
-        )
-
-
 def fetch_columns(conn, sql, ncols):
     rows = conn.execute(sql).fetchall()
     return [np.array([r[k] for r in rows], dtype=float) for k in range(1, ncols + 1)]
@@ -132,7 +121,7 @@ def test_count_is_discrete_laplace(count_draws, expr, epsilon):
     assert len(released) == N_DLAP
     assert np.all(released == np.round(released))
     noise = released - ROWS
-    report(f"{expr} (b = {1 / epsilon})", H.dlap_gof_with_power(noise, 1.0 / epsilon))
+    H.report(f"{expr} (b = {1 / epsilon})", H.dlap_gof_with_power(noise, 1.0 / epsilon))
 
 
 def test_releases_are_independent(count_draws):
@@ -177,7 +166,7 @@ def test_integer_sum_is_discrete_laplace(sum_int_draws, case):
     sql, lower, upper, epsilon = SUM_INT_CASES[case]
     true_sum = sum(min(max(i, lower), upper) for i in range(1, ROWS + 1))
     b = max(abs(lower), abs(upper)) / epsilon  # integer grid: 1
-    report(f"{sql} (b = {b})", H.dlap_gof_with_power(sum_int_draws[case] - true_sum, b))
+    H.report(f"{sql} (b = {b})", H.dlap_gof_with_power(sum_int_draws[case] - true_sum, b))
 
 
 SUM_FLOAT_CASES = [
@@ -204,7 +193,7 @@ def test_float_sum_is_discrete_laplace_on_the_grid(sum_float_draws, case):
     assert np.all(units == np.round(units))
     sensitivity_units = max(abs(round(lower / grid)), abs(round(upper / grid)))
     b = sensitivity_units / epsilon
-    report(f"{sql} (b = {b * grid} = {b:.4g} grid units of 2^{gexp})", H.dlap_gof_with_power(units, b))
+    H.report(f"{sql} (b = {b * grid} = {b:.4g} grid units of 2^{gexp})", H.dlap_gof_with_power(units, b))
 
 
 # ---------------------------------------------------------------------------
@@ -223,7 +212,7 @@ def compare_with_simulation(name, released, simulate, post=lambda v: v, n_bins=4
     for factor in (1.0,) + H.WRONG_SCALES:
         reference = post(simulate(rng, ref_size, factor))
         log10p[factor] = H.two_sample_g_test(released, reference, edges)
-    report(name, log10p)
+    H.report(name, log10p)
 
 
 VALUES = np.arange(1, ROWS + 1, dtype=float)  # the x column of every group
@@ -314,7 +303,7 @@ def test_quantile_selection_probabilities(quantile_draws, case):
         factor: H.index_gof(index, H.noisy_max_probabilities(scores, scale * factor), bins)
         for factor in (1.0,) + H.WRONG_SCALES
     }
-    report(f"{name} (selection scale {scale:g}, {bins.max() + 1} bins)", log10p)
+    H.report(f"{name} (selection scale {scale:g}, {bins.max() + 1} bins)", log10p)
 
 
 # ---------------------------------------------------------------------------
@@ -374,9 +363,9 @@ def test_parallel_group_by_is_discrete_laplace(parallel_conn):
     assert_partial_aggregation(parallel_conn, sql, groups=N_DLAP)
     counts, sums = fetch_columns(parallel_conn, sql, 2)
     assert len(counts) == N_DLAP
-    report("parallel GROUP BY dp_count(*) (b = 1)", H.dlap_gof_with_power(counts - ROWS, 1.0))
+    H.report("parallel GROUP BY dp_count(*) (b = 1)", H.dlap_gof_with_power(counts - ROWS, 1.0))
     true_sum = sum(min(max(i, -5), 12) for i in range(1, ROWS + 1))
-    report("parallel GROUP BY dp_sum(i, -5, 12) (b = 12)", H.dlap_gof_with_power(sums - true_sum, 12.0))
+    H.report("parallel GROUP BY dp_sum(i, -5, 12) (b = 12)", H.dlap_gof_with_power(sums - true_sum, 12.0))
 
 
 def test_parallel_empty_groups_are_noisy(parallel_conn):
@@ -388,9 +377,9 @@ def test_parallel_empty_groups_are_noisy(parallel_conn):
     counts, sums = fetch_columns(parallel_conn, sql, 2)
     assert len(counts) == N_EMPTY
     assert counts.min() == 0 and counts.max() > 0  # noisy, clamped at 0
-    report("parallel empty-group dp_count (max(0, DLap(1)))",
+    H.report("parallel empty-group dp_count (max(0, DLap(1)))",
            H.dlap_gof_with_power(counts, 1.0, cdf_factory=H.clamped_dlap_cdf))
-    report("parallel empty-group dp_sum(i, -5, 12) (DLap(12))", H.dlap_gof_with_power(sums, 12.0))
+    H.report("parallel empty-group dp_sum(i, -5, 12) (DLap(12))", H.dlap_gof_with_power(sums, 12.0))
 
 
 MAX_AGGS_PER_QUERY = 1600  # below PostgreSQL's 1664 target-list entries
@@ -421,7 +410,7 @@ def test_parallel_empty_input_is_noisy(parallel_conn):
 
     counts = empty_counts(parallel_conn, "tp", "i + g < 0", check_plan)
     assert counts.min() == 0 and counts.max() > 0
-    report("parallel empty input dp_count (max(0, DLap(1)))",
+    H.report("parallel empty input dp_count (max(0, DLap(1)))",
            H.dlap_gof_with_power(counts, 1.0, cdf_factory=H.clamped_dlap_cdf))
 
 
@@ -443,5 +432,5 @@ def test_where_false_in_parallel_worker_is_noisy(pg, db, tables):
 
         counts = empty_counts(c, "t", "false", check_plan)
     assert counts.min() == 0 and counts.max() > 0
-    report("WHERE false in a parallel worker dp_count (max(0, DLap(1)))",
+    H.report("WHERE false in a parallel worker dp_count (max(0, DLap(1)))",
            H.dlap_gof_with_power(counts, 1.0, cdf_factory=H.clamped_dlap_cdf))
