@@ -83,9 +83,9 @@ def log(args, *msg):
         print(*msg, file=sys.stderr, flush=True)
 
 
-def timed(conn, sql):
+def timed(conn, sql, params=None):
     t0 = time.perf_counter()
-    cur = conn.execute(sql)
+    cur = conn.execute(sql, params)
     rows = cur.fetchall() if cur.description is not None else []
     return (time.perf_counter() - t0) * 1000.0, rows
 

@@ -50,6 +50,7 @@ import psycopg  # noqa: E402
 from pgserver import PgServer  # noqa: E402
 
 from aggregates import SETTINGS as AGGREGATE_SETTINGS  # noqa: E402  (bench/ is sys.path[0])
+from aggregates import fmt_table, heading, log, plan_shape, timed  # noqa: E402
 
 # The server settings of bench/aggregates.py (a 2-core / 24 GB machine), plus room for
 # the loopback (dblink) connection each gateway backend opens.
@@ -69,18 +70,6 @@ REFUSED = "53400"                 # pg_dp: insufficient budget
 COSTS = [Decimal("0.1"), Decimal("0.25"), Decimal("0.05")]   # epsilon per query, cycled
 
 
-def log(args, *msg):
-    if not args.quiet:
-        print(*msg, file=sys.stderr, flush=True)
-
-
-def timed(conn, sql, params=None):
-    t0 = time.perf_counter()
-    cur = conn.execute(sql, params)
-    rows = cur.fetchall() if cur.description is not None else []
-    return (time.perf_counter() - t0) * 1000.0, rows
-
-
 def literal(text):
     return "'" + text.replace("'", "''") + "'"
 
@@ -88,14 +77,6 @@ def literal(text):
 def dp_sql(sql, ncols_sql):
     """dp.query around a statement (its text as a literal), with the column definition list."""
     return f"SELECT * FROM dp.query({literal(sql)}, 1.0) AS r({ncols_sql})"
-
-
-def plan_shape(conn, sql):
-    lines = [r[0] for r in conn.execute("EXPLAIN " + sql).fetchall()]
-    for line in lines:
-        if "Workers Planned:" in line:
-            return "par " + line.split(":")[1].strip()
-    return "serial"
 
 
 def pct(values, q):
@@ -507,25 +488,6 @@ def bench_large(args, pg):
         conn.execute("SELECT dp.grant_budget(%s, 'tu', %s)", [ANALYST, Decimal(10) ** 9])
     rows += compare_large(args, pg, f"unit (k={args.max_rows_per_unit}, g={args.max_groups_per_unit})", 2000)
     return rows
-
-
-# ---------------------------------------------------------------------------
-# output
-# ---------------------------------------------------------------------------
-
-def fmt_table(headers, rows, markdown):
-    rows = [[str(c) for c in r] for r in rows]
-    if markdown:
-        out = ["| " + " | ".join(headers) + " |", "|" + "|".join("---" for _ in headers) + "|"]
-        out += ["| " + " | ".join(r) + " |" for r in rows]
-        return "\n".join(out)
-    widths = [max(len(h), *(len(r[i]) for r in rows)) for i, h in enumerate(headers)]
-    line = lambda cells: "  ".join(c.ljust(w) if i == 0 else c.rjust(w) for i, (c, w) in enumerate(zip(cells, widths)))  # noqa: E731
-    return "\n".join([line(headers), line(["-" * w for w in widths])] + [line(r) for r in rows])
-
-
-def heading(text, markdown):
-    return f"\n### {text}\n" if markdown else f"\n== {text} =="
 
 
 def main():
