@@ -153,3 +153,26 @@ def _discover_public_values(table_oid, columns) -> list[tuple[str, str]]:
                 [table_oid, name, values, source], ["oid", "name", "text[]", "text"])
             found.append((name, source))
     return found
+
+
+def add_constraint(table_name, dc_text):
+    """Register a denial constraint on a protected table; its id."""
+    from .synth import dc
+
+    _require_admin("add a denial constraint")
+    relid = db.regclass_oid(table_name)
+    if not db.execute("SELECT 1 FROM dp_internal.protected_tables WHERE relid = $1", [relid], ["oid"]):
+        raise DPError(f"table {table_name} is not protected by pg_dp",
+                      hint=f"Protect it first: SELECT dp.protect('{table_name}');", sqlstate="42P01")
+    columns = [r["attname"] for r in db.execute(
+        "SELECT attname FROM pg_catalog.pg_attribute WHERE attrelid = $1 AND attnum > 0 AND NOT attisdropped",
+        [relid], ["oid"])]
+    parsed = dc.parse(dc_text or "", columns)
+    rows = db.execute("INSERT INTO dp_internal.denial_constraints (relid, dc) VALUES ($1, $2) "
+                      "ON CONFLICT (relid, dc) DO UPDATE SET dc = excluded.dc RETURNING id",
+                      [relid, parsed.text], ["oid", "text"])
+    if parsed.kind == "general":
+        db.notice(f"denial constraint {rows[0]['id']} is not a functional dependency or a two-column order: "
+                  "synthetic rows that break it are dropped",
+                  hint="Functional dependencies (EQ...&IQ) and orders (LT/GT on two columns) are repaired instead.")
+    return rows[0]["id"]

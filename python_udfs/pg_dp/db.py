@@ -61,6 +61,11 @@ def notice(message: str, hint: str | None = None):
         _plpy().notice(message)
 
 
+def check_interrupts():
+    """Let a cancel or statement timeout stop a long computation here (pg_sleep checks for interrupts)."""
+    _plpy().execute("SELECT pg_catalog.pg_sleep(0)")
+
+
 def setting(key: str) -> str:
     rows = execute("SELECT value FROM dp_internal.settings WHERE key = $1", [key], ["text"])
     return rows[0]["value"] if rows else ""

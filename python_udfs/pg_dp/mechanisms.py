@@ -214,3 +214,88 @@ def grid(lower: float, upper: float) -> tuple[int, int, int]:
     _, e = math.frexp(m)
     gexp = e - GRID_BITS
     return gexp, round(math.ldexp(lower, -gexp)), round(math.ldexp(upper, -gexp))
+
+
+# ---------------------------------------------------------------------------
+# zero-concentrated DP (rho-zCDP), used by synthesis: Gaussian noise on marginal
+# counts and the exponential mechanism (Gumbel report-noisy-max) for selection.
+# A synthesis run is charged (epsilon, delta); the rho it may spend is found from
+# OpenDP's own zCDP -> approximate-DP conversion.
+# ---------------------------------------------------------------------------
+
+def _calibrate_zcdp(build, d_in, rho: float) -> float:
+    """Smallest scale whose OpenDP map gives at most rho (rho falls with the square of the scale)."""
+    if not (math.isfinite(rho) and rho > 0):
+        raise DPError("the privacy budget of this step is not positive",
+                      hint="Use a larger epsilon.")
+    scale = math.sqrt(build(1.0).map(d_in) / rho)
+    if scale > MAX_SCALE:
+        raise DPError("epsilon is too small for this synthesis", hint="Use a larger epsilon.")
+    for _ in range(64):
+        if build(scale).map(d_in) <= rho:
+            return scale
+        scale = math.nextafter(scale, math.inf) * (1 + 1e-15)
+    raise AssertionError("could not calibrate noise scale")  # pragma: no cover
+
+
+@lru_cache(maxsize=256)
+def _integer_gaussian(scale: float):
+    return dp.m.make_gaussian(dp.vector_domain(dp.atom_domain(T="i64")), dp.l2_distance(T="i64"), scale=scale)
+
+
+@lru_cache(maxsize=256)
+def gaussian_scale(sensitivity: int, rho: float) -> float:
+    """Scale of discrete Gaussian noise giving rho-zCDP for an integer vector of this L2 sensitivity."""
+    return _calibrate_zcdp(_integer_gaussian, int(sensitivity), float(rho))
+
+
+def gaussian_counts(counts, scale: float):
+    """Noisy copies of integer counts (OpenDP's exact discrete Gaussian sampler)."""
+    import numpy as np
+
+    flat = np.asarray(counts, dtype=np.int64).ravel()
+    noisy = _integer_gaussian(scale)([int(v) for v in flat])
+    return np.asarray(noisy, dtype=np.float64).reshape(np.shape(counts))
+
+
+@lru_cache(maxsize=256)
+def _zcdp_max(scale: float):
+    return dp.m.make_noisy_max(dp.vector_domain(dp.atom_domain(T="f64", nan=False)), dp.linf_distance(T="f64"),
+                               dp.zero_concentrated_divergence(), scale=scale)
+
+
+@lru_cache(maxsize=256)
+def exponential_scale(sensitivity: float, rho: float) -> float:
+    return _calibrate_zcdp(_zcdp_max, float(sensitivity), float(rho))
+
+
+def exponential_argmax(scores, sensitivity: float, rho: float) -> int:
+    """Index of a high score, chosen with rho-zCDP (OpenDP Gumbel report-noisy-max)."""
+    scale = exponential_scale(sensitivity, rho)
+    return int(_zcdp_max(scale)([float(s) for s in scores]))
+
+
+@lru_cache(maxsize=256)
+def rho_for(epsilon: float, delta: float) -> float:
+    """The largest rho whose zCDP guarantee implies (epsilon, delta)-DP, by OpenDP's conversion."""
+    _check_epsilon(epsilon)
+    if not (0 < delta < 1):
+        raise DPError("delta must be between 0 and 1 for synthesis",
+                      hint="Synthesis adds Gaussian noise, which needs a small delta such as 1e-6.")
+
+    def eps_at(scale: float) -> float:
+        meas = dp.c.make_zCDP_to_approxDP(_integer_gaussian(scale))
+        return meas.map(1).epsilon(delta)
+
+    low, high = 1e-3, 1e6          # scales: eps_at(low) is huge, eps_at(high) tiny
+    if eps_at(high) > epsilon:
+        raise DPError("epsilon is too small for this delta", hint="Use a larger epsilon or delta.")
+    for _ in range(100):
+        mid = math.sqrt(low * high)
+        if eps_at(mid) <= epsilon:
+            high = mid
+        else:
+            low = mid
+        if high / low < 1 + 1e-9:
+            break
+    return float(_integer_gaussian(high).map(1))

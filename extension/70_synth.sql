@@ -1,0 +1,97 @@
+-- DP synthetic data: denial constraints, dp_synthesize, and the DBA's evaluation.
+-- The engine is pg_dp.synth (python_udfs/pg_dp/synth/); see README "Synthetic data".
+
+INSERT INTO dp_internal.settings VALUES
+    ('synthetic_schema', 'dp_synthetic');      -- where dp_synthesize writes its tables
+
+CREATE TABLE dp_internal.denial_constraints (
+    id        serial PRIMARY KEY,
+    relid     oid NOT NULL REFERENCES dp_internal.protected_tables ON DELETE CASCADE,
+    dc        text NOT NULL,                   -- Kamino format, normalized
+    added_at  timestamptz NOT NULL DEFAULT now(),
+    UNIQUE (relid, dc)
+);
+
+CREATE TABLE dp_internal.synthetic_tables (
+    relid       oid PRIMARY KEY,               -- the table in the shadow schema
+    source      oid NOT NULL,                  -- the protected table it copies
+    provenance  jsonb NOT NULL,                -- epsilon, delta, method, rows, time, ledger id
+    created_at  timestamptz NOT NULL DEFAULT now()
+);
+REVOKE ALL ON dp_internal.denial_constraints, dp_internal.synthetic_tables FROM PUBLIC;
+REVOKE ALL ON SEQUENCE dp_internal.denial_constraints_id_seq FROM PUBLIC;
+SELECT pg_catalog.pg_extension_config_dump('dp_internal.denial_constraints', '');
+SELECT pg_catalog.pg_extension_config_dump('dp_internal.denial_constraints_id_seq', '');
+
+CREATE FUNCTION dp.add_constraint(table_name regclass, dc text) RETURNS integer
+LANGUAGE plpython3u VOLATILE SECURITY INVOKER
+SET search_path = pg_catalog, pg_temp
+AS $$
+from pg_dp.db import call
+from pg_dp.admin import add_constraint
+return call(add_constraint, table_name, dc)
+$$;
+
+CREATE FUNCTION dp.drop_constraint(id integer) RETURNS void
+LANGUAGE plpgsql VOLATILE SECURITY INVOKER
+SET search_path = pg_catalog, pg_temp
+AS $$
+BEGIN
+    PERFORM dp_internal.require_admin('drop a denial constraint');
+    DELETE FROM dp_internal.denial_constraints d WHERE d.id = drop_constraint.id;
+    IF NOT FOUND THEN
+        RAISE EXCEPTION 'denial constraint % does not exist', id
+            USING ERRCODE = 'undefined_object', HINT = 'See dp.denial_constraints for their ids.';
+    END IF;
+END $$;
+
+CREATE VIEW dp.denial_constraints AS
+SELECT d.id, d.relid::regclass AS table_name, d.dc, d.added_at
+FROM dp_internal.denial_constraints d;
+
+CREATE VIEW dp.synthetic_tables AS
+SELECT s.relid::regclass AS synthetic_table, s.source::regclass AS source,
+       (s.provenance->>'epsilon')::numeric AS epsilon, (s.provenance->>'delta')::numeric AS delta,
+       (s.provenance->>'rows')::bigint AS row_count, s.provenance->>'method' AS method,
+       (s.provenance->>'at')::timestamptz AS made_at
+FROM dp_internal.synthetic_tables s
+WHERE EXISTS (SELECT 1 FROM pg_catalog.pg_class c WHERE c.oid = s.relid);
+GRANT SELECT ON dp.denial_constraints, dp.synthetic_tables TO PUBLIC;
+
+CREATE PROCEDURE dp.dp_synthesize(source regclass, epsilon double precision,
+                                  delta double precision DEFAULT NULL, target_schema text DEFAULT NULL,
+                                  "rows" bigint DEFAULT NULL, dry_run boolean DEFAULT false)
+LANGUAGE plpython3u SECURITY DEFINER
+SET search_path = pg_catalog, pg_temp
+AS $$
+from pg_dp.db import call
+from pg_dp.synth.run import synthesize
+call(synthesize, source, epsilon, delta, target_schema, rows, dry_run)
+$$;
+GRANT EXECUTE ON PROCEDURE dp.dp_synthesize(regclass, double precision, double precision, text, bigint, boolean)
+    TO PUBLIC;
+
+CREATE FUNCTION dp.evaluate_synthetic(source regclass, synthetic regclass DEFAULT NULL, targets text[] DEFAULT NULL)
+RETURNS TABLE (metric text, value double precision, detail jsonb)
+LANGUAGE plpython3u VOLATILE SECURITY DEFINER
+SET search_path = pg_catalog, pg_temp
+AS $$
+from pg_dp.db import call
+from pg_dp.synth.report import evaluate
+return call(evaluate, source, synthetic, targets)
+$$;
+REVOKE ALL ON FUNCTION dp.add_constraint(regclass, text), dp.drop_constraint(integer),
+    dp.evaluate_synthetic(regclass, regclass, text[]) FROM PUBLIC;
+
+COMMENT ON TABLE dp_internal.denial_constraints IS 'Denial constraints (Kamino format) that synthetic copies of a table must satisfy';
+COMMENT ON TABLE dp_internal.synthetic_tables IS 'Tables written by dp_synthesize, with their source and provenance';
+COMMENT ON SEQUENCE dp_internal.denial_constraints_id_seq IS 'Ids of dp_internal.denial_constraints rows';
+COMMENT ON FUNCTION dp.add_constraint(regclass, text) IS
+    'DBA: register a denial constraint, e.g. t1&t2&EQ(t1.zip,t2.zip)&IQ(t1.city,t2.city); synthetic copies satisfy it';
+COMMENT ON FUNCTION dp.drop_constraint(integer) IS 'DBA: remove a denial constraint (by id, see dp.denial_constraints)';
+COMMENT ON VIEW dp.denial_constraints IS 'Denial constraints registered for protected tables';
+COMMENT ON VIEW dp.synthetic_tables IS 'Synthetic tables written by dp_synthesize: source, epsilon, delta, rows, method, time';
+COMMENT ON PROCEDURE dp.dp_synthesize(regclass, double precision, double precision, text, bigint, boolean) IS
+    'Write a DP synthetic copy of a protected table to the shadow schema (same DDL); charges epsilon/delta once; dry_run tells the plan and cost';
+COMMENT ON FUNCTION dp.evaluate_synthetic(regclass, regclass, text[]) IS
+    'DBA: fidelity of a synthetic table (reads the raw data): 1-/2-way TVD, denial-constraint violations, ML utility';

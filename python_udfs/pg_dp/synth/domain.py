@@ -1,0 +1,247 @@
+"""How each column of a table becomes a small discrete attribute, and back.
+
+A column is one of:
+- categorical: a list of values (public: enum labels, CHECK IN, booleans, values the
+  DBA declared; or discovered with DP partition selection), plus NULL when the
+  column is nullable, plus "other" for discovered lists (values too rare to release);
+- numeric: integers, floats, numerics, dates and timestamps on the line between
+  a lower and an upper bound (the DBA's, or estimated with DP).  Small integer
+  ranges get one code per value; otherwise a point code at each bound (clamped
+  values and spikes such as 0 sit there), and `bins` equal-width bins between;
+- identifier: keys and other columns whose values are too many to model (names,
+  ids): not modelled; regenerated after sampling (see pg_dp.synth.identifiers).
+
+`encode_sql` gives the SQL expression mapping a column to its code, so that
+marginals are counted by GROUP BY in the server; `decode` maps sampled codes
+back to values (as text, cast to the column's type by the server on insert).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+import datetime as dt
+import math
+
+import numpy as np
+
+EXACT_INTEGER_RANGE = 128     # integer ranges up to this many values get one code per value
+DEFAULT_BINS = 32
+EPOCH = dt.date(2000, 1, 1)   # dates are days since this day, timestamps seconds since its midnight (UTC)
+EPOCH_SECONDS = 946684800     # EPOCH's midnight in seconds since 1970-01-01
+
+INTEGER_TYPES = ("smallint", "integer", "bigint")
+FLOAT_TYPES = ("real", "double precision")
+TIMESTAMP_TYPES = ("timestamp without time zone", "timestamp with time zone")
+
+
+def family(base_type: str, typtype: str) -> str:
+    """'integer' | 'float' | 'numeric' | 'date' | 'timestamp' | 'boolean' | 'enum' | 'uuid' | 'text'."""
+    if typtype == "e":
+        return "enum"
+    if base_type in INTEGER_TYPES:
+        return "integer"
+    if base_type in FLOAT_TYPES:
+        return "float"
+    if base_type == "numeric":
+        return "numeric"
+    if base_type == "date":
+        return "date"
+    if base_type in TIMESTAMP_TYPES:
+        return "timestamp"
+    if base_type == "boolean":
+        return "boolean"
+    if base_type == "uuid":
+        return "uuid"
+    return "text"
+
+
+def numeric_scale(sql_type: str) -> int | None:
+    """Digits after the point of numeric(p,s); None when unconstrained."""
+    if not sql_type.startswith("numeric("):
+        return None
+    parts = sql_type[len("numeric("):-1].split(",")
+    return int(parts[1]) if len(parts) == 2 else 0
+
+
+def value_sql(column_sql: str, fam: str) -> str:
+    """The column as a double on the number line (dates: days, timestamps: seconds since EPOCH)."""
+    if fam == "date":
+        # infinite dates cannot be subtracted (an error would tell of them): map them to +-infinity
+        return (f"(CASE WHEN pg_catalog.isfinite({column_sql}) THEN ({column_sql} - DATE '{EPOCH.isoformat()}')::float8 "
+                f"WHEN {column_sql} > DATE '{EPOCH.isoformat()}' THEN 'Infinity'::float8 ELSE '-Infinity'::float8 END)")
+    if fam == "timestamp":
+        # timestamptz: seconds since EPOCH in UTC; timestamp: nominal seconds (no time zone involved)
+        return f"(extract(epoch FROM {column_sql})::float8 - {EPOCH_SECONDS})"
+    if fam == "numeric":
+        # clamp in numeric first: a huge value would make the cast fail, and the error tell of it
+        return f"least(greatest({column_sql}, -1e300), 1e300)::float8"
+    return f"({column_sql})::float8"
+
+
+@dataclass
+class Column:
+    name: str
+    sql_type: str                 # format_type with typmod, e.g. numeric(10,2)
+    fam: str                      # see family()
+    nullable: bool
+    kind: str                     # 'categorical' | 'numeric' | 'identifier'
+    values: list[str] = field(default_factory=list)     # categorical
+    other: bool = False           # categorical: an 'other' code for undiscovered values
+    other_weights: list[float] = field(default_factory=list)   # noisy counts of the values, to decode 'other'
+    lower: float = 0.0            # numeric bounds on the number line
+    upper: float = 0.0
+    bins: int = DEFAULT_BINS
+    source: str = ""              # where the domain came from (for NOTICEs and provenance)
+
+    # ---- codes ----------------------------------------------------------
+    @property
+    def exact(self) -> bool:
+        return self.fam in ("integer", "date") and self.upper - self.lower + 1 <= EXACT_INTEGER_RANGE
+
+    @property
+    def value_codes(self) -> int:
+        if self.kind == "categorical":
+            return len(self.values) + (1 if self.other else 0)
+        if self.exact:
+            return int(self.upper - self.lower) + 1
+        return self.bins + 2
+
+    @property
+    def null_code(self) -> int | None:
+        return self.value_codes if self.nullable else None
+
+    @property
+    def size(self) -> int:
+        return self.value_codes + (1 if self.nullable else 0)
+
+    def encode_sql(self, column_sql: str) -> str:
+        """SQL int expression: the code of the column's value (never NULL)."""
+        null = self.null_code
+        if self.kind == "categorical":
+            array = "ARRAY[" + ",".join(_literal(v) for v in self.values) + "]::text[]"
+            miss = len(self.values) if self.other else 0
+            fallback = f"CASE WHEN {column_sql} IS NULL THEN {null} ELSE {miss} END" if null is not None else str(miss)
+            return f"coalesce(pg_catalog.array_position({array}, ({column_sql})::text) - 1, {fallback})"
+        u = value_sql(column_sql, self.fam)
+        lo, hi = _num(self.lower), _num(self.upper)
+        if self.exact:
+            code = f"(least(greatest(round({u}), {lo}), {hi}) - {lo})::int"
+        else:
+            width = _num((self.upper - self.lower) / self.bins)
+            code = (f"(CASE WHEN {u} <= {lo} THEN 0 WHEN {u} >= {hi} THEN {self.bins + 1} "
+                    f"ELSE 1 + least({self.bins - 1}, floor(({u} - {lo}) / {width}))::int END)")
+        if null is not None:
+            return f"(CASE WHEN {column_sql} IS NULL THEN {null} ELSE {code} END)"
+        return code
+
+    # ---- values ---------------------------------------------------------
+    def decode(self, codes: np.ndarray, rng: np.random.Generator) -> np.ndarray:
+        """Values of sampled codes: floats on the number line (NaN = NULL) for numeric
+        columns, an object array of text (None = NULL) for categorical ones."""
+        codes = np.asarray(codes, dtype=np.int64)
+        null = codes == self.null_code if self.nullable else np.zeros(codes.size, dtype=bool)
+        if self.kind == "categorical":
+            values = np.array(self.values + [None], dtype=object)
+            picked = values[np.minimum(codes, len(self.values))]
+            if self.other and self.values:
+                where = np.flatnonzero((codes == len(self.values)) & ~null)
+                if where.size:
+                    w = np.clip(np.asarray(self.other_weights, dtype=float), 0, None) + 1e-9
+                    picked[where] = values[rng.choice(len(self.values), size=where.size, p=w / w.sum())]
+            picked[null] = None
+            return picked
+        u = self._decode_numbers(codes, rng)
+        u[null] = np.nan
+        return u
+
+    def to_text(self, values: np.ndarray) -> list[str | None]:
+        """Text of decoded values, ready for `::type` in the server."""
+        if self.kind == "categorical":
+            return list(values)
+        values = np.asarray(values, dtype=np.float64)
+        text = _format(np.nan_to_num(values), self.fam, self.sql_type)
+        return [None if math.isnan(v) else t for v, t in zip(values, text)]
+
+    def _decode_numbers(self, codes: np.ndarray, rng: np.random.Generator) -> np.ndarray:
+        """A value inside each code's bin: uniform over the bin, on the column's grid (whole
+        numbers for integers and dates, 10**-scale for numeric(p,s)) so it encodes back to the bin."""
+        lo, hi = self.lower, self.upper
+        if self.exact:
+            return lo + codes.astype(np.float64)
+        width = (hi - lo) / self.bins
+        start = lo + (np.clip(codes, 1, self.bins) - 1) * width
+        step = self._grid_step()
+        if step is None:
+            u = start + rng.random(codes.size) * width
+        else:
+            first = np.maximum(np.ceil(start / step - 1e-9), math.floor(lo / step + 1e-9) + 1)
+            last = np.minimum(np.ceil((start + width) / step - 1e-9) - 1, math.ceil(hi / step - 1e-9) - 1)
+            last = np.maximum(last, first)
+            u = (first + np.floor(rng.random(codes.size) * (last - first + 1))) * step
+            if step < 1:
+                u = np.round(u, numeric_scale(self.sql_type))
+        return np.where(codes == 0, lo, np.where(codes == self.bins + 1, hi, u))
+
+    def _grid_step(self) -> float | None:
+        if self.fam in ("integer", "date"):
+            return 1.0
+        if self.fam == "numeric" and numeric_scale(self.sql_type) is not None:
+            return 10.0 ** -numeric_scale(self.sql_type)
+        return None
+
+
+def _format(u: np.ndarray, fam: str, sql_type: str) -> np.ndarray:
+    if fam == "integer":
+        return np.array([str(int(v)) for v in np.round(u)], dtype=object)
+    if fam == "date":
+        return np.array([(EPOCH + dt.timedelta(days=int(v))).isoformat() for v in np.round(u)], dtype=object)
+    if fam == "timestamp":
+        base = dt.datetime(EPOCH.year, EPOCH.month, EPOCH.day)
+        suffix = "+00" if sql_type == "timestamp with time zone" else ""
+        return np.array([(base + dt.timedelta(microseconds=round(v * 1e6))).isoformat(sep=" ") + suffix
+                         for v in u], dtype=object)
+    if fam == "numeric":
+        scale = numeric_scale(sql_type)
+        digits = 6 if scale is None else scale
+        return np.array([f"{v:.{digits}f}" for v in u], dtype=object)
+    return np.array([repr(float(v)) for v in u], dtype=object)
+
+
+def _num(x: float) -> str:
+    return repr(float(x))
+
+
+def _literal(value: str) -> str:
+    return "'" + str(value).replace("'", "''") + "'"
+
+
+def bounds_from_buckets(noisy: dict[int, float], threshold: float) -> tuple[float, float] | None:
+    """Bounds from a noisy histogram of log2 buckets (see bucket_sql): from the lowest to the
+    highest bucket whose noisy count passes the threshold; None if none does."""
+    passing = sorted(b for b, c in noisy.items() if c >= threshold)
+    if not passing:
+        return None
+    return bucket_edges(passing[0])[0], bucket_edges(passing[-1])[1]
+
+
+BUCKET_MAX = 62
+
+
+def bucket_sql(u_sql: str) -> str:
+    """SQL: the log2 bucket of a number: 0 for |u| < 1, else sign(u) * (floor(log2 |u|) + 1), capped."""
+    # least() before the cast: NaN and infinity land in the top bucket instead of raising an
+    # error (an error would tell the caller that such a value exists)
+    return (f"(CASE WHEN abs({u_sql}) < 1 THEN 0 ELSE (CASE WHEN {u_sql} < 0 THEN -1 ELSE 1 END) * "
+            f"(least({BUCKET_MAX - 1}, floor(ln(abs({u_sql})) / ln(2.0::float8) + 1e-9))::int + 1) END)")
+
+
+def bucket_edges(b: int) -> tuple[float, float]:
+    if b == 0:
+        return -1.0, 1.0
+    if b > 0:
+        return float(2 ** (b - 1)), float(2 ** b)
+    return -float(2 ** (-b)), -float(2 ** (-b - 1))
+
+
+def all_buckets() -> list[int]:
+    return list(range(-BUCKET_MAX, BUCKET_MAX + 1))

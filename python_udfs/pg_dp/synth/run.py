@@ -1,0 +1,532 @@
+"""dp_synthesize: the steps that talk to the server (through pg_dp.db only).
+
+1. plan the domain from public metadata only, and tell the cost;
+2. charge the caller's budget (committed on its own, before anything is read);
+3. discovery, when the metadata is not enough (charged share): bounds of numeric
+   columns, frequent values of text columns, row and distinct-value counts;
+4. encode every modelled column to a small code in a TEMP table (SQL), and count
+   marginals with GROUP BY GROUPING SETS: no row ever reaches Python;
+5. select and measure (pg_dp.synth.mst), fit and sample (mbi);
+6. decode, regenerate keys and identifiers, repair denial constraints;
+7. stage the rows, drop those breaking CHECK/UNIQUE, and write the shadow table
+   under a temporary name, then swap it in: one transaction, so a failure leaves
+   the previous version in place.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from decimal import Decimal
+import datetime as dt
+import json
+import math
+import secrets
+import time
+import uuid
+
+import numpy as np
+
+from .. import db, ledger, mechanisms
+from ..errors import DPError
+from . import dc as dcmod
+from . import domain as dom
+from . import identifiers, mst
+
+DISCOVERY_SHARE = Decimal("0.1")      # of epsilon, when discovery is needed at all
+COVERAGE = 0.5                        # discovered values must cover this share of rows to be modelled
+MAX_ROUNDS = 5                        # sampling rounds to replace rows breaking CHECK/UNIQUE
+SRC = "pg_dp_synth_src"
+CODES = "pg_dp_synth_codes"
+STAGE = "pg_dp_synth_stage"
+STAGE_CHUNK = 50_000                  # rows turned into text and sent to the server at a time
+
+
+@dataclass
+class Target:
+    relid: int
+    schema: str
+    name: str
+    qualified: str
+    dataset: str
+    unit: str | None
+    max_rows: int
+    data_version: int
+    columns: list[dom.Column] = field(default_factory=list)
+    generated: list[str] = field(default_factory=list)
+    keys: list[str] = field(default_factory=list)          # single-column PRIMARY KEY / UNIQUE
+    checks: list[str] = field(default_factory=list)
+    uniques: list[list[str]] = field(default_factory=list)  # multi-column ones
+    foreign_keys: list[str] = field(default_factory=list)
+    dcs: list = field(default_factory=list)
+    needs_bounds: list[str] = field(default_factory=list)
+    needs_values: list[str] = field(default_factory=list)
+
+    def column(self, name: str) -> dom.Column:
+        return next(c for c in self.columns if c.name == name)
+
+
+class Run:
+    def __init__(self, source: str, epsilon, delta, target_schema, rows, dry_run):
+        self.started = time.monotonic()
+        self.rng = np.random.default_rng(secrets.randbits(64))
+        self.epsilon = _positive(epsilon, "epsilon")
+        self.delta = Decimal(str(delta)) if delta is not None else Decimal(db.setting("default_delta"))
+        if not (0 < self.delta < 1):
+            raise DPError("delta must be between 0 and 1 for synthesis",
+                          hint="Synthesis adds Gaussian noise, which needs a small delta such as 1e-6.")
+        if rows is not None and rows < 1:
+            raise DPError("rows must be at least 1", hint="Leave rows out to get as many rows as the source (DP count).")
+        self.rows = rows
+        self.dry_run = bool(dry_run)
+        self.role = int(db.execute("SELECT dp_internal.outer_user()::int8 AS r")[0]["r"])
+        self.admin = bool(db.execute(
+            "SELECT pg_catalog.has_table_privilege($1::oid, 'dp_internal.datasets', 'UPDATE') AS a",
+            [self.role], ["int8"])[0]["a"])
+        self.t = _load(db.regclass_oid(source))
+        self.schema = self._target_schema(target_schema)
+
+    # ------------------------------------------------------------------ plan
+    def _target_schema(self, requested) -> str:
+        if requested is not None and not self.admin:
+            raise DPError("only a pg_dp administrator may choose the target schema",
+                          hint="Leave target_schema out: synthetic tables go to the shadow schema "
+                               f"{db.setting('synthetic_schema') or 'dp_synthetic'}.", sqlstate="42501")
+        schema = requested or db.setting("synthetic_schema") or "dp_synthetic"
+        if schema in (self.t.schema, "pg_catalog", "dp", "dp_internal", "information_schema") \
+                or schema.startswith("pg_"):
+            raise DPError(f"synthetic tables cannot go to schema {schema}",
+                          hint="Use a schema of their own, e.g. dp_synthetic.", sqlstate="42501")
+        return schema
+
+    def costs(self) -> tuple[Decimal, Decimal, Decimal, Decimal]:
+        """(epsilon, delta) of discovery and of the model; they add up to what is charged."""
+        discover = bool(self.t.needs_bounds or self.t.needs_values or self.t.unit
+                        or any(c.kind == "identifier" and c.name not in self.t.keys for c in self.t.columns))
+        e_disc = self.epsilon * DISCOVERY_SHARE if discover else Decimal(0)
+        d_disc = self.delta / 2 if self.t.needs_values else Decimal(0)
+        return e_disc, d_disc, self.epsilon - e_disc, self.delta - d_disc
+
+    def describe(self) -> list[str]:
+        lines = []
+        for c in self.t.columns:
+            if c.kind == "categorical":
+                what = f"categorical, {len(c.values)} values ({c.source})" if c.values else \
+                    "categorical, values found with DP partition selection"
+            elif c.kind == "numeric":
+                what = (f"numeric on [{c.lower:g}, {c.upper:g}] ({c.source})" if c.name not in self.t.needs_bounds
+                        else "numeric, bounds estimated with DP")
+            else:
+                what = f"regenerated ({c.source})"
+            lines.append(f"{c.name}: {what}")
+        lines += [f"generated column {g}: computed by the server" for g in self.t.generated]
+        lines += [f"denial constraint: {d.text}" for d in self.t.dcs]
+        return lines
+
+    # ------------------------------------------------------------------ run
+    def execute(self):
+        e_disc, d_disc, e_model, d_model = self.costs()
+        self.notice(f"plan for {self.t.qualified} -> {db.quote_ident(self.schema)}.{db.quote_ident(self.t.name)}: "
+                    f"epsilon {self.epsilon}, delta {self.delta}; " + "; ".join(self.describe()))
+        for fk in self.t.foreign_keys:
+            self.notice(f"foreign key not copied to the synthetic table: {fk}",
+                        hint="Synthetic values need not exist in the referenced table.")
+        if self.dry_run:
+            remaining = db.execute(
+                "SELECT epsilon_granted - epsilon_spent AS e, delta_granted - delta_spent AS d "
+                "FROM dp_internal.budgets WHERE role = $1 AND dataset = $2",
+                [self.role, self.t.dataset], ["oid", "text"])
+            left = f"epsilon {remaining[0]['e']}, delta {remaining[0]['d']}" if remaining else "no budget"
+            self.notice(f"dry run: would charge epsilon {self.epsilon}, delta {self.delta} to dataset "
+                        f"{self.t.dataset}; remaining: {left}")
+            return
+        statement = (f"CALL dp_synthesize({self.t.qualified}, epsilon => {self.epsilon}, delta => {self.delta}"
+                     + (f", rows => {self.rows}" if self.rows else "") + ")")
+        ledger_id = ledger.charge(self.role, self.t.dataset, self.epsilon, self.delta, statement,
+                                  "synthesis: MST (Gaussian marginals, exponential selection)"
+                                  + (" + discovery (Laplace)" if e_disc else ""),
+                                  self.t.data_version, f"synthesis:{uuid.uuid4().hex}")
+        self.phase(f"charged epsilon {self.epsilon}, delta {self.delta} (ledger id {ledger_id})")
+        sensitivity = self._snapshot()
+        counts = self._discover(float(e_disc), float(d_disc), sensitivity) if e_disc else {}
+        modelled = [c for c in self.t.columns if c.kind != "identifier"]
+        self.modelled, self.counts = modelled, counts
+        self.plan = self._model(modelled, float(e_model), float(d_model), sensitivity)
+        n = int(self.rows or (mst.noisy_total(self.plan) if self.plan else counts.get("total", 1)))
+        written = self._write(self._sample(n), n, ledger_id)
+        for name in (SRC, CODES, STAGE):
+            _drop_temp(name)
+        self.phase(f"wrote {written} rows to {db.quote_ident(self.schema)}.{db.quote_ident(self.t.name)}")
+
+    def _snapshot(self) -> int:
+        """The rows measured: every row, or at most max_rows per privacy unit. Returns the sensitivity."""
+        _drop_temp(SRC)
+        if self.t.unit:
+            u = db.quote_ident(self.t.unit)
+            db.execute(f"CREATE TEMP TABLE {SRC} ON COMMIT DROP AS SELECT * FROM (SELECT s.*, "
+                       f"row_number() OVER (PARTITION BY s.{u}) AS pg_dp_rn FROM {self.t.qualified} s) b "
+                       f"WHERE pg_dp_rn <= {self.t.max_rows}")
+            self.src = SRC
+            return self.t.max_rows
+        self.src = self.t.qualified
+        return 1
+
+    # ---------------------------------------------------------- discovery
+    def _discover(self, epsilon: float, delta: float, sensitivity: int) -> dict:
+        """Noisy row count, bounds, frequent values, then distinct counts of regenerated columns."""
+        parts = 2 + bool(self.t.needs_bounds) + bool(self.t.needs_values)
+        share = epsilon / parts
+        total = db.execute(f"SELECT count(*) AS n FROM {self.src}")[0]["n"]
+        counts = {"total": max(1, mechanisms.laplace_integer(total, sensitivity, share))}
+        if self.t.needs_bounds:
+            self._bounds(share, sensitivity)
+        if self.t.needs_values:
+            self._values(share, delta, sensitivity, counts["total"])
+        counts.update(self._distinct(share, sensitivity))
+        return counts
+
+    def _distinct(self, epsilon: float, sensitivity: int) -> dict:
+        """Noisy numbers of distinct values of the regenerated (non-key) columns."""
+        names = [c.name for c in self.t.columns if c.kind == "identifier" and c.name not in self.t.keys]
+        if not names:
+            return {}
+        exact = db.execute("SELECT " + ", ".join(f"count(DISTINCT {db.quote_ident(n)}) AS d{i}"
+                                                 for i, n in enumerate(names)) + f" FROM {self.src}")[0]
+        eps = epsilon / len(names)
+        out = {n: max(1, mechanisms.laplace_integer(exact[f"d{i}"], 1 if n == self.t.unit else sensitivity, eps))
+               for i, n in enumerate(names)}
+        self.phase(f"counted distinct values of {len(names)} regenerated column(s)")
+        return out
+
+    def _bounds(self, epsilon: float, sensitivity: int):
+        eps = epsilon / len(self.t.needs_bounds)
+        scale = mechanisms.integer_laplace_scale(sensitivity, eps)
+        threshold = scale * math.log(50 * len(dom.all_buckets()))
+        for name in self.t.needs_bounds:
+            col = self.t.column(name)
+            u = dom.value_sql(db.quote_ident(name), col.fam)
+            exact = {r["b"]: r["n"] for r in db.execute(
+                f"SELECT {dom.bucket_sql(u)} AS b, count(*) AS n FROM {self.src} WHERE {db.quote_ident(name)} IS NOT NULL "
+                "GROUP BY 1")}
+            noisy = dict(zip(dom.all_buckets(), mechanisms.integer_laplace_noise(scale, len(dom.all_buckets()))))
+            noisy = {b: exact.get(b, 0) + v for b, v in noisy.items()}
+            found = dom.bounds_from_buckets(noisy, threshold)
+            col.lower, col.upper = found if found else (0.0, 1.0)
+            if col.fam in ("integer", "date"):
+                col.lower, col.upper = math.floor(col.lower), math.ceil(col.upper)
+            col.source = "DP bounds"
+            if not found:
+                self.notice(f"column {name}: too few values to estimate bounds with DP; using [0, 1]",
+                            hint=f"Declare bounds: dp.set_bounds('{self.t.qualified}', '{name}', lower, upper).")
+        self.phase(f"estimated bounds of {len(self.t.needs_bounds)} column(s)")
+
+    def _values(self, epsilon: float, delta: float, sensitivity: int, total: int):
+        names = self.t.needs_values
+        counts = {}
+        for i, name in enumerate(names):
+            for r in db.execute(f"SELECT {db.quote_ident(name)}::text AS v, count(*) AS n FROM {self.src} "
+                                f"WHERE {db.quote_ident(name)} IS NOT NULL GROUP BY 1"):
+                counts[f"{i}\x1f{r['v']}"] = r["n"]
+        kept = mechanisms.select_partitions(counts, len(names), sensitivity, epsilon, delta)
+        for i, name in enumerate(names):
+            col = self.t.column(name)
+            found = sorted(((k.split("\x1f", 1)[1], v) for k, v in kept.items() if k.startswith(f"{i}\x1f")),
+                           key=lambda kv: -kv[1])
+            covered = sum(v for _, v in found)
+            if found and covered >= COVERAGE * total:
+                col.kind, col.values, col.other = "categorical", [v for v, _ in found], True
+                col.other_weights = [float(v) for _, v in found]
+                col.source = "DP partition selection"
+            else:
+                col.kind, col.source = "identifier", "too many distinct values to model"
+                self.notice(f"column {name}: values are too many or too rare to release; "
+                            "synthetic values are generated identifiers",
+                            hint=f"Declare public values: dp.set_public_values('{self.t.qualified}', '{name}', ARRAY[...]).")
+        self.phase(f"found frequent values of {len(names)} column(s)")
+
+    # -------------------------------------------------------------- model
+    def _model(self, modelled: list[dom.Column], epsilon: float, delta: float, sensitivity: int):
+        if not modelled:
+            return None
+        _drop_temp(CODES)
+        db.execute(f"CREATE TEMP TABLE {CODES} ON COMMIT DROP AS SELECT "
+                   + ", ".join(f"{c.encode_sql(db.quote_ident(c.name))} AS c{i}" for i, c in enumerate(modelled))
+                   + f" FROM {self.src}")
+        self.phase(f"encoded {len(modelled)} column(s)")
+        index = {c.name: i for i, c in enumerate(modelled)}
+        sizes = {c.name: c.size for c in modelled}
+        cache: dict = {}
+
+        def measure(cliques):
+            todo = [c for c in cliques if c not in cache]
+            if todo:
+                cache.update(_grouping_sets(todo, index, sizes))
+                db.check_interrupts()
+            return [cache[c] for c in cliques]
+
+        required = []
+        for d in self.t.dcs:
+            attrs = tuple(a for a in d.attributes if a in index)
+            if len(attrs) >= 2 and math.prod(sizes[a] for a in attrs) <= 10 ** 5:
+                required.append(attrs)
+            elif len(attrs) >= 2:
+                required += [p for p in zip(attrs, attrs[1:])]
+        rho = mechanisms.rho_for(epsilon, delta)
+        plan = mst.run(sizes, measure, rho, sensitivity, required=required, progress=self.phase)
+        cache.clear()
+        self.model = mst.fit(plan, iters=mst.fit_iterations(plan), tick=db.check_interrupts)
+        self.phase("fitted the graphical model")
+        return plan
+
+    def _sample(self, n: int) -> dict[str, np.ndarray]:
+        """n rows of every column but the keys (those are numbered when written)."""
+        values = {}
+        if self.plan is not None:
+            codes = mst.sample(self.model, self.plan, n, self.rng)
+            for c in self.modelled:
+                values[c.name] = c.decode(codes[c.name], self.rng)
+        for c in self.t.columns:
+            if c.kind != "identifier" or c.name in self.t.keys:
+                continue
+            groups = [values[d.dependent] for d in self.t.dcs
+                      if d.kind == "fd" and d.determinants == (c.name,) and d.dependent in values]
+            values[c.name] = identifiers.assign_ids(n, self.counts.get(c.name, n), self.rng, groups)
+        self.phase(f"sampled {n} rows")
+        return values
+
+    def repaired(self, values: dict[str, np.ndarray]):
+        if not self.dcs_to_repair:
+            return values, np.ones(len(next(iter(values.values()))), dtype=bool)
+        fixed, keep, stats = dcmod.repair(values, self.dcs_to_repair, self.rng)
+        self.phase(f"repaired denial constraints: {stats.get('changed_values', 0)} value(s) changed, "
+                   f"{stats.get('dropped_rows', 0)} row(s) dropped")
+        return fixed, keep
+
+    # -------------------------------------------------------------- write
+    @property
+    def dcs_to_repair(self) -> list:
+        """Denial constraints over sampled columns (keys are distinct: an EQ on one never holds)."""
+        return [d for d in self.t.dcs if not set(d.attributes) & set(self.t.keys)]
+
+    def _text(self, values: dict[str, np.ndarray], rows: np.ndarray, first: int) -> dict[str, list]:
+        """Text of the given rows, keys numbered from `first`."""
+        out = {}
+        for c in self.t.columns:
+            if c.name in self.t.keys:
+                out[c.name] = identifiers.as_text(identifiers.key_values(rows.size, c.fam, first), c.fam, c.name)
+            elif c.kind == "identifier":
+                out[c.name] = identifiers.as_text(values[c.name][rows], c.fam, c.name)
+            else:
+                out[c.name] = c.to_text(values[c.name][rows])
+        return out
+
+    def _stage(self, values: dict[str, np.ndarray], keep: np.ndarray) -> int:
+        """Write the kept rows to a TEMP table, a chunk at a time (text is built per chunk)."""
+        names = [c.name for c in self.t.columns]
+        _drop_temp(STAGE)
+        db.execute(f"CREATE TEMP TABLE {STAGE} ON COMMIT DROP AS SELECT "
+                   + ", ".join(db.quote_ident(n) for n in names)
+                   + f", 0::int8 AS pg_dp_idx FROM {self.t.qualified} WITH NO DATA")
+        rows = np.flatnonzero(keep)
+        casts = ", ".join(f"${i + 1}::text[]" for i in range(len(names)))
+        cols = ", ".join(f"u.c{i}::{c.sql_type}" for i, c in enumerate(self.t.columns))
+        sql = (f"INSERT INTO {STAGE} SELECT {cols}, u.idx FROM unnest({casts}, ${len(names) + 1}::int8[]) "
+               f"AS u({', '.join(f'c{i}' for i in range(len(names)))}, idx)")
+        types = ["text[]"] * len(names) + ["int8[]"]
+        for start in range(0, rows.size, STAGE_CHUNK):
+            chunk = rows[start:start + STAGE_CHUNK]
+            text = self._text(values, chunk, start + 1)
+            db.execute(sql, [text[nm] for nm in names] + [list(range(start, start + chunk.size))], types)
+            db.check_interrupts()
+        return int(rows.size)
+
+    def _bad_rows(self) -> set[int]:
+        bad = set()
+        for check in self.t.checks:
+            bad |= {r["i"] for r in db.execute(f"SELECT pg_dp_idx AS i FROM {STAGE} WHERE NOT coalesce(({check}), true)")}
+        for cols in self.t.uniques:
+            q = ", ".join(db.quote_ident(c) for c in cols)
+            bad |= {r["i"] for r in db.execute(
+                f"SELECT i FROM (SELECT pg_dp_idx AS i, row_number() OVER (PARTITION BY {q} ORDER BY pg_dp_idx) AS rn "
+                f"FROM {STAGE} WHERE " + " AND ".join(f"{db.quote_ident(c)} IS NOT NULL" for c in cols)
+                + ") s WHERE rn > 1")}
+        return bad
+
+    def _write(self, values: dict[str, np.ndarray], n: int, ledger_id: int) -> int:
+        """Stage, drop rows breaking CHECK/UNIQUE (sampling more if needed), then swap in."""
+        for _ in range(MAX_ROUNDS):
+            fixed, keep = self.repaired(values)
+            staged = self._stage(fixed, keep)
+            bad = self._bad_rows()
+            good = staged - len(bad)
+            if good >= n or not (self.t.checks or self.t.uniques):
+                break
+            more = min(10 * n, int((n - good) * 1.5) + 10)
+            self.phase(f"{len(bad)} row(s) broke CHECK/UNIQUE constraints; sampling {more} more")
+            extra = self._sample(more)
+            values = {k: np.concatenate([v[keep], extra[k]]) for k, v in fixed.items()}
+        if bad:
+            self.notice(f"dropped {len(bad)} sampled row(s) that broke CHECK or UNIQUE constraints")
+        return self._swap(bad, n, ledger_id)
+
+    def _swap(self, bad: set[int], n: int, ledger_id: int) -> int:
+        schema, name = db.quote_ident(self.schema), db.quote_ident(self.t.name)
+        fresh = db.quote_ident(f"{self.t.name[:40]}_pg_dp_new")
+        if not db.execute("SELECT 1 FROM pg_catalog.pg_namespace WHERE nspname = $1", [self.schema], ["text"]):
+            db.execute(f"CREATE SCHEMA {schema}")
+        old = db.execute(
+            "SELECT c.oid::int8 AS oid, s.relid IS NOT NULL AS ours FROM pg_catalog.pg_class c "
+            "JOIN pg_catalog.pg_namespace n ON n.oid = c.relnamespace "
+            "LEFT JOIN dp_internal.synthetic_tables s ON s.relid = c.oid "
+            "WHERE n.nspname = $1 AND c.relname = $2", [self.schema, self.t.name], ["text", "text"])
+        if old and not old[0]["ours"]:
+            raise DPError(f"{self.schema}.{self.t.name} exists and was not written by dp_synthesize",
+                          hint="Drop or rename it, or choose another shadow schema with "
+                               "dp.set_setting('synthetic_schema', ...).", sqlstate="42P07")
+        if db.execute("SELECT pg_catalog.to_regclass($1) IS NOT NULL AS x", [f"{schema}.{fresh}"], ["text"])[0]["x"]:
+            db.execute(f"DROP TABLE {schema}.{fresh}")
+        db.execute(f"CREATE TABLE {schema}.{fresh} (LIKE {self.t.qualified} INCLUDING CONSTRAINTS "
+                   "INCLUDING INDEXES INCLUDING GENERATED INCLUDING COMMENTS)")
+        names = ", ".join(db.quote_ident(c.name) for c in self.t.columns)
+        skip = f"WHERE pg_dp_idx <> ALL ($1::int8[]) " if bad else ""
+        db.execute(f"INSERT INTO {schema}.{fresh} ({names}) SELECT {names} FROM {STAGE} {skip}"
+                   f"ORDER BY pg_dp_idx LIMIT {int(n)}", [sorted(bad)] if bad else [], ["int8[]"] if bad else [])
+        written = db.execute(f"SELECT count(*) AS n FROM {schema}.{fresh}")[0]["n"]
+        grants = []
+        if old:
+            grants = db.execute(
+                "SELECT a.privilege_type AS p, CASE WHEN a.grantee = 0 THEN 'PUBLIC' "
+                "ELSE pg_catalog.quote_ident(pg_catalog.pg_get_userbyid(a.grantee)) END AS g "
+                "FROM pg_catalog.pg_class c, LATERAL pg_catalog.aclexplode(c.relacl) a "
+                "WHERE c.oid = $1 AND a.grantee <> c.relowner", [old[0]["oid"]], ["oid"])
+            db.execute(f"DROP TABLE {schema}.{name}")
+        db.execute(f"ALTER TABLE {schema}.{fresh} RENAME TO {name}")
+        caller = db.quote_ident(db.execute("SELECT pg_catalog.pg_get_userbyid($1) AS r", [self.role], ["oid"])[0]["r"])
+        db.execute(f"GRANT USAGE ON SCHEMA {schema} TO {caller}")
+        db.execute(f"GRANT SELECT ON {schema}.{name} TO {caller}")
+        for g in grants:
+            db.execute(f"GRANT {g['p']} ON {schema}.{name} TO {g['g']}")
+        relid = db.regclass_oid(f"{schema}.{name}")
+        provenance = {"source": self.t.qualified, "epsilon": str(self.epsilon), "delta": str(self.delta),
+                      "method": "MST (select-measure-generate), mbi graphical model", "rows": written,
+                      "at": dt.datetime.now(dt.timezone.utc).isoformat(timespec="seconds"), "ledger_id": ledger_id,
+                      "data_version": self.t.data_version,
+                      "denial_constraints": [d.text for d in self.t.dcs],
+                      "regenerated": [c.name for c in self.t.columns if c.kind == "identifier"]}
+        db.execute(f"COMMENT ON TABLE {schema}.{name} IS " + db.quote_literal(
+            f"DP synthetic copy of {self.t.qualified} made by pg_dp dp_synthesize: epsilon {self.epsilon}, "
+            f"delta {self.delta}, {provenance['method']}, {written} rows, {provenance['at']}"))
+        db.execute("INSERT INTO dp_internal.synthetic_tables (relid, source, provenance) VALUES ($1, $2, $3::jsonb) "
+                   "ON CONFLICT (relid) DO UPDATE SET source = excluded.source, provenance = excluded.provenance",
+                   [relid, self.t.relid, json.dumps(provenance)], ["oid", "oid", "text"])
+        db.execute("DELETE FROM dp_internal.synthetic_tables s WHERE NOT EXISTS "
+                   "(SELECT 1 FROM pg_catalog.pg_class c WHERE c.oid = s.relid)")
+        return written
+
+    # ------------------------------------------------------------ progress
+    def phase(self, message: str):
+        self.notice(f"dp_synthesize {self.t.name}: {message} ({time.monotonic() - self.started:.1f} s)")
+
+    def notice(self, message: str, hint: str | None = None):
+        db.notice(message, hint)
+
+
+def _drop_temp(name: str):
+    if db.execute("SELECT pg_catalog.to_regclass($1) IS NOT NULL AS x", [f"pg_temp.{name}"], ["text"])[0]["x"]:
+        db.execute(f"DROP TABLE pg_temp.{name}")
+
+
+def _grouping_sets(cliques, index, sizes) -> dict:
+    """Exact counts of several marginals in one scan of the codes table."""
+    used = sorted({index[a] for c in cliques for a in c})
+    sets = ", ".join("(" + ", ".join(f"c{index[a]}" for a in c) + ")" for c in cliques)
+    rows = db.execute_tuples(
+        f"SELECT count(*) AS c0, " + ", ".join(f"c{i} AS c{k + 1}" for k, i in enumerate(used))
+        + f" FROM {CODES} GROUP BY GROUPING SETS ({sets})", len(used) + 1)
+    pos = {i: k + 1 for k, i in enumerate(used)}
+    out = {c: np.zeros([sizes[a] for a in c], dtype=np.int64) for c in cliques}
+    by_pattern = {frozenset(index[a] for a in c): c for c in cliques}
+    for row in rows:
+        present = frozenset(i for i in used if row[pos[i]] is not None)
+        c = by_pattern[present]
+        out[c][tuple(row[pos[index[a]]] for a in c)] += row[0]
+    return out
+
+
+def _positive(value, name) -> Decimal:
+    if value is None or not math.isfinite(float(value)) or float(value) <= 0:
+        raise DPError(f"{name} must be a finite number greater than zero",
+                      hint="e.g. epsilon => 1.0")
+    return Decimal(str(value))
+
+
+def _load(relid: int) -> Target:
+    r = db.execute(
+        "SELECT n.nspname, c.relname, p.dataset, p.unit_column, d.max_rows_per_unit, d.data_version "
+        "FROM pg_catalog.pg_class c JOIN pg_catalog.pg_namespace n ON n.oid = c.relnamespace "
+        "LEFT JOIN dp_internal.protected_tables p ON p.relid = c.oid "
+        "LEFT JOIN dp_internal.datasets d ON d.name = p.dataset WHERE c.oid = $1", [relid], ["oid"])[0]
+    qualified = f"{db.quote_ident(r['nspname'])}.{db.quote_ident(r['relname'])}"
+    if r["dataset"] is None:
+        raise DPError(f"table {qualified} is not protected by pg_dp",
+                      hint=f"Protect it first: SELECT dp.protect('{qualified}'); then grant a budget on its dataset.",
+                      sqlstate="42P01")
+    t = Target(relid, r["nspname"], r["relname"], qualified, r["dataset"], r["unit_column"],
+               int(r["max_rows_per_unit"]), int(r["data_version"]))
+    for k in db.execute(
+            "SELECT contype, pg_catalog.pg_get_constraintdef(oid) AS def, "
+            "ARRAY(SELECT a.attname::text FROM unnest(conkey) WITH ORDINALITY k(n, o) JOIN pg_catalog.pg_attribute a "
+            "ON a.attrelid = conrelid AND a.attnum = k.n ORDER BY k.o) AS cols "
+            "FROM pg_catalog.pg_constraint WHERE conrelid = $1 ORDER BY conname", [relid], ["oid"]):
+        if k["contype"] in ("p", "u") and len(k["cols"]) == 1:
+            t.keys.append(k["cols"][0])
+        elif k["contype"] in ("p", "u"):
+            t.uniques.append(list(k["cols"]))
+        elif k["contype"] == "c":
+            t.checks.append(k["def"][len("CHECK "):] if k["def"].startswith("CHECK ") else k["def"])
+        elif k["contype"] == "f":
+            t.foreign_keys.append(k["def"])
+    for c in db.execute(
+            "SELECT a.attname, pg_catalog.format_type(a.atttypid, a.atttypmod) AS type, "
+            "pg_catalog.format_type(CASE WHEN t.typtype = 'd' THEN t.typbasetype ELSE a.atttypid END, NULL) AS base, "
+            "t.typtype, a.attnotnull, a.attgenerated <> '' AS generated, m.lower_bound, m.upper_bound, "
+            "m.public_values, m.values_source "
+            "FROM pg_catalog.pg_attribute a JOIN pg_catalog.pg_type t ON t.oid = a.atttypid "
+            "LEFT JOIN dp_internal.columns m ON m.relid = a.attrelid AND m.attname = a.attname "
+            "WHERE a.attrelid = $1 AND a.attnum > 0 AND NOT a.attisdropped ORDER BY a.attnum", [relid], ["oid"]):
+        if c["generated"]:
+            t.generated.append(c["attname"])
+            continue
+        t.columns.append(_classify(t, c))
+    t.dcs = [dcmod.parse(r["dc"], [c.name for c in t.columns]) for r in db.execute(
+        "SELECT dc FROM dp_internal.denial_constraints WHERE relid = $1 ORDER BY id", [relid], ["oid"])]
+    return t
+
+
+def _classify(t: Target, c) -> dom.Column:
+    fam = dom.family(c["base"], c["typtype"])
+    col = dom.Column(c["attname"], c["type"], fam, not c["attnotnull"], "identifier")
+    if c["attname"] == t.unit:
+        col.source = "privacy unit"
+    elif c["attname"] in t.keys:
+        col.source = "key"
+    elif c["public_values"]:
+        col.kind, col.values, col.source = "categorical", list(c["public_values"]), c["values_source"] or "declared"
+    elif fam == "boolean":
+        col.kind, col.values, col.source = "categorical", ["false", "true"], "boolean"
+    elif fam in ("integer", "float", "numeric", "date", "timestamp"):
+        col.kind = "numeric"
+        if c["lower_bound"] is not None and c["upper_bound"] is not None and fam not in ("date", "timestamp"):
+            col.lower, col.upper, col.source = float(c["lower_bound"]), float(c["upper_bound"]), "declared bounds"
+            col.upper = max(col.upper, col.lower + 1)     # one value wide at least (bins need a width)
+        else:
+            t.needs_bounds.append(c["attname"])
+    elif fam == "uuid":
+        col.source = "uuid"
+    else:
+        col.kind = "categorical"
+        t.needs_values.append(c["attname"])
+    return col
+
+
+def synthesize(source, epsilon, delta=None, target_schema=None, rows=None, dry_run=False):
+    Run(source, epsilon, delta, target_schema, rows, dry_run).execute()
