@@ -18,9 +18,9 @@ SELECT dp.add_constraint('adult', 't1&t2&LT(t1.capital_gain,t2.capital_gain)&LT(
 SELECT dp.grant_budget('demo_analyst', 'adult', 1.0, 1e-5);
 \echo '== Analyst: what would a synthetic copy cost? (nothing is spent)'
 SET ROLE demo_analyst;
-CALL dp_synthesize('adult', epsilon => 1.0, dry_run => true);
+CALL dp.dp_synthesize('adult', epsilon => 1.0, dry_run => true);
 \echo '== ... then make it (progress is reported as it goes)'
-CALL dp_synthesize('adult', epsilon => 1.0);
+CALL dp.dp_synthesize('adult', epsilon => 1.0);
 \echo '== The copy has the same columns and types, and is free to query'
 \d dp_synthetic.adult
 SELECT sex, income, count(*) AS people, round(avg(hours_per_week), 1) AS mean_hours

@@ -17,6 +17,6 @@ rows=$(psql -X -At -d demo -c "SELECT count(*) FROM adult")
 echo "Loaded UCI Adult ($rows rows) into a throwaway PostgreSQL 15 cluster with pg_dp $(psql -X -At -d demo -c "SELECT extversion FROM pg_extension WHERE extname = '"'"'pg_dp'"'"'")."
 psql -X -v ON_ERROR_STOP=1 -d demo --echo-queries -f "$PG_DP_ROOT/demo/questions.sql"
 psql -X -d demo --echo-queries -f "$PG_DP_ROOT/demo/gateway.sql" 2>&1
-psql -X -d demo --echo-queries -f "$PG_DP_ROOT/demo/synthesis.sql" 2>&1
+psql -X -v ON_ERROR_STOP=1 -d demo --echo-queries -f "$PG_DP_ROOT/demo/synthesis.sql" 2>&1
 echo "Demo finished; the cluster is stopped and removed."
 '
