@@ -212,6 +212,7 @@ def test_add_constraint_rejects_bad_constraints(conn, dc, state):
 
 
 def test_a_table_written_by_someone_else_is_never_replaced(conn):
+    conn.execute("CREATE SCHEMA IF NOT EXISTS dp_synthetic")
     conn.execute("CREATE TABLE dp_synthetic.mixed_copy_target (x int)")
     conn.execute("CREATE TABLE other_mixed AS SELECT * FROM mixed LIMIT 10")
     conn.execute("SELECT dp.protect('other_mixed', dataset => 'mixed')")
@@ -239,3 +240,43 @@ def test_privacy_unit_tables_bound_contributions(conn):
     provenance = conn.execute("SELECT provenance FROM dp_internal.synthetic_tables "
                               "WHERE relid = 'dp_synthetic.visits'::regclass").fetchone()[0]
     assert provenance["regenerated"] == ["patient"]
+
+
+def test_foreign_keys_to_a_vocabulary_and_to_a_synthetic_parent(conn, analyst):
+    conn.execute("CREATE TABLE wards (code text PRIMARY KEY, label text NOT NULL)")
+    conn.execute("INSERT INTO wards VALUES ('a', 'Acute'), ('b', 'Burns'), ('c', 'Cardio'), ('d', 'Dialysis')")
+    conn.execute(f"GRANT SELECT ON wards TO {ANALYST}")            # public: the analyst may read it
+    conn.execute("CREATE TABLE patients (id int PRIMARY KEY, age int NOT NULL)")
+    conn.execute("INSERT INTO patients SELECT g, 20 + g % 60 FROM generate_series(1, 2000) g")
+    conn.execute("CREATE TABLE stays (id int PRIMARY KEY, patient int NOT NULL REFERENCES patients, "
+                 "ward text NOT NULL REFERENCES wards, days int NOT NULL)")
+    conn.execute("INSERT INTO stays SELECT g, 1 + g % 2000, (ARRAY['a','b','c'])[1 + g % 3], "
+                 "1 + (g % 3) * 5 + g % 2 FROM generate_series(1, 6000) g")
+    for t in ("patients", "stays"):
+        conn.execute(f"SELECT dp.protect('{t}', dataset => 'hospital')")
+    conn.execute("SELECT dp.set_bounds('patients', 'age', 0, 100)")
+    conn.execute("SELECT dp.set_bounds('stays', 'days', 0, 30)")
+    conn.execute(f"SELECT dp.grant_budget('{ANALYST}', 'hospital', 10, 1e-4)")
+    # the parent has no synthetic copy yet: the key is left out, and the NOTICE says why
+    notices = synthesize(analyst, "public.stays", epsilon=1.0)
+    assert any("has no synthetic copy" in n for n in notices)
+    assert [r[0] for r in conn.execute("SELECT conname FROM pg_constraint WHERE contype = 'f' "
+                                       "AND conrelid = 'dp_synthetic.stays'::regclass")] == ["stays_ward_fkey"]
+    # the vocabulary is copied verbatim, and the copy's keys come from it
+    assert conn.execute("SELECT * FROM dp_synthetic.wards ORDER BY code").fetchall() == \
+        conn.execute("SELECT * FROM wards ORDER BY code").fetchall()
+    assert analyst.execute("SELECT count(*) FROM dp_synthetic.stays s JOIN dp_synthetic.wards w "
+                           "ON w.code = s.ward").fetchone()[0] == \
+        analyst.execute("SELECT count(*) FROM dp_synthetic.stays").fetchone()[0]
+    # parents first, then children: the key is kept, pointing at the synthetic parent
+    synthesize(analyst, "public.patients", epsilon=1.0)
+    synthesize(analyst, "public.stays", epsilon=1.0)
+    fks = dict(conn.execute("SELECT conname, confrelid::regclass::text FROM pg_constraint WHERE contype = 'f' "
+                            "AND conrelid = 'dp_synthetic.stays'::regclass").fetchall())
+    assert fks == {"stays_ward_fkey": "dp_synthetic.wards", "stays_patient_fkey": "dp_synthetic.patients"}
+    orphans = conn.execute("SELECT count(*) FROM dp_synthetic.stays s LEFT JOIN dp_synthetic.patients p "
+                           "ON p.id = s.patient WHERE p.id IS NULL").fetchone()[0]
+    assert orphans == 0
+    # a new copy of the parent drops the child's key to the old one, and says so
+    notices = synthesize(analyst, "public.patients", epsilon=1.0)
+    assert any("stays_patient_fkey" in n for n in notices)

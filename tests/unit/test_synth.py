@@ -756,3 +756,22 @@ def test_sample_is_reproducible_from_the_generator(synthetic):
     a = mst.sample(model, plan, 300, np.random.default_rng(7))
     b = mst.sample(model, plan, 300, np.random.default_rng(7))
     assert all(np.array_equal(a[k], b[k]) for k in DOMAIN)
+
+
+@pytest.mark.parametrize("sql_type,fam,low,high", [
+    ("smallint", "integer", -32768, 32767),
+    ("integer", "integer", -2**31, 2**31 - 1),
+    ("numeric(5,2)", "numeric", -999.99, 999.99),
+])
+def test_type_range_keeps_dp_bounds_castable(sql_type, fam, low, high):
+    """DP-estimated bounds are powers of two that may exceed the type: they are clipped to it."""
+    lo, hi = dom.type_range(sql_type, fam)
+    assert lo == pytest.approx(low) and hi == pytest.approx(high)
+
+
+def test_type_range_of_dates_and_timestamps_decodes():
+    for fam, sql_type in (("date", "date"), ("timestamp", "timestamp with time zone")):
+        lo, hi = dom.type_range(sql_type, fam)
+        col = numeric(sql_type, lo, hi)
+        text = col.to_text(np.array([lo, hi]))
+        assert text[0].startswith("0001-01-01") and text[1].startswith("9999-12-31")

@@ -55,6 +55,25 @@ def family(base_type: str, typtype: str) -> str:
     return "text"
 
 
+def type_range(sql_type: str, fam: str) -> tuple[float, float]:
+    """The values a column's type can hold, on the number line (DP bounds are clipped to it)."""
+    if sql_type == "smallint":
+        return -32768.0, 32767.0
+    if sql_type == "integer":
+        return -2147483648.0, 2147483647.0
+    if sql_type == "bigint":
+        return -9.2e18, 9.2e18
+    if fam == "numeric" and sql_type.startswith("numeric("):
+        precision = int(sql_type[len("numeric("):-1].split(",")[0])
+        top = 10.0 ** (precision - (numeric_scale(sql_type) or 0)) - 10.0 ** -(numeric_scale(sql_type) or 0)
+        return -top, top
+    if fam == "date":       # what both PostgreSQL and Python's datetime can hold
+        return float((dt.date(1, 1, 1) - EPOCH).days), float((dt.date(9999, 12, 31) - EPOCH).days)
+    if fam == "timestamp":
+        return (dt.date(1, 1, 1) - EPOCH).days * 86400.0, (dt.date(9999, 12, 31) - EPOCH).days * 86400.0
+    return -1e300, 1e300
+
+
 def numeric_scale(sql_type: str) -> int | None:
     """Digits after the point of numeric(p,s); None when unconstrained."""
     if not sql_type.startswith("numeric("):
@@ -92,6 +111,7 @@ class Column:
     upper: float = 0.0
     bins: int = DEFAULT_BINS
     source: str = ""              # where the domain came from (for NOTICEs and provenance)
+    choices: list[str] = field(default_factory=list)   # identifier: the values it may take (foreign keys)
 
     # ---- codes ----------------------------------------------------------
     @property

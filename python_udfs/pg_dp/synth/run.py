@@ -33,6 +33,7 @@ from . import domain as dom
 from . import identifiers, mst
 
 DISCOVERY_SHARE = Decimal("0.1")      # of epsilon, when discovery is needed at all
+MAX_VOCABULARY = 10_000               # vocabulary keys modelled as categories; more: drawn uniformly
 COVERAGE = 0.5                        # discovered values must cover this share of rows to be modelled
 MAX_ROUNDS = 5                        # sampling rounds to replace rows breaking CHECK/UNIQUE
 SRC = "pg_dp_synth_src"
@@ -56,7 +57,7 @@ class Target:
     keys: list[str] = field(default_factory=list)          # single-column PRIMARY KEY / UNIQUE
     checks: list[str] = field(default_factory=list)
     uniques: list[list[str]] = field(default_factory=list)  # multi-column ones
-    foreign_keys: list[str] = field(default_factory=list)
+    foreign_keys: list[dict] = field(default_factory=list)   # contype 'f' rows of pg_constraint
     dcs: list = field(default_factory=list)
     needs_bounds: list[str] = field(default_factory=list)
     needs_values: list[str] = field(default_factory=list)
@@ -84,6 +85,7 @@ class Run:
             [self.role], ["int8"])[0]["a"])
         self.t = _load(db.regclass_oid(source))
         self.schema = self._target_schema(target_schema)
+        self.links = [link for link in (self._link(fk) for fk in self.t.foreign_keys) if link]
 
     # ------------------------------------------------------------------ plan
     def _target_schema(self, requested) -> str:
@@ -98,10 +100,68 @@ class Run:
                           hint="Use a schema of their own, e.g. dp_synthetic.", sqlstate="42501")
         return schema
 
+    def _link(self, fk) -> dict | None:
+        """How a foreign key is kept in the copy, and the values its column may take.
+
+        - to a table that is not protected and that the caller may read (a public
+          vocabulary): the table is copied verbatim to the shadow schema, and its keys
+          are the column's public values;
+        - to a protected table that already has a synthetic copy in the shadow schema:
+          the column takes that copy's key values (the fan-out per parent is not
+          modelled yet: parents are drawn uniformly);
+        - otherwise the key is not copied (said in a NOTICE).
+        """
+        if len(fk["cols"]) != 1:
+            return None
+        column, refcol, ref = fk["cols"][0], fk["refcols"][0], int(fk["ref"])
+        if column in self.t.keys:
+            self.notice(f"foreign key {fk['conname']} is not kept: its column {column} is also a key, "
+                        "and keys are regenerated", hint="Keys of a synthetic copy are new values.")
+            return None
+        info = db.execute(
+            "SELECT pg_catalog.format('%I.%I', n.nspname, c.relname) AS q, c.relname, "
+            "EXISTS (SELECT 1 FROM dp_internal.protected_tables p WHERE p.relid = c.oid) AS protected, "
+            "pg_catalog.has_table_privilege($2::oid, c.oid, 'SELECT') AS readable "
+            "FROM pg_catalog.pg_class c JOIN pg_catalog.pg_namespace n ON n.oid = c.relnamespace WHERE c.oid = $1",
+            [ref, self.role], ["oid", "int8"])[0]
+        if not info["protected"] and info["readable"]:
+            target, kind = f"{db.quote_ident(self.schema)}.{db.quote_ident(info['relname'])}", "vocabulary"
+            source_sql = f"SELECT DISTINCT {db.quote_ident(refcol)}::text AS v FROM {info['q']}"
+        elif info["protected"]:
+            copy = db.execute(
+                "SELECT pg_catalog.format('%I.%I', n.nspname, c.relname) AS q FROM dp_internal.synthetic_tables s "
+                "JOIN pg_catalog.pg_class c ON c.oid = s.relid JOIN pg_catalog.pg_namespace n ON n.oid = c.relnamespace "
+                "WHERE s.source = $1 AND n.nspname = $2", [ref, self.schema], ["oid", "text"])
+            if not copy:
+                self.notice(f"foreign key {fk['conname']} is not kept: {info['q']} has no synthetic copy in "
+                            f"{self.schema} yet", hint=f"Synthesize {info['q']} first, then this table.")
+                return None
+            target, kind = copy[0]["q"], "synthetic parent"
+            source_sql = f"SELECT DISTINCT {db.quote_ident(refcol)}::text AS v FROM {target}"
+        else:
+            self.notice(f"foreign key {fk['conname']} is not kept: {info['q']} is neither protected nor readable "
+                        "by you", hint="Grant the analysts SELECT on a public vocabulary table to have it copied.")
+            return None
+        values = [r["v"] for r in db.execute(source_sql + " WHERE " + db.quote_ident(refcol) + " IS NOT NULL ORDER BY 1")]
+        col = self.t.column(column)
+        if kind == "vocabulary" and len(values) <= MAX_VOCABULARY and col.kind != "identifier":
+            col.kind, col.values, col.other, col.source = "categorical", values, False, f"foreign key to {info['q']}"
+            for needs in (self.t.needs_bounds, self.t.needs_values):
+                if column in needs:
+                    needs.remove(column)
+        else:
+            col.kind, col.source, col.choices = "identifier", f"foreign key to {target}", values
+            for needs in (self.t.needs_bounds, self.t.needs_values):
+                if column in needs:
+                    needs.remove(column)
+        return {"column": column, "refcol": refcol, "source": info["q"], "target": target, "kind": kind,
+                "name": fk["conname"]}
+
     def costs(self) -> tuple[Decimal, Decimal, Decimal, Decimal]:
         """(epsilon, delta) of discovery and of the model; they add up to what is charged."""
         discover = bool(self.t.needs_bounds or self.t.needs_values or self.t.unit
-                        or any(c.kind == "identifier" and c.name not in self.t.keys for c in self.t.columns))
+                        or any(c.kind == "identifier" and c.name not in self.t.keys and not c.choices
+                               for c in self.t.columns))
         e_disc = self.epsilon * DISCOVERY_SHARE if discover else Decimal(0)
         d_disc = self.delta / 2 if self.t.needs_values else Decimal(0)
         return e_disc, d_disc, self.epsilon - e_disc, self.delta - d_disc
@@ -120,6 +180,7 @@ class Run:
             lines.append(f"{c.name}: {what}")
         lines += [f"generated column {g}: computed by the server" for g in self.t.generated]
         lines += [f"denial constraint: {d.text}" for d in self.t.dcs]
+        lines += [f"foreign key {k['column']} -> {k['target']} ({k['kind']})" for k in self.links]
         return lines
 
     # ------------------------------------------------------------------ run
@@ -127,9 +188,6 @@ class Run:
         e_disc, d_disc, e_model, d_model = self.costs()
         self.notice(f"plan for {self.t.qualified} -> {db.quote_ident(self.schema)}.{db.quote_ident(self.t.name)}: "
                     f"epsilon {self.epsilon}, delta {self.delta}; " + "; ".join(self.describe()))
-        for fk in self.t.foreign_keys:
-            self.notice(f"foreign key not copied to the synthetic table: {fk}",
-                        hint="Synthetic values need not exist in the referenced table.")
         if self.dry_run:
             remaining = db.execute(
                 "SELECT epsilon_granted - epsilon_spent AS e, delta_granted - delta_spent AS d "
@@ -186,7 +244,8 @@ class Run:
 
     def _distinct(self, epsilon: float, sensitivity: int) -> dict:
         """Noisy numbers of distinct values of the regenerated (non-key) columns."""
-        names = [c.name for c in self.t.columns if c.kind == "identifier" and c.name not in self.t.keys]
+        names = [c.name for c in self.t.columns if c.kind == "identifier" and c.name not in self.t.keys
+                 and not c.choices]
         if not names:
             return {}
         exact = db.execute("SELECT " + ", ".join(f"count(DISTINCT {db.quote_ident(n)}) AS d{i}"
@@ -211,6 +270,8 @@ class Run:
             noisy = {b: exact.get(b, 0) + v for b, v in noisy.items()}
             found = dom.bounds_from_buckets(noisy, threshold)
             col.lower, col.upper = found if found else (0.0, 1.0)
+            low, high = dom.type_range(col.sql_type, col.fam)
+            col.lower, col.upper = max(col.lower, low), min(col.upper, high)
             if col.fam in ("integer", "date"):
                 col.lower, col.upper = math.floor(col.lower), math.ceil(col.upper)
             col.source = "DP bounds"
@@ -287,6 +348,9 @@ class Run:
         for c in self.t.columns:
             if c.kind != "identifier" or c.name in self.t.keys:
                 continue
+            if c.choices:
+                values[c.name] = np.array(c.choices, dtype=object)[self.rng.integers(0, len(c.choices), size=n)]
+                continue
             groups = [values[d.dependent] for d in self.t.dcs
                       if d.kind == "fd" and d.determinants == (c.name,) and d.dependent in values]
             values[c.name] = identifiers.assign_ids(n, self.counts.get(c.name, n), self.rng, groups)
@@ -313,6 +377,8 @@ class Run:
         for c in self.t.columns:
             if c.name in self.t.keys:
                 out[c.name] = identifiers.as_text(identifiers.key_values(rows.size, c.fam, first), c.fam, c.name)
+            elif c.kind == "identifier" and c.choices:
+                out[c.name] = list(values[c.name][rows])
             elif c.kind == "identifier":
                 out[c.name] = identifiers.as_text(values[c.name][rows], c.fam, c.name)
             else:
@@ -386,6 +452,9 @@ class Run:
             db.execute(f"DROP TABLE {schema}.{fresh}")
         db.execute(f"CREATE TABLE {schema}.{fresh} (LIKE {self.t.qualified} INCLUDING CONSTRAINTS "
                    "INCLUDING INDEXES INCLUDING GENERATED INCLUDING COMMENTS)")
+        for link in self.links:
+            if link["kind"] == "vocabulary":
+                self._copy_vocabulary(link)
         names = ", ".join(db.quote_ident(c.name) for c in self.t.columns)
         skip = f"WHERE pg_dp_idx <> ALL ($1::int8[]) " if bad else ""
         db.execute(f"INSERT INTO {schema}.{fresh} ({names}) SELECT {names} FROM {STAGE} {skip}"
@@ -398,8 +467,17 @@ class Run:
                 "ELSE pg_catalog.quote_ident(pg_catalog.pg_get_userbyid(a.grantee)) END AS g "
                 "FROM pg_catalog.pg_class c, LATERAL pg_catalog.aclexplode(c.relacl) a "
                 "WHERE c.oid = $1 AND a.grantee <> c.relowner", [old[0]["oid"]], ["oid"])
-            db.execute(f"DROP TABLE {schema}.{name}")
+            dependents = [r["d"] for r in db.execute(
+                "SELECT pg_catalog.format('%s on %s', conname, conrelid::regclass) AS d FROM pg_catalog.pg_constraint "
+                "WHERE contype = 'f' AND confrelid = $1 AND conrelid <> $1", [old[0]["oid"]], ["oid"])]
+            db.execute(f"DROP TABLE {schema}.{name} CASCADE")
+            if dependents:
+                self.notice("dropped foreign key(s) " + ", ".join(dependents) + " that referenced the previous copy",
+                            hint="Synthesize the referencing tables again to restore them.")
         db.execute(f"ALTER TABLE {schema}.{fresh} RENAME TO {name}")
+        for link in self.links:
+            db.execute(f"ALTER TABLE {schema}.{name} ADD CONSTRAINT {db.quote_ident(link['name'])} FOREIGN KEY "
+                       f"({db.quote_ident(link['column'])}) REFERENCES {link['target']} ({db.quote_ident(link['refcol'])})")
         caller = db.quote_ident(db.execute("SELECT pg_catalog.pg_get_userbyid($1) AS r", [self.role], ["oid"])[0]["r"])
         db.execute(f"GRANT USAGE ON SCHEMA {schema} TO {caller}")
         db.execute(f"GRANT SELECT ON {schema}.{name} TO {caller}")
@@ -421,6 +499,28 @@ class Run:
         db.execute("DELETE FROM dp_internal.synthetic_tables s WHERE NOT EXISTS "
                    "(SELECT 1 FROM pg_catalog.pg_class c WHERE c.oid = s.relid)")
         return written
+
+    def _copy_vocabulary(self, link: dict):
+        """A public vocabulary table, copied verbatim next to the synthetic tables (rows only added)."""
+        exists = db.execute("SELECT pg_catalog.to_regclass($1) IS NOT NULL AS x", [link["target"]], ["text"])[0]["x"]
+        if exists:
+            ours = db.execute("SELECT 1 FROM dp_internal.synthetic_tables WHERE relid = $1::regclass::oid",
+                              [link["target"]], ["text"])
+            if not ours:
+                raise DPError(f"{link['target']} exists and was not written by dp_synthesize",
+                              hint="Drop or rename it: the vocabulary table is copied there.", sqlstate="42P07")
+        else:
+            db.execute(f"CREATE TABLE {link['target']} (LIKE {link['source']} INCLUDING ALL)")
+        db.execute(f"INSERT INTO {link['target']} SELECT * FROM {link['source']} ON CONFLICT DO NOTHING")
+        caller = db.quote_ident(db.execute("SELECT pg_catalog.pg_get_userbyid($1) AS r", [self.role], ["oid"])[0]["r"])
+        db.execute(f"GRANT SELECT ON {link['target']} TO {caller}")
+        provenance = {"source": link["source"], "method": "public vocabulary, copied verbatim",
+                      "at": dt.datetime.now(dt.timezone.utc).isoformat(timespec="seconds")}
+        db.execute("INSERT INTO dp_internal.synthetic_tables (relid, source, provenance) "
+                   "VALUES ($1::regclass::oid, $2::regclass::oid, $3::jsonb) ON CONFLICT (relid) DO NOTHING",
+                   [link["target"], link["source"], json.dumps(provenance)], ["text", "text", "text"])
+        db.execute(f"COMMENT ON TABLE {link['target']} IS " + db.quote_literal(
+            f"Public vocabulary copied verbatim from {link['source']} by pg_dp dp_synthesize"))
 
     # ------------------------------------------------------------ progress
     def phase(self, message: str):
@@ -475,7 +575,9 @@ def _load(relid: int) -> Target:
     for k in db.execute(
             "SELECT contype, pg_catalog.pg_get_constraintdef(oid) AS def, "
             "ARRAY(SELECT a.attname::text FROM unnest(conkey) WITH ORDINALITY k(n, o) JOIN pg_catalog.pg_attribute a "
-            "ON a.attrelid = conrelid AND a.attnum = k.n ORDER BY k.o) AS cols "
+            "ON a.attrelid = conrelid AND a.attnum = k.n ORDER BY k.o) AS cols, "
+            "ARRAY(SELECT a.attname::text FROM unnest(confkey) WITH ORDINALITY k(n, o) JOIN pg_catalog.pg_attribute a "
+            "ON a.attrelid = confrelid AND a.attnum = k.n ORDER BY k.o) AS refcols, confrelid::int8 AS ref, conname "
             "FROM pg_catalog.pg_constraint WHERE conrelid = $1 ORDER BY conname", [relid], ["oid"]):
         if k["contype"] in ("p", "u") and len(k["cols"]) == 1:
             t.keys.append(k["cols"][0])
@@ -484,7 +586,7 @@ def _load(relid: int) -> Target:
         elif k["contype"] == "c":
             t.checks.append(k["def"][len("CHECK "):] if k["def"].startswith("CHECK ") else k["def"])
         elif k["contype"] == "f":
-            t.foreign_keys.append(k["def"])
+            t.foreign_keys.append(k)
     for c in db.execute(
             "SELECT a.attname, pg_catalog.format_type(a.atttypid, a.atttypmod) AS type, "
             "pg_catalog.format_type(CASE WHEN t.typtype = 'd' THEN t.typbasetype ELSE a.atttypid END, NULL) AS base, "
@@ -516,8 +618,10 @@ def _classify(t: Target, c) -> dom.Column:
     elif fam in ("integer", "float", "numeric", "date", "timestamp"):
         col.kind = "numeric"
         if c["lower_bound"] is not None and c["upper_bound"] is not None and fam not in ("date", "timestamp"):
-            col.lower, col.upper, col.source = float(c["lower_bound"]), float(c["upper_bound"]), "declared bounds"
-            col.upper = max(col.upper, col.lower + 1)     # one value wide at least (bins need a width)
+            low, high = dom.type_range(c["type"], fam)
+            col.lower = min(max(float(c["lower_bound"]), low), high - 1)
+            col.upper = max(min(float(c["upper_bound"]), high), col.lower + 1)   # bins need a width
+            col.source = "declared bounds"
         else:
             t.needs_bounds.append(c["attname"])
     elif fam == "uuid":
