@@ -118,12 +118,13 @@ def main():
     ap.add_argument("--epsilon", type=float, default=1.0)
     ap.add_argument("--delta", type=float, default=1e-6)
     ap.add_argument("--mixed-rows", type=int, default=1_000_000)
+    ap.add_argument("--repeat", type=int, default=1, help="runs per case (fresh database each); every run is reported")
     ap.add_argument("--no-evaluate", action="store_true")
     ap.add_argument("--evaluate-mixed", action="store_true")
     args = ap.parse_args()
     pg = PgServer(settings=SETTINGS)
     try:
-        results = [r for r in (run_case(pg, c, args) for c in args.cases) if r]
+        results = [r for r in (run_case(pg, c, args) for c in args.cases for _ in range(args.repeat)) if r]
     finally:
         pg.stop()
     report(results, args)

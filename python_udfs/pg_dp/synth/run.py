@@ -287,7 +287,8 @@ class Run:
             for r in db.execute(f"SELECT {db.quote_ident(name)}::text AS v, count(*) AS n FROM {self.src} "
                                 f"WHERE {db.quote_ident(name)} IS NOT NULL GROUP BY 1"):
                 counts[f"{i}\x1f{r['v']}"] = r["n"]
-        kept = mechanisms.select_partitions(counts, len(names), sensitivity, epsilon, delta)
+        # a unit's (at most `sensitivity`) rows touch up to that many values in each column
+        kept = mechanisms.select_partitions(counts, len(names) * sensitivity, sensitivity, epsilon, delta)
         for i, name in enumerate(names):
             col = self.t.column(name)
             found = sorted(((k.split("\x1f", 1)[1], v) for k, v in kept.items() if k.startswith(f"{i}\x1f")),
