@@ -30,17 +30,19 @@ def _check_epsilon(epsilon: float) -> None:
         )
 
 
-def _calibrate(build, d_in, epsilon: float) -> float:
-    """Smallest scale (found from OpenDP's map at scale 1) whose map gives at most epsilon."""
-    eps_at_one = build(1.0).map(d_in)
-    scale = eps_at_one / epsilon
+def _calibrate(build, d_in, budget: float, power: int = 1,
+               too_small=("epsilon is too small for these bounds", "Use a larger epsilon or narrower bounds.")) -> float:
+    """Smallest scale whose OpenDP map gives at most `budget`.
+
+    The map falls with scale**power (1: epsilon of Laplace-type noise; 2: rho of
+    Gaussian-type noise under zCDP), which gives the first guess from the map at
+    scale 1; the scale is then nudged up until OpenDP's own map agrees.
+    """
+    scale = (build(1.0).map(d_in) / budget) ** (1 / power)
     if scale > MAX_SCALE:
-        raise DPError(
-            "epsilon is too small for these bounds",
-            hint="Use a larger epsilon or narrower bounds.",
-        )
+        raise DPError(too_small[0], hint=too_small[1])
     for _ in range(64):
-        if build(scale).map(d_in) <= epsilon:
+        if build(scale).map(d_in) <= budget:
             return scale
         scale = math.nextafter(scale, math.inf) * (1 + 1e-15)
     raise AssertionError("could not calibrate noise scale")  # pragma: no cover
@@ -228,14 +230,8 @@ def _calibrate_zcdp(build, d_in, rho: float) -> float:
     if not (math.isfinite(rho) and rho > 0):
         raise DPError("the privacy budget of this step is not positive",
                       hint="Use a larger epsilon.")
-    scale = math.sqrt(build(1.0).map(d_in) / rho)
-    if scale > MAX_SCALE:
-        raise DPError("epsilon is too small for this synthesis", hint="Use a larger epsilon.")
-    for _ in range(64):
-        if build(scale).map(d_in) <= rho:
-            return scale
-        scale = math.nextafter(scale, math.inf) * (1 + 1e-15)
-    raise AssertionError("could not calibrate noise scale")  # pragma: no cover
+    return _calibrate(build, d_in, rho, power=2,
+                      too_small=("epsilon is too small for this synthesis", "Use a larger epsilon."))
 
 
 @lru_cache(maxsize=256)
