@@ -1,14 +1,16 @@
-"""Select - measure - generate (the MST recipe of McKenna, Miklau & Sheldon, 2021).
+"""Select - measure - generate (the MST recipe of McKenna, Miklau & Sheldon, 2021, extended).
 
-1. Measure every 1-way marginal with Gaussian noise (a third of rho).
+1. Measure every 1-way marginal with Gaussian noise (20% of rho).
 2. Compress each attribute: values whose noisy count is below 3 sigma are merged
    into one (a post-processing of the noisy 1-ways), so sparse tails cost no noise.
 3. Select a maximum spanning tree over the attributes, one edge at a time with
-   the exponential mechanism (a third of rho); an edge's score is how badly the
-   independent model built from the noisy 1-ways misses its true 2-way marginal
-   (L1).  Edges the caller requires (the attributes of denial constraints) are
-   part of the tree from the start and cost nothing to select.
-4. Measure the selected 2-way (and required) marginals (the last third).
+   the exponential mechanism; an edge's score is how badly the independent model
+   built from the noisy 1-ways misses its true 2-way marginal (L1).  Edges the
+   caller requires (the attributes of denial constraints) are part of the tree
+   from the start and cost nothing to select.  Then select 1.5 d more of the
+   highest-scoring pairs the same way (a tree alone misses too much), keeping the
+   model's cliques small.  All selections share 10% of rho.
+4. Measure the selected and required marginals (the other 70%).
 5. Fit a graphical model to all noisy marginals with mbi and sample rows.
 
 The exact counts come from a `measure` callback (SQL GROUP BY inside the database,
