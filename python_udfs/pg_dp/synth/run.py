@@ -32,7 +32,9 @@ from . import dc as dcmod
 from . import domain as dom
 from . import identifiers, mst
 
-DISCOVERY_SHARE = Decimal("0.1")      # of epsilon, when discovery is needed at all
+DISCOVERY_SHARE = Decimal("0.1")      # of epsilon, when discovery is needed at all ...
+VALUES_SHARE = Decimal("0.25")        # ... or when text values must be found (partition selection is costly)
+VALUES_PART = 0.6                     # of the discovery share, for the text values
 MAX_VOCABULARY = 10_000               # vocabulary keys modelled as categories; more: drawn uniformly
 COVERAGE = 0.5                        # discovered values must cover this share of rows to be modelled
 MAX_ROUNDS = 5                        # sampling rounds to replace rows breaking CHECK/UNIQUE
@@ -162,7 +164,8 @@ class Run:
         discover = bool(self.t.needs_bounds or self.t.needs_values or self.t.unit
                         or any(c.kind == "identifier" and c.name not in self.t.keys and not c.choices
                                for c in self.t.columns))
-        e_disc = self.epsilon * DISCOVERY_SHARE if discover else Decimal(0)
+        share = VALUES_SHARE if self.t.needs_values else DISCOVERY_SHARE
+        e_disc = self.epsilon * share if discover else Decimal(0)
         d_disc = self.delta / 2 if self.t.needs_values else Decimal(0)
         return e_disc, d_disc, self.epsilon - e_disc, self.delta - d_disc
 
@@ -231,14 +234,14 @@ class Run:
     # ---------------------------------------------------------- discovery
     def _discover(self, epsilon: float, delta: float, sensitivity: int) -> dict:
         """Noisy row count, bounds, frequent values, then distinct counts of regenerated columns."""
-        parts = 2 + bool(self.t.needs_bounds) + bool(self.t.needs_values)
-        share = epsilon / parts
+        values = epsilon * VALUES_PART if self.t.needs_values else 0.0
+        share = (epsilon - values) / (2 + bool(self.t.needs_bounds))
         total = db.execute(f"SELECT count(*) AS n FROM {self.src}")[0]["n"]
         counts = {"total": max(1, mechanisms.laplace_integer(total, sensitivity, share))}
         if self.t.needs_bounds:
             self._bounds(share, sensitivity)
         if self.t.needs_values:
-            self._values(share, delta, sensitivity, counts["total"])
+            self._values(values, delta, sensitivity, counts["total"])
         counts.update(self._distinct(share, sensitivity))
         return counts
 
