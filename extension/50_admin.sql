@@ -30,6 +30,18 @@ from pg_dp.admin import protect
 return call(protect, table_name, dataset, privacy_unit, max_rows_per_unit, max_groups_per_unit)
 $$;
 
+CREATE FUNCTION dp_internal.drop_bounded_copies(table_name regclass) RETURNS void
+LANGUAGE plpgsql VOLATILE SECURITY DEFINER
+SET search_path = pg_catalog, pg_temp
+AS $$
+DECLARE
+    copy name;
+BEGIN
+    FOR copy IN DELETE FROM dp_internal.bounded_copies WHERE relid = table_name RETURNING relname LOOP
+        EXECUTE format('DROP TABLE IF EXISTS dp_internal.%I', copy);
+    END LOOP;
+END $$;
+
 CREATE FUNCTION dp.unprotect(table_name regclass) RETURNS void
 LANGUAGE plpgsql VOLATILE SECURITY INVOKER
 SET search_path = pg_catalog, pg_temp
@@ -41,6 +53,7 @@ BEGIN
             USING ERRCODE = 'invalid_parameter_value', HINT = 'See dp.datasets for the protected tables.';
     END IF;
     EXECUTE format('DROP TRIGGER IF EXISTS dp_data_version ON %s', table_name);
+    PERFORM dp_internal.drop_bounded_copies(table_name);
     DELETE FROM dp_internal.protected_tables WHERE relid = table_name;
     RAISE NOTICE 'table % is no longer protected; its privileges were not changed', table_name
         USING HINT = 'GRANT SELECT again to the roles that should read it directly.';
@@ -192,6 +205,7 @@ REVOKE ALL ON FUNCTION dp.protect(regclass, text, name, integer, integer), dp.un
     dp.set_bounds(regclass, name, numeric, numeric), dp.set_public_values(regclass, name, text[]),
     dp.set_public_values(regclass, name, regclass, name), dp.grant_budget(regrole, text, numeric, numeric),
     dp.revoke_budget(regrole, text), dp.set_dataset_cap(text, numeric, numeric), dp.set_setting(text, text),
+    dp_internal.drop_bounded_copies(regclass),
     dp_internal.check_protected_column(regclass, name)
 FROM PUBLIC;
 
@@ -202,8 +216,9 @@ COMMENT ON FUNCTION dp.unprotect(regclass) IS 'DBA: stop protecting a table (pri
 COMMENT ON FUNCTION dp.set_bounds(regclass, name, numeric, numeric) IS 'DBA: public clamping bounds of a numeric column';
 COMMENT ON FUNCTION dp.set_public_values(regclass, name, text[]) IS 'DBA: declare the public set of GROUP BY keys of a column (every key is released, empty ones too)';
 COMMENT ON FUNCTION dp.set_public_values(regclass, name, regclass, name) IS 'DBA: take the public GROUP BY keys of a column from a public table';
+COMMENT ON FUNCTION dp_internal.drop_bounded_copies(regclass) IS 'Drops the bounded copies of a table (when it is unprotected)';
 COMMENT ON FUNCTION dp_internal.check_protected_column(regclass, name) IS 'Raises unless the table is protected and has the column';
 COMMENT ON FUNCTION dp.grant_budget(regrole, text, numeric, numeric) IS 'DBA: grant a role more epsilon (and delta) on a dataset';
 COMMENT ON FUNCTION dp.revoke_budget(regrole, text) IS 'DBA: take back what a role has not spent on a dataset';
 COMMENT ON FUNCTION dp.set_dataset_cap(text, numeric, numeric) IS 'DBA: cap the epsilon/delta all roles together may spend on a dataset (against collusion)';
-COMMENT ON FUNCTION dp.set_setting(text, text) IS 'DBA: change a pg_dp setting (default_epsilon, default_delta, loopback_conninfo, lock_timeout, synthetic_schema)';
+COMMENT ON FUNCTION dp.set_setting(text, text) IS 'DBA: change a pg_dp setting (default_epsilon, default_delta, loopback_conninfo, lock_timeout, synthetic_schema, bounded_copies)';

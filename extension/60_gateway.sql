@@ -80,6 +80,22 @@ REVOKE ALL ON FUNCTION dp_internal.charge(oid, text, numeric, numeric, text, tex
 
 -- front doors ---------------------------------------------------------------
 
+-- Bounded copies (python_udfs/pg_dp/bounded.py): per protected table and GROUP BY
+-- column set, the table with its contribution-bounding ranks, rebuilt when the
+-- data version changes, so that bounded queries run at native speed.
+INSERT INTO dp_internal.settings VALUES
+    ('bounded_copies', '4');                   -- bounded copies kept per table; 0 = bound every query itself
+CREATE TABLE dp_internal.bounded_copies (
+    relid         oid NOT NULL,
+    keys          text NOT NULL,               -- the GROUP BY columns, comma-separated
+    relname       name NOT NULL,               -- dp_internal.<relname>
+    data_version  bigint NOT NULL,
+    built_at      timestamptz NOT NULL DEFAULT clock_timestamp(),
+    last_used     timestamptz NOT NULL DEFAULT clock_timestamp(),
+    PRIMARY KEY (relid, keys)
+);
+REVOKE ALL ON dp_internal.bounded_copies FROM PUBLIC;
+
 CREATE FUNCTION dp.query(sql text, epsilon double precision DEFAULT NULL, delta double precision DEFAULT NULL)
 RETURNS SETOF record
 LANGUAGE plpython3u VOLATILE SECURITY DEFINER
@@ -174,6 +190,7 @@ GRANT EXECUTE ON FUNCTION dp.query(text, double precision, double precision), dp
 COMMENT ON AGGREGATE dp_internal.exact_sum(double precision, double precision, double precision) IS 'Internal: exact clamped sum state for the gateway (no noise; not executable by users)';
 COMMENT ON AGGREGATE dp_internal.exact_var(double precision, double precision, double precision) IS 'Internal: exact clamped moments state for the gateway (no noise; not executable by users)';
 COMMENT ON AGGREGATE dp_internal.exact_quantile(double precision, double precision, double precision, double precision) IS 'Internal: exact quantile histogram state for the gateway (no noise; not executable by users)';
+COMMENT ON TABLE dp_internal.bounded_copies IS 'Copies of protected tables with contribution-bounding ranks, one per GROUP BY column set and data version';
 COMMENT ON FUNCTION dp_internal.outer_user() IS 'The role outside any SECURITY DEFINER function: whose budget the gateway charges';
 COMMENT ON FUNCTION dp_internal.charge(oid, text, numeric, numeric, text, text, bigint, text) IS 'Internal: charge a budget and write the ledger (runs in its own transaction on the loopback connection)';
 COMMENT ON FUNCTION dp_internal.store_answer(text, text, bigint, jsonb, jsonb, bigint) IS 'Internal: keep a released answer for the cache (loopback connection)';

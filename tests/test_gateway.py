@@ -222,3 +222,37 @@ def test_join_refusals(analyst, sql, message):
         return
     with pytest.raises(psycopg.errors.FeatureNotSupported, match=message):
         ask(analyst, sql, 0.1)
+
+
+def test_bounding_runs_on_a_bounded_copy_rebuilt_with_the_data(analyst, conn):
+    """Contribution bounding is computed once per data version and GROUP BY columns, in a copy
+    only the extension owner reads; answers stay bounded, and a write rebuilds the copy."""
+    conn.execute("SELECT dp.grant_budget('gw_analyst', 'visits', 10.0)")
+    rows = ask(analyst, "SELECT ward, count(*) FROM visits WHERE cost >= 0 GROUP BY ward ORDER BY ward", 1.0)
+    assert all(abs(r["count"] - 3000) < 100 for r in rows)           # 2 of each patient's 6 visits
+    copies = conn.execute("SELECT keys, relname, data_version FROM dp_internal.bounded_copies "
+                          "WHERE relid = 'visits'::regclass AND keys = 'ward'").fetchall()
+    assert len(copies) == 1
+    relname, version = copies[0][1], copies[0][2]
+    with pytest.raises(psycopg.errors.InsufficientPrivilege):
+        analyst.execute(f"SELECT count(*) FROM dp_internal.{relname}")
+    # another question on the same columns reuses the copy; no GROUP BY gets its own
+    ask(analyst, "SELECT ward, avg(cost) FROM visits GROUP BY ward", 1.0)
+    rows = ask(analyst, "SELECT count(*) FROM visits", 1.0)
+    assert abs(rows[0]["count"] - 6000) < 100
+    assert conn.execute("SELECT count(*) FROM dp_internal.bounded_copies WHERE relid = 'visits'::regclass "
+                        "AND keys IN ('ward', '')").fetchone()[0] == 2
+    # a write bumps the data version: the next question rebuilds the copy from the new rows
+    conn.execute("INSERT INTO visits SELECT p, 'a', 50 FROM generate_series(3001, 4000) p, generate_series(1, 6)")
+    rows = ask(analyst, "SELECT ward, count(*) FROM visits GROUP BY ward ORDER BY ward", 1.0)
+    assert abs(rows[0]["count"] - 5000) < 100
+    assert conn.execute("SELECT data_version FROM dp_internal.bounded_copies WHERE keys = 'ward' "
+                        "AND relid = 'visits'::regclass").fetchone()[0] > version
+    conn.execute("DELETE FROM visits WHERE patient_id > 3000")
+    # with copies turned off every query bounds itself, with the same result
+    conn.execute("SELECT dp.set_setting('bounded_copies', '0')")
+    try:
+        rows = ask(analyst, "SELECT ward, count(*) FROM visits WHERE cost > 1 GROUP BY ward ORDER BY ward", 1.0)
+        assert all(abs(r["count"] - 3000) < 100 for r in rows)
+    finally:
+        conn.execute("SELECT dp.set_setting('bounded_copies', '4')")

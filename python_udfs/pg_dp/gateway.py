@@ -10,7 +10,7 @@ from decimal import Decimal
 import hashlib
 import json
 
-from . import catalog, db, ledger
+from . import bounded, catalog, db, ledger
 from .query.analyze import analyze
 from .query.parse import parse_select
 from .query import plan as planning
@@ -53,7 +53,9 @@ def answer(sql, epsilon=None, delta=None):
     role = db.execute("SELECT dp_internal.outer_user()::int8 AS r")[0]["r"]
     ledger_id = ledger.charge(role, plan.meta.dataset, plan.epsilon, plan.delta, plan.query.normalized,
                               plan.mechanism, plan.meta.data_version, key)
-    exact = db.execute_tuples(plan.sql, len(plan.query.group_by) + 1 + len(plan.measurements))
+    copy = bounded.copy_for(plan)
+    sql = planning.rewrite_on_copy(plan, copy) if copy else plan.sql
+    exact = db.execute_tuples(sql, len(plan.query.group_by) + 1 + len(plan.measurements))
     rows = planning.release_answer(plan, exact)
     columns = [[name, typ] for name, typ in plan.columns]
     ledger.store_answer(key, plan.meta.dataset, plan.meta.data_version, json.dumps(columns),

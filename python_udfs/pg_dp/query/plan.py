@@ -271,6 +271,42 @@ def _public_keys(query: Query, meta: TableMeta):
     return list(itertools.product(*sets))
 
 
+def bounded_copy_sql(plan: Plan) -> str | None:
+    """SELECT building a table's bounded copy for this query's GROUP BY columns, or None.
+
+    The copy holds every row with its rank within its (unit, keys) and, with a GROUP BY,
+    the rank of its keys within its unit: the window functions of the rewrite, computed
+    once per data version instead of once per query.  Queries then filter the copy on
+    the ranks (and on their WHERE, applied after the bounding: a unit still contributes
+    at most the bounded rows).  Joins are always bounded per query.
+    """
+    q, meta = plan.query, plan.meta
+    if not meta.unit_column or meta.source_sql:
+        return None
+    unit = quote_ident(meta.unit_column)
+    keys = [quote_ident(c) for c in q.group_by]
+    windows = [f"row_number() OVER (PARTITION BY {', '.join([unit] + keys)}) AS dp_row"]
+    if keys:
+        windows.append(f"dense_rank() OVER (PARTITION BY {unit} ORDER BY {', '.join(keys)}) AS dp_group")
+    return (f"SELECT t.*, {', '.join(windows)} FROM {quote_ident(meta.schema)}.{quote_ident(meta.table)} AS t")
+
+
+def rewrite_on_copy(plan: Plan, copy: str) -> str:
+    """The rewrite of a unit-bounded query over its bounded copy (see bounded_copy_sql)."""
+    q = plan.query
+    alias = quote_ident(q.alias or plan.meta.table)
+    keys = [quote_ident(c) for c in q.group_by]
+    items = [f"{k}::text" for k in keys] + ["count(*)"] + [m.sql for m in plan.measurements]
+    select = [f"{item} AS c{i}" for i, item in enumerate(items)]
+    where = [f"dp_row <= {plan.rows_per_unit}"]
+    if keys:
+        where.append(f"dp_group <= {plan.groups_per_unit}")
+    if q.where is not None:
+        where.append(f"({deparse(q.where)})")
+    group = f" GROUP BY {', '.join(keys)}" if keys else ""
+    return f"SELECT {', '.join(select)} FROM {copy} AS {alias} WHERE {' AND '.join(where)}{group}"
+
+
 def _rewrite(plan: Plan) -> str:
     q, meta = plan.query, plan.meta
     if meta.source_sql:

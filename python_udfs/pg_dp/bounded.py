@@ -1,0 +1,76 @@
+"""Bounded copies: contribution bounding computed once per data version, not per query.
+
+Bounding a privacy unit's contributions needs window functions over the whole
+table (a sort by unit): 13-15x a native aggregate on 10M rows.  The gateway keeps,
+per protected table and GROUP BY column set, a copy of the table with those ranks
+(pg_dp.query.plan.bounded_copy_sql), in dp_internal (no access for anyone but the
+extension owner), rebuilt when the table's data version changes.  Queries filter
+the copy on the ranks and run at native speed.  At most `bounded_copies` copies are
+kept per table (least recently used go first); 0 turns copies off.
+"""
+
+import hashlib
+
+from . import db
+from .query import plan as planning
+
+
+def _limit() -> int:
+    try:
+        return max(0, int(db.setting("bounded_copies") or 0))
+    except ValueError:
+        return 0
+
+
+def copy_for(plan) -> str | None:
+    """A current bounded copy for this plan (built if needed), or None to bound per query."""
+    build = planning.bounded_copy_sql(plan)
+    if build is None or _limit() == 0:
+        return None
+    meta = plan.meta
+    keys = ",".join(plan.query.group_by)
+    digest = hashlib.sha256(f"{meta.relid}:{keys}".encode()).hexdigest()[:12]
+    name = f"bounded_{meta.relid}_{digest}"
+    qualified = f"dp_internal.{name}"
+    try:
+        with db.subtransaction():
+            # one builder at a time per copy; others wait, then find it current
+            db.execute("SELECT pg_catalog.pg_advisory_xact_lock(hashtext($1))", [qualified], ["text"])
+            row = db.execute(
+                "SELECT data_version, built_at > pg_catalog.pg_postmaster_start_time() AS since_start, "
+                "pg_catalog.to_regclass($3) IS NOT NULL AS present "
+                "FROM dp_internal.bounded_copies WHERE relid = $1 AND keys = $2",
+                [meta.relid, keys, qualified], ["oid", "text", "text"])
+            # (an unlogged copy is emptied by a crash restart: one built before the start is stale)
+            if row and row[0]["data_version"] == meta.data_version and row[0]["since_start"] and row[0]["present"]:
+                db.execute("UPDATE dp_internal.bounded_copies SET last_used = clock_timestamp() "
+                           "WHERE relid = $1 AND keys = $2", [meta.relid, keys], ["oid", "text"])
+                return qualified
+            _drop(qualified)
+            db.execute(f"CREATE UNLOGGED TABLE {qualified} AS {build}")
+            db.execute(f"ANALYZE {qualified}")
+            db.execute(
+                "INSERT INTO dp_internal.bounded_copies (relid, keys, relname, data_version) VALUES ($1, $2, $3, $4) "
+                "ON CONFLICT (relid, keys) DO UPDATE SET relname = excluded.relname, "
+                "data_version = excluded.data_version, built_at = clock_timestamp(), last_used = clock_timestamp()",
+                [meta.relid, keys, name, meta.data_version], ["oid", "text", "name", "int8"])
+            _evict(meta.relid)
+            return qualified
+    except Exception as e:
+        if not db.is_spi_error(e):
+            raise
+        # e.g. a read-only transaction: bound this query on its own instead
+        return None
+
+
+def _drop(qualified: str):
+    if db.execute("SELECT pg_catalog.to_regclass($1) IS NOT NULL AS x", [qualified], ["text"])[0]["x"]:
+        db.execute(f"DROP TABLE {qualified}")
+
+
+def _evict(relid: int):
+    for r in db.execute(
+            "DELETE FROM dp_internal.bounded_copies WHERE (relid, keys) IN (SELECT relid, keys "
+            "FROM dp_internal.bounded_copies WHERE relid = $1 ORDER BY last_used DESC OFFSET $2) RETURNING relname",
+            [relid, _limit()], ["oid", "int4"]):
+        _drop(f"dp_internal.{r['relname']}")
