@@ -90,6 +90,7 @@ CREATE TABLE dp_internal.bounded_copies (
     keys          text NOT NULL,               -- the GROUP BY columns, comma-separated
     relname       name NOT NULL,               -- dp_internal.<relname>
     data_version  bigint NOT NULL,
+    columns       text NOT NULL,               -- the table's columns when built (ALTER TABLE: rebuild)
     built_at      timestamptz NOT NULL DEFAULT clock_timestamp(),
     last_used     timestamptz NOT NULL DEFAULT clock_timestamp(),
     PRIMARY KEY (relid, keys)

@@ -249,6 +249,13 @@ def test_bounding_runs_on_a_bounded_copy_rebuilt_with_the_data(analyst, conn):
     assert conn.execute("SELECT data_version FROM dp_internal.bounded_copies WHERE keys = 'ward' "
                         "AND relid = 'visits'::regclass").fetchone()[0] > version
     conn.execute("DELETE FROM visits WHERE patient_id > 3000")
+    # a new column (ALTER TABLE bumps no data version) rebuilds the copy too
+    conn.execute("ALTER TABLE visits ADD COLUMN note text")
+    try:
+        rows = ask(analyst, "SELECT ward, count(*) FROM visits WHERE note IS NULL GROUP BY ward ORDER BY ward", 1.0)
+        assert all(abs(r["count"] - 3000) < 100 for r in rows)
+    finally:
+        conn.execute("ALTER TABLE visits DROP COLUMN note")
     # with copies turned off every query bounds itself, with the same result
     conn.execute("SELECT dp.set_setting('bounded_copies', '0')")
     try:

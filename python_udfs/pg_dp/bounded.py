@@ -36,13 +36,19 @@ def copy_for(plan) -> str | None:
         with db.subtransaction():
             # one builder at a time per copy; others wait, then find it current
             db.execute("SELECT pg_catalog.pg_advisory_xact_lock(hashtext($1))", [qualified], ["text"])
+            shape = db.execute(
+                "SELECT pg_catalog.string_agg(attname || ' ' || atttypid::regtype::text, ', ' ORDER BY attnum) AS s "
+                "FROM pg_catalog.pg_attribute WHERE attrelid = $1 AND attnum > 0 AND NOT attisdropped",
+                [meta.relid], ["oid"])[0]["s"]
             row = db.execute(
-                "SELECT data_version, built_at > pg_catalog.pg_postmaster_start_time() AS since_start, "
+                "SELECT data_version, columns, built_at > pg_catalog.pg_postmaster_start_time() AS since_start, "
                 "pg_catalog.to_regclass($3) IS NOT NULL AS present "
                 "FROM dp_internal.bounded_copies WHERE relid = $1 AND keys = $2",
                 [meta.relid, keys, qualified], ["oid", "text", "text"])
-            # (an unlogged copy is emptied by a crash restart: one built before the start is stale)
-            if row and row[0]["data_version"] == meta.data_version and row[0]["since_start"] and row[0]["present"]:
+            # stale: older data, another table shape (ALTER TABLE bumps no data version), or
+            # built before a crash restart (which empties an unlogged table)
+            if row and row[0]["data_version"] == meta.data_version and row[0]["columns"] == shape \
+                    and row[0]["since_start"] and row[0]["present"]:
                 db.execute("UPDATE dp_internal.bounded_copies SET last_used = clock_timestamp() "
                            "WHERE relid = $1 AND keys = $2", [meta.relid, keys], ["oid", "text"])
                 return qualified
@@ -50,10 +56,11 @@ def copy_for(plan) -> str | None:
             db.execute(f"CREATE UNLOGGED TABLE {qualified} AS {build}")
             db.execute(f"ANALYZE {qualified}")
             db.execute(
-                "INSERT INTO dp_internal.bounded_copies (relid, keys, relname, data_version) VALUES ($1, $2, $3, $4) "
-                "ON CONFLICT (relid, keys) DO UPDATE SET relname = excluded.relname, "
-                "data_version = excluded.data_version, built_at = clock_timestamp(), last_used = clock_timestamp()",
-                [meta.relid, keys, name, meta.data_version], ["oid", "text", "name", "int8"])
+                "INSERT INTO dp_internal.bounded_copies (relid, keys, relname, data_version, columns) "
+                "VALUES ($1, $2, $3, $4, $5) ON CONFLICT (relid, keys) DO UPDATE SET relname = excluded.relname, "
+                "data_version = excluded.data_version, columns = excluded.columns, built_at = clock_timestamp(), "
+                "last_used = clock_timestamp()",
+                [meta.relid, keys, name, meta.data_version, shape], ["oid", "text", "name", "int8", "text"])
             _evict(meta.relid)
             return qualified
     except Exception as e:
