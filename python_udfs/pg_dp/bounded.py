@@ -52,7 +52,7 @@ def copy_for(plan) -> str | None:
                 db.execute("UPDATE dp_internal.bounded_copies SET last_used = clock_timestamp() "
                            "WHERE relid = $1 AND keys = $2", [meta.relid, keys], ["oid", "text"])
                 return qualified
-            _drop(qualified)
+            db.drop_table_if_present(qualified)
             db.execute(f"CREATE UNLOGGED TABLE {qualified} AS {build}")
             db.execute(f"ANALYZE {qualified}")
             db.execute(
@@ -70,14 +70,9 @@ def copy_for(plan) -> str | None:
         return None
 
 
-def _drop(qualified: str):
-    if db.execute("SELECT pg_catalog.to_regclass($1) IS NOT NULL AS x", [qualified], ["text"])[0]["x"]:
-        db.execute(f"DROP TABLE {qualified}")
-
-
 def _evict(relid: int):
     for r in db.execute(
             "DELETE FROM dp_internal.bounded_copies WHERE (relid, keys) IN (SELECT relid, keys "
             "FROM dp_internal.bounded_copies WHERE relid = $1 ORDER BY last_used DESC OFFSET $2) RETURNING relname",
             [relid, _limit()], ["oid", "int4"]):
-        _drop(f"dp_internal.{r['relname']}")
+        db.drop_table_if_present(f"dp_internal.{r['relname']}")

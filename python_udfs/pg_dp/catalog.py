@@ -5,6 +5,24 @@ from .errors import DPError
 from .query.plan import TableMeta
 
 
+def outer_role() -> int:
+    """The role outside any SECURITY DEFINER function: whose budget is charged."""
+    return int(db.execute("SELECT dp_internal.outer_user()::int8 AS r")[0]["r"])
+
+
+def is_admin(role: int) -> bool:
+    return bool(db.execute("SELECT pg_catalog.has_table_privilege($1::oid, 'dp_internal.datasets', 'UPDATE') AS a",
+                           [role], ["int8"])[0]["a"])
+
+
+def remaining_budget(role: int, dataset: str):
+    """(epsilon, delta) the role has left on the dataset, or None without a budget."""
+    rows = db.execute("SELECT epsilon_granted - epsilon_spent AS e, delta_granted - delta_spent AS d "
+                      "FROM dp_internal.budgets WHERE role = $1 AND dataset = $2",
+                      [role, dataset], ["oid", "text"])
+    return (rows[0]["e"], rows[0]["d"]) if rows else None
+
+
 def load_table(schema: str | None, table: str) -> TableMeta:
     rows = db.execute(
         """

@@ -66,6 +66,16 @@ def check_interrupts():
     _plpy().execute("SELECT pg_catalog.pg_sleep(0)")
 
 
+def relation_exists(name: str) -> bool:
+    return bool(execute("SELECT pg_catalog.to_regclass($1) IS NOT NULL AS x", [name], ["text"])[0]["x"])
+
+
+def drop_table_if_present(name: str):
+    """DROP TABLE, only when it is there (DROP ... IF EXISTS would send a NOTICE otherwise)."""
+    if relation_exists(name):
+        execute(f"DROP TABLE {name}")
+
+
 def setting(key: str) -> str:
     rows = execute("SELECT value FROM dp_internal.settings WHERE key = $1", [key], ["text"])
     return rows[0]["value"] if rows else ""

@@ -53,8 +53,7 @@ def make_dummy(table_oid, row_count, seed) -> str:
     qname = f"pg_temp.{db.quote_ident(name)}"
     # column types only: LIKE would need SELECT on the protected table
     defs = ", ".join(f"{db.quote_ident(c['attname'])} {c['type']}" for c in cols)
-    if db.execute("SELECT pg_catalog.to_regclass($1) IS NOT NULL AS x", [qname], ["text"])[0]["x"]:
-        db.execute(f"DROP TABLE {qname}")
+    db.drop_table_if_present(qname)
     db.execute(f"CREATE TEMP TABLE {qname} ({defs})")
     rng = random.Random(int(seed or 0))
     names = ", ".join(db.quote_ident(c["attname"]) for c in cols)

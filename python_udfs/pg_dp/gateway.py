@@ -50,7 +50,7 @@ def answer(sql, epsilon=None, delta=None):
     cached = _cached(key)
     if cached is not None:
         return cached
-    role = db.execute("SELECT dp_internal.outer_user()::int8 AS r")[0]["r"]
+    role = catalog.outer_role()
     ledger_id = ledger.charge(role, plan.meta.dataset, plan.epsilon, plan.delta, plan.query.normalized,
                               plan.mechanism, plan.meta.data_version, key)
     copy = bounded.copy_for(plan)
@@ -89,11 +89,7 @@ def query_json(sql, epsilon=None, delta=None):
 def cost(sql, epsilon=None, delta=None):
     plan = make_plan(sql, epsilon, delta)
     cached = _cached(_cache_key(plan)) is not None
-    role = db.execute("SELECT dp_internal.outer_user() AS r")[0]["r"]
-    b = db.execute("SELECT epsilon_granted - epsilon_spent AS e, delta_granted - delta_spent AS d "
-                   "FROM dp_internal.budgets WHERE role = $1 AND dataset = $2",
-                   [role, plan.meta.dataset], ["oid", "text"])
-    remaining = (b[0]["e"], b[0]["d"]) if b else (Decimal(0), Decimal(0))
+    remaining = catalog.remaining_budget(catalog.outer_role(), plan.meta.dataset) or (Decimal(0), Decimal(0))
     zero = Decimal(0)
     return (plan.meta.dataset, zero if cached else plan.epsilon, zero if cached else plan.delta, cached,
             remaining[0], remaining[1])

@@ -6,7 +6,7 @@ import json
 
 import numpy as np
 
-from .. import db
+from .. import catalog, db
 from ..errors import DPError
 from . import dc as dcmod
 from . import evaluate as ev
@@ -38,9 +38,7 @@ def _numbers(values: np.ndarray) -> np.ndarray:
 
 
 def evaluate(source, synthetic=None, targets=None):
-    outer = db.execute("SELECT dp_internal.outer_user() AS r")[0]["r"]
-    if not db.execute("SELECT pg_catalog.has_table_privilege($1::oid, 'dp_internal.datasets', 'UPDATE') AS a",
-                      [outer], ["oid"])[0]["a"]:
+    if not catalog.is_admin(catalog.outer_role()):
         raise DPError("permission denied to evaluate a synthetic table",
                       hint="Only a pg_dp administrator can: the evaluation reads the raw data.", sqlstate="42501")
     src = db.regclass_oid(source)

@@ -26,7 +26,7 @@ import uuid
 
 import numpy as np
 
-from .. import db, ledger, mechanisms
+from .. import catalog, db, ledger, mechanisms
 from ..errors import DPError
 from . import dc as dcmod
 from . import domain as dom
@@ -81,10 +81,10 @@ class Run:
             raise DPError("rows must be at least 1", hint="Leave rows out to get as many rows as the source (DP count).")
         self.rows = rows
         self.dry_run = bool(dry_run)
-        self.role = int(db.execute("SELECT dp_internal.outer_user()::int8 AS r")[0]["r"])
-        self.admin = bool(db.execute(
-            "SELECT pg_catalog.has_table_privilege($1::oid, 'dp_internal.datasets', 'UPDATE') AS a",
-            [self.role], ["int8"])[0]["a"])
+        self.role = catalog.outer_role()
+        self.admin = catalog.is_admin(self.role)
+        self.caller = db.quote_ident(db.execute("SELECT pg_catalog.pg_get_userbyid($1) AS r",
+                                                [self.role], ["oid"])[0]["r"])
         self.t = _load(db.regclass_oid(source))
         self.schema = self._target_schema(target_schema)
         self.links = [link for link in (self._link(fk) for fk in self.t.foreign_keys) if link]
@@ -148,14 +148,11 @@ class Run:
         col = self.t.column(column)
         if kind == "vocabulary" and len(values) <= MAX_VOCABULARY and col.kind != "identifier":
             col.kind, col.values, col.other, col.source = "categorical", values, False, f"foreign key to {info['q']}"
-            for needs in (self.t.needs_bounds, self.t.needs_values):
-                if column in needs:
-                    needs.remove(column)
         else:
             col.kind, col.source, col.choices = "identifier", f"foreign key to {target}", values
-            for needs in (self.t.needs_bounds, self.t.needs_values):
-                if column in needs:
-                    needs.remove(column)
+        for needs in (self.t.needs_bounds, self.t.needs_values):   # its domain is known now
+            if column in needs:
+                needs.remove(column)
         return {"column": column, "refcol": refcol, "source": info["q"], "target": target, "kind": kind,
                 "name": fk["conname"]}
 
@@ -192,11 +189,8 @@ class Run:
         self.notice(f"plan for {self.t.qualified} -> {db.quote_ident(self.schema)}.{db.quote_ident(self.t.name)}: "
                     f"epsilon {self.epsilon}, delta {self.delta}; " + "; ".join(self.describe()))
         if self.dry_run:
-            remaining = db.execute(
-                "SELECT epsilon_granted - epsilon_spent AS e, delta_granted - delta_spent AS d "
-                "FROM dp_internal.budgets WHERE role = $1 AND dataset = $2",
-                [self.role, self.t.dataset], ["oid", "text"])
-            left = f"epsilon {remaining[0]['e']}, delta {remaining[0]['d']}" if remaining else "no budget"
+            remaining = catalog.remaining_budget(self.role, self.t.dataset)
+            left = f"epsilon {remaining[0]}, delta {remaining[1]}" if remaining else "no budget"
             self.notice(f"dry run: would charge epsilon {self.epsilon}, delta {self.delta} to dataset "
                         f"{self.t.dataset}; remaining: {left}")
             return
@@ -452,8 +446,7 @@ class Run:
             raise DPError(f"{self.schema}.{self.t.name} exists and was not written by dp_synthesize",
                           hint="Drop or rename it, or choose another shadow schema with "
                                "dp.set_setting('synthetic_schema', ...).", sqlstate="42P07")
-        if db.execute("SELECT pg_catalog.to_regclass($1) IS NOT NULL AS x", [f"{schema}.{fresh}"], ["text"])[0]["x"]:
-            db.execute(f"DROP TABLE {schema}.{fresh}")
+        db.drop_table_if_present(f"{schema}.{fresh}")
         db.execute(f"CREATE TABLE {schema}.{fresh} (LIKE {self.t.qualified} INCLUDING CONSTRAINTS "
                    "INCLUDING INDEXES INCLUDING GENERATED INCLUDING COMMENTS)")
         for link in self.links:
@@ -482,9 +475,8 @@ class Run:
         for link in self.links:
             db.execute(f"ALTER TABLE {schema}.{name} ADD CONSTRAINT {db.quote_ident(link['name'])} FOREIGN KEY "
                        f"({db.quote_ident(link['column'])}) REFERENCES {link['target']} ({db.quote_ident(link['refcol'])})")
-        caller = db.quote_ident(db.execute("SELECT pg_catalog.pg_get_userbyid($1) AS r", [self.role], ["oid"])[0]["r"])
-        db.execute(f"GRANT USAGE ON SCHEMA {schema} TO {caller}")
-        db.execute(f"GRANT SELECT ON {schema}.{name} TO {caller}")
+        db.execute(f"GRANT USAGE ON SCHEMA {schema} TO {self.caller}")
+        db.execute(f"GRANT SELECT ON {schema}.{name} TO {self.caller}")
         for g in grants:
             db.execute(f"GRANT {g['p']} ON {schema}.{name} TO {g['g']}")
         relid = db.regclass_oid(f"{schema}.{name}")
@@ -506,8 +498,7 @@ class Run:
 
     def _copy_vocabulary(self, link: dict):
         """A public vocabulary table, copied verbatim next to the synthetic tables (rows only added)."""
-        exists = db.execute("SELECT pg_catalog.to_regclass($1) IS NOT NULL AS x", [link["target"]], ["text"])[0]["x"]
-        if exists:
+        if db.relation_exists(link["target"]):
             ours = db.execute("SELECT 1 FROM dp_internal.synthetic_tables WHERE relid = $1::regclass::oid",
                               [link["target"]], ["text"])
             if not ours:
@@ -516,8 +507,7 @@ class Run:
         else:
             db.execute(f"CREATE TABLE {link['target']} (LIKE {link['source']} INCLUDING ALL)")
         db.execute(f"INSERT INTO {link['target']} SELECT * FROM {link['source']} ON CONFLICT DO NOTHING")
-        caller = db.quote_ident(db.execute("SELECT pg_catalog.pg_get_userbyid($1) AS r", [self.role], ["oid"])[0]["r"])
-        db.execute(f"GRANT SELECT ON {link['target']} TO {caller}")
+        db.execute(f"GRANT SELECT ON {link['target']} TO {self.caller}")
         provenance = {"source": link["source"], "method": "public vocabulary, copied verbatim",
                       "at": dt.datetime.now(dt.timezone.utc).isoformat(timespec="seconds")}
         db.execute("INSERT INTO dp_internal.synthetic_tables (relid, source, provenance) "
@@ -535,8 +525,7 @@ class Run:
 
 
 def _drop_temp(name: str):
-    if db.execute("SELECT pg_catalog.to_regclass($1) IS NOT NULL AS x", [f"pg_temp.{name}"], ["text"])[0]["x"]:
-        db.execute(f"DROP TABLE pg_temp.{name}")
+    db.drop_table_if_present(f"pg_temp.{name}")
 
 
 def _grouping_sets(cliques, index, sizes) -> dict:
