@@ -6,12 +6,12 @@ PG_CONFIG  ?= /usr/lib/postgresql/15/bin/pg_config
 PYTHON     ?= /usr/bin/python3
 
 MODULE_big  = pg_dp
-OBJS        = src/pg_dp.o
+OBJS        = src/pg_dp.o src/executor.o src/frontdoor.o
 DATA_built  = pg_dp--$(EXTVERSION).sql
 EXTRA_CLEAN = pg_dp--$(EXTVERSION).sql results regression.diffs regression.out python_udfs/build python_udfs/*.egg-info
 
 REGRESS      = $(patsubst sql/%.sql,%,$(sort $(wildcard sql/*.sql)))
-REGRESS_OPTS = --load-extension=plpython3u --load-extension=dblink --load-extension=pg_dp
+REGRESS_OPTS = --load-extension=plpython3u --load-extension=pg_dp
 
 PG_CFLAGS   = -Wall -Wextra -Wno-unused-parameter -Wno-sign-compare -Wno-missing-field-initializers
 

@@ -19,7 +19,7 @@ gateway as analyst roles that have no SELECT on the tables:
 2. Fixed cost of one gateway query on a 1-row table: dp.query minus the native
    query, dp.cost (parse + plan, no charge), a cached answer, and an in-server
    breakdown of one query (parse, analyze, catalog, plan, cache look-up,
-   charge over the loopback connection, exact query, noise, storing the answer).
+   charge, exact query, noise, storing the answer, as the executor runs them).
 3. A --rows table (10M by default): dp.query against the native aggregate,
    count(*), avg(x) with and without GROUP BY over a public key set, first
    row-level, then with a privacy unit and contribution bounding.  Also the
@@ -52,9 +52,9 @@ from pgserver import PgServer  # noqa: E402
 from aggregates import SETTINGS as AGGREGATE_SETTINGS  # noqa: E402  (bench/ is sys.path[0])
 from aggregates import fmt_table, heading, log, plan_shape, timed  # noqa: E402
 
-# The server settings of bench/aggregates.py (a 2-core / 24 GB machine), plus room for
-# the loopback (dblink) connection each gateway backend opens.
-SETTINGS = {**AGGREGATE_SETTINGS, "max_connections": "120"}
+# The server settings of bench/aggregates.py (a 2-core / 24 GB machine), plus a
+# background-worker slot for the executor of each analyst session.
+SETTINGS = {**AGGREGATE_SETTINGS, "max_connections": "120", "max_worker_processes": "64"}
 # --explain: log the plan of every statement the gateway runs (auto_explain, nested statements)
 EXPLAIN_SETTINGS = {
     "session_preload_libraries": "'auto_explain'",
@@ -148,7 +148,7 @@ _warm_counter = iter(range(1, 10 ** 9))
 
 def analyst_conn(pg, user=ANALYST):
     """A new analyst connection, warmed up: the first gateway query of a backend imports
-    pg_dp, pglast and OpenDP and opens the loopback connection (its time is returned).
+    starts the session's executor, which imports pg_dp, pglast and OpenDP (its time is returned).
     The warm-up statements are new ones (the answer cache is shared by all roles)."""
     conn = pg.connect(user=user)
     ms, _ = timed(conn, dp_sql(f"SELECT count(*) FROM warm WHERE id > -{next(_warm_counter)}", "n bigint"))
@@ -298,32 +298,19 @@ delta = float(gateway._decimal_setting("default_delta"))
 plan = planning.make_plan(query, meta, Decimal("1.0"), delta); lap()
 key = gateway._cache_key(plan)
 assert gateway._cached(key) is None; lap()
-role = db.execute("SELECT dp_internal.outer_user()::int8 AS r")[0]["r"]
+role = db.execute("SELECT oid::int8 AS r FROM pg_catalog.pg_roles WHERE rolname = current_user")[0]["r"]
+catalog.set_caller(role)
 lid = ledger.charge(role, plan.meta.dataset, plan.epsilon, plan.delta, plan.query.normalized,
                     plan.mechanism, plan.meta.data_version, key); lap()
 exact = db.execute_tuples(plan.sql, len(plan.query.group_by) + 1 + len(plan.measurements)); lap()
 rows = planning.release_answer(plan, exact); lap()
 columns = [[n, ty] for n, ty in plan.columns]
 ledger.store_answer(key, plan.meta.dataset, plan.meta.data_version, json.dumps(columns), json.dumps(rows), lid); lap()
-# the same charge again, sent straight over the loopback connection that store_answer left open
-# (no health check, no reconnect), twice: the second is what a charge costs when the connection
-# and its backend are reused
-q = db.quote_literal
-charge = (f"SELECT dp_internal.charge({int(role)}::oid, {q(plan.meta.dataset)}, {q(plan.epsilon)}::numeric, "
-          f"{q(plan.delta)}::numeric, {q(plan.query.normalized)}, {q(plan.mechanism)}, "
-          f"{int(plan.meta.data_version)}, {q(key)})")
-schema = ledger._dblink_schema()
-for _ in range(2):  # the first call warms the new loopback backend up (plpgsql, catalog caches)
-    t0 = time.perf_counter()
-    r = db.execute(f"SELECT r FROM {schema}.dblink($1, $2) AS t(r text)", [ledger.CONNECTION, charge], ["text", "text"])
-    t1 = time.perf_counter()
-    assert r[0]["r"].startswith("ok "), r
-return json.dumps([(b - a) * 1000 for a, b in zip(t, t[1:])] + [(t1 - t0) * 1000])
+return json.dumps([(b - a) * 1000 for a, b in zip(t, t[1:])])
 """
 BREAKDOWN_STEPS = ["parse (pglast)", "analyze (DP subset checks)", "catalog look-up", "plan + rewrite",
-                   "cache key + look-up", "charge (loopback dblink, committed)", "exact query (SPI)",
-                   "noise (OpenDP releases)", "store answer (loopback dblink)",
-                   "(not part of the query) the same charge, 2nd time over the open loopback connection"]
+                   "cache key + look-up", "charge (budget row locked, ledger row)", "exact query (SPI)",
+                   "noise (OpenDP releases)", "store answer"]
 
 
 def bench_overhead(args, pg):
@@ -578,11 +565,11 @@ def main():
         if breakdown:
             out.append(heading("Breakdown of one new dp.query inside the server (median ms per step; "
                                "a copy of gateway.answer with timers)", md))
-            total = sum(breakdown[:-1])
+            total = sum(breakdown)
             out.append(fmt_table(["step", "ms", "share"],
-                                 [(s, f"{v:.3f}", f"{v / total:.0%}") for s, v in zip(BREAKDOWN_STEPS, breakdown[:-1])]
-                                 + [("sum of the steps", f"{total:.3f}", "100%"),
-                                    (BREAKDOWN_STEPS[-1], f"{breakdown[-1]:.3f}", "")], md))
+                                 [(s, f"{v:.3f}", f"{v / total:.0%}") for s, v in zip(BREAKDOWN_STEPS, breakdown)]
+                                 + [("sum of the steps (the executor's commits and the hand-over come on top)",
+                                     f"{total:.3f}", "100%")], md))
     if large:
         out.append(heading(f"3. {args.rows}-row table: gateway vs native (median of {args.runs} runs; "
                            "plan: native / rewrite run directly)", md))

@@ -10,7 +10,6 @@ CREATE TABLE dp_internal.settings (
 INSERT INTO dp_internal.settings VALUES
     ('default_epsilon', '1.0'),                -- statement epsilon when dp.query gets none
     ('default_delta', '0.000001'),             -- delta of DP partition selection
-    ('loopback_conninfo', ''),                 -- '' = this server's socket as the extension owner
     ('lock_timeout', '10s');                   -- how long a charge waits for a budget row
 
 CREATE TABLE dp_internal.datasets (
@@ -145,7 +144,7 @@ WHERE l.role = (SELECT oid FROM pg_catalog.pg_roles WHERE rolname = current_user
 
 GRANT SELECT ON dp.datasets, dp.protected_columns, dp.budgets, dp.ledger TO PUBLIC;
 
-COMMENT ON TABLE dp_internal.settings IS 'pg_dp settings (changed by dp.set_setting): defaults and the loopback connection used to commit charges';
+COMMENT ON TABLE dp_internal.settings IS 'pg_dp settings (changed by dp.set_setting): defaults, lock timeout, shadow schema, bounded copies';
 COMMENT ON TABLE dp_internal.datasets IS 'Datasets: protected tables sharing a privacy unit, with contribution bounds, global caps and a data version';
 COMMENT ON TABLE dp_internal.protected_tables IS 'Tables protected by pg_dp and the column naming their privacy unit';
 COMMENT ON TABLE dp_internal.columns IS 'Public metadata of protected columns: clamping bounds and public value sets';

@@ -1,7 +1,8 @@
 -- The DP query gateway: analysts without SELECT on protected tables ask DP
--- questions in SQL.  The front-door functions are SECURITY DEFINER with a
--- pinned search_path; they parse (pglast), validate, rewrite, charge the
--- budget in an autonomous transaction, run the rewrite, add OpenDP noise.
+-- questions in SQL.  The front doors run with the caller's rights and hand
+-- the question to the privileged executor, which parses it (pglast), checks,
+-- rewrites, charges the budget in a transaction it commits first, runs the
+-- rewrite with pinned settings and adds OpenDP noise.
 
 -- Exact per-group statistics for the gateway's rewrite (no noise: not for users).
 CREATE AGGREGATE dp_internal.exact_sum(double precision, double precision, double precision) (
@@ -18,16 +19,33 @@ REVOKE ALL ON FUNCTION dp_internal.exact_sum(double precision, double precision,
     dp_internal.exact_quantile(double precision, double precision, double precision, double precision)
 FROM PUBLIC;
 
-CREATE FUNCTION dp_internal.outer_user() RETURNS oid
-    AS 'MODULE_PATHNAME', 'dp_outer_user' LANGUAGE C STABLE STRICT PARALLEL SAFE;
 
--- Runs on the loopback connection, i.e. in its own transaction that commits
--- before any answer is computed: ROLLBACK in the caller cannot undo it.
+-- The privileged executor (src/executor.c): a background worker per analyst
+-- session, connected as the extension owner.  The analyst's backend hands it a
+-- request and receives only the released answer.  The role checked and charged
+-- is the caller's, taken from the backend's state, never from an argument.
+CREATE FUNCTION dp_internal.executor_call(kind text, payload text) RETURNS text
+    AS 'MODULE_PATHNAME', 'dp_executor_call' LANGUAGE C VOLATILE PARALLEL UNSAFE;
+GRANT EXECUTE ON FUNCTION dp_internal.executor_call(text, text) TO PUBLIC;
+
+CREATE FUNCTION dp_internal.executor_pid() RETURNS integer
+    AS 'MODULE_PATHNAME', 'dp_executor_pid' LANGUAGE C VOLATILE PARALLEL UNSAFE;
+
+-- The engine's entry point, called by the executor only (pg_dp.executor).
+CREATE FUNCTION dp_internal.executor_handle(role oid, kind text, payload text) RETURNS text
+LANGUAGE plpython3u VOLATILE
+AS $$
+from pg_dp.executor import handle
+return handle(role, kind, payload)
+$$;
+REVOKE ALL ON FUNCTION dp_internal.executor_handle(oid, text, text) FROM PUBLIC;
+
+-- Charging, in the executor's transaction that commits before the answer is computed.
 CREATE FUNCTION dp_internal.charge(p_role oid, p_dataset text, p_epsilon numeric, p_delta numeric,
                                    p_statement text, p_mechanism text, p_data_version bigint,
                                    p_cache_key text)
 RETURNS text
-LANGUAGE plpgsql VOLATILE SECURITY DEFINER
+LANGUAGE plpgsql VOLATILE SECURITY INVOKER
 SET search_path = pg_catalog, pg_temp
 AS $$
 DECLARE
@@ -64,19 +82,22 @@ BEGIN
     RETURNING id INTO ledger_id;
     RETURN 'ok ' || ledger_id;
 END $$;
+REVOKE ALL ON FUNCTION dp_internal.charge(oid, text, numeric, numeric, text, text, bigint, text) FROM PUBLIC;
 
-CREATE FUNCTION dp_internal.store_answer(p_cache_key text, p_dataset text, p_data_version bigint,
-                                         p_columns jsonb, p_rows jsonb, p_ledger_id bigint)
-RETURNS void
-LANGUAGE sql VOLATILE SECURITY DEFINER
-SET search_path = pg_catalog, pg_temp
-AS $$
-    INSERT INTO dp_internal.answers (cache_key, dataset, data_version, columns, rows, ledger_id)
-    VALUES (p_cache_key, p_dataset, p_data_version, p_columns, p_rows, p_ledger_id)
-    ON CONFLICT (cache_key) DO NOTHING
-$$;
-REVOKE ALL ON FUNCTION dp_internal.charge(oid, text, numeric, numeric, text, text, bigint, text),
-    dp_internal.store_answer(text, text, bigint, jsonb, jsonb, bigint) FROM PUBLIC;
+-- dp.create_view keeps the question here, not in the view's definition (pg_views is public).
+CREATE TABLE dp_internal.views (
+    id       bigserial PRIMARY KEY,
+    owner    oid NOT NULL,
+    sql      text NOT NULL,
+    epsilon  double precision,
+    delta    double precision,
+    view     oid UNIQUE,                 -- the view reading dp.view_answer(id), once created
+    created_at timestamptz NOT NULL DEFAULT now()
+);
+REVOKE ALL ON dp_internal.views FROM PUBLIC;
+REVOKE ALL ON SEQUENCE dp_internal.views_id_seq FROM PUBLIC;
+SELECT pg_catalog.pg_extension_config_dump('dp_internal.views', '');
+SELECT pg_catalog.pg_extension_config_dump('dp_internal.views_id_seq', '');
 
 -- front doors ---------------------------------------------------------------
 
@@ -99,44 +120,41 @@ REVOKE ALL ON dp_internal.bounded_copies FROM PUBLIC;
 
 CREATE FUNCTION dp.query(sql text, epsilon double precision DEFAULT NULL, delta double precision DEFAULT NULL)
 RETURNS SETOF record
-LANGUAGE plpython3u VOLATILE SECURITY DEFINER
-SET search_path = pg_catalog, pg_temp
-AS $$
-from pg_dp.db import call
-from pg_dp.gateway import query_rows
-return call(query_rows, sql, epsilon, delta)
-$$;
+AS 'MODULE_PATHNAME', 'dp_query' LANGUAGE C VOLATILE PARALLEL UNSAFE;
 
 CREATE FUNCTION dp.query_json(sql text, epsilon double precision DEFAULT NULL, delta double precision DEFAULT NULL)
 RETURNS SETOF jsonb
-LANGUAGE plpython3u VOLATILE SECURITY DEFINER
+LANGUAGE sql VOLATILE SECURITY INVOKER PARALLEL UNSAFE
 SET search_path = pg_catalog, pg_temp
 AS $$
-from pg_dp.db import call
-from pg_dp.gateway import query_json
-return call(query_json, sql, epsilon, delta)
+    SELECT pg_catalog.jsonb_array_elements(dp_internal.executor_call('query_json',
+        pg_catalog.json_build_object('sql', sql, 'epsilon', epsilon, 'delta', delta)::text)::jsonb)
 $$;
 
 CREATE FUNCTION dp.cost(sql text, epsilon double precision DEFAULT NULL, delta double precision DEFAULT NULL,
                         OUT dataset text, OUT epsilon_cost numeric, OUT delta_cost numeric,
                         OUT cached boolean, OUT epsilon_remaining numeric, OUT delta_remaining numeric)
-LANGUAGE plpython3u STABLE SECURITY DEFINER
+LANGUAGE sql VOLATILE SECURITY INVOKER PARALLEL UNSAFE
 SET search_path = pg_catalog, pg_temp
 AS $$
-from pg_dp.db import call
-from pg_dp.gateway import cost
-return call(cost, sql, epsilon, delta)
+    SELECT r.dataset, r.epsilon_cost, r.delta_cost, r.cached, r.epsilon_remaining, r.delta_remaining
+    FROM pg_catalog.jsonb_to_record(dp_internal.executor_call('cost',
+        pg_catalog.json_build_object('sql', sql, 'epsilon', epsilon, 'delta', delta)::text)::jsonb)
+        AS r(dataset text, epsilon_cost numeric, delta_cost numeric, cached boolean,
+             epsilon_remaining numeric, delta_remaining numeric)
 $$;
 
 CREATE FUNCTION dp.explain(sql text, epsilon double precision DEFAULT NULL, delta double precision DEFAULT NULL)
 RETURNS TABLE (column_name text, data_type text, mechanism text, epsilon numeric, delta numeric,
                noise_scale double precision, ci95 double precision, note text)
-LANGUAGE plpython3u STABLE SECURITY DEFINER
+LANGUAGE sql VOLATILE SECURITY INVOKER PARALLEL UNSAFE
 SET search_path = pg_catalog, pg_temp
 AS $$
-from pg_dp.db import call
-from pg_dp.gateway import explain
-return call(explain, sql, epsilon, delta)
+    SELECT r.column_name, r.data_type, r.mechanism, r.epsilon, r.delta, r.noise_scale, r.ci95, r.note
+    FROM pg_catalog.jsonb_to_recordset(dp_internal.executor_call('explain',
+        pg_catalog.json_build_object('sql', sql, 'epsilon', epsilon, 'delta', delta)::text)::jsonb)
+        AS r(column_name text, data_type text, mechanism text, epsilon numeric, delta numeric,
+             noise_scale double precision, ci95 double precision, note text)
 $$;
 
 CREATE FUNCTION dp.my_budget()
@@ -153,7 +171,11 @@ AS $$
 $$;
 
 -- A typed view over the gateway: reading it asks the question (answered from
--- the cache, at no cost, while the data does not change).
+-- the cache, at no cost, while the data does not change).  The question is kept
+-- in dp_internal.views; the view's definition shows only its id.
+CREATE FUNCTION dp.view_answer(id bigint) RETURNS SETOF record
+AS 'MODULE_PATHNAME', 'dp_view_answer' LANGUAGE C VOLATILE STRICT PARALLEL UNSAFE;
+
 CREATE FUNCTION dp.create_view(view_name text, sql text, epsilon double precision DEFAULT NULL,
                                delta double precision DEFAULT NULL)
 RETURNS void
@@ -161,17 +183,15 @@ LANGUAGE plpgsql VOLATILE SECURITY INVOKER
 AS $$
 -- no pinned search_path: the view goes where the caller's unqualified names go
 DECLARE
-    coldefs text;
+    registered jsonb;
     qualified text;
 BEGIN
-    SELECT pg_catalog.string_agg(pg_catalog.format('%I %s', e.column_name, e.data_type), ', ' ORDER BY ord)
-    INTO coldefs
-    FROM dp.explain(sql, epsilon, delta) WITH ORDINALITY AS e(column_name, data_type, mechanism, epsilon,
-                                                              delta, noise_scale, ci95, note, ord);
+    registered := dp_internal.executor_call('create_view',
+        pg_catalog.json_build_object('sql', sql, 'epsilon', epsilon, 'delta', delta)::text)::jsonb;
     SELECT pg_catalog.string_agg(pg_catalog.quote_ident(part), '.') INTO qualified
     FROM pg_catalog.unnest(pg_catalog.parse_ident(view_name)) part;
-    EXECUTE pg_catalog.format('CREATE VIEW %s AS SELECT * FROM dp.query(%L, %L, %L) AS answer(%s)',
-                   qualified, sql, epsilon, delta, coldefs);
+    EXECUTE pg_catalog.format('CREATE VIEW %s AS SELECT * FROM dp.view_answer(%s) AS answer(%s)',
+                   qualified, (registered->>'id')::bigint, registered->>'columns');
 END $$;
 
 CREATE FUNCTION dp.dummy(table_name regclass, row_count integer DEFAULT 1000, seed integer DEFAULT 1)
@@ -185,6 +205,7 @@ return call(make_dummy, table_name, row_count, seed)
 $$;
 
 GRANT EXECUTE ON FUNCTION dp.query(text, double precision, double precision), dp.query_json(text, double precision, double precision),
+    dp.view_answer(bigint),
     dp.cost(text, double precision, double precision), dp.explain(text, double precision, double precision), dp.my_budget(),
     dp.create_view(text, text, double precision, double precision), dp.dummy(regclass, integer, integer) TO PUBLIC;
 
@@ -192,9 +213,13 @@ COMMENT ON AGGREGATE dp_internal.exact_sum(double precision, double precision, d
 COMMENT ON AGGREGATE dp_internal.exact_var(double precision, double precision, double precision) IS 'Internal: exact clamped moments state for the gateway (no noise; not executable by users)';
 COMMENT ON AGGREGATE dp_internal.exact_quantile(double precision, double precision, double precision, double precision) IS 'Internal: exact quantile histogram state for the gateway (no noise; not executable by users)';
 COMMENT ON TABLE dp_internal.bounded_copies IS 'Copies of protected tables with contribution-bounding ranks, one per GROUP BY column set and data version';
-COMMENT ON FUNCTION dp_internal.outer_user() IS 'The role outside any SECURITY DEFINER function: whose budget the gateway charges';
-COMMENT ON FUNCTION dp_internal.charge(oid, text, numeric, numeric, text, text, bigint, text) IS 'Internal: charge a budget and write the ledger (runs in its own transaction on the loopback connection)';
-COMMENT ON FUNCTION dp_internal.store_answer(text, text, bigint, jsonb, jsonb, bigint) IS 'Internal: keep a released answer for the cache (loopback connection)';
+COMMENT ON FUNCTION dp_internal.charge(oid, text, numeric, numeric, text, text, bigint, text) IS 'Internal: charge a budget and write the ledger (run by the executor, in a transaction it commits before computing)';
+COMMENT ON FUNCTION dp_internal.executor_call(text, text) IS 'Internal: hand a request to this session''s privileged executor (a background worker); the front door of every dp.* analyst function';
+COMMENT ON FUNCTION dp_internal.executor_pid() IS 'Internal: PID of this session''s executor, NULL when none runs';
+COMMENT ON FUNCTION dp_internal.executor_handle(oid, text, text) IS 'Internal: the engine''s entry point, called by the executor for each phase of a request';
+COMMENT ON TABLE dp_internal.views IS 'Questions behind dp.create_view views (kept here so that pg_views does not show them)';
+COMMENT ON SEQUENCE dp_internal.views_id_seq IS 'Ids of dp_internal.views rows';
+COMMENT ON FUNCTION dp.view_answer(bigint) IS 'Analyst: the DP answer behind a dp.create_view view (for roles that may read that view)';
 COMMENT ON FUNCTION dp.query(text, double precision, double precision) IS 'Analyst: answer a SELECT over a protected table with DP, charging the budget once; needs a column definition list: AS t(col type, ...)';
 COMMENT ON FUNCTION dp.query_json(text, double precision, double precision) IS 'Analyst: like dp.query, one JSON object per row (no column definition list needed)';
 COMMENT ON FUNCTION dp.cost(text, double precision, double precision) IS 'Analyst: what a query would cost, whether it is cached, and the budget left; spends nothing';

@@ -58,27 +58,30 @@ FROM dp_internal.synthetic_tables s
 WHERE EXISTS (SELECT 1 FROM pg_catalog.pg_class c WHERE c.oid = s.relid);
 GRANT SELECT ON dp.denial_constraints, dp.synthetic_tables TO PUBLIC;
 
+-- Runs in the privileged executor (one transaction for the charge, one for the
+-- copy): the caller's session only hands over the request and relays the NOTICEs.
 CREATE PROCEDURE dp.dp_synthesize(source regclass, epsilon double precision,
                                   delta double precision DEFAULT NULL, target_schema text DEFAULT NULL,
                                   "rows" bigint DEFAULT NULL, dry_run boolean DEFAULT false)
-LANGUAGE plpython3u SECURITY DEFINER
+LANGUAGE sql SECURITY INVOKER
 SET search_path = pg_catalog, pg_temp
 AS $$
-from pg_dp.db import call
-from pg_dp.synth.run import synthesize
-call(synthesize, source, epsilon, delta, target_schema, rows, dry_run)
+    SELECT dp_internal.executor_call('synthesize', pg_catalog.json_build_object(
+        'source', source::oid, 'epsilon', epsilon, 'delta', delta, 'target_schema', target_schema,
+        'rows', "rows", 'dry_run', dry_run)::text)
 $$;
 GRANT EXECUTE ON PROCEDURE dp.dp_synthesize(regclass, double precision, double precision, text, bigint, boolean)
     TO PUBLIC;
 
 CREATE FUNCTION dp.evaluate_synthetic(source regclass, synthetic regclass DEFAULT NULL, targets text[] DEFAULT NULL)
 RETURNS TABLE (metric text, value double precision, detail jsonb)
-LANGUAGE plpython3u VOLATILE SECURITY DEFINER
+LANGUAGE sql VOLATILE SECURITY INVOKER
 SET search_path = pg_catalog, pg_temp
 AS $$
-from pg_dp.db import call
-from pg_dp.synth.report import evaluate
-return call(evaluate, source, synthetic, targets)
+    SELECT r.metric, r.value, r.detail
+    FROM pg_catalog.jsonb_to_recordset(dp_internal.executor_call('evaluate', pg_catalog.json_build_object(
+        'source', source::oid, 'synthetic', synthetic::oid, 'targets', targets)::text)::jsonb)
+        AS r(metric text, value double precision, detail jsonb)
 $$;
 REVOKE ALL ON FUNCTION dp.add_constraint(regclass, text), dp.drop_constraint(integer),
     dp.evaluate_synthetic(regclass, regclass, text[]) FROM PUBLIC;

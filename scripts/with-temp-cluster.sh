@@ -29,7 +29,7 @@ trap cleanup EXIT
 as_pg "$PGBIN/initdb" -D "$dir/data" -U postgres -A trust --no-sync >"$dir/initdb.log" 2>&1 \
     || { cat "$dir/initdb.log"; exit 1; }
 as_pg "$PGBIN/pg_ctl" -D "$dir/data" -l "$dir/server.log" -w -o \
-    "-k $dir -p $PGPORT -c listen_addresses='' -c fsync=off -c max_worker_processes=16 ${PG_EXTRA_OPTS:-}" start >/dev/null \
+    "-k $dir -p $PGPORT -c listen_addresses='' -c fsync=off -c max_worker_processes=40 ${PG_EXTRA_OPTS:-}" start >/dev/null \
     || { cat "$dir/server.log"; exit 1; }
 
 export PGHOST=$dir PGPORT PGUSER=postgres PGDATABASE=postgres PG_DP_CLUSTER_DIR=$dir

@@ -1300,14 +1300,3 @@ dp_median_final(PG_FUNCTION_ARGS)
 /* ------------------------------------------------------------------------
  * The role an analyst acts as, seen from inside a SECURITY DEFINER function
  * ------------------------------------------------------------------------ */
-
-PG_FUNCTION_INFO_V1(dp_outer_user);
-/*
- * current_user outside any SECURITY DEFINER context: the role that asked.
- * The gateway charges this role's budget; it cannot be forged from SQL.
- */
-Datum
-dp_outer_user(PG_FUNCTION_ARGS)
-{
-	PG_RETURN_OID(GetOuterUserId());
-}

@@ -51,7 +51,7 @@ class PgServer:
             "port": str(self.port),
             "fsync": "off",
             "max_connections": "100",
-            "max_worker_processes": "16",
+            "max_worker_processes": "40",  # a pg_dp executor per analyst session
         }
         opts.update(settings or {})
         with open(os.path.join(self.data, "postgresql.auto.conf"), "a") as f:

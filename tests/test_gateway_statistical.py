@@ -33,7 +33,7 @@ standard deviations below -20; discrete Laplace tests on 12 000 draws reach
 -150 +- 10 at x1.3.  So the power checks do not flake either.
 
 Run with -s to see the p-values.  About 40-70 s on 2 shared cores: 1 600 gateway queries at
-15-40 ms each, most of it two new loopback connections per query (see bench/RESULTS.md).
+a few ms each through the executor (see bench/RESULTS.md).
 """
 
 import math

@@ -22,8 +22,20 @@ def _limit() -> int:
         return 0
 
 
+PLACEHOLDER = -1          # data_version of a key set asked once, with no copy built yet
+MAX_PLACEHOLDERS = 64     # such key sets remembered per table
+
+
 def copy_for(plan) -> str | None:
-    """A current bounded copy for this plan (built if needed), or None to bound per query."""
+    """A current bounded copy for this plan (built if needed), or None to bound per query.
+
+    A copy is built the second time a GROUP BY column set is asked (the first
+    time the query bounds itself), so cycling through new key sets costs the
+    asker one bounded scan each and never evicts the copies others use.  One
+    builder at a time per copy: the catalog row is locked (FOR UPDATE), which no
+    other role can hold (an advisory lock could be taken by anyone).  The copy is
+    not ANALYZEd: its reltuples would be an exact row count for everyone to read.
+    """
     build = planning.bounded_copy_sql(plan)
     if build is None or _limit() == 0:
         return None
@@ -34,16 +46,21 @@ def copy_for(plan) -> str | None:
     qualified = f"dp_internal.{name}"
     try:
         with db.subtransaction():
-            # one builder at a time per copy; others wait, then find it current
-            db.execute("SELECT pg_catalog.pg_advisory_xact_lock(hashtext($1))", [qualified], ["text"])
             shape = db.execute(
                 "SELECT pg_catalog.string_agg(attname || ' ' || atttypid::regtype::text, ', ' ORDER BY attnum) AS s "
                 "FROM pg_catalog.pg_attribute WHERE attrelid = $1 AND attnum > 0 AND NOT attisdropped",
                 [meta.relid], ["oid"])[0]["s"]
+            inserted = db.execute(
+                "INSERT INTO dp_internal.bounded_copies (relid, keys, relname, data_version, columns) "
+                "VALUES ($1, $2, $3, $4, '') ON CONFLICT (relid, keys) DO NOTHING RETURNING relid",
+                [meta.relid, keys, name, PLACEHOLDER], ["oid", "text", "name", "int8"])
+            if inserted:
+                _forget_placeholders(meta.relid)
+                return None                     # asked for the first time: bound this query itself
             row = db.execute(
                 "SELECT data_version, columns, built_at > pg_catalog.pg_postmaster_start_time() AS since_start, "
                 "pg_catalog.to_regclass($3) IS NOT NULL AS present "
-                "FROM dp_internal.bounded_copies WHERE relid = $1 AND keys = $2",
+                "FROM dp_internal.bounded_copies WHERE relid = $1 AND keys = $2 FOR UPDATE",
                 [meta.relid, keys, qualified], ["oid", "text", "text"])
             # stale: older data, another table shape (ALTER TABLE bumps no data version), or
             # built before a crash restart (which empties an unlogged table)
@@ -54,25 +71,30 @@ def copy_for(plan) -> str | None:
                 return qualified
             db.drop_table_if_present(qualified)
             db.execute(f"CREATE UNLOGGED TABLE {qualified} AS {build}")
-            db.execute(f"ANALYZE {qualified}")
             db.execute(
-                "INSERT INTO dp_internal.bounded_copies (relid, keys, relname, data_version, columns) "
-                "VALUES ($1, $2, $3, $4, $5) ON CONFLICT (relid, keys) DO UPDATE SET relname = excluded.relname, "
-                "data_version = excluded.data_version, columns = excluded.columns, built_at = clock_timestamp(), "
-                "last_used = clock_timestamp()",
+                "UPDATE dp_internal.bounded_copies SET relname = $3, data_version = $4, columns = $5, "
+                "built_at = clock_timestamp(), last_used = clock_timestamp() WHERE relid = $1 AND keys = $2",
                 [meta.relid, keys, name, meta.data_version, shape], ["oid", "text", "name", "int8", "text"])
             _evict(meta.relid)
             return qualified
     except Exception as e:
         if not db.is_spi_error(e):
             raise
-        # e.g. a read-only transaction: bound this query on its own instead
+        # e.g. the lock timeout: bound this query on its own instead
         return None
+
+
+def _forget_placeholders(relid: int):
+    db.execute(
+        "DELETE FROM dp_internal.bounded_copies WHERE (relid, keys) IN (SELECT relid, keys "
+        "FROM dp_internal.bounded_copies WHERE relid = $1 AND data_version = $2 "
+        "ORDER BY last_used DESC OFFSET $3)", [relid, PLACEHOLDER, MAX_PLACEHOLDERS], ["oid", "int8", "int4"])
 
 
 def _evict(relid: int):
     for r in db.execute(
             "DELETE FROM dp_internal.bounded_copies WHERE (relid, keys) IN (SELECT relid, keys "
-            "FROM dp_internal.bounded_copies WHERE relid = $1 ORDER BY last_used DESC OFFSET $2) RETURNING relname",
-            [relid, _limit()], ["oid", "int4"]):
+            "FROM dp_internal.bounded_copies WHERE relid = $1 AND data_version <> $3 "
+            "ORDER BY last_used DESC OFFSET $2) RETURNING relname",
+            [relid, _limit(), PLACEHOLDER], ["oid", "int4", "int8"]):
         db.drop_table_if_present(f"dp_internal.{r['relname']}")

@@ -5,9 +5,24 @@ from .errors import DPError
 from .query.plan import TableMeta
 
 
+_caller: int | None = None
+
+
+def set_caller(role: int):
+    """The role a request of the executor is for (taken by the caller's backend, not from SQL)."""
+    global _caller
+    _caller = role
+
+
 def outer_role() -> int:
-    """The role outside any SECURITY DEFINER function: whose budget is charged."""
-    return int(db.execute("SELECT dp_internal.outer_user()::int8 AS r")[0]["r"])
+    """Whose request this is: the role that is checked and charged.
+
+    In the executor this is the caller's role; current_user there is the
+    extension owner and must never be taken for the caller.
+    """
+    if _caller is None:
+        raise DPError("internal error: pg_dp request without a caller", sqlstate="XX000")
+    return _caller
 
 
 def is_admin(role: int) -> bool:

@@ -46,6 +46,21 @@ def is_spi_error(e) -> bool:
     return isinstance(e, _plpy().SPIError)
 
 
+def sqlstate(e) -> str | None:
+    """The SQLSTATE of an SPI error."""
+    return getattr(e, "sqlstate", None)
+
+
+def prepare(sql: str):
+    """Parse and analyse a statement without running it: its errors come out here, before any charge."""
+    _plpy().prepare(sql)
+
+
+def log(message: str):
+    """A line for the server log only (the DBA's), never for the client."""
+    _plpy().log(message)
+
+
 def quote_ident(name: str) -> str:
     return _plpy().quote_ident(name)
 
@@ -82,5 +97,7 @@ def setting(key: str) -> str:
 
 
 def regclass_oid(name: str) -> int:
-    """The oid of a regclass argument (PL/Python receives regclass as its text)."""
+    """The oid of a regclass argument (PL/Python receives regclass as its text; the executor, an oid)."""
+    if isinstance(name, int) or (isinstance(name, str) and name.isdigit()):
+        return int(name)
     return int(execute("SELECT $1::regclass::oid::int8 AS oid", [name], ["text"])[0]["oid"])

@@ -1,23 +1,42 @@
 """The front door for analysts: SQL text in, DP answer out, budget charged once.
 
-Order matters: parse, validate, plan and cost first (errors cost nothing);
-then the answer cache (same statement, same data version: free); then the
-charge, committed on its own before anything is computed; then the exact
-statistics (run as the extension owner) and the noise.
+Runs in the privileged executor (pg_dp.executor), for the caller's role.
+Order matters:
+1. parse, validate, plan, cost, and PREPARE the rewritten SQL (so a literal of
+   the wrong type, an unknown type or operator fails here), all before any
+   charge: errors cost nothing;
+2. the answer cache (same measurement, same data version: free) -- for roles
+   that hold a budget on the dataset;
+3. the charge; the executor commits it (the `yield`) before anything is computed;
+4. the exact statistics, with statistics counters off (no pg_stat_* counter
+   moves because of a question), then OpenDP noise;
+5. the released answer is stored for the cache (its own transaction).
 """
 
 from decimal import Decimal
 import hashlib
 import json
+import math
 
 from . import bounded, catalog, db, ledger
+from .errors import DPError
 from .query.analyze import analyze
 from .query.parse import parse_select
 from .query import plan as planning
 
+NO_BUDGET = "42501"
+
 
 def _decimal_setting(key: str) -> Decimal:
-    return Decimal(db.setting(key))
+    value = db.setting(key)
+    try:
+        number = Decimal(value)
+    except ArithmeticError:
+        number = Decimal("NaN")
+    if not number.is_finite() or number < 0:
+        raise DPError(f"the pg_dp setting {key} is invalid ({value!r})",
+                      hint=f"An administrator can fix it: dp.set_setting('{key}', '...').", sqlstate="22023")
+    return number
 
 
 def make_plan(sql, epsilon=None, delta=None):
@@ -26,9 +45,35 @@ def make_plan(sql, epsilon=None, delta=None):
         meta = planning.bind_join(query, [catalog.load_table(s, t) for s, t, _ in query.tables])
     else:
         meta = catalog.load_table(query.schema, query.table)
-    eps = Decimal(str(epsilon)) if epsilon is not None else _decimal_setting("default_epsilon")
-    dlt = Decimal(str(delta)) if delta is not None else _decimal_setting("default_delta")
-    return planning.make_plan(query, meta, eps, float(dlt))
+    eps = _number(epsilon, "epsilon") if epsilon is not None else _decimal_setting("default_epsilon")
+    dlt = _number(delta, "delta") if delta is not None else _decimal_setting("default_delta")
+    plan = planning.make_plan(query, meta, eps, float(dlt))
+    _validate(plan)
+    return plan
+
+
+def _number(value, name) -> Decimal:
+    try:
+        x = float(value)
+    except (TypeError, ValueError):
+        x = math.nan
+    if not math.isfinite(x) or x < 0:
+        raise DPError(f"{name} of the query must be a finite number, not negative",
+                      hint=f"e.g. dp.query(sql, {name} => 0.5)", sqlstate="22023")
+    return Decimal(str(x))
+
+
+def _validate(plan):
+    """Parse-analyse the rewrite (nothing runs): errors of the analyst's constants surface before the charge."""
+    try:
+        with db.subtransaction():
+            db.prepare(plan.sql)
+    except Exception as e:
+        if not db.is_spi_error(e):
+            raise
+        raise DPError(f"the query cannot be answered: {getattr(e, 'args', [''])[0]}",
+                      hint="Check the constants and their types against the table's columns (\\d).",
+                      sqlstate=db.sqlstate(e) or "42804")
 
 
 def _cache_key(plan) -> str:
@@ -43,28 +88,107 @@ def _cached(key: str):
     return json.loads(rows[0]["c"]), json.loads(rows[0]["r"])
 
 
-def answer(sql, epsilon=None, delta=None):
-    """(columns, rows) of the DP answer; charges the caller's budget unless cached."""
+def _require_budget(role: int, dataset: str):
+    """Answers, cached or not, and whether one is cached, go only to roles with a budget on the dataset."""
+    if catalog.remaining_budget(role, dataset) is None:
+        raise DPError(f"you have no privacy budget on dataset {dataset}",
+                      hint="Ask an administrator: dp.grant_budget(role, dataset, epsilon).", sqlstate=NO_BUDGET)
+
+
+def answer(sql, epsilon=None, delta=None, expect=None):
+    """Generator (executor phases) returning (columns, rows) of the DP answer; charges unless cached."""
     plan = make_plan(sql, epsilon, delta)
+    check_expected(plan, expect)
+    role = catalog.outer_role()
+    _require_budget(role, plan.meta.dataset)
     key = _cache_key(plan)
+    columns = [[name, typ] for name, typ in plan.columns]
     cached = _cached(key)
     if cached is not None:
         return cached
-    role = catalog.outer_role()
     ledger_id = ledger.charge(role, plan.meta.dataset, plan.epsilon, plan.delta, plan.query.normalized,
                               plan.mechanism, plan.meta.data_version, key)
-    copy = bounded.copy_for(plan)
-    sql = planning.rewrite_on_copy(plan, copy) if copy else plan.sql
-    exact = db.execute_tuples(sql, len(plan.query.group_by) + 1 + len(plan.measurements))
+    yield                                   # the executor commits the charge
+    try:
+        db.execute("SELECT pg_catalog.set_config('track_counts', 'off', true)")
+        copy = bounded.copy_for(plan)
+        exact_sql = planning.rewrite_on_copy(plan, copy) if copy else plan.sql
+        exact = db.execute_tuples(exact_sql, len(plan.query.group_by) + 1 + len(plan.measurements))
+    except Exception as e:
+        if not db.is_spi_error(e):
+            raise
+        # never pass on what the data made the server say
+        db.log(f"pg_dp: exact query of ledger entry {ledger_id} failed: {e}")
+        raise DPError("the answer could not be computed; the charge stands",
+                      hint="An administrator finds the cause in the server log.", sqlstate="XX000")
     rows = planning.release_answer(plan, exact)
-    columns = [[name, typ] for name, typ in plan.columns]
+    yield                                   # the answer is released; store it with counters on again
     ledger.store_answer(key, plan.meta.dataset, plan.meta.data_version, json.dumps(columns),
-                        json.dumps(rows), ledger_id)
+                        json.dumps(rows, default=_json_default), ledger_id)
     return columns, rows
 
 
-def query_rows(sql, epsilon=None, delta=None):
-    return answer(sql, epsilon, delta)[1]
+def _json_default(value):
+    if isinstance(value, Decimal):
+        return str(value)
+    raise TypeError(f"cannot encode {type(value).__name__}")
+
+
+def _encode_value(value) -> str | None:
+    """A value as PostgreSQL's text input reads it."""
+    if value is None:
+        return None
+    if isinstance(value, bool):
+        return "true" if value else "false"
+    if isinstance(value, float):
+        return repr(value) if math.isfinite(value) else ("NaN" if math.isnan(value) else
+                                                          ("Infinity" if value > 0 else "-Infinity"))
+    return str(value)
+
+
+def encode_rows(columns, rows) -> str:
+    """The reply of dp.query (src/frontdoor.c): a header line, then each value length-prefixed.
+
+    Header: the number of columns and their list as "name type, ..." (for error hints).
+    Values, row after row: N (NULL) or V<characters>:<value> (characters: the server's
+    encoding may not be UTF-8).
+    """
+    described = ", ".join(f"{planning.quote_ident(n)} {t}" for n, t in columns).replace("\n", " ")
+    parts = [f"{len(columns)} {described}\n"]
+    for row in rows:
+        for value in row:
+            text = _encode_value(value)
+            parts.append("N" if text is None else f"V{len(text)}:{text}")
+    return "".join(parts)
+
+
+NUMBERS = {"smallint", "integer", "bigint", "numeric", "real", "double precision"}
+TEXTS = {"text", "character varying", "character", "name"}
+
+
+def _fits(ours: str, theirs: str) -> bool:
+    """Whether a value of our type reads as the caller's declared type (by its text form)."""
+    base = ours.split("(")[0]
+    return (ours == theirs or base == theirs.split("(")[0] or theirs in TEXTS
+            or (base in NUMBERS and theirs.split("(")[0] in NUMBERS))
+
+
+def check_expected(plan, expect):
+    """Refuse a column definition list that does not fit the answer -- before anything is charged."""
+    if expect is None:
+        return
+    expect = [r["t"] for r in db.execute("SELECT pg_catalog.format_type(t, NULL) AS t "
+                                         "FROM pg_catalog.unnest($1::oid[]) WITH ORDINALITY AS u(t, i) ORDER BY i",
+                                         [[int(t) for t in expect]], ["oid[]"])]
+    wanted = ", ".join(f"{planning.quote_ident(n)} {t}" for n, t in plan.columns)
+    if len(expect) != len(plan.columns) or not all(_fits(t, e) for (_, t), e in zip(plan.columns, expect)):
+        raise DPError(f"the column definition list ({', '.join(expect)}) does not fit the answer ({wanted})",
+                      hint=f"Write AS t({wanted}).", sqlstate="42804")
+
+
+def query_reply(sql, epsilon=None, delta=None, expect=None):
+    columns, rows = yield from answer(sql, epsilon, delta, expect)
+    return encode_rows(columns, rows)
 
 
 def _json_value(value, typ: str):
@@ -80,23 +204,33 @@ def _json_value(value, typ: str):
     return value
 
 
-def query_json(sql, epsilon=None, delta=None):
-    columns, rows = answer(sql, epsilon, delta)
-    return [json.dumps({name: _json_value(value, typ) for (name, typ), value in zip(columns, row)})
-            for row in rows]
+def _finite(value):
+    return _encode_value(value) if isinstance(value, float) and not math.isfinite(value) else value
 
 
-def cost(sql, epsilon=None, delta=None):
+def query_json_reply(sql, epsilon=None, delta=None):
+    columns, rows = yield from answer(sql, epsilon, delta)
+    return json.dumps([{name: _finite(_json_value(value, typ)) for (name, typ), value in zip(columns, row)}
+                       for row in rows], default=_json_default)
+
+
+def cost_reply(sql, epsilon=None, delta=None):
     plan = make_plan(sql, epsilon, delta)
+    role = catalog.outer_role()
+    _require_budget(role, plan.meta.dataset)
     cached = _cached(_cache_key(plan)) is not None
-    remaining = catalog.remaining_budget(catalog.outer_role(), plan.meta.dataset) or (Decimal(0), Decimal(0))
+    remaining = catalog.remaining_budget(role, plan.meta.dataset)
     zero = Decimal(0)
-    return (plan.meta.dataset, zero if cached else plan.epsilon, zero if cached else plan.delta, cached,
-            remaining[0], remaining[1])
+    return json.dumps({"dataset": plan.meta.dataset,
+                       "epsilon_cost": str(zero if cached else plan.epsilon),
+                       "delta_cost": str(zero if cached else plan.delta), "cached": cached,
+                       "epsilon_remaining": str(remaining[0]), "delta_remaining": str(remaining[1])})
 
 
-def explain(sql, epsilon=None, delta=None):
+def explain_reply(sql, epsilon=None, delta=None):
     plan = make_plan(sql, epsilon, delta)
-    return [(r["column_name"], r["data_type"], r["mechanism"], Decimal(f"{r['epsilon']:.12g}"),
-             Decimal(f"{r['delta']:.12g}"), r["noise_scale"], r["ci95"], r["note"])
-            for r in planning.explain(plan)]
+    return json.dumps([
+        {"column_name": r["column_name"], "data_type": r["data_type"], "mechanism": r["mechanism"],
+         "epsilon": f"{r['epsilon']:.12g}", "delta": f"{r['delta']:.12g}",
+         "noise_scale": r["noise_scale"], "ci95": r["ci95"], "note": r["note"]}
+        for r in planning.explain(plan)])

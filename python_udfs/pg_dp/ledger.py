@@ -1,9 +1,11 @@
-"""Charging budgets so that no rollback, error or cancel can undo a charge.
+"""Charging budgets so that no rollback, error or cancel of the caller can undo a charge.
 
-The charge commits in its own transaction on a loopback connection (dblink)
-to the same database, before the answer is computed (DESIGN decision 3).
-The budget row is locked (SELECT ... FOR UPDATE) there, so concurrent
-sessions never over-spend.  The connection is opened once per backend.
+The charge runs in the privileged executor (src/executor.c, pg_dp.executor),
+in a transaction of its own that the executor commits before the answer is
+computed (the handler yields right after charging; DESIGN decision 3).  The
+budget row is locked (SELECT ... FOR UPDATE), so concurrent sessions never
+over-spend.  The caller's backend takes no part in it: it cannot roll it back,
+open a connection of the same name, or see the SQL.
 """
 
 from decimal import Decimal
@@ -11,95 +13,30 @@ from decimal import Decimal
 from . import db
 from .errors import DPError
 
-CONNECTION = "pg_dp_ledger"
 INSUFFICIENT = "53400"  # configuration_limit_exceeded: the budget is a configured limit
 
 
-def _dblink_schema() -> str:
-    rows = db.execute(
-        "SELECT n.nspname FROM pg_catalog.pg_extension e "
-        "JOIN pg_catalog.pg_namespace n ON n.oid = e.extnamespace WHERE e.extname = 'dblink'")
-    if not rows:
-        raise DPError("the dblink extension is missing", hint="CREATE EXTENSION dblink;", sqlstate="55000")
-    return db.quote_ident(rows[0]["nspname"])
-
-
-def loopback_conninfo() -> str:
-    configured = db.setting("loopback_conninfo")
-    if configured:
-        return configured
-    r = db.execute(
-        """
-        SELECT split_part(current_setting('unix_socket_directories'), ',', 1) AS host,
-               current_setting('port') AS port, current_database() AS dbname,
-               (SELECT r.rolname FROM pg_catalog.pg_extension e
-                JOIN pg_catalog.pg_roles r ON r.oid = e.extowner WHERE e.extname = 'pg_dp') AS usr
-        """)[0]
-    host = r["host"].strip() or "localhost"
-    parts = {"host": host, "port": r["port"], "dbname": r["dbname"], "user": r["usr"],
-             "application_name": "pg_dp ledger"}
-    return " ".join(f"{k}='{v.replace(chr(92), chr(92) * 2).replace(chr(39), chr(92) + chr(39))}'"
-                    for k, v in parts.items())
-
-
-def _connect(schema: str):
-    conns = db.execute(f"SELECT {schema}.dblink_get_connections() AS c")[0]["c"] or []
-    if CONNECTION in conns:
-        return
-    db.execute(f"SELECT {schema}.dblink_connect_u($1, $2)", [CONNECTION, loopback_conninfo()], ["text", "text"])
+def _lock_timeout():
     timeout = db.setting("lock_timeout") or "10s"
-    db.execute(f"SELECT {schema}.dblink_exec($1, $2)",
-               [CONNECTION, f"SET lock_timeout = {db.quote_literal(timeout)}; SET search_path = pg_catalog"],
-               ["text", "text"])
-
-
-def _ensure_connection(schema: str):
-    """Open the loopback connection, or reopen it if it broke (checked with a no-op first).
-
-    The charge itself is sent exactly once: a failure while it runs is reported,
-    never retried, so no charge is ever made twice.
-    """
-    try:
-        with db.subtransaction():
-            _connect(schema)
-            # (dblink_exec refuses statements that return rows: probe with dblink)
-            db.execute(f"SELECT x FROM {schema}.dblink($1, 'SELECT 1') AS t(x int)", [CONNECTION], ["text"])
-        return
-    except Exception as e:
-        if not db.is_spi_error(e):
-            raise
-    try:
-        with db.subtransaction():
-            db.execute(f"SELECT {schema}.dblink_disconnect($1)", [CONNECTION], ["text"])
-    except Exception as e:
-        if not db.is_spi_error(e):
-            raise
-    _connect(schema)
-
-
-def _remote_text(sql: str) -> str:
-    """Run one statement returning one text value on the loopback connection (autocommit)."""
-    schema = _dblink_schema()
-    _ensure_connection(schema)
-    try:
-        with db.subtransaction():
-            return db.execute(f"SELECT r FROM {schema}.dblink($1, $2) AS t(r text)",
-                              [CONNECTION, sql], ["text", "text"])[0]["r"]
-    except Exception as e:
-        if db.is_spi_error(e) and "lock timeout" in str(e):
-            raise DPError("the budget is locked by another transaction",
-                          hint="A transaction that changed this budget is still open; commit it and retry.",
-                          sqlstate="55P03")
-        raise
+    db.execute("SELECT pg_catalog.set_config('lock_timeout', $1, true)", [timeout], ["text"])
 
 
 def charge(role: int, dataset: str, epsilon: Decimal, delta: Decimal, statement: str,
            mechanism: str, data_version: int, cache_key: str) -> int:
-    """Charge the role's budget in a committed transaction; the ledger id, or a refusal."""
-    q = db.quote_literal
-    sql = (f"SELECT dp_internal.charge({int(role)}::oid, {q(dataset)}, {q(epsilon)}::numeric, "
-           f"{q(delta)}::numeric, {q(statement)}, {q(mechanism)}, {int(data_version)}, {q(cache_key)})")
-    result = _remote_text(sql)
+    """Charge the role's budget (committed by the executor at the next yield); the ledger id, or a refusal."""
+    _lock_timeout()
+    try:
+        with db.subtransaction():
+            result = db.execute(
+                "SELECT dp_internal.charge($1, $2, $3, $4, $5, $6, $7, $8) AS r",
+                [role, dataset, str(epsilon), str(delta), statement, mechanism, data_version, cache_key],
+                ["oid", "text", "numeric", "numeric", "text", "text", "int8", "text"])[0]["r"]
+    except Exception as e:
+        if db.is_spi_error(e) and db.sqlstate(e) == "55P03":
+            raise DPError("the budget is locked by another transaction",
+                          hint="A transaction that changed this budget is still open; commit it and retry.",
+                          sqlstate="55P03")
+        raise
     if result.startswith("ok "):
         return int(result[3:])
     if result == "no budget":
@@ -112,6 +49,7 @@ def charge(role: int, dataset: str, epsilon: Decimal, delta: Decimal, statement:
 
 def store_answer(cache_key: str, dataset: str, data_version: int, columns_json: str,
                  rows_json: str, ledger_id: int):
-    q = db.quote_literal
-    _remote_text(f"SELECT dp_internal.store_answer({q(cache_key)}, {q(dataset)}, {int(data_version)}, "
-                 f"{q(columns_json)}::jsonb, {q(rows_json)}::jsonb, {int(ledger_id)})::text")
+    db.execute("INSERT INTO dp_internal.answers (cache_key, dataset, data_version, columns, rows, ledger_id) "
+               "VALUES ($1, $2, $3, $4::jsonb, $5::jsonb, $6) ON CONFLICT (cache_key) DO NOTHING",
+               [cache_key, dataset, data_version, columns_json, rows_json, ledger_id],
+               ["text", "text", "int8", "text", "text", "int8"])

@@ -83,3 +83,23 @@ def evaluate(source, synthetic=None, targets=None):
     for r in ev.ml_utility(*scored, targets=list(targets) if targets else None):
         out.append((f"ml_accuracy:{r['target']}", r["accuracy_synthetic"], r))
     return [(m, None if v is None else float(v), json.dumps(d, default=str)) for m, v, d in out]
+
+
+def evaluate_reply(source, synthetic=None, targets=None):
+    """The executor's handler of dp.evaluate_synthetic (source and synthetic are oids)."""
+    def name(oid):
+        return db.execute("SELECT $1::oid::regclass::text AS n", [int(oid)], ["int8"])[0]["n"]
+
+    rows = evaluate(name(source), None if synthetic is None else name(synthetic), targets)
+    return json.dumps(_finite([{"metric": m, "value": v, "detail": json.loads(d)} for m, v, d in rows]))
+
+
+def _finite(value):
+    """JSON has no NaN or Infinity: give them as the strings PostgreSQL's float input reads."""
+    if isinstance(value, float) and not np.isfinite(value):
+        return "NaN" if np.isnan(value) else ("Infinity" if value > 0 else "-Infinity")
+    if isinstance(value, dict):
+        return {k: _finite(v) for k, v in value.items()}
+    if isinstance(value, (list, tuple)):
+        return [_finite(v) for v in value]
+    return value

@@ -87,6 +87,12 @@ class Run:
                                                 [self.role], ["oid"])[0]["r"])
         self.t = _load(db.regclass_oid(source))
         self.schema = self._target_schema(target_schema)
+        code = foreign_code(self.t.relid)
+        if code:
+            raise DPError(f"{self.t.qualified} runs functions of other roles when written: {', '.join(code)}",
+                          hint="The copy is written with the extension owner's rights; an administrator can "
+                               "make a superuser own these functions, or drop the constraints that call them.",
+                          sqlstate="42501")
         self.links = [link for link in (self._link(fk) for fk in self.t.foreign_keys) if link]
 
     # ------------------------------------------------------------------ plan
@@ -126,6 +132,10 @@ class Run:
             "pg_catalog.has_table_privilege($2::oid, c.oid, 'SELECT') AS readable "
             "FROM pg_catalog.pg_class c JOIN pg_catalog.pg_namespace n ON n.oid = c.relnamespace WHERE c.oid = $1",
             [ref, self.role], ["oid", "int8"])[0]
+        if not info["protected"] and info["readable"] and foreign_code(ref):
+            self.notice(f"foreign key {fk['conname']} is not kept: {info['q']} runs functions of other roles "
+                        "when written", hint="Its copy would run them with the extension owner's rights.")
+            return None
         if not info["protected"] and info["readable"]:
             target, kind = f"{db.quote_ident(self.schema)}.{db.quote_ident(info['relname'])}", "vocabulary"
             source_sql = f"SELECT DISTINCT {db.quote_ident(refcol)}::text AS v FROM {info['q']}"
@@ -201,6 +211,8 @@ class Run:
                                   + (" + discovery (Laplace)" if e_disc else ""),
                                   self.t.data_version, f"synthesis:{uuid.uuid4().hex}")
         self.phase(f"charged epsilon {self.epsilon}, delta {self.delta} (ledger id {ledger_id})")
+        yield                                   # the executor commits the charge before any row is read
+        db.execute("SELECT pg_catalog.set_config('track_counts', 'off', true)")
         sensitivity = self._snapshot()
         counts = self._discover(float(e_disc), float(d_disc), sensitivity) if e_disc else {}
         modelled = [c for c in self.t.columns if c.kind != "identifier"]
@@ -505,7 +517,10 @@ class Run:
                 raise DPError(f"{link['target']} exists and was not written by dp_synthesize",
                               hint="Drop or rename it: the vocabulary table is copied there.", sqlstate="42P07")
         else:
-            db.execute(f"CREATE TABLE {link['target']} (LIKE {link['source']} INCLUDING ALL)")
+            # columns, types and NOT NULL only: CHECKs, defaults, generated columns and index
+            # expressions of another role's table must not run here, as the extension owner
+            db.execute(f"CREATE TABLE {link['target']} (LIKE {link['source']} INCLUDING COMMENTS)")
+            db.execute(f"ALTER TABLE {link['target']} ADD UNIQUE ({db.quote_ident(link['refcol'])})")
         db.execute(f"INSERT INTO {link['target']} SELECT * FROM {link['source']} ON CONFLICT DO NOTHING")
         db.execute(f"GRANT SELECT ON {link['target']} TO {self.caller}")
         provenance = {"source": link["source"], "method": "public vocabulary, copied verbatim",
@@ -625,5 +640,40 @@ def _classify(t: Target, c) -> dom.Column:
     return col
 
 
-def synthesize(source, epsilon, delta=None, target_schema=None, rows=None, dry_run=False):
-    Run(source, epsilon, delta, target_schema, rows, dry_run).execute()
+MAX_ROWS = 100_000_000
+
+
+def synthesize_steps(source, epsilon, delta=None, target_schema=None, rows=None, dry_run=False):
+    """The executor's handler of CALL dp_synthesize: phases (see pg_dp.executor); source is an oid."""
+    if rows is not None and not (isinstance(rows, int) and 1 <= rows <= MAX_ROWS):
+        raise DPError(f"rows must be between 1 and {MAX_ROWS}",
+                      hint="Leave rows out to get as many rows as the source (DP count).", sqlstate="22023")
+    epsilon = float(epsilon) if isinstance(epsilon, int) else epsilon    # JSON gives 5 for 5.0
+    yield from Run(str(int(source)), epsilon, delta, target_schema, rows, dry_run).execute()
+    return ""
+
+
+def foreign_code(relid: int) -> list[str]:
+    """Functions of non-superusers that writing a copy of a table would run.
+
+    CHECK constraints, defaults, generated columns, index expressions and the
+    constraints of domain types of the table can call them; run by the executor
+    they would run with the extension owner's rights, so a table that has them is
+    refused before anything is charged (a vocabulary: its key is not kept).
+    """
+    return [r["f"] for r in db.execute(
+        """
+        WITH objects AS (
+            SELECT 'pg_catalog.pg_constraint'::regclass AS classid, oid AS objid
+            FROM pg_catalog.pg_constraint WHERE conrelid = $1
+               OR contypid IN (SELECT atttypid FROM pg_catalog.pg_attribute
+                               WHERE attrelid = $1 AND attnum > 0 AND NOT attisdropped)
+            UNION ALL SELECT 'pg_catalog.pg_attrdef'::regclass, oid FROM pg_catalog.pg_attrdef WHERE adrelid = $1
+            UNION ALL SELECT 'pg_catalog.pg_class'::regclass, indexrelid FROM pg_catalog.pg_index WHERE indrelid = $1)
+        SELECT DISTINCT d.refobjid::regprocedure::text AS f
+        FROM objects o JOIN pg_catalog.pg_depend d ON d.classid = o.classid AND d.objid = o.objid
+        JOIN pg_catalog.pg_proc p ON p.oid = d.refobjid AND d.refclassid = 'pg_catalog.pg_proc'::regclass
+        JOIN pg_catalog.pg_roles r ON r.oid = p.proowner
+        WHERE NOT r.rolsuper
+        ORDER BY 1
+        """, [relid], ["oid"])]

@@ -1,0 +1,95 @@
+"""The engine side of the privileged executor (src/executor.c).
+
+The executor -- a background worker connected as the extension owner, one per
+analyst session -- calls `handle(role, kind, payload)` once per phase of a
+request.  A handler returns its reply (one phase), or is a
+generator: each `yield` ends a phase, and the worker
+commits that phase's transaction before it calls again (kind "continue").  So a
+charge made before a `yield` is committed before anything after it runs.
+
+The answer to each call is one text:
+- "C"                    commit, then call again;
+- "R" + reply            commit, then send the reply to the caller;
+- "E" + sqlstate \\x1f message \\x1f hint \\x1f detail
+                         roll the phase back, raise this error in the caller.
+
+`role` is the caller's role as the caller's backend knows it (never a SQL
+argument); handlers check and charge that role, never current_user (which is
+the extension owner here).
+"""
+
+import inspect
+import json
+
+from . import catalog
+from .errors import DPError
+
+SEPARATOR = "\x1f"
+INTERNAL = "XX000"
+
+_inflight = None      # the generator of the request in progress, between phases
+
+
+def _handlers():
+    from . import gateway, views
+    from .synth import report, run
+
+    return {
+        "query": gateway.query_reply,
+        "query_json": gateway.query_json_reply,
+        "cost": gateway.cost_reply,
+        "explain": gateway.explain_reply,
+        "create_view": views.register,
+        "view": views.answer,
+        "synthesize": run.synthesize_steps,
+        "evaluate": report.evaluate_reply,
+    }
+
+
+def _error(e: DPError) -> str:
+    fields = [e.sqlstate or INTERNAL, e.message, e.hint or "", getattr(e, "detail", None) or ""]
+    return "E" + SEPARATOR.join(str(f).replace(SEPARATOR, " ") for f in fields)
+
+
+def handle(role: int, kind: str, payload: str) -> str:
+    global _inflight
+    try:
+        if kind == "continue":
+            if _inflight is None:
+                raise DPError("internal error: no pg_dp request is in progress", sqlstate=INTERNAL)
+            steps = _inflight
+        else:
+            _inflight = None
+            catalog.set_caller(int(role))
+            handler = _handlers().get(kind)
+            if handler is None:
+                raise DPError(f"unknown pg_dp request {kind!r}", sqlstate="22023")
+            try:
+                args = json.loads(payload) if payload else {}
+            except ValueError:
+                raise DPError("malformed pg_dp request", sqlstate="22023")
+            if not isinstance(args, dict):
+                raise DPError("malformed pg_dp request", sqlstate="22023")
+            try:
+                inspect.signature(handler).bind(**args)
+            except TypeError as e:
+                raise DPError("malformed pg_dp request", hint=str(e), sqlstate="22023")
+            steps = handler(**args)
+            if not inspect.isgenerator(steps):      # a request of one phase
+                return "R" + steps
+        try:
+            next(steps)
+        except StopIteration as done:
+            _inflight = None
+            return "R" + (done.value if done.value is not None else "")
+        _inflight = steps
+        return "C"
+    except DPError as e:
+        _inflight = None
+        return _error(e)
+    except RecursionError:
+        _inflight = None
+        return _error(DPError("the statement is too complex", hint="Simplify the query.", sqlstate="54001"))
+    except BaseException:
+        _inflight = None
+        raise

@@ -1,0 +1,669 @@
+/*
+ * executor.c -- the privileged executor: pg_dp's only path to raw rows.
+ *
+ * An analyst's backend never reads a protected table, never holds a privileged
+ * connection and never runs SQL as the extension owner (DESIGN decision 3).  It
+ * hands each request -- a DP query, a cost estimate, a synthesis -- to a
+ * background worker of its own, started on first use and connected to the same
+ * database as the extension's owner, and receives only the released answer.
+ *
+ *   analyst backend                          executor (bgworker, extension owner)
+ *   dp_internal.executor_call(kind, payload)
+ *     -- request: caller role, kind, payload -->  pinned settings (search_path
+ *                                                without user schemas, standard
+ *                                                strings, ISO dates, UTC, ...)
+ *                                                txn 1: check, plan, charge; COMMIT
+ *                                                txn 2: exact query, noise; COMMIT
+ *     <-- NOTICEs, then the reply or one error --
+ *
+ * The caller's role is taken here, from the backend's own state
+ * (GetOuterUserId), never from SQL.  Requests travel through a shm_mq in a
+ * dynamic shared memory segment that only the two processes map; ereport()
+ * output of the worker is redirected into the reply queue (pq_redirect_to_shm_mq,
+ * as parallel workers do) and re-thrown here with its SQLSTATE, message, detail
+ * and hint, but without the worker's CONTEXT.
+ *
+ * Each phase of a request is one transaction of the worker, so a charge commits
+ * before any exact statistic is computed: no ROLLBACK, error or cancel of the
+ * caller can undo it.  A cancel, statement_timeout or error of the caller while a
+ * request is in flight terminates the worker (its open transaction aborts; a
+ * committed charge stands); the next call starts a fresh one.  A worker idle
+ * for EXECUTOR_IDLE_MS exits to free its slot; a compare-and-swap on the
+ * segment's state word decides between its exit and a new request.
+ *
+ * Guidance read (not copied): PostgreSQL's src/test/modules/test_shm_mq,
+ * src/backend/access/transam/parallel.c, and pg_background.
+ */
+#include "postgres.h"
+
+#include "access/genam.h"
+#include "access/htup_details.h"
+#include "access/table.h"
+#include "access/xact.h"
+#include "catalog/indexing.h"
+#include "catalog/pg_extension.h"
+#include "catalog/pg_type.h"
+#include "executor/spi.h"
+#include "fmgr.h"
+#include "funcapi.h"
+#include "lib/stringinfo.h"
+#include "libpq/pqformat.h"
+#include "libpq/pqmq.h"
+#include "miscadmin.h"
+#include "pgstat.h"
+#include "port/atomics.h"
+#include "postmaster/bgworker.h"
+#include "storage/dsm.h"
+#include "storage/ipc.h"
+#include "storage/latch.h"
+#include "storage/proc.h"
+#include "storage/shm_mq.h"
+#include "tcop/tcopprot.h"
+#include "utils/builtins.h"
+#include "utils/fmgroids.h"
+#include "utils/guc.h"
+#include "utils/memutils.h"
+#include "utils/resowner.h"
+#include "utils/snapmgr.h"
+#include "utils/wait_event.h"
+
+#include "executor.h"
+
+#define EXECUTOR_MAGIC		0x70676470	/* "pgdp" */
+#define EXECUTOR_QUEUE_SIZE	(64 * 1024)
+#define EXECUTOR_IDLE_MS	(300 * 1000)
+
+/* states of the segment's state word */
+#define STATE_IDLE		0			/* waiting for a request */
+#define STATE_BUSY		1			/* a request was claimed by the caller */
+#define STATE_RETIRED	2			/* the worker left after idling */
+
+/* message types of the reply queue besides libpq's 'E' (error) and 'N' (notice) */
+#define MSG_REPLY		'R'
+
+typedef struct ExecutorShared
+{
+	uint32		magic;
+	pg_atomic_uint32 state;
+	Oid			database;
+	Oid			owner;			/* the worker connects as this role */
+	pid_t		caller_pid;
+	Size		queue_size;
+	/* then: the request queue, the reply queue */
+} ExecutorShared;
+
+#define EXECUTOR_HEADER_SIZE	MAXALIGN(sizeof(ExecutorShared))
+
+typedef struct ExecutorSession
+{
+	dsm_segment *seg;
+	ExecutorShared *shared;
+	shm_mq_handle *requests;
+	shm_mq_handle *replies;
+	BackgroundWorkerHandle *worker;
+} ExecutorSession;
+
+static ExecutorSession *session = NULL;
+
+PGDLLEXPORT void dp_executor_main(Datum main_arg);
+
+static shm_mq *
+request_queue(ExecutorShared *shared)
+{
+	return (shm_mq *) ((char *) shared + EXECUTOR_HEADER_SIZE);
+}
+
+static shm_mq *
+reply_queue(ExecutorShared *shared)
+{
+	return (shm_mq *) ((char *) shared + EXECUTOR_HEADER_SIZE + shared->queue_size);
+}
+
+/* ------------------------------------------------------------------------
+ * The caller's side
+ * ------------------------------------------------------------------------ */
+
+/* The owner of the pg_dp extension in this database: whom the executor runs as. */
+static Oid
+extension_owner(void)
+{
+	Relation	rel;
+	ScanKeyData key;
+	SysScanDesc scan;
+	HeapTuple	tuple;
+	Oid			owner = InvalidOid;
+
+	rel = table_open(ExtensionRelationId, AccessShareLock);
+	ScanKeyInit(&key, Anum_pg_extension_extname, BTEqualStrategyNumber, F_NAMEEQ,
+				CStringGetDatum("pg_dp"));
+	scan = systable_beginscan(rel, ExtensionNameIndexId, true, NULL, 1, &key);
+	tuple = systable_getnext(scan);
+	if (HeapTupleIsValid(tuple))
+		owner = ((Form_pg_extension) GETSTRUCT(tuple))->extowner;
+	systable_endscan(scan);
+	table_close(rel, AccessShareLock);
+	if (!OidIsValid(owner))
+		ereport(ERROR,
+				(errcode(ERRCODE_OBJECT_NOT_IN_PREREQUISITE_STATE),
+				 errmsg("pg_dp is not installed in this database"),
+				 errhint("CREATE EXTENSION pg_dp CASCADE;")));
+	return owner;
+}
+
+/* Forget the session's executor: terminate it if it runs, unmap the segment. */
+static void
+session_reset(bool terminate)
+{
+	ExecutorSession *s = session;
+
+	if (s == NULL)
+		return;
+	session = NULL;
+	if (terminate && s->worker != NULL)
+		TerminateBackgroundWorker(s->worker);
+	if (s->requests)
+		shm_mq_detach(s->requests);
+	if (s->replies)
+		shm_mq_detach(s->replies);
+	if (s->seg)
+		dsm_detach(s->seg);
+	if (s->worker)
+		pfree(s->worker);
+	pfree(s);
+}
+
+static void
+session_start(void)
+{
+	MemoryContext old = MemoryContextSwitchTo(TopMemoryContext);
+	ExecutorSession *s = palloc0(sizeof(ExecutorSession));
+	Size		size = EXECUTOR_HEADER_SIZE + 2 * (Size) EXECUTOR_QUEUE_SIZE;
+	BackgroundWorker worker;
+	BgwHandleStatus status;
+	pid_t		pid;
+	shm_mq	   *mq;
+
+	s->seg = dsm_create(size, 0);
+	dsm_pin_mapping(s->seg);	/* lives as long as the session, not the transaction */
+	s->shared = dsm_segment_address(s->seg);
+	s->shared->magic = EXECUTOR_MAGIC;
+	pg_atomic_init_u32(&s->shared->state, STATE_IDLE);
+	s->shared->database = MyDatabaseId;
+	s->shared->owner = extension_owner();
+	s->shared->caller_pid = MyProcPid;
+	s->shared->queue_size = EXECUTOR_QUEUE_SIZE;
+
+	mq = shm_mq_create(request_queue(s->shared), EXECUTOR_QUEUE_SIZE);
+	shm_mq_set_sender(mq, MyProc);
+	mq = shm_mq_create(reply_queue(s->shared), EXECUTOR_QUEUE_SIZE);
+	shm_mq_set_receiver(mq, MyProc);
+
+	memset(&worker, 0, sizeof(worker));
+	worker.bgw_flags = BGWORKER_SHMEM_ACCESS | BGWORKER_BACKEND_DATABASE_CONNECTION;
+	worker.bgw_start_time = BgWorkerStart_ConsistentState;
+	worker.bgw_restart_time = BGW_NEVER_RESTART;
+	snprintf(worker.bgw_library_name, BGW_MAXLEN, "pg_dp");
+	snprintf(worker.bgw_function_name, BGW_MAXLEN, "dp_executor_main");
+	snprintf(worker.bgw_name, BGW_MAXLEN, "pg_dp executor for PID %d", MyProcPid);
+	snprintf(worker.bgw_type, BGW_MAXLEN, "pg_dp executor");
+	worker.bgw_main_arg = UInt32GetDatum(dsm_segment_handle(s->seg));
+	worker.bgw_notify_pid = MyProcPid;
+
+	session = s;				/* from here on, session_reset() cleans up */
+	if (!RegisterDynamicBackgroundWorker(&worker, &s->worker))
+	{
+		s->worker = NULL;
+		session_reset(false);
+		MemoryContextSwitchTo(old);
+		ereport(ERROR,
+				(errcode(ERRCODE_CONFIGURATION_LIMIT_EXCEEDED),
+				 errmsg("could not start a pg_dp executor: no background worker slot is free"),
+				 errhint("Each session that asks pg_dp questions uses one background worker; "
+						 "an administrator can raise max_worker_processes.")));
+	}
+	s->requests = shm_mq_attach(request_queue(s->shared), s->seg, s->worker);
+	s->replies = shm_mq_attach(reply_queue(s->shared), s->seg, s->worker);
+	MemoryContextSwitchTo(old);
+
+	status = WaitForBackgroundWorkerStartup(s->worker, &pid);
+	if (status != BGWH_STARTED)
+	{
+		session_reset(false);
+		ereport(ERROR,
+				(errcode(ERRCODE_INSUFFICIENT_RESOURCES),
+				 errmsg("could not start a pg_dp executor"),
+				 errhint("See the server log.")));
+	}
+}
+
+/* Set when the executor reported a FATAL error: it is gone, start another. */
+static bool session_broken = false;
+
+/*
+ * Re-raise a message of the executor here.  Its CONTEXT (the worker's own
+ * call stack) is dropped: the caller sees the message as if raised here.
+ */
+static void
+rethrow(const char *data, Size len)
+{
+	StringInfoData msg;
+	ErrorData	edata;
+
+	initStringInfo(&msg);
+	appendBinaryStringInfo(&msg, data, len);
+	pq_parse_errornotice(&msg, &edata);
+	if (edata.elevel >= FATAL)
+		session_broken = true;
+	edata.elevel = Min(edata.elevel, ERROR);
+	edata.context = NULL;
+	edata.internalquery = NULL;
+	edata.internalpos = 0;
+	edata.cursorpos = 0;
+	ThrowErrorData(&edata);
+	pfree(msg.data);
+}
+
+/* Claim this session's executor for one request, starting one if needed. */
+static void
+session_claim(void)
+{
+	uint32		idle = STATE_IDLE;
+
+	if (session != NULL &&
+		(session_broken ||
+		 !pg_atomic_compare_exchange_u32(&session->shared->state, &idle, STATE_BUSY)))
+		session_reset(true);	/* it retired after idling, or it is gone */
+	session_broken = false;
+	if (session == NULL)
+	{
+		session_start();
+		pg_atomic_write_u32(&session->shared->state, STATE_BUSY);
+	}
+}
+
+/* Send one request and wait for its reply, relaying the executor's notices. */
+static text *
+executor_roundtrip(Oid role, const char *kind, const char *payload)
+{
+	StringInfoData req;
+	text	   *volatile result = NULL;
+	volatile bool in_flight = false;
+
+	initStringInfo(&req);
+	pq_sendint32(&req, role);
+	pq_sendstring(&req, kind);
+	pq_sendstring(&req, payload);
+
+	session_claim();
+	if (shm_mq_send(session->requests, req.len, req.data, false, true) != SHM_MQ_SUCCESS)
+	{
+		/* it was gone before it read anything: one fresh start */
+		session_reset(true);
+		session_claim();
+		if (shm_mq_send(session->requests, req.len, req.data, false, true) != SHM_MQ_SUCCESS)
+		{
+			session_reset(true);
+			ereport(ERROR,
+					(errcode(ERRCODE_CONNECTION_FAILURE),
+					 errmsg("could not send a request to the pg_dp executor"),
+					 errhint("See the server log.")));
+		}
+	}
+
+	PG_TRY();
+	{
+		in_flight = true;
+		while (result == NULL)
+		{
+			Size		len;
+			void	   *data;
+			char		type;
+
+			if (shm_mq_receive(session->replies, &len, &data, false) != SHM_MQ_SUCCESS)
+				break;
+			if (len < 1)
+				continue;
+			type = ((char *) data)[0];
+			if (type == MSG_REPLY)
+			{
+				result = cstring_to_text_with_len((char *) data + 1, len - 1);
+				in_flight = false;
+				pg_atomic_write_u32(&session->shared->state, STATE_IDLE);
+			}
+			else if (type == 'N')
+				rethrow((char *) data + 1, len - 1);
+			else if (type == 'E')
+			{
+				/* the request ended with this error; the executor is idle again */
+				in_flight = false;
+				pg_atomic_write_u32(&session->shared->state, STATE_IDLE);
+				rethrow((char *) data + 1, len - 1);
+			}
+			/* other protocol messages of the worker are ignored */
+		}
+		if (result == NULL)
+		{
+			in_flight = false;
+			session_reset(true);
+			ereport(ERROR,
+					(errcode(ERRCODE_CONNECTION_FAILURE),
+					 errmsg("the pg_dp executor exited while answering"),
+					 errhint("See the server log; the next call starts a new executor.")));
+		}
+	}
+	PG_CATCH();
+	{
+		/*
+		 * A cancel, timeout or error here while the executor works: stop it,
+		 * so that nothing it computes later reaches anyone.
+		 */
+		if (in_flight || session_broken)
+			session_reset(true);
+		PG_RE_THROW();
+	}
+	PG_END_TRY();
+	pfree(req.data);
+	return result;
+}
+
+text *
+dp_executor_request(const char *kind, const char *payload)
+{
+	if (IsInParallelMode())
+		ereport(ERROR,
+				(errcode(ERRCODE_INVALID_TRANSACTION_STATE),
+				 errmsg("pg_dp requests cannot run in a parallel worker")));
+	return executor_roundtrip(GetOuterUserId(), kind, payload);
+}
+
+PG_FUNCTION_INFO_V1(dp_executor_call);
+/*
+ * dp_internal.executor_call(kind text, payload text) RETURNS text: the front
+ * door of every privileged pg_dp request.  The role charged and checked is the
+ * caller's, outside any SECURITY DEFINER function.
+ */
+Datum
+dp_executor_call(PG_FUNCTION_ARGS)
+{
+	char	   *kind;
+	char	   *payload;
+
+	if (PG_ARGISNULL(0) || PG_ARGISNULL(1))
+		ereport(ERROR,
+				(errcode(ERRCODE_NULL_VALUE_NOT_ALLOWED),
+				 errmsg("pg_dp request must not be NULL")));
+	kind = text_to_cstring(PG_GETARG_TEXT_PP(0));
+	payload = text_to_cstring(PG_GETARG_TEXT_PP(1));
+	PG_RETURN_TEXT_P(dp_executor_request(kind, payload));
+}
+
+PG_FUNCTION_INFO_V1(dp_executor_pid);
+/* The PID of this session's executor, or NULL when none runs (tests, dp.doctor). */
+Datum
+dp_executor_pid(PG_FUNCTION_ARGS)
+{
+	pid_t		pid;
+
+	if (session == NULL || session->worker == NULL ||
+		GetBackgroundWorkerPid(session->worker, &pid) != BGWH_STARTED)
+		PG_RETURN_NULL();
+	PG_RETURN_INT32(pid);
+}
+
+/* ------------------------------------------------------------------------
+ * The executor's side
+ * ------------------------------------------------------------------------ */
+
+/*
+ * Settings every request runs under, whatever the owner's or the database's
+ * defaults: parsing, quoting and output must not depend on anyone's session,
+ * and the worker must never find a user's temp or schema objects first.
+ */
+static const char *const pinned_settings[][2] = {
+	{"search_path", "pg_catalog, pg_temp"},
+	{"standard_conforming_strings", "on"},
+	{"backslash_quote", "safe_encoding"},
+	{"escape_string_warning", "off"},
+	{"array_nulls", "on"},
+	{"DateStyle", "ISO, MDY"},
+	{"IntervalStyle", "postgres"},
+	{"extra_float_digits", "1"},
+	{"TimeZone", "UTC"},
+	{"bytea_output", "hex"},
+	{"xmloption", "content"},
+	{"client_min_messages", "notice"},
+	{"statement_timeout", "0"},
+	{"lock_timeout", "0"},
+	{"idle_in_transaction_session_timeout", "0"},
+	{"default_transaction_isolation", "read committed"},
+	{"default_transaction_read_only", "off"},
+	{"session_replication_role", "origin"},
+	{"check_function_bodies", "on"},
+	{"track_counts", "on"},
+	{"pg_stat_statements.track", "none"},	/* the exact statements' row counts stay unseen */
+};
+
+static void
+pin_settings(void)
+{
+	for (int i = 0; i < lengthof(pinned_settings); i++)
+		SetConfigOption(pinned_settings[i][0], pinned_settings[i][1], PGC_SUSET, PGC_S_SESSION);
+}
+
+/* The reply, framed like the libpq messages that share its queue. */
+static void
+send_reply(shm_mq_handle *replies, const char *data, Size len)
+{
+	shm_mq_iovec iov[2];
+	char		type = MSG_REPLY;
+
+	iov[0].data = &type;
+	iov[0].len = 1;
+	iov[1].data = data;
+	iov[1].len = len;
+	if (shm_mq_sendv(replies, iov, 2, false, true) != SHM_MQ_SUCCESS)
+		proc_exit(0);			/* the caller is gone */
+}
+
+/*
+ * The engine's answer to one phase: 'C' commit and call again ("continue"),
+ * 'R' + reply (commit, then send), 'E' + sqlstate \x1f message \x1f hint \x1f
+ * detail (roll back, then raise it).
+ */
+static char *
+run_phase(Oid role, const char *kind, const char *payload, MemoryContext keep)
+{
+	Oid			argtypes[3] = {OIDOID, TEXTOID, TEXTOID};
+	Datum		values[3];
+	bool		isnull;
+	char	   *answer;
+	int			ret;
+
+	values[0] = ObjectIdGetDatum(role);
+	values[1] = CStringGetTextDatum(kind);
+	values[2] = CStringGetTextDatum(payload);
+	SPI_connect();
+	ret = SPI_execute_with_args("SELECT dp_internal.executor_handle($1, $2, $3)",
+								3, argtypes, values, NULL, false, 1);
+	if (ret != SPI_OK_SELECT || SPI_processed != 1)
+		elog(ERROR, "pg_dp executor: unexpected result of the engine");
+	answer = NULL;
+	{
+		Datum		d = SPI_getbinval(SPI_tuptable->vals[0], SPI_tuptable->tupdesc, 1, &isnull);
+
+		if (!isnull)
+		{
+			MemoryContext old = MemoryContextSwitchTo(keep);
+
+			answer = TextDatumGetCString(d);
+			MemoryContextSwitchTo(old);
+		}
+	}
+	SPI_finish();
+	if (answer == NULL || answer[0] == '\0')
+		elog(ERROR, "pg_dp executor: empty answer of the engine");
+	return answer;
+}
+
+static void
+raise_engine_error(char *spec)
+{
+	char	   *fields[4] = {NULL, NULL, NULL, NULL};
+	int			n = 0;
+	char	   *p = spec;
+
+	fields[n++] = p;
+	while (*p && n < 4)
+	{
+		if (*p == '\x1f')
+		{
+			*p = '\0';
+			fields[n++] = p + 1;
+		}
+		p++;
+	}
+	if (fields[0] == NULL || strlen(fields[0]) != 5 || fields[1] == NULL)
+		elog(ERROR, "pg_dp executor: malformed engine error");
+	ereport(ERROR,
+			(errcode(MAKE_SQLSTATE(fields[0][0], fields[0][1], fields[0][2], fields[0][3], fields[0][4])),
+			 errmsg_internal("%s", fields[1]),
+			 (fields[2] && fields[2][0]) ? errhint("%s", fields[2]) : 0,
+			 (fields[3] && fields[3][0]) ? errdetail_internal("%s", fields[3]) : 0));
+}
+
+static void
+handle_request(const char *data, Size len, MemoryContext request_context, shm_mq_handle *replies)
+{
+	StringInfoData msg;
+	Oid			role;
+	const char *kind;
+	const char *payload;
+
+	msg.data = (char *) data;
+	msg.len = len;
+	msg.maxlen = len;
+	msg.cursor = 0;
+	role = pq_getmsgint(&msg, 4);
+	kind = pq_getmsgstring(&msg);
+	payload = pq_getmsgstring(&msg);
+
+	pgstat_report_activity(STATE_RUNNING, kind);
+	for (;;)
+	{
+		char	   *answer;
+
+		SetCurrentStatementStartTimestamp();
+		StartTransactionCommand();
+		PushActiveSnapshot(GetTransactionSnapshot());
+		answer = run_phase(role, kind, payload, request_context);
+		PopActiveSnapshot();
+		if (answer[0] == 'E')
+		{
+			AbortCurrentTransaction();
+			raise_engine_error(answer + 1);
+		}
+		CommitTransactionCommand();
+		if (answer[0] == 'C')
+		{
+			kind = "continue";
+			payload = "";
+			continue;
+		}
+		if (answer[0] != 'R')
+			elog(ERROR, "pg_dp executor: unknown answer of the engine");
+		send_reply(replies, answer + 1, strlen(answer + 1));
+		break;
+	}
+	pgstat_report_stat(true);
+	pgstat_report_activity(STATE_IDLE, NULL);
+}
+
+void
+dp_executor_main(Datum main_arg)
+{
+	dsm_segment *seg;
+	ExecutorShared *shared;
+	shm_mq_handle *requests;
+	shm_mq_handle *replies;
+	MemoryContext request_context;
+	sigjmp_buf	local_sigjmp_buf;
+
+	pqsignal(SIGTERM, die);
+	BackgroundWorkerUnblockSignals();
+
+	CurrentResourceOwner = ResourceOwnerCreate(NULL, "pg_dp executor");
+	seg = dsm_attach(DatumGetUInt32(main_arg));
+	if (seg == NULL)
+		ereport(ERROR,
+				(errcode(ERRCODE_OBJECT_NOT_IN_PREREQUISITE_STATE),
+				 errmsg("pg_dp executor: could not map its shared memory segment")));
+	shared = dsm_segment_address(seg);
+	if (shared->magic != EXECUTOR_MAGIC)
+		ereport(ERROR,
+				(errcode(ERRCODE_OBJECT_NOT_IN_PREREQUISITE_STATE),
+				 errmsg("pg_dp executor: bad shared memory segment")));
+	shm_mq_set_receiver(request_queue(shared), MyProc);
+	shm_mq_set_sender(reply_queue(shared), MyProc);
+	requests = shm_mq_attach(request_queue(shared), seg, NULL);
+	replies = shm_mq_attach(reply_queue(shared), seg, NULL);
+	/* from here on, every ereport() of this process goes to the caller */
+	pq_redirect_to_shm_mq(seg, replies);
+
+	BackgroundWorkerInitializeConnectionByOid(shared->database, shared->owner, 0);
+
+	StartTransactionCommand();
+	pin_settings();
+	CommitTransactionCommand();
+
+	request_context = AllocSetContextCreate(TopMemoryContext, "pg_dp executor request",
+											ALLOCSET_DEFAULT_SIZES);
+
+	/* An error ends its request (the caller has it), never the executor. */
+	if (sigsetjmp(local_sigjmp_buf, 1) != 0)
+	{
+		error_context_stack = NULL;
+		HOLD_INTERRUPTS();
+		EmitErrorReport();
+		AbortCurrentTransaction();
+		MemoryContextSwitchTo(TopMemoryContext);
+		FlushErrorState();
+		MemoryContextReset(request_context);
+		pgstat_report_activity(STATE_IDLE, NULL);
+		RESUME_INTERRUPTS();
+	}
+	PG_exception_stack = &local_sigjmp_buf;
+
+	for (;;)
+	{
+		Size		len;
+		void	   *data;
+		shm_mq_result res;
+		char	   *copy;
+
+		MemoryContextSwitchTo(request_context);
+		MemoryContextReset(request_context);
+		res = shm_mq_receive(requests, &len, &data, true);
+		if (res == SHM_MQ_WOULD_BLOCK)
+		{
+			int			rc = WaitLatch(MyLatch, WL_LATCH_SET | WL_TIMEOUT | WL_EXIT_ON_PM_DEATH,
+									   EXECUTOR_IDLE_MS, PG_WAIT_EXTENSION);
+
+			ResetLatch(MyLatch);
+			CHECK_FOR_INTERRUPTS();
+			if (rc & WL_TIMEOUT)
+			{
+				uint32		idle = STATE_IDLE;
+
+				if (pg_atomic_compare_exchange_u32(&shared->state, &idle, STATE_RETIRED))
+					break;
+			}
+			continue;
+		}
+		if (res != SHM_MQ_SUCCESS)
+			break;				/* the caller's session ended */
+		copy = palloc(len);
+		memcpy(copy, data, len);
+		handle_request(copy, len, request_context, replies);
+	}
+	proc_exit(0);
+}
