@@ -1296,7 +1296,3 @@ dp_median_final(PG_FUNCTION_ARGS)
 {
 	PG_RETURN_FLOAT8(release_hist_state(fcinfo, &median_layout));
 }
-
-/* ------------------------------------------------------------------------
- * The role an analyst acts as, seen from inside a SECURITY DEFINER function
- * ------------------------------------------------------------------------ */
