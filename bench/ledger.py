@@ -546,7 +546,7 @@ def main():
               r["granted"], r["spent"], "PASS" if r["checks_ok"] else "FAIL") for r in conc], md))
         out.append("\nChecks, exact numeric, per role: " + "; ".join(
             f"{k}: {'yes' if v else 'NO'}" for k, v in conc[0]["checks"].items())
-            + f".  First gateway query of a new connection (imports, loopback connection): "
+            + f".  First gateway query of a new connection (the executor starts and imports pg_dp, pglast, OpenDP): "
               f"median {statistics.median(r['cold'] for r in conc):.0f} ms.")
     if over:
         med, breakdown = over

@@ -574,7 +574,7 @@ handle_request(const char *data, Size len, MemoryContext request_context, shm_mq
 		send_reply(replies, answer + 1, strlen(answer + 1));
 		break;
 	}
-	pgstat_report_stat(true);
+	pgstat_report_stat(false);
 	pgstat_report_activity(STATE_IDLE, NULL);
 }
 

@@ -10,7 +10,7 @@ Order matters:
 3. the charge; the executor commits it (the `yield`) before anything is computed;
 4. the exact statistics, with statistics counters off (no pg_stat_* counter
    moves because of a question), then OpenDP noise;
-5. the released answer is stored for the cache (its own transaction).
+5. the released answer is stored for the cache, with counters on again.
 """
 
 from decimal import Decimal
@@ -122,7 +122,8 @@ def answer(sql, epsilon=None, delta=None, expect=None):
         raise DPError("the answer could not be computed; the charge stands",
                       hint="An administrator finds the cause in the server log.", sqlstate="XX000")
     rows = planning.release_answer(plan, exact)
-    yield                                   # the answer is released; store it with counters on again
+    # counters on again for the catalog (decided when a relation is opened, so autovacuum sees the writes)
+    db.execute("SELECT pg_catalog.set_config('track_counts', 'on', true)")
     ledger.store_answer(key, plan.meta.dataset, plan.meta.data_version, json.dumps(columns),
                         json.dumps(rows, default=_json_default), ledger_id)
     return columns, rows
