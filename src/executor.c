@@ -16,8 +16,9 @@
  *                                                txn 2: exact query, noise; COMMIT
  *     <-- NOTICEs, then the reply or one error --
  *
- * The caller's role is taken here, from the backend's own state
- * (GetOuterUserId), never from SQL.  Requests travel through a shm_mq in a
+ * The caller's role is taken here, from the backend's own state (GetUserId:
+ * the current user, also inside a SECURITY DEFINER function, so that a role's
+ * function cannot spend the budget of whoever calls it), never from SQL.  Requests travel through a shm_mq in a
  * dynamic shared memory segment that only the two processes map; ereport()
  * output of the worker is redirected into the reply queue (pq_redirect_to_shm_mq,
  * as parallel workers do) and re-thrown here with its SQLSTATE, message, detail
@@ -373,14 +374,14 @@ dp_executor_request(const char *kind, const char *payload)
 		ereport(ERROR,
 				(errcode(ERRCODE_INVALID_TRANSACTION_STATE),
 				 errmsg("pg_dp requests cannot run in a parallel worker")));
-	return executor_roundtrip(GetOuterUserId(), kind, payload);
+	return executor_roundtrip(GetUserId(), kind, payload);
 }
 
 PG_FUNCTION_INFO_V1(dp_executor_call);
 /*
  * dp_internal.executor_call(kind text, payload text) RETURNS text: the front
  * door of every privileged pg_dp request.  The role charged and checked is the
- * caller's, outside any SECURITY DEFINER function.
+ * current user (the front doors are SECURITY INVOKER).
  */
 Datum
 dp_executor_call(PG_FUNCTION_ARGS)

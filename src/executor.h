@@ -6,7 +6,7 @@
 
 #include "postgres.h"
 
-/* One request of the caller (GetOuterUserId) to its executor; the reply text. */
+/* One request of the current user (GetUserId) to its executor; the reply text. */
 extern text *dp_executor_request(const char *kind, const char *payload);
 
 #endif

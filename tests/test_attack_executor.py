@@ -211,19 +211,25 @@ def test_attack_advisory_lock_hangs_the_gateway(mallory, conn, pg, db):
 
 
 def test_attack_cycling_group_keys_rebuilds_copies(mallory, conn):
-    """Before: each new GROUP BY key set built (and evicted) a full bounded copy.  Now a key
-    set asked once is bounded by its own query, and no built copy is evicted by it."""
-    conn.execute("ALTER TABLE visits ADD COLUMN IF NOT EXISTS k1 int DEFAULT 1")
-    built_before = conn.execute("SELECT count(*) FROM dp_internal.bounded_copies WHERE data_version >= 0 "
-                                "AND relid = 'visits'::regclass").fetchone()[0]
-    for keys in ["ward", "ward, k1", "k1", "k1, ward"]:
-        try:
-            ask(mallory, f"SELECT {keys}, count(*) FROM visits GROUP BY {keys}", 0.01)
-        except psycopg.Error:
-            pass
-    built_after = conn.execute("SELECT count(*) FROM dp_internal.bounded_copies WHERE data_version >= 0 "
-                               "AND relid = 'visits'::regclass").fetchone()[0]
-    assert built_after <= built_before + 1
+    """Before: each new GROUP BY key set built a full bounded copy and evicted the least
+    recently used one (4 per table), so cycling key sets at tiny epsilon rebuilt copies
+    over and over and threw out the copy everyone else used.  Now a key set asked once is
+    bounded by its own query, and the copies in use stay."""
+    for _ in range(2):
+        ask(mallory, "SELECT ward, count(*) FROM visits WHERE cost > 1 GROUP BY ward", 0.1)
+    ask(mallory, "SELECT ward, count(*) FROM visits WHERE cost > 2 GROUP BY ward", 0.1)
+    used = conn.execute("SELECT built_at FROM dp_internal.bounded_copies WHERE relid = 'visits'::regclass "
+                        "AND keys = 'ward' AND data_version >= 0").fetchone()
+    assert used is not None
+    conn.execute("ALTER TABLE visits ADD COLUMN IF NOT EXISTS k1 int DEFAULT 1, ADD COLUMN IF NOT EXISTS k2 int DEFAULT 2")
+    conn.execute("SELECT dp.set_public_values('visits', 'k1', ARRAY['1']), dp.set_public_values('visits', 'k2', ARRAY['2'])")
+    ask(mallory, "SELECT ward, count(*) FROM visits WHERE cost > 3 GROUP BY ward", 0.1)   # rebuilt once (new shape)
+    used = conn.execute("SELECT built_at FROM dp_internal.bounded_copies WHERE relid = 'visits'::regclass "
+                        "AND keys = 'ward'").fetchone()
+    for i, keys in enumerate(["k1", "k2", "ward, k1", "k1, k2", "ward, k2", "k2, ward"]):
+        ask(mallory, f"SELECT {keys}, count(*) FROM visits WHERE cost > {i} GROUP BY {keys}", 0.01)
+    assert conn.execute("SELECT built_at FROM dp_internal.bounded_copies WHERE relid = 'visits'::regclass "
+                        "AND keys = 'ward'").fetchone() == used
 
 
 def test_attack_cached_answer_for_a_role_without_budget(mallory, eve):
@@ -323,7 +329,7 @@ def test_attack_cancel_leaves_no_executor_working(pg, db, conn):
     assert spent(conn, "slow") in (Decimal("0"), Decimal("1.0"))
 
 
-def test_attack_executor_slots_are_returned(pg, db, conn):
+def test_executor_slots_are_returned(pg, db, conn):
     """Sessions that end return their executor's background-worker slot."""
     for _ in range(3):
         threads = []
@@ -342,3 +348,25 @@ def test_attack_executor_slots_are_returned(pg, db, conn):
         time.sleep(0.1)
     assert conn.execute("SELECT count(*) FROM pg_stat_activity "
                         "WHERE backend_type = 'pg_dp executor'").fetchone()[0] <= 2
+
+
+def test_attack_security_definer_function_spends_the_callers_budget(pg, db, conn, mallory):
+    """A function of mallory's, SECURITY DEFINER, that asks a question and keeps the answer:
+    before, the charge went to the outer role (whoever called the function, e.g. a victim
+    reading mallory's view); now it goes to the current user, mallory, who gets the answer."""
+    conn.execute("DROP ROLE IF EXISTS victim")
+    conn.execute("CREATE ROLE victim LOGIN")
+    conn.execute("SELECT dp.grant_budget('victim', 'patients', 5)")
+    mallory.execute("CREATE TABLE mallory.loot (v jsonb)")
+    mallory.execute("""CREATE FUNCTION mallory.harvest() RETURNS int LANGUAGE plpgsql SECURITY DEFINER AS $$
+        BEGIN INSERT INTO mallory.loot SELECT * FROM dp.query_json(
+            'SELECT count(*) FROM patients WHERE age BETWEEN 33 AND 34', 1.0); RETURN 1; END $$""")
+    mallory.execute("GRANT EXECUTE ON FUNCTION mallory.harvest() TO victim")
+    mallory.execute("GRANT USAGE ON SCHEMA mallory TO victim")
+    before_mallory, before_victim = spent(conn), spent(conn, role="victim")
+    with pg.connect(db, user="victim") as v:
+        v.execute("SELECT mallory.harvest()")
+    assert spent(conn, role="victim") == before_victim
+    assert spent(conn) == before_mallory + Decimal("1.0")
+    conn.execute("DROP OWNED BY victim")
+    conn.execute("DROP ROLE victim")
