@@ -54,9 +54,11 @@ def test_partition_selection_when_keys_are_not_public():
 
 def test_rewrite_clamps_numeric_before_casting_and_bounds_units():
     p = plan_of("SELECT g, sum(x) FROM t WHERE n > 3 GROUP BY g", meta(unit="id", rows=3, groups=2))
-    assert "least(greatest(\"x\", 0.0::numeric), 100.0::numeric)" in p.sql
-    assert "row_number() OVER (PARTITION BY \"id\", \"g\")" in p.sql and "dp_row <= 3" in p.sql
-    assert "dp_group <= 2" in p.sql and "WHERE n > 3" in p.sql
+    assert ('LEAST(GREATEST("x", CAST(\'0.0\' AS pg_catalog.numeric)), CAST(\'100.0\' AS pg_catalog.numeric))'
+            in p.sql)
+    assert 'pg_catalog.row_number() OVER (PARTITION BY "id", "g")' in p.sql
+    assert "dp_row OPERATOR(pg_catalog.<=) 3" in p.sql and "dp_group OPERATOR(pg_catalog.<=) 2" in p.sql
+    assert 'WHERE ("n" OPERATOR(pg_catalog.>) 3)' in p.sql
 
 
 def test_missing_bounds_and_unknown_columns():
@@ -87,4 +89,5 @@ def test_join_is_bound_as_one_table():
     joined = planning.bind_join(q, [meta(unit="id"), m2])
     assert q.group_by == ["p.g"] and joined.unit_column == "p.id"
     p = planning.make_plan(q, joined, 1.0, 1e-6)
-    assert 'JOIN "public"."t2" AS "v" ON "p"."id" = "v"."id"' in p.sql and '"v.n" > 1' in p.sql
+    assert 'JOIN "public"."t2" AS "v" ON "p"."id" OPERATOR(pg_catalog.=) "v"."id"' in p.sql
+    assert '"v.n" OPERATOR(pg_catalog.>) 1' in p.sql

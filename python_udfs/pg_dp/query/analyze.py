@@ -6,23 +6,70 @@ forms); WHERE built only from comparisons, IN, BETWEEN, IS [NOT] NULL, IS
 [NOT] TRUE/FALSE, AND/OR/NOT over columns and constants (nothing that can
 raise an error on a chosen row); GROUP BY columns; ORDER BY and LIMIT, applied
 to the noisy answer.  Everything else is refused with the offending part named.
+
+Checking is bounded: WHERE may hold at most MAX_WHERE_NODES parse nodes, nested
+at most MAX_DEPTH deep, and an IN list at most MAX_IN_ITEMS items; the tree is
+walked with an explicit stack or depth counter, and each limit is checked
+before the work it bounds (54001, statement_too_complex).
+
+Constants: a literal, NULL, or a literal cast to a built-in type of
+CONSTANT_TYPES.  The cast's type is matched on the parsed TypeName, exactly:
+either a bare internal name (int4, float8, text, ...; the grammar turns
+`integer`, `double precision`, ... into pg_catalog.int4, pg_catalog.float8)
+or pg_catalog.<internal name>.  A quoted or other schema's name
+("double precision", public.t, pg_temp.t) could resolve to a user's type and
+is refused.  The rewrite writes every type as pg_catalog.<internal name>.
+
+Comparisons and column types (enforced by plan.where_sql, which knows the
+columns' types): PostgreSQL must never cast the *column* side of a comparison,
+IN or BETWEEN in a way that can fail or that depends on a session setting,
+because such an error would fire (and print the value) only on chosen rows.
+  * Allowed as they are: constants of the column's type family (integers,
+    exact numerics, floats, strings, booleans, ...), and mixes where
+    PostgreSQL casts only the constant or casts the column infallibly:
+    an integer column with a numeric or float constant (int -> numeric/float8
+    never fails), a float column with an integer or numeric constant, any of
+    text/varchar/char with one another, date with timestamp (PostgreSQL's
+    cross-type operators compare them without converting, overflow included).
+    A plain string literal ('...', no cast) takes the column's type, so only
+    its own input function runs, on the constant: it is checked here when
+    cheap (an integer, numeric or float column: 22P02 before anything runs);
+    the executor's PREPARE of the rewrite catches the rest.  Date and time
+    literals are read by PostgreSQL under the worker's pinned DateStyle and
+    TimeZone; ISO 8601 with an explicit offset reads the same under any.
+  * Re-targeted: a numeric column compared with a float constant (which would
+    cast every row to float8 and fail on values beyond its range) is compared
+    with CAST(<the float's shortest decimal> AS pg_catalog.numeric) instead;
+    infinities and NaN become numeric's own; a float constant outside the
+    float type's range is refused (22003), as PostgreSQL would.
+  * Refused (42804, hint: compare with a constant of the column's type): other
+    mixes, such as numeric with float columns, date or timestamp with
+    timestamptz (the conversion depends on TimeZone), a string column with a
+    number, or a column of another type (enum, domain, ...) with anything but
+    a plain '...' literal or NULL.  Two columns of different types are allowed
+    only when the cast between them is infallible, as above.
 """
 
 from dataclasses import dataclass, field
 
 from ..errors import DPError
-from .parse import NOT_SUPPORTED, ast, deparse  # first: loads pglast with RTLD_DEEPBIND
+from .parse import NOT_SUPPORTED, ast, deparse, too_complex  # first: loads pglast with RTLD_DEEPBIND
 from pglast.enums import A_Expr_Kind, JoinType, SetOperation, SortByDir, SortByNulls  # noqa: E402
 
 INVALID = "22023"
 
 COMPARISON_OPERATORS = {"=", "<>", "!=", "<", "<=", ">", ">="}
-# Constant casts allowed in WHERE: built-in types whose input functions are trusted.
+# Constant casts allowed in WHERE: built-in types whose input functions are trusted, by
+# internal name (what the grammar makes of `integer`, `double precision`, `boolean`, ...).
 CONSTANT_TYPES = {
-    "int2", "int4", "int8", "smallint", "integer", "int", "bigint", "numeric", "decimal",
-    "float4", "float8", "real", "double precision", "text", "varchar", "bpchar", "char",
-    "bool", "boolean", "date", "timestamp", "timestamptz", "time", "interval",
+    "int2", "int4", "int8", "numeric", "float4", "float8", "text", "varchar", "bpchar",
+    "bool", "date", "timestamp", "timestamptz", "time", "interval",
 }
+# types whose typmods are plain numbers (numeric(10,2), varchar(5), timestamp(3), ...)
+TYPMOD_TYPES = {"numeric", "varchar", "bpchar", "timestamp", "timestamptz", "time"}
+MAX_WHERE_NODES = 10_000
+MAX_DEPTH = 64
+MAX_IN_ITEMS = 1_000
 PLAIN_AGGREGATES = {
     "count": "count", "sum": "sum", "avg": "avg", "variance": "var", "var_samp": "var",
     "stddev": "stddev", "stddev_samp": "stddev",
@@ -84,6 +131,13 @@ def refuse(what: str, hint: str, sqlstate: str = NOT_SUPPORTED):
 
 
 def analyze(stmt: ast.SelectStmt) -> Query:
+    try:
+        return _analyze(stmt)
+    except RecursionError:  # a limit below should come first; this is the backstop
+        raise too_complex("its expressions are nested too deeply") from None
+
+
+def _analyze(stmt: ast.SelectStmt) -> Query:
     if stmt.op != SetOperation.SETOP_NONE:
         refuse("set operations (UNION, INTERSECT, EXCEPT) are not supported",
                "Ask each part as its own query.")
@@ -121,6 +175,7 @@ def analyze(stmt: ast.SelectStmt) -> Query:
     names = [o.name for o in outputs]
     where = None
     if stmt.whereClause is not None:
+        _check_where_size(stmt.whereClause)
         _check_where(stmt.whereClause, qualifiers)
         where = stmt.whereClause
     order_by = _order_by(stmt.sortClause, outputs, names, qualifiers)
@@ -336,11 +391,34 @@ def _aggregate(node: ast.FuncCall, qualifiers):
            "Use count, sum, avg, variance, stddev, percentile_cont or the dp_* aggregates.")
 
 
-def _check_where(node, qualifiers):
+def _check_where_size(node):
+    """Refuse a WHERE over the node, depth or IN-list limits, visiting at most MAX_WHERE_NODES nodes."""
+    count, stack = 0, [(node, 1)]
+    while stack:
+        n, depth = stack.pop()
+        if depth > MAX_DEPTH:
+            raise too_complex(f"WHERE is nested more than {MAX_DEPTH} deep")
+        if isinstance(n, ast.A_Expr) and n.kind == A_Expr_Kind.AEXPR_IN \
+                and isinstance(n.rexpr, (tuple, list)) and len(n.rexpr) > MAX_IN_ITEMS:
+            raise too_complex(f"an IN list has {len(n.rexpr)} items, more than {MAX_IN_ITEMS}")
+        count += 1
+        if count > MAX_WHERE_NODES:
+            raise too_complex(f"WHERE has more than {MAX_WHERE_NODES} parts")
+        for slot in n:
+            v = getattr(n, slot)
+            items = v if isinstance(v, (tuple, list)) else (v,)
+            if len(items) > MAX_WHERE_NODES:
+                raise too_complex(f"WHERE has more than {MAX_WHERE_NODES} parts")
+            stack.extend((x, depth + 1) for x in items if isinstance(x, ast.Node))
+
+
+def _check_where(node, qualifiers, depth=0):
     """Allow only predicates that cannot raise an error on any row."""
+    if depth > MAX_DEPTH:  # _check_where_size came first; this keeps the recursion bounded anyway
+        raise too_complex(f"WHERE is nested more than {MAX_DEPTH} deep")
     if isinstance(node, ast.BoolExpr):
         for arg in node.args:
-            _check_where(arg, qualifiers)
+            _check_where(arg, qualifiers, depth + 1)
         return
     if isinstance(node, ast.NullTest):
         _check_operand(node.arg, qualifiers, allow_const=False)
@@ -388,37 +466,50 @@ def _check_operand(node, qualifiers, allow_const=True):
     if allow_const and isinstance(node, ast.A_Const):
         return
     if allow_const and isinstance(node, ast.TypeCast) and isinstance(node.arg, ast.A_Const):
-        names = [n.sval for n in node.typeName.names]
-        if (len(names) == 1 or (len(names) == 2 and names[0] == "pg_catalog")) \
-                and names[-1] in CONSTANT_TYPES and not node.typeName.arrayBounds:
-            return
-        refuse(f"cast to {'.'.join(names)} is not allowed in WHERE", "Cast constants to built-in types only.")
-    if allow_const and isinstance(node, ast.A_Expr) and node.kind == A_Expr_Kind.AEXPR_OP \
-            and node.lexpr is None and [n.sval for n in node.name] == ["-"] \
-            and isinstance(node.rexpr, ast.A_Const):
+        constant_type(node.typeName)
         return
     refuse(f"{_describe(node)} is not allowed in WHERE",
            "Compare plain columns with constants; functions, casts of columns, arithmetic and"
            " sub-queries can fail on a chosen row and are refused.")
 
 
-def column_refs(node):
-    """Every ColumnRef node below `node`."""
-    out = []
+def constant_type(type_name) -> tuple[str, tuple[int, ...]]:
+    """(internal name, typmods) of a constant's cast, if the type is an allowed built-in one.
 
-    def visit(n):
+    Matched on the parsed names, exactly: pg_catalog.X or a bare X, X in CONSTANT_TYPES.
+    """
+    names = [n.sval if isinstance(n, ast.String) else None for n in type_name.names]
+    shown = ".".join(str(n) for n in names)
+    if not ((len(names) == 1 or (len(names) == 2 and names[0] == "pg_catalog"))
+            and names[-1] in CONSTANT_TYPES):
+        refuse(f"cast to {shown} is not allowed in WHERE",
+               "Cast constants only to built-in types, unquoted (integer, numeric, double precision, text,"
+               " date, timestamp, ...) or as pg_catalog.<name>; other schemas' types are refused.")
+    if type_name.arrayBounds or type_name.setof or type_name.pct_type:
+        refuse(f"cast to {shown}[] (or SETOF, %TYPE) is not allowed in WHERE", "Cast constants to scalar types.")
+    typmods = []
+    for m in type_name.typmods or ():
+        if names[-1] not in TYPMOD_TYPES or not (isinstance(m, ast.A_Const) and isinstance(m.val, ast.Integer)):
+            refuse(f"the type modifier of {shown} is not allowed in WHERE",
+                   "Write the type without a modifier, e.g. interval instead of interval hour.")
+        typmods.append(m.val.ival)
+    return names[-1], tuple(typmods)
+
+
+def column_refs(node):
+    """Every ColumnRef node below `node` (an explicit stack: no recursion)."""
+    out, stack = [], [node]
+    while stack:
+        n = stack.pop()
         if isinstance(n, ast.ColumnRef):
             out.append(n)
         elif isinstance(n, ast.Node):
             for slot in n:
                 v = getattr(n, slot)
-                if isinstance(v, tuple):
-                    for x in v:
-                        visit(x)
+                if isinstance(v, (tuple, list)):
+                    stack.extend(v)
                 else:
-                    visit(v)
-
-    visit(node)
+                    stack.append(v)
     return out
 
 

@@ -4,6 +4,16 @@ Inside the server, libpg_query's copy of the parser collides with the
 backend's own symbols (a segfault on the first parse); loading pglast's
 extension module with RTLD_DEEPBIND makes it resolve its own symbols first
 (DESIGN.md, known traps).
+
+Parsing is bounded: a statement longer than MAX_STATEMENT_CHARS is refused
+before pglast sees it, and a RecursionError anywhere in pglast's conversion
+becomes the same "statement too complex" error (54001) as the limits that
+analyze checks on the tree.
+
+SQL generated from trees is quoted without depending on session settings:
+identifiers are double-quoted (no escapes inside), and a string constant that
+holds a backslash is written E'...' with the backslash doubled, which reads the
+same whether standard_conforming_strings is on or off (sql_literal, deparse).
 """
 
 import os
@@ -30,16 +40,28 @@ from pglast.stream import RawStream  # noqa: E402
 
 SYNTAX_ERROR = "42601"
 NOT_SUPPORTED = "0A000"
+TOO_COMPLEX = "54001"          # statement_too_complex
+MAX_STATEMENT_CHARS = 100_000
+
+
+def too_complex(what: str) -> DPError:
+    return DPError(f"the query is too complex: {what}",
+                   hint="Split it into simpler queries (shorter IN lists, fewer and less nested conditions).",
+                   sqlstate=TOO_COMPLEX)
 
 
 def parse_select(sql: str) -> ast.SelectStmt:
     """The single SELECT statement in `sql`, or a clear error."""
     if not isinstance(sql, str) or not sql.strip():
         raise DPError("the query is empty", hint="Pass one SELECT statement.", sqlstate=SYNTAX_ERROR)
+    if len(sql) > MAX_STATEMENT_CHARS:
+        raise too_complex(f"{len(sql)} characters, more than {MAX_STATEMENT_CHARS}")
     try:
         statements = pglast.parse_sql(sql)
     except pglast.parser.ParseError as e:
         raise DPError(f"syntax error in query: {e.args[0]}", hint="Check the SQL text.", sqlstate=SYNTAX_ERROR)
+    except RecursionError:
+        raise too_complex("its expressions are nested too deeply") from None
     if len(statements) != 1:
         raise DPError(
             "the query must be exactly one statement",
@@ -56,6 +78,31 @@ def parse_select(sql: str) -> ast.SelectStmt:
     return stmt
 
 
+def sql_literal(value: str) -> str:
+    """A string constant that means `value` under either standard_conforming_strings.
+
+    Without a backslash, '...' with quotes doubled reads the same under both
+    settings; with one, E'...' (backslashes and quotes doubled) does.
+    """
+    value = str(value)
+    if "\x00" in value:
+        raise DPError("a string constant cannot contain a zero byte", hint="Remove it.", sqlstate="22021")
+    body = value.replace("'", "''")
+    if "\\" in value:
+        return "E'" + body.replace("\\", "\\\\") + "'"
+    return "'" + body + "'"
+
+
+class _Stream(RawStream):
+    """pglast's printer, with string constants written by sql_literal."""
+
+    def write_quoted_string(self, s):
+        self.write(sql_literal(s))
+
+
 def deparse(node) -> str:
     """Canonical SQL text of an AST node (normalizes spacing, case and quoting)."""
-    return RawStream()(node)
+    try:
+        return _Stream()(node)
+    except RecursionError:
+        raise too_complex("its expressions are nested too deeply") from None

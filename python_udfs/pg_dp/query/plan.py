@@ -7,6 +7,15 @@ contribution bounded (at most `max_rows_per_unit` rows per group and
 `max_groups_per_unit` groups).  The answer is then released in Python: one
 OpenDP mechanism per aggregate and group, and DP partition selection when
 the group keys are not public.
+
+Every piece of generated SQL is written so that the session it runs in cannot
+change its meaning: names double-quoted, strings by parse.sql_literal (E'' when
+a backslash is present), types as pg_catalog.<internal name>, functions as
+pg_catalog.f / dp_internal.f (least, greatest are keywords), comparison
+operators as OPERATOR(pg_catalog.op), and IN, BETWEEN, IS DISTINCT FROM spelt
+out with those operators (their own syntax looks "=" up by name).  The WHERE is
+written from the validated tree by where_sql, never by re-tokenising the
+analyst's text, with the column-type rule of analyze.py's docstring.
 """
 
 from dataclasses import dataclass
@@ -14,15 +23,21 @@ from decimal import Decimal
 import itertools
 import json
 import math
+import re
+import struct
 
 from .. import mechanisms, release
 from ..errors import DPError
-from .analyze import Query
-from .parse import deparse
+from .analyze import MAX_DEPTH, Query, column_refs, constant_type
+from .parse import ast, sql_literal, too_complex
+from pglast.enums import A_Expr_Kind, BoolExprType, BoolTestType, NullTestType  # noqa: E402
 
 INVALID = "22023"
 NOT_SUPPORTED = "0A000"
 UNDEFINED_COLUMN = "42703"
+DATATYPE_MISMATCH = "42804"
+INVALID_TEXT = "22P02"
+OUT_OF_RANGE = "22003"
 MAX_PUBLIC_GROUPS = 100_000
 QUANTILE_CANDIDATES = 1025
 
@@ -34,8 +49,26 @@ def quote_ident(name: str) -> str:
     return '"' + name.replace('"', '""') + '"'
 
 
+def pg_type(internal: str, typmods=()) -> str:
+    """A built-in type, schema-qualified: pg_catalog.float8, pg_catalog.numeric(10,2)."""
+    mods = f"({','.join(str(int(m)) for m in typmods)})" if typmods else ""
+    return f"pg_catalog.{internal}{mods}"
+
+
+def cast(expr: str, internal: str, typmods=()) -> str:
+    return f"CAST({expr} AS {pg_type(internal, typmods)})"
+
+
+def operator(left: str, op: str, right: str) -> str:
+    return f"{left} OPERATOR(pg_catalog.{op}) {right}"
+
+
 def float_literal(x: float) -> str:
-    return f"'{float(x)!r}'::float8"
+    return cast(sql_literal(repr(float(x))), "float8")
+
+
+def numeric_literal(x: float) -> str:
+    return cast(sql_literal(repr(float(x))), "numeric")
 
 
 @dataclass
@@ -138,8 +171,6 @@ def bind_join(query: Query, metas: list[TableMeta]) -> TableMeta:
             out.group_column = canonical(out.group_column)
         if out.aggregate and out.aggregate.column:
             out.aggregate.column = canonical(out.aggregate.column)
-    from .analyze import column_refs
-    from .parse import ast
     for ref in column_refs(query.where) if query.where is not None else ():
         ref.fields = (ast.String(sval=canonical(query.ref_name(ref))),)
     query.join_columns = None  # names are now plain (virtual) column names
@@ -149,13 +180,23 @@ def bind_join(query: Query, metas: list[TableMeta]) -> TableMeta:
                        for c in used)
     source = (f"SELECT {select} FROM {quote_ident(a.schema)}.{quote_ident(a.table)} AS {quote_ident(aliases[0])} "
               f"JOIN {quote_ident(b.schema)}.{quote_ident(b.table)} AS {quote_ident(aliases[1])} "
-              f"ON {quote_ident(aliases[0])}.{quote_ident(a.unit_column)} = "
-              f"{quote_ident(aliases[1])}.{quote_ident(b.unit_column)}")
+              f"ON " + operator(f"{quote_ident(aliases[0])}.{quote_ident(a.unit_column)}", "=",
+                                f"{quote_ident(aliases[1])}.{quote_ident(b.unit_column)}"))
     return TableMeta(a.relid, a.schema, f"{a.table} JOIN {b.table}", a.dataset, unit, a.max_rows_per_unit,
                      a.max_groups_per_unit, a.data_version, columns, source_sql=source)
 
 
 def make_plan(query: Query, meta: TableMeta, epsilon: float, delta: float) -> Plan:
+    """The plan of an analyzed query: measurements, exact charge and the rewrite (plan.sql).
+
+    plan.sql is one complete SELECT that runs nothing but reads.  The caller must PREPARE it
+    (without executing) before charging the budget: a wrong-typed constant (e.g. '2020-13-01'
+    for a date column) or a missing operator then fails with an error that depends only on
+    the statement, at no cost.  The WHERE's cheap checks (a '...' literal for a number
+    column, columns compared with constants of other types) already raise here.
+    rewrite_on_copy(plan, copy) has the same WHERE and aggregates over the bounded copy,
+    whose columns are the table's: preparing plan.sql validates it too.
+    """
     for column in sorted(query.columns_used()):
         if column not in meta.columns:
             raise DPError(f"column {column!r} does not exist in {meta.schema}.{meta.table}",
@@ -212,7 +253,7 @@ def _measurement(index, agg, meta: TableMeta, share: float) -> Measurement:
     m = Measurement(index, agg.func, agg.column, float(eps), q=agg.q)
     if agg.func == "count":
         m.result_type = "bigint"
-        m.sql = "count(*)" if agg.column is None else f"count({quote_ident(agg.column)})"
+        m.sql = "pg_catalog.count(*)" if agg.column is None else f"pg_catalog.count({quote_ident(agg.column)})"
         return m
     col = meta.columns[agg.column]
     if col["type"] not in INTEGER_TYPES | FLOAT_TYPES | {"numeric"}:
@@ -236,17 +277,17 @@ def _measurement(index, agg, meta: TableMeta, share: float) -> Measurement:
     value = quote_ident(agg.column)
     if col["type"] == "numeric":
         # clamp in numeric first: a cast of a huge numeric to float8 would fail on that row
-        value = f"least(greatest({value}, {lower!r}::numeric), {upper!r}::numeric)"
-    value = f"({value})::float8"
+        value = f"LEAST(GREATEST({value}, {numeric_literal(lower)}), {numeric_literal(upper)})"
+    value = cast(value, "float8")
     bounds = f"{float_literal(lower)}, {float_literal(upper)}"
     if agg.func in ("sum", "avg"):
-        m.sql = f"dp_internal.exact_sum({value}, {bounds})::text"
+        m.sql = cast(f"dp_internal.exact_sum({value}, {bounds})", "text")
         if agg.func == "sum" and col["type"] in INTEGER_TYPES and lower.is_integer() and upper.is_integer():
             m.result_type = "bigint"
     elif agg.func in ("var", "stddev"):
-        m.sql = f"dp_internal.exact_var({value}, {bounds})::text"
+        m.sql = cast(f"dp_internal.exact_var({value}, {bounds})", "text")
     else:
-        m.sql = f"dp_internal.exact_quantile({value}, {float_literal(agg.q)}, {bounds})::text"
+        m.sql = cast(f"dp_internal.exact_quantile({value}, {float_literal(agg.q)}, {bounds})", "text")
     return m
 
 
@@ -285,26 +326,45 @@ def bounded_copy_sql(plan: Plan) -> str | None:
         return None
     unit = quote_ident(meta.unit_column)
     keys = [quote_ident(c) for c in q.group_by]
-    windows = [f"row_number() OVER (PARTITION BY {', '.join([unit] + keys)}) AS dp_row"]
-    if keys:
-        windows.append(f"dense_rank() OVER (PARTITION BY {unit} ORDER BY {', '.join(keys)}) AS dp_group")
+    windows = _windows(unit, keys)
     return (f"SELECT t.*, {', '.join(windows)} FROM {quote_ident(meta.schema)}.{quote_ident(meta.table)} AS t")
 
 
+def _windows(unit: str, keys: list[str]) -> list[str]:
+    windows = [f"pg_catalog.row_number() OVER (PARTITION BY {', '.join([unit] + keys)}) AS dp_row"]
+    if keys:
+        windows.append(f"pg_catalog.dense_rank() OVER (PARTITION BY {unit} ORDER BY {', '.join(keys)}) AS dp_group")
+    return windows
+
+
+def _bounding(plan: Plan, keys: list[str]) -> list[str]:
+    """The outer filter of a unit-bounded rewrite: the ranks computed by _windows."""
+    where = [operator("dp_row", "<=", str(int(plan.rows_per_unit)))]
+    if keys:
+        where.append(operator("dp_group", "<=", str(int(plan.groups_per_unit))))
+    return where
+
+
+def _select_list(plan: Plan, keys: list[str]) -> str:
+    items = [cast(k, "text") for k in keys] + ["pg_catalog.count(*)"] + [m.sql for m in plan.measurements]
+    return ", ".join(f"{item} AS c{i}" for i, item in enumerate(items))
+
+
 def rewrite_on_copy(plan: Plan, copy: str) -> str:
-    """The rewrite of a unit-bounded query over its bounded copy (see bounded_copy_sql)."""
+    """The rewrite of a unit-bounded query over its bounded copy (see bounded_copy_sql).
+
+    `copy` is the copy's (quoted, qualified) name.  The statement is complete and has the
+    same WHERE and aggregates as plan.sql, over a table with the same columns: preparing
+    plan.sql validates it too.
+    """
     q = plan.query
     alias = quote_ident(q.alias or plan.meta.table)
     keys = [quote_ident(c) for c in q.group_by]
-    items = [f"{k}::text" for k in keys] + ["count(*)"] + [m.sql for m in plan.measurements]
-    select = [f"{item} AS c{i}" for i, item in enumerate(items)]
-    where = [f"dp_row <= {plan.rows_per_unit}"]
-    if keys:
-        where.append(f"dp_group <= {plan.groups_per_unit}")
+    where = _bounding(plan, keys)
     if q.where is not None:
-        where.append(f"({deparse(q.where)})")
+        where.append(f"({where_sql(q, plan.meta)})")
     group = f" GROUP BY {', '.join(keys)}" if keys else ""
-    return f"SELECT {', '.join(select)} FROM {copy} AS {alias} WHERE {' AND '.join(where)}{group}"
+    return f"SELECT {_select_list(plan, keys)} FROM {copy} AS {alias} WHERE {' AND '.join(where)}{group}"
 
 
 def _rewrite(plan: Plan) -> str:
@@ -313,24 +373,307 @@ def _rewrite(plan: Plan) -> str:
         rel, alias = f"({meta.source_sql})", quote_ident("dp_join")
     else:
         rel, alias = f"{quote_ident(meta.schema)}.{quote_ident(meta.table)}", quote_ident(q.alias or meta.table)
-    where = f" WHERE {deparse(q.where)}" if q.where is not None else ""
+    where = f" WHERE {where_sql(q, meta)}" if q.where is not None else ""
     keys = [quote_ident(c) for c in q.group_by]
-    items = [f"{k}::text" for k in keys] + ["count(*)"] + [m.sql for m in plan.measurements]
-    select = [f"{item} AS c{i}" for i, item in enumerate(items)]
+    select = _select_list(plan, keys)
     group = f" GROUP BY {', '.join(keys)}" if keys else ""
     if not meta.unit_column:
-        return f"SELECT {', '.join(select)} FROM {rel} AS {alias}{where}{group}"
-    unit = quote_ident(meta.unit_column)
+        return f"SELECT {select} FROM {rel} AS {alias}{where}{group}"
     needed = sorted(q.columns_used() | {meta.unit_column})
     inner_cols = ", ".join(quote_ident(c) for c in needed)
-    windows = [f"row_number() OVER (PARTITION BY {', '.join([unit] + keys)}) AS dp_row"]
-    outer_where = [f"dp_row <= {plan.rows_per_unit}"]
-    if keys:
-        windows.append(f"dense_rank() OVER (PARTITION BY {unit} ORDER BY {', '.join(keys)}) AS dp_group")
-        outer_where.append(f"dp_group <= {plan.groups_per_unit}")
+    windows = _windows(quote_ident(meta.unit_column), keys)
     inner = f"SELECT {inner_cols}, {', '.join(windows)} FROM {rel} AS {alias}{where}"
-    return (f"SELECT {', '.join(select)} FROM ({inner}) AS {alias}"
-            f" WHERE {' AND '.join(outer_where)}{group}")
+    return f"SELECT {select} FROM ({inner}) AS {alias} WHERE {' AND '.join(_bounding(plan, keys))}{group}"
+
+
+# ---------------------------------------------------------------------------
+# WHERE: written from the validated tree, typed against the columns
+# ---------------------------------------------------------------------------
+
+# constant families PostgreSQL compares with a column of each family without casting the
+# column, or casting it infallibly (int -> numeric/float8, bpchar/varchar -> text; date
+# against timestamp has its own overflow-safe operators).  A plain '...' literal and NULL
+# take the column's type and go with every family.  numeric against float is re-targeted.
+_COMPARABLE = {
+    "int": {"int", "numeric", "float"},
+    "numeric": {"int", "numeric"},
+    "float": {"int", "numeric", "float"},
+    "text": {"text"},
+    "bool": {"bool"},
+    "date": {"date", "timestamp"},
+    "timestamp": {"timestamp", "date"},
+    "timestamptz": {"timestamptz"},
+    "time": {"time"},
+    "interval": {"interval"},
+    "other": set(),
+}
+# two columns of different types: the families whose mix PostgreSQL compares infallibly
+_COLUMN_PAIRS = [{"int", "numeric"}, {"int", "float"}, {"date", "timestamp"}]
+_INTERNAL_FAMILY = {
+    "int2": "int", "int4": "int", "int8": "int", "numeric": "numeric", "float4": "float", "float8": "float",
+    "text": "text", "varchar": "text", "bpchar": "text", "bool": "bool", "date": "date",
+    "timestamp": "timestamp", "timestamptz": "timestamptz", "time": "time", "interval": "interval",
+}
+_COLUMN_TYPES = {
+    "smallint": "int2", "integer": "int4", "bigint": "int8", "numeric": "numeric", "real": "float4",
+    "double precision": "float8", "text": "text", "character varying": "varchar", "character": "bpchar",
+    "boolean": "bool", "date": "date", "timestamp without time zone": "timestamp",
+    "timestamp with time zone": "timestamptz", "time without time zone": "time", "interval": "interval",
+}
+_INTEGER_TEXT = re.compile(r"\s*[+-]?\d+\s*", re.ASCII)
+_DECIMAL_TEXT = re.compile(r"\s*([+-]?)((\d+\.?\d*|\.\d+)([eE][+-]?\d+)?)\s*", re.ASCII)
+_HEX_FLOAT_TEXT = re.compile(r"\s*[+-]?0[xX][0-9a-fA-F.]+([pP][+-]?\d+)?\s*", re.ASCII)
+_SPECIAL_FLOATS = {"nan": math.nan, "+nan": math.nan, "-nan": math.nan, "inf": math.inf, "+inf": math.inf,
+                   "infinity": math.inf, "+infinity": math.inf, "-inf": -math.inf, "-infinity": -math.inf}
+
+
+def column_type(sql_type: str) -> tuple[str, str | None]:
+    """(family, internal name) of a column's type as format_type writes it; ("other", None)
+    for every type the rule does not know (enums, domains, uuid, ...)."""
+    base = re.sub(r"\(\d+(,\d+)?\)", "", sql_type.strip()).strip()
+    internal = _COLUMN_TYPES.get(re.sub(r"\s+", " ", base))
+    return (_INTERNAL_FAMILY[internal], internal) if internal else ("other", None)
+
+
+@dataclass
+class _Constant:
+    sql: str                 # as written in the rewrite
+    family: str              # an _INTERNAL_FAMILY value; "unknown" ('...'), "null"
+    text: str | None = None  # the literal's text, for checks and re-targeting (None: NULL)
+    internal: str | None = None   # the cast's type, if any
+    typmods: tuple = ()
+
+
+def _literal_sql(value) -> tuple[str, str, str | None]:
+    """(sql, family, text) of an A_Const."""
+    if value.isnull:
+        return "NULL", "null", None
+    v = value.val
+    if isinstance(v, ast.Integer):
+        return (f"({v.ival})" if v.ival < 0 else str(v.ival)), "int", str(v.ival)
+    if isinstance(v, ast.Float):
+        text = v.fval.replace("_", "")
+        digits = text.lstrip("-")
+        if digits[:2].lower() in ("0x", "0o", "0b"):
+            text = str(int(text, 0))
+        if not _DECIMAL_TEXT.fullmatch(text):
+            raise DPError(f"the number {v.fval!r} is not understood", hint="Write a decimal number.",
+                          sqlstate=INVALID_TEXT)
+        return (f"({text})" if text.startswith("-") else text), "numeric", text
+    if isinstance(v, ast.String):
+        return sql_literal(v.sval), "unknown", v.sval
+    if isinstance(v, ast.Boolean):
+        return ("TRUE" if v.boolval else "FALSE"), "bool", ("true" if v.boolval else "false")
+    raise DPError("bit-string constants are not supported in WHERE", hint="Compare with numbers or strings.",
+                  sqlstate=NOT_SUPPORTED)
+
+
+def _constant(node) -> _Constant:
+    if isinstance(node, ast.A_Const):
+        sql, family, text = _literal_sql(node)
+        return _Constant(sql, family, text)
+    internal, typmods = constant_type(node.typeName)   # a TypeCast of an A_Const (analyze checked)
+    sql, family, text = _literal_sql(node.arg)
+    return _Constant(cast(sql, internal, typmods), _INTERNAL_FAMILY[internal], text, internal, typmods)
+
+
+def _float_value(text: str, internal: str) -> float:
+    """The value PostgreSQL's float4in/float8in gives `text`; its errors, data-independent, here."""
+    what = "real" if internal == "float4" else "double precision"
+    special = _SPECIAL_FLOATS.get(text.strip().lower())
+    if special is not None:
+        return special
+    m = _DECIMAL_TEXT.fullmatch(text)
+    if m:
+        value = float(m.group(1) + m.group(2))
+    elif _HEX_FLOAT_TEXT.fullmatch(text):
+        value = float.fromhex(text.strip())
+    else:
+        raise DPError(f"invalid input syntax for type {what}: {text!r}", hint="Write a decimal number.",
+                      sqlstate=INVALID_TEXT)
+    nonzero = any(c in "123456789abcdefABCDEF" for c in (m.group(3) if m else text.strip()[2:]))
+    if internal == "float4" and math.isfinite(value):
+        try:
+            value = struct.unpack("f", struct.pack("f", value))[0]
+        except OverflowError:
+            value = math.inf
+    if math.isinf(value) or (value == 0 and nonzero):
+        raise DPError(f"{text.strip()!r} is out of range for type {what}",
+                      hint=f"Write a constant within the range of {what}.", sqlstate=OUT_OF_RANGE)
+    return value
+
+
+def _as_numeric(c: _Constant) -> str:
+    """A float constant compared with a numeric column, re-targeted to numeric: the shortest
+    decimal that reads back as the same float; infinities and NaN as numeric's own."""
+    if c.text is None:  # NULL
+        return cast("NULL", "numeric")
+    value = _float_value(c.text, c.internal)
+    if math.isnan(value):
+        text = "NaN"
+    elif math.isinf(value):
+        text = "Infinity" if value > 0 else "-Infinity"
+    elif c.internal == "float4":
+        text = next(t for t in (f"{value:.{p}g}" for p in range(1, 10))
+                    if struct.unpack("f", struct.pack("f", float(t)))[0] == value)
+    else:
+        text = repr(value)
+    return cast(sql_literal(text), "numeric")
+
+
+def _check_literal(text: str, family: str, column: str):
+    """A plain '...' literal takes the column's type: refuse now what its input function would."""
+    ok = True
+    if family == "int":
+        ok = bool(_INTEGER_TEXT.fullmatch(text))
+    elif family == "numeric":
+        ok = bool(_DECIMAL_TEXT.fullmatch(text)) or text.strip().lower() in _SPECIAL_FLOATS
+    elif family == "float":
+        ok = bool(_DECIMAL_TEXT.fullmatch(text) or _HEX_FLOAT_TEXT.fullmatch(text)) \
+            or text.strip().lower() in _SPECIAL_FLOATS
+    if not ok:
+        raise DPError(f"{text!r} is not a valid {family} value for column {column!r}",
+                      hint="Compare with a constant of the column's type.", sqlstate=INVALID_TEXT)
+
+
+# the implicit casts among built-in types of one category go one way, up these ranks
+# (varchar and bpchar both cast to the other: the first, the column's, is kept)
+_WIDENING = {
+    "int2": ("n", 0), "int4": ("n", 1), "int8": ("n", 2), "numeric": ("n", 3), "float4": ("n", 4),
+    "float8": ("n", 5), "varchar": ("s", 0), "bpchar": ("s", 0), "text": ("s", 1),
+    "date": ("d", 0), "timestamp": ("d", 1), "timestamptz": ("d", 2),
+    "bool": ("b", 0), "time": ("t", 0), "interval": ("i", 0),
+}
+
+
+def _literal_type(c: _Constant) -> str | None:
+    """The type PostgreSQL gives a constant; None for '...' and NULL (they take the other side's)."""
+    if c.internal:
+        return c.internal
+    if c.family == "int":
+        return "int4"
+    if c.family == "numeric":   # an integer too big for int4 is an int8 if it fits
+        return "int8" if re.fullmatch(r"-?\d+", c.text) and -2**63 <= int(c.text) < 2**63 else "numeric"
+    return "bool" if c.family == "bool" else None
+
+
+def _mismatch(what: str, hint: str = "Compare with a constant of the column's type, e.g. CAST('...' AS <type>).") \
+        -> DPError:
+    return DPError(what, hint=hint, sqlstate=DATATYPE_MISMATCH)
+
+
+class _Where:
+    """SQL text of a validated WHERE tree (see analyze.py for the rules)."""
+
+    def __init__(self, query: Query, meta: TableMeta):
+        self.query, self.columns = query, meta.columns
+
+    def column(self, ref) -> tuple[str, str, str, str | None]:
+        """(sql, name, family, internal type) of a column reference."""
+        name = self.query.ref_name(ref)
+        family, internal = column_type(self.columns[name]["type"])
+        return quote_ident(name), name, family, internal
+
+    def operand(self, node):
+        return self.column(node) if isinstance(node, ast.ColumnRef) else _constant(node)
+
+    def against(self, col, c: _Constant) -> str:
+        """Constant `c`, as compared with column `col` (re-targeted when needed)."""
+        _, name, family, _ = col
+        if c.family == "unknown":
+            _check_literal(c.text, family, name)
+            return c.sql
+        if c.family == "null":
+            return c.sql
+        if family == "numeric" and c.family == "float":
+            return _as_numeric(c)
+        if c.family not in _COMPARABLE[family]:
+            kind = pg_type(c.internal) if c.internal else f"a {c.family} literal"
+            raise _mismatch(f"column {name!r} ({self.columns[name]['type']}) cannot be compared with {kind}"
+                            f" {c.sql}: PostgreSQL would cast the column, which can fail on a row or depends on"
+                            " a session setting")
+        return c.sql
+
+    def pair(self, left, right) -> tuple[str, str]:
+        """SQL of two compared operands (columns, constants)."""
+        if isinstance(left, tuple) and isinstance(right, tuple):
+            if self.columns[left[1]]["type"] != self.columns[right[1]]["type"] and not (
+                    left[2] == right[2] != "other" or {left[2], right[2]} in _COLUMN_PAIRS):
+                raise _mismatch(f"columns {left[1]!r} ({self.columns[left[1]]['type']}) and {right[1]!r}"
+                                f" ({self.columns[right[1]]['type']}) cannot be compared: PostgreSQL would"
+                                " cast one, which can fail on a row",
+                                hint="Compare columns of the same type, or compare each with a constant.")
+            return left[0], right[0]
+        if isinstance(left, tuple):
+            return left[0], self.against(left, right)
+        if isinstance(right, tuple):
+            return self.against(right, left), right[0]
+        return left.sql, right.sql
+
+    def compare(self, left, op: str, right) -> str:
+        a, b = self.pair(left, right)
+        return operator(a, "<>" if op == "!=" else op, b)
+
+    def boolean(self, node) -> str:
+        sql, name, family, _ = self.column(node)
+        if family not in ("bool", "other"):
+            raise _mismatch(f"column {name!r} ({self.columns[name]['type']}) is not a boolean",
+                            hint="Compare it with a constant, e.g. column = 1.")
+        return sql
+
+    def sql(self, node, depth=0) -> str:
+        if depth > MAX_DEPTH:
+            raise too_complex(f"WHERE is nested more than {MAX_DEPTH} deep")
+        if isinstance(node, ast.BoolExpr):
+            parts = [self.sql(arg, depth + 1) for arg in node.args]
+            if node.boolop == BoolExprType.NOT_EXPR:
+                return f"(NOT {parts[0]})"
+            return "(" + (" AND " if node.boolop == BoolExprType.AND_EXPR else " OR ").join(parts) + ")"
+        if isinstance(node, ast.NullTest):
+            test = "IS NULL" if node.nulltesttype == NullTestType.IS_NULL else "IS NOT NULL"
+            return f"({self.column(node.arg)[0]} {test})"
+        if isinstance(node, ast.BooleanTest):
+            test = {BoolTestType.IS_TRUE: "IS TRUE", BoolTestType.IS_NOT_TRUE: "IS NOT TRUE",
+                    BoolTestType.IS_FALSE: "IS FALSE", BoolTestType.IS_NOT_FALSE: "IS NOT FALSE",
+                    BoolTestType.IS_UNKNOWN: "IS UNKNOWN", BoolTestType.IS_NOT_UNKNOWN: "IS NOT UNKNOWN"}
+            return f"({self.boolean(node.arg)} {test[node.booltesttype]})"
+        if isinstance(node, ast.ColumnRef):
+            return self.boolean(node)
+        kind, op = node.kind, node.name[-1].sval
+        left = self.operand(node.lexpr)
+        if kind == A_Expr_Kind.AEXPR_OP:
+            return "(" + self.compare(left, op, self.operand(node.rexpr)) + ")"
+        if kind in (A_Expr_Kind.AEXPR_BETWEEN, A_Expr_Kind.AEXPR_NOT_BETWEEN):
+            low, high = (self.operand(n) for n in node.rexpr)
+            if kind == A_Expr_Kind.AEXPR_BETWEEN:
+                return f"({self.compare(left, '>=', low)} AND {self.compare(left, '<=', high)})"
+            return f"({self.compare(left, '<', low)} OR {self.compare(left, '>', high)})"
+        if kind in (A_Expr_Kind.AEXPR_DISTINCT, A_Expr_Kind.AEXPR_NOT_DISTINCT):
+            a, b = self.pair(left, self.operand(node.rexpr))
+            if kind == A_Expr_Kind.AEXPR_DISTINCT:
+                return f"(({operator(a, '=', b)}) IS NOT TRUE AND ({a} IS NOT NULL OR {b} IS NOT NULL))"
+            return f"(({operator(a, '=', b)}) IS TRUE OR ({a} IS NULL AND {b} IS NULL))"
+        # IN / NOT IN (op is "=" or "<>")
+        items = [self.operand(n) for n in node.rexpr]
+        if isinstance(left, tuple) and left[3] and all(isinstance(i, _Constant) for i in items):
+            # one ScalarArrayOp, as PostgreSQL makes of an IN list: the items cast to the common
+            # type of the column and the items (select_common_type; '...' and NULL take it)
+            typed = [(self.against(left, i),
+                      "numeric" if left[2] == "numeric" and i.family == "float" else _literal_type(i))
+                     for i in items]
+            common = left[3]
+            for _, t in typed:
+                if t and _WIDENING[t][0] == _WIDENING[common][0] and _WIDENING[t][1] > _WIDENING[common][1]:
+                    common = t
+            elements = ", ".join(cast(sql, common) for sql, _ in typed)
+            return f"({operator(left[0], op, ('ANY' if op == '=' else 'ALL') + f' (ARRAY[{elements}])')})"
+        ors = " OR ".join(self.compare(left, "=", i) for i in items)
+        return f"({ors})" if op == "=" else f"(NOT ({ors}))"
+
+
+def where_sql(query: Query, meta: TableMeta) -> str:
+    """The query's WHERE as SQL: from the tree, typed against meta's columns, schema-qualified."""
+    return _Where(query, meta).sql(query.where)
 
 
 # ---------------------------------------------------------------------------

@@ -232,7 +232,13 @@ def _num(x: float) -> str:
 
 
 def _literal(value: str) -> str:
-    return "'" + str(value).replace("'", "''") + "'"
+    """A string constant meaning `value` under either standard_conforming_strings: '...' with
+    quotes doubled, or E'...' with backslashes doubled too when one is present (as
+    pg_dp.query.parse.sql_literal, without importing pglast here)."""
+    body = str(value).replace("'", "''")
+    if "\\" in body:
+        return "E'" + body.replace("\\", "\\\\") + "'"
+    return "'" + body + "'"
 
 
 def bounds_from_buckets(noisy: dict[int, float], threshold: float) -> tuple[float, float] | None:
