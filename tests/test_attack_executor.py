@@ -370,3 +370,35 @@ def test_attack_security_definer_function_spends_the_callers_budget(pg, db, conn
     assert spent(conn) == before_mallory + Decimal("1.0")
     conn.execute("DROP OWNED BY victim")
     conn.execute("DROP ROLE victim")
+
+
+def test_attack_numeric_column_cast_to_float_prints_a_value(mallory, conn):
+    """Before: `numcol < 1e300::float8` cast the numeric column to float8 row by row, and a
+    stored value beyond float8's range raised an error that printed it (only if the row
+    passed the rest of the WHERE: a membership test that also leaked the value)."""
+    conn.execute("INSERT INTO patients VALUES (999999, 33, 'flu', 1e400)")
+    try:
+        for sql in ["SELECT count(*) FROM patients WHERE id = 999999 AND bill < 1e300::float8",
+                    "SELECT count(*) FROM patients WHERE bill BETWEEN 0::float8 AND 'Infinity'::float8"]:
+            try:
+                rows = ask(mallory, sql, 0.01)
+                assert rows
+            except psycopg.Error as e:
+                assert "1000000" not in str(e) and "out of range" not in str(e)
+    finally:
+        conn.execute("DELETE FROM patients WHERE id = 999999")
+
+
+def test_attack_parsing_without_bounds(mallory, conn):
+    """Before: dp.cost (free) with a 1M-item IN list burnt minutes of CPU, and 3 000 nested
+    NOTs raised a raw RecursionError; now both are refused at once with 54001 and a hint."""
+    before = spent(conn)
+    huge_in = "SELECT count(*) FROM patients WHERE age IN (" + ", ".join(str(i) for i in range(1_000_000)) + ")"
+    nested = "SELECT count(*) FROM patients WHERE " + "NOT " * 3000 + "age > 1"
+    for sql in (huge_in, nested):
+        start = time.time()
+        with pytest.raises(psycopg.Error) as e:
+            mallory.execute("SELECT * FROM dp.cost(%s, 0.1)", (sql,))
+        assert e.value.diag.sqlstate == "54001" and e.value.diag.message_hint
+        assert time.time() - start < 30
+    assert spent(conn) == before
