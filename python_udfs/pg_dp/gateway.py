@@ -147,6 +147,11 @@ def _encode_value(value) -> str | None:
     return str(value)
 
 
+def column_list(columns) -> str:
+    """A column definition list: "name" type, ... (names quoted, types as format_type writes them)."""
+    return ", ".join(f"{planning.quote_ident(n)} {t}" for n, t in columns).replace("\n", " ")
+
+
 def encode_rows(columns, rows) -> str:
     """The reply of dp.query (src/frontdoor.c): a header line, then each value length-prefixed.
 
@@ -154,8 +159,7 @@ def encode_rows(columns, rows) -> str:
     Values, row after row: N (NULL) or V<characters>:<value> (characters: the server's
     encoding may not be UTF-8).
     """
-    described = ", ".join(f"{planning.quote_ident(n)} {t}" for n, t in columns).replace("\n", " ")
-    parts = [f"{len(columns)} {described}\n"]
+    parts = [f"{len(columns)} {column_list(columns)}\n"]
     for row in rows:
         for value in row:
             text = _encode_value(value)
@@ -181,7 +185,7 @@ def check_expected(plan, expect):
     expect = [r["t"] for r in db.execute("SELECT pg_catalog.format_type(t, NULL) AS t "
                                          "FROM pg_catalog.unnest($1::oid[]) WITH ORDINALITY AS u(t, i) ORDER BY i",
                                          [[int(t) for t in expect]], ["oid[]"])]
-    wanted = ", ".join(f"{planning.quote_ident(n)} {t}" for n, t in plan.columns)
+    wanted = column_list(plan.columns)
     if len(expect) != len(plan.columns) or not all(_fits(t, e) for (_, t), e in zip(plan.columns, expect)):
         raise DPError(f"the column definition list ({', '.join(expect)}) does not fit the answer ({wanted})",
                       hint=f"Write AS t({wanted}).", sqlstate="42804")
@@ -228,8 +232,10 @@ def cost_reply(sql, epsilon=None, delta=None):
                        "epsilon_remaining": str(remaining[0]), "delta_remaining": str(remaining[1])})
 
 
-def explain_reply(sql, epsilon=None, delta=None):
+def explain_reply(sql, epsilon=None, delta=None, columns_only=False):
     plan = make_plan(sql, epsilon, delta)
+    if columns_only:        # the column definition list of the plain-SQL hook (src/hook.c)
+        return column_list(plan.columns)
     return json.dumps([
         {"column_name": r["column_name"], "data_type": r["data_type"], "mechanism": r["mechanism"],
          "epsilon": f"{r['epsilon']:.12g}", "delta": f"{r['delta']:.12g}",

@@ -22,8 +22,7 @@ def register(sql, epsilon=None, delta=None):
     role = catalog.outer_role()
     rows = db.execute("INSERT INTO dp_internal.views (owner, sql, epsilon, delta) VALUES ($1, $2, $3, $4) "
                       "RETURNING id", [role, sql, epsilon, delta], ["oid", "text", "float8", "float8"])
-    columns = ", ".join(f"{db.quote_ident(name)} {typ}" for name, typ in plan.columns)
-    return json.dumps({"id": int(rows[0]["id"]), "columns": columns})
+    return json.dumps({"id": int(rows[0]["id"]), "columns": gateway.column_list(plan.columns)})
 
 
 def _bind(id: int, owner: int):

@@ -1,0 +1,227 @@
+/*
+ * hook.c -- plain SQL on protected tables for restricted roles.
+ *
+ * Loaded with session_preload_libraries = 'pg_dp' (or shared_preload_libraries),
+ * a post_parse_analyze hook looks at each statement a role sends.  When the
+ * statement itself reads a protected table the role may not SELECT from, it is
+ * handed to the gateway (through the privileged executor, executor.c) instead:
+ * the Query is replaced by
+ *
+ *     SELECT * FROM dp.query('<the statement>') AS answer(<its columns>)
+ *
+ * so the answer is the DP answer, charged once, with the gateway's checks and
+ * errors.  The statement text goes to the executor as the role typed it; the
+ * executor parses it with its own pinned settings.  Statements that touch no
+ * protected table, and roles that may read the table, are left alone (an ACL
+ * check per relation of the statement).  A protected table reached in another
+ * way (a sub-query, a CTE, a view, a function) keeps "permission denied";
+ * EXPLAIN of a statement on a protected table is refused for such roles.
+ *
+ * The hook stays thin and calls the previous one; it does nothing in
+ * background workers (the executor itself, Citus's workers) or during binary
+ * upgrade.
+ */
+#include "postgres.h"
+
+#include <ctype.h>
+
+#include "access/relation.h"
+#include "access/xact.h"
+#include "catalog/pg_class.h"
+#include "commands/explain.h"
+#include "fmgr.h"
+#include "lib/stringinfo.h"
+#include "miscadmin.h"
+#include "nodes/nodeFuncs.h"
+#include "parser/analyze.h"
+#include "parser/parser.h"
+#include "utils/acl.h"
+#include "utils/builtins.h"
+#include "utils/guc.h"
+#include "utils/json.h"
+#include "utils/rel.h"
+
+#include "executor.h"
+
+#define PROTECTION_TRIGGER "dp_data_version"
+
+void		_PG_init(void);
+
+static post_parse_analyze_hook_type prev_post_parse_analyze = NULL;
+static bool hook_active = false;
+
+/* A table pg_dp protects carries its data-version trigger. */
+static bool
+is_protected(Oid relid)
+{
+	Relation	rel = relation_open(relid, NoLock);
+	bool		found = false;
+
+	if (rel->trigdesc != NULL)
+	{
+		for (int i = 0; i < rel->trigdesc->numtriggers && !found; i++)
+			found = strcmp(rel->trigdesc->triggers[i].tgname, PROTECTION_TRIGGER) == 0;
+	}
+	relation_close(rel, NoLock);
+	return found;
+}
+
+/* Relations of this Query level the role cannot read and pg_dp protects. */
+static bool
+reads_protected_table(List *rtable)
+{
+	ListCell   *lc;
+	Oid			user = GetUserId();
+
+	foreach(lc, rtable)
+	{
+		RangeTblEntry *rte = lfirst(lc);
+
+		if (rte->rtekind != RTE_RELATION || !(rte->requiredPerms & ACL_SELECT))
+			continue;
+		if (rte->relkind != RELKIND_RELATION && rte->relkind != RELKIND_PARTITIONED_TABLE)
+			continue;
+		if (pg_class_aclcheck(rte->relid, OidIsValid(rte->checkAsUser) ? rte->checkAsUser : user,
+							  ACL_SELECT) == ACLCHECK_OK)
+			continue;
+		if (is_protected(rte->relid))
+			return true;
+	}
+	return false;
+}
+
+/* The text of this statement within the string the client sent. */
+static char *
+statement_text(ParseState *pstate, Query *query)
+{
+	const char *source = pstate->p_sourcetext;
+	int			loc = query->stmt_location;
+	int			len = query->stmt_len;
+
+	if (source == NULL)
+		return NULL;
+	if (loc < 0)
+		loc = 0;
+	if (len <= 0)
+		len = strlen(source) - loc;
+	return pnstrdup(source + loc, len);
+}
+
+/* The column definition list of the answer ("name type, ..."), from the executor. */
+static char *
+answer_columns(const char *sql)
+{
+	StringInfoData payload;
+
+	initStringInfo(&payload);
+	appendStringInfoString(&payload, "{\"sql\": ");
+	escape_json(&payload, sql);
+	appendStringInfoString(&payload, ", \"columns_only\": true}");
+	return text_to_cstring(dp_executor_request("explain", payload.data));
+}
+
+/*
+ * Whether the text is a SELECT statement of its own (after comments, which BI
+ * tools like to put first).  The inner query of a utility statement -- CREATE
+ * VIEW, COPY (...) TO, PREPARE, DECLARE CURSOR, CREATE TABLE AS -- is analysed
+ * with the utility's text: it is not rewritten, and meets "permission denied".
+ */
+static bool
+is_plain_select(const char *p)
+{
+	for (;;)
+	{
+		while (*p == ' ' || *p == '\t' || *p == '\n' || *p == '\r' || *p == '\f' || *p == '(')
+			p++;
+		if (p[0] == '-' && p[1] == '-')
+		{
+			while (*p && *p != '\n')
+				p++;
+		}
+		else if (p[0] == '/' && p[1] == '*')
+		{
+			const char *end = strstr(p + 2, "*/");
+
+			if (end == NULL)
+				return false;
+			p = end + 2;
+		}
+		else
+			break;
+	}
+	return pg_strncasecmp(p, "select", 6) == 0 && !isalnum((unsigned char) p[6]) && p[6] != '_';
+}
+
+static void
+replace_with_gateway(ParseState *pstate, Query *query)
+{
+	char	   *sql = statement_text(pstate, query);
+	StringInfoData replacement;
+	List	   *raw;
+	Query	   *answer;
+
+	if (sql == NULL || !is_plain_select(sql))
+		return;
+	initStringInfo(&replacement);
+	appendStringInfo(&replacement, "SELECT * FROM dp.query(%s) AS answer(%s)",
+					 quote_literal_cstr(sql), answer_columns(sql));
+	raw = raw_parser(replacement.data, RAW_PARSE_DEFAULT);
+	if (list_length(raw) != 1)
+		elog(ERROR, "pg_dp: could not build the gateway statement");
+	hook_active = true;
+	PG_TRY();
+	{
+		answer = parse_analyze_fixedparams(linitial_node(RawStmt, raw), replacement.data, NULL, 0, NULL);
+	}
+	PG_FINALLY();
+	{
+		hook_active = false;
+	}
+	PG_END_TRY();
+	answer->stmt_location = query->stmt_location;
+	answer->stmt_len = query->stmt_len;
+	answer->canSetTag = query->canSetTag;
+	answer->queryId = query->queryId;
+	memcpy(query, answer, sizeof(Query));
+}
+
+static void
+refuse_explain(Query *query)
+{
+	ExplainStmt *explain = (ExplainStmt *) query->utilityStmt;
+	Query	   *inner = (Query *) explain->query;
+
+	if (inner != NULL && IsA(inner, Query) && reads_protected_table(inner->rtable))
+		ereport(ERROR,
+				(errcode(ERRCODE_INSUFFICIENT_PRIVILEGE),
+				 errmsg("EXPLAIN of a statement on a protected table is not allowed"),
+				 errhint("A plan shows row counts. Ask the question itself; dp.explain('...') "
+						 "describes its noise.")));
+}
+
+static void
+dp_post_parse_analyze(ParseState *pstate, Query *query, JumbleState *jstate)
+{
+	if (prev_post_parse_analyze)
+		prev_post_parse_analyze(pstate, query, jstate);
+	if (hook_active || IsBackgroundWorker || IsBinaryUpgrade || !IsTransactionState())
+		return;
+	if (query->commandType == CMD_UTILITY)
+	{
+		if (query->utilityStmt && IsA(query->utilityStmt, ExplainStmt))
+			refuse_explain(query);
+		return;
+	}
+	if (query->commandType != CMD_SELECT || query->querySource != QSRC_ORIGINAL)
+		return;
+	if (!reads_protected_table(query->rtable))
+		return;
+	replace_with_gateway(pstate, query);
+}
+
+void
+_PG_init(void)
+{
+	prev_post_parse_analyze = post_parse_analyze_hook;
+	post_parse_analyze_hook = dp_post_parse_analyze;
+}

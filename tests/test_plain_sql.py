@@ -1,0 +1,120 @@
+"""Plain SQL on protected tables through the hook (src/hook.c), on a real server.
+
+The database sets session_preload_libraries = 'pg_dp', so a restricted role's
+SELECT over a protected table is answered by the gateway: DP answer, charged
+once.  Other statements and roles that may read the table are left alone.
+"""
+
+from decimal import Decimal
+
+import psycopg
+import pytest
+
+
+@pytest.fixture(scope="module", autouse=True)
+def setup(conn, pg, db):
+    conn.execute(f'ALTER DATABASE "{db}" SET session_preload_libraries = \'pg_dp\'')
+    conn.execute("CREATE TABLE people (id int PRIMARY KEY, age int, sex text CHECK (sex IN ('F', 'M')) NOT NULL, "
+                 "city text)")
+    conn.execute("INSERT INTO people SELECT g, 18 + g % 70, CASE WHEN g % 3 = 0 THEN 'M' ELSE 'F' END, "
+                 "'city' || (g % 5) FROM generate_series(1, 30000) g")
+    conn.execute("CREATE TABLE open_data (k int)")
+    conn.execute("INSERT INTO open_data VALUES (1), (2)")
+    conn.execute("CREATE ROLE bi LOGIN")
+    conn.execute("GRANT SELECT ON open_data TO bi")
+    conn.execute("SELECT dp.protect('people')")
+    conn.execute("SELECT dp.set_bounds('people', 'age', 0, 100)")
+    conn.execute("SELECT dp.grant_budget('bi', 'people', 20, 1e-5)")
+    yield
+    conn.execute("DROP OWNED BY bi")
+    conn.execute("DROP ROLE bi")
+
+
+@pytest.fixture
+def bi(pg, db):
+    with pg.connect(db, user="bi") as c:
+        yield c
+
+
+def spent(conn):
+    return conn.execute("SELECT epsilon_spent FROM dp.budgets WHERE role = 'bi'::regrole").fetchone()[0]
+
+
+def test_plain_group_by_is_answered_with_dp(bi, conn):
+    before = spent(conn)
+    cur = bi.execute("SELECT sex, count(*), avg(age) FROM people GROUP BY sex")
+    rows = sorted(cur.fetchall())
+    assert [d.name for d in cur.description] == ["sex", "count", "avg"]
+    assert [r[0] for r in rows] == ["F", "M"]
+    assert abs(rows[0][1] - 20000) < 200 and abs(rows[1][1] - 10000) < 200
+    assert spent(conn) == before + Decimal("1.0")
+    # the same statement again: the cached answer, free
+    assert sorted(bi.execute("SELECT sex, count(*), avg(age) FROM people GROUP BY sex").fetchall()) == rows
+    assert spent(conn) == before + Decimal("1.0")
+
+
+def test_plain_sql_in_psql_and_multi_statement_strings(pg, db, conn):
+    out = pg.psql("SELECT count(*) AS n FROM people WHERE age > 50; SELECT k FROM open_data ORDER BY k",
+                  dbname=db, user="bi")
+    assert " n " in out.stdout and "(2 rows)" in out.stdout
+
+
+def test_owner_and_open_tables_are_left_alone(bi, conn):
+    assert conn.execute("SELECT count(*) FROM people").fetchone()[0] == 30000
+    assert bi.execute("SELECT sum(k) FROM open_data").fetchone()[0] == 3
+
+
+def test_refusals_read_like_postgresql(bi, conn):
+    before = spent(conn)
+    with pytest.raises(psycopg.errors.FeatureNotSupported) as e:
+        bi.execute("SELECT max(age) FROM people")
+    assert "not supported" in e.value.diag.message_primary and e.value.diag.message_hint
+    assert not e.value.diag.message_primary.startswith("plpy")
+    with pytest.raises(psycopg.errors.FeatureNotSupported):
+        bi.execute("SELECT age FROM people WHERE id = 7")
+    assert spent(conn) == before
+
+
+def test_attack_explain_of_a_protected_table(bi):
+    for sql in ["EXPLAIN SELECT count(*) FROM people WHERE id = 7",
+                "EXPLAIN (ANALYZE) SELECT count(*) FROM people WHERE id = 7"]:
+        with pytest.raises(psycopg.errors.InsufficientPrivilege) as e:
+            bi.execute(sql)
+        assert "EXPLAIN" in e.value.diag.message_primary
+
+
+def test_attack_other_paths_keep_permission_denied(bi, conn):
+    """Sub-queries, CTEs, cursors, views and functions over the table are not rewritten."""
+    before = spent(conn)
+    for sql in ["SELECT count(*) FROM (SELECT * FROM people) s",
+                "WITH p AS (SELECT * FROM people) SELECT count(*) FROM p",
+                "SELECT (SELECT count(*) FROM people WHERE id = 7)",
+                "SELECT count(*) FROM open_data WHERE k IN (SELECT age FROM people)"]:
+        with pytest.raises(psycopg.errors.InsufficientPrivilege):
+            bi.execute(sql)
+    bi.execute("BEGIN")
+    with pytest.raises(psycopg.errors.InsufficientPrivilege):
+        bi.execute("DECLARE c CURSOR FOR SELECT age FROM people WHERE id = 7")
+    bi.execute("ROLLBACK")
+    bi.execute("CREATE TEMP VIEW v AS SELECT * FROM people")
+    with pytest.raises(psycopg.errors.InsufficientPrivilege):
+        bi.execute("SELECT count(*) FROM v")
+    with pytest.raises(psycopg.Error):
+        bi.execute("COPY (SELECT age FROM people WHERE id = 7) TO STDOUT")
+    assert spent(conn) == before
+
+
+def test_attack_rollback_does_not_refund_plain_sql(pg, db, conn):
+    before = spent(conn)
+    with pg.connect(db, user="bi", autocommit=False) as c:
+        c.execute("SELECT count(*) FROM people WHERE age > 61").fetchall()
+        c.rollback()
+    assert spent(conn) == before + Decimal("1.0")
+
+
+def test_prepared_statement_without_parameters(bi, conn):
+    before = spent(conn)
+    for _ in range(6):      # psycopg prepares server-side after the 5th execution
+        rows = bi.execute("SELECT sex, count(*) FROM people WHERE age > 70 GROUP BY sex", prepare=True).fetchall()
+        assert len(rows) == 2
+    assert spent(conn) == before + Decimal("1.0")
