@@ -18,6 +18,7 @@ argument); handlers check and charge that role, never current_user (which is
 the extension owner here).
 """
 
+import importlib
 import inspect
 import json
 
@@ -30,20 +31,25 @@ INTERNAL = "XX000"
 _inflight = None      # the generator of the request in progress, between phases
 
 
-def _handlers():
-    from . import gateway, views
-    from .synth import report, run
+# kind -> (module, function); modules are imported on first use (synthesis pulls in
+# numpy, mbi and JAX, which a session asking questions never needs)
+HANDLERS = {
+    "query": ("pg_dp.gateway", "query_reply"),
+    "query_json": ("pg_dp.gateway", "query_json_reply"),
+    "cost": ("pg_dp.gateway", "cost_reply"),
+    "explain": ("pg_dp.gateway", "explain_reply"),
+    "create_view": ("pg_dp.views", "register"),
+    "view": ("pg_dp.views", "answer"),
+    "synthesize": ("pg_dp.synth.run", "synthesize_steps"),
+    "evaluate": ("pg_dp.synth.report", "evaluate_reply"),
+}
 
-    return {
-        "query": gateway.query_reply,
-        "query_json": gateway.query_json_reply,
-        "cost": gateway.cost_reply,
-        "explain": gateway.explain_reply,
-        "create_view": views.register,
-        "view": views.answer,
-        "synthesize": run.synthesize_steps,
-        "evaluate": report.evaluate_reply,
-    }
+
+def _handler(kind: str):
+    if kind not in HANDLERS:
+        raise DPError(f"unknown pg_dp request {kind!r}", sqlstate="22023")
+    module, function = HANDLERS[kind]
+    return getattr(importlib.import_module(module), function)
 
 
 def _error(e: DPError) -> str:
@@ -61,9 +67,7 @@ def handle(role: int, kind: str, payload: str) -> str:
         else:
             _inflight = None
             catalog.set_caller(int(role))
-            handler = _handlers().get(kind)
-            if handler is None:
-                raise DPError(f"unknown pg_dp request {kind!r}", sqlstate="22023")
+            handler = _handler(kind)
             try:
                 args = json.loads(payload) if payload else {}
             except ValueError:

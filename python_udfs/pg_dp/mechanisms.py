@@ -9,7 +9,25 @@ with a formula of ours, so the guarantee is the one OpenDP proves.
 from functools import lru_cache
 import math
 
-import opendp.prelude as dp
+# OpenDP's core modules, not opendp.prelude: the prelude loads opendp.extras.sklearn,
+# about 0.9 s of imports (scikit-learn) in every fresh executor (DESIGN.md #9).
+from opendp import combinators as _combinators, domains as _domains, measurements as _measurements
+from opendp import measures as _measures, metrics as _metrics, mod as _mod
+
+
+class _Core:
+    """dp.m, dp.c and the prelude's top-level names, from the core modules only."""
+    m = _measurements
+    c = _combinators
+
+    def __getattr__(self, name):
+        for module in (_domains, _metrics, _measures, _mod):
+            if hasattr(module, name):
+                return getattr(module, name)
+        raise AttributeError(name)
+
+
+dp = _Core()
 
 from .errors import DPError
 
