@@ -15,6 +15,20 @@ BEGIN
 END $$;
 REVOKE ALL ON FUNCTION dp_internal.bump_data_version() FROM PUBLIC;
 
+-- A protected table and its protected partitions and inheritance children (recursively):
+-- what dp.set_bounds, dp.set_public_values and dp.unprotect apply to together.
+CREATE FUNCTION dp_internal.protected_family(table_name regclass) RETURNS SETOF oid
+LANGUAGE sql STABLE SECURITY INVOKER
+SET search_path = pg_catalog, pg_temp
+AS $$
+    WITH RECURSIVE down(relid, depth) AS (
+        SELECT table_name::oid, 0
+      UNION ALL
+        SELECT i.inhrelid, d.depth + 1 FROM down d JOIN pg_catalog.pg_inherits i ON i.inhparent = d.relid
+        WHERE d.depth < 64)
+    SELECT DISTINCT d.relid FROM down d JOIN dp_internal.protected_tables p ON p.relid = d.relid
+$$;
+
 CREATE FUNCTION dp.protect(
     table_name regclass,
     dataset text DEFAULT NULL,
@@ -24,6 +38,7 @@ CREATE FUNCTION dp.protect(
 RETURNS void
 LANGUAGE plpython3u VOLATILE SECURITY INVOKER
 SET search_path = pg_catalog, pg_temp
+SET jit = off  -- the catalog views' estimates are huge (JIT would compile), their cost tiny
 AS $$
 from pg_dp.db import call
 from pg_dp.admin import protect
@@ -46,17 +61,47 @@ CREATE FUNCTION dp.unprotect(table_name regclass) RETURNS void
 LANGUAGE plpgsql VOLATILE SECURITY INVOKER
 SET search_path = pg_catalog, pg_temp
 AS $$
+DECLARE
+    parent regclass;
+    family regclass[];
+    children text;
+    rel regclass;
 BEGIN
     PERFORM dp_internal.require_admin('unprotect a table');
     IF NOT EXISTS (SELECT 1 FROM dp_internal.protected_tables WHERE relid = table_name) THEN
         RAISE EXCEPTION 'table % is not protected by pg_dp', table_name
             USING ERRCODE = 'invalid_parameter_value', HINT = 'See dp.datasets for the protected tables.';
     END IF;
-    EXECUTE format('DROP TRIGGER IF EXISTS dp_data_version ON %s', table_name);
-    PERFORM dp_internal.drop_bounded_copies(table_name);
-    DELETE FROM dp_internal.protected_tables WHERE relid = table_name;
-    RAISE NOTICE 'table % is no longer protected; its privileges were not changed', table_name
-        USING HINT = 'GRANT SELECT again to the roles that should read it directly.';
+    WITH RECURSIVE up(relid, depth) AS (
+        SELECT i.inhparent, 1 FROM pg_catalog.pg_inherits i WHERE i.inhrelid = table_name
+      UNION ALL
+        SELECT i.inhparent, u.depth + 1 FROM up u JOIN pg_catalog.pg_inherits i ON i.inhrelid = u.relid
+        WHERE u.depth < 64)
+    SELECT u.relid::regclass INTO parent
+    FROM up u JOIN dp_internal.protected_tables p ON p.relid = u.relid ORDER BY u.depth LIMIT 1;
+    IF parent IS NOT NULL THEN
+        RAISE EXCEPTION 'table % is a partition or child of protected table %', table_name, parent
+            USING ERRCODE = 'invalid_parameter_value',
+                  HINT = 'Unprotect ' || parent::text || ' instead: its partitions and children go with it.';
+    END IF;
+    SELECT array_agg(f::regclass ORDER BY f::regclass::text) INTO family FROM dp_internal.protected_family(table_name) f;
+    SELECT string_agg(f::text, ', ' ORDER BY f::text) INTO children FROM unnest(family) f WHERE f <> table_name;
+    -- forgotten first: dropping a trigger fires pg_dp's event trigger, which puts it back on a protected table
+    DELETE FROM dp_internal.protected_tables WHERE relid = ANY(family::oid[]);
+    FOREACH rel IN ARRAY family LOOP
+        IF EXISTS (SELECT 1 FROM pg_catalog.pg_trigger WHERE tgrelid = rel AND tgname = 'dp_data_version') THEN
+            EXECUTE format('DROP TRIGGER dp_data_version ON %s', rel);
+        END IF;
+        PERFORM dp_internal.drop_bounded_copies(rel);
+    END LOOP;
+    IF children IS NULL THEN
+        RAISE NOTICE 'table % is no longer protected; its privileges were not changed', table_name
+            USING HINT = 'GRANT SELECT again to the roles that should read it directly.';
+    ELSE
+        RAISE NOTICE 'table % is no longer protected, nor its partitions and children %; their privileges were not changed',
+                     table_name, children
+            USING HINT = 'GRANT SELECT again to the roles that should read them directly.';
+    END IF;
 END $$;
 
 CREATE FUNCTION dp.set_bounds(table_name regclass, column_name name, lower numeric, upper numeric)
@@ -73,7 +118,7 @@ BEGIN
                   HINT = 'Choose them from public knowledge of the domain, never from the data.';
     END IF;
     INSERT INTO dp_internal.columns (relid, attname, lower_bound, upper_bound)
-    VALUES (table_name, column_name, lower, upper)
+    SELECT f, column_name, lower, upper FROM dp_internal.protected_family(table_name) f
     ON CONFLICT (relid, attname) DO UPDATE SET lower_bound = excluded.lower_bound,
                                                upper_bound = excluded.upper_bound;
 END $$;
@@ -92,7 +137,8 @@ BEGIN
                   HINT = 'NULL is added by itself when the column is nullable.';
     END IF;
     INSERT INTO dp_internal.columns (relid, attname, public_values, values_source)
-    VALUES (table_name, column_name, ARRAY(SELECT DISTINCT v FROM unnest(public_values) v ORDER BY 1), 'declared')
+    SELECT f, column_name, ARRAY(SELECT DISTINCT v FROM unnest(public_values) v ORDER BY 1), 'declared'
+    FROM dp_internal.protected_family(table_name) f
     ON CONFLICT (relid, attname) DO UPDATE SET public_values = excluded.public_values,
                                                values_source = excluded.values_source;
 END $$;
@@ -116,7 +162,7 @@ BEGIN
                    source_column, source_table, source_column) INTO vals;
     PERFORM dp.set_public_values(table_name, column_name, coalesce(vals, '{}'));
     UPDATE dp_internal.columns SET values_source = 'table ' || source_table::text
-    WHERE relid = table_name AND attname = column_name;
+    WHERE relid IN (SELECT dp_internal.protected_family(table_name)) AND attname = column_name;
 END $$;
 
 CREATE FUNCTION dp_internal.check_protected_column(table_name regclass, column_name name)
@@ -206,13 +252,14 @@ REVOKE ALL ON FUNCTION dp.protect(regclass, text, name, integer, integer), dp.un
     dp.set_public_values(regclass, name, regclass, name), dp.grant_budget(regrole, text, numeric, numeric),
     dp.revoke_budget(regrole, text), dp.set_dataset_cap(text, numeric, numeric), dp.set_setting(text, text),
     dp_internal.drop_bounded_copies(regclass),
-    dp_internal.check_protected_column(regclass, name)
+    dp_internal.check_protected_column(regclass, name), dp_internal.protected_family(regclass)
 FROM PUBLIC;
 
 COMMENT ON FUNCTION dp_internal.bump_data_version() IS 'Trigger: a write to a protected table bumps its dataset''s data version (invalidates cached answers)';
 COMMENT ON FUNCTION dp.protect(regclass, text, name, integer, integer) IS
-    'DBA: protect a table (dataset, privacy unit column, max rows and groups per unit); revokes direct SELECT and takes public values from enums, booleans and CHECK (col IN ...)';
-COMMENT ON FUNCTION dp.unprotect(regclass) IS 'DBA: stop protecting a table (privileges are left as they are)';
+    'DBA: protect a table and its partitions (dataset, privacy unit column, max rows and groups per unit); revokes every direct privilege on them and on views reading them, and takes public values from enums, booleans and CHECK (col IN ...)';
+COMMENT ON FUNCTION dp.unprotect(regclass) IS 'DBA: stop protecting a table and its partitions and children (privileges are left as they are)';
+COMMENT ON FUNCTION dp_internal.protected_family(regclass) IS 'A protected table and its protected partitions and inheritance children, recursively';
 COMMENT ON FUNCTION dp.set_bounds(regclass, name, numeric, numeric) IS 'DBA: public clamping bounds of a numeric column';
 COMMENT ON FUNCTION dp.set_public_values(regclass, name, text[]) IS 'DBA: declare the public set of GROUP BY keys of a column (every key is released, empty ones too)';
 COMMENT ON FUNCTION dp.set_public_values(regclass, name, regclass, name) IS 'DBA: take the public GROUP BY keys of a column from a public table';
