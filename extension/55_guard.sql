@@ -2,7 +2,8 @@
 -- views and materialized views reading it, sequences it owns, later GRANTs, writes
 -- that would keep a stale answer cache, and the per-table statistics counters.
 -- dp.protect closes them once (python_udfs/pg_dp/admin.py); an event trigger keeps
--- them closed after later DDL.  Protected tables are few: every check here is a handful
+-- them closed after later DDL; dp.doctor() (python_udfs/pg_dp/doctor.py) lists
+-- whatever path remains.  Protected tables are few: every check here is a handful
 -- of index lookups in the system catalogs.
 
 -- Every relation whose privileges reach a protected table's rows:
@@ -218,6 +219,20 @@ REVOKE ALL ON FUNCTION dp_internal.close_paths(), dp_internal.guard_ddl(),
 -- closed from the start in this database (dp.protect checks again)
 SELECT dp_internal.restrict_stat_functions();
 
+-- dp.doctor ----------------------------------------------------------------------------
+
+CREATE FUNCTION dp.doctor(known_limits boolean DEFAULT false)
+RETURNS TABLE (table_name regclass, issue text, detail text, fix text)
+LANGUAGE plpython3u STABLE SECURITY INVOKER
+SET search_path = pg_catalog, pg_temp
+SET jit = off  -- the catalog views' estimates are huge (JIT would compile), their cost tiny
+AS $$
+from pg_dp.db import call
+from pg_dp.doctor import doctor
+return call(doctor, known_limits)
+$$;
+REVOKE ALL ON FUNCTION dp.doctor(boolean) FROM PUBLIC;
+
 COMMENT ON VIEW dp_internal.guarded_relations IS
     'Relations reaching protected rows: protected tables, unrecorded partitions/children, views and materialized views reading them, their sequences';
 COMMENT ON VIEW dp_internal.open_grants IS 'Non-owner privileges (table or column level) on guarded relations: each is revoked';
@@ -233,3 +248,5 @@ COMMENT ON FUNCTION dp_internal.relation_stat_functions() IS
     'The per-table/per-index statistics functions of pg_catalog (exact counters): pg_stat_get_*(oid) but database-wide and function ones';
 COMMENT ON FUNCTION dp_internal.restrict_stat_functions() IS
     'Revokes EXECUTE on the per-relation statistics functions from PUBLIC and grants it to pg_read_all_stats; the functions changed';
+COMMENT ON FUNCTION dp.doctor(boolean) IS
+    'DBA: every remaining way a role could read a protected table or learn an exact statistic of it, each with the SQL that closes it (no rows: all closed); known_limits adds what cannot be closed';
