@@ -15,6 +15,20 @@ BEGIN
 END $$;
 REVOKE ALL ON FUNCTION dp_internal.bump_data_version() FROM PUBLIC;
 
+-- A protected table and its protected partitions and inheritance children (recursively):
+-- what dp.set_bounds, dp.set_public_values and dp.unprotect apply to together.
+CREATE FUNCTION dp_internal.protected_family(table_name regclass) RETURNS SETOF oid
+LANGUAGE sql STABLE SECURITY INVOKER
+SET search_path = pg_catalog, pg_temp
+AS $$
+    WITH RECURSIVE down(relid, depth) AS (
+        SELECT table_name::oid, 0
+      UNION ALL
+        SELECT i.inhrelid, d.depth + 1 FROM down d JOIN pg_catalog.pg_inherits i ON i.inhparent = d.relid
+        WHERE d.depth < 64)
+    SELECT DISTINCT d.relid FROM down d JOIN dp_internal.protected_tables p ON p.relid = d.relid
+$$;
+
 CREATE FUNCTION dp.protect(
     table_name regclass,
     dataset text DEFAULT NULL,
@@ -24,6 +38,7 @@ CREATE FUNCTION dp.protect(
 RETURNS void
 LANGUAGE plpython3u VOLATILE SECURITY INVOKER
 SET search_path = pg_catalog, pg_temp
+SET jit = off  -- the catalog views' estimates are huge (JIT would compile), their cost tiny
 AS $$
 from pg_dp.db import call
 from pg_dp.admin import protect
@@ -46,53 +61,136 @@ CREATE FUNCTION dp.unprotect(table_name regclass) RETURNS void
 LANGUAGE plpgsql VOLATILE SECURITY INVOKER
 SET search_path = pg_catalog, pg_temp
 AS $$
+DECLARE
+    parent regclass;
+    family regclass[];
+    children text;
+    rel regclass;
 BEGIN
     PERFORM dp_internal.require_admin('unprotect a table');
     IF NOT EXISTS (SELECT 1 FROM dp_internal.protected_tables WHERE relid = table_name) THEN
         RAISE EXCEPTION 'table % is not protected by pg_dp', table_name
             USING ERRCODE = 'invalid_parameter_value', HINT = 'See dp.datasets for the protected tables.';
     END IF;
-    EXECUTE format('DROP TRIGGER IF EXISTS dp_data_version ON %s', table_name);
-    PERFORM dp_internal.drop_bounded_copies(table_name);
-    DELETE FROM dp_internal.protected_tables WHERE relid = table_name;
-    RAISE NOTICE 'table % is no longer protected; its privileges were not changed', table_name
-        USING HINT = 'GRANT SELECT again to the roles that should read it directly.';
+    WITH RECURSIVE up(relid, depth) AS (
+        SELECT i.inhparent, 1 FROM pg_catalog.pg_inherits i WHERE i.inhrelid = table_name
+      UNION ALL
+        SELECT i.inhparent, u.depth + 1 FROM up u JOIN pg_catalog.pg_inherits i ON i.inhrelid = u.relid
+        WHERE u.depth < 64)
+    SELECT u.relid::regclass INTO parent
+    FROM up u JOIN dp_internal.protected_tables p ON p.relid = u.relid ORDER BY u.depth LIMIT 1;
+    IF parent IS NOT NULL THEN
+        RAISE EXCEPTION 'table % is a partition or child of protected table %', table_name, parent
+            USING ERRCODE = 'invalid_parameter_value',
+                  HINT = 'Unprotect ' || parent::text || ' instead: its partitions and children go with it.';
+    END IF;
+    SELECT array_agg(f::regclass ORDER BY f::regclass::text) INTO family FROM dp_internal.protected_family(table_name) f;
+    SELECT string_agg(f::text, ', ' ORDER BY f::text) INTO children FROM unnest(family) f WHERE f <> table_name;
+    -- forgotten first: dropping a trigger fires pg_dp's event trigger, which puts it back on a protected table
+    DELETE FROM dp_internal.protected_tables WHERE relid = ANY(family::oid[]);
+    FOREACH rel IN ARRAY family LOOP
+        IF EXISTS (SELECT 1 FROM pg_catalog.pg_trigger WHERE tgrelid = rel AND tgname = 'dp_data_version') THEN
+            EXECUTE format('DROP TRIGGER dp_data_version ON %s', rel);
+        END IF;
+        PERFORM dp_internal.drop_bounded_copies(rel);
+    END LOOP;
+    IF children IS NULL THEN
+        RAISE NOTICE 'table % is no longer protected; its privileges were not changed', table_name
+            USING HINT = 'GRANT SELECT again to the roles that should read it directly.';
+    ELSE
+        RAISE NOTICE 'table % is no longer protected, nor its partitions and children %; their privileges were not changed',
+                     table_name, children
+            USING HINT = 'GRANT SELECT again to the roles that should read them directly.';
+    END IF;
 END $$;
 
+-- Bounds of a column (numbers: days since 2000-01-01 for dates, seconds for timestamps);
+-- NULL, NULL clears them.  A protected table's partitions and children get them too.
 CREATE FUNCTION dp.set_bounds(table_name regclass, column_name name, lower numeric, upper numeric)
 RETURNS void
 LANGUAGE plpgsql VOLATILE SECURITY INVOKER
 SET search_path = pg_catalog, pg_temp
 AS $$
+DECLARE
+    typ oid;
 BEGIN
     PERFORM dp_internal.require_admin('set bounds');
     PERFORM dp_internal.check_protected_column(table_name, column_name);
-    IF lower IS NULL OR upper IS NULL OR lower > upper OR lower = 'NaN' OR upper = 'NaN' THEN
+    SELECT a.atttypid INTO typ FROM pg_catalog.pg_attribute a WHERE a.attrelid = table_name AND a.attname = column_name;
+    WHILE (SELECT t.typtype FROM pg_catalog.pg_type t WHERE t.oid = typ) = 'd' LOOP   -- a domain: its base type
+        SELECT t.typbasetype INTO typ FROM pg_catalog.pg_type t WHERE t.oid = typ;
+    END LOOP;
+    IF typ NOT IN ('smallint'::regtype, 'integer'::regtype, 'bigint'::regtype, 'real'::regtype,
+                   'double precision'::regtype, 'numeric'::regtype, 'date'::regtype,
+                   'timestamp without time zone'::regtype, 'timestamp with time zone'::regtype) THEN
+        RAISE EXCEPTION 'column %.% is of type %: bounds are for integer, numeric, float, date and timestamp columns',
+                        table_name, column_name, typ::regtype
+            USING ERRCODE = 'datatype_mismatch',
+                  HINT = 'Declare the GROUP BY keys of a categorical column with dp.set_public_values instead.';
+    END IF;
+    IF lower IS NULL AND upper IS NULL THEN
+        UPDATE dp_internal.columns c SET lower_bound = NULL, upper_bound = NULL
+        WHERE c.relid IN (SELECT dp_internal.protected_family(table_name)) AND c.attname = column_name;
+        RETURN;
+    END IF;
+    IF lower IS NULL OR upper IS NULL THEN
+        RAISE EXCEPTION 'bounds of %.% must be two numbers, or both NULL to clear them', table_name, column_name
+            USING ERRCODE = 'invalid_parameter_value',
+                  HINT = 'Choose them from public knowledge of the domain, never from the data.';
+    END IF;
+    IF lower IN ('Infinity', '-Infinity') OR upper IN ('Infinity', '-Infinity') THEN
+        RAISE EXCEPTION 'bounds of %.% must be finite', table_name, column_name
+            USING ERRCODE = 'invalid_parameter_value',
+                  HINT = 'An infinite bound clamps nothing and makes the noise infinite: choose the domain''s limits.';
+    END IF;
+    IF lower > upper OR lower = 'NaN' OR upper = 'NaN' THEN
         RAISE EXCEPTION 'bounds of %.% must be numbers with lower <= upper', table_name, column_name
             USING ERRCODE = 'invalid_parameter_value',
                   HINT = 'Choose them from public knowledge of the domain, never from the data.';
     END IF;
     INSERT INTO dp_internal.columns (relid, attname, lower_bound, upper_bound)
-    VALUES (table_name, column_name, lower, upper)
+    SELECT f, column_name, lower, upper FROM dp_internal.protected_family(table_name) f
     ON CONFLICT (relid, attname) DO UPDATE SET lower_bound = excluded.lower_bound,
                                                upper_bound = excluded.upper_bound;
 END $$;
 
+-- The public GROUP BY keys of a column; NULL clears them.  Each must be a value of the
+-- column's type.  A protected table's partitions and children get them too.
 CREATE FUNCTION dp.set_public_values(table_name regclass, column_name name, public_values text[])
 RETURNS void
 LANGUAGE plpgsql VOLATILE SECURITY INVOKER
 SET search_path = pg_catalog, pg_temp
 AS $$
+DECLARE
+    typ text;
+    candidate text;
 BEGIN
     PERFORM dp_internal.require_admin('set public values');
     PERFORM dp_internal.check_protected_column(table_name, column_name);
-    IF public_values IS NULL OR cardinality(public_values) = 0 OR array_position(public_values, NULL) IS NOT NULL THEN
+    IF public_values IS NULL THEN
+        UPDATE dp_internal.columns c SET public_values = NULL, values_source = NULL
+        WHERE c.relid IN (SELECT dp_internal.protected_family(table_name)) AND c.attname = column_name;
+        RETURN;
+    END IF;
+    IF cardinality(public_values) = 0 OR array_position(public_values, NULL) IS NOT NULL THEN
         RAISE EXCEPTION 'public values of %.% must be a non-empty array without NULLs', table_name, column_name
             USING ERRCODE = 'invalid_parameter_value',
                   HINT = 'NULL is added by itself when the column is nullable.';
     END IF;
+    SELECT format_type(a.atttypid, a.atttypmod) INTO typ
+    FROM pg_catalog.pg_attribute a WHERE a.attrelid = table_name AND a.attname = column_name;
+    FOREACH candidate IN ARRAY public_values LOOP
+        BEGIN
+            EXECUTE format('SELECT %L::%s', candidate, typ);
+        EXCEPTION WHEN data_exception THEN
+            RAISE EXCEPTION 'public value % of %.% is not a valid %', quote_literal(candidate), table_name, column_name, typ
+                USING ERRCODE = 'invalid_text_representation', DETAIL = SQLERRM,
+                      HINT = 'Every public value must be a value of the column''s type.';
+        END;
+    END LOOP;
     INSERT INTO dp_internal.columns (relid, attname, public_values, values_source)
-    VALUES (table_name, column_name, ARRAY(SELECT DISTINCT v FROM unnest(public_values) v ORDER BY 1), 'declared')
+    SELECT f, column_name, ARRAY(SELECT DISTINCT v FROM unnest(public_values) v ORDER BY 1), 'declared'
+    FROM dp_internal.protected_family(table_name) f
     ON CONFLICT (relid, attname) DO UPDATE SET public_values = excluded.public_values,
                                                values_source = excluded.values_source;
 END $$;
@@ -116,7 +214,7 @@ BEGIN
                    source_column, source_table, source_column) INTO vals;
     PERFORM dp.set_public_values(table_name, column_name, coalesce(vals, '{}'));
     UPDATE dp_internal.columns SET values_source = 'table ' || source_table::text
-    WHERE relid = table_name AND attname = column_name;
+    WHERE relid IN (SELECT dp_internal.protected_family(table_name)) AND attname = column_name;
 END $$;
 
 CREATE FUNCTION dp_internal.check_protected_column(table_name regclass, column_name name)
@@ -141,6 +239,8 @@ RETURNS void
 LANGUAGE plpgsql VOLATILE SECURITY INVOKER
 SET search_path = pg_catalog, pg_temp
 AS $$
+DECLARE
+    granted numeric;
 BEGIN
     PERFORM dp_internal.require_admin('grant a budget');
     IF NOT EXISTS (SELECT 1 FROM dp_internal.datasets d WHERE d.name = grant_budget.dataset) THEN
@@ -150,6 +250,19 @@ BEGIN
     IF epsilon IS NULL OR epsilon < 0 OR epsilon = 'NaN' OR delta IS NULL OR delta < 0 OR delta > 1 THEN
         RAISE EXCEPTION 'epsilon must be >= 0 and delta between 0 and 1'
             USING ERRCODE = 'invalid_parameter_value', HINT = 'e.g. dp.grant_budget(''analyst'', ''adult'', 1.0, 1e-6)';
+    END IF;
+    IF epsilon = 'Infinity' THEN
+        RAISE EXCEPTION 'epsilon must be finite'
+            USING ERRCODE = 'invalid_parameter_value',
+                  HINT = 'An infinite budget is no privacy: grant a number, and more later if needed.';
+    END IF;
+    SELECT b.delta_granted INTO granted FROM dp_internal.budgets b
+    WHERE b.role = grant_budget.role AND b.dataset = grant_budget.dataset;
+    IF coalesce(granted, 0) + delta >= 1 THEN
+        RAISE EXCEPTION 'delta must stay below 1: role % would hold delta % on dataset "%"',
+                        role, coalesce(granted, 0) + delta, dataset
+            USING ERRCODE = 'invalid_parameter_value',
+                  HINT = 'delta >= 1 allows releasing rows as they are; grant much less than 1 / rows, e.g. 1e-6.';
     END IF;
     INSERT INTO dp_internal.budgets (role, dataset, epsilon_granted, delta_granted)
     VALUES (role, dataset, epsilon, delta)
@@ -179,6 +292,12 @@ SET search_path = pg_catalog, pg_temp
 AS $$
 BEGIN
     PERFORM dp_internal.require_admin('set a dataset cap');
+    IF (epsilon IS NOT NULL AND (epsilon < 0 OR epsilon IN ('NaN', 'Infinity')))
+       OR (delta IS NOT NULL AND (delta < 0 OR delta > 1 OR delta = 'NaN')) THEN
+        RAISE EXCEPTION 'a dataset cap needs a finite epsilon >= 0 and a delta between 0 and 1'
+            USING ERRCODE = 'invalid_parameter_value',
+                  HINT = 'NULL leaves it uncapped, e.g. dp.set_dataset_cap(''adult'', 20.0, 1e-5).';
+    END IF;
     UPDATE dp_internal.datasets d SET epsilon_cap = epsilon, delta_cap = delta
     WHERE d.name = set_dataset_cap.dataset;
     IF NOT FOUND THEN
@@ -187,18 +306,75 @@ BEGIN
     END IF;
 END $$;
 
+-- Each known setting's value is checked before it is written.
 CREATE FUNCTION dp.set_setting(key text, value text) RETURNS void
 LANGUAGE plpgsql VOLATILE SECURITY INVOKER
 SET search_path = pg_catalog, pg_temp
 AS $$
+DECLARE
+    number numeric;
+    copies integer;
+    expected text;
+    example text;
 BEGIN
     PERFORM dp_internal.require_admin('change a setting');
-    UPDATE dp_internal.settings s SET value = set_setting.value WHERE s.key = set_setting.key;
-    IF NOT FOUND THEN
+    IF NOT EXISTS (SELECT 1 FROM dp_internal.settings s WHERE s.key = set_setting.key) THEN
         RAISE EXCEPTION 'unknown pg_dp setting "%"', key
             USING ERRCODE = 'invalid_parameter_value',
                   HINT = 'Settings: ' || (SELECT string_agg(s.key, ', ' ORDER BY s.key) FROM dp_internal.settings s);
     END IF;
+    IF value IS NULL THEN
+        RAISE EXCEPTION 'pg_dp setting % cannot be NULL', key
+            USING ERRCODE = 'invalid_parameter_value', HINT = 'See dp_internal.settings for the current values.';
+    END IF;
+    IF key IN ('default_epsilon', 'default_delta') THEN
+        BEGIN
+            number := value::numeric;
+        EXCEPTION WHEN invalid_text_representation THEN
+            number := NULL;
+        END;
+        IF key = 'default_epsilon' AND (number IS NULL OR number <= 0 OR number IN ('NaN', 'Infinity')) THEN
+            expected := 'a finite number greater than 0';
+            example := 'dp.set_setting(''default_epsilon'', ''1.0'')';
+        ELSIF key = 'default_delta' AND (number IS NULL OR number < 0 OR number >= 1 OR number = 'NaN') THEN
+            expected := 'a number at least 0 and below 1';
+            example := 'dp.set_setting(''default_delta'', ''1e-6'')';
+        END IF;
+    ELSIF key = 'bounded_copies' THEN
+        BEGIN
+            copies := value::integer;
+        EXCEPTION WHEN invalid_text_representation OR numeric_value_out_of_range THEN
+            copies := NULL;
+        END;
+        IF copies IS NULL OR copies < 0 THEN
+            expected := 'a whole number at least 0';
+            example := 'dp.set_setting(''bounded_copies'', ''4'')';
+        END IF;
+    ELSIF key = 'lock_timeout' THEN
+        -- what SET lock_timeout accepts; the subtransaction's rollback undoes the trial
+        BEGIN
+            PERFORM set_config('lock_timeout', value, true);
+            RAISE EXCEPTION USING ERRCODE = 'PDPOK';
+        EXCEPTION
+            WHEN SQLSTATE 'PDPOK' THEN
+                NULL;
+            WHEN invalid_parameter_value THEN
+                expected := 'a duration that SET lock_timeout accepts';
+                example := 'dp.set_setting(''lock_timeout'', ''10s'')';
+        END;
+    ELSIF key = 'synthetic_schema' THEN
+        IF value !~ '^[a-z_][a-z0-9_]*$' OR octet_length(value) > 63
+           OR value IN ('dp', 'dp_internal', 'information_schema') OR value LIKE 'pg\_%' THEN
+            expected := 'a schema name of lower-case letters, digits and underscores, not dp, dp_internal, '
+                        'information_schema or pg_*';
+            example := 'dp.set_setting(''synthetic_schema'', ''dp_synthetic'')';
+        END IF;
+    END IF;
+    IF expected IS NOT NULL THEN
+        RAISE EXCEPTION 'invalid value % for pg_dp setting %: it must be %', quote_literal(value), key, expected
+            USING ERRCODE = 'invalid_parameter_value', HINT = 'e.g. ' || example;
+    END IF;
+    UPDATE dp_internal.settings s SET value = set_setting.value WHERE s.key = set_setting.key;
 END $$;
 
 REVOKE ALL ON FUNCTION dp.protect(regclass, text, name, integer, integer), dp.unprotect(regclass),
@@ -206,15 +382,16 @@ REVOKE ALL ON FUNCTION dp.protect(regclass, text, name, integer, integer), dp.un
     dp.set_public_values(regclass, name, regclass, name), dp.grant_budget(regrole, text, numeric, numeric),
     dp.revoke_budget(regrole, text), dp.set_dataset_cap(text, numeric, numeric), dp.set_setting(text, text),
     dp_internal.drop_bounded_copies(regclass),
-    dp_internal.check_protected_column(regclass, name)
+    dp_internal.check_protected_column(regclass, name), dp_internal.protected_family(regclass)
 FROM PUBLIC;
 
 COMMENT ON FUNCTION dp_internal.bump_data_version() IS 'Trigger: a write to a protected table bumps its dataset''s data version (invalidates cached answers)';
 COMMENT ON FUNCTION dp.protect(regclass, text, name, integer, integer) IS
-    'DBA: protect a table (dataset, privacy unit column, max rows and groups per unit); revokes direct SELECT and takes public values from enums, booleans and CHECK (col IN ...)';
-COMMENT ON FUNCTION dp.unprotect(regclass) IS 'DBA: stop protecting a table (privileges are left as they are)';
-COMMENT ON FUNCTION dp.set_bounds(regclass, name, numeric, numeric) IS 'DBA: public clamping bounds of a numeric column';
-COMMENT ON FUNCTION dp.set_public_values(regclass, name, text[]) IS 'DBA: declare the public set of GROUP BY keys of a column (every key is released, empty ones too)';
+    'DBA: protect a table and its partitions (dataset, privacy unit column, max rows and groups per unit); revokes every direct privilege on them and on views reading them, and takes public values from enums, booleans and CHECK (col IN ...)';
+COMMENT ON FUNCTION dp.unprotect(regclass) IS 'DBA: stop protecting a table and its partitions and children (privileges are left as they are)';
+COMMENT ON FUNCTION dp.set_bounds(regclass, name, numeric, numeric) IS 'DBA: public clamping bounds of an integer, numeric, float, date or timestamp column (NULL, NULL clears them)';
+COMMENT ON FUNCTION dp.set_public_values(regclass, name, text[]) IS 'DBA: declare the public set of GROUP BY keys of a column (every key is released, empty ones too; NULL clears them)';
+COMMENT ON FUNCTION dp_internal.protected_family(regclass) IS 'A protected table and its protected partitions and inheritance children, recursively';
 COMMENT ON FUNCTION dp.set_public_values(regclass, name, regclass, name) IS 'DBA: take the public GROUP BY keys of a column from a public table';
 COMMENT ON FUNCTION dp_internal.drop_bounded_copies(regclass) IS 'Drops the bounded copies of a table (when it is unprotected)';
 COMMENT ON FUNCTION dp_internal.check_protected_column(regclass, name) IS 'Raises unless the table is protected and has the column';

@@ -90,37 +90,267 @@ def protect(table_oid, dataset, privacy_unit, max_rows_per_unit, max_groups_per_
                "ON CONFLICT (relid) DO UPDATE SET dataset = excluded.dataset, unit_column = excluded.unit_column",
                [table_oid, dataset, privacy_unit], ["oid", "text", "name"])
 
+    children = _descendants(table_oid)
+    for child in children:
+        db.execute("INSERT INTO dp_internal.protected_tables (relid, dataset, unit_column) VALUES ($1, $2, $3) "
+                   "ON CONFLICT (relid) DO UPDATE SET dataset = excluded.dataset, unit_column = excluded.unit_column",
+                   [child["relid"], dataset, privacy_unit], ["oid", "text", "name"])
+
     found = _discover_public_values(table_oid, columns)
+    for child in children:
+        _mirror_columns(child["relid"], table_oid)
 
-    revoked = [r["grantee"] for r in db.execute(
-        "SELECT DISTINCT CASE WHEN a.grantee = 0 THEN 'PUBLIC' ELSE pg_catalog.pg_get_userbyid(a.grantee) END AS grantee "
-        "FROM pg_catalog.pg_class c, LATERAL pg_catalog.aclexplode(c.relacl) a "
-        "WHERE c.oid = $1 AND a.grantee <> c.relowner ORDER BY 1", [table_oid], ["oid"])]
-    column_grants = [r["grantee"] for r in db.execute(
-        "SELECT DISTINCT CASE WHEN x.grantee = 0 THEN 'PUBLIC' ELSE pg_catalog.pg_get_userbyid(x.grantee) END AS grantee "
-        "FROM pg_catalog.pg_attribute a, LATERAL pg_catalog.aclexplode(a.attacl) x "
-        "WHERE a.attrelid = $1 AND a.attacl IS NOT NULL ORDER BY 1", [table_oid], ["oid"])]
-    for grantee in sorted(set(revoked) | set(column_grants)):
-        who = "PUBLIC" if grantee == "PUBLIC" else db.quote_ident(grantee)
-        db.execute(f"REVOKE ALL ON TABLE {qualified} FROM {who}")
-        if grantee in column_grants:
-            cols = ", ".join(db.quote_ident(c) for c in columns)
-            db.execute(f"REVOKE ALL ({cols}) ON TABLE {qualified} FROM {who}")
-
-    if db.execute("SELECT count(*) AS n FROM pg_catalog.pg_trigger WHERE tgrelid = $1 AND tgname = 'dp_data_version'",
-                  [table_oid], ["oid"])[0]["n"]:
-        db.execute(f"DROP TRIGGER dp_data_version ON {qualified}")
-    db.execute(f"CREATE TRIGGER dp_data_version AFTER INSERT OR UPDATE OR DELETE OR TRUNCATE ON {qualified} "
-               "FOR EACH STATEMENT EXECUTE FUNCTION dp_internal.bump_data_version()")
+    closed = _close() or Closed()
+    family = {table_oid} | {c["relid"] for c in children}
     db.execute("UPDATE dp_internal.datasets SET data_version = data_version + 1 WHERE name = $1", [dataset], ["text"])
 
     message = f"table {qualified} is protected in dataset {dataset}"
     message += f", privacy unit {privacy_unit}" if privacy_unit else ", each row a privacy unit"
-    if revoked or column_grants:
-        message += "; revoked direct access from " + ", ".join(sorted(set(revoked) | set(column_grants)))
+    if children:
+        kind = "partitions" if all(c["relispartition"] for c in children) else "partitions and inheritance children"
+        message += f" with its {kind} " + ", ".join(c["name"] for c in children)
+    direct = sorted({who for r in closed.revoked if r["relid"] in family for who in r["grants"]})
+    if direct:
+        message += "; revoked direct access from " + ", ".join(direct)
+    readers = _readers(family)
+    views = [v for v in readers if v["kind"] == "view"]
+    if views:
+        message += "; revoked access to views reading it: " + ", ".join(_with_grantees(v, closed) for v in views)
+    copies = [v for v in readers if v["kind"] == "matview"]
+    if copies:
+        message += ("; materialized views hold a copy of its rows: " + ", ".join(_with_grantees(v, closed) for v in copies)
+                    + ": drop them if they are not needed")
+    others = [line for r, line in closed.lines() if r not in family and r not in {v["relid"] for v in readers}]
+    if others:
+        message += "; also closed: " + "; ".join(others)
     if found:
         message += "; public values from " + ", ".join(f"{c} ({src})" for c, src in found)
     db.notice(message, hint="Set bounds with dp.set_bounds and grant budgets with dp.grant_budget.")
+
+    for fk in db.execute(
+            "SELECT f.conname, f.conrelid::regclass::text AS rel, f.confrelid::regclass::text AS target, f.writers "
+            "FROM dp_internal.probing_foreign_keys f WHERE f.confrelid = ANY($1::oid[]) ORDER BY 2, 1",
+            [sorted(family)], ["int8[]"]):
+        db.notice(f"foreign key {fk['conname']} of {fk['rel']} references protected table {fk['target']}: "
+                  f"{', '.join(fk['writers'])} may write {fk['rel']}, and a foreign-key violation tells whether a key "
+                  f"is in {fk['target']}",
+                  hint=f"Drop the key (ALTER TABLE {fk['rel']} DROP CONSTRAINT {db.quote_ident(fk['conname'])}), "
+                       "protect that table too, or revoke INSERT and UPDATE on it. dp.doctor() lists such keys.")
+
+    stats = db.execute("SELECT dp_internal.restrict_stat_functions() AS f")[0]["f"] or []
+    if stats:
+        db.notice(f"revoked EXECUTE on {len(stats)} per-table statistics functions ({', '.join(stats)}) from PUBLIC "
+                  "and granted them to pg_read_all_stats: they show exact row counts of protected tables "
+                  "(pg_stat_user_tables.n_live_tup)",
+                  hint="Monitoring roles keep them through pg_read_all_stats (pg_monitor is a member).")
+
+
+def _descendants(table_oid) -> list[dict]:
+    """Partitions and inheritance children of a table, recursively, parents first."""
+    return db.execute(
+        "WITH RECURSIVE d(relid, depth) AS (SELECT inhrelid, 1 FROM pg_catalog.pg_inherits WHERE inhparent = $1 "
+        "UNION SELECT i.inhrelid, d.depth + 1 FROM d JOIN pg_catalog.pg_inherits i ON i.inhparent = d.relid "
+        "WHERE d.depth < 64) "
+        "SELECT DISTINCT ON (d.relid) d.relid::int8 AS relid, d.relid::regclass::text AS name, c.relispartition, d.depth "
+        "FROM d JOIN pg_catalog.pg_class c ON c.oid = d.relid ORDER BY d.relid, d.depth",
+        [table_oid], ["oid"])
+
+
+def _mirror_columns(child_oid, parent_oid):
+    """A partition or child answers with its parent's bounds and public values."""
+    db.execute(
+        "INSERT INTO dp_internal.columns (relid, attname, lower_bound, upper_bound, public_values, values_source) "
+        "SELECT $1, c.attname, c.lower_bound, c.upper_bound, c.public_values, c.values_source "
+        "FROM dp_internal.columns c WHERE c.relid = $2 AND EXISTS (SELECT 1 FROM pg_catalog.pg_attribute a "
+        "WHERE a.attrelid = $1 AND a.attname = c.attname AND a.attnum > 0 AND NOT a.attisdropped) "
+        "ON CONFLICT (relid, attname) DO UPDATE SET lower_bound = excluded.lower_bound, "
+        "upper_bound = excluded.upper_bound, public_values = excluded.public_values, "
+        "values_source = excluded.values_source",
+        [child_oid, parent_oid], ["oid", "oid"])
+
+
+def _readers(family) -> list[dict]:
+    """Views and materialized views reading the tables (transitively)."""
+    return db.execute(
+        "SELECT g.relid::int8 AS relid, g.relid::regclass::text AS name, g.kind, "
+        "pg_catalog.pg_get_userbyid(c.relowner) AS owner FROM dp_internal.guarded_relations g "
+        "JOIN pg_catalog.pg_class c ON c.oid = g.relid "
+        "WHERE g.kind IN ('view', 'matview') AND g.root = ANY($1::oid[]) ORDER BY 2",
+        [sorted(family)], ["int8[]"])
+
+
+def _with_grantees(view, closed) -> str:
+    grantees = sorted({who for r in closed.revoked if r["relid"] == view["relid"] for who in r["grants"]})
+    text = view["name"]
+    if view["kind"] == "matview":
+        text += f" (owned by {view['owner']}" + (f"; revoked from {', '.join(grantees)})" if grantees else ")")
+    elif grantees:
+        text += f" (from {', '.join(grantees)})"
+    return text
+
+
+# -- closing the paths around protected tables ----------------------------------------------
+
+GUARD_HINT = "Analysts ask protected tables through dp.query: grant a budget with dp.grant_budget instead."
+_PRIVILEGE_ORDER = ["SELECT", "INSERT", "UPDATE", "DELETE", "TRUNCATE", "REFERENCES", "TRIGGER", "USAGE"]
+_KIND_TEXT = {"child": "partition or child of", "view": "view reading", "matview": "materialized view copying",
+              "sequence": "sequence of"}
+_closing = False
+
+
+class Closed:
+    """What one pass of _close did."""
+
+    def __init__(self):
+        self.children = []   # {"relid", "name", "root", "dataset", "relispartition"}
+        self.revoked = []    # {"relid", "name", "kind", "root", "grants": {grantee: "SELECT, UPDATE (v)"}}
+        self.triggers = []   # {"relid", "name", "action"}
+
+    def __bool__(self):
+        return bool(self.children or self.revoked or self.triggers)
+
+    def lines(self) -> list[tuple[int, str]]:
+        out = []
+        for c in self.children:
+            what = "partition" if c["relispartition"] else "inheritance child"
+            out.append((c["relid"], f"{c['name']} ({what} of {c['root']}) is protected in dataset {c['dataset']}"))
+        for r in self.revoked:
+            what = f" ({_KIND_TEXT[r['kind']]} {r['root']})" if r["kind"] in _KIND_TEXT else ""
+            for who, privs in sorted(r["grants"].items()):
+                out.append((r["relid"], f"revoked {privs} on {r['name']}{what} from {who}"))
+        for t in self.triggers:
+            out.append((t["relid"], f"{t['action']} the data-version trigger of {t['name']} (ENABLE ALWAYS)"))
+        return out
+
+
+def close_paths():
+    """The event trigger's pass: close what dp_internal.open_paths lists, say so in one NOTICE."""
+    closed = _close()
+    if closed:
+        db.notice("pg_dp closed access to protected data: " + "; ".join(line for _, line in closed.lines()),
+                  hint=GUARD_HINT)
+
+
+def _close() -> Closed | None:
+    """Record unrecorded partitions and children, revoke every non-owner privilege on what
+    reaches protected rows, and make every data-version trigger present and ENABLE ALWAYS.
+
+    Its own DDL fires the event trigger again, which calls back here: the flag (per
+    backend, out of reach of SQL) makes that inner call return at once."""
+    global _closing
+    if _closing:
+        return None
+    _closing = True
+    try:
+        closed = Closed()
+        _record_children(closed)
+        _revoke_grants(closed)
+        _fix_triggers(closed)
+        return closed
+    finally:
+        _closing = False
+
+
+def _vanished(e) -> bool:
+    """A relation dropped by another session since we read the catalog."""
+    return db.is_spi_error(e) and getattr(e, "sqlstate", None) in ("42P01", "42704")
+
+
+def _record_children(closed: Closed):
+    for r in db.execute(
+            "SELECT g.relid::int8 AS relid, g.relid::regclass::text AS name, g.root::int8 AS root_oid, "
+            "g.root::regclass::text AS root, p.dataset, p.unit_column, c.relispartition "
+            "FROM dp_internal.guarded_relations g JOIN dp_internal.protected_tables p ON p.relid = g.root "
+            "JOIN pg_catalog.pg_class c ON c.oid = g.relid WHERE g.kind = 'child' ORDER BY 1"):
+        db.execute("INSERT INTO dp_internal.protected_tables (relid, dataset, unit_column) VALUES ($1, $2, $3) "
+                   "ON CONFLICT (relid) DO NOTHING", [r["relid"], r["dataset"], r["unit_column"]],
+                   ["oid", "text", "name"])
+        _mirror_columns(r["relid"], r["root_oid"])
+        # its rows joined the dataset without a write
+        db.execute("UPDATE dp_internal.datasets SET data_version = data_version + 1 WHERE name = $1",
+                   [r["dataset"]], ["text"])
+        closed.children.append(r)
+
+
+def _revoke_grants(closed: Closed):
+    rows = db.execute(
+        "SELECT o.relid::int8 AS relid, o.relid::regclass::text AS name, o.root::regclass::text AS root, o.kind, "
+        "o.relkind, o.grantee::int8 AS grantee, o.column_name, o.privilege_type "
+        "FROM dp_internal.open_grants o ORDER BY 2, 6, 7 NULLS FIRST")
+    by_relation: dict = {}
+    for r in rows:
+        rel = by_relation.setdefault(r["relid"], {"relid": r["relid"], "name": r["name"], "root": r["root"],
+                                                  "kind": r["kind"], "relkind": r["relkind"], "who": {}})
+        entry = rel["who"].setdefault(r["grantee"], {"table": set(), "columns": {}})
+        if r["column_name"] is None:
+            entry["table"].add(r["privilege_type"])
+        else:
+            entry["columns"].setdefault(r["privilege_type"], []).append(r["column_name"])
+    for rel in by_relation.values():
+        on = "SEQUENCE" if rel["relkind"] == "S" else "TABLE"
+        grants = {}
+        try:
+            with db.subtransaction():
+                for grantee, entry in rel["who"].items():
+                    who = "PUBLIC" if grantee == 0 else db.quote_ident(_role_name(grantee))
+                    if entry["table"]:
+                        db.execute(f"REVOKE ALL ON {on} {rel['name']} FROM {who} CASCADE")
+                    if entry["columns"]:
+                        cols = sorted({c for cs in entry["columns"].values() for c in cs})
+                        db.execute(f"REVOKE ALL ({', '.join(db.quote_ident(c) for c in cols)}) ON TABLE {rel['name']} "
+                                   f"FROM {who} CASCADE")
+                    grants[who] = _privileges_text(entry)
+        except Exception as e:
+            if not _vanished(e):
+                raise
+            continue
+        closed.revoked.append({"relid": rel["relid"], "name": rel["name"], "kind": rel["kind"], "root": rel["root"],
+                               "grants": grants})
+
+
+def _role_name(oid) -> str:
+    return db.execute("SELECT pg_catalog.pg_get_userbyid($1) AS n", [oid], ["oid"])[0]["n"]
+
+
+def _privileges_text(entry) -> str:
+    parts = [p for p in _PRIVILEGE_ORDER if p in entry["table"]]
+    parts += [p for p in sorted(entry["table"]) if p not in _PRIVILEGE_ORDER]
+    parts += [f"{p} ({', '.join(cols)})" for p, cols in sorted(entry["columns"].items(),
+                                                                key=lambda kv: _PRIVILEGE_ORDER.index(kv[0])
+                                                                if kv[0] in _PRIVILEGE_ORDER else 99)]
+    return ", ".join(parts)
+
+
+def version_trigger_sql(name: str, relkind: str) -> str:
+    """The data-version trigger of a protected table (foreign tables have no TRUNCATE triggers)."""
+    events = "INSERT OR UPDATE OR DELETE" + ("" if relkind == "f" else " OR TRUNCATE")
+    alter = "ALTER FOREIGN TABLE" if relkind == "f" else "ALTER TABLE"
+    return (f"CREATE TRIGGER dp_data_version AFTER {events} ON {name} FOR EACH STATEMENT "
+            f"EXECUTE FUNCTION dp_internal.bump_data_version(); {alter} {name} ENABLE ALWAYS TRIGGER dp_data_version")
+
+
+def _fix_triggers(closed: Closed):
+    for r in db.execute(
+            "SELECT g.relid::int8 AS relid, g.relid::regclass::text AS name, g.tgenabled, c.relkind, "
+            "g.tgfoid IS NOT NULL AND g.tgfoid <> 'dp_internal.bump_data_version()'::pg_catalog.regprocedure AS alien "
+            "FROM dp_internal.version_trigger_gaps g JOIN pg_catalog.pg_class c ON c.oid = g.relid ORDER BY 2"):
+        alter = "ALTER FOREIGN TABLE" if r["relkind"] == "f" else "ALTER TABLE"
+        try:
+            with db.subtransaction():
+                if r["alien"]:
+                    db.execute(f"DROP TRIGGER dp_data_version ON {r['name']}")
+                if r["tgenabled"] is None or r["alien"]:
+                    for statement in version_trigger_sql(r["name"], r["relkind"]).split("; "):
+                        db.execute(statement)
+                    action = "installed"
+                else:
+                    db.execute(f"{alter} {r['name']} ENABLE ALWAYS TRIGGER dp_data_version")
+                    action = "re-enabled"
+        except Exception as e:
+            if not _vanished(e):
+                raise
+            continue
+        closed.triggers.append({"relid": r["relid"], "name": r["name"], "action": action})
 
 
 def _discover_public_values(table_oid, columns) -> list[tuple[str, str]]:
