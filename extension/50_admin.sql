@@ -398,4 +398,4 @@ COMMENT ON FUNCTION dp_internal.check_protected_column(regclass, name) IS 'Raise
 COMMENT ON FUNCTION dp.grant_budget(regrole, text, numeric, numeric) IS 'DBA: grant a role more epsilon (and delta) on a dataset';
 COMMENT ON FUNCTION dp.revoke_budget(regrole, text) IS 'DBA: take back what a role has not spent on a dataset';
 COMMENT ON FUNCTION dp.set_dataset_cap(text, numeric, numeric) IS 'DBA: cap the epsilon/delta all roles together may spend on a dataset (against collusion)';
-COMMENT ON FUNCTION dp.set_setting(text, text) IS 'DBA: change a pg_dp setting (default_epsilon, default_delta, loopback_conninfo, lock_timeout, synthetic_schema, bounded_copies)';
+COMMENT ON FUNCTION dp.set_setting(text, text) IS 'DBA: change a pg_dp setting (default_epsilon, default_delta, lock_timeout, synthetic_schema, bounded_copies)';
