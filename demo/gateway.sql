@@ -3,17 +3,19 @@
 \set SHOW_CONTEXT never
 \set VERBOSITY terse
 \echo
-\echo '== DBA: protect the table, declare public bounds, grant the analyst epsilon 2'
+\echo '== DBA: protect the table, declare public bounds, grant the analyst epsilon 3'
 SELECT dp.protect('adult');
 SELECT dp.set_bounds('adult', 'age', 17, 90);
 SELECT dp.set_bounds('adult', 'hours_per_week', 1, 99);
 SELECT dp.set_public_values('adult', 'sex', ARRAY['Female', 'Male']);
 SELECT dp.set_public_values('adult', 'income', ARRAY['<=50K', '>50K']);
 CREATE ROLE demo_analyst;
-SELECT dp.grant_budget('demo_analyst', 'adult', 2.0, 1e-5);
-\echo '== Analyst: no direct access ...'
+SELECT dp.grant_budget('demo_analyst', 'adult', 3.0, 1e-5);
+\echo '== Analyst: no access to rows ...'
 SET ROLE demo_analyst;
-SELECT count(*) FROM adult;
+SELECT age, sex FROM adult LIMIT 5;
+\echo '== ... but plain SQL aggregates get DP answers (pg_dp hook, session_preload_libraries), epsilon 1.0'
+SELECT sex, count(*), avg(age) FROM adult GROUP BY sex;
 \echo '== ... but DP questions, priced before they are asked'
 SELECT * FROM dp.cost('SELECT sex, income, count(*), avg(hours_per_week) FROM adult GROUP BY sex, income', 1.0);
 SELECT * FROM dp.query('SELECT sex, income, count(*), avg(hours_per_week) FROM adult GROUP BY sex, income ORDER BY sex, income', 1.0)

@@ -12,6 +12,7 @@ exec "$root/scripts/with-temp-cluster.sh" bash -c '
 set -euo pipefail
 createdb demo
 psql -X -q -v ON_ERROR_STOP=1 -d demo -c "CREATE EXTENSION pg_dp CASCADE" 2>/dev/null
+psql -X -q -v ON_ERROR_STOP=1 -d demo -c "ALTER DATABASE demo SET session_preload_libraries = '"'"'pg_dp'"'"'"
 psql -X -q -v ON_ERROR_STOP=1 -d demo -v datafile="$PG_DP_DEMO_DATA" -f "$PG_DP_ROOT/demo/adult.sql"
 rows=$(psql -X -At -d demo -c "SELECT count(*) FROM adult")
 echo "Loaded UCI Adult ($rows rows) into a throwaway PostgreSQL 15 cluster with pg_dp $(psql -X -At -d demo -c "SELECT extversion FROM pg_extension WHERE extname = '"'"'pg_dp'"'"'")."
