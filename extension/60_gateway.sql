@@ -31,6 +31,10 @@ GRANT EXECUTE ON FUNCTION dp_internal.executor_call(text, text) TO PUBLIC;
 CREATE FUNCTION dp_internal.executor_pid() RETURNS integer
     AS 'MODULE_PATHNAME', 'dp_executor_pid' LANGUAGE C VOLATILE PARALLEL UNSAFE;
 
+CREATE FUNCTION dp_internal.executor_retire() RETURNS void
+    AS 'MODULE_PATHNAME', 'dp_executor_retire' LANGUAGE C VOLATILE PARALLEL UNSAFE;
+REVOKE ALL ON FUNCTION dp_internal.executor_retire() FROM PUBLIC;
+
 -- The engine's entry point, called by the executor only (pg_dp.executor).
 CREATE FUNCTION dp_internal.executor_handle(role oid, kind text, payload text) RETURNS text
 LANGUAGE plpython3u VOLATILE
@@ -215,6 +219,7 @@ COMMENT ON AGGREGATE dp_internal.exact_quantile(double precision, double precisi
 COMMENT ON TABLE dp_internal.bounded_copies IS 'Copies of protected tables with contribution-bounding ranks, one per GROUP BY column set and data version';
 COMMENT ON FUNCTION dp_internal.charge(oid, text, numeric, numeric, text, text, bigint, text) IS 'Internal: charge a budget and write the ledger (run by the executor, in a transaction it commits before computing)';
 COMMENT ON FUNCTION dp_internal.executor_call(text, text) IS 'Internal: hand a request to this session''s privileged executor (a background worker); the front door of every dp.* analyst function';
+COMMENT ON FUNCTION dp_internal.executor_retire() IS 'Internal: in the executor, leave after this request (its role holds no budget, so it keeps no worker slot)';
 COMMENT ON FUNCTION dp_internal.executor_pid() IS 'Internal: PID of this session''s executor, NULL when none runs';
 COMMENT ON FUNCTION dp_internal.executor_handle(oid, text, text) IS 'Internal: the engine''s entry point, called by the executor for each phase of a request';
 COMMENT ON TABLE dp_internal.views IS 'Questions behind dp.create_view views (kept here so that pg_views does not show them)';

@@ -30,7 +30,10 @@
  * request is in flight terminates the worker (its open transaction aborts; a
  * committed charge stands); the next call starts a fresh one.  A worker idle
  * for EXECUTOR_IDLE_MS exits to free its slot; a compare-and-swap on the
- * segment's state word decides between its exit and a new request.
+ * segment's state word decides between its exit and a new request.  A worker
+ * whose caller holds no budget and is no administrator exits after each request
+ * (the engine says so through dp_internal.executor_retire()), so that such
+ * roles cannot hold background-worker slots.
  *
  * Guidance read (not copied): PostgreSQL's src/test/modules/test_shm_mq,
  * src/backend/access/transam/parallel.c, and pg_background.
@@ -72,7 +75,7 @@
 
 #define EXECUTOR_MAGIC		0x70676470	/* "pgdp" */
 #define EXECUTOR_QUEUE_SIZE	(64 * 1024)
-#define EXECUTOR_IDLE_MS	(300 * 1000)
+#define EXECUTOR_IDLE_MS	(60 * 1000)
 
 /* states of the segment's state word */
 #define STATE_IDLE		0			/* waiting for a request */
@@ -105,6 +108,9 @@ typedef struct ExecutorSession
 } ExecutorSession;
 
 static ExecutorSession *session = NULL;
+
+/* In the executor: leave after the current request (see dp_executor_retire). */
+static bool retire_after_request = false;
 
 PGDLLEXPORT void dp_executor_main(Datum main_arg);
 
@@ -264,6 +270,15 @@ rethrow(const char *data, Size len)
 	pfree(msg.data);
 }
 
+/* The request is over: idle again, unless the executor chose to retire. */
+static void
+release_claim(void)
+{
+	uint32		busy = STATE_BUSY;
+
+	(void) pg_atomic_compare_exchange_u32(&session->shared->state, &busy, STATE_IDLE);
+}
+
 /* Claim this session's executor for one request, starting one if needed. */
 static void
 session_claim(void)
@@ -329,7 +344,7 @@ executor_roundtrip(Oid role, const char *kind, const char *payload)
 			{
 				result = cstring_to_text_with_len((char *) data + 1, len - 1);
 				in_flight = false;
-				pg_atomic_write_u32(&session->shared->state, STATE_IDLE);
+				release_claim();
 			}
 			else if (type == 'N')
 				rethrow((char *) data + 1, len - 1);
@@ -337,7 +352,7 @@ executor_roundtrip(Oid role, const char *kind, const char *payload)
 			{
 				/* the request ended with this error; the executor is idle again */
 				in_flight = false;
-				pg_atomic_write_u32(&session->shared->state, STATE_IDLE);
+				release_claim();
 				rethrow((char *) data + 1, len - 1);
 			}
 			/* other protocol messages of the worker are ignored */
@@ -396,6 +411,19 @@ dp_executor_call(PG_FUNCTION_ARGS)
 	kind = text_to_cstring(PG_GETARG_TEXT_PP(0));
 	payload = text_to_cstring(PG_GETARG_TEXT_PP(1));
 	PG_RETURN_TEXT_P(dp_executor_request(kind, payload));
+}
+
+PG_FUNCTION_INFO_V1(dp_executor_retire);
+/*
+ * dp_internal.executor_retire(): called by the engine in the executor when the
+ * request's role should not keep a worker between requests.  Elsewhere a no-op.
+ */
+Datum
+dp_executor_retire(PG_FUNCTION_ARGS)
+{
+	if (IsBackgroundWorker)
+		retire_after_request = true;
+	PG_RETURN_VOID();
 }
 
 PG_FUNCTION_INFO_V1(dp_executor_pid);
@@ -533,7 +561,8 @@ raise_engine_error(char *spec)
 }
 
 static void
-handle_request(const char *data, Size len, MemoryContext request_context, shm_mq_handle *replies)
+handle_request(const char *data, Size len, MemoryContext request_context, shm_mq_handle *replies,
+			   ExecutorShared *shared)
 {
 	StringInfoData msg;
 	Oid			role;
@@ -572,7 +601,11 @@ handle_request(const char *data, Size len, MemoryContext request_context, shm_mq
 		}
 		if (answer[0] != 'R')
 			elog(ERROR, "pg_dp executor: unknown answer of the engine");
+		if (retire_after_request)
+			pg_atomic_write_u32(&shared->state, STATE_RETIRED);
 		send_reply(replies, answer + 1, strlen(answer + 1));
+		if (retire_after_request)
+			proc_exit(0);
 		break;
 	}
 	pgstat_report_stat(false);
@@ -624,6 +657,8 @@ dp_executor_main(Datum main_arg)
 	{
 		error_context_stack = NULL;
 		HOLD_INTERRUPTS();
+		if (retire_after_request)
+			pg_atomic_write_u32(&shared->state, STATE_RETIRED);
 		EmitErrorReport();
 		AbortCurrentTransaction();
 		MemoryContextSwitchTo(TopMemoryContext);
@@ -631,6 +666,8 @@ dp_executor_main(Datum main_arg)
 		MemoryContextReset(request_context);
 		pgstat_report_activity(STATE_IDLE, NULL);
 		RESUME_INTERRUPTS();
+		if (retire_after_request)
+			proc_exit(0);
 	}
 	PG_exception_stack = &local_sigjmp_buf;
 
@@ -664,7 +701,8 @@ dp_executor_main(Datum main_arg)
 			break;				/* the caller's session ended */
 		copy = palloc(len);
 		memcpy(copy, data, len);
-		handle_request(copy, len, request_context, replies);
+		retire_after_request = false;
+		handle_request(copy, len, request_context, replies, shared);
 	}
 	proc_exit(0);
 }

@@ -407,3 +407,33 @@ def test_attack_parsing_without_bounds(mallory, conn):
         assert e.value.diag.sqlstate == "54001" and e.value.diag.message_hint
         assert time.time() - start < 30
     assert spent(conn) == before
+
+
+def test_attack_roles_without_budget_hold_worker_slots(pg, db, conn, eve):
+    """Found in review: any login role, even without a budget, could start an executor with
+    dp.explain (free) in each of many sessions and hold every background-worker slot (the
+    executor idles for a while), locking others out of pg_dp and of parallel query.  Now an
+    executor whose role holds no budget leaves right after each request."""
+    sessions = []
+    try:
+        for _ in range(6):
+            c = pg.connect(db, user="eve")
+            c.execute("SELECT count(*) FROM dp.explain('SELECT count(*) FROM patients')")
+            sessions.append(c)
+        deadline = time.time() + 10
+        while time.time() < deadline and any(
+                c.execute("SELECT dp_internal.executor_pid()").fetchone()[0] for c in sessions):
+            time.sleep(0.1)
+        assert all(c.execute("SELECT dp_internal.executor_pid()").fetchone()[0] is None for c in sessions)
+        # the next request starts a new one and works
+        assert sessions[0].execute("SELECT count(*) FROM dp.explain('SELECT count(*) FROM patients')").fetchone()[0]
+    finally:
+        for c in sessions:
+            c.close()
+
+
+def test_column_definition_list_of_integers_for_a_mean_is_refused_first(mallory, conn):
+    before = spent(conn)
+    with pytest.raises(psycopg.errors.DatatypeMismatch):
+        mallory.execute("SELECT * FROM dp.query('SELECT avg(age) FROM patients WHERE age > 4', 0.1) AS t(a int)")
+    assert spent(conn) == before

@@ -30,6 +30,13 @@ def is_admin(role: int) -> bool:
                            [role], ["int8"])[0]["a"])
 
 
+def may_keep_executor(role: int) -> bool:
+    """Whether the role's session keeps its executor between requests: a budget holder or an administrator."""
+    return bool(db.execute("SELECT EXISTS (SELECT 1 FROM dp_internal.budgets WHERE role = $1) "
+                           "OR pg_catalog.has_table_privilege($1, 'dp_internal.datasets', 'UPDATE') AS k",
+                           [role], ["oid"])[0]["k"])
+
+
 def remaining_budget(role: int, dataset: str):
     """(epsilon, delta) the role has left on the dataset, or None without a budget."""
     rows = db.execute("SELECT epsilon_granted - epsilon_spent AS e, delta_granted - delta_spent AS d "

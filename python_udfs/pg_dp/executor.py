@@ -22,7 +22,7 @@ import importlib
 import inspect
 import json
 
-from . import catalog
+from . import catalog, db
 from .errors import DPError
 
 SEPARATOR = "\x1f"
@@ -67,6 +67,9 @@ def handle(role: int, kind: str, payload: str) -> str:
         else:
             _inflight = None
             catalog.set_caller(int(role))
+            if not catalog.may_keep_executor(int(role)):
+                # a role without a budget cannot hold a background-worker slot between requests
+                db.execute("SELECT dp_internal.executor_retire()")
             handler = _handler(kind)
             try:
                 args = json.loads(payload) if payload else {}
@@ -91,6 +94,10 @@ def handle(role: int, kind: str, payload: str) -> str:
     except DPError as e:
         _inflight = None
         return _error(e)
+    except UnicodeError:
+        _inflight = None
+        return _error(DPError("the request holds a character that cannot be encoded",
+                              hint="Check the statement's text for unpaired surrogates.", sqlstate="22021"))
     except RecursionError:
         _inflight = None
         return _error(DPError("the statement is too complex", hint="Simplify the query.", sqlstate="54001"))
