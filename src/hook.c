@@ -7,14 +7,17 @@
  * handed to the gateway (through the privileged executor, executor.c) instead:
  * the Query is replaced by
  *
- *     SELECT * FROM dp.query('<the statement>') AS answer(<its columns>)
+ *     SELECT answer.c1::<its type> AS <its name>, ...
+ *     FROM dp.query('<the statement>') AS answer(c1 <type>, ...)
  *
  * so the answer is the DP answer, charged once, with the gateway's checks and
- * errors.  The statement text goes to the executor as the role typed it; the
+ * errors, in the columns and types the statement has.  The same is done for
+ * sub-selects in FROM that read a protected table (BI tools' wrappers), and
+ * PostgreSQL evaluates what is around them over the released rows.  The statement text goes to the executor as the role typed it; the
  * executor parses it with its own pinned settings.  Statements that touch no
  * protected table, and roles that may read the table, are left alone (an ACL
  * check per relation of the statement).  A protected table reached in another
- * way (a sub-query, a CTE, a view, a function) keeps "permission denied";
+ * way (a sub-query in WHERE, a CTE, a view, a function) keeps "permission denied";
  * EXPLAIN of a statement on a protected table is refused for such roles.
  *
  * The hook stays thin and calls the previous one; it does nothing in
@@ -40,6 +43,7 @@
 #include "utils/guc.h"
 #include "utils/json.h"
 #include "utils/rel.h"
+#include "utils/ruleutils.h"
 
 #include "executor.h"
 
@@ -107,19 +111,6 @@ statement_text(ParseState *pstate, Query *query)
 	return pnstrdup(source + loc, len);
 }
 
-/* The column definition list of the answer ("name type, ..."), from the executor. */
-static char *
-answer_columns(const char *sql)
-{
-	StringInfoData payload;
-
-	initStringInfo(&payload);
-	appendStringInfoString(&payload, "{\"sql\": ");
-	escape_json(&payload, sql);
-	appendStringInfoString(&payload, ", \"columns_only\": true}");
-	return text_to_cstring(dp_executor_request("explain", payload.data));
-}
-
 /*
  * Whether the text is a SELECT statement of its own (after comments, which BI
  * tools like to put first).  The inner query of a utility statement -- CREATE
@@ -152,26 +143,80 @@ is_plain_select(const char *p)
 	return pg_strncasecmp(p, "select", 6) == 0 && !isalnum((unsigned char) p[6]) && p[6] != '_';
 }
 
-static void
-replace_with_gateway(ParseState *pstate, Query *query)
+/* The types of the answer's columns, one a line, from the executor (nothing is charged). */
+static List *
+answer_types(const char *sql)
 {
-	char	   *sql = statement_text(pstate, query);
-	StringInfoData replacement;
+	StringInfoData payload;
+	char	   *reply;
+	List	   *types = NIL;
+	char	   *line;
+	char	   *save = NULL;
+
+	initStringInfo(&payload);
+	appendStringInfoString(&payload, "{\"sql\": ");
+	escape_json(&payload, sql);
+	appendStringInfoString(&payload, ", \"columns_only\": true}");
+	reply = text_to_cstring(dp_executor_request("explain", payload.data));
+	for (line = strtok_r(reply, "\n", &save); line != NULL; line = strtok_r(NULL, "\n", &save))
+		types = lappend(types, line);
+	return types;
+}
+
+/*
+ * Replace `query` (a SELECT that reads a protected table at its own level) by
+ *
+ *   SELECT answer.c1::<type of its 1st column> AS <its name>, ...
+ *   FROM dp.query('<sql>') AS answer(c1 <type of the answer's 1st column>, ...)
+ *
+ * so that the DP answer comes with the columns, names and types the statement
+ * itself has (count(*) bigint, avg(int) numeric, ...): outer queries,
+ * clients and drivers see no difference.
+ */
+static void
+replace_with_gateway(Query *query, const char *sql)
+{
+	List	   *types = answer_types(sql);
+	StringInfoData select;
+	StringInfoData coldefs;
+	ListCell   *lc;
+	ListCell   *tc;
 	List	   *raw;
 	Query	   *answer;
+	int			i = 0;
 
-	if (sql == NULL || !is_plain_select(sql))
-		return;
-	initStringInfo(&replacement);
-	appendStringInfo(&replacement, "SELECT * FROM dp.query(%s) AS answer(%s)",
-					 quote_literal_cstr(sql), answer_columns(sql));
-	raw = raw_parser(replacement.data, RAW_PARSE_DEFAULT);
+	initStringInfo(&select);
+	appendStringInfoString(&select, "SELECT ");
+	initStringInfo(&coldefs);
+	tc = list_head(types);
+	foreach(lc, query->targetList)
+	{
+		TargetEntry *te = lfirst(lc);
+
+		if (te->resjunk)
+			continue;
+		if (tc == NULL)
+			break;
+		i++;
+		appendStringInfo(&select, "%sanswer.c%d::%s AS %s", i > 1 ? ", " : "", i,
+						 format_type_with_typemod(exprType((Node *) te->expr), exprTypmod((Node *) te->expr)),
+						 quote_identifier(te->resname ? te->resname : "?column?"));
+		appendStringInfo(&coldefs, "%sc%d %s", i > 1 ? ", " : "", i, (char *) lfirst(tc));
+		tc = lnext(types, tc);
+	}
+	if (i != list_length(types) || i == 0)
+		ereport(ERROR,
+				(errcode(ERRCODE_FEATURE_NOT_SUPPORTED),
+				 errmsg("the DP answer has %d column(s), the statement %d", list_length(types), i),
+				 errhint("Ask for group keys and aggregates only.")));
+	appendStringInfo(&select, " FROM dp.query(%s) AS answer(%s)", quote_literal_cstr(sql), coldefs.data);
+	raw = raw_parser(select.data, RAW_PARSE_DEFAULT);
 	if (list_length(raw) != 1)
 		elog(ERROR, "pg_dp: could not build the gateway statement");
 	hook_active = true;
 	PG_TRY();
 	{
-		answer = parse_analyze_fixedparams(linitial_node(RawStmt, raw), replacement.data, NULL, 0, NULL);
+		answer = parse_analyze_fixedparams(linitial_node(RawStmt, raw), select.data, NULL, 0, NULL);
 	}
 	PG_FINALLY();
 	{
@@ -183,6 +228,34 @@ replace_with_gateway(ParseState *pstate, Query *query)
 	answer->canSetTag = query->canSetTag;
 	answer->queryId = query->queryId;
 	memcpy(query, answer, sizeof(Query));
+}
+
+/*
+ * The statement itself, or the sub-selects in its FROM that read a protected
+ * table (BI tools wrap questions: SELECT ... FROM (SELECT ...) AS virtual_table):
+ * each becomes a DP answer, and what is around it -- outer queries, ORDER BY,
+ * LIMIT, arithmetic -- is evaluated by PostgreSQL over the released rows.  A
+ * sub-select is sent as PostgreSQL deparses it (pg_get_querydef).
+ */
+static void
+rewrite_level(Query *query, const char *sql)
+{
+	ListCell   *lc;
+
+	if (query->commandType != CMD_SELECT)
+		return;
+	if (reads_protected_table(query->rtable))
+	{
+		replace_with_gateway(query, sql ? sql : pg_get_querydef(query, false));
+		return;
+	}
+	foreach(lc, query->rtable)
+	{
+		RangeTblEntry *rte = lfirst(lc);
+
+		if (rte->rtekind == RTE_SUBQUERY && !rte->lateral && rte->subquery != NULL)
+			rewrite_level(rte->subquery, NULL);
+	}
 }
 
 static void
@@ -214,9 +287,12 @@ dp_post_parse_analyze(ParseState *pstate, Query *query, JumbleState *jstate)
 	}
 	if (query->commandType != CMD_SELECT || query->querySource != QSRC_ORIGINAL)
 		return;
-	if (!reads_protected_table(query->rtable))
-		return;
-	replace_with_gateway(pstate, query);
+	{
+		char	   *sql = statement_text(pstate, query);
+
+		if (sql != NULL && is_plain_select(sql))
+			rewrite_level(query, sql);
+	}
 }
 
 void

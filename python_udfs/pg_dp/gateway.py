@@ -238,8 +238,8 @@ def cost_reply(sql, epsilon=None, delta=None):
 
 def explain_reply(sql, epsilon=None, delta=None, columns_only=False):
     plan = make_plan(sql, epsilon, delta)
-    if columns_only:        # the column definition list of the plain-SQL hook (src/hook.c)
-        return column_list(plan.columns)
+    if columns_only:        # the answer's column types, one a line, for the plain-SQL hook (src/hook.c)
+        return "\n".join(t for _, t in plan.columns)
     return json.dumps([
         {"column_name": r["column_name"], "data_type": r["data_type"], "mechanism": r["mechanism"],
          "epsilon": f"{r['epsilon']:.12g}", "delta": f"{r['delta']:.12g}",
