@@ -42,6 +42,7 @@
 #include "utils/builtins.h"
 #include "utils/guc.h"
 #include "utils/json.h"
+#include "utils/lsyscache.h"
 #include "utils/rel.h"
 #include "utils/ruleutils.h"
 
@@ -230,6 +231,77 @@ replace_with_gateway(Query *query, const char *sql)
 	memcpy(query, answer, sizeof(Query));
 }
 
+/* The caller's synthetic copy of a protected table, or InvalidOid. */
+static Oid
+synthetic_copy(Oid relid)
+{
+	char		payload[64];
+	char	   *reply;
+
+	snprintf(payload, sizeof(payload), "{\"relid\": %u}", relid);
+	reply = text_to_cstring(dp_executor_request("synthetic_copy", payload));
+	return reply[0] ? (Oid) strtoul(reply, NULL, 10) : InvalidOid;
+}
+
+/* Same columns at the same positions: a Query over one reads the other alike. */
+static bool
+same_columns(Oid a, Oid b)
+{
+	Relation	ra = relation_open(a, NoLock);
+	Relation	rb = relation_open(b, AccessShareLock);
+	TupleDesc	da = RelationGetDescr(ra);
+	TupleDesc	db = RelationGetDescr(rb);
+	bool		same = da->natts == db->natts;
+
+	for (int i = 0; same && i < da->natts; i++)
+	{
+		Form_pg_attribute x = TupleDescAttr(da, i);
+		Form_pg_attribute y = TupleDescAttr(db, i);
+
+		same = x->attisdropped == y->attisdropped && x->atttypid == y->atttypid &&
+			x->atttypmod == y->atttypmod && strcmp(NameStr(x->attname), NameStr(y->attname)) == 0;
+	}
+	relation_close(rb, NoLock);		/* the lock stays until the end of the transaction */
+	relation_close(ra, NoLock);
+	return same;
+}
+
+/*
+ * A row-level read (no aggregate: a BI tool's preview, `SELECT * ... LIMIT 2000`)
+ * of protected tables is answered from their synthetic copies, with a NOTICE;
+ * rows of a protected table are never released.
+ */
+static void
+read_synthetic_copies(Query *query)
+{
+	ListCell   *lc;
+	Oid			user = GetUserId();
+
+	foreach(lc, query->rtable)
+	{
+		RangeTblEntry *rte = lfirst(lc);
+		Oid			copy;
+
+		if (rte->rtekind != RTE_RELATION || pg_class_aclcheck(rte->relid, user, ACL_SELECT) == ACLCHECK_OK ||
+			!is_protected(rte->relid))
+			continue;
+		copy = synthetic_copy(rte->relid);
+		if (!OidIsValid(copy) || !same_columns(rte->relid, copy))
+			ereport(ERROR,
+					(errcode(ERRCODE_INSUFFICIENT_PRIVILEGE),
+					 errmsg("rows of the protected table %s are never released", get_rel_name(rte->relid)),
+					 errhint("Ask aggregates (count, avg, ...) instead, or read a DP synthetic copy: "
+							 "CALL dp.dp_synthesize('%s', epsilon => 1) makes one in the shadow schema.",
+							 get_rel_name(rte->relid))));
+		ereport(NOTICE,
+				(errmsg("rows of %s come from its DP synthetic copy %s.%s", get_rel_name(rte->relid),
+						get_namespace_name(get_rel_namespace(copy)), get_rel_name(copy)),
+				 errhint("Synthetic rows look like the table's, but no row is a real one; ask aggregates "
+						 "for DP answers on the real data.")));
+		rte->relid = copy;
+	}
+}
+
 /*
  * The statement itself, or the sub-selects in its FROM that read a protected
  * table (BI tools wrap questions: SELECT ... FROM (SELECT ...) AS virtual_table):
@@ -246,7 +318,10 @@ rewrite_level(Query *query, const char *sql)
 		return;
 	if (reads_protected_table(query->rtable))
 	{
-		replace_with_gateway(query, sql ? sql : pg_get_querydef(query, false));
+		if (!query->hasAggs && query->groupClause == NIL && query->groupingSets == NIL)
+			read_synthetic_copies(query);
+		else
+			replace_with_gateway(query, sql ? sql : pg_get_querydef(query, false));
 		return;
 	}
 	foreach(lc, query->rtable)

@@ -70,8 +70,9 @@ def test_refusals_read_like_postgresql(bi, conn):
         bi.execute("SELECT max(age) FROM people")
     assert "not supported" in e.value.diag.message_primary and e.value.diag.message_hint
     assert not e.value.diag.message_primary.startswith("plpy")
-    with pytest.raises(psycopg.errors.FeatureNotSupported):
+    with pytest.raises(psycopg.errors.InsufficientPrivilege) as e:
         bi.execute("SELECT age FROM people WHERE id = 7")
+    assert "never released" in e.value.diag.message_primary and "dp_synthesize" in e.value.diag.message_hint
     assert spent(conn) == before
 
 
@@ -86,7 +87,7 @@ def test_attack_explain_of_a_protected_table(bi):
 def test_attack_other_paths_keep_permission_denied(bi, conn):
     """Sub-queries in WHERE, CTEs, cursors, views and functions over the table are not rewritten."""
     before = spent(conn)
-    with pytest.raises(psycopg.errors.FeatureNotSupported):       # a sub-select is asked as a DP question
+    with pytest.raises(psycopg.errors.InsufficientPrivilege):     # rows, and no synthetic copy yet
         bi.execute("SELECT count(*) FROM (SELECT * FROM people) s")
     for sql in ["WITH p AS (SELECT * FROM people) SELECT count(*) FROM p",
                 "SELECT (SELECT count(*) FROM people WHERE id = 7)",
@@ -145,3 +146,23 @@ def test_bi_wrappers_are_post_processed_by_postgresql(bi, conn, sql):
         assert rows[0][1] >= rows[1][1]
     else:
         assert [r[0] for r in rows] == ["F", "M"]
+
+
+def test_row_preview_reads_the_synthetic_copy(bi, conn):
+    """BI tools open a table with SELECT col, ... LIMIT n: answered from the synthetic copy."""
+    conn.execute("CREATE TABLE pets (id int PRIMARY KEY, kind text CHECK (kind IN ('cat', 'dog')) NOT NULL, age int)")
+    conn.execute("INSERT INTO pets SELECT g, CASE WHEN g % 3 = 0 THEN 'dog' ELSE 'cat' END, g % 15 "
+                 "FROM generate_series(1, 400) g")
+    conn.execute("SELECT dp.protect('pets')")
+    conn.execute("SELECT dp.set_bounds('pets', 'age', 0, 15)")
+    conn.execute("SELECT dp.grant_budget('bi', 'pets', 5, 1e-5)")
+    with pytest.raises(psycopg.errors.InsufficientPrivilege):
+        bi.execute("SELECT kind, age FROM pets LIMIT 10")
+    bi.execute("CALL dp.dp_synthesize('public.pets', epsilon => 2)")
+    notices = []
+    bi.add_notice_handler(lambda d: notices.append(d.message_primary))
+    rows = bi.execute("SELECT kind, age FROM pets LIMIT 10").fetchall()
+    assert len(rows) == 10 and {r[0] for r in rows} <= {"cat", "dog"}
+    assert any("synthetic copy" in n for n in notices)
+    assert bi.execute("SELECT count(*) FROM (SELECT * FROM pets) p").fetchone()[0] == \
+        conn.execute("SELECT count(*) FROM dp_synthetic.pets").fetchone()[0]

@@ -38,6 +38,7 @@ HANDLERS = {
     "query_json": ("pg_dp.gateway", "query_json_reply"),
     "cost": ("pg_dp.gateway", "cost_reply"),
     "explain": ("pg_dp.gateway", "explain_reply"),
+    "synthetic_copy": ("pg_dp.gateway", "synthetic_copy_reply"),
     "create_view": ("pg_dp.views", "register"),
     "view": ("pg_dp.views", "answer"),
     "synthesize": ("pg_dp.synth.run", "synthesize_steps"),
