@@ -49,6 +49,8 @@ CREATE TABLE dp_internal.budgets (
     delta_granted    numeric NOT NULL DEFAULT 0 CHECK (delta_granted >= 0 AND delta_granted <= 1),
     epsilon_spent    numeric NOT NULL DEFAULT 0,
     delta_spent      numeric NOT NULL DEFAULT 0,
+    default_epsilon  numeric CHECK (default_epsilon > 0),      -- a statement's epsilon when none is given
+    max_epsilon      numeric CHECK (max_epsilon > 0),          -- the most one statement may cost
     PRIMARY KEY (role, dataset)
 );
 
@@ -130,7 +132,8 @@ CREATE VIEW dp.budgets WITH (security_barrier) AS
 SELECT b.role::regrole AS role, b.dataset, b.epsilon_granted, b.delta_granted,
        b.epsilon_spent, b.delta_spent,
        b.epsilon_granted - b.epsilon_spent AS epsilon_remaining,
-       b.delta_granted - b.delta_spent AS delta_remaining
+       b.delta_granted - b.delta_spent AS delta_remaining,
+       b.default_epsilon, b.max_epsilon
 FROM dp_internal.budgets b
 WHERE b.role = (SELECT oid FROM pg_catalog.pg_roles WHERE rolname = current_user)
    OR dp_internal.is_admin();

@@ -271,6 +271,32 @@ BEGIN
             delta_granted = least(1, budgets.delta_granted + excluded.delta_granted);
 END $$;
 
+-- Statements that give no epsilon (plain SQL from a BI tool) cost the role's default;
+-- no statement may cost more than the role's maximum (BigQuery's max_epsilon_per_query).
+CREATE FUNCTION dp.set_query_epsilon(role regrole, dataset text, default_epsilon numeric,
+                                     max_epsilon numeric DEFAULT NULL)
+RETURNS void
+LANGUAGE plpgsql VOLATILE SECURITY INVOKER
+SET search_path = pg_catalog, pg_temp
+AS $$
+BEGIN
+    PERFORM dp_internal.require_admin('set a role''s query epsilon');
+    IF (default_epsilon IS NOT NULL AND NOT (default_epsilon > 0 AND default_epsilon < 'Infinity'))
+       OR (max_epsilon IS NOT NULL AND NOT (max_epsilon > 0 AND max_epsilon < 'Infinity'))
+       OR default_epsilon > max_epsilon THEN
+        RAISE EXCEPTION 'default and maximum epsilon must be finite numbers > 0, the default not above the maximum'
+            USING ERRCODE = 'invalid_parameter_value',
+                  HINT = 'e.g. dp.set_query_epsilon(''analyst'', ''adult'', 0.1, 0.5); NULL leaves the global default.';
+    END IF;
+    UPDATE dp_internal.budgets b SET default_epsilon = set_query_epsilon.default_epsilon,
+                                     max_epsilon = set_query_epsilon.max_epsilon
+    WHERE b.role = set_query_epsilon.role AND b.dataset = set_query_epsilon.dataset;
+    IF NOT FOUND THEN
+        RAISE EXCEPTION 'role % has no budget on dataset "%"', role, dataset
+            USING ERRCODE = 'invalid_parameter_value', HINT = 'Grant one first: dp.grant_budget(role, dataset, epsilon).';
+    END IF;
+END $$;
+
 CREATE FUNCTION dp.revoke_budget(role regrole, dataset text) RETURNS void
 LANGUAGE plpgsql VOLATILE SECURITY INVOKER
 SET search_path = pg_catalog, pg_temp
@@ -377,6 +403,9 @@ BEGIN
     UPDATE dp_internal.settings s SET value = set_setting.value WHERE s.key = set_setting.key;
 END $$;
 
+REVOKE ALL ON FUNCTION dp.set_query_epsilon(regrole, text, numeric, numeric) FROM PUBLIC;
+COMMENT ON FUNCTION dp.set_query_epsilon(regrole, text, numeric, numeric) IS
+    'DBA: a role''s epsilon per statement on a dataset when none is given (plain SQL), and the most one statement may cost';
 REVOKE ALL ON FUNCTION dp.protect(regclass, text, name, integer, integer), dp.unprotect(regclass),
     dp.set_bounds(regclass, name, numeric, numeric), dp.set_public_values(regclass, name, text[]),
     dp.set_public_values(regclass, name, regclass, name), dp.grant_budget(regrole, text, numeric, numeric),

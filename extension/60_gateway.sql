@@ -132,7 +132,8 @@ LANGUAGE sql VOLATILE SECURITY INVOKER PARALLEL UNSAFE
 SET search_path = pg_catalog, pg_temp
 AS $$
     SELECT pg_catalog.jsonb_array_elements(dp_internal.executor_call('query_json',
-        pg_catalog.json_build_object('sql', sql, 'epsilon', epsilon, 'delta', delta)::text)::jsonb)
+        pg_catalog.json_build_object('sql', sql, 'epsilon', epsilon, 'delta', delta, 'session_epsilon',
+        NULLIF(pg_catalog.current_setting('pg_dp.epsilon', true), '0'))::text)::jsonb)
 $$;
 
 CREATE FUNCTION dp.cost(sql text, epsilon double precision DEFAULT NULL, delta double precision DEFAULT NULL,
@@ -143,7 +144,8 @@ SET search_path = pg_catalog, pg_temp
 AS $$
     SELECT r.dataset, r.epsilon_cost, r.delta_cost, r.cached, r.epsilon_remaining, r.delta_remaining
     FROM pg_catalog.jsonb_to_record(dp_internal.executor_call('cost',
-        pg_catalog.json_build_object('sql', sql, 'epsilon', epsilon, 'delta', delta)::text)::jsonb)
+        pg_catalog.json_build_object('sql', sql, 'epsilon', epsilon, 'delta', delta, 'session_epsilon',
+            NULLIF(pg_catalog.current_setting('pg_dp.epsilon', true), '0'))::text)::jsonb)
         AS r(dataset text, epsilon_cost numeric, delta_cost numeric, cached boolean,
              epsilon_remaining numeric, delta_remaining numeric)
 $$;
@@ -163,12 +165,13 @@ $$;
 
 CREATE FUNCTION dp.my_budget()
 RETURNS TABLE (dataset text, epsilon_granted numeric, epsilon_spent numeric, epsilon_remaining numeric,
-               delta_granted numeric, delta_spent numeric, delta_remaining numeric)
+               delta_granted numeric, delta_spent numeric, delta_remaining numeric,
+               default_epsilon numeric, max_epsilon numeric)
 LANGUAGE sql STABLE SECURITY INVOKER
 SET search_path = pg_catalog, pg_temp
 AS $$
     SELECT b.dataset, b.epsilon_granted, b.epsilon_spent, b.epsilon_remaining,
-           b.delta_granted, b.delta_spent, b.delta_remaining
+           b.delta_granted, b.delta_spent, b.delta_remaining, b.default_epsilon, b.max_epsilon
     FROM dp.budgets b
     WHERE b.role = current_user::regrole
     ORDER BY b.dataset

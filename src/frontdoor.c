@@ -23,6 +23,7 @@
 #include "mb/pg_wchar.h"
 #include "miscadmin.h"
 #include "utils/builtins.h"
+#include "utils/guc.h"
 #include "utils/json.h"
 #include "utils/tuplestore.h"
 
@@ -144,6 +145,22 @@ append_expected(StringInfo buf, FunctionCallInfo fcinfo)
 	appendStringInfoChar(buf, ']');
 }
 
+/*
+ * The session's pg_dp.epsilon: the epsilon of statements that give none, within
+ * what the DBA allows the role (checked by the executor; every release is charged).
+ */
+static void
+append_session_epsilon(StringInfo buf)
+{
+	const char *value = GetConfigOption("pg_dp.epsilon", true, false);
+
+	if (value != NULL && value[0] != '\0' && strcmp(value, "0") != 0)
+	{
+		appendStringInfoString(buf, ", \"session_epsilon\": ");
+		escape_json(buf, value);
+	}
+}
+
 PG_FUNCTION_INFO_V1(dp_query);
 /* dp.query(sql text, epsilon float8, delta float8) RETURNS SETOF record */
 Datum
@@ -161,6 +178,7 @@ dp_query(PG_FUNCTION_ARGS)
 	escape_json(&payload, text_to_cstring(PG_GETARG_TEXT_PP(0)));
 	append_number(&payload, "epsilon", PG_ARGISNULL(1), PG_ARGISNULL(1) ? 0 : PG_GETARG_FLOAT8(1));
 	append_number(&payload, "delta", PG_ARGISNULL(2), PG_ARGISNULL(2) ? 0 : PG_GETARG_FLOAT8(2));
+	append_session_epsilon(&payload);
 	append_expected(&payload, fcinfo);
 	appendStringInfoChar(&payload, '}');
 	rows_from_reply(fcinfo, dp_executor_request("query", payload.data));

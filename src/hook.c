@@ -53,6 +53,7 @@
 void		_PG_init(void);
 
 static post_parse_analyze_hook_type prev_post_parse_analyze = NULL;
+static double session_epsilon = 0;
 static bool hook_active = false;
 
 /* A table pg_dp protects carries its data-version trigger. */
@@ -373,6 +374,12 @@ dp_post_parse_analyze(ParseState *pstate, Query *query, JumbleState *jstate)
 void
 _PG_init(void)
 {
+	DefineCustomRealVariable("pg_dp.epsilon",
+							 "Epsilon of a DP statement that gives none (0: the role's default).",
+							 "Within the maximum the DBA set for the role (dp.set_query_epsilon); "
+							 "every release is charged.",
+							 &session_epsilon, 0, 0, 1e6, PGC_USERSET, 0, NULL, NULL, NULL);
+	MarkGUCPrefixReserved("pg_dp");
 	prev_post_parse_analyze = post_parse_analyze_hook;
 	post_parse_analyze_hook = dp_post_parse_analyze;
 }

@@ -166,3 +166,30 @@ def test_row_preview_reads_the_synthetic_copy(bi, conn):
     assert any("synthetic copy" in n for n in notices)
     assert bi.execute("SELECT count(*) FROM (SELECT * FROM pets) p").fetchone()[0] == \
         conn.execute("SELECT count(*) FROM dp_synthetic.pets").fetchone()[0]
+
+
+def test_epsilon_without_a_wrapper(bi, conn):
+    """A BI tool passes no epsilon: the DBA sets the role's default and maximum per statement,
+    and the analyst may choose within it with SET pg_dp.epsilon (every release is charged)."""
+    with pytest.raises(psycopg.errors.InvalidParameterValue) as e:
+        conn.execute("SELECT dp.set_query_epsilon('bi', 'people', 0.9, 0.5)")
+    assert e.value.diag.message_hint
+    conn.execute("SELECT dp.set_query_epsilon('bi', 'people', 0.2, 0.5)")
+    try:
+        before = spent(conn)
+        bi.execute("SELECT count(*) FROM people WHERE age > 81").fetchall()
+        assert spent(conn) == before + Decimal("0.2")
+        bi.execute("SET pg_dp.epsilon = 0.4")
+        bi.execute("SELECT count(*) FROM people WHERE age > 82").fetchall()
+        assert spent(conn) == before + Decimal("0.6")
+        bi.execute("SET pg_dp.epsilon = 0.9")
+        with pytest.raises(psycopg.errors.ConfigurationLimitExceeded) as e:
+            bi.execute("SELECT count(*) FROM people WHERE age > 83")
+        assert "more than" in e.value.diag.message_primary
+        with pytest.raises(psycopg.errors.ConfigurationLimitExceeded):   # an explicit epsilon is bounded too
+            bi.execute("SELECT * FROM dp.query('SELECT count(*) FROM people WHERE age > 84', 3.0) AS t(n bigint)")
+        assert spent(conn) == before + Decimal("0.6")
+        assert bi.execute("SELECT default_epsilon, max_epsilon FROM dp.my_budget()").fetchone() is not None
+    finally:
+        bi.execute("RESET pg_dp.epsilon")
+        conn.execute("SELECT dp.set_query_epsilon('bi', 'people', NULL, NULL)")

@@ -37,6 +37,13 @@ def may_keep_executor(role: int) -> bool:
                            [role], ["oid"])[0]["k"])
 
 
+def query_epsilon(role: int, dataset: str):
+    """(default, maximum) epsilon per statement the DBA set for the role on the dataset, or None."""
+    rows = db.execute("SELECT default_epsilon AS d, max_epsilon AS m FROM dp_internal.budgets "
+                      "WHERE role = $1 AND dataset = $2", [role, dataset], ["oid", "text"])
+    return (rows[0]["d"], rows[0]["m"]) if rows else None
+
+
 def remaining_budget(role: int, dataset: str):
     """(epsilon, delta) the role has left on the dataset, or None without a budget."""
     rows = db.execute("SELECT epsilon_granted - epsilon_spent AS e, delta_granted - delta_spent AS d "

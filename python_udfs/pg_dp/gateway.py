@@ -25,6 +25,7 @@ from .query.parse import parse_select
 from .query import plan as planning
 
 NO_BUDGET = "42501"
+INSUFFICIENT = "53400"
 
 
 def _decimal_setting(key: str) -> Decimal:
@@ -39,15 +40,31 @@ def _decimal_setting(key: str) -> Decimal:
     return number
 
 
-def make_plan(sql, epsilon=None, delta=None):
+def make_plan(sql, epsilon=None, delta=None, session_epsilon=None):
+    """The plan of a question; epsilon: the argument, else the session's pg_dp.epsilon, else the
+    role's default on the dataset (dp.set_query_epsilon), else the setting default_epsilon.
+    A statement costing more than the role's maximum is refused here, before any charge."""
     query = analyze(parse_select(sql))
     if len(query.tables) > 1:
         meta = planning.bind_join(query, [catalog.load_table(s, t) for s, t, _ in query.tables])
     else:
         meta = catalog.load_table(query.schema, query.table)
-    eps = _number(epsilon, "epsilon") if epsilon is not None else _decimal_setting("default_epsilon")
+    limits = catalog.query_epsilon(catalog.outer_role(), meta.dataset)
+    if epsilon is not None:
+        eps = _number(epsilon, "epsilon")
+    elif session_epsilon is not None:
+        eps = _number(session_epsilon, "pg_dp.epsilon")
+    elif limits and limits[0] is not None:
+        eps = Decimal(limits[0])
+    else:
+        eps = _decimal_setting("default_epsilon")
     dlt = _number(delta, "delta") if delta is not None else _decimal_setting("default_delta")
     plan = planning.make_plan(query, meta, eps, float(dlt))
+    if limits and limits[1] is not None and plan.epsilon > Decimal(limits[1]):
+        raise DPError(f"this statement costs epsilon {plan.epsilon}, more than the {limits[1]} a statement "
+                      f"may cost you on dataset {meta.dataset}",
+                      hint="Ask with a smaller epsilon (SET pg_dp.epsilon = ..., or dp.query(sql, epsilon)).",
+                      sqlstate=INSUFFICIENT)
     _validate(plan)
     return plan
 
@@ -95,9 +112,9 @@ def _require_budget(role: int, dataset: str):
                       hint="Ask an administrator: dp.grant_budget(role, dataset, epsilon).", sqlstate=NO_BUDGET)
 
 
-def answer(sql, epsilon=None, delta=None, expect=None):
+def answer(sql, epsilon=None, delta=None, expect=None, session_epsilon=None):
     """Generator (executor phases) returning (columns, rows) of the DP answer; charges unless cached."""
-    plan = make_plan(sql, epsilon, delta)
+    plan = make_plan(sql, epsilon, delta, session_epsilon)
     check_expected(plan, expect)
     role = catalog.outer_role()
     _require_budget(role, plan.meta.dataset)
@@ -195,8 +212,8 @@ def check_expected(plan, expect):
                       hint=f"Write AS t({wanted}).", sqlstate="42804")
 
 
-def query_reply(sql, epsilon=None, delta=None, expect=None):
-    columns, rows = yield from answer(sql, epsilon, delta, expect)
+def query_reply(sql, epsilon=None, delta=None, expect=None, session_epsilon=None):
+    columns, rows = yield from answer(sql, epsilon, delta, expect, session_epsilon)
     return encode_rows(columns, rows)
 
 
@@ -217,14 +234,14 @@ def _finite(value):
     return _encode_value(value) if isinstance(value, float) and not math.isfinite(value) else value
 
 
-def query_json_reply(sql, epsilon=None, delta=None):
-    columns, rows = yield from answer(sql, epsilon, delta)
+def query_json_reply(sql, epsilon=None, delta=None, session_epsilon=None):
+    columns, rows = yield from answer(sql, epsilon, delta, session_epsilon=session_epsilon)
     return json.dumps([{name: _finite(_json_value(value, typ)) for (name, typ), value in zip(columns, row)}
                        for row in rows], default=_json_default)
 
 
-def cost_reply(sql, epsilon=None, delta=None):
-    plan = make_plan(sql, epsilon, delta)
+def cost_reply(sql, epsilon=None, delta=None, session_epsilon=None):
+    plan = make_plan(sql, epsilon, delta, session_epsilon)
     role = catalog.outer_role()
     _require_budget(role, plan.meta.dataset)
     cached = _cached(_cache_key(plan)) is not None
@@ -236,8 +253,8 @@ def cost_reply(sql, epsilon=None, delta=None):
                        "epsilon_remaining": str(remaining[0]), "delta_remaining": str(remaining[1])})
 
 
-def explain_reply(sql, epsilon=None, delta=None, columns_only=False):
-    plan = make_plan(sql, epsilon, delta)
+def explain_reply(sql, epsilon=None, delta=None, columns_only=False, session_epsilon=None):
+    plan = make_plan(sql, epsilon, delta, session_epsilon)
     if columns_only:        # the answer's column types, one a line, for the plain-SQL hook (src/hook.c)
         return "\n".join(t for _, t in plan.columns)
     return json.dumps([
