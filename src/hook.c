@@ -72,25 +72,29 @@ is_protected(Oid relid)
 	return found;
 }
 
-/* Relations of this Query level the role cannot read and pg_dp protects. */
+/* A relation of the statement that pg_dp protects and the role may not read. */
+static bool
+closed_to_role(RangeTblEntry *rte)
+{
+	if (rte->rtekind != RTE_RELATION || !(rte->requiredPerms & ACL_SELECT))
+		return false;
+	if (rte->relkind != RELKIND_RELATION && rte->relkind != RELKIND_PARTITIONED_TABLE)
+		return false;
+	if (pg_class_aclcheck(rte->relid, OidIsValid(rte->checkAsUser) ? rte->checkAsUser : GetUserId(),
+						  ACL_SELECT) == ACLCHECK_OK)
+		return false;
+	return is_protected(rte->relid);
+}
+
+/* Whether this Query level reads such a relation. */
 static bool
 reads_protected_table(List *rtable)
 {
 	ListCell   *lc;
-	Oid			user = GetUserId();
 
 	foreach(lc, rtable)
 	{
-		RangeTblEntry *rte = lfirst(lc);
-
-		if (rte->rtekind != RTE_RELATION || !(rte->requiredPerms & ACL_SELECT))
-			continue;
-		if (rte->relkind != RELKIND_RELATION && rte->relkind != RELKIND_PARTITIONED_TABLE)
-			continue;
-		if (pg_class_aclcheck(rte->relid, OidIsValid(rte->checkAsUser) ? rte->checkAsUser : user,
-							  ACL_SELECT) == ACLCHECK_OK)
-			continue;
-		if (is_protected(rte->relid))
+		if (closed_to_role(lfirst(lc)))
 			return true;
 	}
 	return false;
@@ -276,15 +280,13 @@ static void
 read_synthetic_copies(Query *query)
 {
 	ListCell   *lc;
-	Oid			user = GetUserId();
 
 	foreach(lc, query->rtable)
 	{
 		RangeTblEntry *rte = lfirst(lc);
 		Oid			copy;
 
-		if (rte->rtekind != RTE_RELATION || pg_class_aclcheck(rte->relid, user, ACL_SELECT) == ACLCHECK_OK ||
-			!is_protected(rte->relid))
+		if (!closed_to_role(rte))
 			continue;
 		copy = synthetic_copy(rte->relid);
 		if (!OidIsValid(copy) || !same_columns(rte->relid, copy))
