@@ -193,3 +193,14 @@ def test_epsilon_without_a_wrapper(bi, conn):
     finally:
         bi.execute("RESET pg_dp.epsilon")
         conn.execute("SELECT dp.set_query_epsilon('bi', 'people', NULL, NULL)")
+
+
+def test_an_empty_partition_selection_says_why(bi, conn):
+    conn.execute("CREATE TABLE IF NOT EXISTS few (id int, city text)")
+    conn.execute("INSERT INTO few VALUES (1, 'a'), (2, 'b'), (3, 'c')")
+    conn.execute("SELECT dp.protect('few')")
+    conn.execute("SELECT dp.grant_budget('bi', 'few', 5, 1e-5)")
+    notices = []
+    bi.add_notice_handler(lambda d: notices.append((d.message_primary, d.message_hint)))
+    assert bi.execute("SELECT city, count(*) FROM few GROUP BY city").fetchall() == []
+    assert any("no group was released" in m and h for m, h in notices)

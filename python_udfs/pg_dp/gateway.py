@@ -18,7 +18,7 @@ import hashlib
 import json
 import math
 
-from . import bounded, catalog, db, ledger
+from . import bounded, catalog, db, ledger, mechanisms
 from .errors import DPError
 from .query.analyze import analyze
 from .query.parse import parse_select
@@ -139,6 +139,13 @@ def answer(sql, epsilon=None, delta=None, expect=None, session_epsilon=None):
         raise DPError("the answer could not be computed; the charge stands",
                       hint="An administrator finds the cause in the server log.", sqlstate="XX000")
     rows = planning.release_answer(plan, exact)
+    if plan.public_keys is None and not rows:
+        threshold = mechanisms.selection_parameters(plan.groups_per_unit, plan.rows_per_unit,
+                                                    plan.selection_epsilon, plan.selection_delta)[1]
+        db.notice(f"no group was released: DP partition selection keeps only groups of more than about "
+                  f"{threshold} units at this epsilon and delta (the charge stands)",
+                  hint="Ask with a larger epsilon, group by a column with public values "
+                       "(dp.set_public_values), or group less finely.")
     # counters on again for the catalog (decided when a relation is opened, so autovacuum sees the writes)
     db.execute("SELECT pg_catalog.set_config('track_counts', 'on', true)")
     ledger.store_answer(key, plan.meta.dataset, plan.meta.data_version, json.dumps(columns),

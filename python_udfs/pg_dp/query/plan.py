@@ -790,6 +790,8 @@ def explain(plan: Plan) -> list[dict]:
                 f"{how}: groups with fewer than about "
                 f"{mechanisms.selection_parameters(g, k, plan.selection_epsilon, plan.selection_delta)[1]}"
                 " contributing units are not released")
+            if plan.public_keys is not None and not plan.meta.columns[q.group_column]["notnull"]:
+                note += "; the column is nullable, so NULL is one of the groups (empty ones are released too)"
             out.append(dict(column_name=name, data_type=typ, mechanism="group key", epsilon=0.0, delta=0.0,
                             noise_scale=None, ci95=None, note=note))
             continue
