@@ -67,6 +67,14 @@ def ask(c, sql, epsilon=0.1):
     return c.execute("SELECT * FROM dp.query_json(%s, %s)", (sql, epsilon)).fetchall()
 
 
+def ask_anyway(c, sql, epsilon=0.1):
+    """Ask, whether or not the gateway answers: the test looks at the side effects."""
+    try:
+        return ask(c, sql, epsilon)
+    except psycopg.Error:
+        return None
+
+
 def test_attack_dblink_named_connection_of_the_gateway(mallory, conn):
     """Before: after one gateway call, dblink('pg_dp_ledger', ...) ran SQL as the superuser.
 
@@ -115,11 +123,7 @@ def test_attack_standard_conforming_strings_off(mallory, conn):
     _make_spy(mallory)
     mallory.execute("SET standard_conforming_strings = off")
     mallory.execute("SET escape_string_warning = off")
-    sql = "SELECT count(*) FROM patients WHERE diagnosis = 'a\\' AND diagnosis = ' OR mallory.spy() --'"
-    try:
-        ask(mallory, sql)
-    except psycopg.Error:
-        pass
+    ask_anyway(mallory, "SELECT count(*) FROM patients WHERE diagnosis = 'a\\' AND diagnosis = ' OR mallory.spy() --'")
     assert _ran_as(conn) == []
 
 
@@ -132,10 +136,7 @@ def test_attack_temp_domain_named_like_a_builtin_type(mallory, conn):
     for sql in ["SELECT count(*) FROM patients WHERE age > '1'::\"double precision\"",
                 "SELECT count(*) FROM patients WHERE age > '1'::float8",
                 "SELECT count(*) FROM patients WHERE age > CAST('1' AS pg_temp.float8)"]:
-        try:
-            ask(mallory, sql)
-        except psycopg.Error:
-            pass
+        ask_anyway(mallory, sql)
     assert _ran_as(conn) == []
 
 

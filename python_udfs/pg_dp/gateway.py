@@ -19,6 +19,7 @@ import json
 import math
 
 from . import bounded, catalog, db, ledger, mechanisms
+from .encode import json_safe, text_value
 from .errors import DPError
 from .query.analyze import analyze
 from .query.parse import parse_select
@@ -159,18 +160,6 @@ def _json_default(value):
     raise TypeError(f"cannot encode {type(value).__name__}")
 
 
-def _encode_value(value) -> str | None:
-    """A value as PostgreSQL's text input reads it."""
-    if value is None:
-        return None
-    if isinstance(value, bool):
-        return "true" if value else "false"
-    if isinstance(value, float):
-        return repr(value) if math.isfinite(value) else ("NaN" if math.isnan(value) else
-                                                          ("Infinity" if value > 0 else "-Infinity"))
-    return str(value)
-
-
 def column_list(columns) -> str:
     """A column definition list: "name" type, ... (names quoted, types as format_type writes them)."""
     return ", ".join(f"{planning.quote_ident(n)} {t}" for n, t in columns).replace("\n", " ")
@@ -186,7 +175,7 @@ def encode_rows(columns, rows) -> str:
     parts = [f"{len(columns)} {column_list(columns)}\n"]
     for row in rows:
         for value in row:
-            text = _encode_value(value)
+            text = text_value(value)
             parts.append("N" if text is None else f"V{len(text)}:{text}")
     return "".join(parts)
 
@@ -237,13 +226,9 @@ def _json_value(value, typ: str):
     return value
 
 
-def _finite(value):
-    return _encode_value(value) if isinstance(value, float) and not math.isfinite(value) else value
-
-
 def query_json_reply(sql, epsilon=None, delta=None, session_epsilon=None):
     columns, rows = yield from answer(sql, epsilon, delta, session_epsilon=session_epsilon)
-    return json.dumps([{name: _finite(_json_value(value, typ)) for (name, typ), value in zip(columns, row)}
+    return json.dumps([json_safe({name: _json_value(value, typ) for (name, typ), value in zip(columns, row)})
                        for row in rows], default=_json_default)
 
 

@@ -7,6 +7,7 @@ import json
 import numpy as np
 
 from .. import catalog, db
+from ..encode import json_safe
 from ..errors import DPError
 from . import dc as dcmod
 from . import evaluate as ev
@@ -91,15 +92,5 @@ def evaluate_reply(source, synthetic=None, targets=None):
         return db.execute("SELECT $1::oid::regclass::text AS n", [int(oid)], ["int8"])[0]["n"]
 
     rows = evaluate(name(source), None if synthetic is None else name(synthetic), targets)
-    return json.dumps(_finite([{"metric": m, "value": v, "detail": json.loads(d)} for m, v, d in rows]))
+    return json.dumps(json_safe([{"metric": m, "value": v, "detail": json.loads(d)} for m, v, d in rows]))
 
-
-def _finite(value):
-    """JSON has no NaN or Infinity: give them as the strings PostgreSQL's float input reads."""
-    if isinstance(value, float) and not np.isfinite(value):
-        return "NaN" if np.isnan(value) else ("Infinity" if value > 0 else "-Infinity")
-    if isinstance(value, dict):
-        return {k: _finite(v) for k, v in value.items()}
-    if isinstance(value, (list, tuple)):
-        return [_finite(v) for v in value]
-    return value

@@ -564,7 +564,7 @@ def _positive(value, name) -> Decimal:
     if value is None or not math.isfinite(float(value)) or float(value) <= 0:
         raise DPError(f"{name} must be a finite number greater than zero",
                       hint="e.g. epsilon => 1.0")
-    return Decimal(str(value))
+    return Decimal(str(float(value)))    # 5.0, whether it came as 5 (JSON) or 5.0
 
 
 def _load(relid: int) -> Target:
@@ -648,7 +648,6 @@ def synthesize_steps(source, epsilon, delta=None, target_schema=None, rows=None,
     if rows is not None and not (isinstance(rows, int) and 1 <= rows <= MAX_ROWS):
         raise DPError(f"rows must be between 1 and {MAX_ROWS}",
                       hint="Leave rows out to get as many rows as the source (DP count).", sqlstate="22023")
-    epsilon = float(epsilon) if isinstance(epsilon, int) else epsilon    # JSON gives 5 for 5.0
     yield from Run(str(int(source)), epsilon, delta, target_schema, rows, dry_run).execute()
     return ""
 
