@@ -504,8 +504,9 @@ run_phase(Oid role, const char *kind, const char *payload, MemoryContext keep)
 {
 	Oid			argtypes[3] = {OIDOID, TEXTOID, TEXTOID};
 	Datum		values[3];
+	Datum		d;
 	bool		isnull;
-	char	   *answer;
+	char	   *answer = NULL;
 	int			ret;
 
 	values[0] = ObjectIdGetDatum(role);
@@ -516,17 +517,13 @@ run_phase(Oid role, const char *kind, const char *payload, MemoryContext keep)
 								3, argtypes, values, NULL, false, 1);
 	if (ret != SPI_OK_SELECT || SPI_processed != 1)
 		elog(ERROR, "pg_dp executor: unexpected result of the engine");
-	answer = NULL;
+	d = SPI_getbinval(SPI_tuptable->vals[0], SPI_tuptable->tupdesc, 1, &isnull);
+	if (!isnull)
 	{
-		Datum		d = SPI_getbinval(SPI_tuptable->vals[0], SPI_tuptable->tupdesc, 1, &isnull);
+		MemoryContext old = MemoryContextSwitchTo(keep);	/* it outlives SPI's memory */
 
-		if (!isnull)
-		{
-			MemoryContext old = MemoryContextSwitchTo(keep);
-
-			answer = TextDatumGetCString(d);
-			MemoryContextSwitchTo(old);
-		}
+		answer = TextDatumGetCString(d);
+		MemoryContextSwitchTo(old);
 	}
 	SPI_finish();
 	if (answer == NULL || answer[0] == '\0')
