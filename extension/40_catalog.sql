@@ -119,13 +119,43 @@ SELECT d.name AS dataset, d.privacy_unit, d.max_rows_per_unit, d.max_groups_per_
           FROM dp_internal.protected_tables p WHERE p.dataset = d.name) AS tables
 FROM dp_internal.datasets d;
 
+-- The number line of bounds (what dp_internal.columns stores): dates as days since 2000-01-01,
+-- timestamps as seconds since its midnight (timestamptz: in UTC); infinite values stay infinite
+-- (and dp.set_bounds refuses them).  No session setting enters these conversions.
+CREATE FUNCTION dp_internal.date_line(d date) RETURNS numeric
+LANGUAGE sql IMMUTABLE STRICT PARALLEL SAFE SET search_path = pg_catalog, pg_temp
+AS $$ SELECT CASE WHEN pg_catalog.isfinite(d) THEN (d - DATE '2000-01-01')::numeric
+                  WHEN d > DATE '2000-01-01' THEN 'Infinity'::numeric ELSE '-Infinity'::numeric END $$;
+
+CREATE FUNCTION dp_internal.timestamp_line(t timestamp) RETURNS numeric
+LANGUAGE sql IMMUTABLE STRICT PARALLEL SAFE SET search_path = pg_catalog, pg_temp
+AS $$ SELECT pg_catalog.date_part('epoch'::text, t)::numeric - 946684800 $$;
+
+CREATE FUNCTION dp_internal.timestamptz_line(t timestamptz) RETURNS numeric
+LANGUAGE sql IMMUTABLE STRICT PARALLEL SAFE SET search_path = pg_catalog, pg_temp
+AS $$ SELECT pg_catalog.date_part('epoch'::text, t)::numeric - 946684800 $$;
+
+-- A stored bound shown in its column's type (ISO spelling, UTC for timestamptz).
+CREATE FUNCTION dp_internal.line_text(v numeric, typ oid) RETURNS text
+LANGUAGE sql STABLE STRICT PARALLEL SAFE SET search_path = pg_catalog, pg_temp
+AS $$ SELECT CASE
+    WHEN v IN ('Infinity', '-Infinity', 'NaN') THEN v::text
+    WHEN typ = 'date'::regtype THEN pg_catalog.to_char(DATE '2000-01-01' + pg_catalog.floor(v)::integer, 'YYYY-MM-DD')
+    WHEN typ = 'timestamp'::regtype THEN pg_catalog.to_char(TIMESTAMP '2000-01-01' + pg_catalog.make_interval(secs => v::float8), 'YYYY-MM-DD HH24:MI:SS')
+    WHEN typ = 'timestamptz'::regtype THEN pg_catalog.to_char(TIMESTAMP '2000-01-01' + pg_catalog.make_interval(secs => v::float8), 'YYYY-MM-DD HH24:MI:SS') || '+00'
+    ELSE v::text END $$;
+
 CREATE VIEW dp.protected_columns WITH (security_barrier) AS
 SELECT p.dataset, p.relid::regclass AS table_name, a.attname AS column_name,
        format_type(a.atttypid, a.atttypmod) AS data_type,
        p.unit_column = a.attname AS is_privacy_unit,
-       c.lower_bound, c.upper_bound, c.public_values, c.values_source
+       c.lower_bound, c.upper_bound, c.public_values, c.values_source,
+       dp_internal.line_text(c.lower_bound, base.oid) AS lower_value,
+       dp_internal.line_text(c.upper_bound, base.oid) AS upper_value
 FROM dp_internal.protected_tables p
 JOIN pg_catalog.pg_attribute a ON a.attrelid = p.relid AND a.attnum > 0 AND NOT a.attisdropped
+JOIN pg_catalog.pg_type t ON t.oid = a.atttypid
+JOIN pg_catalog.pg_type base ON base.oid = CASE WHEN t.typtype = 'd' THEN t.typbasetype ELSE t.oid END
 LEFT JOIN dp_internal.columns c ON c.relid = p.relid AND c.attname = a.attname;
 
 CREATE VIEW dp.budgets WITH (security_barrier) AS
@@ -157,7 +187,11 @@ COMMENT ON TABLE dp_internal.answers IS 'Released answers by statement and data 
 COMMENT ON FUNCTION dp_internal.is_admin() IS 'True for a pg_dp administrator (who may update dp_internal.datasets)';
 COMMENT ON FUNCTION dp_internal.require_admin(text) IS 'Raises insufficient_privilege unless the caller is a pg_dp administrator';
 COMMENT ON VIEW dp.datasets IS 'Datasets, their tables, contribution bounds, caps and data version';
-COMMENT ON VIEW dp.protected_columns IS 'Columns of protected tables with their public bounds and value sets';
+COMMENT ON VIEW dp.protected_columns IS 'Columns of protected tables with their public bounds (on the number line, and as values of the column''s type) and value sets';
+COMMENT ON FUNCTION dp_internal.date_line(date) IS 'A date on the bounds'' number line: days since 2000-01-01';
+COMMENT ON FUNCTION dp_internal.timestamp_line(timestamp) IS 'A timestamp on the bounds'' number line: seconds since 2000-01-01 00:00';
+COMMENT ON FUNCTION dp_internal.timestamptz_line(timestamptz) IS 'A timestamptz on the bounds'' number line: seconds since 2000-01-01 00:00 UTC';
+COMMENT ON FUNCTION dp_internal.line_text(numeric, oid) IS 'A stored bound written as a value of its column''s type';
 COMMENT ON VIEW dp.budgets IS 'Privacy budgets: an analyst sees their own, an administrator all';
 COMMENT ON VIEW dp.ledger IS 'Releases charged to budgets: an analyst sees their own, an administrator all';
 COMMENT ON SEQUENCE dp_internal.ledger_id_seq IS 'Ids of dp_internal.ledger rows';

@@ -104,15 +104,19 @@ BEGIN
     END IF;
 END $$;
 
--- Bounds of a column (numbers: days since 2000-01-01 for dates, seconds for timestamps);
+-- Bounds of a column, stored on the number line synthesis and the gateway share: numbers as
+-- they are, dates as days since 2000-01-01, timestamps as seconds since 2000-01-01 00:00
+-- (UTC for timestamptz).  The DBA passes values of the column's type (one overload per kind);
 -- NULL, NULL clears them.  A protected table's partitions and children get them too.
-CREATE FUNCTION dp.set_bounds(table_name regclass, column_name name, lower numeric, upper numeric)
+-- given: 'number', 'date', 'timestamp' or 'timestamptz', the kind of value the DBA passed.
+CREATE FUNCTION dp_internal.set_bounds(table_name regclass, column_name name, lower numeric, upper numeric, given text)
 RETURNS void
 LANGUAGE plpgsql VOLATILE SECURITY INVOKER
 SET search_path = pg_catalog, pg_temp
 AS $$
 DECLARE
     typ oid;
+    kind text;
 BEGIN
     PERFORM dp_internal.require_admin('set bounds');
     PERFORM dp_internal.check_protected_column(table_name, column_name);
@@ -120,13 +124,35 @@ BEGIN
     WHILE (SELECT t.typtype FROM pg_catalog.pg_type t WHERE t.oid = typ) = 'd' LOOP   -- a domain: its base type
         SELECT t.typbasetype INTO typ FROM pg_catalog.pg_type t WHERE t.oid = typ;
     END LOOP;
-    IF typ NOT IN ('smallint'::regtype, 'integer'::regtype, 'bigint'::regtype, 'real'::regtype,
-                   'double precision'::regtype, 'numeric'::regtype, 'date'::regtype,
-                   'timestamp without time zone'::regtype, 'timestamp with time zone'::regtype) THEN
+    kind := CASE WHEN typ IN ('smallint'::regtype, 'integer'::regtype, 'bigint'::regtype, 'real'::regtype,
+                              'double precision'::regtype, 'numeric'::regtype) THEN 'number'
+                 WHEN typ = 'date'::regtype THEN 'date'
+                 WHEN typ = 'timestamp without time zone'::regtype THEN 'timestamp'
+                 WHEN typ = 'timestamp with time zone'::regtype THEN 'timestamptz' END;
+    IF kind IS NULL THEN
         RAISE EXCEPTION 'column %.% is of type %: bounds are for integer, numeric, float, date and timestamp columns',
                         table_name, column_name, typ::regtype
             USING ERRCODE = 'datatype_mismatch',
                   HINT = 'Declare the GROUP BY keys of a categorical column with dp.set_public_values instead.';
+    END IF;
+    -- a date column takes dates or timestamps (converted without a time zone), a timestamp column
+    -- likewise; a timestamptz column only timestamptz values, so no session time zone is involved
+    IF NOT (kind = given OR (kind IN ('date', 'timestamp') AND given IN ('date', 'timestamp'))) THEN
+        RAISE EXCEPTION 'column %.% is of type %: its bounds must be values of that type, not %',
+                        table_name, column_name, typ::regtype,
+                        CASE given WHEN 'number' THEN 'numbers' ELSE given || ' values' END
+            USING ERRCODE = 'datatype_mismatch',
+                  HINT = CASE kind
+                      WHEN 'number' THEN 'Pass two numbers, e.g. dp.set_bounds(''t'', ''c'', 0, 100).'
+                      WHEN 'timestamptz' THEN format('Pass two timestamptz values with their zone, e.g. dp.set_bounds(%L, %L, timestamptz ''2020-01-01 00:00+00'', timestamptz ''2025-01-01 00:00+00'').', table_name::text, column_name)
+                      ELSE format('Pass two values of the column''s type, e.g. dp.set_bounds(%L, %L, date ''2020-01-01'', date ''2024-12-31'').', table_name::text, column_name) END;
+    END IF;
+    IF kind = 'date' AND given = 'timestamp' THEN    -- the days of the timestamps, on the date line
+        lower := pg_catalog.floor(lower / 86400);
+        upper := pg_catalog.ceil(upper / 86400);
+    ELSIF kind = 'timestamp' AND given = 'date' THEN
+        lower := lower * 86400;
+        upper := upper * 86400;
     END IF;
     IF lower IS NULL AND upper IS NULL THEN
         UPDATE dp_internal.columns c SET lower_bound = NULL, upper_bound = NULL
@@ -152,6 +178,61 @@ BEGIN
     SELECT f, column_name, lower, upper FROM dp_internal.protected_family(table_name) f
     ON CONFLICT (relid, attname) DO UPDATE SET lower_bound = excluded.lower_bound,
                                                upper_bound = excluded.upper_bound;
+END $$;
+
+-- The DBA's bounds in the column's own type: numbers for number columns, dates or timestamps
+-- for date and timestamp columns, timestamptz values for timestamptz columns; a quoted literal
+-- ('2020-01-01') is read as a value of the column's type.
+CREATE FUNCTION dp.set_bounds(table_name regclass, column_name name, lower anycompatible, upper anycompatible)
+RETURNS void
+LANGUAGE plpgsql VOLATILE SECURITY INVOKER
+SET search_path = pg_catalog, pg_temp
+AS $$
+DECLARE
+    given regtype := pg_catalog.pg_typeof(lower);
+    typ regtype;
+BEGIN
+    PERFORM dp_internal.require_admin('set bounds');
+    PERFORM dp_internal.check_protected_column(table_name, column_name);
+    SELECT CASE WHEN t.typtype = 'd' THEN t.typbasetype ELSE a.atttypid END INTO typ
+    FROM pg_catalog.pg_attribute a JOIN pg_catalog.pg_type t ON t.oid = a.atttypid
+    WHERE a.attrelid = table_name AND a.attname = column_name;
+    IF given IN ('text'::regtype, 'unknown'::regtype) THEN     -- a literal: a value of the column's type
+        BEGIN
+            IF typ = 'date'::regtype THEN
+                PERFORM dp_internal.set_bounds(table_name, column_name, dp_internal.date_line(lower::text::date),
+                                               dp_internal.date_line(upper::text::date), 'date');
+            ELSIF typ = 'timestamp without time zone'::regtype THEN
+                PERFORM dp_internal.set_bounds(table_name, column_name, dp_internal.timestamp_line(lower::text::timestamp),
+                                               dp_internal.timestamp_line(upper::text::timestamp), 'timestamp');
+            ELSIF typ = 'timestamp with time zone'::regtype THEN
+                PERFORM dp_internal.set_bounds(table_name, column_name, dp_internal.timestamptz_line(lower::text::timestamptz),
+                                               dp_internal.timestamptz_line(upper::text::timestamptz), 'timestamptz');
+            ELSE
+                PERFORM dp_internal.set_bounds(table_name, column_name, lower::text::numeric, upper::text::numeric, 'number');
+            END IF;
+        EXCEPTION WHEN invalid_text_representation OR invalid_datetime_format OR datetime_field_overflow THEN
+            RAISE EXCEPTION 'bounds of %.% must be values of its type %', table_name, column_name, typ
+                USING ERRCODE = 'invalid_parameter_value',
+                      HINT = 'Write them as literals of that type, e.g. ''2020-01-01'' for a date, 0 and 100 for a number.';
+        END;
+    ELSIF given IN ('smallint'::regtype, 'integer'::regtype, 'bigint'::regtype, 'numeric'::regtype,
+                    'real'::regtype, 'double precision'::regtype) THEN
+        PERFORM dp_internal.set_bounds(table_name, column_name, lower::numeric, upper::numeric, 'number');
+    ELSIF given = 'date'::regtype THEN
+        PERFORM dp_internal.set_bounds(table_name, column_name, dp_internal.date_line(lower::date),
+                                       dp_internal.date_line(upper::date), 'date');
+    ELSIF given = 'timestamp without time zone'::regtype THEN
+        PERFORM dp_internal.set_bounds(table_name, column_name, dp_internal.timestamp_line(lower::timestamp),
+                                       dp_internal.timestamp_line(upper::timestamp), 'timestamp');
+    ELSIF given = 'timestamp with time zone'::regtype THEN
+        PERFORM dp_internal.set_bounds(table_name, column_name, dp_internal.timestamptz_line(lower::timestamptz),
+                                       dp_internal.timestamptz_line(upper::timestamptz), 'timestamptz');
+    ELSE
+        RAISE EXCEPTION 'bounds of type % are not supported', given
+            USING ERRCODE = 'datatype_mismatch',
+                  HINT = 'Pass numbers, dates or timestamps of the column''s type.';
+    END IF;
 END $$;
 
 -- The public GROUP BY keys of a column; NULL clears them.  Each must be a value of the
@@ -407,7 +488,8 @@ REVOKE ALL ON FUNCTION dp.set_query_epsilon(regrole, text, numeric, numeric) FRO
 COMMENT ON FUNCTION dp.set_query_epsilon(regrole, text, numeric, numeric) IS
     'DBA: a role''s epsilon per statement on a dataset when none is given (plain SQL), and the most one statement may cost';
 REVOKE ALL ON FUNCTION dp.protect(regclass, text, name, integer, integer), dp.unprotect(regclass),
-    dp.set_bounds(regclass, name, numeric, numeric), dp.set_public_values(regclass, name, text[]),
+    dp.set_bounds(regclass, name, anycompatible, anycompatible),
+    dp_internal.set_bounds(regclass, name, numeric, numeric, text), dp.set_public_values(regclass, name, text[]),
     dp.set_public_values(regclass, name, regclass, name), dp.grant_budget(regrole, text, numeric, numeric),
     dp.revoke_budget(regrole, text), dp.set_dataset_cap(text, numeric, numeric), dp.set_setting(text, text),
     dp_internal.drop_bounded_copies(regclass),
@@ -418,7 +500,8 @@ COMMENT ON FUNCTION dp_internal.bump_data_version() IS 'Trigger: a write to a pr
 COMMENT ON FUNCTION dp.protect(regclass, text, name, integer, integer) IS
     'DBA: protect a table and its partitions (dataset, privacy unit column, max rows and groups per unit); revokes every direct privilege on them and on views reading them, and takes public values from enums, booleans and CHECK (col IN ...)';
 COMMENT ON FUNCTION dp.unprotect(regclass) IS 'DBA: stop protecting a table and its partitions and children (privileges are left as they are)';
-COMMENT ON FUNCTION dp.set_bounds(regclass, name, numeric, numeric) IS 'DBA: public clamping bounds of an integer, numeric, float, date or timestamp column (NULL, NULL clears them)';
+COMMENT ON FUNCTION dp.set_bounds(regclass, name, anycompatible, anycompatible) IS 'DBA: public bounds of a number, date or timestamp column, as values of its type (NULL, NULL clears them)';
+COMMENT ON FUNCTION dp_internal.set_bounds(regclass, name, numeric, numeric, text) IS 'Checks and stores bounds already on the number line (dates: days since 2000-01-01, timestamps: seconds since its midnight UTC)';
 COMMENT ON FUNCTION dp.set_public_values(regclass, name, text[]) IS 'DBA: declare the public set of GROUP BY keys of a column (every key is released, empty ones too; NULL clears them)';
 COMMENT ON FUNCTION dp_internal.protected_family(regclass) IS 'A protected table and its protected partitions and inheritance children, recursively';
 COMMENT ON FUNCTION dp.set_public_values(regclass, name, regclass, name) IS 'DBA: take the public GROUP BY keys of a column from a public table';

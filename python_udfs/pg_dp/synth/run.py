@@ -625,7 +625,7 @@ def _classify(t: Target, c) -> dom.Column:
         col.kind, col.values, col.source = "categorical", ["false", "true"], "boolean"
     elif fam in ("integer", "float", "numeric", "date", "timestamp"):
         col.kind = "numeric"
-        if c["lower_bound"] is not None and c["upper_bound"] is not None and fam not in ("date", "timestamp"):
+        if c["lower_bound"] is not None and c["upper_bound"] is not None:
             low, high = dom.type_range(c["type"], fam)
             col.lower = min(max(float(c["lower_bound"]), low), high - 1)
             col.upper = max(min(float(c["upper_bound"]), high), col.lower + 1)   # bins need a width
