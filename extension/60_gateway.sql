@@ -133,7 +133,8 @@ SET search_path = pg_catalog, pg_temp
 AS $$
     SELECT pg_catalog.jsonb_array_elements(dp_internal.executor_call('query_json',
         pg_catalog.json_build_object('sql', sql, 'epsilon', epsilon, 'delta', delta, 'session_epsilon',
-        NULLIF(pg_catalog.current_setting('pg_dp.epsilon', true), '0'))::text)::jsonb)
+        NULLIF(pg_catalog.current_setting('pg_dp.epsilon', true), '0'),
+        'timezone', pg_catalog.current_setting('TimeZone'))::text)::jsonb)
 $$;
 
 CREATE FUNCTION dp.cost(sql text, epsilon double precision DEFAULT NULL, delta double precision DEFAULT NULL,
@@ -145,7 +146,8 @@ AS $$
     SELECT r.dataset, r.epsilon_cost, r.delta_cost, r.cached, r.epsilon_remaining, r.delta_remaining
     FROM pg_catalog.jsonb_to_record(dp_internal.executor_call('cost',
         pg_catalog.json_build_object('sql', sql, 'epsilon', epsilon, 'delta', delta, 'session_epsilon',
-            NULLIF(pg_catalog.current_setting('pg_dp.epsilon', true), '0'))::text)::jsonb)
+            NULLIF(pg_catalog.current_setting('pg_dp.epsilon', true), '0'),
+            'timezone', pg_catalog.current_setting('TimeZone'))::text)::jsonb)
         AS r(dataset text, epsilon_cost numeric, delta_cost numeric, cached boolean,
              epsilon_remaining numeric, delta_remaining numeric)
 $$;

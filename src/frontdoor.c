@@ -160,6 +160,23 @@ append_session_epsilon(StringInfo buf)
 	}
 }
 
+/*
+ * The session's TimeZone: the executor runs the exact query under it, so that
+ * timestamptz keys and constants mean what they mean in this session (the
+ * executor checks the name; the answer is cached per zone where it matters).
+ */
+static void
+append_session_timezone(StringInfo buf)
+{
+	const char *value = GetConfigOption("TimeZone", true, false);
+
+	if (value != NULL && value[0] != '\0')
+	{
+		appendStringInfoString(buf, ", \"timezone\": ");
+		escape_json(buf, value);
+	}
+}
+
 PG_FUNCTION_INFO_V1(dp_query);
 /* dp.query(sql text, epsilon float8, delta float8) RETURNS SETOF record */
 Datum
@@ -178,6 +195,7 @@ dp_query(PG_FUNCTION_ARGS)
 	append_number(&payload, "epsilon", PG_ARGISNULL(1), PG_ARGISNULL(1) ? 0 : PG_GETARG_FLOAT8(1));
 	append_number(&payload, "delta", PG_ARGISNULL(2), PG_ARGISNULL(2) ? 0 : PG_GETARG_FLOAT8(2));
 	append_session_epsilon(&payload);
+	append_session_timezone(&payload);
 	append_expected(&payload, fcinfo);
 	appendStringInfoChar(&payload, '}');
 	rows_from_reply(fcinfo, dp_executor_request("query", payload.data));

@@ -40,7 +40,7 @@ def copy_for(plan) -> str | None:
     if build is None or _limit() == 0:
         return None
     meta = plan.meta
-    keys = ",".join(plan.query.group_by)
+    keys = plan.key_set          # the GROUP BY keys (and the time zone, when a key depends on it)
     digest = hashlib.sha256(f"{meta.relid}:{keys}".encode()).hexdigest()[:12]
     name = f"bounded_{meta.relid}_{digest}"
     qualified = f"dp_internal.{name}"

@@ -41,7 +41,7 @@ def _decimal_setting(key: str) -> Decimal:
     return number
 
 
-def make_plan(sql, epsilon=None, delta=None, session_epsilon=None):
+def make_plan(sql, epsilon=None, delta=None, session_epsilon=None, timezone=None):
     """The plan of a question; epsilon: the argument, else the session's pg_dp.epsilon, else the
     role's default on the dataset (dp.set_query_epsilon), else the setting default_epsilon.
     A statement costing more than the role's maximum is refused here, before any charge."""
@@ -60,7 +60,7 @@ def make_plan(sql, epsilon=None, delta=None, session_epsilon=None):
     else:
         eps = _decimal_setting("default_epsilon")
     dlt = _number(delta, "delta") if delta is not None else _decimal_setting("default_delta")
-    plan = planning.make_plan(query, meta, eps, float(dlt))
+    plan = planning.make_plan(query, meta, eps, float(dlt), timezone=timezone or "UTC")
     if limits and limits[1] is not None and plan.epsilon > Decimal(limits[1]):
         raise DPError(f"this statement costs epsilon {plan.epsilon}, more than the {limits[1]} a statement "
                       f"may cost you on dataset {meta.dataset}",
@@ -82,16 +82,34 @@ def _number(value, name) -> Decimal:
 
 
 def _validate(plan):
-    """Parse-analyse the rewrite (nothing runs): errors of the analyst's constants surface before the charge."""
+    """Parse-analyse the rewrite (nothing runs), under the analyst's time zone, and evaluate its
+    STABLE constants (to_timestamp): errors of the analyst's constants surface before the charge."""
     try:
         with db.subtransaction():
+            set_time_zone(plan.timezone)
             db.prepare(plan.sql)
+            for check in planning.constant_checks(plan):
+                db.execute(check)
+            set_time_zone("UTC")
     except Exception as e:
         if not db.is_spi_error(e):
             raise
         raise DPError(f"the query cannot be answered: {getattr(e, 'args', [''])[0]}",
                       hint="Check the constants and their types against the table's columns (\\d).",
                       sqlstate=db.sqlstate(e) or "42804")
+
+
+def set_time_zone(zone: str):
+    """The exact query runs under the analyst's session TimeZone (timestamptz keys and constants mean
+    what they mean natively); everything else in the worker stays in UTC.  Transaction-local."""
+    try:
+        with db.subtransaction():
+            db.execute("SELECT pg_catalog.set_config('TimeZone', $1, true)", [zone], ["text"])
+    except Exception as e:
+        if not db.is_spi_error(e):
+            raise
+        raise DPError(f"invalid time zone {zone!r}", hint="SET TimeZone to a zone PostgreSQL knows.",
+                      sqlstate="22023")
 
 
 def _cache_key(plan) -> str:
@@ -113,9 +131,9 @@ def _require_budget(role: int, dataset: str):
                       hint="Ask an administrator: dp.grant_budget(role, dataset, epsilon).", sqlstate=NO_BUDGET)
 
 
-def answer(sql, epsilon=None, delta=None, expect=None, session_epsilon=None):
+def answer(sql, epsilon=None, delta=None, expect=None, session_epsilon=None, timezone=None):
     """Generator (executor phases) returning (columns, rows) of the DP answer; charges unless cached."""
-    plan = make_plan(sql, epsilon, delta, session_epsilon)
+    plan = make_plan(sql, epsilon, delta, session_epsilon, timezone)
     check_expected(plan, expect)
     role = catalog.outer_role()
     _require_budget(role, plan.meta.dataset)
@@ -129,9 +147,11 @@ def answer(sql, epsilon=None, delta=None, expect=None, session_epsilon=None):
     yield                                   # the executor commits the charge
     try:
         db.execute("SELECT pg_catalog.set_config('track_counts', 'off', true)")
+        set_time_zone(plan.timezone)
         copy = bounded.copy_for(plan)
         exact_sql = planning.rewrite_on_copy(plan, copy) if copy else plan.sql
         exact = db.execute_tuples(exact_sql, len(plan.query.group_by) + 1 + len(plan.measurements))
+        set_time_zone("UTC")
     except Exception as e:
         if not db.is_spi_error(e):
             raise
@@ -208,8 +228,8 @@ def check_expected(plan, expect):
                       hint=f"Write AS t({wanted}).", sqlstate="42804")
 
 
-def query_reply(sql, epsilon=None, delta=None, expect=None, session_epsilon=None):
-    columns, rows = yield from answer(sql, epsilon, delta, expect, session_epsilon)
+def query_reply(sql, epsilon=None, delta=None, expect=None, session_epsilon=None, timezone=None):
+    columns, rows = yield from answer(sql, epsilon, delta, expect, session_epsilon, timezone)
     return encode_rows(columns, rows)
 
 
@@ -226,14 +246,14 @@ def _json_value(value, typ: str):
     return value
 
 
-def query_json_reply(sql, epsilon=None, delta=None, session_epsilon=None):
-    columns, rows = yield from answer(sql, epsilon, delta, session_epsilon=session_epsilon)
+def query_json_reply(sql, epsilon=None, delta=None, session_epsilon=None, timezone=None):
+    columns, rows = yield from answer(sql, epsilon, delta, session_epsilon=session_epsilon, timezone=timezone)
     return json.dumps([json_safe({name: _json_value(value, typ) for (name, typ), value in zip(columns, row)})
                        for row in rows], default=_json_default)
 
 
-def cost_reply(sql, epsilon=None, delta=None, session_epsilon=None):
-    plan = make_plan(sql, epsilon, delta, session_epsilon)
+def cost_reply(sql, epsilon=None, delta=None, session_epsilon=None, timezone=None):
+    plan = make_plan(sql, epsilon, delta, session_epsilon, timezone)
     role = catalog.outer_role()
     _require_budget(role, plan.meta.dataset)
     cached = _cached(_cache_key(plan)) is not None
@@ -245,8 +265,8 @@ def cost_reply(sql, epsilon=None, delta=None, session_epsilon=None):
                        "epsilon_remaining": str(remaining[0]), "delta_remaining": str(remaining[1])})
 
 
-def explain_reply(sql, epsilon=None, delta=None, columns_only=False, session_epsilon=None):
-    plan = make_plan(sql, epsilon, delta, session_epsilon)
+def explain_reply(sql, epsilon=None, delta=None, columns_only=False, session_epsilon=None, timezone=None):
+    plan = make_plan(sql, epsilon, delta, session_epsilon, timezone)
     if columns_only:        # the answer's column types, one a line, for the plain-SQL hook (src/hook.c)
         return "\n".join(t for _, t in plan.columns)
     return json.dumps([

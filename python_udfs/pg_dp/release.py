@@ -12,6 +12,7 @@ Privacy, per release (add/remove one row):
   avg       noisy count (eps/2) and noisy centred sum (eps/2)
   var       noisy count, centred sum and centred sum of squares (eps/3 each)
   stddev    sqrt of var
+  var_pop   the same noisy moments, divided by the noisy count instead of count - 1
   quantile  OpenDP noisy max over 1025 grid candidates (exponential mechanism)
 """
 
@@ -41,9 +42,9 @@ def release_stats(kind, n, s1, s2, lower_units, upper_units, gexp, epsilon, cont
         return _to_float(mechanisms.laplace_integer(s1, sensitivity, epsilon), gexp)
     if kind == "avg":
         return release_avg(n, s1, lower_units, upper_units, epsilon, grid, m)
-    if kind in ("var", "stddev"):
-        var = release_var(n, s1, s2, lower_units, upper_units, epsilon, grid, m)
-        return math.sqrt(var) if kind == "stddev" else var
+    if kind in ("var", "stddev", "var_pop", "stddev_pop"):
+        var = release_var(n, s1, s2, lower_units, upper_units, epsilon, grid, m, kind.endswith("_pop"))
+        return math.sqrt(var) if kind.startswith("stddev") else var
     raise DPError(f"unknown release kind {kind!r}", sqlstate="XX000")
 
 
@@ -71,8 +72,8 @@ def release_avg(n, s1, lower_units, upper_units, epsilon, grid, contribution=1) 
     return _clamp(mean, lower, upper)
 
 
-def release_var(n, s1, s2, lower_units, upper_units, epsilon, grid, contribution=1) -> float:
-    """Sample variance from noisy count, centred sum and centred sum of squares."""
+def release_var(n, s1, s2, lower_units, upper_units, epsilon, grid, contribution=1, population=False) -> float:
+    """Sample (or population) variance from noisy count, centred sum and centred sum of squares."""
     width = upper_units - lower_units
     centre = lower_units + upper_units
     noisy_n = mechanisms.laplace_integer(n, contribution, epsilon / 3)
@@ -85,7 +86,7 @@ def release_var(n, s1, s2, lower_units, upper_units, epsilon, grid, contribution
     half = grid / 2
     mean_c = noisy_centred * half / noisy_n
     pop_var = noisy_squares * half * half / noisy_n - mean_c * mean_c
-    var = pop_var * noisy_n / (noisy_n - 1)
+    var = pop_var if population else pop_var * noisy_n / (noisy_n - 1)
     return _clamp(var, 0.0, (width * grid) ** 2 / 4)
 
 

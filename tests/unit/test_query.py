@@ -24,7 +24,7 @@ def plan_of(sql, m=None, epsilon=1.0, delta=1e-6):
 
 @pytest.mark.parametrize("sql, fragment", [
     ("SELECT count(*) FROM t WHERE 1/(x-5) > 0", "not allowed in WHERE"),
-    ("SELECT count(*) FROM t WHERE lower(g) = 'a'", "not allowed"),
+    ("SELECT count(*) FROM t WHERE length(g) = 1", "not allowed"),
     ("SELECT x FROM t", "must appear in GROUP BY"),
     ("SELECT max(x) FROM t", "not supported"),
     ("SELECT count(*) FROM t GROUP BY ROLLUP (g)", "GROUPING SETS"),

@@ -54,6 +54,7 @@ from dataclasses import dataclass, field
 
 from ..errors import DPError
 from .parse import NOT_SUPPORTED, ast, deparse, too_complex  # first: loads pglast with RTLD_DEEPBIND
+from . import keys as keyexprs
 from pglast.enums import A_Expr_Kind, JoinType, SetOperation, SortByDir, SortByNulls  # noqa: E402
 
 INVALID = "22023"
@@ -72,8 +73,11 @@ MAX_DEPTH = 64
 MAX_IN_ITEMS = 1_000
 PLAIN_AGGREGATES = {
     "count": "count", "sum": "sum", "avg": "avg", "variance": "var", "var_samp": "var",
-    "stddev": "stddev", "stddev_samp": "stddev",
+    "stddev": "stddev", "stddev_samp": "stddev", "var_pop": "var_pop", "stddev_pop": "stddev_pop",
 }
+# min and max have no DP release here: a DP quantile near 0 or 1 is the documented substitute
+MIN_MAX_HINT = ("min and max are not released (one row decides them); ask a DP quantile near the end instead:"
+                " percentile_cont(0.01) WITHIN GROUP (ORDER BY col) for min, percentile_cont(0.99) ... for max.")
 DP_AGGREGATES = {
     "dp_count": "count", "dp_sum": "sum", "dp_avg": "avg", "dp_var": "var",
     "dp_stddev": "stddev", "dp_quantile": "quantile", "dp_median": "quantile",
@@ -112,9 +116,16 @@ class Query:
     # joined columns (qualified "alias.column" or bare); column names are then as written
     tables: list[tuple] = field(default_factory=list)
     join_columns: tuple | None = None
+    # GROUP BY expressions (date_trunc, EXTRACT, bins, CASE): group_by holds their canonical text
+    key_exprs: dict = field(default_factory=dict)
+    alias_keys: set = field(default_factory=set)     # GROUP BY names that were select-list aliases
 
     def columns_used(self) -> set[str]:
-        cols = set(self.group_by)
+        cols = {c for c in self.group_by if c not in self.key_exprs}
+        for key in self.key_exprs.values():
+            cols.update(key.columns)
+            for cond, _ in key.whens:
+                cols.update(self.ref_name(r) for r in column_refs(cond))
         cols.update(o.aggregate.column for o in self.outputs if o.aggregate and o.aggregate.column)
         if self.where is not None:
             cols.update(self.ref_name(r) for r in column_refs(self.where))
@@ -167,7 +178,7 @@ def _analyze(stmt: ast.SelectStmt) -> Query:
             qualifiers.add(f"{sch}.{tab}")
     if len(tables) > 1:
         qualifiers = _JoinQualifiers(qualifiers)
-    group_by = _group_by(stmt.groupClause, stmt.targetList, qualifiers)
+    group_by, key_exprs, alias_keys = _group_by(stmt.groupClause, stmt.targetList, qualifiers)
     outputs = [_output(i, t, group_by, qualifiers) for i, t in enumerate(stmt.targetList or ())]
     if not any(o.aggregate for o in outputs):
         refuse("the query has no aggregate",
@@ -181,7 +192,7 @@ def _analyze(stmt: ast.SelectStmt) -> Query:
     order_by = _order_by(stmt.sortClause, outputs, names, qualifiers)
     limit = _limit(stmt)
     return Query(schema, table, alias, outputs, group_by, where, order_by, limit, deparse(stmt),
-                 tables, join_columns)
+                 tables, join_columns, key_exprs, alias_keys)
 
 
 class _JoinQualifiers(set):
@@ -256,20 +267,50 @@ def _describe(node) -> str:
         return type(node).__name__
 
 
-def _group_by(group_clause, targets, qualifiers) -> list[str]:
-    columns = []
+def _group_by(group_clause, targets, qualifiers):
+    """(key names, {name: KeyExpr} of the expression keys, names that were aliases).
+
+    A key is a column, a position in the select list (GROUP BY 1), a select-list
+    alias of an expression, or one of the expressions of keys.py, written out."""
+    columns, exprs, aliases = [], {}, set()
+    targets = list(targets or ())
+    by_alias = {t.name: t.val for t in targets
+                if t.name and not (isinstance(t.val, ast.FuncCall) and _is_aggregate_call(t.val))}
+
+    def check_condition(node):
+        _check_where_size(node)
+        _check_where(node, qualifiers)
+
     for node in group_clause or ():
         if isinstance(node, ast.A_Const) and isinstance(node.val, ast.Integer):
             pos = node.val.ival
-            if not 1 <= pos <= len(targets or ()):
+            if not 1 <= pos <= len(targets):
                 refuse(f"GROUP BY position {pos} is not in the select list", "Use a column name.")
             node = targets[pos - 1].val
+            if isinstance(node, ast.FuncCall) and _is_aggregate_call(node):
+                refuse(f"GROUP BY position {pos} is an aggregate", "Group by a key column or expression.")
+        elif isinstance(node, ast.ColumnRef) and len(node.fields) == 1 and isinstance(node.fields[0], ast.String) \
+                and node.fields[0].sval in by_alias:
+            aliases.add(node.fields[0].sval)
+            node = by_alias[node.fields[0].sval]
         if isinstance(node, (ast.GroupingSet,)):
             refuse("GROUPING SETS, ROLLUP and CUBE are not supported", "Ask one grouping at a time.")
-        columns.append(_column_name(node, qualifiers, "a GROUP BY key"))
+        if isinstance(node, ast.ColumnRef):
+            columns.append(_column_name(node, qualifiers, "a GROUP BY key"))
+            continue
+        key = keyexprs.parse_key(node, lambda n, what: _column_name(n, qualifiers, what), check_condition)
+        exprs[key.text] = key
+        columns.append(key.text)
     if len(set(columns)) != len(columns):
         refuse("a GROUP BY key is repeated", "Name each key once.")
-    return columns
+    return columns, exprs, aliases
+
+
+def _is_aggregate_call(node: ast.FuncCall) -> bool:
+    names = [n.sval for n in node.funcname]
+    name = names[-1] if len(names) == 1 or names[0] in ("dp", "pg_catalog") else ""
+    return name in PLAIN_AGGREGATES or name in DP_AGGREGATES or name in (
+        "percentile_cont", "percentile_disc", "min", "max") or node.agg_star or bool(node.agg_within_group)
 
 
 def _output(index, target, group_by, qualifiers) -> Output:
@@ -280,11 +321,31 @@ def _output(index, target, group_by, qualifiers) -> Output:
             refuse(f"column {column!r} must appear in GROUP BY",
                    "Only GROUP BY keys and aggregates can be selected.")
         return Output(target.name or column.rsplit(".", 1)[-1], group_column=column)
-    if isinstance(node, ast.FuncCall):
+    if isinstance(node, ast.FuncCall) and _is_aggregate_call(node):
         aggregate, default_name = _aggregate(node, qualifiers)
         return Output(target.name or default_name, aggregate=aggregate)
+    if isinstance(node, (ast.FuncCall, ast.TypeCast, ast.A_Expr, ast.CaseExpr)):
+        text = deparse(node)
+        if text in group_by:
+            return Output(target.name or _default_name(node), group_column=text)
+        if isinstance(node, ast.FuncCall):
+            aggregate, default_name = _aggregate(node, qualifiers)     # refuses with its reason
+            return Output(target.name or default_name, aggregate=aggregate)
+        refuse(f"select-list item {index + 1} ({_describe(node)}) must appear in GROUP BY",
+               "Group by the same expression (GROUP BY 1 or its alias), or select aggregates of it.")
     refuse(f"select-list item {index + 1} ({_describe(node)}) is not supported",
            "Select GROUP BY columns and aggregates such as count(*), sum(x), avg(x), dp_median(x, lo, hi).")
+
+
+def _default_name(node) -> str:
+    """The column name PostgreSQL gives an expression (FigureColname, for the key shapes)."""
+    if isinstance(node, ast.TypeCast):
+        return _default_name(node.arg) if not isinstance(node.arg, ast.A_Const) else node.typeName.names[-1].sval
+    if isinstance(node, ast.FuncCall):
+        return node.funcname[-1].sval
+    if isinstance(node, ast.CaseExpr):
+        return "case"
+    return "?column?"
 
 
 def _function_name(node: ast.FuncCall) -> str:
@@ -327,9 +388,15 @@ def _aggregate(node: ast.FuncCall, qualifiers):
     name = _function_name(node)
     if node.over is not None:
         refuse(f"{name} cannot be used as a window function", "Use GROUP BY.")
+    if name in ("min", "max"):
+        refuse(f"{name} is not supported in a DP query", MIN_MAX_HINT)
     if node.agg_distinct:
+        if name == "count" and len(node.args or ()) == 1 and node.agg_filter is None and node.over is None:
+            column = _column_name(node.args[0], qualifiers, "the argument of count(DISTINCT ...)")
+            return Aggregate("count_distinct", column), name     # plan checks: the privacy unit only
         refuse(f"{name}(DISTINCT ...) is not supported",
-               "Count distinct values with GROUP BY and dp_count over the groups.")
+               "count(DISTINCT <privacy unit>) counts units; count other distinct values with GROUP BY"
+               " and count over the groups.")
     if node.agg_filter is not None:
         refuse(f"FILTER on {name} is not supported", "Move the condition to WHERE.")
     if node.agg_order and not node.agg_within_group:
@@ -454,9 +521,48 @@ def _check_where(node, qualifiers, depth=0):
             _check_operand(node.lexpr, qualifiers)
             _check_operand(node.rexpr, qualifiers)
             return
+        if kind in (A_Expr_Kind.AEXPR_LIKE, A_Expr_Kind.AEXPR_ILIKE):
+            _check_operand(node.lexpr, qualifiers, allow_const=False)
+            if not (isinstance(node.rexpr, ast.A_Const) and isinstance(node.rexpr.val, ast.String)):
+                refuse(f"the pattern of {_describe(node)} must be a string constant",
+                       "e.g. name LIKE 'A%'; ESCAPE clauses and patterns from columns are refused.")
+            check_like_pattern(node.rexpr.val.sval)
+            return
     refuse(f"this WHERE condition is not allowed: {_describe(node)}",
            "WHERE may compare columns and constants with = <> < <= > >=, IN, BETWEEN, IS [NOT] NULL,"
-           " IS [NOT] TRUE/FALSE, AND, OR, NOT.")
+           " IS [NOT] TRUE/FALSE, [I]LIKE 'pattern', AND, OR, NOT.")
+
+
+def check_like_pattern(pattern: str):
+    """PostgreSQL raises on a pattern that ends in its escape character -- only when a row is
+    matched far enough, so on chosen rows: refused here, before anything runs."""
+    i = 0
+    while i < len(pattern):
+        if pattern[i] == "\\":
+            if i + 1 == len(pattern):
+                refuse("LIKE pattern must not end with escape character",
+                       "Double the final backslash to match a backslash.", "22025")
+            i += 1
+        i += 1
+
+
+# functions of a column allowed as WHERE operands: they cannot fail on any value of their type
+COLUMN_FUNCTIONS = {"lower", "upper"}
+# functions of constants allowed as WHERE constants (Superset's TO_TIMESTAMP); evaluated
+# before the charge (gateway) because they are STABLE: PostgreSQL evaluates them at run time
+CONSTANT_FUNCTIONS = {"to_timestamp", "to_date"}
+
+
+def function_operand(node):
+    """(name, args) of lower(col)/upper(col)/COALESCE(col, constant), or None."""
+    if isinstance(node, ast.CoalesceExpr):
+        return "coalesce", list(node.args)
+    if isinstance(node, ast.FuncCall) and not (node.agg_star or node.agg_distinct or node.over is not None
+                                                or node.agg_filter is not None or node.agg_order):
+        names = [n.sval for n in node.funcname]
+        if len(names) == 1 or (len(names) == 2 and names[0] == "pg_catalog"):
+            return names[-1], list(node.args or ())
+    return None
 
 
 def _check_operand(node, qualifiers, allow_const=True):
@@ -468,6 +574,29 @@ def _check_operand(node, qualifiers, allow_const=True):
     if allow_const and isinstance(node, ast.TypeCast) and isinstance(node.arg, ast.A_Const):
         constant_type(node.typeName)
         return
+    if isinstance(node, ast.TypeCast) and isinstance(node.arg, ast.ColumnRef) \
+            and [n.sval for n in node.typeName.names] in (["date"], ["pg_catalog", "date"]) \
+            and not node.typeName.typmods and not node.typeName.arrayBounds:
+        _column_name(node.arg, qualifiers, "the argument of CAST")     # Tableau: CAST(col AS DATE)
+        return
+    call = function_operand(node)
+    if call is not None:
+        name, args = call
+        if name in COLUMN_FUNCTIONS and len(args) == 1 and isinstance(args[0], ast.ColumnRef):
+            _column_name(args[0], qualifiers, f"the argument of {name}")
+            return
+        if name == "coalesce" and len(args) == 2 and isinstance(args[0], ast.ColumnRef):
+            _column_name(args[0], qualifiers, "the argument of COALESCE")
+            const = args[1]
+            if isinstance(const, ast.TypeCast) and isinstance(const.arg, ast.A_Const):
+                constant_type(const.typeName)
+            elif not (isinstance(const, ast.A_Const) and not const.isnull):
+                refuse(f"{_describe(node)}: the second argument of COALESCE must be a constant",
+                       "e.g. COALESCE(city, 'unknown')")
+            return
+        if allow_const and name in CONSTANT_FUNCTIONS and len(args) == 2 and all(
+                isinstance(a, ast.A_Const) and isinstance(a.val, ast.String) for a in args):
+            return
     refuse(f"{_describe(node)} is not allowed in WHERE",
            "Compare plain columns with constants; functions, casts of columns, arithmetic and"
            " sub-queries can fail on a chosen row and are refused.")
@@ -533,6 +662,18 @@ def _order_by(sort_clause, outputs, names, qualifiers):
                 continue
             matches = [i for i, o in enumerate(outputs) if o.group_column == name]
             if matches:
+                order.append((matches[0], desc))
+                continue
+        if isinstance(node, ast.ColumnRef) and len(node.fields) > 1:   # "public"."t"."city" (Metabase)
+            name = _column_name(node, qualifiers, "an ORDER BY column")
+            matches = [i for i, o in enumerate(outputs) if o.group_column == name]
+            if matches:
+                order.append((matches[0], desc))
+                continue
+        if not isinstance(node, ast.A_Const):
+            text = deparse(node)
+            matches = [i for i, o in enumerate(outputs) if o.group_column == text]
+            if matches:         # ORDER BY date_trunc('month', col), as Metabase writes it
                 order.append((matches[0], desc))
                 continue
         refuse(f"ORDER BY {_describe(node)} is not supported",

@@ -28,7 +28,8 @@ import struct
 
 from .. import mechanisms, release
 from ..errors import DPError
-from .analyze import MAX_DEPTH, Query, column_refs, constant_type
+from .analyze import MAX_DEPTH, Query, column_refs, constant_type, function_operand
+from . import keys as keyexprs
 from .parse import ast, sql_literal, too_complex
 from pglast.enums import A_Expr_Kind, BoolExprType, BoolTestType, NullTestType  # noqa: E402
 
@@ -114,6 +115,25 @@ class Plan:
     groups_per_unit: int = 1
     epsilon: Decimal = Decimal(0)    # charged, exact
     delta: Decimal = Decimal(0)
+    keys: list = None                # a keys.KeyPlan per GROUP BY key (plain columns too)
+    timezone: str = "UTC"            # the analyst's session TimeZone, under which the exact query runs
+
+    @property
+    def zone_dependent(self) -> bool:
+        """Whether the answer can depend on the session TimeZone (timestamptz keys or constants)."""
+        if any(k.zone for k in self.keys or ()):
+            return True
+        temporal = ("timestamp with time zone",)
+        if any(self.meta.columns[c]["type"] in temporal for c in self.query.columns_used()
+               if c in self.meta.columns):
+            return True
+        return self.query.where is not None and ("timestamptz" in self.sql or "to_timestamp" in self.sql)
+
+    @property
+    def key_set(self) -> str:
+        """The GROUP BY keys as the bounded copies know them (with the zone where it matters)."""
+        keys = ",".join(self.query.group_by)
+        return f"{keys}@{self.timezone}" if any(k.zone for k in self.keys or ()) else keys
 
     @property
     def mechanism(self) -> str:
@@ -126,7 +146,8 @@ class Plan:
         """Everything that determines the answer: statement, parameters, data version."""
         return json.dumps([self.meta.dataset, self.meta.data_version, self.query.normalized,
                            [(m.func, m.column, m.epsilon, m.lower, m.upper, m.q) for m in self.measurements],
-                           self.selection_epsilon, self.selection_delta], sort_keys=True)
+                           self.selection_epsilon, self.selection_delta]
+                          + ([self.timezone] if self.zone_dependent else []), sort_keys=True)
 
 
 def bind_join(query: Query, metas: list[TableMeta]) -> TableMeta:
@@ -165,7 +186,13 @@ def bind_join(query: Query, metas: list[TableMeta]) -> TableMeta:
                           hint="Qualify it with its table's alias.", sqlstate="42702" if owners else UNDEFINED_COLUMN)
         return owners[0]
 
-    query.group_by = [canonical(c) for c in query.group_by]
+    for key in query.key_exprs.values():
+        key.column = canonical(key.column) if key.column else None
+        key.columns = [canonical(c) for c in key.columns]
+        for cond, _ in key.whens:
+            for ref in column_refs(cond):
+                ref.fields = (ast.String(sval=canonical(query.ref_name(ref))),)
+    query.group_by = [c if c in query.key_exprs else canonical(c) for c in query.group_by]
     for out in query.outputs:
         if out.group_column:
             out.group_column = canonical(out.group_column)
@@ -186,7 +213,7 @@ def bind_join(query: Query, metas: list[TableMeta]) -> TableMeta:
                      a.max_groups_per_unit, a.data_version, columns, source_sql=source)
 
 
-def make_plan(query: Query, meta: TableMeta, epsilon: float, delta: float) -> Plan:
+def make_plan(query: Query, meta: TableMeta, epsilon: float, delta: float, timezone: str = "UTC") -> Plan:
     """The plan of an analyzed query: measurements, exact charge and the rewrite (plan.sql).
 
     plan.sql is one complete SELECT that runs nothing but reads.  The caller must PREPARE it
@@ -202,10 +229,16 @@ def make_plan(query: Query, meta: TableMeta, epsilon: float, delta: float) -> Pl
             raise DPError(f"column {column!r} does not exist in {meta.schema}.{meta.table}",
                           hint="Check \\d of the table or dp.protected_columns.", sqlstate=UNDEFINED_COLUMN)
 
+    for name in sorted(query.alias_keys):
+        if name in meta.columns:
+            raise DPError(f"GROUP BY {name} names both a column of {meta.table} and an output alias",
+                          hint="PostgreSQL would group by the column: write the expression or its position"
+                               " (GROUP BY 1), or rename the alias.", sqlstate="42702")
     k = meta.max_rows_per_unit if meta.unit_column else 1
     g = meta.max_groups_per_unit if (meta.unit_column and query.group_by) else 1
 
-    public_keys = _public_keys(query, meta)
+    key_plans = [_key_plan(query, meta, c) for c in query.group_by]
+    public_keys = _public_keys(query, meta, key_plans)
     needs_selection = bool(query.group_by) and public_keys is None
 
     implicit = sum(1 for o in query.outputs if o.aggregate and o.aggregate.epsilon is None) + needs_selection
@@ -225,14 +258,13 @@ def make_plan(query: Query, meta: TableMeta, epsilon: float, delta: float) -> Pl
     m_by_output = {m.output: m for m in measurements}
     for i, out in enumerate(query.outputs):
         if out.group_column is not None:
-            t = meta.columns[out.group_column]["type"]
-            columns.append((out.name, t))
+            columns.append((out.name, key_plans[query.group_by.index(out.group_column)].type))
         else:
             columns.append((out.name, m_by_output[i].result_type))
-    group_types = [meta.columns[c]["type"] for c in query.group_by]
+    group_types = [kp.type for kp in key_plans]
 
     plan = Plan(query, meta, "", measurements, columns, group_types, public_keys,
-                rows_per_unit=k, groups_per_unit=g)
+                rows_per_unit=k, groups_per_unit=g, keys=key_plans, timezone=timezone or "UTC")
     if needs_selection:
         plan.selection_epsilon = share
         plan.selection_delta = delta
@@ -251,6 +283,15 @@ def _measurement(index, agg, meta: TableMeta, share: float) -> Measurement:
         raise DPError("epsilon of each aggregate must be a finite number greater than zero",
                       hint="e.g. dp_avg(age, 0, 100, 0.5)", sqlstate=INVALID)
     m = Measurement(index, agg.func, agg.column, float(eps), q=agg.q)
+    if agg.func == "count_distinct":
+        if agg.column != meta.unit_column:
+            raise DPError(f"count(DISTINCT {agg.column}) is not supported: only the privacy unit"
+                          f" ({meta.unit_column or 'none declared'}) can be counted distinct",
+                          hint="count(DISTINCT <privacy unit>) counts the units; for other columns group by"
+                               " them and count the groups.", sqlstate=NOT_SUPPORTED)
+        m.result_type = "bigint"
+        m.sql = f"pg_catalog.count(DISTINCT {quote_ident(agg.column)})"
+        return m
     if agg.func == "count":
         m.result_type = "bigint"
         m.sql = "pg_catalog.count(*)" if agg.column is None else f"pg_catalog.count({quote_ident(agg.column)})"
@@ -277,34 +318,42 @@ def _measurement(index, agg, meta: TableMeta, share: float) -> Measurement:
     value = quote_ident(agg.column)
     if col["type"] == "numeric":
         # clamp in numeric first: a cast of a huge numeric to float8 would fail on that row
-        value = f"LEAST(GREATEST({value}, {numeric_literal(lower)}), {numeric_literal(upper)})"
+        # (NULL stays NULL: GREATEST and LEAST alone would turn it into the lower bound)
+        value = keyexprs.clamp_sql(value, numeric_literal(lower), numeric_literal(upper))
     value = cast(value, "float8")
     bounds = f"{float_literal(lower)}, {float_literal(upper)}"
     if agg.func in ("sum", "avg"):
         m.sql = cast(f"dp_internal.exact_sum({value}, {bounds})", "text")
         if agg.func == "sum" and col["type"] in INTEGER_TYPES and lower.is_integer() and upper.is_integer():
             m.result_type = "bigint"
-    elif agg.func in ("var", "stddev"):
+    elif agg.func in ("var", "stddev", "var_pop", "stddev_pop"):
         m.sql = cast(f"dp_internal.exact_var({value}, {bounds})", "text")
     else:
         m.sql = cast(f"dp_internal.exact_quantile({value}, {float_literal(agg.q)}, {bounds})", "text")
     return m
 
 
-def _public_keys(query: Query, meta: TableMeta):
-    """Every combination of public values of the GROUP BY columns, or None if one has none."""
+def _key_plan(query: Query, meta: TableMeta, name: str) -> "keyexprs.KeyPlan":
+    """SQL, type and public values of one GROUP BY key (a column or an expression)."""
+    if name in query.key_exprs:
+        return keyexprs.plan_key(query.key_exprs[name], meta.columns, column_type, quote_ident,
+                                 lambda cond: _Where(query, meta).sql(cond), MAX_PUBLIC_GROUPS)
+    col = meta.columns[name]
+    values = col.get("public_values")
+    public = None
+    if values is not None and name != meta.unit_column:
+        public = [None if v is None else str(v) for v in values] + ([] if col["notnull"] else [None])
+    return keyexprs.KeyPlan(quote_ident(name), col["type"], public,
+                            note="public value set" if public is not None else "")
+
+
+def _public_keys(query: Query, meta: TableMeta, key_plans):
+    """Every combination of the keys' public values, or None if one has none."""
     if not query.group_by:
         return [()]
-    sets = []
-    for c in query.group_by:
-        col = meta.columns[c]
-        values = col.get("public_values")
-        if values is None or c == meta.unit_column:
-            return None
-        values = list(values)
-        if not col["notnull"]:
-            values.append(None)
-        sets.append(values)
+    sets = [kp.public for kp in key_plans]
+    if any(s is None for s in sets):
+        return None
     total = math.prod(len(s) for s in sets)
     if total > MAX_PUBLIC_GROUPS:
         raise DPError(f"the GROUP BY has {total} public key combinations, more than {MAX_PUBLIC_GROUPS}",
@@ -325,7 +374,7 @@ def bounded_copy_sql(plan: Plan) -> str | None:
     if not meta.unit_column or meta.source_sql:
         return None
     unit = quote_ident(meta.unit_column)
-    keys = [quote_ident(c) for c in q.group_by]
+    keys = [kp.sql for kp in plan.keys]
     windows = _windows(unit, keys)
     return (f"SELECT t.*, {', '.join(windows)} FROM {quote_ident(meta.schema)}.{quote_ident(meta.table)} AS t")
 
@@ -359,7 +408,7 @@ def rewrite_on_copy(plan: Plan, copy: str) -> str:
     """
     q = plan.query
     alias = quote_ident(q.alias or plan.meta.table)
-    keys = [quote_ident(c) for c in q.group_by]
+    keys = [kp.sql for kp in plan.keys]
     where = _bounding(plan, keys)
     if q.where is not None:
         where.append(f"({where_sql(q, plan.meta)})")
@@ -374,7 +423,7 @@ def _rewrite(plan: Plan) -> str:
     else:
         rel, alias = f"{quote_ident(meta.schema)}.{quote_ident(meta.table)}", quote_ident(q.alias or meta.table)
     where = f" WHERE {where_sql(q, meta)}" if q.where is not None else ""
-    keys = [quote_ident(c) for c in q.group_by]
+    keys = [kp.sql for kp in plan.keys]
     select = _select_list(plan, keys)
     group = f" GROUP BY {', '.join(keys)}" if keys else ""
     if not meta.unit_column:
@@ -400,9 +449,9 @@ _COMPARABLE = {
     "float": {"int", "numeric", "float"},
     "text": {"text"},
     "bool": {"bool"},
-    "date": {"date", "timestamp"},
-    "timestamp": {"timestamp", "date"},
-    "timestamptz": {"timestamptz"},
+    "date": {"date", "timestamp", "timestamptz"},       # timestamptz constants: re-targeted
+    "timestamp": {"timestamp", "date", "timestamptz"},
+    "timestamptz": {"timestamptz", "timestamp", "date"},   # cross-type operators, no cast of the column
     "time": {"time"},
     "interval": {"interval"},
     "other": set(),
@@ -469,6 +518,13 @@ def _literal_sql(value) -> tuple[str, str, str | None]:
 
 
 def _constant(node) -> _Constant:
+    call = function_operand(node)
+    if call is not None:        # to_timestamp('...', 'format'), to_date('...', 'format'): checked by analyze
+        name, args = call
+        internal = "timestamptz" if name == "to_timestamp" else "date"
+        sql = f"pg_catalog.{name}({cast(sql_literal(args[0].val.sval), 'text')}, " \
+              f"{cast(sql_literal(args[1].val.sval), 'text')})"
+        return _Constant(sql, internal, None, internal)
     if isinstance(node, ast.A_Const):
         sql, family, text = _literal_sql(node)
         return _Constant(sql, family, text)
@@ -575,7 +631,48 @@ class _Where:
         return quote_ident(name), name, family, internal
 
     def operand(self, node):
-        return self.column(node) if isinstance(node, ast.ColumnRef) else _constant(node)
+        if isinstance(node, ast.ColumnRef):
+            return self.column(node)
+        if isinstance(node, ast.TypeCast) and isinstance(node.arg, ast.ColumnRef):
+            # CAST(col AS date) (analyze allows no other cast of a column): infallible from date and
+            # timestamps (infinities stay infinite); of a timestamptz, the date in the session's zone
+            sql, col, family, _ = self.column(node.arg)
+            if family not in ("date", "timestamp", "timestamptz"):
+                raise _mismatch(f"CAST({col} AS date): column {col!r} ({self.columns[col]['type']}) is not a"
+                                " date or timestamp", hint="Cast only date and timestamp columns to date.")
+            return cast(sql, "date"), col, "date", "date"
+        call = function_operand(node)
+        if call is not None and call[0] in ("lower", "upper", "coalesce"):
+            return self.function(*call)
+        return _constant(node)
+
+    def function(self, name, args):
+        """lower(col), upper(col), COALESCE(col, constant): (sql, column name, family, internal)."""
+        sql, col, family, internal = self.column(args[0])
+        if name in ("lower", "upper"):
+            if family != "text":
+                raise DPError(f"{name}({col}): column {col!r} ({self.columns[col]['type']}) is not a string",
+                              hint=f"{name} applies to text columns.", sqlstate="42883")
+            return f"pg_catalog.{name}({sql})", col, "text", "text"
+        c = _constant(args[1])
+        allowed = {"int": {"int", "numeric"}, "numeric": {"int", "numeric"},
+                   "float": {"int", "numeric", "float"}}.get(family, {family})
+        if c.family != "unknown" and c.family not in allowed or family == "other" and c.family != "unknown":
+            raise _mismatch(f"COALESCE({col}, {c.sql}): the constant must have the column's type"
+                            f" ({self.columns[col]['type']}), so that the column is never cast")
+        if c.family == "unknown":
+            _check_literal(c.text, family, col)
+        if family == "int" and c.family == "numeric":
+            family, internal = "numeric", "numeric"
+        return f"COALESCE({sql}, {c.sql})", col, family, internal
+
+    def like(self, node) -> str:
+        sql, col, family, _ = self.operand(node.lexpr)
+        if family != "text":
+            raise DPError(f"column {col!r} ({self.columns[col]['type']}) cannot be matched with LIKE",
+                          hint="LIKE and ILIKE apply to text columns.", sqlstate="42883")
+        op = node.name[-1].sval        # ~~, !~~, ~~*, !~~*
+        return "(" + operator(sql, op, cast(sql_literal(node.rexpr.val.sval), "text")) + ")"
 
     def against(self, col, c: _Constant) -> str:
         """Constant `c`, as compared with column `col` (re-targeted when needed)."""
@@ -587,6 +684,10 @@ class _Where:
             return c.sql
         if family == "numeric" and c.family == "float":
             return _as_numeric(c)
+        if family in ("date", "timestamp") and c.family == "timestamptz":
+            # PostgreSQL would cast the column to timestamptz (which can fail on a far date):
+            # the constant becomes the session zone's wall-clock time instead
+            return cast(c.sql, "timestamp")
         if c.family not in _COMPARABLE[family]:
             kind = pg_type(c.internal) if c.internal else f"a {c.family} literal"
             raise _mismatch(f"column {name!r} ({self.columns[name]['type']}) cannot be compared with {kind}"
@@ -631,7 +732,7 @@ class _Where:
             return "(" + (" AND " if node.boolop == BoolExprType.AND_EXPR else " OR ").join(parts) + ")"
         if isinstance(node, ast.NullTest):
             test = "IS NULL" if node.nulltesttype == NullTestType.IS_NULL else "IS NOT NULL"
-            return f"({self.column(node.arg)[0]} {test})"
+            return f"({self.operand(node.arg)[0]} {test})"
         if isinstance(node, ast.BooleanTest):
             test = {BoolTestType.IS_TRUE: "IS TRUE", BoolTestType.IS_NOT_TRUE: "IS NOT TRUE",
                     BoolTestType.IS_FALSE: "IS FALSE", BoolTestType.IS_NOT_FALSE: "IS NOT FALSE",
@@ -640,6 +741,8 @@ class _Where:
         if isinstance(node, ast.ColumnRef):
             return self.boolean(node)
         kind, op = node.kind, node.name[-1].sval
+        if kind in (A_Expr_Kind.AEXPR_LIKE, A_Expr_Kind.AEXPR_ILIKE):
+            return self.like(node)
         left = self.operand(node.lexpr)
         if kind == A_Expr_Kind.AEXPR_OP:
             return "(" + self.compare(left, op, self.operand(node.rexpr)) + ")"
@@ -659,7 +762,9 @@ class _Where:
             # one ScalarArrayOp, as PostgreSQL makes of an IN list: the items cast to the common
             # type of the column and the items (select_common_type; '...' and NULL take it)
             typed = [(self.against(left, i),
-                      "numeric" if left[2] == "numeric" and i.family == "float" else _literal_type(i))
+                      "numeric" if left[2] == "numeric" and i.family == "float" else
+                      "timestamp" if left[2] in ("date", "timestamp") and i.family == "timestamptz" else
+                      _literal_type(i))
                      for i in items]
             common = left[3]
             for _, t in typed:
@@ -669,6 +774,27 @@ class _Where:
             return f"({operator(left[0], op, ('ANY' if op == '=' else 'ALL') + f' (ARRAY[{elements}])')})"
         ors = " OR ".join(self.compare(left, "=", i) for i in items)
         return f"({ors})" if op == "=" else f"(NOT ({ors}))"
+
+
+def constant_checks(plan: Plan) -> list[str]:
+    """SELECTs of the STABLE constant functions of the query (to_timestamp('...', 'fmt')): PostgreSQL
+    evaluates them when a row is compared, so a bad format would fail only on chosen rows; the
+    gateway runs these before the charge instead."""
+    roots = [plan.query.where] if plan.query.where is not None else []
+    for key in plan.query.key_exprs.values():
+        roots.extend(cond for cond, _ in key.whens)
+    checks, stack = [], list(roots)
+    while stack:
+        n = stack.pop()
+        call = function_operand(n) if isinstance(n, ast.FuncCall) else None
+        if call is not None and call[0] in ("to_timestamp", "to_date"):
+            checks.append(f"SELECT {_constant(n).sql}")
+            continue
+        if isinstance(n, ast.Node):
+            for slot in n:
+                v = getattr(n, slot)
+                stack.extend(v if isinstance(v, (tuple, list)) else (v,))
+    return checks
 
 
 def where_sql(query: Query, meta: TableMeta) -> str:
@@ -697,17 +823,24 @@ def _parse_hist_state(text: str) -> list[int]:
 def release_answer(plan: Plan, rows: list[tuple]) -> list[list]:
     """Noisy rows from the exact per-group statistics `rows` (keys..., count, stats...)."""
     nkeys = len(plan.query.group_by)
-    exact = {tuple(r[:nkeys]): r[nkeys:] for r in rows}
+    numeric = [kp.numeric for kp in plan.keys or ()] or [False] * nkeys
+
+    def canon(key):
+        return tuple(keyexprs.canonical(v, n) for v, n in zip(key, numeric))
+
     if plan.public_keys is not None:
+        # the public set's texts are released; exact rows are matched by value (20 and 20.0 are one bin)
+        exact = {canon(r[:nkeys]): r[nkeys:] for r in rows}
         keys = [tuple(None if v is None else str(v) for v in k) for k in plan.public_keys]
     else:
+        exact = {tuple(r[:nkeys]): r[nkeys:] for r in rows}
         counts = {json.dumps(k): int(v[0]) for k, v in exact.items()}
         kept = mechanisms.select_partitions(counts, plan.groups_per_unit, plan.rows_per_unit,
                                             plan.selection_epsilon, plan.selection_delta)
         keys = sorted((tuple(json.loads(k)) for k in kept), key=_sort_key_tuple)
     answer = []
     for key in keys:
-        stats = exact.get(key)
+        stats = exact.get(canon(key) if plan.public_keys is not None else key)
         values = {}
         for j, m in enumerate(plan.measurements):
             stat = None if stats is None else stats[j + 1]
@@ -723,6 +856,9 @@ def _release_one(plan: Plan, m: Measurement, stat):
     if m.func == "count":
         n = int(stat) if stat is not None else 0
         return int(release.release_stats("count", n, 0, 0, 0, 0, 0, eps, k))
+    if m.func == "count_distinct":      # a unit adds at most one to the count of distinct units
+        n = int(stat) if stat is not None else 0
+        return int(release.release_stats("count", n, 0, 0, 0, 0, 0, eps, 1))
     if m.func == "quantile":
         counts = _parse_hist_state(stat) if stat is not None else [0] * QUANTILE_CANDIDATES
         return release.release_quantile([sum(counts)] + counts, eps, m.lower, m.upper, m.q, k)
@@ -734,6 +870,12 @@ def _release_one(plan: Plan, m: Measurement, stat):
         if (lu, uu, ge) != (lower_units, upper_units, gexp):
             raise DPError("internal error: grid mismatch between C and Python", sqlstate="XX000")
     value = release.release_stats(m.func, n, s1, s2, lower_units, upper_units, gexp, eps, k)
+    if m.func == "sum":
+        # free post-processing: a sum of values within [lower, upper] has the sign the bounds allow
+        if m.lower >= 0:
+            value = max(0.0, value)
+        if m.upper <= 0:
+            value = min(0.0, value)
     if m.result_type == "bigint":
         return int(round(value))
     return value
@@ -785,34 +927,41 @@ def explain(plan: Plan) -> list[dict]:
     for i, (name, typ) in enumerate(plan.columns):
         q = plan.query.outputs[i]
         if q.group_column is not None:
-            how = "public value set" if plan.public_keys is not None else "DP partition selection"
+            kp = plan.keys[plan.query.group_by.index(q.group_column)]
+            how = (kp.note or "public value set") if plan.public_keys is not None else "DP partition selection"
             note = how if plan.public_keys is not None else (
                 f"{how}: groups with fewer than about "
                 f"{mechanisms.selection_parameters(g, k, plan.selection_epsilon, plan.selection_delta)[1]}"
                 " contributing units are not released")
-            if plan.public_keys is not None and not plan.meta.columns[q.group_column]["notnull"]:
-                note += "; the column is nullable, so NULL is one of the groups (empty ones are released too)"
+            if plan.public_keys is not None and None in kp.public:
+                note += "; NULL is one of the groups (empty ones are released too)"
+            elif plan.public_keys is not None:
+                note += " (empty ones are released too)"
+            if kp.zone:
+                note += f"; computed in time zone {plan.timezone}"
             out.append(dict(column_name=name, data_type=typ, mechanism="group key", epsilon=0.0, delta=0.0,
                             noise_scale=None, ci95=None, note=note))
             continue
         m = next(m for m in plan.measurements if m.output == i)
         eps = m.epsilon / g
-        if m.func == "count":
-            scale = mechanisms.integer_laplace_scale(k, eps)
+        if m.func in ("count", "count_distinct"):
+            scale = mechanisms.integer_laplace_scale(k if m.func == "count" else 1, eps)
             out.append(dict(column_name=name, data_type=typ, mechanism="discrete Laplace", epsilon=m.epsilon,
                             delta=0.0, noise_scale=scale, ci95=scale * ln20, note="per group"))
         elif m.func == "sum":
             scale = k * max(abs(m.lower), abs(m.upper)) / eps
             out.append(dict(column_name=name, data_type=typ, mechanism="discrete Laplace", epsilon=m.epsilon,
                             delta=0.0, noise_scale=scale, ci95=scale * ln20,
-                            note=f"values clamped to [{m.lower:g}, {m.upper:g}]"))
+                            note=f"values clamped to [{m.lower:g}, {m.upper:g}]"
+                                 + ("; never below 0 (the bounds are non-negative)" if m.lower >= 0 else "")
+                                 + ("; never above 0 (the bounds are non-positive)" if m.upper <= 0 else "")))
         elif m.func == "avg":
             scale = k * (m.upper - m.lower) / 2 / (eps / 2)
             out.append(dict(column_name=name, data_type=typ, mechanism="noisy sum / noisy count",
                             epsilon=m.epsilon, delta=0.0, noise_scale=scale, ci95=None,
                             note=f"noise of the centred sum; the mean's error is about that divided by the count;"
                                  f" values clamped to [{m.lower:g}, {m.upper:g}]"))
-        elif m.func in ("var", "stddev"):
+        elif m.func in ("var", "stddev", "var_pop", "stddev_pop"):
             out.append(dict(column_name=name, data_type=typ, mechanism="noisy moments", epsilon=m.epsilon,
                             delta=0.0, noise_scale=k * (m.upper - m.lower) ** 2 / 4 / (eps / 3), ci95=None,
                             note="noise of the centred sum of squares; divide by the count"))
