@@ -291,8 +291,10 @@ def _group_by(group_clause, targets, qualifiers):
                 refuse(f"GROUP BY position {pos} is an aggregate", "Group by a key column or expression.")
         elif isinstance(node, ast.ColumnRef) and len(node.fields) == 1 and isinstance(node.fields[0], ast.String) \
                 and node.fields[0].sval in by_alias:
-            aliases.add(node.fields[0].sval)
-            node = by_alias[node.fields[0].sval]
+            name, node = node.fields[0].sval, by_alias[node.fields[0].sval]
+            if not (isinstance(node, ast.ColumnRef) and isinstance(node.fields[-1], ast.String)
+                    and node.fields[-1].sval == name):      # SELECT city AS city ... GROUP BY city: the column
+                aliases.add(name)
         if isinstance(node, (ast.GroupingSet,)):
             refuse("GROUPING SETS, ROLLUP and CUBE are not supported", "Ask one grouping at a time.")
         if isinstance(node, ast.ColumnRef):

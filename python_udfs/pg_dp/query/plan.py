@@ -899,7 +899,7 @@ def _sort_key_tuple(t):
 def _output_sort_key(plan: Plan, index: int):
     """How an output column orders: a public key set in its own order (enum order), numbers as numbers."""
     out = plan.query.outputs[index]
-    if out.group_column is not None:
+    if out.group_column is not None and out.group_column not in plan.query.key_exprs:
         col = plan.meta.columns[out.group_column]
         if col.get("public_values"):
             rank = {v: i for i, v in enumerate(col["public_values"])}
