@@ -559,7 +559,7 @@ def _arith(a: _Val, op: str, b: _Val) -> _Val:
             raise OverflowError
         return _Val("int", r, width)
     if kind == "float":
-        r = {"+": x + y, "-": x - y, "*": x * y, "/": x / y}[op] if op != "/" else x / y
+        r = x + y if op == "+" else x - y if op == "-" else x * y if op == "*" else x / y
         if not math.isfinite(r) or abs(r) > 1e300:
             raise OverflowError
         return _Val("float", r)
@@ -569,7 +569,7 @@ def _arith(a: _Val, op: str, b: _Val) -> _Val:
             r = x / y
             scale = 20
         else:
-            r = {"+": x + y, "-": x - y, "*": x * y}[op]
+            r = x + y if op == "+" else x - y if op == "-" else x * y
             scale = a.scale + b.scale if op == "*" else max(a.scale, b.scale)
     return _Val("numeric", r, scale=scale)
 
