@@ -935,7 +935,7 @@ def explain(plan: Plan) -> list[dict]:
                 " contributing units are not released")
             if plan.public_keys is not None and None in kp.public:
                 note += "; NULL is one of the groups (empty ones are released too)"
-            elif plan.public_keys is not None:
+            elif plan.public_keys is not None and q.group_column in plan.query.key_exprs:
                 note += " (empty ones are released too)"
             if kp.zone:
                 note += f"; computed in time zone {plan.timezone}"
