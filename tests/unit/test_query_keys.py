@@ -316,3 +316,25 @@ def test_released_sums_respect_the_sign_of_the_bounds():
     assert all(r[1] >= 0 and r[2] <= 0 for r in rows)
     assert sum(1 for r in rows if r[1] == 0) > 40      # binomial(200, 1/2) below 40: p < 1e-18
     assert "never below 0" in planning.explain(p)[1]["note"]
+
+
+@pytest.mark.statistical
+def test_count_distinct_noise_has_unit_sensitivity():
+    """count(DISTINCT unit): a unit changes each group's count by at most one, whatever the rows it
+    has (k = 5 here), so the noise is discrete Laplace of scale g / eps (g: groups per unit).  The
+    G test accepts that scale (failure probability 1e-12) and rejects 0.7x and 1.3x -- and the
+    k-fold scale of a count of rows by far."""
+    import numpy as np
+    import stats_helpers as H
+
+    m = meta(unit="id")
+    m.max_rows_per_unit, m.max_groups_per_unit = 5, 2
+    p = plan_of("SELECT width_bucket(age, 0, 100, 9998) AS b, count(DISTINCT id) AS u FROM t GROUP BY 1",
+                m, epsilon=1.0)
+    assert len(p.public_keys) == 10000
+    exact = [(str(i), 10_000, 1000) for i in range(10000)]
+    draws = np.concatenate([[r[1] - 1000 for r in planning.release_answer(p, exact)] for _ in range(3)])
+    b = 2 / p.measurements[0].epsilon
+    log10p = H.dlap_gof_with_power(draws, b)
+    H.report("count(DISTINCT unit)", log10p)
+    assert H.dlap_gof(draws, 5 * b) < H.LOG10_POWER
