@@ -160,7 +160,8 @@ SET search_path = pg_catalog, pg_temp
 AS $$
     SELECT r.column_name, r.data_type, r.mechanism, r.epsilon, r.delta, r.noise_scale, r.ci95, r.note
     FROM pg_catalog.jsonb_to_recordset(dp_internal.executor_call('explain',
-        pg_catalog.json_build_object('sql', sql, 'epsilon', epsilon, 'delta', delta)::text)::jsonb)
+        pg_catalog.json_build_object('sql', sql, 'epsilon', epsilon, 'delta', delta,
+            'timezone', pg_catalog.current_setting('TimeZone'))::text)::jsonb)
         AS r(column_name text, data_type text, mechanism text, epsilon numeric, delta numeric,
              noise_scale double precision, ci95 double precision, note text)
 $$;

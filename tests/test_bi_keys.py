@@ -388,3 +388,26 @@ def test_attack_forged_time_zone_is_refused_before_the_charge(bi, conn):
             bi.execute("SELECT dp_internal.executor_call('query', %s)", (payload,))
         assert "time zone" in e.value.diag.message_primary
     assert spent(conn) == before
+
+
+def test_unit_bounded_copies_keep_expression_keys_and_zones_apart(bi, conn):
+    """With a privacy unit, the third question on one key set reads a bounded copy built for it
+    (bounded.py); a timestamptz key's copy is built per zone: asked from two zones, each gets the
+    keys of its own zone."""
+    conn.execute("CREATE TABLE trips (rider int NOT NULL, at timestamptz NOT NULL, km float8)")
+    conn.execute("""INSERT INTO trips SELECT r, TIMESTAMPTZ '2022-03-01 00:00+00' + (r * 13 % 1440) * INTERVAL '1 hour',
+                    r % 30 FROM generate_series(1, 3000) r""")      # one trip per rider: nothing is bounded away
+    conn.execute("SELECT dp.protect('trips', privacy_unit => 'rider', max_rows_per_unit => 1)")
+    conn.execute("SELECT dp.set_bounds('trips', 'at', '2022-03-01 00:00+00', '2022-04-30 00:00+00')")
+    conn.execute("SELECT dp.set_bounds('trips', 'km', 0, 30)")
+    conn.execute("SELECT dp.grant_budget('bi_keys', 'trips', 100000, 1e-3)")
+    for zone in ("Pacific/Kiritimati", "Pacific/Pago_Pago"):        # +14 and -11
+        bi.execute(f"SET TimeZone = '{zone}'")
+        for i in range(3):
+            sql = f"SELECT date_trunc('day', at) AS d, count(*) AS n FROM trips WHERE km > {-1 - i} GROUP BY 1"
+            _, nat = native(conn, sql, zone)
+            rows = bi.execute(sql).fetchall()
+            check_close(nat, rows, [0], scales(bi, sql))
+    copies = conn.execute("SELECT count(*) FROM dp_internal.bounded_copies WHERE relid = 'trips'::regclass "
+                          "AND keys LIKE '%@Pacific/%' AND data_version >= 0").fetchone()[0]
+    assert copies == 2
