@@ -250,6 +250,10 @@ def test_bi_tool_shapes_as_plain_sql_and_dp_query(bi, conn, sql):
     keys = _key_positions(bi, sql)
     public = "city" not in names            # city has no public values: DP partition selection
     check_close(nat, rows, keys, scale, public=public)
+    tail = sql.rsplit("ORDER BY", 1)[-1]
+    if "ORDER BY" in sql and "DESC" not in tail and keys == [0]:     # ordered by the key, ascending
+        got = [r[0] for r in rows]
+        assert got == sorted(got, key=lambda v: (v is None, v if v is not None else 0))
     answer = ask_json(bi, sql)       # the same question through dp.query: same columns, same rows count
     assert len(answer) == len(rows) and (not answer or set(answer[0]) == set(names))
 
