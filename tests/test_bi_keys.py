@@ -278,7 +278,7 @@ def test_at_least_fifteen_bi_shapes():
     "placed >= timestamp '2021-03-01 00:00:00.000'", "placed < TIMESTAMP WITH TIME ZONE '2021-03-01 00:00:00.000Z'",
     "placed < '2021-03-01'::date", "created >= TO_TIMESTAMP('2021-03-01 00:00:00.000000', 'YYYY-MM-DD HH24:MI:SS.US')",
     "created < to_date('2021-02-01', 'YYYY-MM-DD')", "CAST(placed AS DATE) = DATE '2021-05-05'",
-    '"orders"."age" > 50 AND "orders"."city" = \'Paris\'',
+    '"public"."orders"."age" > 50 AND "orders"."city" = \'Paris\'',
 ])
 def test_filters_match_native_counts(bi, conn, where):
     sql = f"SELECT count(*) FROM orders WHERE {where}"

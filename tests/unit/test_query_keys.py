@@ -338,3 +338,17 @@ def test_count_distinct_noise_has_unit_sensitivity():
     log10p = H.dlap_gof_with_power(draws, b)
     H.report("count(DISTINCT unit)", log10p)
     assert H.dlap_gof(draws, 5 * b) < H.LOG10_POWER
+
+
+def test_qualified_and_bare_columns_are_one_key():
+    p = plan_of("SELECT date_trunc('month', \"public\".\"t\".\"d\") AS m, count(*) FROM public.t "
+                "GROUP BY date_trunc('month', d) ORDER BY date_trunc('month', t.d)")
+    assert p.query.group_by == ["date_trunc('month', d)"] and p.query.order_by == [(0, False)]
+
+
+def test_schema_qualified_columns_with_an_unqualified_from():
+    p = plan_of('SELECT count(*) FROM t WHERE "public"."t"."age" > 50')
+    assert '"age" OPERATOR(pg_catalog.>) 50' in p.sql
+    refused('SELECT count(*) FROM t WHERE "other"."t"."age" > 50', "42P01")
+    with pytest.raises(DPError, match="unknown table reference"):
+        plan_of('SELECT count(*) FROM t WHERE "public"."u"."age" > 50')

@@ -50,6 +50,7 @@ because such an error would fire (and print the value) only on chosen rows.
     only when the cast between them is infallible, as above.
 """
 
+import copy
 from dataclasses import dataclass, field
 
 from ..errors import DPError
@@ -119,6 +120,7 @@ class Query:
     # GROUP BY expressions (date_trunc, EXTRACT, bins, CASE): group_by holds their canonical text
     key_exprs: dict = field(default_factory=dict)
     alias_keys: set = field(default_factory=set)     # GROUP BY names that were select-list aliases
+    schema_refs: set = field(default_factory=set)    # schemas of "s"."t"."col" with FROM t (unqualified)
 
     def columns_used(self) -> set[str]:
         cols = {c for c in self.group_by if c not in self.key_exprs}
@@ -171,11 +173,13 @@ def _analyze(stmt: ast.SelectStmt) -> Query:
 
     tables, join_columns = _from_clause(stmt.fromClause)
     schema, table, alias = tables[0]
-    qualifiers = set()
+    qualifiers = _Qualifiers()
     for sch, tab, ali in tables:
         qualifiers.add(ali or tab)
         if not ali and sch:
             qualifiers.add(f"{sch}.{tab}")
+        elif not ali and len(tables) == 1:
+            qualifiers.unqualified_table = tab     # "public"."t"."col" with FROM t: checked in plan
     if len(tables) > 1:
         qualifiers = _JoinQualifiers(qualifiers)
     group_by, key_exprs, alias_keys = _group_by(stmt.groupClause, stmt.targetList, qualifiers)
@@ -192,7 +196,17 @@ def _analyze(stmt: ast.SelectStmt) -> Query:
     order_by = _order_by(stmt.sortClause, outputs, names, qualifiers)
     limit = _limit(stmt)
     return Query(schema, table, alias, outputs, group_by, where, order_by, limit, deparse(stmt),
-                 tables, join_columns, key_exprs, alias_keys)
+                 tables, join_columns, key_exprs, alias_keys, getattr(qualifiers, "schemas", set()))
+
+
+class _Qualifiers(set):
+    """The names a column may be qualified with; schemas: those of "schema"."table"."col" written
+    with an unqualified FROM (make_plan checks them against the table's schema)."""
+    unqualified_table = None
+
+    def __init__(self, *args):
+        super().__init__(*args)
+        self.schemas = set()
 
 
 class _JoinQualifiers(set):
@@ -253,6 +267,10 @@ def _column_name(node, qualifiers, where: str) -> str:
     if len(names) == 1:
         return names[0]
     qualifier = ".".join(names[:-1])
+    table = getattr(qualifiers, "unqualified_table", None)
+    if qualifier not in qualifiers and table and len(names) == 3 and names[1] == table:
+        qualifiers.schemas.add(names[0])
+        return names[-1]
     if qualifier not in qualifiers:
         refuse(f"{where}: unknown table reference {qualifier!r}", "Qualify columns with the table's name or alias.")
     if isinstance(qualifiers, _JoinQualifiers):
@@ -300,12 +318,24 @@ def _group_by(group_clause, targets, qualifiers):
         if isinstance(node, ast.ColumnRef):
             columns.append(_column_name(node, qualifiers, "a GROUP BY key"))
             continue
-        key = keyexprs.parse_key(node, lambda n, what: _column_name(n, qualifiers, what), check_condition)
+        key = keyexprs.parse_key(node, lambda n, what: _column_name(n, qualifiers, what), check_condition,
+                                 lambda n: canonical_text(n, qualifiers))
         exprs[key.text] = key
         columns.append(key.text)
     if len(set(columns)) != len(columns):
         refuse("a GROUP BY key is repeated", "Name each key once.")
     return columns, exprs, aliases
+
+
+def canonical_text(node, qualifiers) -> str:
+    """An expression's identity: its SQL with every column written as the select list names it, so
+    date_trunc('month', "public"."t"."d") in the select list and date_trunc('month', d) in
+    GROUP BY are one key, as they are for PostgreSQL."""
+    node = copy.deepcopy(node)
+    for ref in column_refs(node):
+        if all(isinstance(f, ast.String) for f in ref.fields):
+            ref.fields = (ast.String(sval=_column_name(ref, qualifiers, "a column")),)
+    return deparse(node)
 
 
 def _is_aggregate_call(node: ast.FuncCall) -> bool:
@@ -327,7 +357,7 @@ def _output(index, target, group_by, qualifiers) -> Output:
         aggregate, default_name = _aggregate(node, qualifiers)
         return Output(target.name or default_name, aggregate=aggregate)
     if isinstance(node, (ast.FuncCall, ast.TypeCast, ast.A_Expr, ast.CaseExpr)):
-        text = deparse(node)
+        text = canonical_text(node, qualifiers)
         if text in group_by:
             return Output(target.name or _default_name(node), group_column=text)
         if isinstance(node, ast.FuncCall):
@@ -673,7 +703,7 @@ def _order_by(sort_clause, outputs, names, qualifiers):
                 order.append((matches[0], desc))
                 continue
         if not isinstance(node, ast.A_Const):
-            text = deparse(node)
+            text = canonical_text(node, qualifiers)
             matches = [i for i, o in enumerate(outputs) if o.group_column == text]
             if matches:         # ORDER BY date_trunc('month', col), as Metabase writes it
                 order.append((matches[0], desc))

@@ -129,14 +129,14 @@ def _is_op(node, op: str) -> bool:
             and [n.sval for n in node.name] == [op])
 
 
-def parse_key(node, column_name, check_condition) -> KeyExpr | None:
+def parse_key(node, column_name, check_condition, text_of=deparse) -> KeyExpr | None:
     """The KeyExpr of a GROUP BY expression; None for a plain column reference.
 
     column_name(node, what) resolves a ColumnRef; check_condition(node) validates a
-    CASE condition as a WHERE condition."""
+    CASE condition as a WHERE condition; text_of(node) is the expression's identity."""
     if isinstance(node, ast.ColumnRef):
         return None
-    text = deparse(node)
+    text = text_of(node)
     if isinstance(node, ast.TypeCast) and isinstance(node.arg, ast.FuncCall) \
             and _func_name(node.arg) == "date_trunc":
         names = [n.sval for n in node.typeName.names]
@@ -153,7 +153,7 @@ def parse_key(node, column_name, check_condition) -> KeyExpr | None:
                 or node.typeName.typmods or node.typeName.arrayBounds:
             refuse(f"GROUP BY {text}: EXTRACT and date_part can be cast to integer or bigint only",
                    "Write CAST(EXTRACT(YEAR FROM col) AS INTEGER), or EXTRACT(...) alone.")
-        key = parse_key(node.arg, column_name, check_condition)
+        key = parse_key(node.arg, column_name, check_condition, text_of)
         key.text, key.consts = text, {"cast": names[-1]}
         return key
     if isinstance(node, ast.FuncCall) and not node.agg_star and not node.agg_distinct and node.over is None \

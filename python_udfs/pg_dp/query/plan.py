@@ -229,6 +229,11 @@ def make_plan(query: Query, meta: TableMeta, epsilon: float, delta: float, timez
             raise DPError(f"column {column!r} does not exist in {meta.schema}.{meta.table}",
                           hint="Check \\d of the table or dp.protected_columns.", sqlstate=UNDEFINED_COLUMN)
 
+    for schema in sorted(query.schema_refs):
+        if schema != meta.schema:
+            raise DPError(f"invalid reference to table {schema}.{meta.table}: the query reads {meta.schema}.{meta.table}",
+                          hint="Qualify columns with the schema of the table in FROM, or with its name only.",
+                          sqlstate="42P01")
     for name in sorted(query.alias_keys):
         if name in meta.columns:
             raise DPError(f"GROUP BY {name} names both a column of {meta.table} and an output alias",
