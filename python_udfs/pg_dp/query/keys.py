@@ -50,7 +50,7 @@ from decimal import Decimal, ROUND_FLOOR, localcontext
 import math
 
 from ..errors import DPError
-from .parse import NOT_SUPPORTED, ast, deparse
+from .parse import NOT_SUPPORTED, ast, cast, deparse, sql_literal
 from pglast.enums import A_Expr_Kind  # noqa: E402
 
 INVALID = "22023"
@@ -358,8 +358,6 @@ def _local_range(family, col):
 
 def _literal_of(family: str, t: dt.datetime) -> str:
     """A constant of the column's type, read the same under any DateStyle and TimeZone."""
-    from .plan import cast
-    from .parse import sql_literal
     if family == "date":
         return cast(sql_literal(f"{t.year:04d}-{t.month:02d}-{t.day:02d}"), "date")
     if family == "timestamp":
@@ -395,7 +393,6 @@ def plan_key(key: KeyExpr, meta_columns: dict, column_type, quote_ident, case_sq
         value = _temporal_clamp(family, col, ident)
         zone = family == "timestamptz"
         if key.as_date and family != "date":    # CAST(col AS date): of a timestamptz, the session zone's date
-            from .plan import cast
             value, col, family = cast(value, "date"), _as_date_bounds(col, zone), "date"
         if key.kind == "trunc":
             return _plan_trunc(key, family, col, value, nullable, max_keys, zone)
@@ -419,8 +416,6 @@ def _with_null(values, nullable):
 
 
 def _plan_trunc(key, family, col, value, nullable, max_keys, zone=False) -> KeyPlan:
-    from .plan import cast
-    from .parse import sql_literal
     unit = sql_literal(key.unit)
     if family == "timestamp":
         trunc = f"pg_catalog.date_trunc({unit}, {value})"
@@ -449,7 +444,6 @@ def _iso_year(t: dt.datetime) -> int:
 
 
 def _plan_extract(key, family, col, value, nullable, max_keys, zone=False) -> KeyPlan:
-    from .parse import sql_literal
     fields = DATE_FIELDS if family == "date" else TIMESTAMP_FIELDS
     if key.unit not in fields:
         refuse(f"{key.func} field {key.unit!r} is not supported for column {key.column!r} ({col['type']})",
@@ -457,7 +451,6 @@ def _plan_extract(key, family, col, value, nullable, max_keys, zone=False) -> Ke
     sql = f"pg_catalog.{key.func}({sql_literal(key.unit)}, {value})"
     typ = "numeric" if key.func == "extract" else "double precision"
     if key.consts.get("cast"):      # Tableau: CAST(EXTRACT(YEAR FROM col) AS INTEGER); the values are small
-        from .plan import cast
         sql, typ = cast(sql, key.consts["cast"]), "integer" if key.consts["cast"] == "int4" else "bigint"
     values = fields[key.unit]
     note = ""
@@ -478,8 +471,6 @@ def _plan_extract(key, family, col, value, nullable, max_keys, zone=False) -> Ke
 
 
 def _plan_bucket(key, family, internal, col, ident, nullable) -> KeyPlan:
-    from .plan import cast
-    from .parse import sql_literal
     if family not in ("int", "numeric", "float"):
         refuse(f"width_bucket: column {key.column!r} ({col['type']}) is not a number",
                "width_bucket groups numeric columns.", "42883")
@@ -494,13 +485,14 @@ def _plan_bucket(key, family, internal, col, ident, nullable) -> KeyPlan:
                    note=f"every bucket 0..{n + 1}")
 
 
-def _kind(node: ast.A_Const, ints_ok=True) -> str:
+def _kind(node: ast.A_Const) -> str:
+    """"int" or "numeric": how PostgreSQL types a numeric literal (1.0, 1e3 and integers beyond
+    int8 are numeric; the parser gives integers beyond int4 as Float nodes)."""
     if isinstance(node.val, ast.Integer):
         return "int"
-    d = const_decimal(node)
-    # an integer-looking literal beyond int8 is numeric; 1.0 is numeric
-    return "numeric" if not ("." not in node.val.fval and "e" not in node.val.fval.lower()
-                             and abs(d) < 2**63) else "int"
+    text = node.val.fval.replace("_", "")
+    integral = "." not in text and "e" not in text.lower()
+    return "int" if integral and abs(const_decimal(node)) < 2**63 else "numeric"
 
 
 def _const_sql(node: ast.A_Const) -> str:
@@ -611,7 +603,6 @@ def _val_text(v: _Val) -> str:
 
 
 def _plan_bin(key, family, internal, col, ident, nullable, max_keys) -> KeyPlan:
-    from .plan import cast
     if family not in ("int", "numeric") and internal != "float8":
         refuse(f"{key.text}: column {key.column!r} ({col['type']}) cannot be binned",
                "Bins group integer, numeric and double precision columns; width_bucket takes real too.", "42883")
@@ -675,8 +666,6 @@ def _plan_bin(key, family, internal, col, ident, nullable, max_keys) -> KeyPlan:
 
 
 def _plan_case(key, case_sql) -> KeyPlan:
-    from .plan import cast
-    from .parse import sql_literal
     results = [r for _, r in key.whens] + ([key.default] if key.default is not None else [])
     kinds = {("text" if isinstance(r.val, ast.String) else _kind(r)) for r in results if not r.isnull}
     typ = "text" if kinds == {"text"} or not kinds else ("integer" if kinds == {"int"} else "numeric")

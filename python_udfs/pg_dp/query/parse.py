@@ -93,6 +93,16 @@ def sql_literal(value: str) -> str:
     return "'" + body + "'"
 
 
+def pg_type(internal: str, typmods=()) -> str:
+    """A built-in type, schema-qualified: pg_catalog.float8, pg_catalog.numeric(10,2)."""
+    mods = f"({','.join(str(int(m)) for m in typmods)})" if typmods else ""
+    return f"pg_catalog.{internal}{mods}"
+
+
+def cast(expr: str, internal: str, typmods=()) -> str:
+    return f"CAST({expr} AS {pg_type(internal, typmods)})"
+
+
 class _Stream(RawStream):
     """pglast's printer, with string constants written by sql_literal."""
 

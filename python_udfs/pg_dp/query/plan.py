@@ -30,7 +30,7 @@ from .. import mechanisms, release
 from ..errors import DPError
 from .analyze import MAX_DEPTH, Query, column_refs, constant_type, function_operand
 from . import keys as keyexprs
-from .parse import ast, sql_literal, too_complex
+from .parse import ast, cast, pg_type, sql_literal, too_complex
 from pglast.enums import A_Expr_Kind, BoolExprType, BoolTestType, NullTestType  # noqa: E402
 
 INVALID = "22023"
@@ -48,16 +48,6 @@ FLOAT_TYPES = {"real", "double precision"}
 
 def quote_ident(name: str) -> str:
     return '"' + name.replace('"', '""') + '"'
-
-
-def pg_type(internal: str, typmods=()) -> str:
-    """A built-in type, schema-qualified: pg_catalog.float8, pg_catalog.numeric(10,2)."""
-    mods = f"({','.join(str(int(m)) for m in typmods)})" if typmods else ""
-    return f"pg_catalog.{internal}{mods}"
-
-
-def cast(expr: str, internal: str, typmods=()) -> str:
-    return f"CAST({expr} AS {pg_type(internal, typmods)})"
 
 
 def operator(left: str, op: str, right: str) -> str:
