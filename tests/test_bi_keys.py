@@ -415,3 +415,15 @@ def test_unit_bounded_copies_keep_expression_keys_and_zones_apart(bi, conn):
     copies = conn.execute("SELECT count(*) FROM dp_internal.bounded_copies WHERE relid = 'trips'::regclass "
                           "AND keys LIKE '%@Pacific/%' AND data_version >= 0").fetchone()[0]
     assert copies == 2
+
+
+def test_numeric_avg_leaves_nulls_out(bi, conn):
+    """GREATEST(NULL, 0) is 0 in PostgreSQL: the clamp of a numeric column must keep NULL a NULL, or
+    an avg would count every NULL as the lower bound (here: 50 instead of 100)."""
+    conn.execute("CREATE TABLE half (x numeric)")
+    conn.execute("INSERT INTO half SELECT CASE WHEN g % 2 = 0 THEN 100 END FROM generate_series(1, 4000) g")
+    conn.execute("SELECT dp.protect('half')")
+    conn.execute("SELECT dp.set_bounds('half', 'x', 0, 100)")
+    conn.execute("SELECT dp.grant_budget('bi_keys', 'half', 1000)")
+    row = bi.execute("SELECT avg(x), count(x), sum(x) FROM half").fetchone()
+    assert abs(float(row[0]) - 100) < 2 and abs(row[1] - 2000) <= 30 * 0.3 and abs(float(row[2]) - 200000) < 1000
