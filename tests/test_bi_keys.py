@@ -303,6 +303,8 @@ def test_aggregates_analysts_expect(bi, conn):
     for got, want in zip(row[1:6], nat[0][1:6]):
         assert abs(float(got) - float(want)) < 0.05 * float(want)
     assert abs(float(row[6]) - float(nat[0][6])) <= 2       # a quantile on 1025 candidates over [0, 99]
+    answer = ask_json(bi, sql)[0]                           # dp.query: the same measurements, cached
+    assert abs(answer["c"] - row[0]) < 1e-9 and abs(answer["vp"] - float(row[2])) < 1e-6
 
 
 def test_count_distinct_privacy_unit(bi, conn):
@@ -310,17 +312,20 @@ def test_count_distinct_privacy_unit(bi, conn):
     _, nat = native(conn, sql)
     row = bi.execute(sql).fetchone()
     assert abs(row[0] - nat[0][0]) <= 3
-    with pytest.raises(psycopg.errors.FeatureNotSupported) as e:
-        bi.execute("SELECT count(DISTINCT label) FROM odd")
-    assert "privacy unit" in e.value.diag.message_hint
+    assert ask_json(bi, sql)[0]["units"] == row[0]
+    for ask in (bi.execute, lambda q: ask_json(bi, q)):
+        with pytest.raises(psycopg.errors.FeatureNotSupported) as e:
+            ask("SELECT count(DISTINCT label) FROM odd")
+        assert "privacy unit" in e.value.diag.message_hint
 
 
 @pytest.mark.parametrize("sql", ["SELECT min(age) FROM orders", "SELECT max(amount), count(*) FROM orders"])
 def test_min_max_refused_with_a_quantile_hint(bi, conn, sql):
     before = spent(conn)
-    with pytest.raises(psycopg.errors.FeatureNotSupported) as e:
-        bi.execute(sql)
-    assert "percentile_cont(0.01)" in e.value.diag.message_hint and "0.99" in e.value.diag.message_hint
+    for ask in (bi.execute, lambda q: ask_json(bi, q)):
+        with pytest.raises(psycopg.errors.FeatureNotSupported) as e:
+            ask(sql)
+        assert "percentile_cont(0.01)" in e.value.diag.message_hint and "0.99" in e.value.diag.message_hint
     assert spent(conn) == before
 
 
@@ -333,7 +338,10 @@ def test_released_sums_of_non_negative_columns_are_never_negative(bi):
     assert len(rows) == 53          # buckets 0..51 and NULL (score is nullable)
     assert all(r[1] >= 0 and r[2] >= 0 and 0 <= r[3] <= 99 for r in rows)
     assert sum(1 for r in rows if r[1] == 0) >= 5       # the clamp was used (P(fewer) < 1e-9)
-
+    bi.execute("SET pg_dp.epsilon = 1.5")                # plain SQL: the same question, cached
+    plain = sorted(bi.execute(sql).fetchall(), key=lambda r: (r[0] is None, r[0] or 0))
+    for p, q in zip(plain, sorted(rows, key=lambda r: (r[0] is None, r[0] or 0))):
+        assert p[0] == q[0] and p[2] == q[2] and abs(p[1] - q[1]) < 1e-6 and abs(p[3] - q[3]) < 1e-6
 
 # --- attacks: no chosen row can make the privileged query fail -----------------------------------
 
