@@ -22,7 +22,7 @@ from . import bounded, catalog, db, ledger, mechanisms
 from .encode import json_safe, text_value
 from .errors import DPError
 from .query.analyze import analyze
-from .query.parse import parse_select
+from .query.parse import bind_params, parse_select
 from .query import plan as planning
 
 NO_BUDGET = "42501"
@@ -41,11 +41,34 @@ def _decimal_setting(key: str) -> Decimal:
     return number
 
 
-def make_plan(sql, epsilon=None, delta=None, session_epsilon=None):
+def _typed_params(params):
+    """[(type name, value text or None) or None] from the caller's [[type oid, value or null] or null]."""
+    if params is None:
+        return []
+    if not isinstance(params, list) or len(params) > 1000 or not all(
+            p is None or (isinstance(p, list) and len(p) == 2 and isinstance(p[0], int)
+                          and (p[1] is None or isinstance(p[1], str))) for p in params):
+        raise DPError("malformed pg_dp request", sqlstate="22023")
+    oids = [p[0] for p in params if p is not None]
+    names = {r["oid"]: r["name"] for r in db.execute(
+        "SELECT t.oid::int8 AS oid, pg_catalog.format_type(t.oid, NULL) AS name FROM pg_catalog.pg_type t "
+        "WHERE t.oid = ANY($1::oid[]) AND t.typtype <> 'p'", [oids], ["int8[]"])}
+    typed = []
+    for p in params:
+        if p is not None and p[0] not in names:
+            raise DPError(f"a parameter of type oid {p[0]} cannot be passed", hint="Cast it to a plain type.",
+                          sqlstate="42804")
+        typed.append(None if p is None else (names[p[0]], p[1]))
+    return typed
+
+
+def make_plan(sql, epsilon=None, delta=None, session_epsilon=None, params=None):
     """The plan of a question; epsilon: the argument, else the session's pg_dp.epsilon, else the
     role's default on the dataset (dp.set_query_epsilon), else the setting default_epsilon.
+    params: the values of $1, $2, ... (prepared statements of the plain-SQL hook), which become
+    typed constants of the statement, so the same values are the same question.
     A statement costing more than the role's maximum is refused here, before any charge."""
-    query = analyze(parse_select(sql))
+    query = analyze(bind_params(parse_select(sql), _typed_params(params)))
     if len(query.tables) > 1:
         meta = planning.bind_join(query, [catalog.load_table(s, t) for s, t, _ in query.tables])
     else:
@@ -113,9 +136,9 @@ def _require_budget(role: int, dataset: str):
                       hint="Ask an administrator: dp.grant_budget(role, dataset, epsilon).", sqlstate=NO_BUDGET)
 
 
-def answer(sql, epsilon=None, delta=None, expect=None, session_epsilon=None):
+def answer(sql, epsilon=None, delta=None, expect=None, session_epsilon=None, params=None):
     """Generator (executor phases) returning (columns, rows) of the DP answer; charges unless cached."""
-    plan = make_plan(sql, epsilon, delta, session_epsilon)
+    plan = make_plan(sql, epsilon, delta, session_epsilon, params)
     check_expected(plan, expect)
     role = catalog.outer_role()
     _require_budget(role, plan.meta.dataset)
@@ -208,8 +231,8 @@ def check_expected(plan, expect):
                       hint=f"Write AS t({wanted}).", sqlstate="42804")
 
 
-def query_reply(sql, epsilon=None, delta=None, expect=None, session_epsilon=None):
-    columns, rows = yield from answer(sql, epsilon, delta, expect, session_epsilon)
+def query_reply(sql, epsilon=None, delta=None, expect=None, session_epsilon=None, params=None):
+    columns, rows = yield from answer(sql, epsilon, delta, expect, session_epsilon, params)
     return encode_rows(columns, rows)
 
 
@@ -245,8 +268,8 @@ def cost_reply(sql, epsilon=None, delta=None, session_epsilon=None):
                        "epsilon_remaining": str(remaining[0]), "delta_remaining": str(remaining[1])})
 
 
-def explain_reply(sql, epsilon=None, delta=None, columns_only=False, session_epsilon=None):
-    plan = make_plan(sql, epsilon, delta, session_epsilon)
+def explain_reply(sql, epsilon=None, delta=None, columns_only=False, session_epsilon=None, params=None):
+    plan = make_plan(sql, epsilon, delta, session_epsilon, params)
     if columns_only:        # the answer's column types, one a line, for the plain-SQL hook (src/hook.c)
         return "\n".join(t for _, t in plan.columns)
     return json.dumps([
