@@ -269,3 +269,19 @@ def test_attack_session_settings_do_not_change_parameters(bi, conn):
     finally:
         bi.execute("RESET DateStyle")
         bi.execute("RESET TimeZone")
+
+
+def test_the_cache_is_keyed_by_what_is_released(bi, conn):
+    """A dashboard refreshed with other aliases, column order, ORDER BY or LIMIT asks the same
+    measurements: the same noisy values, at no cost."""
+    before = spent(conn)
+    first = dict((r[0], r[1:]) for r in bi.execute(
+        "SELECT sex, count(*), avg(age) FROM people WHERE city = 'city3' GROUP BY sex").fetchall())
+    assert spent(conn) == before + Decimal("1.0")
+    again = bi.execute('SELECT avg(p.age) AS "Mean age", p.sex AS "Sex", count(*) AS n FROM public.people p '
+                       "WHERE (p.city = 'city3') GROUP BY 2 ORDER BY 3 DESC LIMIT 1").fetchall()
+    assert len(again) == 1 and first[again[0][1]] == (again[0][2], again[0][0])
+    wrapped = bi.execute("SELECT * FROM (SELECT count(*) AS c, sex, avg(age) AS a FROM people "
+                         "WHERE city = 'city3' GROUP BY sex) AS virtual_table ORDER BY sex").fetchall()
+    assert {r[1]: (r[0], r[2]) for r in wrapped} == first
+    assert spent(conn) == before + Decimal("1.0")

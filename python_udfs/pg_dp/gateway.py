@@ -122,11 +122,9 @@ def _cache_key(plan) -> str:
 
 
 def _cached(key: str):
-    rows = db.execute("SELECT columns::text AS c, rows::text AS r FROM dp_internal.answers WHERE cache_key = $1",
-                      [key], ["text"])
-    if not rows:
-        return None
-    return json.loads(rows[0]["c"]), json.loads(rows[0]["r"])
+    """The released core of a measurement set asked before on this data version, or None."""
+    rows = db.execute("SELECT rows::text AS r FROM dp_internal.answers WHERE cache_key = $1", [key], ["text"])
+    return json.loads(rows[0]["r"]) if rows else None
 
 
 def _require_budget(role: int, dataset: str):
@@ -146,7 +144,7 @@ def answer(sql, epsilon=None, delta=None, expect=None, session_epsilon=None, par
     columns = [[name, typ] for name, typ in plan.columns]
     cached = _cached(key)
     if cached is not None:
-        return cached
+        return columns, planning.present(plan, cached)
     ledger_id = ledger.charge(role, plan.meta.dataset, plan.epsilon, plan.delta, plan.query.normalized,
                               plan.mechanism, plan.meta.data_version, key)
     yield                                   # the executor commits the charge
@@ -162,8 +160,8 @@ def answer(sql, epsilon=None, delta=None, expect=None, session_epsilon=None, par
         db.log(f"pg_dp: exact query of ledger entry {ledger_id} failed: {e}")
         raise DPError("the answer could not be computed; the charge stands",
                       hint="An administrator finds the cause in the server log.", sqlstate="XX000")
-    rows = planning.release_answer(plan, exact)
-    if plan.public_keys is None and not rows:
+    core = planning.release_core(plan, exact)
+    if plan.public_keys is None and not core:
         threshold = mechanisms.selection_parameters(plan.groups_per_unit, plan.rows_per_unit,
                                                     plan.selection_epsilon, plan.selection_delta)[1]
         db.notice(f"no group was released: DP partition selection keeps only groups of more than about "
@@ -173,8 +171,9 @@ def answer(sql, epsilon=None, delta=None, expect=None, session_epsilon=None, par
     # counters on again for the catalog (decided when a relation is opened, so autovacuum sees the writes)
     db.execute("SELECT pg_catalog.set_config('track_counts', 'on', true)")
     ledger.store_answer(key, plan.meta.dataset, plan.meta.data_version, json.dumps(columns),
-                        json.dumps(rows, default=_json_default), ledger_id)
-    return columns, rows
+                        json.dumps(core, default=_json_default), ledger_id)
+    # what leaves is what a cached answer gives: the stored core, presented
+    return columns, planning.present(plan, json.loads(json.dumps(core, default=_json_default)))
 
 
 def _json_default(value):
