@@ -417,13 +417,55 @@ rewrite_level(Query *query, const char *sql)
 	}
 }
 
+/* The first relation anywhere in the statement that is protected and closed to the role. */
+static bool
+find_closed_relation(Node *node, Oid *found)
+{
+	if (node == NULL)
+		return false;
+	if (IsA(node, RangeTblEntry))
+	{
+		if (closed_to_role((RangeTblEntry *) node))
+		{
+			*found = ((RangeTblEntry *) node)->relid;
+			return true;
+		}
+		return false;
+	}
+	if (IsA(node, Query))
+		return query_tree_walker((Query *) node, find_closed_relation, found, QTW_EXAMINE_RTES_BEFORE);
+	return expression_tree_walker(node, find_closed_relation, found);
+}
+
+/*
+ * A protected table the rewrite did not answer (a CTE, a sub-query in WHERE or
+ * the select list, INSERT ... SELECT, CREATE TABLE AS): "permission denied", as
+ * PostgreSQL would say, but now with a hint of what is answered.
+ */
+static void
+refuse_other_paths(Query *query)
+{
+	Oid			relid = InvalidOid;
+
+	if (find_closed_relation((Node *) query, &relid))
+		ereport(ERROR,
+				(errcode(ERRCODE_INSUFFICIENT_PRIVILEGE),
+				 errmsg("permission denied for table %s", get_rel_name(relid)),
+				 errdetail("The table is protected by pg_dp: it answers aggregates over it as a statement of "
+						   "their own or as a sub-select in FROM, not in a CTE, a sub-query in WHERE or the "
+						   "select list, or a statement that writes."),
+				 errhint("Ask e.g. SELECT ... FROM (SELECT key, count(*) FROM %s GROUP BY key) AS s.",
+						 get_rel_name(relid))));
+}
+
 static void
 refuse_explain(Query *query)
 {
 	ExplainStmt *explain = (ExplainStmt *) query->utilityStmt;
 	Query	   *inner = (Query *) explain->query;
+	Oid			relid = InvalidOid;
 
-	if (inner != NULL && IsA(inner, Query) && reads_protected_table(inner->rtable))
+	if (inner != NULL && IsA(inner, Query) && find_closed_relation((Node *) inner, &relid))
 		ereport(ERROR,
 				(errcode(ERRCODE_INSUFFICIENT_PRIVILEGE),
 				 errmsg("EXPLAIN of a statement on a protected table is not allowed"),
@@ -448,22 +490,25 @@ dp_post_parse_analyze(ParseState *pstate, Query *query, JumbleState *jstate)
 			Node	   *inner = ((DeclareCursorStmt *) query->utilityStmt)->query;
 
 			if (inner != NULL && IsA(inner, Query))
+			{
 				rewrite_level((Query *) inner, NULL);
+				refuse_other_paths((Query *) inner);
+			}
 		}
 		return;
 	}
-	if (query->commandType != CMD_SELECT || query->querySource != QSRC_ORIGINAL)
+	if (query->querySource != QSRC_ORIGINAL)
 		return;
+	if (query->commandType == CMD_SELECT)
 	{
 		char	   *sql = statement_text(pstate, query);
 
-		if (sql == NULL)
-			return;
-		if (starts_with_keyword(sql, "select"))
+		if (sql != NULL && starts_with_keyword(sql, "select"))
 			rewrite_level(query, sql);
-		else if (starts_with_keyword(sql, "prepare"))
+		else if (sql != NULL && starts_with_keyword(sql, "prepare"))
 			rewrite_level(query, NULL);
 	}
+	refuse_other_paths(query);
 }
 
 void

@@ -99,9 +99,9 @@ def test_attack_other_paths_keep_permission_denied(bi, conn):
     with pytest.raises(psycopg.errors.InsufficientPrivilege):
         bi.execute("DECLARE c CURSOR FOR SELECT age FROM people WHERE id = 7")
     bi.execute("ROLLBACK")
-    bi.execute("CREATE TEMP VIEW v AS SELECT * FROM people")
-    with pytest.raises(psycopg.errors.InsufficientPrivilege):
-        bi.execute("SELECT count(*) FROM v")
+    with pytest.raises(psycopg.errors.InsufficientPrivilege) as e:     # refused when it is created
+        bi.execute("CREATE TEMP VIEW v AS SELECT * FROM people")
+    assert e.value.diag.message_hint
     with pytest.raises(psycopg.Error):
         bi.execute("COPY (SELECT age FROM people WHERE id = 7) TO STDOUT")
     assert spent(conn) == before
