@@ -285,3 +285,17 @@ def test_the_cache_is_keyed_by_what_is_released(bi, conn):
                          "WHERE city = 'city3' GROUP BY sex) AS virtual_table ORDER BY sex").fetchall()
     assert {r[1]: (r[0], r[2]) for r in wrapped} == first
     assert spent(conn) == before + Decimal("1.0")
+
+
+def test_psql_introspection_keeps_working_for_a_restricted_role(pg, db, conn):
+    """psql's \\d, \\dt and \\df read the catalog, never the rows: they work as for any role;
+    the planner's statistics of a protected table stay hidden."""
+    for meta, expect in [("\\d people", "sex"), ("\\dt", "people"), ("\\df dp.*", "dp_count"),
+                         ("\\d+ people", "age")]:
+        out = pg.psql(meta, dbname=db, user="bi")
+        assert expect in out.stdout, meta
+    conn.execute("ANALYZE people")
+    out = pg.psql("SELECT count(*) FROM pg_stats WHERE tablename = 'people'", dbname=db, user="bi")
+    assert "     0" in out.stdout
+    denied = pg.psql("SELECT * FROM pg_statistic LIMIT 1", dbname=db, user="bi", check=False)
+    assert denied.returncode != 0 and "permission denied" in denied.stderr
