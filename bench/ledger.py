@@ -20,7 +20,8 @@ gateway as analyst roles that have no SELECT on the tables:
    query, dp.cost (parse + plan, no charge), a cached answer, and an in-server
    breakdown of one query (parse, analyze, catalog, plan, cache look-up,
    charge, exact query, noise, storing the answer, as the executor runs them).
-3. A --rows table (10M by default): dp.query against the native aggregate,
+3. A --rows table (10M by default): dp.query, and the same statement as plain
+   SQL through the hook (src/hook.c), against the native aggregate,
    count(*), avg(x) with and without GROUP BY over a public key set, first
    row-level, then with a privacy unit and contribution bounding.  Also the
    gateway's rewritten SQL run directly, to split the cost between executing
@@ -99,6 +100,8 @@ def setup(args, pg):
     keys = "ARRAY[" + ",".join(f"'{i}'" for i in range(GROUPS)) + "]"
     with pg.connect() as conn:
         conn.execute(f"CREATE ROLE {ANALYST} LOGIN")
+        # the plain-SQL hook in the analyst's sessions (section 3 asks each statement as plain SQL too)
+        conn.execute(f"ALTER ROLE {ANALYST} SET session_preload_libraries = 'pg_dp'")
         for c in range(args.clients):
             conn.execute(f"CREATE ROLE bench_c{c:02d} LOGIN")
         # small tables: the ledger test, the fixed cost, and warming up new connections
@@ -135,7 +138,9 @@ def setup(args, pg):
         conn.execute(
             "CREATE FUNCTION public.bench_rewrite(sql text) RETURNS text LANGUAGE plpython3u"
             " SET search_path = pg_catalog, pg_temp AS $$\n"
+            "from pg_dp import catalog, db\n"
             "from pg_dp.gateway import make_plan\n"
+            "catalog.set_caller(db.execute(\"SELECT oid::int8 AS r FROM pg_catalog.pg_roles WHERE rolname = current_user\")[0][\"r\"])\n"
             "return make_plan(sql, 1.0).sql\n$$")
         conn.execute("CREATE FUNCTION public.bench_breakdown(sql text) RETURNS text LANGUAGE plpython3u"
                      " SET search_path = pg_catalog, pg_temp AS $$\n" + BREAKDOWN_BODY + "$$")
@@ -303,7 +308,7 @@ catalog.set_caller(role)
 lid = ledger.charge(role, plan.meta.dataset, plan.epsilon, plan.delta, plan.query.normalized,
                     plan.mechanism, plan.meta.data_version, key); lap()
 exact = db.execute_tuples(plan.sql, len(plan.query.group_by) + 1 + len(plan.measurements)); lap()
-rows = planning.release_answer(plan, exact); lap()
+rows = planning.release_core(plan, exact); lap()
 columns = [[n, ty] for n, ty in plan.columns]
 ledger.store_answer(key, plan.meta.dataset, plan.meta.data_version, json.dumps(columns), json.dumps(rows), lid); lap()
 return json.dumps([(b - a) * 1000 for a, b in zip(t, t[1:])])
@@ -356,6 +361,7 @@ def bench_overhead(args, pg):
 # 3. large table: dp.query against the native aggregate
 # ---------------------------------------------------------------------------
 
+PLAIN = 500_000     # offset of the plain-SQL statements' k: never the dp.query statements' questions
 SHAPES = [
     ("count(*), avg(x)", "SELECT count(*), avg(x) FROM t WHERE id > -{k}", "n bigint, a float8"),
     ("count(*), avg(x) GROUP BY g", "SELECT g, count(*), avg(x) FROM t WHERE id > -{k} GROUP BY g",
@@ -369,20 +375,22 @@ def compare_large(args, pg, label, runs_base):
     an, _ = analyst_conn(pg)
     for name, template, cols in SHAPES:
         rewrite = owner.execute("SELECT public.bench_rewrite(%s)", [template.format(k=1)]).fetchone()[0]
-        assert rewrite.count("> -1") == 1 and "{" not in rewrite, rewrite
-        rewrite_t = rewrite.replace("> -1", "> -{k}")
+        assert rewrite.count(".>) (-1)") == 1 and "{" not in rewrite, rewrite
+        rewrite_t = rewrite.replace(".>) (-1)", ".>) (-{k})")
         k0 = runs_base
         # one untimed warm-up each, then runs alternated (order rotated every run)
         timed(owner, template.format(k=k0))
         timed(owner, rewrite_t.format(k=k0))
         # the first gateway query also builds the bounded copy (unit-bounded queries)
         first = timed(an, dp_sql(template.format(k=k0), cols))[0]
-        times = {"native": [], "rewrite": [], "dp": []}
+        timed(an, template.format(k=k0 + PLAIN))
+        times = {"native": [], "rewrite": [], "dp": [], "plain": []}
         for r in range(args.runs):
             k = k0 + 1 + r
             order = [("native", owner, template.format(k=k)), ("rewrite", owner, rewrite_t.format(k=k)),
-                     ("dp", an, dp_sql(template.format(k=k), cols))]
-            order = order[r % 3:] + order[:r % 3]
+                     ("dp", an, dp_sql(template.format(k=k), cols)),
+                     ("plain", an, template.format(k=k + PLAIN))]     # the hook: plain SQL, a new question
+            order = order[r % 4:] + order[:r % 4]
             for kind, conn, sql in order:
                 times[kind].append(timed(conn, sql)[0])
         cached = statistics.median(timed(an, dp_sql(template.format(k=k0 + args.runs), cols))[0]
@@ -392,7 +400,8 @@ def compare_large(args, pg, label, runs_base):
         row = dict(case=f"{label}: {name}", shape=shape, cached=cached, first=first, rewrite_sql=rewrite, **med)
         results.append(row)
         log(args, f"  {row['case']:55s} {shape:16s} native {med['native']:8.1f}  rewrite {med['rewrite']:8.1f}  "
-                  f"dp {med['dp']:8.1f} ms  x{med['dp'] / med['native']:.2f}  (first {first:.1f}, "
+                  f"dp {med['dp']:8.1f} ms  x{med['dp'] / med['native']:.2f}  plain SQL {med['plain']:8.1f} ms  "
+                  f"x{med['plain'] / med['native']:.2f}  (first {first:.1f}, "
                   f"cached {cached:.1f} ms)")
         if args.explain:
             for line in owner.execute("EXPLAIN (ANALYZE, BUFFERS) " + rewrite_t.format(k=999_999)).fetchall():
@@ -456,7 +465,7 @@ def bench_alternatives(args, pg, large):
             if r["case"].startswith("row-level"):
                 continue
             rw = r["rewrite_sql"]
-            sql = lambda i: rw.replace("> -1", f"> -{i}")  # noqa: E731
+            sql = lambda i: rw.replace(".>) (-1)", f".>) (-{i})")  # noqa: E731
             timed(conn, sql(6000))
             ms = statistics.median(timed(conn, sql(6001 + j))[0] for j in range(args.runs))
             out.append((f"pg_dp rewrite with the covering index: {r['case']}", plan_shape(conn, sql(1)), ms,
@@ -574,11 +583,11 @@ def main():
         out.append(heading(f"3. {args.rows}-row table: gateway vs native (median of {args.runs} runs; "
                            "plan: native / rewrite run directly)", md))
         out.append(fmt_table(
-            ["case", "plan", "native ms", "rewrite ms", "dp.query ms", "dp/native", "rewrite/native",
-             "first dp.query ms", "dp cached ms"],
+            ["case", "plan", "native ms", "rewrite ms", "dp.query ms", "dp/native", "plain SQL ms",
+             "plain/native", "rewrite/native", "first dp.query ms", "dp cached ms"],
             [(r["case"], r["shape"], f"{r['native']:.1f}", f"{r['rewrite']:.1f}", f"{r['dp']:.1f}",
-              f"{r['dp'] / r['native']:.2f}", f"{r['rewrite'] / r['native']:.2f}", f"{r['first']:.1f}",
-              f"{r['cached']:.1f}")
+              f"{r['dp'] / r['native']:.2f}", f"{r['plain']:.1f}", f"{r['plain'] / r['native']:.2f}",
+              f"{r['rewrite'] / r['native']:.2f}", f"{r['first']:.1f}", f"{r['cached']:.1f}")
              for r in large], md))
         if alts:
             out.append(heading("Contribution bounding: cost proxies of other rewrites, run natively "

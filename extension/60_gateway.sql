@@ -126,6 +126,12 @@ CREATE FUNCTION dp.query(sql text, epsilon double precision DEFAULT NULL, delta 
 RETURNS SETOF record
 AS 'MODULE_PATHNAME', 'dp_query' LANGUAGE C VOLATILE PARALLEL UNSAFE;
 
+-- dp.query for a statement with $n parameters: what the plain-SQL hook (src/hook.c) writes
+-- for a prepared statement; `numbers` says which $n each further argument is.
+CREATE FUNCTION dp_internal.query_params(sql text, numbers integer[], VARIADIC params "any")
+RETURNS SETOF record
+AS 'MODULE_PATHNAME', 'dp_query_params' LANGUAGE C VOLATILE PARALLEL UNSAFE;
+
 CREATE FUNCTION dp.query_json(sql text, epsilon double precision DEFAULT NULL, delta double precision DEFAULT NULL)
 RETURNS SETOF jsonb
 LANGUAGE sql VOLATILE SECURITY INVOKER PARALLEL UNSAFE
@@ -214,7 +220,8 @@ from pg_dp.dummy import make_dummy
 return call(make_dummy, table_name, row_count, seed)
 $$;
 
-GRANT EXECUTE ON FUNCTION dp.query(text, double precision, double precision), dp.query_json(text, double precision, double precision),
+GRANT EXECUTE ON FUNCTION dp.query(text, double precision, double precision),
+    dp_internal.query_params(text, integer[], "any"), dp.query_json(text, double precision, double precision),
     dp.view_answer(bigint),
     dp.cost(text, double precision, double precision), dp.explain(text, double precision, double precision), dp.my_budget(),
     dp.create_view(text, text, double precision, double precision), dp.dummy(regclass, integer, integer) TO PUBLIC;
@@ -232,6 +239,7 @@ COMMENT ON TABLE dp_internal.views IS 'Questions behind dp.create_view views (ke
 COMMENT ON SEQUENCE dp_internal.views_id_seq IS 'Ids of dp_internal.views rows';
 COMMENT ON FUNCTION dp.view_answer(bigint) IS 'Analyst: the DP answer behind a dp.create_view view (for roles that may read that view)';
 COMMENT ON FUNCTION dp.query(text, double precision, double precision) IS 'Analyst: answer a SELECT over a protected table with DP, charging the budget once; needs a column definition list: AS t(col type, ...)';
+COMMENT ON FUNCTION dp_internal.query_params(text, integer[], "any") IS 'Internal: dp.query of a statement with $n parameters (the plain-SQL hook''s rewrite of prepared statements)';
 COMMENT ON FUNCTION dp.query_json(text, double precision, double precision) IS 'Analyst: like dp.query, one JSON object per row (no column definition list needed)';
 COMMENT ON FUNCTION dp.cost(text, double precision, double precision) IS 'Analyst: what a query would cost, whether it is cached, and the budget left; spends nothing';
 COMMENT ON FUNCTION dp.explain(text, double precision, double precision) IS 'Analyst: per output column, type, mechanism, epsilon, noise scale and 95% interval; spends nothing';

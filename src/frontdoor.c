@@ -21,8 +21,10 @@
 #include "lib/stringinfo.h"
 #include "mb/pg_wchar.h"
 #include "miscadmin.h"
+#include "utils/array.h"
 #include "utils/builtins.h"
 #include "utils/guc.h"
+#include "utils/lsyscache.h"
 #include "utils/json.h"
 #include "utils/tuplestore.h"
 
@@ -197,6 +199,105 @@ dp_query(PG_FUNCTION_ARGS)
 	append_session_epsilon(&payload);
 	append_session_timezone(&payload);
 	append_expected(&payload, fcinfo);
+	appendStringInfoChar(&payload, '}');
+	rows_from_reply(fcinfo, dp_executor_request("query", payload.data));
+	return (Datum) 0;
+}
+
+/*
+ * The values of a statement's $n parameters, as [[type oid, text or null] or null, ...]
+ * indexed by n - 1.  `numbers` (argument 1) says which $n each of the variadic arguments
+ * (2, 3, ...) is.  Values are written by their types' output functions under the settings
+ * the executor reads them with (ISO dates, UTC, all float digits), whatever the session's.
+ */
+static void
+append_params(StringInfo buf, FunctionCallInfo fcinfo)
+{
+	ArrayType  *array = PG_GETARG_ARRAYTYPE_P(1);
+	Datum	   *numbers;
+	bool	   *nulls;
+	int			count;
+	int			top = 0;
+	char	  **texts;
+	Oid		   *types;
+	int			nest;
+
+	if (get_fn_expr_variadic(fcinfo->flinfo))
+		elog(ERROR, "pg_dp: parameters must be passed one by one");
+	deconstruct_array(array, INT4OID, sizeof(int32), true, TYPALIGN_INT, &numbers, &nulls, &count);
+	if (count != PG_NARGS() - 2)
+		elog(ERROR, "pg_dp: %d parameter numbers for %d parameters", count, PG_NARGS() - 2);
+	for (int i = 0; i < count; i++)
+	{
+		if (nulls[i] || DatumGetInt32(numbers[i]) < 1 || DatumGetInt32(numbers[i]) > 65535)
+			elog(ERROR, "pg_dp: bad parameter number");
+		top = Max(top, DatumGetInt32(numbers[i]));
+	}
+	texts = palloc0(sizeof(char *) * (top + 1));
+	types = palloc0(sizeof(Oid) * (top + 1));
+	nest = NewGUCNestLevel();
+	(void) set_config_option("DateStyle", "ISO, YMD", PGC_USERSET, PGC_S_SESSION, GUC_ACTION_SAVE, true, 0, false);
+	(void) set_config_option("IntervalStyle", "postgres", PGC_USERSET, PGC_S_SESSION, GUC_ACTION_SAVE, true, 0, false);
+	(void) set_config_option("TimeZone", "UTC", PGC_USERSET, PGC_S_SESSION, GUC_ACTION_SAVE, true, 0, false);
+	(void) set_config_option("extra_float_digits", "3", PGC_USERSET, PGC_S_SESSION, GUC_ACTION_SAVE, true, 0, false);
+	(void) set_config_option("bytea_output", "hex", PGC_USERSET, PGC_S_SESSION, GUC_ACTION_SAVE, true, 0, false);
+	for (int i = 0; i < count; i++)
+	{
+		int			n = DatumGetInt32(numbers[i]);
+		Oid			type = get_fn_expr_argtype(fcinfo->flinfo, i + 2);
+		Oid			output;
+		bool		varlena;
+
+		if (!OidIsValid(type))
+			elog(ERROR, "pg_dp: a parameter of unknown type");
+		types[n] = type;
+		if (!PG_ARGISNULL(i + 2))
+		{
+			getTypeOutputInfo(type, &output, &varlena);
+			texts[n] = OidOutputFunctionCall(output, PG_GETARG_DATUM(i + 2));
+		}
+	}
+	AtEOXact_GUC(true, nest);
+	appendStringInfoString(buf, ", \"params\": [");
+	for (int n = 1; n <= top; n++)
+	{
+		if (n > 1)
+			appendStringInfoString(buf, ", ");
+		if (!OidIsValid(types[n]))
+		{
+			appendStringInfoString(buf, "null");
+			continue;
+		}
+		appendStringInfo(buf, "[%u, ", types[n]);
+		if (texts[n] == NULL)
+			appendStringInfoString(buf, "null");
+		else
+			escape_json(buf, texts[n]);
+		appendStringInfoChar(buf, ']');
+	}
+	appendStringInfoChar(buf, ']');
+}
+
+PG_FUNCTION_INFO_V1(dp_query_params);
+/*
+ * dp_internal.query_params(sql text, numbers integer[], VARIADIC params "any") RETURNS
+ * SETOF record: dp.query for a statement with $n parameters (the plain-SQL hook's
+ * rewrite of a prepared statement; the executor makes them constants of the statement).
+ */
+Datum
+dp_query_params(PG_FUNCTION_ARGS)
+{
+	StringInfoData payload;
+
+	if (PG_ARGISNULL(0) || PG_ARGISNULL(1))
+		elog(ERROR, "pg_dp: the statement and its parameter numbers are required");
+	initStringInfo(&payload);
+	appendStringInfoString(&payload, "{\"sql\": ");
+	escape_json(&payload, text_to_cstring(PG_GETARG_TEXT_PP(0)));
+	append_session_epsilon(&payload);
+	append_session_timezone(&payload);
+	append_expected(&payload, fcinfo);
+	append_params(&payload, fcinfo);
 	appendStringInfoChar(&payload, '}');
 	rows_from_reply(fcinfo, dp_executor_request("query", payload.data));
 	return (Datum) 0;

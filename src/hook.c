@@ -118,14 +118,18 @@ statement_text(ParseState *pstate, Query *query)
 }
 
 /*
- * Whether the text is a SELECT statement of its own (after comments, which BI
- * tools like to put first).  The inner query of a utility statement -- CREATE
- * VIEW, COPY (...) TO, PREPARE, DECLARE CURSOR, CREATE TABLE AS -- is analysed
- * with the utility's text: it is not rewritten, and meets "permission denied".
+ * Whether the text starts with the keyword (after comments, which BI tools like
+ * to put first, and opening parentheses).  The inner query of a utility
+ * statement is analysed with the utility's text: PREPARE's is rewritten from
+ * the Query (pg_get_querydef), as is DECLARE CURSOR's (in the utility); the inner
+ * query of CREATE VIEW, COPY (...) TO or CREATE TABLE AS is not, and meets
+ * "permission denied".
  */
 static bool
-is_plain_select(const char *p)
+starts_with_keyword(const char *p, const char *keyword)
 {
+	int			len = strlen(keyword);
+
 	for (;;)
 	{
 		while (*p == ' ' || *p == '\t' || *p == '\n' || *p == '\r' || *p == '\f' || *p == '(')
@@ -146,12 +150,62 @@ is_plain_select(const char *p)
 		else
 			break;
 	}
-	return pg_strncasecmp(p, "select", 6) == 0 && !isalnum((unsigned char) p[6]) && p[6] != '_';
+	return pg_strncasecmp(p, keyword, len) == 0 && !isalnum((unsigned char) p[len]) && p[len] != '_';
+}
+
+/* The $n parameters a statement uses: their types by number (a prepared statement). */
+typedef struct StatementParams
+{
+	int			top;			/* the highest $n used; 0: none */
+	Oid			types[FUNC_MAX_ARGS];	/* types[n - 1]; InvalidOid where unused */
+} StatementParams;
+
+static bool
+collect_params(Node *node, StatementParams *params)
+{
+	if (node == NULL)
+		return false;
+	if (IsA(node, Param) && ((Param *) node)->paramkind == PARAM_EXTERN)
+	{
+		Param	   *param = (Param *) node;
+
+		/* each $n becomes an argument of the call that answers the statement */
+		if (param->paramid < 1 || param->paramid > FUNC_MAX_ARGS - 2)
+			ereport(ERROR,
+					(errcode(ERRCODE_TOO_MANY_ARGUMENTS),
+					 errmsg("a DP statement can use at most $%d", FUNC_MAX_ARGS - 2),
+					 errhint("Pass fewer parameters.")));
+		params->types[param->paramid - 1] = param->paramtype;
+		params->top = Max(params->top, param->paramid);
+		return false;
+	}
+	if (IsA(node, Query))
+		return query_tree_walker((Query *) node, collect_params, params, 0);
+	return expression_tree_walker(node, collect_params, params);
+}
+
+/* ", \"params\": [[oid, null] or null, ...]": the parameters' types, for the executor's explain. */
+static void
+append_param_types(StringInfo buf, StatementParams *params)
+{
+	if (params->top == 0)
+		return;
+	appendStringInfoString(buf, ", \"params\": [");
+	for (int n = 1; n <= params->top; n++)
+	{
+		if (n > 1)
+			appendStringInfoString(buf, ", ");
+		if (OidIsValid(params->types[n - 1]))
+			appendStringInfo(buf, "[%u, null]", params->types[n - 1]);
+		else
+			appendStringInfoString(buf, "null");
+	}
+	appendStringInfoChar(buf, ']');
 }
 
 /* The types of the answer's columns, one a line, from the executor (nothing is charged). */
 static List *
-answer_types(const char *sql)
+answer_types(const char *sql, StatementParams *params)
 {
 	StringInfoData payload;
 	char	   *reply;
@@ -162,6 +216,7 @@ answer_types(const char *sql)
 	initStringInfo(&payload);
 	appendStringInfoString(&payload, "{\"sql\": ");
 	escape_json(&payload, sql);
+	append_param_types(&payload, params);
 	appendStringInfoString(&payload, ", \"columns_only\": true}");
 	reply = text_to_cstring(dp_executor_request("explain", payload.data));
 	for (line = strtok_r(reply, "\n", &save); line != NULL; line = strtok_r(NULL, "\n", &save))
@@ -182,7 +237,8 @@ answer_types(const char *sql)
 static void
 replace_with_gateway(Query *query, const char *sql)
 {
-	List	   *types = answer_types(sql);
+	StatementParams *params = palloc0(sizeof(StatementParams));
+	List	   *types;
 	StringInfoData select;
 	StringInfoData coldefs;
 	ListCell   *lc;
@@ -191,6 +247,8 @@ replace_with_gateway(Query *query, const char *sql)
 	Query	   *answer;
 	int			i = 0;
 
+	collect_params((Node *) query, params);
+	types = answer_types(sql, params);
 	initStringInfo(&select);
 	appendStringInfoString(&select, "SELECT ");
 	initStringInfo(&coldefs);
@@ -215,14 +273,37 @@ replace_with_gateway(Query *query, const char *sql)
 				(errcode(ERRCODE_FEATURE_NOT_SUPPORTED),
 				 errmsg("the DP answer has %d column(s), the statement %d", list_length(types), i),
 				 errhint("Ask for group keys and aggregates only.")));
-	appendStringInfo(&select, " FROM dp.query(%s) AS answer(%s)", quote_literal_cstr(sql), coldefs.data);
+	if (params->top == 0)
+		appendStringInfo(&select, " FROM dp.query(%s) AS answer(%s)", quote_literal_cstr(sql), coldefs.data);
+	else
+	{
+		/* dp_internal.query_params('<sql>', '{n, ...}', $n, ...): the values at execution */
+		StringInfoData numbers;
+		StringInfoData args;
+
+		initStringInfo(&numbers);
+		initStringInfo(&args);
+		for (int n = 1; n <= params->top; n++)
+		{
+			if (!OidIsValid(params->types[n - 1]))
+				continue;
+			appendStringInfo(&numbers, "%s%d", numbers.len ? "," : "", n);
+			appendStringInfo(&args, ", $%d", n);
+		}
+		appendStringInfo(&select, " FROM dp_internal.query_params(%s, '{%s}'::pg_catalog.int4[]%s) AS answer(%s)",
+						 quote_literal_cstr(sql), numbers.data, args.data, coldefs.data);
+		for (int n = 0; n < params->top; n++)	/* numbers not used are not referenced */
+			if (!OidIsValid(params->types[n]))
+				params->types[n] = TEXTOID;
+	}
 	raw = raw_parser(select.data, RAW_PARSE_DEFAULT);
 	if (list_length(raw) != 1)
 		elog(ERROR, "pg_dp: could not build the gateway statement");
 	hook_active = true;
 	PG_TRY();
 	{
-		answer = parse_analyze_fixedparams(linitial_node(RawStmt, raw), select.data, NULL, 0, NULL);
+		answer = parse_analyze_fixedparams(linitial_node(RawStmt, raw), select.data,
+										   params->types, params->top, NULL);
 	}
 	PG_FINALLY();
 	{
@@ -336,13 +417,55 @@ rewrite_level(Query *query, const char *sql)
 	}
 }
 
+/* The first relation anywhere in the statement that is protected and closed to the role. */
+static bool
+find_closed_relation(Node *node, Oid *found)
+{
+	if (node == NULL)
+		return false;
+	if (IsA(node, RangeTblEntry))
+	{
+		if (closed_to_role((RangeTblEntry *) node))
+		{
+			*found = ((RangeTblEntry *) node)->relid;
+			return true;
+		}
+		return false;
+	}
+	if (IsA(node, Query))
+		return query_tree_walker((Query *) node, find_closed_relation, found, QTW_EXAMINE_RTES_BEFORE);
+	return expression_tree_walker(node, find_closed_relation, found);
+}
+
+/*
+ * A protected table the rewrite did not answer (a CTE, a sub-query in WHERE or
+ * the select list, INSERT ... SELECT, CREATE TABLE AS): "permission denied", as
+ * PostgreSQL would say, but now with a hint of what is answered.
+ */
+static void
+refuse_other_paths(Query *query)
+{
+	Oid			relid = InvalidOid;
+
+	if (find_closed_relation((Node *) query, &relid))
+		ereport(ERROR,
+				(errcode(ERRCODE_INSUFFICIENT_PRIVILEGE),
+				 errmsg("permission denied for table %s", get_rel_name(relid)),
+				 errdetail("The table is protected by pg_dp: it answers aggregates over it as a statement of "
+						   "their own or as a sub-select in FROM, not in a CTE, a sub-query in WHERE or the "
+						   "select list, or a statement that writes."),
+				 errhint("Ask e.g. SELECT ... FROM (SELECT key, count(*) FROM %s GROUP BY key) AS s.",
+						 get_rel_name(relid))));
+}
+
 static void
 refuse_explain(Query *query)
 {
 	ExplainStmt *explain = (ExplainStmt *) query->utilityStmt;
 	Query	   *inner = (Query *) explain->query;
+	Oid			relid = InvalidOid;
 
-	if (inner != NULL && IsA(inner, Query) && reads_protected_table(inner->rtable))
+	if (inner != NULL && IsA(inner, Query) && find_closed_relation((Node *) inner, &relid))
 		ereport(ERROR,
 				(errcode(ERRCODE_INSUFFICIENT_PRIVILEGE),
 				 errmsg("EXPLAIN of a statement on a protected table is not allowed"),
@@ -361,16 +484,31 @@ dp_post_parse_analyze(ParseState *pstate, Query *query, JumbleState *jstate)
 	{
 		if (query->utilityStmt && IsA(query->utilityStmt, ExplainStmt))
 			refuse_explain(query);
+		else if (query->utilityStmt && IsA(query->utilityStmt, DeclareCursorStmt))
+		{
+			/* analysed here, with the DECLARE (psql's FETCH_COUNT reads answers so) */
+			Node	   *inner = ((DeclareCursorStmt *) query->utilityStmt)->query;
+
+			if (inner != NULL && IsA(inner, Query))
+			{
+				rewrite_level((Query *) inner, NULL);
+				refuse_other_paths((Query *) inner);
+			}
+		}
 		return;
 	}
-	if (query->commandType != CMD_SELECT || query->querySource != QSRC_ORIGINAL)
+	if (query->querySource != QSRC_ORIGINAL)
 		return;
+	if (query->commandType == CMD_SELECT)
 	{
 		char	   *sql = statement_text(pstate, query);
 
-		if (sql != NULL && is_plain_select(sql))
+		if (sql != NULL && starts_with_keyword(sql, "select"))
 			rewrite_level(query, sql);
+		else if (sql != NULL && starts_with_keyword(sql, "prepare"))
+			rewrite_level(query, NULL);
 	}
+	refuse_other_paths(query);
 }
 
 void

@@ -550,27 +550,27 @@ def test_set_bounds_refuses_text_and_infinity(conn):
 
 
 def test_set_bounds_takes_dates_and_timestamps(conn):
-    conn.execute("CREATE TABLE vd (id int, day date, at timestamp, atz timestamptz)")
-    conn.execute("SELECT dp.protect('vd')")
+    conn.execute("CREATE TABLE vdt (id int, day date, at timestamp, atz timestamptz)")
+    conn.execute("SELECT dp.protect('vdt')")
     conn.execute("SET TimeZone = 'America/New_York'")    # the DBA's session zone changes nothing stored
-    conn.execute("SELECT dp.set_bounds('vd', 'day', date '2011-01-01', date '2023-12-31')")
-    conn.execute("SELECT dp.set_bounds('vd', 'at', '2020-01-01 00:00', '2020-01-02 12:00')")
-    conn.execute("SELECT dp.set_bounds('vd', 'atz', timestamptz '2020-01-01 00:00+00', timestamptz '2021-01-01 00:00+00')")
+    conn.execute("SELECT dp.set_bounds('vdt', 'day', date '2011-01-01', date '2023-12-31')")
+    conn.execute("SELECT dp.set_bounds('vdt', 'at', '2020-01-01 00:00', '2020-01-02 12:00')")
+    conn.execute("SELECT dp.set_bounds('vdt', 'atz', timestamptz '2020-01-01 00:00+00', timestamptz '2021-01-01 00:00+00')")
     rows = dict((r[0], r[1:]) for r in conn.execute(
         "SELECT column_name, lower_bound, upper_bound, lower_value, upper_value FROM dp.protected_columns "
-        "WHERE table_name = 'vd'::regclass AND lower_bound IS NOT NULL"))
+        "WHERE table_name = 'vdt'::regclass AND lower_bound IS NOT NULL"))
     conn.execute("RESET TimeZone")
     assert rows["day"] == (4018, 8765, "2011-01-01", "2023-12-31")      # days since 2000-01-01
     assert rows["at"] == (631152000, 631281600, "2020-01-01 00:00:00", "2020-01-02 12:00:00")
     assert rows["atz"][2:] == ("2020-01-01 00:00:00+00", "2021-01-01 00:00:00+00")
-    conn.execute("SELECT dp.set_bounds('vd', 'day', timestamp '2011-01-01 10:00', timestamp '2012-01-01 10:00')")
-    assert conn.execute("SELECT lower_value, upper_value FROM dp.protected_columns WHERE table_name = 'vd'::regclass "
+    conn.execute("SELECT dp.set_bounds('vdt', 'day', timestamp '2011-01-01 10:00', timestamp '2012-01-01 10:00')")
+    assert conn.execute("SELECT lower_value, upper_value FROM dp.protected_columns WHERE table_name = 'vdt'::regclass "
                         "AND column_name = 'day'").fetchone() == ("2011-01-01", "2012-01-02")   # widened to whole days
-    for call in ("'vd', 'atz', date '2020-01-01', date '2021-01-01'",     # a date has no zone
-                 "'vd', 'day', 'infinity', '2020-01-01'", "'vd', 'day', 'soon', 'later'",
-                 "'vd', 'day', date '2021-01-01', date '2020-01-01'"):
+    for call in ("'vdt', 'atz', date '2020-01-01', date '2021-01-01'",     # a date has no zone
+                 "'vdt', 'day', 'infinity', '2020-01-01'", "'vdt', 'day', 'soon', 'later'",
+                 "'vdt', 'day', date '2021-01-01', date '2020-01-01'"):
         refused(conn, f"SELECT dp.set_bounds({call})", psycopg.Error)
-    assert conn.execute("SELECT lower_value FROM dp.protected_columns WHERE table_name = 'vd'::regclass "
+    assert conn.execute("SELECT lower_value FROM dp.protected_columns WHERE table_name = 'vdt'::regclass "
                         "AND column_name = 'day'").fetchone() == ("2011-01-01",)
 
 

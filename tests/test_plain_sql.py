@@ -6,6 +6,7 @@ once.  Other statements and roles that may read the table are left alone.
 """
 
 from decimal import Decimal
+import subprocess
 
 import psycopg
 import pytest
@@ -98,9 +99,9 @@ def test_attack_other_paths_keep_permission_denied(bi, conn):
     with pytest.raises(psycopg.errors.InsufficientPrivilege):
         bi.execute("DECLARE c CURSOR FOR SELECT age FROM people WHERE id = 7")
     bi.execute("ROLLBACK")
-    bi.execute("CREATE TEMP VIEW v AS SELECT * FROM people")
-    with pytest.raises(psycopg.errors.InsufficientPrivilege):
-        bi.execute("SELECT count(*) FROM v")
+    with pytest.raises(psycopg.errors.InsufficientPrivilege) as e:     # refused when it is created
+        bi.execute("CREATE TEMP VIEW v AS SELECT * FROM people")
+    assert e.value.diag.message_hint
     with pytest.raises(psycopg.Error):
         bi.execute("COPY (SELECT age FROM people WHERE id = 7) TO STDOUT")
     assert spent(conn) == before
@@ -204,3 +205,97 @@ def test_an_empty_partition_selection_says_why(bi, conn):
     bi.add_notice_handler(lambda d: notices.append((d.message_primary, d.message_hint)))
     assert bi.execute("SELECT city, count(*) FROM few GROUP BY city").fetchall() == []
     assert any("no group was released" in m and h for m, h in notices)
+
+
+def test_parameters_of_the_extended_protocol(bi, conn):
+    """psycopg sends $1 with its value (extended protocol): the value is a constant of the question."""
+    before = spent(conn)
+    first = bi.execute("SELECT sex, count(*) FROM people WHERE age > %s GROUP BY sex", [55]).fetchall()
+    assert len(first) == 2 and spent(conn) == before + Decimal("1.0")
+    assert bi.execute("SELECT sex, count(*) FROM people WHERE age > %s GROUP BY sex", [55]).fetchall() == first
+    assert spent(conn) == before + Decimal("1.0")          # the same value: the same question, cached
+    bi.execute("SELECT sex, count(*) FROM people WHERE age > %s GROUP BY sex", [56]).fetchall()
+    assert spent(conn) == before + Decimal("2.0")          # another value: another question
+    assert bi.execute("SELECT count(*) FROM people WHERE age > %s AND sex = %s", [30, None]).fetchone()[0] is not None
+
+
+def test_prepared_statement_with_parameters(bi, conn):
+    """psycopg prepares server-side from the 5th execution (JDBC likewise after prepareThreshold)."""
+    before = spent(conn)
+    answers = {tuple(bi.execute("SELECT sex, count(*) FROM people WHERE age BETWEEN %s AND %s GROUP BY sex",
+                                [40, 44], prepare=True).fetchall()) for _ in range(7)}
+    assert len(answers) == 1 and spent(conn) == before + Decimal("1.0")
+    rows = bi.execute("SELECT sex, count(*) FROM people WHERE age BETWEEN %s AND %s GROUP BY sex",
+                      [45, 49], prepare=True).fetchall()
+    assert len(rows) == 2 and spent(conn) == before + Decimal("2.0")
+
+
+def test_prepare_execute_and_cursors_in_psql(pg, db, conn):
+    before = spent(conn)
+    out = pg.psql("PREPARE q(int) AS SELECT count(*) AS n FROM people WHERE age > $1; "
+                  "EXECUTE q(77); EXECUTE q(77); DEALLOCATE q", dbname=db, user="bi")
+    assert out.stdout.count("(1 row)") == 2 and spent(conn) == before + Decimal("1.0")
+    # psql's FETCH_COUNT reads answers through a cursor (DECLARE ... CURSOR FOR SELECT ...)
+    out = subprocess_psql(pg, db, "SELECT sex, count(*) FROM people WHERE age > 78 GROUP BY sex", fetch_count=1)
+    assert "(2 rows)" in out and spent(conn) == before + Decimal("2.0")
+
+
+def subprocess_psql(pg, db, sql, fetch_count):
+    out = subprocess.run(["psql", "-X", "-v", "ON_ERROR_STOP=1", "-v", f"FETCH_COUNT={fetch_count}",
+                          "-h", pg.host, "-p", str(pg.port), "-U", "bi", "-d", db, "-c", sql],
+                         capture_output=True, text=True)
+    assert out.returncode == 0, out.stderr
+    return out.stdout
+
+
+def test_attack_session_settings_do_not_change_parameters(bi, conn):
+    """A date or timestamptz parameter means the same day whatever the session's DateStyle and TimeZone."""
+    conn.execute("CREATE TABLE IF NOT EXISTS stays (id int, day date, at timestamptz)")
+    conn.execute("TRUNCATE stays")
+    conn.execute("INSERT INTO stays SELECT g, DATE '2021-01-01' + g % 365, "
+                 "TIMESTAMPTZ '2021-01-01 00:00+00' + g % 365 * INTERVAL '1 day' FROM generate_series(1, 3000) g")
+    conn.execute("SELECT dp.protect('stays')")
+    conn.execute("SELECT dp.grant_budget('bi', 'stays', 10, 1e-5)")
+    import datetime as dt
+    sql = "SELECT count(*) FROM stays WHERE day < %s AND at < %s"
+    day, at = dt.date(2021, 2, 3), dt.datetime(2021, 2, 3, 12, tzinfo=dt.timezone.utc)
+    first = bi.execute(sql, [day, at]).fetchone()[0]
+    before = spent(conn)
+    bi.execute("SET DateStyle = 'SQL, DMY'")
+    bi.execute("SET TimeZone = 'Pacific/Kiritimati'")
+    try:
+        assert bi.execute(sql, [day, at]).fetchone()[0] == first      # the same question: cached, free
+        assert spent(conn) == before
+    finally:
+        bi.execute("RESET DateStyle")
+        bi.execute("RESET TimeZone")
+
+
+def test_the_cache_is_keyed_by_what_is_released(bi, conn):
+    """A dashboard refreshed with other aliases, column order, ORDER BY or LIMIT asks the same
+    measurements: the same noisy values, at no cost."""
+    before = spent(conn)
+    first = dict((r[0], r[1:]) for r in bi.execute(
+        "SELECT sex, count(*), avg(age) FROM people WHERE city = 'city3' GROUP BY sex").fetchall())
+    assert spent(conn) == before + Decimal("1.0")
+    again = bi.execute('SELECT avg(p.age) AS "Mean age", p.sex AS "Sex", count(*) AS n FROM public.people p '
+                       "WHERE (p.city = 'city3') GROUP BY 2 ORDER BY 3 DESC LIMIT 1").fetchall()
+    assert len(again) == 1 and first[again[0][1]] == (again[0][2], again[0][0])
+    wrapped = bi.execute("SELECT * FROM (SELECT count(*) AS c, sex, avg(age) AS a FROM people "
+                         "WHERE city = 'city3' GROUP BY sex) AS virtual_table ORDER BY sex").fetchall()
+    assert {r[1]: (r[0], r[2]) for r in wrapped} == first
+    assert spent(conn) == before + Decimal("1.0")
+
+
+def test_psql_introspection_keeps_working_for_a_restricted_role(pg, db, conn):
+    """psql's \\d, \\dt and \\df read the catalog, never the rows: they work as for any role;
+    the planner's statistics of a protected table stay hidden."""
+    for meta, expect in [("\\d people", "sex"), ("\\dt", "people"), ("\\df dp.*", "dp_count"),
+                         ("\\d+ people", "age")]:
+        out = pg.psql(meta, dbname=db, user="bi")
+        assert expect in out.stdout, meta
+    conn.execute("ANALYZE people")
+    out = pg.psql("SELECT count(*) FROM pg_stats WHERE tablename = 'people'", dbname=db, user="bi")
+    assert "     0" in out.stdout
+    denied = pg.psql("SELECT * FROM pg_statistic LIMIT 1", dbname=db, user="bi", check=False)
+    assert denied.returncode != 0 and "permission denied" in denied.stderr

@@ -22,7 +22,7 @@ from . import bounded, catalog, db, ledger, mechanisms
 from .encode import json_safe, text_value
 from .errors import DPError
 from .query.analyze import analyze
-from .query.parse import parse_select
+from .query.parse import bind_params, parse_select
 from .query import plan as planning
 
 NO_BUDGET = "42501"
@@ -41,11 +41,34 @@ def _decimal_setting(key: str) -> Decimal:
     return number
 
 
-def make_plan(sql, epsilon=None, delta=None, session_epsilon=None, timezone=None):
+def _typed_params(params):
+    """[(type name, value text or None) or None] from the caller's [[type oid, value or null] or null]."""
+    if params is None:
+        return []
+    if not isinstance(params, list) or len(params) > 1000 or not all(
+            p is None or (isinstance(p, list) and len(p) == 2 and isinstance(p[0], int)
+                          and (p[1] is None or isinstance(p[1], str))) for p in params):
+        raise DPError("malformed pg_dp request", sqlstate="22023")
+    oids = [p[0] for p in params if p is not None]
+    names = {r["oid"]: r["name"] for r in db.execute(
+        "SELECT t.oid::int8 AS oid, pg_catalog.format_type(t.oid, NULL) AS name FROM pg_catalog.pg_type t "
+        "WHERE t.oid = ANY($1::oid[]) AND t.typtype <> 'p'", [oids], ["int8[]"])}
+    typed = []
+    for p in params:
+        if p is not None and p[0] not in names:
+            raise DPError(f"a parameter of type oid {p[0]} cannot be passed", hint="Cast it to a plain type.",
+                          sqlstate="42804")
+        typed.append(None if p is None else (names[p[0]], p[1]))
+    return typed
+
+
+def make_plan(sql, epsilon=None, delta=None, session_epsilon=None, params=None, timezone=None):
     """The plan of a question; epsilon: the argument, else the session's pg_dp.epsilon, else the
     role's default on the dataset (dp.set_query_epsilon), else the setting default_epsilon.
+    params: the values of $1, $2, ... (prepared statements of the plain-SQL hook), which become
+    typed constants of the statement, so the same values are the same question.
     A statement costing more than the role's maximum is refused here, before any charge."""
-    query = analyze(parse_select(sql))
+    query = analyze(bind_params(parse_select(sql), _typed_params(params)))
     if len(query.tables) > 1:
         meta = planning.bind_join(query, [catalog.load_table(s, t) for s, t, _ in query.tables])
     else:
@@ -117,11 +140,9 @@ def _cache_key(plan) -> str:
 
 
 def _cached(key: str):
-    rows = db.execute("SELECT columns::text AS c, rows::text AS r FROM dp_internal.answers WHERE cache_key = $1",
-                      [key], ["text"])
-    if not rows:
-        return None
-    return json.loads(rows[0]["c"]), json.loads(rows[0]["r"])
+    """The released core of a measurement set asked before on this data version, or None."""
+    rows = db.execute("SELECT rows::text AS r FROM dp_internal.answers WHERE cache_key = $1", [key], ["text"])
+    return json.loads(rows[0]["r"]) if rows else None
 
 
 def _require_budget(role: int, dataset: str):
@@ -131,9 +152,9 @@ def _require_budget(role: int, dataset: str):
                       hint="Ask an administrator: dp.grant_budget(role, dataset, epsilon).", sqlstate=NO_BUDGET)
 
 
-def answer(sql, epsilon=None, delta=None, expect=None, session_epsilon=None, timezone=None):
+def answer(sql, epsilon=None, delta=None, expect=None, session_epsilon=None, params=None, timezone=None):
     """Generator (executor phases) returning (columns, rows) of the DP answer; charges unless cached."""
-    plan = make_plan(sql, epsilon, delta, session_epsilon, timezone)
+    plan = make_plan(sql, epsilon, delta, session_epsilon, params, timezone)
     check_expected(plan, expect)
     role = catalog.outer_role()
     _require_budget(role, plan.meta.dataset)
@@ -141,7 +162,7 @@ def answer(sql, epsilon=None, delta=None, expect=None, session_epsilon=None, tim
     columns = [[name, typ] for name, typ in plan.columns]
     cached = _cached(key)
     if cached is not None:
-        return cached
+        return columns, planning.present(plan, cached)
     ledger_id = ledger.charge(role, plan.meta.dataset, plan.epsilon, plan.delta, plan.query.normalized,
                               plan.mechanism, plan.meta.data_version, key)
     yield                                   # the executor commits the charge
@@ -159,8 +180,8 @@ def answer(sql, epsilon=None, delta=None, expect=None, session_epsilon=None, tim
         db.log(f"pg_dp: exact query of ledger entry {ledger_id} failed: {e}")
         raise DPError("the answer could not be computed; the charge stands",
                       hint="An administrator finds the cause in the server log.", sqlstate="XX000")
-    rows = planning.release_answer(plan, exact)
-    if plan.public_keys is None and not rows:
+    core = planning.release_core(plan, exact)
+    if plan.public_keys is None and not core:
         threshold = mechanisms.selection_parameters(plan.groups_per_unit, plan.rows_per_unit,
                                                     plan.selection_epsilon, plan.selection_delta)[1]
         db.notice(f"no group was released: DP partition selection keeps only groups of more than about "
@@ -170,8 +191,9 @@ def answer(sql, epsilon=None, delta=None, expect=None, session_epsilon=None, tim
     # counters on again for the catalog (decided when a relation is opened, so autovacuum sees the writes)
     db.execute("SELECT pg_catalog.set_config('track_counts', 'on', true)")
     ledger.store_answer(key, plan.meta.dataset, plan.meta.data_version, json.dumps(columns),
-                        json.dumps(rows, default=_json_default), ledger_id)
-    return columns, rows
+                        json.dumps(core, default=_json_default), ledger_id)
+    # what leaves is what a cached answer gives: the stored core, presented
+    return columns, planning.present(plan, json.loads(json.dumps(core, default=_json_default)))
 
 
 def _json_default(value):
@@ -228,8 +250,8 @@ def check_expected(plan, expect):
                       hint=f"Write AS t({wanted}).", sqlstate="42804")
 
 
-def query_reply(sql, epsilon=None, delta=None, expect=None, session_epsilon=None, timezone=None):
-    columns, rows = yield from answer(sql, epsilon, delta, expect, session_epsilon, timezone)
+def query_reply(sql, epsilon=None, delta=None, expect=None, session_epsilon=None, params=None, timezone=None):
+    columns, rows = yield from answer(sql, epsilon, delta, expect, session_epsilon, params, timezone)
     return encode_rows(columns, rows)
 
 
@@ -253,7 +275,7 @@ def query_json_reply(sql, epsilon=None, delta=None, session_epsilon=None, timezo
 
 
 def cost_reply(sql, epsilon=None, delta=None, session_epsilon=None, timezone=None):
-    plan = make_plan(sql, epsilon, delta, session_epsilon, timezone)
+    plan = make_plan(sql, epsilon, delta, session_epsilon, timezone=timezone)
     role = catalog.outer_role()
     _require_budget(role, plan.meta.dataset)
     cached = _cached(_cache_key(plan)) is not None
@@ -265,8 +287,9 @@ def cost_reply(sql, epsilon=None, delta=None, session_epsilon=None, timezone=Non
                        "epsilon_remaining": str(remaining[0]), "delta_remaining": str(remaining[1])})
 
 
-def explain_reply(sql, epsilon=None, delta=None, columns_only=False, session_epsilon=None, timezone=None):
-    plan = make_plan(sql, epsilon, delta, session_epsilon, timezone)
+def explain_reply(sql, epsilon=None, delta=None, columns_only=False, session_epsilon=None, params=None,
+                  timezone=None):
+    plan = make_plan(sql, epsilon, delta, session_epsilon, params, timezone)
     if columns_only:        # the answer's column types, one a line, for the plain-SQL hook (src/hook.c)
         return "\n".join(t for _, t in plan.columns)
     return json.dumps([

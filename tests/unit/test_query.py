@@ -70,7 +70,7 @@ def test_missing_bounds_and_unknown_columns():
 
 def test_release_fills_empty_public_groups_and_orders():
     p = plan_of("SELECT g, count(*) AS c FROM t GROUP BY g ORDER BY g DESC", epsilon=100.0)
-    rows = planning.release_answer(p, [("a", 1000, 1000), ("c", 10, 10)])
+    rows = planning.present(p, planning.release_core(p, [("a", 1000, 1000), ("c", 10, 10)]))
     assert [r[0] for r in rows] == ["c", "b", "a"]
     counts = {r[0]: r[1] for r in rows}
     assert abs(counts["a"] - 1000) < 5 and abs(counts["b"]) < 5 and abs(counts["c"] - 10) < 5
@@ -78,8 +78,36 @@ def test_release_fills_empty_public_groups_and_orders():
 
 def test_release_selects_partitions():
     p = plan_of("SELECT city, count(*) FROM t GROUP BY city", epsilon=2.0)
-    rows = planning.release_answer(p, [("Paris", 5000, 5000), ("Atlantis", 1, 1)])
+    rows = planning.present(p, planning.release_core(p, [("Paris", 5000, 5000), ("Atlantis", 1, 1)]))
     assert [r[0] for r in rows] == ["Paris"]
+
+
+def test_cache_identity_is_what_is_released_not_how_it_is_written():
+    """Aliases, select-list order, ORDER BY and LIMIT are post-processing: the same measurements."""
+    assert plan_of("SELECT count(*) FROM t").cache_identity() == plan_of("SELECT count(*) AS n FROM t t1").cache_identity()
+    base = plan_of("SELECT g, count(*), avg(x) FROM t WHERE n > 3 GROUP BY g")
+    for sql in ["SELECT avg(x) AS mean, g AS grp, count(*) AS cnt FROM t WHERE n > 3 GROUP BY 2 ORDER BY 3 DESC LIMIT 2",
+                "SELECT t.g, count(*) AS c, avg(t.x) FROM t WHERE (t.n > 3) GROUP BY t.g ORDER BY g",
+                # PostgreSQL's deparse of a sub-select, and a bound $1
+                "SELECT g, count(*), avg(x) FROM public.t WHERE n > CAST('3' AS integer) GROUP BY g"]:
+        assert plan_of(sql).cache_identity() == base.cache_identity(), sql
+    for sql in ["SELECT g, count(*), avg(x) FROM t WHERE n > 4 GROUP BY g",      # another filter
+                "SELECT g, count(*), sum(x) FROM t WHERE n > 3 GROUP BY g",      # another aggregate
+                "SELECT g, count(*) FROM t WHERE n > 3 GROUP BY g",              # another epsilon share
+                "SELECT count(*), avg(x) FROM t WHERE n > 3",                     # no groups
+                "SELECT g, count(*), avg(x) FROM t WHERE n > CAST('03' AS integer) GROUP BY g"]:  # not folded
+        assert plan_of(sql).cache_identity() != base.cache_identity(), sql
+    assert plan_of("SELECT g, count(*), avg(x) FROM t WHERE n > 3 GROUP BY g", epsilon=2.0).cache_identity() \
+        != base.cache_identity()
+
+
+def test_a_core_is_presented_in_each_statements_select_list_and_order():
+    spelled = plan_of("SELECT avg(x) AS mean, count(*) AS cnt, g FROM t GROUP BY g ORDER BY g DESC LIMIT 2")
+    order = [spelled.measurements[j].func for j in spelled.core_order()]
+    core = [["a", *[{"count": 11, "avg": 1.5}[f] for f in order]],
+            ["b", *[{"count": 22, "avg": 2.5}[f] for f in order]],
+            ["c", *[{"count": 33, "avg": 3.5}[f] for f in order]]]
+    assert planning.present(spelled, core) == [[3.5, 33, "c"], [2.5, 22, "b"]]
 
 
 def test_join_is_bound_as_one_table():

@@ -10,6 +10,10 @@ from pg_dp.query.parse import parse_select, pglast
 from pg_dp.query import plan as planning
 
 
+def release(p, rows):
+    return planning.present(p, planning.release_core(p, rows))
+
+
 def col(type_, **kw):
     return dict(dict(type=type_, notnull=False, lower=None, upper=None, public_values=None), **kw)
 
@@ -145,12 +149,12 @@ def test_timestamptz_keys_depend_on_the_zone_and_are_cached_per_zone():
 def test_release_matches_exact_keys_by_value():
     """PostgreSQL prints a float8 bin as 20 and Python as 20.0: one key, released once."""
     p = plan_of("SELECT floor(age / 10) * 10 AS b, count(*) AS n FROM t GROUP BY 1", epsilon=50.0)
-    rows = planning.release_answer(p, [("20", 500, 500), ("90", 7, 7)])
+    rows = release(p, [("20", 500, 500), ("90", 7, 7)])
     assert [r[0] for r in rows] == [str(v) for v in range(0, 100, 10)]
     got = {r[0]: r[1] for r in rows}
     assert abs(got["20"] - 500) < 3 and abs(got["90"] - 7) < 3 and abs(got["50"]) < 3
     p = plan_of("SELECT floor(x / 10.0) * 10.0 AS b, count(*) AS n FROM t GROUP BY 1", epsilon=50.0)
-    rows = planning.release_answer(p, [("10.0", 300, 300)])
+    rows = release(p, [("10.0", 300, 300)])
     assert {r[0]: r[1] for r in rows}["10.0"] > 290
 
 
@@ -299,7 +303,7 @@ def test_population_variance_and_stddev():
     units = [v * 2 ** -gexp for v in range(10)]
     s1, s2 = int(sum(units) * 100), int(sum(u * u for u in units) * 100)
     state = f"(1000,{s1},{s2},{lo},{hi},{gexp},0,0)"
-    row = planning.release_answer(p, [(1000, state, state, state, state)])[0]
+    row = release(p, [(1000, state, state, state, state)])[0]
     assert abs(row[0] - 8.25) < 0.5 and abs(row[1] - 8.25 ** 0.5) < 0.1
     assert abs(row[2] - 8.25 * 1000 / 999) < 0.5
 
@@ -311,7 +315,7 @@ def test_released_sums_respect_the_sign_of_the_bounds():
     m.columns["neg"] = col("integer", lower=-5, upper=0)
     p = plan_of("SELECT width_bucket(age, 0, 100, 198) AS b, sum(age) AS s, sum(neg) AS t FROM t GROUP BY 1",
                 m, epsilon=0.2)
-    rows = planning.release_answer(p, [])
+    rows = release(p, [])
     assert len(rows) == 200
     assert all(r[1] >= 0 and r[2] <= 0 for r in rows)
     assert sum(1 for r in rows if r[1] == 0) > 40      # binomial(200, 1/2) below 40: p < 1e-18
@@ -333,7 +337,7 @@ def test_count_distinct_noise_has_unit_sensitivity():
                 m, epsilon=1.0)
     assert len(p.public_keys) == 10000
     exact = [(str(i), 10_000, 1000) for i in range(10000)]
-    draws = np.concatenate([[r[1] - 1000 for r in planning.release_answer(p, exact)] for _ in range(3)])
+    draws = np.concatenate([[r[1] - 1000 for r in release(p, exact)] for _ in range(3)])
     b = 2 / p.measurements[0].epsilon
     log10p = H.dlap_gof_with_power(draws, b)
     H.report("count(DISTINCT unit)", log10p)

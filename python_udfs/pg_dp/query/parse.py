@@ -37,6 +37,7 @@ def _import_pglast():
 pglast = _import_pglast()
 from pglast import ast  # noqa: E402
 from pglast.stream import RawStream  # noqa: E402
+from pglast import visitors  # noqa: E402
 
 SYNTAX_ERROR = "42601"
 NOT_SUPPORTED = "0A000"
@@ -116,3 +117,40 @@ def deparse(node) -> str:
         return _Stream()(node)
     except RecursionError:
         raise too_complex("its expressions are nested too deeply") from None
+
+
+UNDEFINED_PARAMETER = "42P02"
+
+
+def type_name(sql_type: str) -> ast.TypeName:
+    """The parse tree of a type name as format_type() writes it (trusted text, from the catalog)."""
+    return pglast.parse_sql(f"SELECT CAST(NULL AS {sql_type})")[0].stmt.targetList[0].val.typeName
+
+
+class _BindParams(visitors.Visitor):
+    def __init__(self, params):
+        super().__init__()
+        self.params = params
+
+    def visit_ParamRef(self, ancestors, node):
+        if not 1 <= node.number <= len(self.params) or self.params[node.number - 1] is None:
+            raise DPError(f"there is no parameter ${node.number}", hint="Pass a value for every $n of the statement.",
+                          sqlstate=UNDEFINED_PARAMETER)
+        typ, value = self.params[node.number - 1]
+        const = ast.A_Const(isnull=True) if value is None else ast.A_Const(val=ast.String(sval=value))
+        return ast.TypeCast(arg=const, typeName=type_name(typ))
+
+
+def bind_params(stmt: ast.SelectStmt, params) -> ast.SelectStmt:
+    """The statement with each $n replaced by CAST('<its value>' AS <its type>).
+
+    params[n-1] is (format_type of $n's type, its text in ISO/UTC form or None for NULL), or
+    None for a number the statement does not use.  The values were written by the caller's
+    backend under pinned settings (src/frontdoor.c), so they read the same here.
+    """
+    try:
+        _BindParams(params)(stmt)
+    except RecursionError:
+        raise too_complex("its expressions are nested too deeply") from None
+    return stmt
+

@@ -18,6 +18,8 @@ written from the validated tree by where_sql, never by re-tokenising the
 analyst's text, with the column-type rule of analyze.py's docstring.
 """
 
+import copy
+import dataclasses
 from dataclasses import dataclass
 from decimal import Decimal
 import itertools
@@ -30,7 +32,7 @@ from .. import mechanisms, release
 from ..errors import DPError
 from .analyze import MAX_DEPTH, Query, column_refs, constant_type, function_operand
 from . import keys as keyexprs
-from .parse import ast, cast, pg_type, sql_literal, too_complex
+from .parse import ast, cast, pg_type, sql_literal, too_complex, visitors
 from pglast.enums import A_Expr_Kind, BoolExprType, BoolTestType, NullTestType  # noqa: E402
 
 INVALID = "22023"
@@ -133,11 +135,62 @@ class Plan:
         return "; ".join(parts)
 
     def cache_identity(self) -> str:
-        """Everything that determines the answer: statement, parameters, data version."""
-        return json.dumps([self.meta.dataset, self.meta.data_version, self.query.normalized,
-                           [(m.func, m.column, m.epsilon, m.lower, m.upper, m.q) for m in self.measurements],
-                           self.selection_epsilon, self.selection_delta]
-                          + ([self.timezone] if self.zone_dependent else []), sort_keys=True)
+        """What is released, not how the statement is written (DESIGN.md #7): the data version, the
+        tables, the filter, the set of group keys and the multiset of measurements (aggregate,
+        column, bounds, epsilon), with how keys are chosen.  Aliases, the order of the select
+        list, ORDER BY and LIMIT are post-processing, so a chart asked again in another spelling
+        is the same question (and costs nothing)."""
+        # written from the tree: qualifiers, spacing and redundant casts of constants are gone
+        where = None
+        if self.query.where is not None:
+            where = where_sql(dataclasses.replace(self.query, where=_canonical_constants(self.query.where)), self.meta)
+        return json.dumps([self.meta.dataset, self.meta.data_version, self.meta.schema, self.meta.table,
+                           # a join's columns are named by their aliases; one table is meta's, however written
+                           [list(t) for t in self.query.tables] if self.query.join_columns else None,
+                           self.query.join_columns, where,
+                           self.core_groups(), [list(_measured(self.measurements[j])) for j in self.core_order()],
+                           self.selection_epsilon, self.selection_delta, self.rows_per_unit, self.groups_per_unit,
+                           self.public_keys is not None,
+                           # timestamptz keys and constants are read in the session's TimeZone
+                           self.timezone if self.zone_dependent else None], sort_keys=True, default=str)
+
+    def core_groups(self) -> list[str]:
+        """The group keys in the released core's order (sorted: the order they are written in is free)."""
+        return sorted(set(self.query.group_by))
+
+    def core_order(self) -> list[int]:
+        """Indexes of the measurements in the released core's order."""
+        return sorted(range(len(self.measurements)), key=lambda j: json.dumps(_measured(self.measurements[j]),
+                                                                             default=str))
+
+
+class _CanonicalConstants(visitors.Visitor):
+    """'x'::text and 'x'::varchar are 'x'; CAST('60' AS integer) (a bound $1, or PostgreSQL's own
+    deparse of a sub-select) is 60: the same rows, so the same measurement."""
+
+    TEXT = {"text", "varchar"}
+    INTEGER = {"int2", "int4", "int8", "smallint", "integer", "bigint"}
+
+    def visit_TypeCast(self, ancestors, node):
+        arg, names = node.arg, [n.sval for n in node.typeName.names]
+        if not isinstance(arg, ast.A_Const) or arg.isnull or not isinstance(arg.val, ast.String) \
+                or node.typeName.arrayBounds or node.typeName.typmods or names[:-1] not in ([], ["pg_catalog"]):
+            return None
+        text = arg.val.sval
+        if names[-1] in self.TEXT:
+            return ast.A_Const(val=ast.String(sval=text))
+        if names[-1] in self.INTEGER and re.fullmatch(r"-?[1-9][0-9]{0,17}|0", text):
+            return ast.A_Const(val=ast.Integer(ival=int(text)))
+        return None
+
+
+def _canonical_constants(node):
+    node = copy.deepcopy(node)
+    return _CanonicalConstants()(node) or node
+
+
+def _measured(m: "Measurement") -> tuple:
+    return (m.func, m.column, m.epsilon, m.lower, m.upper, m.q, m.result_type)
 
 
 def bind_join(query: Query, metas: list[TableMeta]) -> TableMeta:
@@ -815,8 +868,10 @@ def _parse_hist_state(text: str) -> list[int]:
     return counts
 
 
-def release_answer(plan: Plan, rows: list[tuple]) -> list[list]:
-    """Noisy rows from the exact per-group statistics `rows` (keys..., count, stats...)."""
+def release_core(plan: Plan, rows: list[tuple]) -> list[list]:
+    """The released core from the exact per-group statistics `rows` (keys..., count, stats...):
+    one row per released key, its keys in core_groups() order, then the noisy measurements in
+    core_order() -- what the cache keeps (see present)."""
     nkeys = len(plan.query.group_by)
     numeric = [kp.numeric for kp in plan.keys or ()] or [False] * nkeys
 
@@ -833,15 +888,22 @@ def release_answer(plan: Plan, rows: list[tuple]) -> list[list]:
         kept = mechanisms.select_partitions(counts, plan.groups_per_unit, plan.rows_per_unit,
                                             plan.selection_epsilon, plan.selection_delta)
         keys = sorted((tuple(json.loads(k)) for k in kept), key=_sort_key_tuple)
-    answer = []
+    groups, order = plan.core_groups(), plan.core_order()
+    core = []
     for key in keys:
         stats = exact.get(canon(key) if plan.public_keys is not None else key)
-        values = {}
-        for j, m in enumerate(plan.measurements):
-            stat = None if stats is None else stats[j + 1]
-            values[m.output] = _release_one(plan, m, stat)
-        answer.append([key[plan.query.group_by.index(out.group_column)] if out.group_column else values[i]
-                       for i, out in enumerate(plan.query.outputs)])
+        released = [_release_one(plan, plan.measurements[j], None if stats is None else stats[j + 1])
+                    for j in order]
+        core.append([key[plan.query.group_by.index(g)] for g in groups] + released)
+    return core
+
+
+def present(plan: Plan, core: list[list]) -> list[list]:
+    """The statement's rows from a released core (fresh or cached): its select list, ORDER BY, LIMIT."""
+    groups, order = plan.core_groups(), plan.core_order()
+    position = {plan.measurements[j].output: len(groups) + i for i, j in enumerate(order)}
+    answer = [[row[groups.index(out.group_column)] if out.group_column else row[position[i]]
+               for i, out in enumerate(plan.query.outputs)] for row in core]
     return _order_and_limit(plan, answer)
 
 
