@@ -356,3 +356,15 @@ def test_schema_qualified_columns_with_an_unqualified_from():
     refused('SELECT count(*) FROM t WHERE "other"."t"."age" > 50', "42P01")
     with pytest.raises(DPError, match="unknown table reference"):
         plan_of('SELECT count(*) FROM t WHERE "public"."u"."age" > 50')
+
+
+def test_tableau_day_keys_and_measures():
+    p = plan_of('SELECT CAST("t"."ts" AS DATE), COUNT(1), SUM(1), SUM(CAST("t"."age" AS BIGINT)),'
+                ' AVG(CAST(x AS DOUBLE PRECISION)) FROM "public"."t" "t" GROUP BY 1')
+    assert p.columns[0] == ("ts", "date") and len(p.public_keys) == 365 and p.public_keys[0] == ("2021-01-01",)
+    assert [m.func for m in p.measurements] == ["count", "count", "sum", "avg"]
+    assert [m.column for m in p.measurements] == [None, None, "age", "x"]
+    # the analyst's cast is never run: the column is clamped, then summed exactly
+    assert "CAST(\"x\" AS pg_catalog.float8)" not in p.sql.split("exact_sum(")[0]
+    refused("SELECT SUM(2) FROM t", "0A000")
+    refused("SELECT SUM(CAST(city AS integer)) FROM t", "0A000")

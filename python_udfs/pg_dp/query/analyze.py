@@ -377,6 +377,8 @@ def _default_name(node) -> str:
         return node.funcname[-1].sval
     if isinstance(node, ast.CaseExpr):
         return "case"
+    if isinstance(node, ast.ColumnRef) and isinstance(node.fields[-1], ast.String):
+        return node.fields[-1].sval
     return "?column?"
 
 
@@ -453,7 +455,11 @@ def _aggregate(node: ast.FuncCall, qualifiers):
             return Aggregate("count", None), name
         if len(args) != 1:
             refuse(f"{name} takes one column", f"Write {name}(column).")
-        column = _column_name(args[0], qualifiers, f"the argument of {name}")
+        arg = args[0]
+        if isinstance(arg, ast.A_Const) and isinstance(arg.val, ast.Integer) and (
+                func == "count" or (func == "sum" and arg.val.ival == 1)):
+            return Aggregate("count", None), name       # COUNT(1), SUM(1) (Tableau): count(*)
+        column = _column_name(_measure_column(arg), qualifiers, f"the argument of {name}")
         return Aggregate(func, column), name
 
     if name in DP_AGGREGATES:
@@ -488,6 +494,22 @@ def _aggregate(node: ast.FuncCall, qualifiers):
 
     refuse(f"function {name} is not supported in a DP query",
            "Use count, sum, avg, variance, stddev, percentile_cont or the dp_* aggregates.")
+
+
+NUMBER_CASTS = {"int2", "int4", "int8", "numeric", "float4", "float8"}
+
+
+def _measure_column(node):
+    """The column of CAST(col AS <number type>) (Tableau's SUM(CAST(x AS BIGINT))), else node.
+
+    The cast itself is never run: the rewrite clamps the column into its bounds and computes
+    exactly, so a cast that could fail on a row (numeric to float8) cannot fail; the answer has
+    the statement's own type (the plain-SQL hook casts it)."""
+    if isinstance(node, ast.TypeCast) and isinstance(node.arg, ast.ColumnRef):
+        names = [n.sval for n in node.typeName.names]
+        if names[-1] in NUMBER_CASTS and names[:-1] in ([], ["pg_catalog"]) and not node.typeName.arrayBounds:
+            return node.arg
+    return node
 
 
 def _check_where_size(node):

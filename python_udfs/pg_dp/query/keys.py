@@ -156,6 +156,12 @@ def parse_key(node, column_name, check_condition, text_of=deparse) -> KeyExpr | 
         key = parse_key(node.arg, column_name, check_condition, text_of)
         key.text, key.consts = text, {"cast": names[-1]}
         return key
+    if isinstance(node, ast.TypeCast) and isinstance(node.arg, ast.ColumnRef) \
+            and [n.sval for n in node.typeName.names] in (["date"], ["pg_catalog", "date"]) \
+            and not node.typeName.typmods and not node.typeName.arrayBounds:
+        # CAST(col AS DATE) (Tableau's day): date_trunc('day', col)::date; of a timestamptz, the zone's date
+        column = column_name(node.arg, "the argument of CAST")
+        return KeyExpr("trunc", column, text, node.arg.fields[-1].sval, unit="day", to_date=True, columns=[column])
     if isinstance(node, ast.FuncCall) and not node.agg_star and not node.agg_distinct and node.over is None \
             and node.agg_filter is None and not node.agg_order:
         name = _func_name(node)

@@ -112,14 +112,11 @@ class Plan:
 
     @property
     def zone_dependent(self) -> bool:
-        """Whether the answer can depend on the session TimeZone (timestamptz keys or constants)."""
-        if any(k.zone for k in self.keys or ()):
-            return True
-        temporal = ("timestamp with time zone",)
-        if any(self.meta.columns[c]["type"] in temporal for c in self.query.columns_used()
-               if c in self.meta.columns):
-            return True
-        return self.query.where is not None and ("timestamptz" in self.sql or "to_timestamp" in self.sql)
+        """Whether the answer can depend on the session TimeZone: a timestamptz key, or a WHERE that
+        reads a time in the zone (a timestamptz constant without an offset, TO_TIMESTAMP, a date or
+        timestamp against a timestamptz).  A timestamptz compared with an instant does not."""
+        return any(k.zone for k in self.keys or ()) or (
+            self.query.where is not None and where_zone_dependent(self.query, self.meta))
 
     @property
     def key_set(self) -> str:
@@ -384,8 +381,11 @@ def _measurement(index, agg, meta: TableMeta, share: float) -> Measurement:
 def _key_plan(query: Query, meta: TableMeta, name: str) -> "keyexprs.KeyPlan":
     """SQL, type and public values of one GROUP BY key (a column or an expression)."""
     if name in query.key_exprs:
-        return keyexprs.plan_key(query.key_exprs[name], meta.columns, column_type, quote_ident,
-                                 lambda cond: _Where(query, meta).sql(cond), MAX_PUBLIC_GROUPS)
+        where = _Where(query, meta)
+        kp = keyexprs.plan_key(query.key_exprs[name], meta.columns, column_type, quote_ident, where.sql,
+                               MAX_PUBLIC_GROUPS)
+        kp.zone = kp.zone or where.zone        # a CASE condition that reads a time in the zone
+        return kp
     col = meta.columns[name]
     values = col.get("public_values")
     public = None
@@ -671,6 +671,7 @@ class _Where:
 
     def __init__(self, query: Query, meta: TableMeta):
         self.query, self.columns = query, meta.columns
+        self.zone = False       # set when the SQL reads a time in the session's TimeZone
 
     def column(self, ref) -> tuple[str, str, str, str | None]:
         """(sql, name, family, internal type) of a column reference."""
@@ -685,6 +686,7 @@ class _Where:
             # CAST(col AS date) (analyze allows no other cast of a column): infallible from date and
             # timestamps (infinities stay infinite); of a timestamptz, the date in the session's zone
             sql, col, family, _ = self.column(node.arg)
+            self.zone = self.zone or family == "timestamptz"
             if family not in ("date", "timestamp", "timestamptz"):
                 raise _mismatch(f"CAST({col} AS date): column {col!r} ({self.columns[col]['type']}) is not a"
                                 " date or timestamp", hint="Cast only date and timestamp columns to date.")
@@ -725,6 +727,11 @@ class _Where:
     def against(self, col, c: _Constant) -> str:
         """Constant `c`, as compared with column `col` (re-targeted when needed)."""
         _, name, family, _ = col
+        read_in_zone = c.text is None or not _EXPLICIT_OFFSET.search(c.text)   # TO_TIMESTAMP: None
+        if family == "timestamptz" and (c.family in ("date", "timestamp") or c.family == "unknown" and read_in_zone):
+            self.zone = True    # a local time compared with an instant
+        if c.family == "timestamptz" and read_in_zone:
+            self.zone = True    # a timestamptz constant without an offset, TO_TIMESTAMP
         if c.family == "unknown":
             _check_literal(c.text, family, name)
             return c.sql
@@ -735,6 +742,7 @@ class _Where:
         if family in ("date", "timestamp") and c.family == "timestamptz":
             # PostgreSQL would cast the column to timestamptz (which can fail on a far date):
             # the constant becomes the session zone's wall-clock time instead
+            self.zone = True
             return cast(c.sql, "timestamp")
         if c.family not in _COMPARABLE[family]:
             kind = pg_type(c.internal) if c.internal else f"a {c.family} literal"
@@ -843,6 +851,16 @@ def constant_checks(plan: Plan) -> list[str]:
                 v = getattr(n, slot)
                 stack.extend(v if isinstance(v, (tuple, list)) else (v,))
     return checks
+
+
+# a time written with its offset (Z, +02, -05:30, +0530) reads the same in every zone
+_EXPLICIT_OFFSET = re.compile(r"\d:\d\d(:\d\d(\.\d*)?)?\s*(Z|z|UTC|[+-]\d{1,2}(:?\d\d){0,2})\s*$")
+
+
+def where_zone_dependent(query: Query, meta: TableMeta) -> bool:
+    w = _Where(query, meta)
+    w.sql(query.where)
+    return w.zone
 
 
 def where_sql(query: Query, meta: TableMeta) -> str:
