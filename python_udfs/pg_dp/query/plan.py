@@ -976,7 +976,8 @@ def _output_sort_key(plan: Plan, index: int):
     out = plan.query.outputs[index]
     if out.group_column is not None and out.group_column not in plan.query.key_exprs:
         col = plan.meta.columns[out.group_column]
-        if col.get("public_values"):
+        # an enum orders as declared; a text column with a CHECK IN list orders as text, as natively
+        if col.get("public_values") and column_type(col["type"])[0] == "other":
             rank = {v: i for i, v in enumerate(col["public_values"])}
             return lambda v: (1, 0, "") if v is None else (0, rank.get(v, len(rank)), str(v))
     return _sort_key_value
