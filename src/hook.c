@@ -46,6 +46,7 @@
 #include "utils/rel.h"
 #include "utils/ruleutils.h"
 
+#include "citus.h"
 #include "executor.h"
 
 #define PROTECTION_TRIGGER "dp_data_version"
@@ -357,6 +358,9 @@ dp_post_parse_analyze(ParseState *pstate, Query *query, JumbleState *jstate)
 		prev_post_parse_analyze(pstate, query, jstate);
 	if (hook_active || IsBackgroundWorker || IsBinaryUpgrade || !IsTransactionState())
 		return;
+	if (pg_dp_citus_internal_connection())
+		return;
+	pg_dp_citus_rewrite_counts(query);
 	if (query->commandType == CMD_UTILITY)
 	{
 		if (query->utilityStmt && IsA(query->utilityStmt, ExplainStmt))

@@ -20,11 +20,13 @@
 
 #include <math.h>
 
+#include "catalog/pg_namespace.h"
 #include "catalog/pg_type.h"
 #include "executor/executor.h"
 #include "fmgr.h"
 #include "lib/stringinfo.h"
 #include "miscadmin.h"
+#include "nodes/makefuncs.h"
 #include "nodes/nodeFuncs.h"
 #include "optimizer/optimizer.h"
 #include "parser/parse_func.h"
@@ -71,6 +73,18 @@ typedef struct DpSumState
 
 #define SUMSTATE_INTEGER 0x1	/* accumulated from an integer column */
 #define SUMSTATE_SQUARES 0x2	/* s2 is maintained */
+#define SUMSTATE_UNSET 0x4		/* the aggregates' INITCOND: no row seen, no parameters yet */
+
+/*
+ * Why an INITCOND: Citus runs a distributed aggregate as worker_partial_agg
+ * on every shard and coord_combine_agg on the coordinator.  A shard without a
+ * row would send NULL (our functions never see the query's arguments there),
+ * and the coordinator's Aggref no longer carries the arguments, so a query
+ * matching no row could not be released with its own bounds and epsilon.
+ * With an INITCOND the worker serialises the "unset" state through the
+ * type's output function, which reads the parameters from the worker's
+ * Aggref (citus_partial_args) and sends an empty state that carries them.
+ */
 
 /* Varlena state of dp_quantile / dp_median (SQL type dp_internal.hist_state). */
 typedef struct DpHistState
@@ -86,6 +100,19 @@ typedef struct DpHistState
 } DpHistState;
 
 #define HIST_SIZE(ncand) (offsetof(DpHistState, counts) + sizeof(int64) * (ncand))
+
+static inline bool
+sum_unset(const DpSumState *st)
+{
+	return st == NULL || (st->flags & SUMSTATE_UNSET) != 0;
+}
+
+/* The hist INITCOND has no candidates. */
+static inline bool
+hist_unset(const DpHistState *st)
+{
+	return st == NULL || st->ncand == 0;
+}
 
 static inline int128
 get128(uint64 lo, int64 hi)
@@ -209,6 +236,54 @@ check_param_constant(const char *aggname, const char *what, Expr *expr)
 }
 
 /*
+ * Citus distributes a custom aggregate as worker_partial_agg(agg, arg) or
+ * worker_partial_agg(agg, ROW(args...)) on the workers and
+ * coord_combine_agg(agg, partial, NULL::result) on the coordinator (see
+ * README, "pg_dp on Citus").  Which of the two an Aggref is, by the name of its
+ * function in pg_catalog (looked up once per query, not per row).
+ */
+typedef enum CitusAggWrapper
+{
+	CITUS_NONE,
+	CITUS_WORKER_PARTIAL,
+	CITUS_COORD_COMBINE
+} CitusAggWrapper;
+
+static CitusAggWrapper
+citus_wrapper(Aggref *aggref)
+{
+	char	   *name;
+	CitusAggWrapper w = CITUS_NONE;
+
+	if (list_length(aggref->args) < 2 ||
+		!IsA(linitial_node(TargetEntry, aggref->args)->expr, Const) ||
+		get_func_namespace(aggref->aggfnoid) != PG_CATALOG_NAMESPACE)
+		return CITUS_NONE;
+	name = get_func_name(aggref->aggfnoid);
+	if (name != NULL && strcmp(name, "worker_partial_agg") == 0)
+		w = CITUS_WORKER_PARTIAL;
+	else if (name != NULL && strcmp(name, "coord_combine_agg") == 0)
+		w = CITUS_COORD_COMBINE;
+	return w;
+}
+
+/* The original arguments inside worker_partial_agg(agg, arg | ROW(args...)). */
+static List *
+citus_partial_args(Aggref *aggref)
+{
+	Expr	   *arg = lsecond_node(TargetEntry, aggref->args)->expr;
+	List	   *out = NIL;
+	ListCell   *lc;
+	int			resno = 1;
+
+	if (!IsA(arg, RowExpr))
+		return list_make1(makeTargetEntry(arg, 1, NULL, false));
+	foreach(lc, ((RowExpr *) arg)->args)
+		out = lappend(out, makeTargetEntry((Expr *) lfirst(lc), resno++, NULL, false));
+	return out;
+}
+
+/*
  * The aggregate's original argument list.  In a plain aggregation it is on
  * the Aggref; in the Finalize step of a partial (parallel) aggregation the
  * Aggref's only argument is a reference to the partial aggregate's output,
@@ -224,6 +299,24 @@ original_agg_args(FunctionCallInfo fcinfo)
 
 	if (aggref == NULL)
 		return NIL;
+	switch (citus_wrapper(aggref))
+	{
+		case CITUS_WORKER_PARTIAL:
+			return citus_partial_args(aggref);
+		case CITUS_COORD_COMBINE:
+
+			/*
+			 * Only a group that no row reached on any worker gets here without
+			 * a state, and the coordinator's plan no longer has the arguments.
+			 */
+			ereport(ERROR,
+					(errcode(ERRCODE_FEATURE_NOT_SUPPORTED),
+					 errmsg("a pg_dp aggregate over no rows of a distributed table cannot determine its privacy parameters"),
+					 errhint("Add a GROUP BY, or ask through dp.query, which knows its parameters on Citus.")));
+			break;
+		case CITUS_NONE:
+			break;
+	}
 	if (!DO_AGGSPLIT_COMBINE(aggref->aggsplit))
 		return aggref->args;
 	if (fcinfo->context == NULL || !IsA(fcinfo->context, AggState) ||
@@ -552,14 +645,10 @@ dp_count_trans(PG_FUNCTION_ARGS)
 	MemoryContext aggctx = agg_context_or_error(fcinfo, "dp_count");
 	DpSumState *st = PG_ARGISNULL(0) ? NULL : (DpSumState *) PG_GETARG_POINTER(0);
 
-	if (PG_NARGS() >= 2 && PG_ARGISNULL(1))
-	{
-		if (st == NULL)
-			PG_RETURN_NULL();
-		PG_RETURN_POINTER(st);
-	}
 	if (st == NULL)
 		st = sum_state_new(fcinfo, aggctx, &count_layout, COLUMN_ANY, false);
+	if (PG_NARGS() >= 2 && PG_ARGISNULL(1))
+		PG_RETURN_POINTER(st);
 	st->n++;
 	PG_RETURN_POINTER(st);
 }
@@ -608,13 +697,9 @@ sum_float_trans(FunctionCallInfo fcinfo, const ParamLayout *layout, bool squares
 	DpSumState *st;
 	float8		x;
 
-	if (PG_ARGISNULL(1) || isnan(PG_GETARG_FLOAT8(1)))
-	{
-		if (PG_ARGISNULL(0))
-			PG_RETURN_NULL();
-		PG_RETURN_DATUM(PG_GETARG_DATUM(0));
-	}
 	st = sum_trans_begin(fcinfo, layout, COLUMN_FLOAT8, squares);
+	if (PG_ARGISNULL(1) || isnan(PG_GETARG_FLOAT8(1)))
+		PG_RETURN_POINTER(st);
 	x = PG_GETARG_FLOAT8(1);
 	sum_state_add(st, float_to_units(st, x), squares);
 	PG_RETURN_POINTER(st);
@@ -657,13 +742,9 @@ dp_sum_int8_trans(PG_FUNCTION_ARGS)
 	DpSumState *st;
 	int64		x;
 
-	if (PG_ARGISNULL(1))
-	{
-		if (PG_ARGISNULL(0))
-			PG_RETURN_NULL();
-		PG_RETURN_DATUM(PG_GETARG_DATUM(0));
-	}
 	st = sum_trans_begin(fcinfo, &sum_layout, COLUMN_INT8, false);
+	if (PG_ARGISNULL(1))
+		PG_RETURN_POINTER(st);
 	x = PG_GETARG_INT64(1);
 	if (x < st->lower_units)
 		x = st->lower_units;
@@ -681,13 +762,9 @@ dp_sum_int4_trans(PG_FUNCTION_ARGS)
 	DpSumState *st;
 	int64		x;
 
-	if (PG_ARGISNULL(1))
-	{
-		if (PG_ARGISNULL(0))
-			PG_RETURN_NULL();
-		PG_RETURN_DATUM(PG_GETARG_DATUM(0));
-	}
 	st = sum_trans_begin(fcinfo, &sum_layout, COLUMN_INT4, false);
+	if (PG_ARGISNULL(1))
+		PG_RETURN_POINTER(st);
 	x = PG_GETARG_INT32(1);
 	if (x < st->lower_units)
 		x = st->lower_units;
@@ -879,12 +956,6 @@ hist_trans(FunctionCallInfo fcinfo, const ParamLayout *layout)
 	float8		x;
 	int			idx;
 
-	if (PG_ARGISNULL(1) || isnan(PG_GETARG_FLOAT8(1)))
-	{
-		if (PG_ARGISNULL(0))
-			PG_RETURN_NULL();
-		PG_RETURN_DATUM(PG_GETARG_DATUM(0));
-	}
 	if (PG_ARGISNULL(0))
 	{
 		float8		epsilon,
@@ -919,6 +990,8 @@ hist_trans(FunctionCallInfo fcinfo, const ParamLayout *layout)
 	else
 		st = (DpHistState *) PG_GETARG_POINTER(0);
 
+	if (PG_ARGISNULL(1) || isnan(PG_GETARG_FLOAT8(1)))
+		PG_RETURN_POINTER(st);
 	x = PG_GETARG_FLOAT8(1);
 	if (st->upper > st->lower)
 	{
