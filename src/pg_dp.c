@@ -73,18 +73,6 @@ typedef struct DpSumState
 
 #define SUMSTATE_INTEGER 0x1	/* accumulated from an integer column */
 #define SUMSTATE_SQUARES 0x2	/* s2 is maintained */
-#define SUMSTATE_UNSET 0x4		/* the aggregates' INITCOND: no row seen, no parameters yet */
-
-/*
- * Why an INITCOND: Citus runs a distributed aggregate as worker_partial_agg
- * on every shard and coord_combine_agg on the coordinator.  A shard without a
- * row would send NULL (our functions never see the query's arguments there),
- * and the coordinator's Aggref no longer carries the arguments, so a query
- * matching no row could not be released with its own bounds and epsilon.
- * With an INITCOND the worker serialises the "unset" state through the
- * type's output function, which reads the parameters from the worker's
- * Aggref (citus_partial_args) and sends an empty state that carries them.
- */
 
 /* Varlena state of dp_quantile / dp_median (SQL type dp_internal.hist_state). */
 typedef struct DpHistState
@@ -100,19 +88,6 @@ typedef struct DpHistState
 } DpHistState;
 
 #define HIST_SIZE(ncand) (offsetof(DpHistState, counts) + sizeof(int64) * (ncand))
-
-static inline bool
-sum_unset(const DpSumState *st)
-{
-	return st == NULL || (st->flags & SUMSTATE_UNSET) != 0;
-}
-
-/* The hist INITCOND has no candidates. */
-static inline bool
-hist_unset(const DpHistState *st)
-{
-	return st == NULL || st->ncand == 0;
-}
 
 static inline int128
 get128(uint64 lo, int64 hi)
