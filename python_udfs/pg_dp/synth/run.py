@@ -569,7 +569,8 @@ def _positive(value, name) -> Decimal:
 
 def _load(relid: int) -> Target:
     r = db.execute(
-        "SELECT n.nspname, c.relname, p.dataset, p.unit_column, d.max_rows_per_unit, d.data_version "
+        "SELECT n.nspname, c.relname, p.dataset, p.unit_column, d.max_rows_per_unit, "
+        "d.data_version + dp_internal.distributed_writes(p.dataset) AS data_version "
         "FROM pg_catalog.pg_class c JOIN pg_catalog.pg_namespace n ON n.oid = c.relnamespace "
         "LEFT JOIN dp_internal.protected_tables p ON p.relid = c.oid "
         "LEFT JOIN dp_internal.datasets d ON d.name = p.dataset WHERE c.oid = $1", [relid], ["oid"])[0]
