@@ -213,6 +213,11 @@ class Run:
         self.phase(f"charged epsilon {self.epsilon}, delta {self.delta} (ledger id {ledger_id})")
         yield                                   # the executor commits the charge before any row is read
         db.execute("SELECT pg_catalog.set_config('track_counts', 'off', true)")
+        if db.execute("SELECT dp_internal.is_citus_table($1) AS c", [self.t.relid], ["oid"])[0]["c"]:
+            # Citus: the copy (a local table on the coordinator) and its schema are written in
+            # this transaction after distributed reads, which Citus allows over one connection
+            # per node only
+            db.execute("SELECT pg_catalog.set_config('citus.multi_shard_modify_mode', 'sequential', true)")
         sensitivity = self._snapshot()
         counts = self._discover(float(e_disc), float(d_disc), sensitivity) if e_disc else {}
         modelled = [c for c in self.t.columns if c.kind != "identifier"]
