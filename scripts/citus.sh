@@ -4,6 +4,7 @@
 # workers on Unix sockets, as the postgres OS user, and stops them).
 #   scripts/citus.sh build     build + install Citus 13.2.2 if citus.so is missing
 #   scripts/citus.sh test      build (if needed), then pytest tests/test_citus.py
+#   scripts/citus.sh build-if-vendored   build when ../shared/vendor exists, else say why not
 # Needs root for the build (apt build dependencies, make install into the
 # PostgreSQL tree).  Idempotent: a second run only checks that citus.so exists.
 set -euo pipefail
@@ -57,6 +58,14 @@ case "${1:-test}" in
     build)
         build
         ;;
+    build-if-vendored)
+        # make test: tests/test_citus.py runs with the rest of pytest when Citus is there
+        if [ -d "$VENDOR" ]; then
+            build
+        else
+            echo "citus: SKIPPED -- $VENDOR (the vendored Citus source) is absent: tests/test_citus.py will be skipped"
+        fi
+        ;;
     test)
         if [ ! -d "$VENDOR" ]; then
             echo "citus: SKIPPED -- $VENDOR (the vendored Citus source) is absent, so the Citus tests cannot run"
@@ -67,7 +76,7 @@ case "${1:-test}" in
         exec "$PYTHON" -m pytest -q -p no:cacheprovider tests/test_citus.py "${@:2}"
         ;;
     *)
-        echo "usage: $0 [build|test [pytest args]]" >&2
+        echo "usage: $0 [build|build-if-vendored|test [pytest args]]" >&2
         exit 2
         ;;
 esac

@@ -14,8 +14,10 @@
  *     and anyelement would fail the same way.
  * So on a database where the citus extension exists, every dp_count(*) becomes
  * dp_count(true) and every dp_count(x) dp_count(NULLIF(x IS NOT NULL, false)),
- * calls of the boolean overloads (extension/35_citus.sql) that count the same
- * rows; the epsilon argument stays as it is.  Elsewhere nothing changes.
+ * calls of the boolean overloads (extension/85_citus.sql) that count the same
+ * rows; the epsilon argument stays as it is.  The privacy parameters of every
+ * dp_* aggregate are checked for constancy here too (check_dp_parameters).
+ * Elsewhere nothing changes.
  *
  * Citus's own connections between the nodes carry an application_name that
  * starts with "citus_internal gpid=": the hook leaves their statements alone
@@ -29,6 +31,7 @@
 #include "commands/extension.h"
 #include "nodes/makefuncs.h"
 #include "nodes/nodeFuncs.h"
+#include "optimizer/optimizer.h"
 #include "parser/parse_func.h"
 #include "utils/builtins.h"
 #include "utils/fmgroids.h"
@@ -133,6 +136,71 @@ rewrite_count(Aggref *agg, CountOids *c)
 	agg->aggstar = false;
 }
 
+/*
+ * The privacy parameters of a dp_* aggregate (every argument after the value)
+ * must not depend on the rows.  pg_dp.c checks this in the transition function,
+ * on the rows' node; on Citus a group that no row reached on any worker never
+ * gets there, and the coordinator's plan has lost the arguments, so the check
+ * is made here, at parse time, for every statement alike.
+ */
+static const char *
+param_name(const char *aggname, int argno, int nargs)
+{
+	bool		quantile = strcmp(aggname, "dp_quantile") == 0;
+	int			base = strcmp(aggname, "dp_count") == 0 ? 1 : (quantile ? 4 : 3);
+
+	if (argno == base)
+		return "epsilon";
+	if (quantile && argno == 1)
+		return "quantile";
+	if (base > 1 && argno == base - 2)
+		return "lower bound";
+	if (base > 1 && argno == base - 1)
+		return "upper bound";
+	return "parameter";
+}
+
+static bool
+row_dependent_walker(Node *node, void *context)
+{
+	if (node == NULL)
+		return false;
+	if (IsA(node, Var) || IsA(node, SubLink) || IsA(node, Aggref) ||
+		IsA(node, WindowFunc) || IsA(node, GroupingFunc))
+		return true;
+	if (IsA(node, Param) && ((Param *) node)->paramkind != PARAM_EXTERN)
+		return true;
+	return expression_tree_walker(node, row_dependent_walker, context);
+}
+
+static void
+check_dp_parameters(Aggref *agg)
+{
+	char	   *name;
+	Oid			nsp = get_func_namespace(agg->aggfnoid);
+	char	   *nspname = get_namespace_name(nsp);
+	ListCell   *lc;
+	int			argno = 0;
+
+	if (nspname == NULL || strcmp(nspname, "dp") != 0)
+		return;
+	name = get_func_name(agg->aggfnoid);
+	if (name == NULL || strncmp(name, "dp_", 3) != 0)
+		return;
+	foreach(lc, agg->args)
+	{
+		Expr	   *expr = lfirst_node(TargetEntry, lc)->expr;
+
+		if (argno > 0 && (row_dependent_walker((Node *) expr, NULL) ||
+						  contain_volatile_functions((Node *) expr)))
+			ereport(ERROR,
+					(errcode(ERRCODE_FEATURE_NOT_SUPPORTED),
+					 errmsg("%s of %s must be a constant", param_name(name, argno, list_length(agg->args)), name),
+					 errhint("Write a literal or a query parameter: privacy parameters must not depend on the rows.")));
+		argno++;
+	}
+}
+
 static bool
 count_walker(Node *node, CountOids *c)
 {
@@ -147,6 +215,8 @@ count_walker(Node *node, CountOids *c)
 			get_func_namespace(agg->aggfnoid) != PG_CATALOG_NAMESPACE)
 		{
 			load_count_oids(c);
+			if (c->citus)
+				check_dp_parameters(agg);
 			if (c->citus && (agg->aggfnoid == c->star || agg->aggfnoid == c->any1 ||
 							 agg->aggfnoid == c->any2))
 				rewrite_count(agg, c);

@@ -2,8 +2,10 @@
 
 Three PgServer instances (tests/pgserver.py: initdb and the postmaster as the
 `postgres` OS user, Unix sockets only, listen_addresses ''), each with
-`shared_preload_libraries = 'citus'` (Citus insists on being first) and pg_dp's
-library after it.  Citus and pg_dp are created in the `postgres` database of
+`shared_preload_libraries = 'citus'` (Citus insists on being first; pg_dp may
+follow it, preload='citus,pg_dp'), or else pg_dp's library loaded per session of the
+`postgres` database (ALTER DATABASE ... SET session_preload_libraries, what the
+README suggests).  Citus and pg_dp are created in the `postgres` database of
 every node; the coordinator knows itself and the workers by their socket
 directories.  scripts/citus.sh builds Citus from ../shared/vendor when it is
 missing.
@@ -23,7 +25,7 @@ def citus_available():
 class CitusCluster:
     """Coordinator + `workers` workers; stop() stops and removes them all."""
 
-    def __init__(self, workers=2, preload="citus,pg_dp"):
+    def __init__(self, workers=2, preload="citus"):
         settings = {
             "shared_preload_libraries": f"'{preload}'",
             "max_connections": "200",
@@ -49,6 +51,8 @@ class CitusCluster:
                 conn.execute("CREATE EXTENSION pg_dp CASCADE")
                 # (Citus propagates this to the workers too)
                 conn.execute("ALTER DATABASE postgres SET search_path = public, dp")
+                if "pg_dp" not in preload.split(","):
+                    conn.execute("ALTER DATABASE postgres SET session_preload_libraries = 'pg_dp'")
             for w in self.workers:
                 with w.connect() as conn:
                     have = conn.execute(
