@@ -25,13 +25,15 @@ def citus_available():
 class CitusCluster:
     """Coordinator + `workers` workers; stop() stops and removes them all."""
 
-    def __init__(self, workers=2, preload="citus"):
+    def __init__(self, workers=2, preload="citus", settings=None):
+        extra = settings or {}
         settings = {
             "shared_preload_libraries": f"'{preload}'",
             "max_connections": "200",
             "citus.shard_count": "8",
             # Citus's own connections between the nodes of one machine.
             "citus.max_adaptive_executor_pool_size": "4",
+            **extra,
         }
         self.nodes = []
         try:
