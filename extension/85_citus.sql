@@ -100,3 +100,26 @@ COMMENT ON TABLE dp_internal.shard_writes IS 'Writes per Citus shard of a protec
 COMMENT ON FUNCTION dp_internal.count_shard_write(bigint) IS 'Internal: the data-version trigger on a Citus shard counts a write';
 COMMENT ON FUNCTION dp_internal.distributed_writes(text) IS 'Internal: writes counted on every Citus node for the shards of a dataset''s tables (0 without Citus)';
 COMMENT ON FUNCTION dp_internal.is_citus_table(oid) IS 'Internal: whether a relation is a Citus table (false without Citus)';
+
+-- Native-aggregate form of dp_count, dp_sum and dp_avg on Citus (src/citus.c, src/pg_dp.c):
+-- the workers run native count/sum over values on the aggregate's grid, the noise is
+-- added per group by these functions, with the statistics the final functions pass.
+CREATE FUNCTION dp_internal.grid_units(double precision, double precision, double precision) RETURNS bigint
+    AS 'MODULE_PATHNAME', 'dp_grid_units_float8' LANGUAGE C IMMUTABLE STRICT PARALLEL SAFE;
+CREATE FUNCTION dp_internal.grid_units(bigint, bigint, bigint) RETURNS bigint
+    AS 'MODULE_PATHNAME', 'dp_grid_units_int8' LANGUAGE C IMMUTABLE STRICT PARALLEL SAFE;
+CREATE FUNCTION dp_internal.native_count(bigint, double precision) RETURNS bigint
+    AS 'MODULE_PATHNAME', 'dp_native_count' LANGUAGE C VOLATILE PARALLEL SAFE;
+CREATE FUNCTION dp_internal.native_sum_int(bigint, numeric, bigint, bigint, double precision) RETURNS bigint
+    AS 'MODULE_PATHNAME', 'dp_native_sum_int' LANGUAGE C VOLATILE PARALLEL SAFE;
+CREATE FUNCTION dp_internal.native_sum_float8(bigint, numeric, double precision, double precision, double precision) RETURNS double precision
+    AS 'MODULE_PATHNAME', 'dp_native_sum_float8' LANGUAGE C VOLATILE PARALLEL SAFE;
+CREATE FUNCTION dp_internal.native_avg(bigint, numeric, double precision, double precision, double precision) RETURNS double precision
+    AS 'MODULE_PATHNAME', 'dp_native_avg' LANGUAGE C VOLATILE PARALLEL SAFE;
+
+COMMENT ON FUNCTION dp_internal.grid_units(double precision, double precision, double precision) IS 'Internal: a value clamped and put on the grid of dp_sum/dp_avg(x, lower, upper) (NULL for NaN)';
+COMMENT ON FUNCTION dp_internal.grid_units(bigint, bigint, bigint) IS 'Internal: an integer clamped to the bounds of dp_sum(x, lower, upper)';
+COMMENT ON FUNCTION dp_internal.native_count(bigint, double precision) IS 'Internal: dp_count released from a native count (Citus rewrite; adds noise)';
+COMMENT ON FUNCTION dp_internal.native_sum_int(bigint, numeric, bigint, bigint, double precision) IS 'Internal: integer dp_sum released from native count/sum (Citus rewrite; adds noise)';
+COMMENT ON FUNCTION dp_internal.native_sum_float8(bigint, numeric, double precision, double precision, double precision) IS 'Internal: float dp_sum released from native count/sum of grid units (Citus rewrite; adds noise)';
+COMMENT ON FUNCTION dp_internal.native_avg(bigint, numeric, double precision, double precision, double precision) IS 'Internal: dp_avg released from native count/sum of grid units (Citus rewrite; adds noise)';

@@ -4,6 +4,7 @@
 
 #include "nodes/parsenodes.h"
 
+extern void pg_dp_citus_init(void);
 extern bool pg_dp_citus_internal_connection(void);
 extern void pg_dp_citus_rewrite_counts(Query *query);
 

@@ -95,6 +95,7 @@ AGGREGATES = [
     ("dp_median(x, 0, 32, {e})", "percentile_cont(0.5) WITHIN GROUP (ORDER BY x)"),
     ("dp_quantile(x, 0.9, 0, 32, {e})", "percentile_cont(0.9) WITHIN GROUP (ORDER BY x)"),
 ]
+NATIVE = 9           # the dp_count, dp_sum and dp_avg calls above: rewritten to native aggregates
 SHAPES = {
     "no GROUP BY": ("", ""),
     "GROUP BY another column": ("g, ", " GROUP BY g ORDER BY g"),
@@ -111,11 +112,14 @@ def test_every_aggregate_distributes_and_matches_single_server(conn, shape):
     if shape == "GROUP BY the distribution column":
         # the whole aggregation runs on the workers, final functions (noise) included
         assert "coord_combine_agg" not in plan and "worker_partial_agg" not in task
-        assert task.count("dp.dp_") + task.count(" dp_") >= len(AGGREGATES), task
+        assert task.count("dp_internal.native_") == NATIVE, task
     else:
-        # partial aggregation on the workers for every aggregate: no row is sent to the coordinator
-        assert task.count("worker_partial_agg(") == len(AGGREGATES), task
-        assert plan.count("coord_combine_agg(") == len(AGGREGATES), plan
+        # dp_count/dp_sum/dp_avg as native count/sum on the workers, released per group on the
+        # coordinator; the others through worker_partial_agg: no row is sent to the coordinator
+        assert task.count("worker_partial_agg(") == len(AGGREGATES) - NATIVE, task
+        assert plan.count("coord_combine_agg(") >= len(AGGREGATES) - NATIVE, plan
+        assert plan.count("dp_internal.native_") >= NATIVE, plan
+        assert "grid_units" in task
     got = conn.execute(sql).fetchall()
     local = conn.execute(f"SELECT {keys}{dp_list} FROM t_local{tail}").fetchall()
     native = ", ".join(n for _, n in AGGREGATES)
@@ -155,17 +159,28 @@ def stat_tables(conn):
     conn.execute("CREATE TABLE td (id int, i int)")
     conn.execute("SELECT create_distributed_table('td', 'id')")
     conn.execute(f"INSERT INTO td SELECT g, i FROM generate_series(1, {N_GROUPS}) g, generate_series(1, {ROWS}) i")
-    return {"combined on the coordinator": "SELECT g, {aggs} FROM tg GROUP BY g",
+    # pg_dp.citus_native_aggregates = off keeps the aggregates, i.e. worker_partial_agg +
+    # coord_combine_agg (the final functions on the coordinator)
+    return {"native count/sum, released on the coordinator": "SELECT g, {aggs} FROM tg GROUP BY g",
+            "worker_partial_agg, combined on the coordinator": "SELECT g, {aggs} FROM tg GROUP BY g",
             "final functions on the workers": "SELECT id, {aggs} FROM td GROUP BY id"}
 
 
-@pytest.mark.parametrize("path", ["combined on the coordinator", "final functions on the workers"])
+@pytest.mark.parametrize("path", ["native count/sum, released on the coordinator",
+                                  "worker_partial_agg, combined on the coordinator",
+                                  "final functions on the workers"])
 def test_noise_scale_on_the_cluster_is_the_single_server_one(conn, stat_tables, path):
     sql = stat_tables[path].format(aggs="dp_count(i, 0.5), dp_count(*), dp_sum(i, -5, 12)")
-    if path == "combined on the coordinator":
-        _, task = task_query(conn, sql)
-        assert task.count("worker_partial_agg(") == 3
-    rows = conn.execute(sql).fetchall()
+    conn.execute("SET pg_dp.citus_native_aggregates = %s" % ("off" if path.startswith("worker_partial_agg") else "on"))
+    try:
+        plan, task = task_query(conn, sql)
+        rows = conn.execute(sql).fetchall()
+    finally:
+        conn.execute("RESET pg_dp.citus_native_aggregates")
+    if path.startswith("worker_partial_agg"):
+        assert task.count("worker_partial_agg(") == 3 and "native_" not in plan
+    elif path.startswith("native"):
+        assert "worker_partial_agg" not in task and plan.count("dp_internal.native_") == 3
     assert len(rows) == N_GROUPS
     counts_half = np.array([r[1] for r in rows], dtype=float)
     counts_one = np.array([r[2] for r in rows], dtype=float)
@@ -207,11 +222,29 @@ def test_all_null_group_keeps_its_parameters(conn):
         assert count == 0 and 0 <= avg <= 30
 
 
-def test_empty_input_without_group_by_is_refused_on_every_draw(conn):
-    """No row reaches any shard: the coordinator gets no state and has lost the arguments,
-    so pg_dp refuses rather than guess the parameters (README: pg_dp on Citus)."""
+def test_empty_input_without_group_by(conn):
+    """No row reaches any shard.  dp_count/dp_sum/dp_avg in native form release from count 0
+    with their own parameters; an aggregate left to worker_partial_agg gets no state on the
+    coordinator, whose plan has lost the arguments, so pg_dp refuses rather than guess
+    them (README: pg_dp on Citus)."""
+    avg, count = conn.execute(f"SELECT dp_avg(x, 0, 30, {EXACT_EPS}), dp_count(x, {EXACT_EPS}) "
+                              "FROM t WHERE i > 1000").fetchone()
+    assert count == 0 and abs(avg - 15) < 1e-6          # the midpoint of the bounds, as on a single server
     with pytest.raises(psycopg.errors.FeatureNotSupported, match="over no rows of a distributed table"):
-        conn.execute("SELECT dp_avg(x, 0, 30, 0.1) FROM t WHERE i > 1000")
+        conn.execute("SELECT dp_var(x, 0, 30, 0.1) FROM t WHERE i > 1000")
+
+
+def test_native_form_in_every_query_level(conn):
+    """dp_count/dp_sum/dp_avg become native count/sum wherever they are (select list, HAVING,
+    sub-selects); the other dp_* calls stay aggregates next to them."""
+    for sql in [
+        "SELECT g, dp_avg(x, 0, 30) FROM t GROUP BY g HAVING dp_count(*) > 1",
+        "SELECT g, dp_avg(x, 0, 30), dp_var(x, 0, 30) FROM t GROUP BY g",
+        "SELECT g, n FROM (SELECT g, dp_count(*) AS n FROM t GROUP BY g) s ORDER BY n",
+    ]:
+        plan, task = task_query(conn, sql)
+        assert "dp_internal.native_" in plan and "grid_units" in task or "count(*)" in task, (sql, plan)
+        assert conn.execute(sql).fetchall()
 
 
 # ------------------------------------------------------------------ protected tables
@@ -377,7 +410,9 @@ def test_citus_and_pg_dp_both_in_shared_preload_libraries():
             conn.execute("CREATE TABLE s (id int, x int)")
             conn.execute("SELECT create_distributed_table('s', 'id')")
             conn.execute("INSERT INTO s SELECT n, n FROM generate_series(1, 100) n")
-            _, task = task_query(conn, "SELECT dp_count(*), dp_count(x, 2.0) FROM s")
+            plan, task = task_query(conn, "SELECT dp_count(*), dp_count(x, 2.0) FROM s")
+            assert plan.count("dp_internal.native_count(") == 2 and "count(*)" in task
+            _, task = task_query(conn, "SELECT dp_var(x, 0, 100), dp_median(x, 0, 100) FROM s")
             assert task.count("worker_partial_agg(") == 2
             assert conn.execute(f"SELECT dp_count(x, {EXACT_EPS}) FROM s").fetchone()[0] == 100
     finally:
