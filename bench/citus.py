@@ -14,8 +14,10 @@ coordinator, then reports:
 
 1. DP/native ratios on the distributed table: count(*), sum(i), sum(x), avg(x),
    without GROUP BY and with GROUP BY g; each pair alternated (order flipped every
-   run, one untimed warm-up), median of --runs runs of client wall time.  The
-   same on t_local, a single server's ratio on the same machine, for reference.
+   run, one untimed warm-up), median of --runs runs of client wall time.  Then
+   the same with pg_dp.citus_native_aggregates = off (the aggregates through
+   Citus's worker_partial_agg), and on t_local, a single server's ratio on the
+   same machine, for reference.
 2. The ledger on the cluster: --clients analyst sessions asking distinct gateway
    questions (dp.query) of a protected distributed table: answers per second,
    and a check that the budget equals the ledger (no over-spend).
@@ -145,15 +147,21 @@ def main():
             conn.execute("VACUUM ANALYZE t_local")
             version = conn.execute("SELECT extversion FROM pg_extension WHERE extname = 'citus'").fetchone()[0]
             dist = ratios(conn, "t", args.runs)
+            conn.execute("SET pg_dp.citus_native_aggregates = off")
+            log("the same through Citus's worker_partial_agg (pg_dp.citus_native_aggregates = off)")
+            generic = ratios(conn, "t", args.runs)
+            conn.execute("RESET pg_dp.citus_native_aggregates")
             local = ratios(conn, "t_local", args.runs)
             log(f"ledger: {args.clients} clients x {args.queries_per_client} gateway questions")
             led = ledger(cluster, conn, args.clients, args.queries_per_client)
         print(f"### pg_dp on Citus {version}: coordinator + 2 workers on one machine, {args.rows} rows, "
               f"{args.shards} shards, median of {args.runs} runs, client wall ms\n")
-        print("| query | native (Citus) | dp (Citus) | ratio | native (single server) | dp (single server) | ratio |")
-        print("|---|---:|---:|---:|---:|---:|---:|")
-        for d, s in zip(dist, local):
-            print(f"| {d[0]} | {d[1]:.1f} | {d[2]:.1f} | {d[3]:.2f}x | {s[1]:.1f} | {s[2]:.1f} | {s[3]:.2f}x |")
+        print("| query | native (Citus) | dp (Citus) | ratio | native | dp, worker_partial_agg | ratio "
+              "| native (single server) | dp (single server) | ratio |")
+        print("|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|")
+        for d, g, s in zip(dist, generic, local):
+            print(f"| {d[0]} | {d[1]:.1f} | {d[2]:.1f} | {d[3]:.2f}x | {g[1]:.1f} | {g[2]:.1f} | {g[3]:.2f}x "
+                  f"| {s[1]:.1f} | {s[2]:.1f} | {s[3]:.2f}x |")
         print(f"\n### ledger on the cluster: {args.clients} clients x {args.queries_per_client} distinct dp.query\n")
         print(f"- answers {led['answers']} in {led['wall_s']:.1f} s: {led['qps']:.1f} per second, "
               f"median latency {led['p50_ms']:.0f} ms; errors {len(led['errors'])}")

@@ -25,6 +25,9 @@
  */
 #include "postgres.h"
 
+#include "access/genam.h"
+#include "access/stratnum.h"
+#include "access/table.h"
 #include "catalog/pg_aggregate.h"
 #include "catalog/pg_namespace.h"
 #include "catalog/pg_operator.h"
@@ -38,6 +41,7 @@
 #include "utils/fmgroids.h"
 #include "utils/guc.h"
 #include "utils/lsyscache.h"
+#include "utils/rel.h"
 
 #include "citus.h"
 
@@ -429,11 +433,50 @@ native_mutator(Node *node, NativeOids *n)
 	return expression_tree_mutator(node, native_mutator, n);
 }
 
+/* Whether Citus distributes this relation (a row of pg_dist_partition; a small catalog). */
+static bool
+is_citus_relation(Oid relid)
+{
+	Oid			dist = get_relname_relid("pg_dist_partition", PG_CATALOG_NAMESPACE);
+	Relation	rel;
+	SysScanDesc scan;
+	ScanKeyData key;
+	bool		found;
+
+	if (!OidIsValid(dist))
+		return false;
+	rel = table_open(dist, AccessShareLock);
+	ScanKeyInit(&key, 1 /* logicalrelid */ , BTEqualStrategyNumber, F_OIDEQ, ObjectIdGetDatum(relid));
+	scan = systable_beginscan(rel, InvalidOid, false, NULL, 1, &key);
+	found = HeapTupleIsValid(systable_getnext(scan));
+	systable_endscan(scan);
+	table_close(rel, AccessShareLock);
+	return found;
+}
+
+/* A level that reads a Citus table (directly; a sub-select is a level of its own). */
+static bool
+reads_citus_table(Query *q)
+{
+	ListCell   *lc;
+
+	foreach(lc, q->rtable)
+	{
+		RangeTblEntry *rte = lfirst(lc);
+
+		if (rte->rtekind == RTE_RELATION && is_citus_relation(rte->relid))
+			return true;
+	}
+	return false;
+}
+
 static void
 native_level(Query *q, NativeOids *n)
 {
 	if (!q->hasAggs || q->commandType != CMD_SELECT || q->groupingSets != NIL)
 		return;
+	if (!reads_citus_table(q))
+		return;					/* a local table: the aggregates are as fast as native ones */
 	q->targetList = (List *) expression_tree_mutator((Node *) q->targetList, native_mutator, n);
 	q->havingQual = expression_tree_mutator(q->havingQual, native_mutator, n);
 }

@@ -1376,18 +1376,36 @@ native_params(DpSumState *st, const char *aggname, bool integer, float8 lower, f
 	sum_state_set_params(st, aggname, &p, false);
 }
 
+typedef struct GridCache
+{
+	float8		lower;
+	float8		upper;
+	DpSumState	st;
+} GridCache;
+
 PG_FUNCTION_INFO_V1(dp_grid_units_float8);
 /* grid_units(x float8, lower float8, upper float8) -> bigint; NULL for NULL and NaN */
 Datum
 dp_grid_units_float8(PG_FUNCTION_ARGS)
 {
-	float8		x = PG_GETARG_FLOAT8(0);
-	DpSumState	st;
+	float8		x = PG_GETARG_FLOAT8(0),
+				lower = PG_GETARG_FLOAT8(1),
+				upper = PG_GETARG_FLOAT8(2);
+	GridCache  *gc = (GridCache *) fcinfo->flinfo->fn_extra;
 
 	if (isnan(x))
 		PG_RETURN_NULL();
-	native_params(&st, "dp_sum", false, PG_GETARG_FLOAT8(1), PG_GETARG_FLOAT8(2), 0, 0, 1.0);
-	PG_RETURN_INT64(float_to_units(&st, x));
+	/* the grid of these bounds, computed once per call site (the bounds are constants) */
+	if (gc == NULL || gc->lower != lower || gc->upper != upper)
+	{
+		if (gc == NULL)
+			gc = MemoryContextAlloc(fcinfo->flinfo->fn_mcxt, sizeof(GridCache));
+		native_params(&gc->st, "dp_sum", false, lower, upper, 0, 0, 1.0);
+		gc->lower = lower;
+		gc->upper = upper;
+		fcinfo->flinfo->fn_extra = gc;
+	}
+	PG_RETURN_INT64(float_to_units(&gc->st, x));
 }
 
 PG_FUNCTION_INFO_V1(dp_grid_units_int8);
