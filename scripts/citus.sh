@@ -31,16 +31,8 @@ build() {
         echo "citus: building and installing Citus needs root" >&2
         exit 1
     fi
-    local missing="" p
-    for p in $APT_BUILD_DEPS; do
-        dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "install ok installed" || missing="$missing $p"
-    done
-    if [ -n "$missing" ]; then
-        echo "citus: apt-get install$missing"
-        export DEBIAN_FRONTEND=noninteractive
-        apt-get update -qq
-        apt-get install -y -qq --no-install-recommends $missing
-    fi
+    # the build dependencies, with everything else pg_dp needs
+    PG_DP_EXTRA_APT="$APT_BUILD_DEPS" "$ROOT/scripts/install-deps.sh"
     echo "citus: building Citus $CITUS_VERSION in $BUILD_DIR (about 2 minutes on 2 cores)"
     rm -rf "$BUILD_DIR"
     mkdir -p "$BUILD_DIR"
