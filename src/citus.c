@@ -14,8 +14,8 @@
  *     and anyelement would fail the same way.
  * So on a database where the citus extension exists, every dp_count(*) becomes
  * dp_count(true) and every dp_count(x) dp_count(NULLIF(x IS NOT NULL, false)),
- * calls of the boolean overloads (extension/85_citus.sql) that count the same
- * rows; the epsilon argument stays as it is.  The privacy parameters of every
+ * as calls of dp_internal.count_bool (extension/85_citus.sql), which counts the
+ * same rows, where the native form below does not apply; the epsilon argument stays as it is.  The privacy parameters of every
  * dp_* aggregate are checked for constancy here too (check_dp_parameters).
  * Elsewhere nothing changes.
  *
@@ -74,15 +74,15 @@ typedef struct CountOids
 	Oid			star;			/* dp.dp_count(*) */
 	Oid			any1;			/* dp.dp_count("any") */
 	Oid			any2;			/* dp.dp_count("any", double precision) */
-	Oid			bool1;			/* dp.dp_count(boolean) */
-	Oid			bool2;			/* dp.dp_count(boolean, double precision) */
+	Oid			bool1;			/* dp_internal.count_bool(boolean) */
+	Oid			bool2;			/* dp_internal.count_bool(boolean, double precision) */
 } CountOids;
 
 static Oid
-dp_count_oid(int nargs, Oid arg0)
+dp_count_oid(const char *schema, const char *fn, int nargs, Oid arg0)
 {
 	Oid			argtypes[2] = {arg0, FLOAT8OID};
-	List	   *name = list_make2(makeString("dp"), makeString("dp_count"));
+	List	   *name = list_make2(makeString(pstrdup(schema)), makeString(pstrdup(fn)));
 
 	return LookupFuncName(name, nargs, argtypes, true);
 }
@@ -96,11 +96,11 @@ load_count_oids(CountOids *c)
 	c->citus = OidIsValid(get_extension_oid("citus", true));
 	if (!c->citus)
 		return;
-	c->star = dp_count_oid(0, InvalidOid);
-	c->any1 = dp_count_oid(1, ANYOID);
-	c->any2 = dp_count_oid(2, ANYOID);
-	c->bool1 = dp_count_oid(1, BOOLOID);
-	c->bool2 = dp_count_oid(2, BOOLOID);
+	c->star = dp_count_oid("dp", "dp_count", 0, InvalidOid);
+	c->any1 = dp_count_oid("dp", "dp_count", 1, ANYOID);
+	c->any2 = dp_count_oid("dp", "dp_count", 2, ANYOID);
+	c->bool1 = dp_count_oid("dp_internal", "count_bool", 1, BOOLOID);
+	c->bool2 = dp_count_oid("dp_internal", "count_bool", 2, BOOLOID);
 	if (!OidIsValid(c->bool1) || !OidIsValid(c->bool2))
 		c->citus = false;		/* an older pg_dp install: leave it alone */
 }
