@@ -391,6 +391,33 @@ def test_concurrent_clients_never_overspend(cluster, conn, protected):
         (Decimal("3.0"), 6)
 
 
+def test_contribution_bounding_on_a_distributed_table(cluster, conn, protected):
+    """A privacy unit on a distributed table: each unit contributes at most max_rows_per_unit
+    rows to at most max_groups_per_unit groups; the bounded copy is a local table on the
+    coordinator (README: pg_dp on Citus)."""
+    conn.execute("CREATE TABLE stays (pid int, ward text CHECK (ward IN ('a', 'b', 'c')), age int)")
+    conn.execute("SELECT create_distributed_table('stays', 'pid')")
+    # 500 units, 10 rows each, spread over the three wards
+    conn.execute("INSERT INTO stays SELECT n % 500, (ARRAY['a','b','c'])[1 + n % 3], 20 + n % 60 "
+                 "FROM generate_series(1, 5000) n")
+    conn.execute("SELECT dp.protect('public.stays', dataset => 'ward_stays', privacy_unit => 'pid', "
+                 "max_rows_per_unit => 3, max_groups_per_unit => 2)")
+    conn.execute("SELECT dp.grant_budget('analyst', 'ward_stays', 1000.0, 1e-5)")
+    sql = "SELECT ward, count(*) FROM stays GROUP BY ward"
+    with analyst_conn(cluster) as a:
+        for _ in range(2):          # the second question of a key set builds the bounded copy
+            rows = a.execute("SELECT * FROM dp.query(%s, 200.0) AS t(ward text, n bigint)", (sql,)).fetchall()
+            sql = sql.replace("FROM stays", "FROM stays WHERE age >= 0")
+    # each unit keeps 2 wards x 3 rows (it has 3 or 4 rows in each of the 3 wards): 3000 of 5000
+    # rows; noise scale 3 * 2 / 200 per count, |noise| > 2 has probability below 1e-28
+    total = sum(n for _, n in rows)
+    assert abs(total - 3000) <= 6, rows
+    copies = conn.execute("SELECT relname FROM dp_internal.bounded_copies b JOIN pg_class c ON c.relname = b.relname "
+                          "WHERE b.relid = 'stays'::regclass").fetchall()
+    assert copies and not conn.execute("SELECT dp_internal.is_citus_table(%s::regclass)",
+                                       ("dp_internal." + copies[0][0],)).fetchone()[0]
+
+
 def test_synthesize_reads_a_distributed_table(cluster, conn, protected):
     conn.execute("SELECT dp.grant_budget('analyst', 'patients', 2.0)")
     with analyst_conn(cluster) as a:
