@@ -412,7 +412,7 @@ def test_contribution_bounding_on_a_distributed_table(cluster, conn, protected):
     # rows; noise scale 3 * 2 / 200 per count, |noise| > 2 has probability below 1e-28
     total = sum(n for _, n in rows)
     assert abs(total - 3000) <= 6, rows
-    copies = conn.execute("SELECT relname FROM dp_internal.bounded_copies b JOIN pg_class c ON c.relname = b.relname "
+    copies = conn.execute("SELECT b.relname FROM dp_internal.bounded_copies b JOIN pg_class c ON c.relname = b.relname "
                           "WHERE b.relid = 'stays'::regclass").fetchall()
     assert copies and not conn.execute("SELECT dp_internal.is_citus_table(%s::regclass)",
                                        ("dp_internal." + copies[0][0],)).fetchone()[0]
