@@ -68,11 +68,19 @@ def pair(conn, native, dp, runs):
     return statistics.median(tn), statistics.median(td)
 
 
-def ratios(conn, table, runs):
+def plan_text(conn, sql):
+    return "\n".join(r[0] for r in conn.execute("EXPLAIN (VERBOSE, COSTS OFF) " + sql).fetchall())
+
+
+def ratios(conn, table, runs, expect=None):
+    """expect: a string the plan of every dp query must contain (which path it takes)."""
     rows = []
     for label, native, dp in CASES:
         for grouped in (False, True):
             keys, tail = ("g, ", " GROUP BY g") if grouped else ("", "")
+            if expect is not None:
+                plan = plan_text(conn, f"SELECT {keys}{dp} FROM {table}{tail}")
+                assert expect in plan, f"{dp}: not through {expect}:\n{plan}"
             n_ms, d_ms = pair(conn, f"SELECT {keys}{native} FROM {table}{tail}",
                               f"SELECT {keys}{dp} FROM {table}{tail}", runs)
             rows.append((label + (" GROUP BY g" if grouped else ""), n_ms, d_ms, d_ms / n_ms))
@@ -146,10 +154,10 @@ def main():
             conn.execute("VACUUM ANALYZE t")
             conn.execute("VACUUM ANALYZE t_local")
             version = conn.execute("SELECT extversion FROM pg_extension WHERE extname = 'citus'").fetchone()[0]
-            dist = ratios(conn, "t", args.runs)
+            dist = ratios(conn, "t", args.runs, expect="dp_internal.native_")
             conn.execute("SET pg_dp.citus_native_aggregates = off")
             log("the same through Citus's worker_partial_agg (pg_dp.citus_native_aggregates = off)")
-            generic = ratios(conn, "t", args.runs)
+            generic = ratios(conn, "t", args.runs, expect="worker_partial_agg")
             conn.execute("RESET pg_dp.citus_native_aggregates")
             local = ratios(conn, "t_local", args.runs)
             log(f"ledger: {args.clients} clients x {args.queries_per_client} gateway questions")
