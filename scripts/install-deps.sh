@@ -5,7 +5,7 @@
 set -euo pipefail
 
 APT_PACKAGES="postgresql-15 postgresql-contrib postgresql-plpython3-15 postgresql-server-dev-15 \
-postgresql-client-15 build-essential python3-pip util-linux ${PG_DP_EXTRA_APT:-}"  # extra: scripts/citus.sh
+postgresql-client-15 build-essential python3-pip util-linux"
 PY_PACKAGES="numpy>=1.24 opendp>=0.16,<0.17 pglast>=7 scipy>=1.10 pytest>=7 psycopg[binary]>=3.1 testing.postgresql>=1.3 mbi==2.0.0 scikit-learn>=1.3"
 PYTHON=/usr/bin/python3
 
@@ -14,6 +14,8 @@ if [ "$(id -u)" != 0 ]; then
     exit 1
 fi
 
+# scripts/citus.sh adds Citus's build dependencies
+APT_PACKAGES="$APT_PACKAGES ${PG_DP_EXTRA_APT:-}"
 missing=""
 for p in $APT_PACKAGES; do
     dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "install ok installed" || missing="$missing $p"
