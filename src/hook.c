@@ -49,6 +49,7 @@
 #include "utils/rel.h"
 #include "utils/ruleutils.h"
 
+#include "citus.h"
 #include "executor.h"
 
 #define PROTECTION_TRIGGER "dp_data_version"
@@ -646,6 +647,9 @@ dp_post_parse_analyze(ParseState *pstate, Query *query, JumbleState *jstate)
 		prev_post_parse_analyze(pstate, query, jstate);
 	if (hook_active || IsBackgroundWorker || IsBinaryUpgrade || !IsTransactionState())
 		return;
+	if (pg_dp_citus_internal_connection())
+		return;
+	pg_dp_citus_rewrite_counts(query);
 	if (query->commandType == CMD_UTILITY)
 	{
 		if (query->utilityStmt && IsA(query->utilityStmt, ExplainStmt))
@@ -685,6 +689,7 @@ _PG_init(void)
 							 "Within the maximum the DBA set for the role (dp.set_query_epsilon); "
 							 "every release is charged.",
 							 &session_epsilon, 0, 0, 1e6, PGC_USERSET, 0, NULL, NULL, NULL);
+	pg_dp_citus_init();
 	MarkGUCPrefixReserved("pg_dp");
 	prev_post_parse_analyze = post_parse_analyze_hook;
 	post_parse_analyze_hook = dp_post_parse_analyze;
