@@ -6,7 +6,7 @@ PG_CONFIG  ?= /usr/lib/postgresql/15/bin/pg_config
 PYTHON     ?= /usr/bin/python3
 
 MODULE_big  = pg_dp
-OBJS        = src/pg_dp.o src/executor.o src/frontdoor.o src/hook.o
+OBJS        = src/pg_dp.o src/executor.o src/frontdoor.o src/hook.o src/citus.o
 DATA_built  = pg_dp--$(EXTVERSION).sql
 EXTRA_CLEAN = pg_dp--$(EXTVERSION).sql results regression.diffs regression.out python_udfs/build python_udfs/*.egg-info
 
@@ -28,7 +28,7 @@ endif
 pg_dp--$(EXTVERSION).sql: $(EXTENSION_SQL)
 	cat $^ > $@
 
-.PHONY: help deps install-python demo test installcheck-temp pytest bench dist
+.PHONY: help deps install-python demo test installcheck-temp pytest bench dist test-citus
 
 help:            ## list the targets
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | sed 's/:.*## /\t/' | expand -t 18
@@ -48,6 +48,7 @@ demo: deps       ## build, install, start a throwaway cluster, answer DP questio
 
 test: deps       ## all tests: pg_regress on a throwaway cluster, then pytest against real servers
 	$(MAKE) install
+	scripts/citus.sh build-if-vendored
 	scripts/with-temp-cluster.sh $(MAKE) installcheck
 	$(PYTHON) -m pytest -q tests
 
@@ -59,3 +60,7 @@ bench:           ## aggregate benchmark on 10M rows (bench/RESULTS.md)
 
 dist:            ## source archive for PGXN
 	git archive --format zip --prefix=pg_dp-$(EXTVERSION)/ -o pg_dp-$(EXTVERSION).zip HEAD
+
+test-citus: deps ## pg_dp on Citus: build Citus from ../shared/vendor if missing, coordinator + 2 workers, tests/test_citus.py
+	$(MAKE) install
+	scripts/citus.sh test

@@ -11,6 +11,10 @@ BEGIN
     UPDATE dp_internal.datasets d SET data_version = d.data_version + 1
     FROM dp_internal.protected_tables p
     WHERE p.relid = TG_RELID AND d.name = p.dataset;
+    IF NOT FOUND AND TG_TABLE_NAME ~ '_[0-9]+$' THEN
+        -- a shard of a protected Citus table (<table>_<shardid>), on the node that holds it
+        PERFORM dp_internal.count_shard_write(pg_catalog.substring(TG_TABLE_NAME, '_([0-9]+)$')::bigint);
+    END IF;
     RETURN NULL;
 END $$;
 REVOKE ALL ON FUNCTION dp_internal.bump_data_version() FROM PUBLIC;
@@ -89,8 +93,14 @@ BEGIN
     -- forgotten first: dropping a trigger fires pg_dp's event trigger, which puts it back on a protected table
     DELETE FROM dp_internal.protected_tables WHERE relid = ANY(family::oid[]);
     FOREACH rel IN ARRAY family LOOP
+        IF dp_internal.is_citus_table(rel) THEN
+            PERFORM pg_catalog.set_config('citus.enable_unsafe_triggers', 'on', true);
+        END IF;
         IF EXISTS (SELECT 1 FROM pg_catalog.pg_trigger WHERE tgrelid = rel AND tgname = 'dp_data_version') THEN
             EXECUTE format('DROP TRIGGER dp_data_version ON %s', rel);
+        END IF;
+        IF EXISTS (SELECT 1 FROM pg_catalog.pg_trigger WHERE tgrelid = rel AND tgname = 'dp_data_version_truncate') THEN
+            EXECUTE format('DROP TRIGGER dp_data_version_truncate ON %s', rel);
         END IF;
         PERFORM dp_internal.drop_bounded_copies(rel);
     END LOOP;

@@ -16,6 +16,8 @@ if [ "$(id -u)" != 0 ]; then
     exit 1
 fi
 
+# scripts/citus.sh adds Citus's build dependencies
+APT_PACKAGES="$APT_PACKAGES ${PG_DP_EXTRA_APT:-}"
 missing=""
 for p in $APT_PACKAGES; do
     dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "install ok installed" || missing="$missing $p"

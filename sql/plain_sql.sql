@@ -30,6 +30,15 @@ SELECT count(*) FROM regress_visits WHERE days > 3;
 SET pg_dp.epsilon = 'lots';
 RESET pg_dp.epsilon;
 SELECT epsilon_spent FROM dp.my_budget();
+-- post-processing by PostgreSQL: HAVING, round() and ORDER BY over the noisy values
+SELECT ward FROM regress_visits GROUP BY ward HAVING count(*) > 10000;
+SELECT ward, round(avg(days)) BETWEEN 13 AND 16 AS mean_ok FROM regress_visits GROUP BY ward ORDER BY count(*) DESC;
+-- a prepared statement with a parameter, executed twice: charged once
+PREPARE half(int) AS SELECT abs(count(*) - 10000) < 500 AS about_half FROM regress_visits WHERE days >= $1;
+EXECUTE half(15);
+EXECUTE half(15);
+DEALLOCATE half;
+SELECT epsilon_spent FROM dp.my_budget();
 \c - :dba
 ALTER DATABASE :"db" RESET session_preload_libraries;
 DROP TABLE regress_visits;

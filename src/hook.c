@@ -35,9 +35,12 @@
 #include "fmgr.h"
 #include "lib/stringinfo.h"
 #include "miscadmin.h"
+#include "nodes/makefuncs.h"
 #include "nodes/nodeFuncs.h"
+#include "optimizer/optimizer.h"
 #include "parser/analyze.h"
 #include "parser/parser.h"
+#include "parser/parsetree.h"
 #include "utils/acl.h"
 #include "utils/builtins.h"
 #include "utils/guc.h"
@@ -46,6 +49,7 @@
 #include "utils/rel.h"
 #include "utils/ruleutils.h"
 
+#include "citus.h"
 #include "executor.h"
 
 #define PROTECTION_TRIGGER "dp_data_version"
@@ -387,6 +391,169 @@ read_synthetic_copies(Query *query)
 }
 
 /*
+ * Splitting a level into its DP core and what PostgreSQL evaluates around it.
+ *
+ * A level such as
+ *     SELECT g, round(avg(x), 1), sum(a) / count(*) FROM t GROUP BY g
+ *     HAVING count(*) > 100 ORDER BY 3 DESC LIMIT 5
+ * becomes
+ *     SELECT c.g, round(c.a1, 1), c.a2 / c.a3 FROM (<DP answer of
+ *         SELECT g, avg(x) AS a1, sum(a) AS a2, count(*) AS a3 FROM t GROUP BY g>) AS c
+ *     WHERE c.a3 > 100 ORDER BY 3 DESC LIMIT 5
+ * The core holds the level's group keys and every aggregate it uses (in the select
+ * list, HAVING and ORDER BY), so each is one noisy measurement, and the rest --
+ * HAVING as a filter on noisy values, arithmetic, casts, round(), ORDER BY, LIMIT,
+ * DISTINCT -- is post-processing over the released rows.
+ */
+typedef struct CoreBuild
+{
+	Query	   *core;			/* the DP core, being built */
+	List	   *group_clause;	/* the level's GROUP BY, to recognise its keys */
+	bool		failed;			/* a column outside a key or an aggregate */
+} CoreBuild;
+
+/* 1-based position in the core of an expression equal to node, 0 if none. */
+static int
+core_position(CoreBuild *build, Node *node, bool keys_only)
+{
+	ListCell   *lc;
+
+	foreach(lc, build->core->targetList)
+	{
+		TargetEntry *tle = lfirst(lc);
+
+		if (keys_only && (tle->ressortgroupref == 0 ||
+						  get_sortgroupref_clause_noerr(tle->ressortgroupref, build->group_clause) == NULL))
+			continue;
+		if (equal(tle->expr, node))
+			return tle->resno;
+	}
+	return 0;
+}
+
+static Node *
+to_core_column(Node *node, CoreBuild *build)
+{
+	int			position;
+
+	if (node == NULL)
+		return NULL;
+	position = core_position(build, node, true);
+	if (position == 0 && IsA(node, Aggref))
+	{
+		position = core_position(build, node, false);
+		if (position == 0)
+		{
+			char		name[32];
+
+			position = list_length(build->core->targetList) + 1;
+			snprintf(name, sizeof(name), "dp_measure_%d", position);
+			build->core->targetList = lappend(build->core->targetList,
+											  makeTargetEntry((Expr *) copyObject(node), position,
+															  pstrdup(name), false));
+		}
+	}
+	if (position > 0)
+		return (Node *) makeVar(1, position, exprType(node), exprTypmod(node), exprCollation(node), 0);
+	if (IsA(node, Var) && ((Var *) node)->varlevelsup == 0)
+		build->failed = true;	/* e.g. a column functionally dependent on a grouped key */
+	return expression_tree_mutator(node, to_core_column, build);
+}
+
+/* Whether the level needs PostgreSQL around its DP core, and may have it. */
+static bool
+wants_split(Query *query)
+{
+	ListCell   *lc;
+	bool		needed = query->havingQual != NULL;
+
+	if (query->hasWindowFuncs || query->hasSubLinks || query->groupingSets != NIL || query->cteList != NIL ||
+		query->setOperations != NULL || query->hasTargetSRFs)
+		return false;
+	foreach(lc, query->targetList)
+	{
+		TargetEntry *tle = lfirst(lc);
+		bool		key = tle->ressortgroupref != 0 &&
+			get_sortgroupref_clause_noerr(tle->ressortgroupref, query->groupClause) != NULL;
+
+		if (!key && (tle->resjunk || !IsA(tle->expr, Aggref)))
+			needed = true;		/* an expression over aggregates, or ORDER BY one not selected */
+	}
+	return needed;
+}
+
+static bool
+split_level(Query *query)
+{
+	CoreBuild	build;
+	ListCell   *lc;
+	List	   *keys = NIL;
+	List	   *outer_targets = NIL;
+	List	   *colnames = NIL;
+	Node	   *filter;
+	RangeTblEntry *rte;
+	RangeTblRef *ref;
+	int			n = 0;
+
+	build.core = copyObject(query);
+	build.group_clause = query->groupClause;
+	build.failed = false;
+	build.core->havingQual = NULL;
+	build.core->sortClause = NIL;
+	build.core->distinctClause = NIL;
+	build.core->hasDistinctOn = false;
+	build.core->limitCount = NULL;
+	build.core->limitOffset = NULL;
+	build.core->limitOption = LIMIT_OPTION_DEFAULT;
+	foreach(lc, build.core->targetList)		/* the group keys first, each a column */
+	{
+		TargetEntry *tle = lfirst(lc);
+
+		if (tle->ressortgroupref != 0 && get_sortgroupref_clause_noerr(tle->ressortgroupref, query->groupClause))
+		{
+			char		name[32];
+
+			snprintf(name, sizeof(name), "dp_key_%d", n + 1);
+			tle = flatCopyTargetEntry(tle);
+			tle->resno = ++n;
+			tle->resjunk = false;
+			tle->resname = pstrdup(name);
+			keys = lappend(keys, tle);
+		}
+	}
+	build.core->targetList = keys;
+	foreach(lc, query->targetList)
+	{
+		TargetEntry *tle = flatCopyTargetEntry(lfirst(lc));
+
+		tle->expr = (Expr *) to_core_column((Node *) tle->expr, &build);
+		outer_targets = lappend(outer_targets, tle);
+	}
+	filter = to_core_column(query->havingQual, &build);
+	if (build.failed)
+		return false;
+
+	replace_with_gateway(build.core, pg_get_querydef(build.core, false));
+
+	foreach(lc, build.core->targetList)
+		colnames = lappend(colnames, makeString(pstrdup(((TargetEntry *) lfirst(lc))->resname)));
+	rte = makeNode(RangeTblEntry);
+	rte->rtekind = RTE_SUBQUERY;
+	rte->subquery = build.core;
+	rte->eref = makeAlias("dp_answer", colnames);
+	rte->inFromCl = true;
+	ref = makeNode(RangeTblRef);
+	ref->rtindex = 1;
+	query->rtable = list_make1(rte);
+	query->jointree = makeFromExpr(list_make1(ref), filter);
+	query->targetList = outer_targets;
+	query->havingQual = NULL;
+	query->groupClause = NIL;
+	query->hasAggs = false;
+	return true;
+}
+
+/*
  * The statement itself, or the sub-selects in its FROM that read a protected
  * table (BI tools wrap questions: SELECT ... FROM (SELECT ...) AS virtual_table):
  * each becomes a DP answer, and what is around it -- outer queries, ORDER BY,
@@ -404,7 +571,7 @@ rewrite_level(Query *query, const char *sql)
 	{
 		if (!query->hasAggs && query->groupClause == NIL && query->groupingSets == NIL)
 			read_synthetic_copies(query);
-		else
+		else if (!wants_split(query) || !split_level(query))
 			replace_with_gateway(query, sql ? sql : pg_get_querydef(query, false));
 		return;
 	}
@@ -480,6 +647,9 @@ dp_post_parse_analyze(ParseState *pstate, Query *query, JumbleState *jstate)
 		prev_post_parse_analyze(pstate, query, jstate);
 	if (hook_active || IsBackgroundWorker || IsBinaryUpgrade || !IsTransactionState())
 		return;
+	if (pg_dp_citus_internal_connection())
+		return;
+	pg_dp_citus_rewrite_counts(query);
 	if (query->commandType == CMD_UTILITY)
 	{
 		if (query->utilityStmt && IsA(query->utilityStmt, ExplainStmt))
@@ -519,6 +689,7 @@ _PG_init(void)
 							 "Within the maximum the DBA set for the role (dp.set_query_epsilon); "
 							 "every release is charged.",
 							 &session_epsilon, 0, 0, 1e6, PGC_USERSET, 0, NULL, NULL, NULL);
+	pg_dp_citus_init();
 	MarkGUCPrefixReserved("pg_dp");
 	prev_post_parse_analyze = post_parse_analyze_hook;
 	post_parse_analyze_hook = dp_post_parse_analyze;

@@ -20,11 +20,13 @@
 
 #include <math.h>
 
+#include "catalog/pg_namespace.h"
 #include "catalog/pg_type.h"
 #include "executor/executor.h"
 #include "fmgr.h"
 #include "lib/stringinfo.h"
 #include "miscadmin.h"
+#include "nodes/makefuncs.h"
 #include "nodes/nodeFuncs.h"
 #include "optimizer/optimizer.h"
 #include "parser/parse_func.h"
@@ -209,6 +211,54 @@ check_param_constant(const char *aggname, const char *what, Expr *expr)
 }
 
 /*
+ * Citus distributes a custom aggregate as worker_partial_agg(agg, arg) or
+ * worker_partial_agg(agg, ROW(args...)) on the workers and
+ * coord_combine_agg(agg, partial, NULL::result) on the coordinator (see
+ * README, "pg_dp on Citus").  Which of the two an Aggref is, by the name of its
+ * function in pg_catalog (looked up once per query, not per row).
+ */
+typedef enum CitusAggWrapper
+{
+	CITUS_NONE,
+	CITUS_WORKER_PARTIAL,
+	CITUS_COORD_COMBINE
+} CitusAggWrapper;
+
+static CitusAggWrapper
+citus_wrapper(Aggref *aggref)
+{
+	char	   *name;
+	CitusAggWrapper w = CITUS_NONE;
+
+	if (list_length(aggref->args) < 2 ||
+		!IsA(linitial_node(TargetEntry, aggref->args)->expr, Const) ||
+		get_func_namespace(aggref->aggfnoid) != PG_CATALOG_NAMESPACE)
+		return CITUS_NONE;
+	name = get_func_name(aggref->aggfnoid);
+	if (name != NULL && strcmp(name, "worker_partial_agg") == 0)
+		w = CITUS_WORKER_PARTIAL;
+	else if (name != NULL && strcmp(name, "coord_combine_agg") == 0)
+		w = CITUS_COORD_COMBINE;
+	return w;
+}
+
+/* The original arguments inside worker_partial_agg(agg, arg | ROW(args...)). */
+static List *
+citus_partial_args(Aggref *aggref)
+{
+	Expr	   *arg = lsecond_node(TargetEntry, aggref->args)->expr;
+	List	   *out = NIL;
+	ListCell   *lc;
+	int			resno = 1;
+
+	if (!IsA(arg, RowExpr))
+		return list_make1(makeTargetEntry(arg, 1, NULL, false));
+	foreach(lc, ((RowExpr *) arg)->args)
+		out = lappend(out, makeTargetEntry((Expr *) lfirst(lc), resno++, NULL, false));
+	return out;
+}
+
+/*
  * The aggregate's original argument list.  In a plain aggregation it is on
  * the Aggref; in the Finalize step of a partial (parallel) aggregation the
  * Aggref's only argument is a reference to the partial aggregate's output,
@@ -224,6 +274,24 @@ original_agg_args(FunctionCallInfo fcinfo)
 
 	if (aggref == NULL)
 		return NIL;
+	switch (citus_wrapper(aggref))
+	{
+		case CITUS_WORKER_PARTIAL:
+			return citus_partial_args(aggref);
+		case CITUS_COORD_COMBINE:
+
+			/*
+			 * Only a group that no row reached on any worker gets here without
+			 * a state, and the coordinator's plan no longer has the arguments.
+			 */
+			ereport(ERROR,
+					(errcode(ERRCODE_FEATURE_NOT_SUPPORTED),
+					 errmsg("a pg_dp aggregate over no rows of a distributed table cannot determine its privacy parameters"),
+					 errhint("Add a GROUP BY, or ask through dp.query, which knows its parameters on Citus.")));
+			break;
+		case CITUS_NONE:
+			break;
+	}
 	if (!DO_AGGSPLIT_COMBINE(aggref->aggsplit))
 		return aggref->args;
 	if (fcinfo->context == NULL || !IsA(fcinfo->context, AggState) ||
@@ -552,14 +620,10 @@ dp_count_trans(PG_FUNCTION_ARGS)
 	MemoryContext aggctx = agg_context_or_error(fcinfo, "dp_count");
 	DpSumState *st = PG_ARGISNULL(0) ? NULL : (DpSumState *) PG_GETARG_POINTER(0);
 
-	if (PG_NARGS() >= 2 && PG_ARGISNULL(1))
-	{
-		if (st == NULL)
-			PG_RETURN_NULL();
-		PG_RETURN_POINTER(st);
-	}
 	if (st == NULL)
 		st = sum_state_new(fcinfo, aggctx, &count_layout, COLUMN_ANY, false);
+	if (PG_NARGS() >= 2 && PG_ARGISNULL(1))
+		PG_RETURN_POINTER(st);
 	st->n++;
 	PG_RETURN_POINTER(st);
 }
@@ -608,13 +672,9 @@ sum_float_trans(FunctionCallInfo fcinfo, const ParamLayout *layout, bool squares
 	DpSumState *st;
 	float8		x;
 
-	if (PG_ARGISNULL(1) || isnan(PG_GETARG_FLOAT8(1)))
-	{
-		if (PG_ARGISNULL(0))
-			PG_RETURN_NULL();
-		PG_RETURN_DATUM(PG_GETARG_DATUM(0));
-	}
 	st = sum_trans_begin(fcinfo, layout, COLUMN_FLOAT8, squares);
+	if (PG_ARGISNULL(1) || isnan(PG_GETARG_FLOAT8(1)))
+		PG_RETURN_POINTER(st);
 	x = PG_GETARG_FLOAT8(1);
 	sum_state_add(st, float_to_units(st, x), squares);
 	PG_RETURN_POINTER(st);
@@ -657,13 +717,9 @@ dp_sum_int8_trans(PG_FUNCTION_ARGS)
 	DpSumState *st;
 	int64		x;
 
-	if (PG_ARGISNULL(1))
-	{
-		if (PG_ARGISNULL(0))
-			PG_RETURN_NULL();
-		PG_RETURN_DATUM(PG_GETARG_DATUM(0));
-	}
 	st = sum_trans_begin(fcinfo, &sum_layout, COLUMN_INT8, false);
+	if (PG_ARGISNULL(1))
+		PG_RETURN_POINTER(st);
 	x = PG_GETARG_INT64(1);
 	if (x < st->lower_units)
 		x = st->lower_units;
@@ -681,13 +737,9 @@ dp_sum_int4_trans(PG_FUNCTION_ARGS)
 	DpSumState *st;
 	int64		x;
 
-	if (PG_ARGISNULL(1))
-	{
-		if (PG_ARGISNULL(0))
-			PG_RETURN_NULL();
-		PG_RETURN_DATUM(PG_GETARG_DATUM(0));
-	}
 	st = sum_trans_begin(fcinfo, &sum_layout, COLUMN_INT4, false);
+	if (PG_ARGISNULL(1))
+		PG_RETURN_POINTER(st);
 	x = PG_GETARG_INT32(1);
 	if (x < st->lower_units)
 		x = st->lower_units;
@@ -879,12 +931,6 @@ hist_trans(FunctionCallInfo fcinfo, const ParamLayout *layout)
 	float8		x;
 	int			idx;
 
-	if (PG_ARGISNULL(1) || isnan(PG_GETARG_FLOAT8(1)))
-	{
-		if (PG_ARGISNULL(0))
-			PG_RETURN_NULL();
-		PG_RETURN_DATUM(PG_GETARG_DATUM(0));
-	}
 	if (PG_ARGISNULL(0))
 	{
 		float8		epsilon,
@@ -919,6 +965,8 @@ hist_trans(FunctionCallInfo fcinfo, const ParamLayout *layout)
 	else
 		st = (DpHistState *) PG_GETARG_POINTER(0);
 
+	if (PG_ARGISNULL(1) || isnan(PG_GETARG_FLOAT8(1)))
+		PG_RETURN_POINTER(st);
 	x = PG_GETARG_FLOAT8(1);
 	if (st->upper > st->lower)
 	{
@@ -1295,4 +1343,163 @@ Datum
 dp_median_final(PG_FUNCTION_ARGS)
 {
 	PG_RETURN_FLOAT8(release_hist_state(fcinfo, &median_layout));
+}
+
+/* ------------------------------------------------------------------------
+ * Native-aggregate form of dp_count / dp_sum / dp_avg (Citus).
+ *
+ * On a Citus database pg_dp's parse hook (src/citus.c) may rewrite
+ *     dp_avg(x, lo, hi, eps)  ->  dp_internal.native_avg(count(x),
+ *                                     sum(dp_internal.grid_units(x, lo, hi)), lo, hi, eps)
+ * so that the workers run native count/sum (Citus's own fast path) instead of
+ * worker_partial_agg.  grid_units puts one value on the aggregate's grid (the
+ * same clamp and 2^k grid as the transition functions); the native_* functions
+ * release the exact statistics of one group through dp_internal.release with
+ * the same statistics the final functions pass, so the noise is the same.
+ * ------------------------------------------------------------------------ */
+
+static void
+native_params(DpSumState *st, const char *aggname, bool integer, float8 lower, float8 upper,
+			  int64 lower_int, int64 upper_int, float8 epsilon)
+{
+	DpParams	p;
+
+	validate_epsilon(aggname, epsilon);
+	validate_bounds(aggname, lower, upper);
+	memset(&p, 0, sizeof(p));
+	p.epsilon = epsilon;
+	p.integer = integer;
+	p.lower = lower;
+	p.upper = upper;
+	p.lower_int = lower_int;
+	p.upper_int = upper_int;
+	sum_state_set_params(st, aggname, &p, false);
+}
+
+typedef struct GridCache
+{
+	float8		lower;
+	float8		upper;
+	DpSumState	st;
+} GridCache;
+
+PG_FUNCTION_INFO_V1(dp_grid_units_float8);
+/* grid_units(x float8, lower float8, upper float8) -> bigint; NULL for NULL and NaN */
+Datum
+dp_grid_units_float8(PG_FUNCTION_ARGS)
+{
+	float8		x = PG_GETARG_FLOAT8(0),
+				lower = PG_GETARG_FLOAT8(1),
+				upper = PG_GETARG_FLOAT8(2);
+	GridCache  *gc = (GridCache *) fcinfo->flinfo->fn_extra;
+
+	if (isnan(x))
+		PG_RETURN_NULL();
+	/* the grid of these bounds, computed once per call site (the bounds are constants) */
+	if (gc == NULL || gc->lower != lower || gc->upper != upper)
+	{
+		if (gc == NULL)
+			gc = MemoryContextAlloc(fcinfo->flinfo->fn_mcxt, sizeof(GridCache));
+		native_params(&gc->st, "dp_sum", false, lower, upper, 0, 0, 1.0);
+		gc->lower = lower;
+		gc->upper = upper;
+		fcinfo->flinfo->fn_extra = gc;
+	}
+	PG_RETURN_INT64(float_to_units(&gc->st, x));
+}
+
+PG_FUNCTION_INFO_V1(dp_grid_units_int8);
+/* grid_units(x bigint, lower bigint, upper bigint) -> bigint: x clamped */
+Datum
+dp_grid_units_int8(PG_FUNCTION_ARGS)
+{
+	int64		x = PG_GETARG_INT64(0),
+				lo = PG_GETARG_INT64(1),
+				hi = PG_GETARG_INT64(2);
+
+	PG_RETURN_INT64(x < lo ? lo : (x > hi ? hi : x));
+}
+
+/* Sum of grid units (numeric, an exact integer) into the state's 128-bit sum. */
+static void
+native_set_sum(DpSumState *st, FunctionCallInfo fcinfo, int argno)
+{
+	int128		s = 0;
+
+	if (!PG_ARGISNULL(argno))
+	{
+		char	   *text = DatumGetCString(DirectFunctionCall1(numeric_out, PG_GETARG_DATUM(argno)));
+		char	   *p = text;
+		bool		neg = *p == '-';
+
+		if (neg || *p == '+')
+			p++;
+		for (; *p >= '0' && *p <= '9'; p++)
+			s = s * 10 + (*p - '0');
+		if (*p != '\0')
+			elog(ERROR, "pg_dp: a sum of grid units is not an integer: %s", text);
+		if (neg)
+			s = -s;
+	}
+	put128(s, &st->s1_lo, &st->s1_hi);
+}
+
+static int64
+native_count_arg(FunctionCallInfo fcinfo)
+{
+	return PG_ARGISNULL(0) ? 0 : PG_GETARG_INT64(0);
+}
+
+PG_FUNCTION_INFO_V1(dp_native_count);
+/* native_count(n bigint, epsilon float8) -> bigint */
+Datum
+dp_native_count(PG_FUNCTION_ARGS)
+{
+	DpSumState	st;
+
+	native_params(&st, "dp_count", true, 0, 0, 0, 0, PG_GETARG_FLOAT8(1));
+	st.n = native_count_arg(fcinfo);
+	PG_RETURN_INT64(float8_to_int64_saturating(release_sum_state(fcinfo, "count", &st)));
+}
+
+PG_FUNCTION_INFO_V1(dp_native_sum_int);
+/* native_sum_int(n bigint, units numeric, lower bigint, upper bigint, epsilon float8) -> bigint */
+Datum
+dp_native_sum_int(PG_FUNCTION_ARGS)
+{
+	DpSumState	st;
+	int64		lo = PG_GETARG_INT64(2),
+				hi = PG_GETARG_INT64(3);
+
+	native_params(&st, "dp_sum", true, (float8) lo, (float8) hi, lo, hi, PG_GETARG_FLOAT8(4));
+	st.n = native_count_arg(fcinfo);
+	native_set_sum(&st, fcinfo, 1);
+	PG_RETURN_INT64(float8_to_int64_saturating(release_sum_state(fcinfo, "sum", &st)));
+}
+
+static Datum
+native_float(FunctionCallInfo fcinfo, const char *aggname, const char *kind)
+{
+	DpSumState	st;
+
+	native_params(&st, aggname, false, PG_GETARG_FLOAT8(2), PG_GETARG_FLOAT8(3), 0, 0, PG_GETARG_FLOAT8(4));
+	st.n = native_count_arg(fcinfo);
+	native_set_sum(&st, fcinfo, 1);
+	PG_RETURN_FLOAT8(release_sum_state(fcinfo, kind, &st));
+}
+
+PG_FUNCTION_INFO_V1(dp_native_sum_float8);
+/* native_sum_float8(n bigint, units numeric, lower float8, upper float8, epsilon float8) -> float8 */
+Datum
+dp_native_sum_float8(PG_FUNCTION_ARGS)
+{
+	return native_float(fcinfo, "dp_sum", "sum");
+}
+
+PG_FUNCTION_INFO_V1(dp_native_avg);
+/* native_avg(n bigint, units numeric, lower float8, upper float8, epsilon float8) -> float8 */
+Datum
+dp_native_avg(PG_FUNCTION_ARGS)
+{
+	return native_float(fcinfo, "dp_avg", "avg");
 }

@@ -1,5 +1,6 @@
 """DBA operations that need more than a SQL statement: protecting a table."""
 
+import contextlib
 import re
 
 from . import db
@@ -321,12 +322,38 @@ def _privileges_text(entry) -> str:
     return ", ".join(parts)
 
 
-def version_trigger_sql(name: str, relkind: str) -> str:
-    """The data-version trigger of a protected table (foreign tables have no TRUNCATE triggers)."""
-    events = "INSERT OR UPDATE OR DELETE" + ("" if relkind == "f" else " OR TRUNCATE")
+def version_trigger_sql(name: str, relkind: str, citus: bool = False) -> str:
+    """The data-version trigger of a protected table (foreign tables have no TRUNCATE triggers).
+
+    On a Citus table the trigger is copied to every shard, except a TRUNCATE trigger, which
+    Citus keeps off the shards: writes are counted per shard, a TRUNCATE (always run
+    through the coordinator's table) by a second trigger, dp_data_version_truncate."""
+    events = "INSERT OR UPDATE OR DELETE" + ("" if relkind == "f" or citus else " OR TRUNCATE")
     alter = "ALTER FOREIGN TABLE" if relkind == "f" else "ALTER TABLE"
-    return (f"CREATE TRIGGER dp_data_version AFTER {events} ON {name} FOR EACH STATEMENT "
-            f"EXECUTE FUNCTION dp_internal.bump_data_version(); {alter} {name} ENABLE ALWAYS TRIGGER dp_data_version")
+    sql = (f"CREATE TRIGGER dp_data_version AFTER {events} ON {name} FOR EACH STATEMENT "
+           f"EXECUTE FUNCTION dp_internal.bump_data_version(); {alter} {name} ENABLE ALWAYS TRIGGER dp_data_version")
+    if citus:
+        sql += (f"; DROP TRIGGER IF EXISTS dp_data_version_truncate ON {name}"
+                f"; CREATE TRIGGER dp_data_version_truncate AFTER TRUNCATE ON {name} FOR EACH STATEMENT "
+                f"EXECUTE FUNCTION dp_internal.bump_data_version()"
+                f"; {alter} {name} ENABLE ALWAYS TRIGGER dp_data_version_truncate")
+    return sql
+
+
+@contextlib.contextmanager
+def _citus_triggers(relid):
+    """Citus refuses triggers on its tables unless citus.enable_unsafe_triggers is on; then it
+    creates them on every shard too, where the data-version trigger counts the shard's writes
+    (dp_internal.count_shard_write).  The setting is restored afterwards."""
+    if not db.execute("SELECT dp_internal.is_citus_table($1) AS c", [relid], ["oid"])[0]["c"]:
+        yield False
+        return
+    before = db.execute("SELECT pg_catalog.current_setting('citus.enable_unsafe_triggers') AS v")[0]["v"]
+    db.execute("SELECT pg_catalog.set_config('citus.enable_unsafe_triggers', 'on', true)")
+    try:
+        yield True
+    finally:
+        db.execute("SELECT pg_catalog.set_config('citus.enable_unsafe_triggers', $1, true)", [before], ["text"])
 
 
 def _fix_triggers(closed: Closed):
@@ -340,11 +367,13 @@ def _fix_triggers(closed: Closed):
                 if r["alien"]:
                     db.execute(f"DROP TRIGGER dp_data_version ON {r['name']}")
                 if r["tgenabled"] is None or r["alien"]:
-                    for statement in version_trigger_sql(r["name"], r["relkind"]).split("; "):
-                        db.execute(statement)
+                    with _citus_triggers(r["relid"]) as citus:
+                        for statement in version_trigger_sql(r["name"], r["relkind"], citus).split("; "):
+                            db.execute(statement)
                     action = "installed"
                 else:
-                    db.execute(f"{alter} {r['name']} ENABLE ALWAYS TRIGGER dp_data_version")
+                    with _citus_triggers(r["relid"]):
+                        db.execute(f"{alter} {r['name']} ENABLE ALWAYS TRIGGER dp_data_version")
                     action = "re-enabled"
         except Exception as e:
             if not _vanished(e):

@@ -55,7 +55,8 @@ def load_table(schema: str | None, table: str) -> TableMeta:
     rows = db.execute(
         """
         SELECT p.relid::int8 AS relid, n.nspname, c.relname, p.dataset, p.unit_column,
-               d.max_rows_per_unit, d.max_groups_per_unit, d.data_version
+               d.max_rows_per_unit, d.max_groups_per_unit,
+               d.data_version + dp_internal.distributed_writes(p.dataset) AS data_version
         FROM dp_internal.protected_tables p
         JOIN pg_catalog.pg_class c ON c.oid = p.relid
         JOIN pg_catalog.pg_namespace n ON n.oid = c.relnamespace

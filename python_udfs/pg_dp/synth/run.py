@@ -213,6 +213,11 @@ class Run:
         self.phase(f"charged epsilon {self.epsilon}, delta {self.delta} (ledger id {ledger_id})")
         yield                                   # the executor commits the charge before any row is read
         db.execute("SELECT pg_catalog.set_config('track_counts', 'off', true)")
+        if db.execute("SELECT dp_internal.is_citus_table($1) AS c", [self.t.relid], ["oid"])[0]["c"]:
+            # Citus: the copy (a local table on the coordinator) and its schema are written in
+            # this transaction after distributed reads, which Citus allows over one connection
+            # per node only
+            db.execute("SELECT pg_catalog.set_config('citus.multi_shard_modify_mode', 'sequential', true)")
         sensitivity = self._snapshot()
         counts = self._discover(float(e_disc), float(d_disc), sensitivity) if e_disc else {}
         modelled = [c for c in self.t.columns if c.kind != "identifier"]
@@ -569,7 +574,8 @@ def _positive(value, name) -> Decimal:
 
 def _load(relid: int) -> Target:
     r = db.execute(
-        "SELECT n.nspname, c.relname, p.dataset, p.unit_column, d.max_rows_per_unit, d.data_version "
+        "SELECT n.nspname, c.relname, p.dataset, p.unit_column, d.max_rows_per_unit, "
+        "d.data_version + dp_internal.distributed_writes(p.dataset) AS data_version "
         "FROM pg_catalog.pg_class c JOIN pg_catalog.pg_namespace n ON n.oid = c.relnamespace "
         "LEFT JOIN dp_internal.protected_tables p ON p.relid = c.oid "
         "LEFT JOIN dp_internal.datasets d ON d.name = p.dataset WHERE c.oid = $1", [relid], ["oid"])[0]
