@@ -97,7 +97,8 @@ def test_sqlalchemy_reflects_and_pandas_charts(server):
         assert abs(frame["n"].sum() - 40000) < 1000
         frame = pandas.read_sql(sqlalchemy.text("SELECT country, avg(quantity) AS q FROM orders GROUP BY country"),
                                 engine)
-        assert sorted(frame["country"]) == ["DE", "FR", "JP", "US"] and frame["q"].between(0, 20).all()
+        # country is nullable with public values: its NULL group is released too (empty, noisy mean)
+        assert sorted(frame["country"].dropna()) == ["DE", "FR", "JP", "US"] and frame["q"].between(0, 20).all()
     finally:
         engine.dispose()
 
