@@ -195,6 +195,7 @@ class Run:
 
     # ------------------------------------------------------------------ run
     def execute(self):
+        self.row_cap = self._constraint_capacity()
         e_disc, d_disc, e_model, d_model = self.costs()
         self.notice(f"plan for {self.t.qualified} -> {db.quote_ident(self.schema)}.{db.quote_ident(self.t.name)}: "
                     f"epsilon {self.epsilon}, delta {self.delta}; " + "; ".join(self.describe()))
@@ -219,6 +220,9 @@ class Run:
         self.modelled, self.counts = modelled, counts
         self.plan = self._model(modelled, float(e_model), float(d_model), sensitivity)
         n = int(self.rows or (mst.noisy_total(self.plan) if self.plan else counts.get("total", 1)))
+        if self.row_cap is not None and n > self.row_cap:
+            self.notice(f"writing {self.row_cap} rows instead of {n}: {self.row_cap_reason}")
+            n = self.row_cap
         written = self._write(self._sample(n), n, ledger_id)
         for name in (SRC, CODES, STAGE):
             _drop_temp(name)
@@ -370,10 +374,37 @@ class Run:
     def repaired(self, values: dict[str, np.ndarray]):
         if not self.dcs_to_repair:
             return values, np.ones(len(next(iter(values.values()))), dtype=bool)
-        fixed, keep, stats = dcmod.repair(values, self.dcs_to_repair, self.rng)
-        self.phase(f"repaired denial constraints: {stats.get('changed_values', 0)} value(s) changed, "
-                   f"{stats.get('dropped_rows', 0)} row(s) dropped")
+        domains = {c.name: _repair_domain(c) for c in self.t.columns if _repair_domain(c) is not None}
+        fixed, keep, stats = dcmod.repair(values, self.dcs_to_repair, self.rng, domains, tick=db.check_interrupts)
+        self.phase(f"repaired denial constraints: {stats.get('changed_values', 0)} value(s) changed "
+                   f"in {stats.get('rounds', 0)} pass(es), no row dropped")
         return fixed, keep
+
+    def _constraint_capacity(self) -> int | None:
+        """Refuse, before anything is charged, denial constraints that no values can meet, and
+        a row count over what the unique ones (all EQ) can hold; the most rows they allow."""
+        dcs = self.dcs_to_repair
+        for d in dcs:
+            why = dcmod.unsupported(d)
+            if why:
+                raise DPError(f'denial constraint "{d.text}" cannot be kept without deleting rows: {why}',
+                              hint="Drop it with dp.drop_constraint(id) (ids in dp.denial_constraints).",
+                              sqlstate="0A000")
+        unknown = set(self.t.needs_bounds) | set(self.t.needs_values)     # found after the charge
+        sizes = {c.name: math.inf if c.name in unknown else _value_count(c) for c in self.t.columns}
+        limits = sorted(((cap, d) for d, cap in dcmod.capacity(dcs, sizes)), key=lambda x: x[0])
+        if not limits or not math.isfinite(limits[0][0]):
+            return None
+        cap, d = limits[0]
+        self.row_cap_reason = (f'denial constraint "{d.text}" allows at most {int(cap)} rows (distinct values of '
+                               + ", ".join(dcmod.free_attributes(d, dcs)) + ")")
+        if self.rows is not None and self.rows > cap:
+            raise DPError(f"{self.rows} rows cannot meet {self.row_cap_reason}",
+                          hint=f"Ask for at most {int(cap)} rows, declare larger domains, or drop the constraint.",
+                          sqlstate="22023")
+        if self.rows is None and cap < MAX_ROWS:
+            self.notice(f"at most {int(cap)} rows will be written: {self.row_cap_reason}")
+        return int(cap)
 
     # -------------------------------------------------------------- write
     @property
@@ -558,6 +589,28 @@ def _grouping_sets(cliques, index, sizes) -> dict:
         c = by_pattern[present]
         out[c][tuple(row[pos[index[a]]] for a in c)] += row[0]
     return out
+
+
+def _value_count(c: dom.Column) -> float:
+    """How many values a column can take in a copy (math.inf: unbounded for a unique DC)."""
+    if c.kind == "categorical":
+        return float(len(c.values))
+    if c.kind == "numeric" and c.fam in ("integer", "date"):
+        return c.upper - c.lower + 1
+    if c.kind == "numeric" and c.fam == "numeric" and dom.numeric_scale(c.sql_type) is not None:
+        return (c.upper - c.lower) * 10.0 ** dom.numeric_scale(c.sql_type) + 1
+    if c.kind == "identifier" and c.choices:
+        return float(len(c.choices))
+    return math.inf
+
+
+def _repair_domain(c: dom.Column):
+    """The values the repair may give a column besides the sampled ones (decoded form)."""
+    if c.kind == "categorical":
+        return np.array(c.values, dtype=object)
+    if c.kind == "numeric" and c.exact:
+        return c.lower + np.arange(c.value_codes, dtype=np.float64)
+    return None
 
 
 def _positive(value, name) -> Decimal:
