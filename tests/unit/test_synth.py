@@ -557,9 +557,13 @@ class Recorder:
         self.noised: list[tuple[np.ndarray, float, np.ndarray]] = []    # (exact, scale, noisy)
         self.selections: list[tuple[float, float]] = []                  # (sensitivity, rho)
 
-    def measure(self, cliques):
+    def measure(self, cliques, compress=None):
         self.measured += [tuple(c) for c in cliques]
-        return [counts_of(self.data, c, self.domain) for c in cliques]
+        if compress is None:
+            return [counts_of(self.data, c, self.domain) for c in cliques]
+        data = {a: compress[a][v] for a, v in self.data.items()}
+        sizes = {a: int(m.max()) + 1 for a, m in compress.items()}
+        return [counts_of(data, c, sizes) for c in cliques]
 
     def run(self, rho, sensitivity=1, **kw):
         real_noise, real_argmax = mechanisms.gaussian_counts, mechanisms.exponential_argmax
@@ -636,8 +640,9 @@ def test_run_measures_required_and_selected_cliques(strong_run):
     measured = [m.clique for m in plan.two_way]
     assert ("c", "d") in measured
     assert set(plan.selected) <= set(measured)
-    for m in plan.two_way:
-        assert m.values.shape == tuple(DOMAIN[a] for a in m.clique)
+    for m in plan.two_way:      # over the compressed codes (d's two empty codes merged into one)
+        assert m.compressed
+        assert m.values.shape == tuple(int(plan.compress[a].max()) + 1 for a in m.clique)
     assert plan.measurements == len(plan.one_way) + len(plan.two_way)
 
 
@@ -687,7 +692,7 @@ def test_run_with_required_clique_spanning_everything_needs_no_selection(table):
     assert rec.selections == [] and plan.selected == []
     assert plan.required == [("a", "b", "c", "d")]          # single attributes are not cliques
     assert [m.clique for m in plan.two_way] == [("a", "b", "c", "d")]
-    assert plan.two_way[0].values.shape == (4, 5, 3, 6)
+    assert plan.two_way[0].values.shape == (4, 5, 3, 5)     # d's never-seen codes 4, 5 merged
     assert rec.spent() <= 1.0 * (1 + 1e-9)
 
 
@@ -704,18 +709,24 @@ def test_run_never_releases_exact_counts(table):
     plan = rec.run(0.5, required=[("c", "d")])
     noisy_outputs = [out for _, _, out in rec.noised]
     marginals = plan.one_way + plan.two_way
+    def exact_of(m):
+        if not m.compressed:
+            return counts_of(table, m.clique)
+        return counts_of({a: plan.compress[a][v] for a, v in table.items()}, m.clique,
+                         {a: int(plan.compress[a].max()) + 1 for a in table})
+
     for m in marginals:
-        exact = counts_of(table, m.clique)
+        exact = exact_of(m)
         # every number in the plan is an output of the noise mechanism, not a copy of a count
         assert any(m.values is out for out in noisy_outputs)
         if m.values.size >= 12:        # sd >= 3.5: all cells unchanged has probability < 1e-11
             assert not np.array_equal(m.values, exact)
-    assert sum(np.array_equal(m.values, counts_of(table, m.clique)) for m in marginals) <= 1
+    assert sum(np.array_equal(m.values, exact_of(m)) for m in marginals) <= 1
     # every measured clique went through the Gaussian (selection aside: scores are only ranked)
     noised_cells = sum(e.size for e, _, _ in rec.noised)
     assert noised_cells == sum(m.values.size for m in plan.one_way + plan.two_way)
     # pooled standardized noise has unit variance (the recorded stddev is the one used)
-    z = np.concatenate([((m.values - counts_of(table, m.clique)) / m.stddev).ravel()
+    z = np.concatenate([((m.values - exact_of(m)) / m.stddev).ravel()
                         for m in plan.one_way + plan.two_way])
     ss = float(np.sum(z**2))
     assert stats.chi2.ppf(1e-9, z.size) < ss < stats.chi2.isf(1e-9, z.size)
@@ -775,3 +786,32 @@ def test_type_range_of_dates_and_timestamps_decodes():
         col = numeric(sql_type, lo, hi)
         text = col.to_text(np.array([lo, hi]))
         assert text[0].startswith("0001-01-01") and text[1].startswith("9999-12-31")
+
+
+def test_run_never_measures_a_dense_table_over_a_huge_domain():
+    """Two columns of 20,000 and 5,000 declared values, one a function of the other: no
+    measured marginal (selection or model) exceeds MAX_MEASURE_CELLS compressed cells, the
+    required pair is replaced by the pairs that fit, and the callback is only ever asked for
+    compressed multi-way counts (the 1-ways alone are over the declared domain)."""
+    rng = np.random.default_rng(21)
+    n = 30000
+    zip_code = rng.integers(0, 20000, n)
+    data = {"zip": zip_code, "city": zip_code // 4, "g": rng.integers(0, 3, n), "h": rng.integers(0, 4, n)}
+    domain = {"zip": 20000, "city": 5000, "g": 3, "h": 4}
+    asked = []
+
+    class Huge(Recorder):
+        def measure(self, cliques, compress=None):
+            asked.append((tuple(cliques), compress is not None))
+            return super().measure(cliques, compress)
+
+    rec = Huge(data, domain)
+    with pytest.MonkeyPatch.context() as mp:
+        mp.setattr(mst, "MAX_MEASURE_CELLS", 50_000)
+        plan = rec.run(1.0, required=[("zip", "city", "g")])
+        sizes = {a: int(plan.compress[a].max()) + 1 for a in domain}
+        assert all(math.prod(sizes[a] for a in m.clique) <= 50_000 for m in plan.two_way)
+    assert all(compressed for cliques, compressed in asked if any(len(c) > 1 for c in cliques))
+    assert all(len(c) == 1 for cliques, compressed in asked if not compressed for c in cliques)
+    assert rec.spent() <= 1.0 * (1 + 1e-9)
+

@@ -29,15 +29,21 @@ import numpy as np
 from .. import mechanisms
 
 Clique = tuple[str, ...]
-# measure(cliques) -> exact count arrays, one per clique, shaped by the attributes' domain sizes
-Measure = Callable[[Sequence[Clique]], list[np.ndarray]]
+# measure(cliques, compress) -> exact count arrays, one per clique, shaped by the attributes'
+# domain sizes; with a compression map (attribute -> original code -> compressed code), over
+# the compressed codes (counted so in the database: a huge domain never becomes a dense array)
+Measure = Callable[..., list[np.ndarray]]
+# Largest marginal (cells, compressed) measured for selection or the model: with MAX_CLIQUE_CELLS
+# this bounds the memory of a run whatever the declared domains (1e6 float64 cells = 8 MB)
+MAX_MEASURE_CELLS = 1_000_000
 
 
 @dataclass
 class NoisyMarginal:
     clique: Clique
-    values: np.ndarray          # noisy counts over the ORIGINAL codes, shaped like the clique
+    values: np.ndarray          # noisy counts over the ORIGINAL codes (1-ways) or the compressed ones
     stddev: float
+    compressed: bool = False
 
 
 @dataclass
@@ -157,19 +163,26 @@ def run(domain: dict[str, int], measure: Measure, rho: float, sensitivity: int =
     for m in plan.one_way:
         plan.compress[m.clique[0]] = compression_map(m.values, 3 * sigma1)
 
+    sizes = {a: int(plan.compress[a].max()) + 1 for a in attrs}
+    required = _fitting(required, sizes)
+    plan.required = required
+
     # 3. selection
     if rounds:
         p1 = {m.clique[0]: _normalized_1way(m, plan.compress[m.clique[0]]) for m in plan.one_way}
-        candidates = [(a, b) for a, b in itertools.combinations(attrs, 2)]
-        exact_2 = dict(zip(candidates, measure(candidates)))
+        candidates = [(a, b) for a, b in itertools.combinations(attrs, 2)
+                      if sizes[a] * sizes[b] <= MAX_MEASURE_CELLS]
+        exact_2 = dict(zip(candidates, measure(candidates, plan.compress)))
         scores = {}
         for (a, b), counts in exact_2.items():
-            true = _compress_counts(counts, (a, b), plan.compress).astype(np.float64)
+            true = counts.astype(np.float64)
             est = np.outer(p1[a], p1[b]) * plan.total
             scores[(a, b)] = float(np.abs(true - est).sum())
         rho_round = rho_sel / (rounds + extra)
         for _ in range(rounds):
             options = [e for e in candidates if comps.find(e[0]) != comps.find(e[1])]
+            if not options:         # the rest only pairs with marginals too large to measure
+                break
             pick = options[mechanisms.exponential_argmax([scores[e] for e in options], plan.sensitivity,
                                                          rho_round)]
             comps.union(*pick)
@@ -188,7 +201,6 @@ def run(domain: dict[str, int], measure: Measure, rho: float, sensitivity: int =
     #    too much: on Adult at epsilon 1, avg 2-way TVD 0.035 with the tree, 0.026
     #    with 1.5 d more pairs), as long as the model's cliques stay small
     if rounds and extra:
-        sizes = {a: int(plan.compress[a].max()) + 1 for a in attrs}
         options = [e for e in candidates if e not in plan.selected and e[::-1] not in plan.selected]
         more: list[Clique] = []
         for _ in range(extra):
@@ -206,9 +218,24 @@ def run(domain: dict[str, int], measure: Measure, rho: float, sensitivity: int =
 
 
 def _measure_into(plan: Plan, cliques: list[Clique], measure: Measure, sigma: float) -> None:
-    for c, counts in zip(cliques, measure(cliques)):
-        plan.two_way.append(NoisyMarginal(c, _noisy(counts, sigma), sigma))
+    """Noisy marginals over the compressed codes: one noise draw per compressed cell (noise on
+    every original cell, summed over merged codes, would add up)."""
+    for c, counts in zip(cliques, measure(cliques, plan.compress)):
+        plan.two_way.append(NoisyMarginal(c, _noisy(counts, sigma), sigma, compressed=True))
     plan.measurements += len(cliques)
+
+
+def _fitting(required: Sequence[Clique], sizes: dict[str, int]) -> list[Clique]:
+    """The required cliques whose compressed marginal fits MAX_MEASURE_CELLS; a larger one is
+    replaced by the pairs of its attributes that fit (a dependency whose determinant has tens
+    of thousands of values is then kept by the repair, determinant first, not by a dense table)."""
+    out: list[Clique] = []
+    for c in required:
+        if math.prod(sizes[a] for a in c) <= MAX_MEASURE_CELLS:
+            out.append(tuple(c))
+        else:
+            out += [p for p in itertools.combinations(c, 2) if sizes[p[0]] * sizes[p[1]] <= MAX_MEASURE_CELLS]
+    return list(dict.fromkeys(out))
 
 
 def spent_rho(plan: Plan) -> float:
@@ -268,7 +295,7 @@ def fit(plan: Plan, iters: int = 1000, tick: Callable[[], None] = lambda: None):
     measurements = []
     for m in plan.one_way + plan.two_way:
         lm = mbi.LinearMeasurement(m.values.ravel(), m.clique, stddev=m.stddev)
-        measurements.append(lm.compress({a: plan.compress[a] for a in m.clique}, orig))
+        measurements.append(lm if m.compressed else lm.compress({a: plan.compress[a] for a in m.clique}, orig))
     estimator = mbi.estimation.MirrorDescent()
     model = estimator.estimate(domain, measurements, known_total=plan.total, iters=iters,
                                callback_fn=lambda _: tick())

@@ -40,6 +40,7 @@ COVERAGE = 0.5                        # discovered values must cover this share 
 MAX_ROUNDS = 5                        # sampling rounds to replace rows breaking CHECK/UNIQUE
 SRC = "pg_dp_synth_src"
 CODES = "pg_dp_synth_codes"
+COMPRESSED = "pg_dp_synth_compressed"
 STAGE = "pg_dp_synth_stage"
 STAGE_CHUNK = 50_000                  # rows turned into text and sent to the server at a time
 
@@ -224,7 +225,7 @@ class Run:
             self.notice(f"writing {self.row_cap} rows instead of {n}: {self.row_cap_reason}")
             n = self.row_cap
         written = self._write(self._sample(n), n, ledger_id)
-        for name in (SRC, CODES, STAGE):
+        for name in (SRC, CODES, COMPRESSED, STAGE):
             _drop_temp(name)
         self.phase(f"wrote {written} rows to {db.quote_ident(self.schema)}.{db.quote_ident(self.t.name)}")
 
@@ -330,13 +331,20 @@ class Run:
         index = {c.name: i for i, c in enumerate(modelled)}
         sizes = {c.name: c.size for c in modelled}
         cache: dict = {}
+        made: dict = {}
 
-        def measure(cliques):
-            todo = [c for c in cliques if c not in cache]
+        def measure(cliques, compress=None):
+            table, shape = CODES, sizes
+            if compress is not None:
+                if id(compress) not in made:        # one table per compression (there is one per run)
+                    made.clear()
+                    made[id(compress)] = _compressed_codes(modelled, index, compress)
+                table, shape = made[id(compress)], {a: int(m.max()) + 1 for a, m in compress.items()}
+            todo = [c for c in cliques if (c, table) not in cache]
             if todo:
-                cache.update(_grouping_sets(todo, index, sizes))
+                cache.update({(c, table): v for c, v in _grouping_sets(todo, index, shape, table).items()})
                 db.check_interrupts()
-            return [cache[c] for c in cliques]
+            return [cache[(c, table)] for c in cliques]
 
         required = []
         for d in self.t.dcs:
@@ -574,13 +582,24 @@ def _drop_temp(name: str):
     db.drop_table_if_present(f"pg_temp.{name}")
 
 
-def _grouping_sets(cliques, index, sizes) -> dict:
+def _compressed_codes(modelled, index, compress) -> str:
+    """A TEMP table of the compressed codes (mapped in SQL, so that GROUP BY returns at most as
+    many groups as the compressed marginal has cells, never one per original combination)."""
+    _drop_temp(COMPRESSED)
+    names = [c.name for c in modelled]
+    db.execute(f"CREATE TEMP TABLE {COMPRESSED} ON COMMIT DROP AS SELECT "
+               + ", ".join(f"(${k + 1}::int[])[c{index[n]} + 1] AS c{index[n]}" for k, n in enumerate(names))
+               + f" FROM {CODES}", [compress[n].tolist() for n in names], ["int[]"] * len(names))
+    return COMPRESSED
+
+
+def _grouping_sets(cliques, index, sizes, table=None) -> dict:
     """Exact counts of several marginals in one scan of the codes table."""
     used = sorted({index[a] for c in cliques for a in c})
     sets = ", ".join("(" + ", ".join(f"c{index[a]}" for a in c) + ")" for c in cliques)
     rows = db.execute_tuples(
         f"SELECT count(*) AS c0, " + ", ".join(f"c{i} AS c{k + 1}" for k, i in enumerate(used))
-        + f" FROM {CODES} GROUP BY GROUPING SETS ({sets})", len(used) + 1)
+        + f" FROM {table or CODES} GROUP BY GROUPING SETS ({sets})", len(used) + 1)
     pos = {i: k + 1 for k, i in enumerate(used)}
     out = {c: np.zeros([sizes[a] for a in c], dtype=np.int64) for c in cliques}
     by_pattern = {frozenset(index[a] for a in c): c for c in cliques}
