@@ -2,6 +2,7 @@
 (measure / select / fit / sample) on a small synthetic table with a numpy `measure`."""
 
 import datetime as dt
+import json
 import math
 import re
 import uuid
@@ -210,6 +211,7 @@ def test_encode_sql_shapes():
 _NULL_WRAP = re.compile(r"^\(CASE WHEN (?P<col>.+?) IS NULL THEN (?P<null>\d+) ELSE (?P<inner>.+) END\)$")
 _CATEGORICAL = re.compile(r"^coalesce\(pg_catalog\.array_position\(ARRAY\[(?P<arr>.*)\]::text\[\], "
                           r"\((?P<col>.+?)\)::text\) - 1, (?P<fallback>.+)\)$")
+_LOOKUP = re.compile(r"^coalesce\(\(\((?P<obj>'.*')\)::jsonb ->> \((?P<col>.+?)\)::text\)::int, (?P<fallback>.+)\)$")
 _FALLBACK_NULL = re.compile(r"^CASE WHEN (?P<col>.+?) IS NULL THEN (?P<null>\d+) ELSE (?P<miss>\d+) END$")
 _EXACT = re.compile(r"^\(least\(greatest\(round\((?P<u>.+)\), (?P<lo>\S+)\), (?P<hi>\S+)\) - (?P<lo2>\S+)\)::int$")
 _BINNED = re.compile(r"^\(CASE WHEN (?P<u>.+?) <= (?P<lo>\S+) THEN 0 WHEN (?P=u) >= (?P<hi>\S+) THEN (?P<top>\d+) "
@@ -218,6 +220,15 @@ _BINNED = re.compile(r"^\(CASE WHEN (?P<u>.+?) <= (?P<lo>\S+) THEN 0 WHEN (?P=u)
 
 def emulate_encode(sql: str, value):
     """Code of `value` (text for categorical, a number on the line for numeric, None = NULL)."""
+    m = _LOOKUP.match(sql)
+    if m:
+        codes = json.loads(m["obj"][1:-1].replace("''", "'"))
+        if value is not None and value in codes:
+            return codes[value]
+        f = _FALLBACK_NULL.match(m["fallback"])
+        if f:
+            return int(f["null"]) if value is None else int(f["miss"])
+        return int(m["fallback"])
     m = _CATEGORICAL.match(sql)
     if m:
         arr = [s.replace("''", "'") for s in re.findall(r"'((?:[^']|'')*)'", m["arr"])]
@@ -289,6 +300,22 @@ def test_categorical_round_trip(other, nullable):
         assert back[codes == len(col.values)][0] in range(len(col.values))
     # a value outside the list: the 'other' code, or code 0 for a closed (public) list
     sql = col.encode_sql('"x"')
+    assert emulate_encode(sql, "zzz") == (len(col.values) if other else 0)
+
+
+@pytest.mark.parametrize("other,nullable", [(False, False), (True, True)])
+def test_long_categorical_lists_use_a_lookup_and_round_trip(other, nullable):
+    rng = np.random.default_rng(RNG_SEED)
+    values = tuple(f"z{k:05d}" for k in range(20000)) + ("o'k", "é")
+    col = categorical(values=values, other=other, nullable=nullable)
+    sql = col.encode_sql('"x"')
+    assert "::jsonb ->>" in sql and "array_position" not in sql
+    codes = np.r_[0:30, col.size - 30:col.size]          # each emulated lookup parses the object
+    back = round_trip(col, codes, rng)
+    plain = codes < len(col.values)
+    assert np.array_equal(back[plain], codes[plain])
+    if nullable:
+        assert back[codes == col.null_code].tolist() == [col.null_code]
     assert emulate_encode(sql, "zzz") == (len(col.values) if other else 0)
 
 

@@ -20,10 +20,12 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 import datetime as dt
+import json
 import math
 
 import numpy as np
 
+LOOKUP_VALUES = 64            # categorical lists longer than this are encoded by a jsonb lookup
 EXACT_INTEGER_RANGE = 128     # integer ranges up to this many values get one code per value
 DEFAULT_BINS = 32
 EPOCH = dt.date(2000, 1, 1)   # dates are days since this day, timestamps seconds since its midnight (UTC)
@@ -138,9 +140,17 @@ class Column:
         """SQL int expression: the code of the column's value (never NULL)."""
         null = self.null_code
         if self.kind == "categorical":
-            array = "ARRAY[" + ",".join(_literal(v) for v in self.values) + "]::text[]"
             miss = len(self.values) if self.other else 0
             fallback = f"CASE WHEN {column_sql} IS NULL THEN {null} ELSE {miss} END" if null is not None else str(miss)
+            if len(self.values) > LOOKUP_VALUES:
+                # a jsonb object of value -> code: a binary search per row, where array_position
+                # would compare with every value (20,000 zip codes x 30,000 rows: 6e8 comparisons)
+                codes: dict[str, int] = {}
+                for k, v in enumerate(self.values):
+                    codes.setdefault(str(v), k)
+                lookup = _literal(json.dumps(codes, ensure_ascii=False))
+                return f"coalesce((({lookup})::jsonb ->> ({column_sql})::text)::int, {fallback})"
+            array = "ARRAY[" + ",".join(_literal(v) for v in self.values) + "]::text[]"
             return f"coalesce(pg_catalog.array_position({array}, ({column_sql})::text) - 1, {fallback})"
         u = value_sql(column_sql, self.fam)
         lo, hi = _num(self.lower), _num(self.upper)
