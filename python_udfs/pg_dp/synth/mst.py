@@ -134,7 +134,7 @@ def run(domain: dict[str, int], measure: Measure, rho: float, sensitivity: int =
     if extra is None:
         extra = len(attrs) + len(attrs) // 2
     plan = Plan(dict(domain), rho, int(sensitivity))
-    required = [tuple(c) for c in required if len(c) >= 2]
+    required = _model_fits([tuple(c) for c in required if len(c) >= 2], domain)
     plan.required = required
 
     comps = _Components(attrs)
@@ -223,6 +223,20 @@ def _measure_into(plan: Plan, cliques: list[Clique], measure: Measure, sigma: fl
     for c, counts in zip(cliques, measure(cliques, plan.compress)):
         plan.two_way.append(NoisyMarginal(c, _noisy(counts, sigma), sigma, compressed=True))
     plan.measurements += len(cliques)
+
+
+def _model_fits(required: Sequence[Clique], sizes: dict[str, int]) -> list[Clique]:
+    """The required cliques (cut to pairs where too large, see ``_fitting``) that the model can
+    hold together: added smallest first while the junction tree's largest clique stays within
+    MAX_MEASURE_CELLS (over the declared domains, before any compression, so that the number
+    of selection rounds, and the split of rho, are known before anything is measured).  Many
+    overlapping constraints (Kamino's 128 mined ones on Adult) would otherwise make one clique
+    of every column; the ones left out are still met by the repair."""
+    kept: list[Clique] = []
+    for c in sorted(_fitting(required, sizes), key=lambda c: math.prod(sizes[a] for a in c)):
+        if _max_clique_cells(sizes, kept + [c]) <= MAX_MEASURE_CELLS:
+            kept.append(c)
+    return kept
 
 
 def _fitting(required: Sequence[Clique], sizes: dict[str, int]) -> list[Clique]:

@@ -42,6 +42,7 @@ SRC = "pg_dp_synth_src"
 CODES = "pg_dp_synth_codes"
 COMPRESSED = "pg_dp_synth_compressed"
 STAGE = "pg_dp_synth_stage"
+TRIAL_ROWS = 1_000                    # rows of the pre-charge trial of the denial-constraint repair
 STAGE_CHUNK = 50_000                  # rows turned into text and sent to the server at a time
 
 
@@ -401,6 +402,8 @@ class Run:
         unknown = set(self.t.needs_bounds) | set(self.t.needs_values)     # found after the charge
         sizes = {c.name: math.inf if c.name in unknown else _value_count(c) for c in self.t.columns}
         limits = sorted(((cap, d) for d, cap in dcmod.capacity(dcs, sizes)), key=lambda x: x[0])
+        self._trial_repair(dcs, unknown, int(min(self.rows or TRIAL_ROWS, limits[0][0] if limits else math.inf,
+                                                 TRIAL_ROWS)))
         if not limits or not math.isfinite(limits[0][0]):
             return None
         cap, d = limits[0]
@@ -413,6 +416,32 @@ class Run:
         if self.rows is None and cap < MAX_ROWS:
             self.notice(f"at most {int(cap)} rows will be written: {self.row_cap_reason}")
         return int(cap)
+
+    def _trial_repair(self, dcs, unknown: set, n: int):
+        """Run the repair once on rows drawn from the declared domains alone (no data is read):
+        a set of constraints that pull the same columns different ways until no pass settles
+        is refused here, before the charge, rather than after it."""
+        attrs = {a for d in dcs for a in d.attributes}
+        if not dcs or n < 2 or attrs & unknown:
+            return
+        rng = np.random.default_rng(0)        # public inputs only: nothing here is released
+        values = {}
+        for name in attrs:
+            c = self.t.column(name)
+            if c.kind == "categorical":
+                values[name] = np.array(c.values, dtype=object)[rng.integers(0, len(c.values), n)]
+            elif c.kind == "numeric":
+                u = rng.uniform(c.lower, c.upper, n)
+                values[name] = np.round(u) if c.fam in ("integer", "date") else u
+            else:
+                values[name] = np.array([f"id{k}" for k in rng.integers(0, n, n)], dtype=object)
+        domains = {a: _repair_domain(self.t.column(a)) for a in attrs if _repair_domain(self.t.column(a)) is not None}
+        try:
+            dcmod.repair(values, dcs, rng, domains, tick=db.check_interrupts)
+        except DPError as e:
+            raise DPError(f"these denial constraints cannot be met together: {e.message}",
+                          hint="A trial on random rows of the declared domains did not settle; drop some of "
+                               "them (dp.drop_constraint) or ask for fewer rows.", sqlstate="23514") from None
 
     # -------------------------------------------------------------- write
     @property
