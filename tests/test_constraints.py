@@ -3,7 +3,6 @@ rows, refused before the charge when no copy can meet them, bounded memory with 
 high-cardinality dependency, and a prompt stop on cancel in every phase."""
 
 import os
-import threading
 import time
 
 import psycopg
@@ -191,3 +190,59 @@ def test_high_cardinality_chain_and_order_within_groups(conn, geo):
     pid = conn.execute("SELECT dp_internal.executor_pid()").fetchone()[0]
     assert pid is not None
     assert peak_kb(pid) <= 2 * 1024 * 1024
+
+
+# ---------------------------------------------------------------- cancel in every phase
+
+# the progress NOTICE that opens each phase (the cancel lands just after it)
+PHASES = [("marginals in SQL", "encoded"), ("selection", "one-way marginals"),
+          ("model fit", "multi-way marginals"), ("sampling", "fitted the graphical model"),
+          ("repair", ": sampled"), ("write", "repaired denial constraints")]
+CANCEL_SECONDS = 2.0
+
+
+def _gone(pid, limit):
+    """Seconds until process pid has exited (at most limit, then None)."""
+    start = time.monotonic()
+    while time.monotonic() - start < limit:
+        if not os.path.exists(f"/proc/{pid}") or open(f"/proc/{pid}/stat").read().split()[2] == "Z":
+            return time.monotonic() - start
+        time.sleep(0.01)
+    return None
+
+
+@pytest.mark.parametrize("phase, opens", PHASES, ids=[p for p, _ in PHASES])
+def test_cancel_stops_the_executor_in_every_phase(pg, db, conn, adult, phase, opens):
+    """pg_cancel_backend on the caller as the phase starts: the caller gets its error and the
+    executor process (where the run happens) has exited within CANCEL_SECONDS; the previous
+    copy is intact and the charge of the cancelled run is recorded."""
+    if not conn.execute("SELECT to_regclass('dp_synthetic.adult') IS NOT NULL").fetchone()[0]:
+        synthesize(conn, "public.adult", epsilon=1.0)
+    before = conn.execute("SELECT count(*), obj_description('dp_synthetic.adult'::regclass) "
+                          "FROM dp_synthetic.adult").fetchone()
+    charged = charges(conn)
+    with pg.connect(db) as caller, pg.connect(db) as killer:
+        synthesize(caller, "public.adult", epsilon=1.0, dry_run=True)        # starts the executor
+        worker = caller.execute("SELECT dp_internal.executor_pid()").fetchone()[0]
+        backend = caller.execute("SELECT pg_backend_pid()").fetchone()[0]
+        assert worker is not None
+        fired = {}
+
+        def on_notice(d):
+            if opens in d.message_primary and "at" not in fired:
+                fired["at"] = time.monotonic()
+                killer.execute("SELECT pg_cancel_backend(%s)", (backend,))
+
+        caller.add_notice_handler(on_notice)
+        with pytest.raises(psycopg.errors.QueryCanceled):
+            caller.execute("CALL dp_synthesize('public.adult', epsilon => 1.0)")
+        returned = time.monotonic() - fired["at"]
+        exited = _gone(worker, 30)
+    assert exited is not None
+    print(f"{phase}: caller returned after {returned:.2f} s, executor gone after {returned + exited:.2f} s")
+    assert returned <= CANCEL_SECONDS
+    assert returned + exited <= CANCEL_SECONDS, f"{phase}: the executor ran on for {returned + exited:.2f} s"
+    after = conn.execute("SELECT count(*), obj_description('dp_synthetic.adult'::regclass) "
+                         "FROM dp_synthetic.adult").fetchone()
+    assert after == before
+    assert charges(conn) == charged + 1

@@ -455,7 +455,7 @@ def _count_unique(codes: Mapping[str, np.ndarray], dc: DenialConstraint, length:
 
 def _repair_unique(codes: dict[str, np.ndarray], dc: DenialConstraint, free: Sequence[str],
                    candidates: Mapping[str, np.ndarray], rng: np.random.Generator,
-                   dependents: set[str] = frozenset()) -> int:
+                   dependents: set[str] = frozenset(), tick: Callable[[], None] = lambda: None) -> int:
     """Make the rows distinct on ``free`` (the attributes of ``dc`` that the fds do not
     determine, see ``free_attributes``; distinct there, they are distinct on all of ``dc``,
     whatever the fds then do to the others).  Every row that repeats another's combination
@@ -506,6 +506,8 @@ def _repair_unique(codes: dict[str, np.ndarray], dc: DenialConstraint, free: Seq
                 codes[a][row] = combo[a]
         combos.add(tuple(int(codes[a][row]) for a in attrs))
         changed += 1
+        if changed % 2000 == 0:
+            tick()
     return changed
 
 
@@ -545,7 +547,8 @@ def _code_view(codes: Mapping[str, np.ndarray], attrs: Iterable[str]) -> dict[st
     return {a: np.where(codes[a] >= 0, codes[a], np.nan) for a in attrs}
 
 
-def _repair_general(codes: dict[str, np.ndarray], dc: DenialConstraint, rng: np.random.Generator) -> int:
+def _repair_general(codes: dict[str, np.ndarray], dc: DenialConstraint, rng: np.random.Generator,
+                    tick: Callable[[], None] = lambda: None) -> int:
     """In each group of rows equal on the DC's EQ attributes that holds a violating pair, give
     one breaker attribute (see ``breakers``) a single value: the group's most frequent one,
     for the breaker that changes the fewest values there.  Rows with NULL in the breaker
@@ -556,6 +559,7 @@ def _repair_general(codes: dict[str, np.ndarray], dc: DenialConstraint, rng: np.
     for first, second, hit in _general_violations(view, dc, np.ones(length, dtype=bool)):
         involved[np.broadcast_to(first, hit.shape)[hit]] = True
         involved[np.broadcast_to(second, hit.shape)[hit]] = True
+        tick()                                  # a chunk of about _PAIR_CHUNK pairs
     if not involved.any():
         return 0
     eqs = tuple(dict.fromkeys(p.left_attr for p in dc.predicates if p.op == "EQ" and p.same_attribute))
@@ -722,7 +726,8 @@ def count_violations(columns: dict[str, np.ndarray], dc: DenialConstraint) -> in
     return sum(int(np.count_nonzero(hit)) for _, _, hit in _general_violations(columns, dc, everything))
 
 
-def _count_codes(codes: Mapping[str, np.ndarray], dc: DenialConstraint, length: int) -> int:
+def _count_codes(codes: Mapping[str, np.ndarray], dc: DenialConstraint, length: int,
+                 tick: Callable[[], None] = lambda: None) -> int:
     if dc.kind == "fd":
         return _count_fd(codes, dc, length)
     if dc.kind == "unique":
@@ -730,7 +735,11 @@ def _count_codes(codes: Mapping[str, np.ndarray], dc: DenialConstraint, length: 
     if dc.kind == "order":
         return _count_order(codes, dc, length)
     view = _code_view(codes, dc.attributes)
-    return sum(int(np.count_nonzero(hit)) for _, _, hit in _general_violations(view, dc, np.ones(length, dtype=bool)))
+    total = 0
+    for _, _, hit in _general_violations(view, dc, np.ones(length, dtype=bool)):
+        total += int(np.count_nonzero(hit))
+        tick()
+    return total
 
 
 def unsupported(dc: DenialConstraint) -> str | None:
@@ -870,17 +879,17 @@ def repair(columns: dict[str, np.ndarray], dcs: list[DenialConstraint], rng: np.
         moved = 0
         for dc in steps:
             if dc.kind == "unique":
-                count = _repair_unique(codes, dc, free[id(dc)], candidates, rng, dependents | frozen)
+                count = _repair_unique(codes, dc, free[id(dc)], candidates, rng, dependents | frozen, tick)
             elif dc.kind == "fd":
                 count = _repair_fd(codes, dc, rng)
             elif dc.kind == "order":
                 count = _repair_order(codes, dc)
             else:
-                count = _repair_general(codes, dc, rng)
+                count = _repair_general(codes, dc, rng, tick)
             changed[id(dc)] += count
             moved += count
             tick()
-        left = [dc for dc in steps if _count_codes(codes, dc, length)] if moved else []
+        left = [dc for dc in steps if _count_codes(codes, dc, length, tick)] if moved else []
         clean = not left
         if left and rounds >= ESCALATE:
             # the repairs keep undoing each other: settle each DC still broken for good by

@@ -22,6 +22,7 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 import itertools
 import math
+import threading
 from typing import Callable, Sequence
 
 import numpy as np
@@ -289,15 +290,50 @@ def _max_clique_cells(sizes: dict[str, int], cliques: list[Clique]) -> int:
     return max(int(np.prod([sizes[a] for a in node])) for node in jtree.nodes)
 
 
-def generate(model, rows: int, seed: int) -> dict[str, np.ndarray]:
+def generate(model, rows: int, seed: int, tick: Callable[[], None] = lambda: None) -> dict[str, np.ndarray]:
     """Rows sampled from the model (compressed codes) with mbi's sampler (randomized rounding).
 
     The sampler draws from numpy's global generator, which is seeded here: the
     rows are a post-processing of the noisy marginals, so their randomness
     carries no privacy weight (all of that is OpenDP's noise on the counts).
+    It runs in a thread while this one calls ``tick`` (see ``interruptible``).
     """
-    np.random.seed(seed)
-    return {a: np.asarray(v, dtype=np.int64) for a, v in model.synthetic_data(rows=rows).to_dict().items()}
+    def draw():
+        np.random.seed(seed)
+        return {a: np.asarray(v, dtype=np.int64) for a, v in model.synthetic_data(rows=rows).to_dict().items()}
+
+    return interruptible(draw, tick)
+
+
+TICK_SECONDS = 0.1
+
+
+def interruptible(work: Callable[[], object], tick: Callable[[], None]):
+    """``work()`` in a helper thread, with ``tick()`` called from this thread every
+    TICK_SECONDS until it is done.
+
+    PL/Python sees a cancel, a statement timeout or a shutdown only when it calls into the
+    server (``tick`` is db.check_interrupts, which does), and JAX's compiling and mbi's
+    sampling are single calls of many seconds: run there, they would hold the executor for
+    all that time.  In the thread they release this one (JAX and numpy give up the GIL in
+    their long C++ loops, mostly), so a terminated executor exits at the next tick; the
+    helper thread dies with the process.  ``work`` must not call the server."""
+    box: dict = {}
+
+    def target():
+        try:
+            box["value"] = work()
+        except BaseException as e:      # handed to the caller's thread
+            box["error"] = e
+
+    helper = threading.Thread(target=target, name="pg_dp synthesis", daemon=True)
+    helper.start()
+    while helper.is_alive():
+        helper.join(TICK_SECONDS)
+        tick()
+    if "error" in box:
+        raise box["error"]
+    return box["value"]
 
 
 def fit(plan: Plan, iters: int = 1000, tick: Callable[[], None] = lambda: None):
@@ -311,8 +347,8 @@ def fit(plan: Plan, iters: int = 1000, tick: Callable[[], None] = lambda: None):
         lm = mbi.LinearMeasurement(m.values.ravel(), m.clique, stddev=m.stddev)
         measurements.append(lm if m.compressed else lm.compress({a: plan.compress[a] for a in m.clique}, orig))
     estimator = mbi.estimation.MirrorDescent()
-    model = estimator.estimate(domain, measurements, known_total=plan.total, iters=iters,
-                               callback_fn=lambda _: tick())
+    model = interruptible(lambda: estimator.estimate(domain, measurements, known_total=plan.total, iters=iters),
+                          tick)
     _release_compiler_memory()
     return model
 
@@ -333,13 +369,14 @@ def _release_compiler_memory():
         pass
 
 
-def sample(model, plan: Plan, rows: int, rng: np.random.Generator) -> dict[str, np.ndarray]:
+def sample(model, plan: Plan, rows: int, rng: np.random.Generator,
+           tick: Callable[[], None] = lambda: None) -> dict[str, np.ndarray]:
     """`rows` synthetic records over the ORIGINAL codes.
 
     A compressed code that stands for several original codes is expanded in
     proportion to their noisy 1-way counts (post-processing of noisy data).
     """
-    data = generate(model, rows, seed=int(rng.integers(2**31)))
+    data = generate(model, rows, seed=int(rng.integers(2**31)), tick=tick)
     out = {}
     for m in plan.one_way:
         a = m.clique[0]

@@ -365,7 +365,7 @@ class Run:
         """n rows of every column but the keys (those are numbered when written)."""
         values = {}
         if self.plan is not None:
-            codes = mst.sample(self.model, self.plan, n, self.rng)
+            codes = mst.sample(self.model, self.plan, n, self.rng, tick=db.check_interrupts)
             for c in self.modelled:
                 values[c.name] = c.decode(codes[c.name], self.rng)
         for c in self.t.columns:
