@@ -196,7 +196,7 @@ def test_high_cardinality_chain_and_order_within_groups(conn, geo):
 
 # the progress NOTICE that opens each phase (the cancel lands just after it)
 PHASES = [("marginals in SQL", "encoded"), ("selection", "one-way marginals"),
-          ("model fit", "multi-way marginals"), ("sampling", "fitted the graphical model"),
+          ("model fit", "most dependent pairs"), ("sampling", "fitted the graphical model"),
           ("repair", ": sampled"), ("write", "repaired denial constraints")]
 CANCEL_SECONDS = 2.0
 
