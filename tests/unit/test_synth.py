@@ -70,7 +70,7 @@ def test_categorical_size_and_null_code(other, nullable, size, null_code):
     ("date", 0, 30, False, 31, True),
     ("date", -1000, 9000, True, dom.DEFAULT_BINS + 3, False),
     ("double precision", 0, 5, False, dom.DEFAULT_BINS + 2, False),   # floats are never exact
-    ("numeric(10,2)", -3.5, 99.25, True, dom.DEFAULT_BINS + 3, False),
+    ("numeric(10,2)", -3.5, 99.25, True, dom.DEFAULT_BINS + 4, False),   # a code for exactly 0
     ("timestamp with time zone", 0, 86400 * 365, False, dom.DEFAULT_BINS + 2, False),
 ])
 def test_numeric_size_and_null_code(sql_type, lower, upper, nullable, size, exact):
@@ -197,7 +197,8 @@ def test_encode_sql_shapes():
     sql = numeric("integer", 1, 5).encode_sql('"x"')
     assert "least(greatest(round(" in sql and "CASE" not in sql
     sql = numeric("double precision", -3.5, 10.0, nullable=True, bins=8).encode_sql('"x"')
-    assert sql.startswith('(CASE WHEN "x" IS NULL THEN 10 ')
+    assert sql.startswith('(CASE WHEN "x" IS NULL THEN 11 ')          # 8 bins, 2 bounds, exactly 0
+    assert "= 0 THEN 10" in sql
     assert "THEN 9" in sql and "least(7," in sql and "--" not in sql   # a negative bound is no comment
     sql = numeric("date", 0, 5000).encode_sql('"d"')
     assert "DATE '2000-01-01'" in sql
@@ -215,7 +216,10 @@ _LOOKUP = re.compile(r"^coalesce\(\(\((?P<obj>'.*')\)::jsonb ->> \((?P<col>.+?)\
 _FALLBACK_NULL = re.compile(r"^CASE WHEN (?P<col>.+?) IS NULL THEN (?P<null>\d+) ELSE (?P<miss>\d+) END$")
 _EXACT = re.compile(r"^\(least\(greatest\(round\((?P<u>.+)\), (?P<lo>\S+)\), (?P<hi>\S+)\) - (?P<lo2>\S+)\)::int$")
 _BINNED = re.compile(r"^\(CASE WHEN (?P<u>.+?) <= (?P<lo>\S+) THEN 0 WHEN (?P=u) >= (?P<hi>\S+) THEN (?P<top>\d+) "
-                     r"ELSE 1 \+ least\((?P<last>\d+), floor\(\((?P=u) - (?P<lo2>\S+)\) / (?P<w>\S+)\)\)::int END\)$")
+                     r"(WHEN (?P=u) = 0 THEN (?P<zero>\d+) )?"
+                     r"ELSE 1 \+ least\((?P<last>\d+), floor\((?P<pos>.+)\)\)::int END\)$")
+_LINEAR = re.compile(r"^\((?P<u>.+) - (?P<lo2>\S+)\) / (?P<w>\S+)$")
+_LOG = re.compile(r"^\(\(sign\((?P<u>.+?)\) \* ln\(1 \+ abs\((?P=u)\)\) / ln\(2\.0::float8\)\) - (?P<t0>\S+)\) / (?P<w>\S+)$")
 
 
 def emulate_encode(sql: str, value):
@@ -248,12 +252,22 @@ def emulate_encode(sql: str, value):
         return int(min(max(np.rint(value), lo), hi) - lo2)
     m = _BINNED.match(sql)
     if m:
-        lo, hi, lo2, w = float(m["lo"]), float(m["hi"]), float(m["lo2"]), float(m["w"])
+        lo, hi = float(m["lo"]), float(m["hi"])
         if value <= lo:
             return 0
         if value >= hi:
             return int(m["top"])
-        return 1 + min(int(m["last"]), math.floor((value - lo2) / w))
+        if m["zero"] is not None and value == 0:
+            return int(m["zero"])
+        log = _LOG.match(m["pos"])
+        linear = None if log else _LINEAR.match(m["pos"])
+        if linear:
+            position = (value - float(linear["lo2"])) / float(linear["w"])
+        else:
+            assert log, m["pos"]
+            position = (math.copysign(1, value) * math.log1p(abs(value)) / math.log(2.0) - float(log["t0"])) \
+                / float(log["w"])
+        return 1 + min(int(m["last"]), math.floor(position))
     raise AssertionError(f"unexpected SQL shape: {sql}")
 
 
@@ -317,6 +331,60 @@ def test_long_categorical_lists_use_a_lookup_and_round_trip(other, nullable):
     if nullable:
         assert back[codes == col.null_code].tolist() == [col.null_code]
     assert emulate_encode(sql, "zzz") == (len(col.values) if other else 0)
+
+
+@pytest.mark.parametrize("sql_type,lower,upper,source", [
+    ("integer", -1, 131072, "DP bounds"), ("double precision", -1, 2.0 ** 20, "DP bounds"),
+    ("numeric(12,2)", -4096, 65536, "DP bounds"), ("integer", -1000, 100000, "declared bounds")])
+@pytest.mark.parametrize("nullable", [False, True])
+def test_zero_spike_and_log_bins_round_trip(sql_type, lower, upper, source, nullable):
+    """A range around 0 gets a code for exactly 0; DP bounds far from 0 get log-scale bins
+    (declared ones stay linear).  Every code decodes to values that encode back to it."""
+    rng = np.random.default_rng(RNG_SEED)
+    col = numeric(sql_type, lower, upper, nullable)
+    col.source = source
+    assert col.zero_point and col.log_scale == (source == "DP bounds")
+    sql = col.encode_sql('"x"')
+    assert ("ln(1 + abs(" in sql) == col.log_scale
+    # log bins narrower than the grid near 0 hold no value of the column (no real row can
+    # land there); they decode to a neighbour.  Every other code round-trips.
+    t0 = dom._log2p(float(lower)) if col.log_scale else float(lower)
+    t1 = dom._log2p(float(upper)) if col.log_scale else float(upper)
+    edges = t0 + np.arange(col.bins + 1) * (t1 - t0) / col.bins
+    edges = dom._exp2m(edges) if col.log_scale else edges
+    step = 1.0 if sql_type == "integer" else 0.01 if sql_type.startswith("numeric") else None
+    empty = set()
+    if step is not None:
+        first = np.maximum(np.ceil(edges[:-1] / step - 1e-9), np.floor(lower / step) + 1)   # bounds: codes 0, top
+        last = np.minimum(np.ceil(edges[1:] / step - 1e-9) - 1, np.ceil(upper / step) - 1)
+        # no grid value inside, or only 0 (which has its own code)
+        empty = {k + 1 for k in range(col.bins) if first[k] > last[k] or first[k] == last[k] == 0}
+    assert len(empty) < 4
+    for _ in range(20):
+        codes = np.arange(col.size)
+        back = round_trip(col, codes, rng)
+        full = np.array([c not in empty for c in codes])
+        assert np.array_equal(back[full], codes[full])
+    zero = col.bins + 2
+    assert col.decode(np.array([zero]), rng)[0] == 0.0 and emulate_encode(sql, 0.0) == zero
+
+
+def test_log_bins_keep_a_long_tail():
+    """Log-normal values on DP bounds [-1, 2^20]: with linear bins almost every row falls in the
+    first bin and decodes uniformly over [0, 32768), so the median moves 50-fold; with log-scale
+    bins the decoded median stays within a factor 1.5 of the real one."""
+    rng = np.random.default_rng(RNG_SEED)
+    real = np.round(np.exp(rng.normal(6, 1.5, 20000)))
+    real = real[real < 2 ** 20]
+    col = numeric("integer", -1, 2 ** 20)
+    col.source = "DP bounds"
+    sql = col.encode_sql('"x"')
+    codes = np.array([emulate_encode(sql, float(v)) for v in real])
+    decoded = col.decode(codes, rng)
+    assert 1 / 1.5 <= np.median(decoded) / np.median(real) <= 1.5
+    col.source = "declared bounds"
+    linear = col.decode(np.array([emulate_encode(col.encode_sql('"x"'), float(v)) for v in real]), rng)
+    assert np.median(linear) / np.median(real) > 10
 
 
 @pytest.mark.parametrize("sql_type,lower,upper", [("integer", -5, 60), ("date", 100, 200), ("smallint", 0, 0)])
