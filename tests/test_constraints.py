@@ -138,38 +138,16 @@ def test_constraints_values_cannot_meet_are_refused_when_added(conn, adult, dc):
 
 # ---------------------------------------------------------------- a generated high-cardinality table
 
-GEO_ROWS = 30000
+GEO_ROWS = datasets.GEO_ROWS
 
 
 @pytest.fixture(scope="module")
 def geo(conn):
-    """zip (20,000 declared values) -> city (2,000) -> state (50); (state, kind) -> tax;
-    within each g, y never falls as x rises.  All from integer arithmetic on the row number."""
-    conn.execute("""CREATE TABLE geo (zip text NOT NULL, city text NOT NULL, state text NOT NULL,
-                    kind text NOT NULL, tax text NOT NULL, g integer NOT NULL, x integer NOT NULL,
-                    y integer NOT NULL)""")
-    conn.execute(f"""
-        INSERT INTO geo
-        SELECT 'z' || z, 'c' || (z / 10), 's' || (z / 10 % 50), 'k' || (i % 4),
-               't' || ((z / 10 % 50) * 4 + i % 4) % 9, i % 20, x, (i % 20) * 50 + x / 4
-        FROM (SELECT i, (i * 7919) % 20000 AS z, (i * 104729) % 1000 AS x
-              FROM generate_series(1::bigint, {GEO_ROWS}) i) s""")
-    conn.execute("SELECT dp.protect('geo')")
-    for column, values in (("zip", [f"z{k}" for k in range(20000)]), ("city", [f"c{k}" for k in range(2000)]),
-                           ("state", [f"s{k}" for k in range(50)]), ("kind", [f"k{k}" for k in range(4)]),
-                           ("tax", [f"t{k}" for k in range(9)])):
-        conn.execute("SELECT dp.set_public_values('geo', %s, %s)", (column, values))
-    conn.execute("SELECT dp.set_bounds('geo', 'g', 0, 19)")
-    conn.execute("SELECT dp.set_bounds('geo', 'x', 0, 999)")
-    conn.execute("SELECT dp.set_bounds('geo', 'y', 0, 1250)")
-    for dc in ("t1&t2&EQ(t1.zip,t2.zip)&IQ(t1.city,t2.city)", "t1&t2&EQ(t1.city,t2.city)&IQ(t1.state,t2.state)",
-               "t1&t2&EQ(t1.state,t2.state)&EQ(t1.kind,t2.kind)&IQ(t1.tax,t2.tax)",
-               "t1&t2&EQ(t1.g,t2.g)&GT(t1.x,t2.x)&LT(t1.y,t2.y)"):
-        conn.execute("SELECT dp.add_constraint('geo', %s)", (dc,))
+    table = datasets.geo(conn)
     conn.execute("SELECT dp.grant_budget('postgres', (SELECT dataset FROM dp_internal.protected_tables "
                  "WHERE relid = 'geo'::regclass), 100.0, 0.1)")
     assert conn.execute("SELECT count(*) FROM geo").fetchone()[0] == GEO_ROWS
-    return "geo"
+    return table
 
 
 def test_high_cardinality_chain_and_order_within_groups(conn, geo):
