@@ -6,14 +6,17 @@ all its predicates hold.  Every predicate compares an attribute of t1 with one o
 constants, no predicate within one tuple).  NULL (``None`` or a float NaN) follows SQL: a
 comparison with NULL is not true, so it never makes a predicate hold.
 
-A table is ``dict[str, np.ndarray]`` (column name -> 1-D array, equal lengths).  Three kinds of
-DC get fast exact algorithms; everything else is handled by brute force over row pairs:
+A table is ``dict[str, np.ndarray]`` (column name -> 1-D array, equal lengths).  Pairs are
+read in both orientations, so a strict LT/GT on one attribute next to symmetric predicates
+only is IQ.  Kinds (each with an exact repair that changes values, never deletes rows):
 
-* ``fd``: ``EQ(A1)&...&EQ(Ak)&IQ(Y)`` (each predicate on one attribute of both tuples), the
-  functional dependency A1..Ak -> Y;
-* ``order``: two strict comparisons LT/GT on two different attributes a and b, e.g.
-  ``LT(a)&LT(b)`` forbids a_i < a_j together with b_i < b_j; repair changes b;
-* ``general``: any other DC.
+* ``fd``: ``EQ(A1)&...&EQ(Ak)&IQ(Y)`` (k >= 0), the functional dependency A1..Ak -> Y;
+* ``unique``: only EQs (or EQs and one LTE/GTE): no two rows share the EQ attributes;
+* ``order``: EQs (the groups) and two ordered comparisons on two attributes, the
+  dependent's strict, e.g. ``EQ(g)&GT(x)&LT(y)``; repair re-assigns y in x's order;
+* ``general``: any other DC; repaired through a "breaker" attribute (see ``breakers``),
+  refused (``unsupported``) when it has none.
+Counting is exact for all (O(n log n) for the first three, over candidate pairs else).
 """
 
 from __future__ import annotations
