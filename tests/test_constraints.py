@@ -10,14 +10,7 @@ import pytest
 
 import datasets
 from conftest import shared_data
-
-
-def synthesize(c, table, **kw):
-    notices = []
-    c.add_notice_handler(lambda d: notices.append(d.message_primary))
-    args = "".join(f", {k} => %s" for k in kw)
-    c.execute(f"CALL dp_synthesize(%s{args})", (table, *kw.values()))
-    return notices
+from test_synthesis import synthesize
 
 
 def charges(conn):
