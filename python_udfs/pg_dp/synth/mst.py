@@ -278,6 +278,12 @@ def _mbi():
     return mbi
 
 
+def preload(tick: Callable[[], None] = lambda: None) -> None:
+    """Import mbi and JAX (1-3 s, once per process) in the helper thread, so that a cancel
+    arriving meanwhile is seen (see ``interruptible``)."""
+    interruptible(_mbi, tick)
+
+
 # Largest junction-tree clique (cells) that extra pairs may create: sampling and
 # fitting cost grows with it.
 MAX_CLIQUE_CELLS = 20000

@@ -329,6 +329,7 @@ class Run:
                    + ", ".join(f"{c.encode_sql(db.quote_ident(c.name))} AS c{i}" for i, c in enumerate(modelled))
                    + f" FROM {self.src}")
         self.phase(f"encoded {len(modelled)} column(s)")
+        mst.preload(db.check_interrupts)
         index = {c.name: i for i, c in enumerate(modelled)}
         sizes = {c.name: c.size for c in modelled}
         cache: dict = {}
