@@ -42,6 +42,7 @@ SRC = "pg_dp_synth_src"
 CODES = "pg_dp_synth_codes"
 COMPRESSED = "pg_dp_synth_compressed"
 STAGE = "pg_dp_synth_stage"
+TRIALS = 5                            # random tables the trial repairs (each must settle)
 TRIAL_ROWS = 1_000                    # rows of the pre-charge trial of the denial-constraint repair
 STAGE_CHUNK = 50_000                  # rows turned into text and sent to the server at a time
 
@@ -419,30 +420,31 @@ class Run:
         return int(cap)
 
     def _trial_repair(self, dcs, unknown: set, n: int):
-        """Run the repair once on rows drawn from the declared domains alone (no data is read):
+        """Run the repair on TRIALS tables drawn from the declared domains alone (no data is read):
         a set of constraints that pull the same columns different ways until no pass settles
         is refused here, before the charge, rather than after it."""
-        attrs = {a for d in dcs for a in d.attributes}
-        if not dcs or n < 2 or attrs & unknown:
+        attrs = sorted({a for d in dcs for a in d.attributes})
+        if not dcs or n < 2 or set(attrs) & unknown:
             return
-        rng = np.random.default_rng(0)        # public inputs only: nothing here is released
-        values = {}
-        for name in attrs:
-            c = self.t.column(name)
-            if c.kind == "categorical":
-                values[name] = np.array(c.values, dtype=object)[rng.integers(0, len(c.values), n)]
-            elif c.kind == "numeric":
-                u = rng.uniform(c.lower, c.upper, n)
-                values[name] = np.round(u) if c.fam in ("integer", "date") else u
-            else:
-                values[name] = np.array([f"id{k}" for k in rng.integers(0, n, n)], dtype=object)
         domains = {a: _repair_domain(self.t.column(a)) for a in attrs if _repair_domain(self.t.column(a)) is not None}
-        try:
-            dcmod.repair(values, dcs, rng, domains, tick=db.check_interrupts)
-        except DPError as e:
-            raise DPError(f"these denial constraints cannot be met together: {e.message}",
-                          hint="A trial on random rows of the declared domains did not settle; drop some of "
-                               "them (dp.drop_constraint) or ask for fewer rows.", sqlstate="23514") from None
+        for seed in range(TRIALS):          # public inputs only: nothing here is released
+            rng = np.random.default_rng(seed)
+            values = {}
+            for name in attrs:
+                c = self.t.column(name)
+                if c.kind == "categorical":
+                    values[name] = np.array(c.values, dtype=object)[rng.integers(0, len(c.values), n)]
+                elif c.kind == "numeric":
+                    u = rng.uniform(c.lower, c.upper, n)
+                    values[name] = np.round(u) if c.fam in ("integer", "date") else u
+                else:
+                    values[name] = np.array([f"id{k}" for k in rng.integers(0, n, n)], dtype=object)
+            try:
+                dcmod.repair(values, dcs, rng, domains, tick=db.check_interrupts)
+            except DPError as e:
+                raise DPError(f"these denial constraints cannot be met together: {e.message}",
+                              hint="A trial on random rows of the declared domains did not settle; drop some of "
+                                   "them (dp.drop_constraint) or ask for fewer rows.", sqlstate="23514") from None
 
     # -------------------------------------------------------------- write
     @property
