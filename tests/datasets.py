@@ -159,3 +159,34 @@ def mixed(conn, rows, table="mixed"):
     conn.execute("SELECT dp.set_public_values(%s, 'plan', ARRAY['basic','plus','pro'])", (table,))
     return table
 
+
+
+GEO_ROWS = 30000
+GEO_DCS = ("t1&t2&EQ(t1.zip,t2.zip)&IQ(t1.city,t2.city)", "t1&t2&EQ(t1.city,t2.city)&IQ(t1.state,t2.state)",
+           "t1&t2&EQ(t1.state,t2.state)&EQ(t1.kind,t2.kind)&IQ(t1.tax,t2.tax)",
+           "t1&t2&EQ(t1.g,t2.g)&GT(t1.x,t2.x)&LT(t1.y,t2.y)")
+
+
+def geo(conn, table="geo", rows=GEO_ROWS):
+    """A generated high-cardinality table (issue 9): zip (20,000 declared values) -> city
+    (2,000) -> state (50); (state, kind) -> tax; within each g, y never falls as x rises.
+    All from integer arithmetic on the row number; the DCs hold in the data."""
+    conn.execute(f"""CREATE TABLE {table} (zip text NOT NULL, city text NOT NULL, state text NOT NULL,
+                    kind text NOT NULL, tax text NOT NULL, g integer NOT NULL, x integer NOT NULL,
+                    y integer NOT NULL)""")
+    conn.execute(f"""
+        INSERT INTO {table}
+        SELECT 'z' || z, 'c' || (z / 10), 's' || (z / 10 % 50), 'k' || (i % 4),
+               't' || ((z / 10 % 50) * 4 + i % 4) % 9, i % 20, x, (i % 20) * 50 + x / 4
+        FROM (SELECT i, (i * 7919) % 20000 AS z, (i * 104729) % 1000 AS x
+              FROM generate_series(1::bigint, {int(rows)}) i) s""")
+    conn.execute(f"SELECT dp.protect('{table}')")
+    for column, values in (("zip", [f"z{k}" for k in range(20000)]), ("city", [f"c{k}" for k in range(2000)]),
+                           ("state", [f"s{k}" for k in range(50)]), ("kind", [f"k{k}" for k in range(4)]),
+                           ("tax", [f"t{k}" for k in range(9)])):
+        conn.execute("SELECT dp.set_public_values(%s, %s, %s)", (table, column, values))
+    for column, lo, hi in (("g", 0, 19), ("x", 0, 999), ("y", 0, 1250)):
+        conn.execute("SELECT dp.set_bounds(%s, %s, %s, %s)", (table, column, lo, hi))
+    for dc in GEO_DCS:
+        conn.execute("SELECT dp.add_constraint(%s, %s)", (table, dc))
+    return table

@@ -427,11 +427,13 @@ def add_constraint(table_name, dc_text):
         "SELECT attname FROM pg_catalog.pg_attribute WHERE attrelid = $1 AND attnum > 0 AND NOT attisdropped",
         [relid], ["oid"])]
     parsed = dc.parse(dc_text or "", columns)
+    why = dc.unsupported(parsed)
+    if why:
+        raise DPError(f'denial constraint "{parsed.text}" cannot be kept without deleting rows: {why}',
+                      hint="Hard constraints are met by changing values: EQs with one IQ/LT/GT (a functional "
+                           "dependency), only EQs (unique), EQs with two LT/GT/LTE/GTE (an order within groups), "
+                           "or any mix with a strict comparison or IQ on a column used once.", sqlstate="0A000")
     rows = db.execute("INSERT INTO dp_internal.denial_constraints (relid, dc) VALUES ($1, $2) "
                       "ON CONFLICT (relid, dc) DO UPDATE SET dc = excluded.dc RETURNING id",
                       [relid, parsed.text], ["oid", "text"])
-    if parsed.kind == "general":
-        db.notice(f"denial constraint {rows[0]['id']} is not a functional dependency or a two-column order: "
-                  "synthetic rows that break it are dropped",
-                  hint="Functional dependencies (EQ...&IQ) and orders (LT/GT on two columns) are repaired instead.")
     return rows[0]["id"]

@@ -2,6 +2,7 @@
 (measure / select / fit / sample) on a small synthetic table with a numpy `measure`."""
 
 import datetime as dt
+import json
 import math
 import re
 import uuid
@@ -69,7 +70,7 @@ def test_categorical_size_and_null_code(other, nullable, size, null_code):
     ("date", 0, 30, False, 31, True),
     ("date", -1000, 9000, True, dom.DEFAULT_BINS + 3, False),
     ("double precision", 0, 5, False, dom.DEFAULT_BINS + 2, False),   # floats are never exact
-    ("numeric(10,2)", -3.5, 99.25, True, dom.DEFAULT_BINS + 3, False),
+    ("numeric(10,2)", -3.5, 99.25, True, dom.DEFAULT_BINS + 4, False),   # a code for exactly 0
     ("timestamp with time zone", 0, 86400 * 365, False, dom.DEFAULT_BINS + 2, False),
 ])
 def test_numeric_size_and_null_code(sql_type, lower, upper, nullable, size, exact):
@@ -196,7 +197,8 @@ def test_encode_sql_shapes():
     sql = numeric("integer", 1, 5).encode_sql('"x"')
     assert "least(greatest(round(" in sql and "CASE" not in sql
     sql = numeric("double precision", -3.5, 10.0, nullable=True, bins=8).encode_sql('"x"')
-    assert sql.startswith('(CASE WHEN "x" IS NULL THEN 10 ')
+    assert sql.startswith('(CASE WHEN "x" IS NULL THEN 11 ')          # 8 bins, 2 bounds, exactly 0
+    assert "= 0 THEN 10" in sql
     assert "THEN 9" in sql and "least(7," in sql and "--" not in sql   # a negative bound is no comment
     sql = numeric("date", 0, 5000).encode_sql('"d"')
     assert "DATE '2000-01-01'" in sql
@@ -210,14 +212,27 @@ def test_encode_sql_shapes():
 _NULL_WRAP = re.compile(r"^\(CASE WHEN (?P<col>.+?) IS NULL THEN (?P<null>\d+) ELSE (?P<inner>.+) END\)$")
 _CATEGORICAL = re.compile(r"^coalesce\(pg_catalog\.array_position\(ARRAY\[(?P<arr>.*)\]::text\[\], "
                           r"\((?P<col>.+?)\)::text\) - 1, (?P<fallback>.+)\)$")
+_LOOKUP = re.compile(r"^coalesce\(\(\((?P<obj>'.*')\)::jsonb ->> \((?P<col>.+?)\)::text\)::int, (?P<fallback>.+)\)$")
 _FALLBACK_NULL = re.compile(r"^CASE WHEN (?P<col>.+?) IS NULL THEN (?P<null>\d+) ELSE (?P<miss>\d+) END$")
 _EXACT = re.compile(r"^\(least\(greatest\(round\((?P<u>.+)\), (?P<lo>\S+)\), (?P<hi>\S+)\) - (?P<lo2>\S+)\)::int$")
 _BINNED = re.compile(r"^\(CASE WHEN (?P<u>.+?) <= (?P<lo>\S+) THEN 0 WHEN (?P=u) >= (?P<hi>\S+) THEN (?P<top>\d+) "
-                     r"ELSE 1 \+ least\((?P<last>\d+), floor\(\((?P=u) - (?P<lo2>\S+)\) / (?P<w>\S+)\)\)::int END\)$")
+                     r"(WHEN (?P=u) = 0 THEN (?P<zero>\d+) )?"
+                     r"ELSE 1 \+ least\((?P<last>\d+), floor\((?P<pos>.+)\)\)::int END\)$")
+_LINEAR = re.compile(r"^\((?P<u>.+) - (?P<lo2>\S+)\) / (?P<w>\S+)$")
+_LOG = re.compile(r"^\(\(sign\((?P<u>.+?)\) \* ln\(1 \+ abs\((?P=u)\)\) / ln\(2\.0::float8\)\) - (?P<t0>\S+)\) / (?P<w>\S+)$")
 
 
 def emulate_encode(sql: str, value):
     """Code of `value` (text for categorical, a number on the line for numeric, None = NULL)."""
+    m = _LOOKUP.match(sql)
+    if m:
+        codes = json.loads(m["obj"][1:-1].replace("''", "'"))
+        if value is not None and value in codes:
+            return codes[value]
+        f = _FALLBACK_NULL.match(m["fallback"])
+        if f:
+            return int(f["null"]) if value is None else int(f["miss"])
+        return int(m["fallback"])
     m = _CATEGORICAL.match(sql)
     if m:
         arr = [s.replace("''", "'") for s in re.findall(r"'((?:[^']|'')*)'", m["arr"])]
@@ -237,12 +252,22 @@ def emulate_encode(sql: str, value):
         return int(min(max(np.rint(value), lo), hi) - lo2)
     m = _BINNED.match(sql)
     if m:
-        lo, hi, lo2, w = float(m["lo"]), float(m["hi"]), float(m["lo2"]), float(m["w"])
+        lo, hi = float(m["lo"]), float(m["hi"])
         if value <= lo:
             return 0
         if value >= hi:
             return int(m["top"])
-        return 1 + min(int(m["last"]), math.floor((value - lo2) / w))
+        if m["zero"] is not None and value == 0:
+            return int(m["zero"])
+        log = _LOG.match(m["pos"])
+        linear = None if log else _LINEAR.match(m["pos"])
+        if linear:
+            position = (value - float(linear["lo2"])) / float(linear["w"])
+        else:
+            assert log, m["pos"]
+            position = (math.copysign(1, value) * math.log1p(abs(value)) / math.log(2.0) - float(log["t0"])) \
+                / float(log["w"])
+        return 1 + min(int(m["last"]), math.floor(position))
     raise AssertionError(f"unexpected SQL shape: {sql}")
 
 
@@ -290,6 +315,76 @@ def test_categorical_round_trip(other, nullable):
     # a value outside the list: the 'other' code, or code 0 for a closed (public) list
     sql = col.encode_sql('"x"')
     assert emulate_encode(sql, "zzz") == (len(col.values) if other else 0)
+
+
+@pytest.mark.parametrize("other,nullable", [(False, False), (True, True)])
+def test_long_categorical_lists_use_a_lookup_and_round_trip(other, nullable):
+    rng = np.random.default_rng(RNG_SEED)
+    values = tuple(f"z{k:05d}" for k in range(20000)) + ("o'k", "é")
+    col = categorical(values=values, other=other, nullable=nullable)
+    sql = col.encode_sql('"x"')
+    assert "::jsonb ->>" in sql and "array_position" not in sql
+    codes = np.r_[0:30, col.size - 30:col.size]          # each emulated lookup parses the object
+    back = round_trip(col, codes, rng)
+    plain = codes < len(col.values)
+    assert np.array_equal(back[plain], codes[plain])
+    if nullable:
+        assert back[codes == col.null_code].tolist() == [col.null_code]
+    assert emulate_encode(sql, "zzz") == (len(col.values) if other else 0)
+
+
+@pytest.mark.parametrize("sql_type,lower,upper,source", [
+    ("integer", -1, 131072, "DP bounds"), ("double precision", -1, 2.0 ** 20, "DP bounds"),
+    ("numeric(12,2)", -4096, 65536, "DP bounds"), ("integer", -1000, 100000, "declared bounds")])
+@pytest.mark.parametrize("nullable", [False, True])
+def test_zero_spike_and_log_bins_round_trip(sql_type, lower, upper, source, nullable):
+    """A range around 0 gets a code for exactly 0; DP bounds far from 0 get log-scale bins
+    (declared ones stay linear).  Every code decodes to values that encode back to it."""
+    rng = np.random.default_rng(RNG_SEED)
+    col = numeric(sql_type, lower, upper, nullable)
+    col.source = source
+    assert col.zero_point and col.log_scale == (source == "DP bounds")
+    sql = col.encode_sql('"x"')
+    assert ("ln(1 + abs(" in sql) == col.log_scale
+    # log bins narrower than the grid near 0 hold no value of the column (no real row can
+    # land there); they decode to a neighbour.  Every other code round-trips.
+    t0 = dom._log2p(float(lower)) if col.log_scale else float(lower)
+    t1 = dom._log2p(float(upper)) if col.log_scale else float(upper)
+    edges = t0 + np.arange(col.bins + 1) * (t1 - t0) / col.bins
+    edges = dom._exp2m(edges) if col.log_scale else edges
+    step = 1.0 if sql_type == "integer" else 0.01 if sql_type.startswith("numeric") else None
+    empty = set()
+    if step is not None:
+        first = np.maximum(np.ceil(edges[:-1] / step - 1e-9), np.floor(lower / step) + 1)   # bounds: codes 0, top
+        last = np.minimum(np.ceil(edges[1:] / step - 1e-9) - 1, np.ceil(upper / step) - 1)
+        # no grid value inside, or only 0 (which has its own code)
+        empty = {k + 1 for k in range(col.bins) if first[k] > last[k] or first[k] == last[k] == 0}
+    assert len(empty) < 4
+    for _ in range(20):
+        codes = np.arange(col.size)
+        back = round_trip(col, codes, rng)
+        full = np.array([c not in empty for c in codes])
+        assert np.array_equal(back[full], codes[full])
+    zero = col.bins + 2
+    assert col.decode(np.array([zero]), rng)[0] == 0.0 and emulate_encode(sql, 0.0) == zero
+
+
+def test_log_bins_keep_a_long_tail():
+    """Log-normal values on DP bounds [-1, 2^20]: with linear bins almost every row falls in the
+    first bin and decodes uniformly over [0, 32768), so the median moves 50-fold; with log-scale
+    bins the decoded median stays within a factor 1.5 of the real one."""
+    rng = np.random.default_rng(RNG_SEED)
+    real = np.round(np.exp(rng.normal(6, 1.5, 20000)))
+    real = real[real < 2 ** 20]
+    col = numeric("integer", -1, 2 ** 20)
+    col.source = "DP bounds"
+    sql = col.encode_sql('"x"')
+    codes = np.array([emulate_encode(sql, float(v)) for v in real])
+    decoded = col.decode(codes, rng)
+    assert 1 / 1.5 <= np.median(decoded) / np.median(real) <= 1.5
+    col.source = "declared bounds"
+    linear = col.decode(np.array([emulate_encode(col.encode_sql('"x"'), float(v)) for v in real]), rng)
+    assert np.median(linear) / np.median(real) > 10
 
 
 @pytest.mark.parametrize("sql_type,lower,upper", [("integer", -5, 60), ("date", 100, 200), ("smallint", 0, 0)])
@@ -557,9 +652,13 @@ class Recorder:
         self.noised: list[tuple[np.ndarray, float, np.ndarray]] = []    # (exact, scale, noisy)
         self.selections: list[tuple[float, float]] = []                  # (sensitivity, rho)
 
-    def measure(self, cliques):
+    def measure(self, cliques, compress=None):
         self.measured += [tuple(c) for c in cliques]
-        return [counts_of(self.data, c, self.domain) for c in cliques]
+        if compress is None:
+            return [counts_of(self.data, c, self.domain) for c in cliques]
+        data = {a: compress[a][v] for a, v in self.data.items()}
+        sizes = {a: int(m.max()) + 1 for a, m in compress.items()}
+        return [counts_of(data, c, sizes) for c in cliques]
 
     def run(self, rho, sensitivity=1, **kw):
         real_noise, real_argmax = mechanisms.gaussian_counts, mechanisms.exponential_argmax
@@ -636,8 +735,9 @@ def test_run_measures_required_and_selected_cliques(strong_run):
     measured = [m.clique for m in plan.two_way]
     assert ("c", "d") in measured
     assert set(plan.selected) <= set(measured)
-    for m in plan.two_way:
-        assert m.values.shape == tuple(DOMAIN[a] for a in m.clique)
+    for m in plan.two_way:      # over the compressed codes (d's two empty codes merged into one)
+        assert m.compressed
+        assert m.values.shape == tuple(int(plan.compress[a].max()) + 1 for a in m.clique)
     assert plan.measurements == len(plan.one_way) + len(plan.two_way)
 
 
@@ -687,7 +787,7 @@ def test_run_with_required_clique_spanning_everything_needs_no_selection(table):
     assert rec.selections == [] and plan.selected == []
     assert plan.required == [("a", "b", "c", "d")]          # single attributes are not cliques
     assert [m.clique for m in plan.two_way] == [("a", "b", "c", "d")]
-    assert plan.two_way[0].values.shape == (4, 5, 3, 6)
+    assert plan.two_way[0].values.shape == (4, 5, 3, 5)     # d's never-seen codes 4, 5 merged
     assert rec.spent() <= 1.0 * (1 + 1e-9)
 
 
@@ -704,18 +804,24 @@ def test_run_never_releases_exact_counts(table):
     plan = rec.run(0.5, required=[("c", "d")])
     noisy_outputs = [out for _, _, out in rec.noised]
     marginals = plan.one_way + plan.two_way
+    def exact_of(m):
+        if not m.compressed:
+            return counts_of(table, m.clique)
+        return counts_of({a: plan.compress[a][v] for a, v in table.items()}, m.clique,
+                         {a: int(plan.compress[a].max()) + 1 for a in table})
+
     for m in marginals:
-        exact = counts_of(table, m.clique)
+        exact = exact_of(m)
         # every number in the plan is an output of the noise mechanism, not a copy of a count
         assert any(m.values is out for out in noisy_outputs)
         if m.values.size >= 12:        # sd >= 3.5: all cells unchanged has probability < 1e-11
             assert not np.array_equal(m.values, exact)
-    assert sum(np.array_equal(m.values, counts_of(table, m.clique)) for m in marginals) <= 1
+    assert sum(np.array_equal(m.values, exact_of(m)) for m in marginals) <= 1
     # every measured clique went through the Gaussian (selection aside: scores are only ranked)
     noised_cells = sum(e.size for e, _, _ in rec.noised)
     assert noised_cells == sum(m.values.size for m in plan.one_way + plan.two_way)
     # pooled standardized noise has unit variance (the recorded stddev is the one used)
-    z = np.concatenate([((m.values - counts_of(table, m.clique)) / m.stddev).ravel()
+    z = np.concatenate([((m.values - exact_of(m)) / m.stddev).ravel()
                         for m in plan.one_way + plan.two_way])
     ss = float(np.sum(z**2))
     assert stats.chi2.ppf(1e-9, z.size) < ss < stats.chi2.isf(1e-9, z.size)
@@ -775,3 +881,32 @@ def test_type_range_of_dates_and_timestamps_decodes():
         col = numeric(sql_type, lo, hi)
         text = col.to_text(np.array([lo, hi]))
         assert text[0].startswith("0001-01-01") and text[1].startswith("9999-12-31")
+
+
+def test_run_never_measures_a_dense_table_over_a_huge_domain():
+    """Two columns of 20,000 and 5,000 declared values, one a function of the other: no
+    measured marginal (selection or model) exceeds MAX_MEASURE_CELLS compressed cells, the
+    required pair is replaced by the pairs that fit, and the callback is only ever asked for
+    compressed multi-way counts (the 1-ways alone are over the declared domain)."""
+    rng = np.random.default_rng(21)
+    n = 30000
+    zip_code = rng.integers(0, 20000, n)
+    data = {"zip": zip_code, "city": zip_code // 4, "g": rng.integers(0, 3, n), "h": rng.integers(0, 4, n)}
+    domain = {"zip": 20000, "city": 5000, "g": 3, "h": 4}
+    asked = []
+
+    class Huge(Recorder):
+        def measure(self, cliques, compress=None):
+            asked.append((tuple(cliques), compress is not None))
+            return super().measure(cliques, compress)
+
+    rec = Huge(data, domain)
+    with pytest.MonkeyPatch.context() as mp:
+        mp.setattr(mst, "MAX_MEASURE_CELLS", 50_000)
+        plan = rec.run(1.0, required=[("zip", "city", "g")])
+        sizes = {a: int(plan.compress[a].max()) + 1 for a in domain}
+        assert all(math.prod(sizes[a] for a in m.clique) <= 50_000 for m in plan.two_way)
+    assert all(compressed for cliques, compressed in asked if any(len(c) > 1 for c in cliques))
+    assert all(len(c) == 1 for cliques, compressed in asked if not compressed for c in cliques)
+    assert rec.spent() <= 1.0 * (1 + 1e-9)
+

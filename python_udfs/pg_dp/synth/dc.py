@@ -6,23 +6,25 @@ all its predicates hold.  Every predicate compares an attribute of t1 with one o
 constants, no predicate within one tuple).  NULL (``None`` or a float NaN) follows SQL: a
 comparison with NULL is not true, so it never makes a predicate hold.
 
-A table is ``dict[str, np.ndarray]`` (column name -> 1-D array, equal lengths).  Three kinds of
-DC get fast exact algorithms; everything else is handled by brute force over row pairs:
+A table is ``dict[str, np.ndarray]`` (column name -> 1-D array, equal lengths).  Pairs are
+read in both orientations, so a strict LT/GT on one attribute next to symmetric predicates
+only is IQ.  Kinds (each with an exact repair that changes values, never deletes rows):
 
-* ``fd``: ``EQ(A1)&...&EQ(Ak)&IQ(Y)`` (each predicate on one attribute of both tuples), the
-  functional dependency A1..Ak -> Y;
-* ``order``: two strict comparisons LT/GT on two different attributes a and b, e.g.
-  ``LT(a)&LT(b)`` forbids a_i < a_j together with b_i < b_j; repair changes b;
-* ``general``: any other DC.
+* ``fd``: ``EQ(A1)&...&EQ(Ak)&IQ(Y)`` (k >= 0), the functional dependency A1..Ak -> Y;
+* ``unique``: only EQs (or EQs and one LTE/GTE): no two rows share the EQ attributes;
+* ``order``: EQs (the groups) and two ordered comparisons on two attributes, the
+  dependent's strict, e.g. ``EQ(g)&GT(x)&LT(y)``; repair re-assigns y in x's order;
+* ``general``: any other DC; repaired through a "breaker" attribute (see ``breakers``),
+  refused (``unsupported``) when it has none.
+Counting is exact for all (O(n log n) for the first three, over candidate pairs else).
 """
 
 from __future__ import annotations
 
-import heapq
 import math
 import re
 from dataclasses import dataclass
-from typing import Any, Iterable, Iterator, Mapping, Sequence
+from typing import Any, Callable, Iterable, Iterator, Mapping, Sequence
 
 import numpy as np
 
@@ -39,7 +41,6 @@ _PREDICATE = re.compile(r"(?P<op>[A-Za-z]+)\s*\(\s*(?P<left>[^,()]*?)\s*,\s*(?P<
 _OPERAND = re.compile(r"t(?P<tuple>\d+)\.(?P<attr>[^\s,()&]+)")
 _PAIR_CHUNK = 1 << 22       # row pairs evaluated at once by the brute-force path
 _LARGE_GROUP = 1024         # groups this large are checked in blocks of rows x later rows
-_MAX_ROUNDS = 4             # passes of value repair before violators are dropped
 
 
 # ---------------------------------------------------------------- parse
@@ -77,6 +78,8 @@ class DenialConstraint:
     kind: str
     determinants: tuple[str, ...]
     dependent: str | None
+    key: str | None = None          # order: the attribute the dependent must follow
+    strict_key: bool = True         # order: False when the key's predicate is LTE/GTE
 
     @property
     def attributes(self) -> tuple[str, ...]:
@@ -112,19 +115,33 @@ def _parse_predicate(text: str, field: str) -> Predicate:
     return Predicate(match["op"], left_tuple, left_attr, right_tuple, right_attr)
 
 
-def _classify(predicates: tuple[Predicate, ...]) -> tuple[str, tuple[str, ...], str | None]:
-    """(kind, determinants, dependent); see the module docstring for the kinds."""
+def _classify(predicates: tuple[Predicate, ...]) -> tuple[str, tuple[str, ...], str | None, str | None, bool]:
+    """(kind, determinants, dependent, key, strict key); see the module docstring for the kinds.
+
+    Every pair is checked in both orientations, so a strict LT/GT on one attribute next to
+    symmetric predicates only (EQ, IQ) is the same as IQ on it: ``EQ(age)&LT(edu)`` is the fd
+    age -> edu."""
     if not all(p.same_attribute for p in predicates):
-        return "general", (), None
-    ops = [p.op for p in predicates]
-    if set(ops) <= {"EQ", "IQ"} and ops.count("IQ") == 1 and "EQ" in ops:
-        determinants = tuple(dict.fromkeys(p.left_attr for p in predicates if p.op == "EQ"))
-        dependent = next(p.left_attr for p in predicates if p.op == "IQ")
-        return "fd", determinants, dependent
-    if (len(predicates) == 2 and set(ops) <= {"LT", "GT"}
-            and predicates[0].left_attr != predicates[1].left_attr):
-        return "order", (), predicates[1].left_attr
-    return "general", (), None
+        return "general", (), None, None, True
+    eqs = tuple(dict.fromkeys(p.left_attr for p in predicates if p.op == "EQ"))
+    rest = [p for p in predicates if p.op != "EQ"]
+    if any(p.left_attr in eqs for p in rest) or len({p.left_attr for p in rest}) != len(rest):
+        return "general", (), None, None, True
+    if not rest:
+        return "unique", eqs, None, None, True
+    if len(rest) == 1 and rest[0].op in ("LTE", "GTE"):
+        # one orientation of every pair of non-NULL values holds: EQ(g)&LTE(x) makes g unique
+        # among the rows with a value of x (kept as the "dependent": rows without one are free)
+        return "unique", eqs, rest[0].left_attr, None, True
+    if len(rest) == 1 and rest[0].op in ("IQ", "LT", "GT"):
+        return "fd", eqs, rest[0].left_attr, None, True
+    if len(rest) == 2 and all(p.op in _ORDERED_OPS for p in rest):
+        first, second = rest
+        if second.op not in ("LT", "GT"):          # the dependent must be the strict one
+            first, second = second, first
+        if second.op in ("LT", "GT"):
+            return "order", eqs, second.left_attr, first.left_attr, first.op in ("LT", "GT")
+    return "general", (), None, None, True
 
 
 def parse(text: str, columns: Iterable[str] | None = None) -> DenialConstraint:
@@ -143,9 +160,9 @@ def parse(text: str, columns: Iterable[str] | None = None) -> DenialConstraint:
                 raise DPError(f'denial constraint "{text}": column "{attr}" does not exist',
                               hint=f"the table's columns are: {', '.join(sorted(known))}",
                               sqlstate="42703")
-    kind, determinants, dependent = _classify(predicates)
+    kind, determinants, dependent, key, strict_key = _classify(predicates)
     canonical = "&".join(["t1", "t2", *(p.text for p in predicates)])
-    return DenialConstraint(canonical, predicates, kind, determinants, dependent)
+    return DenialConstraint(canonical, predicates, kind, determinants, dependent, key, strict_key)
 
 
 # ---------------------------------------------------------------- encoding
@@ -263,29 +280,53 @@ def _group_modes(groups: np.ndarray, values: np.ndarray, rng: np.random.Generato
     return modes
 
 
+def _fd_choices(groups: np.ndarray, values: np.ndarray, rng: np.random.Generator) -> np.ndarray:
+    """One value per determinant group (indexed by group id) that keeps the column's marginal.
+
+    A group holding one value keeps it.  The others, largest first, take the value that
+    scores best on (rows of the group holding it) x (share of that value's rows still to
+    give out): the group's majority while the value has room, so the dependent's overall
+    distribution stays close to the sampled one instead of collapsing onto the modes (on
+    Adult, age -> education-num by modes moves half of the column)."""
+    width = int(values.max()) + 1
+    pairs, counts = np.unique(groups * width + values, return_counts=True)
+    g, v = pairs // width, pairs % width
+    size = int(groups.max()) + 1
+    kinds = np.bincount(g, minlength=size)
+    target = np.bincount(values, minlength=width).astype(np.float64)
+    remaining = target.copy()
+    choice = np.full(size, -1, dtype=np.int64)
+    pure = kinds[g] == 1
+    choice[g[pure]] = v[pure]
+    np.subtract.at(remaining, v[pure], counts[pure])
+    starts = np.searchsorted(g, np.arange(size))
+    ends = np.searchsorted(g, np.arange(size), side="right")
+    mixed = np.flatnonzero(kinds > 1)
+    totals = np.bincount(groups, minlength=size)
+    noise = rng.random(size)
+    for group in mixed[np.lexsort((noise[mixed], -totals[mixed]))].tolist():
+        vs, ns = v[starts[group]:ends[group]], counts[starts[group]:ends[group]]
+        score = ns * np.clip(remaining[vs], 1e-9, None) / target[vs] * (1 + 1e-6 * rng.random(len(vs)))
+        pick = int(vs[np.argmax(score)])
+        choice[group] = pick
+        remaining[pick] -= totals[group]
+    return choice
+
+
 def _repair_fd(codes: dict[str, np.ndarray], dc: DenialConstraint, rng: np.random.Generator) -> int:
-    """Set the dependent Y of every row to the mode of Y within its determinant group.
+    """Give every determinant group one value of the dependent Y (see ``_fd_choices``).
 
     Afterwards each group of equal (non-NULL) determinants holds one non-NULL value of Y, so
     no two rows agree on X and differ on Y; rows with a NULL in X or Y cannot violate and
-    are left alone.  Only Y changes.  Returns the number of values changed."""
+    are left alone.  Only Y changes.  Returns the number of values changed.  The rows are
+    generated determinant first: Y follows X, whatever X was sampled."""
     dependent = codes[dc.dependent]
     index, groups, values = _fd_groups(codes, dc, np.ones(len(dependent), dtype=bool))
     if len(index) == 0:
         return 0
-    repaired = _group_modes(groups, values, rng)[groups]
+    repaired = _fd_choices(groups, values, rng)[groups]
     dependent[index] = repaired
     return int((repaired != values).sum())
-
-
-def _fd_violators(codes: Mapping[str, np.ndarray], dc: DenialConstraint, keep: np.ndarray,
-                  rng: np.random.Generator) -> np.ndarray:
-    """Mask of kept rows whose Y differs from their group's mode: without them the fd holds."""
-    index, groups, values = _fd_groups(codes, dc, keep)
-    bad = np.zeros(len(keep), dtype=bool)
-    if len(index):
-        bad[index] = _group_modes(groups, values, rng)[groups] != values
-    return bad
 
 
 def _fd_order(fds: list[DenialConstraint]) -> list[DenialConstraint]:
@@ -293,8 +334,8 @@ def _fd_order(fds: list[DenialConstraint]) -> list[DenialConstraint]:
 
     Repairing X -> Y changes only Y, so it cannot break a DC repaired earlier unless that DC
     mentions Y; in this order Y can only be the determinant of a later DC (or the dependent of
-    another fd with the same Y, or part of a cycle: those are settled by repeated passes and,
-    failing that, by dropping rows).  DCs in a cycle keep their given order."""
+    another fd with the same Y, or part of a cycle: those are settled by repeated passes, which
+    only ever merge groups).  DCs in a cycle keep their given order."""
     pending = list(fds)
     ordered: list[DenialConstraint] = []
     while pending:
@@ -309,19 +350,22 @@ def _fd_order(fds: list[DenialConstraint]) -> list[DenialConstraint]:
 # ---------------------------------------------------------------- order
 
 def _order_axes(codes: Mapping[str, np.ndarray], dc: DenialConstraint,
-                rows: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray, bool]:
-    """(row indices, a codes, b codes, concordant) for the rows of ``rows`` (a mask) with
-    non-NULL a and b.  The DC forbids a_i < a_j with b_i < b_j when concordant, a_i < a_j with
-    b_i > b_j otherwise: ``GT(a)&GT(b)`` is ``LT(a)&LT(b)`` read with t1 and t2 swapped."""
-    first, second = dc.predicates
-    a, b = codes[first.left_attr], codes[second.left_attr]
-    index = np.flatnonzero(rows & (a >= 0) & (b >= 0))
-    return index, a[index], b[index], first.t1_op == second.t1_op
-
-
-def _oriented(b: np.ndarray, concordant: bool) -> np.ndarray:
-    """b codes turned so that the DC forbids a_i < a_j with b_i < b_j (an involution)."""
-    return b if concordant else -b
+                rows: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray, int]:
+    """(row indices, group ids, key codes x, turned dependent codes t, sign) for the rows of
+    ``rows`` (a mask) with no NULL in the DC's attributes, such that the DC forbids, within
+    a group, x_i < x_j (x_i <= x_j for a non-strict key) together with t_i > t_j: the
+    dependent must not fall (t = sign * y) as the key rises."""
+    key_op = next(p.t1_op for p in dc.predicates if p.left_attr == dc.key)
+    dep_op = next(p.t1_op for p in dc.predicates if p.left_attr == dc.dependent)
+    if key_op in ("GT", "GTE"):                 # read with t1 and t2 swapped
+        key_op, dep_op = _FLIP[key_op], _FLIP[dep_op]
+    sign = -1 if dep_op in ("LT", "LTE") else 1
+    valid = rows & (codes[dc.key] >= 0) & (codes[dc.dependent] >= 0)
+    for attr in dc.determinants:
+        valid &= codes[attr] >= 0
+    index = np.flatnonzero(valid)
+    groups = _group_ids([codes[attr][index] for attr in dc.determinants], len(index))
+    return index, groups, codes[dc.key][index], sign * codes[dc.dependent][index], sign
 
 
 def _count_dominance(x: np.ndarray, y: np.ndarray) -> int:
@@ -346,54 +390,206 @@ def _count_dominance(x: np.ndarray, y: np.ndarray) -> int:
 
 
 def _count_order(codes: Mapping[str, np.ndarray], dc: DenialConstraint, length: int) -> int:
-    """A strict first predicate holds in at most one orientation of a pair, so the unordered
-    count is the number of ordered pairs with a_i < a_j and b_i < b_j (b_i > b_j)."""
-    _, a, b, concordant = _order_axes(codes, dc, np.ones(length, dtype=bool))
-    return _count_dominance(a, _oriented(b, concordant))
-
-
-def _bound_below(a: np.ndarray, b: np.ndarray) -> np.ndarray:
-    """For each row, min{b_i : a_i < a} (the int64 maximum where no row has a smaller a)."""
-    order = np.argsort(a, kind="stable")
-    a_sorted = a[order]
-    starts = np.flatnonzero(np.concatenate(([True], a_sorted[1:] != a_sorted[:-1])))
-    group_min = np.minimum.reduceat(b[order], starts)
-    smaller = np.concatenate(([np.iinfo(np.int64).max], np.minimum.accumulate(group_min)[:-1]))
-    bound = np.empty(len(a), dtype=np.int64)
-    bound[order] = np.repeat(smaller, np.diff(np.append(starts, len(a))))
-    return bound
+    """Within each group: pairs with x_i < x_j and t_i > t_j (a dominance count; the strict
+    key holds in one orientation only), plus, for a non-strict key, pairs of equal x and
+    different t (they violate in one orientation)."""
+    _, groups, x, t, _ = _order_axes(codes, dc, np.ones(length, dtype=bool))
+    if len(groups) < 2:
+        return 0
+    # one group after another on the x axis: a pair from two groups is never x_i < x_j with
+    # t_i > t_j once t is also shifted up by group (later groups above earlier ones)
+    x_span = int(x.max() - x.min()) + 1
+    t_span = int(t.max() - t.min()) + 1
+    total = _count_dominance(groups * x_span + (x - x.min()), -(groups * t_span + (t - t.min())))
+    # rows of two groups g < h: x_g < x_h and -t_g > -t_h... shifted t makes t_g < t_h, so
+    # (i in g, j in h) has t_i < t_j: not counted.  Only pairs within a group remain.
+    if not dc.strict_key:
+        same_x = np.bincount(_group_ids([groups, x], len(x)))
+        same_xt = np.bincount(_group_ids([groups, x, t - t.min()], len(x)))
+        total += int((same_x * (same_x - 1) // 2).sum() - (same_xt * (same_xt - 1) // 2).sum())
+    return total
 
 
 def _repair_order(codes: dict[str, np.ndarray], dc: DenialConstraint) -> int:
-    """Clamp b so that it never increases with a (decreases, for a discordant DC).
+    """Re-assign the dependent's sampled values within each group in the key's order.
 
-    Concordant (``LT(a)&LT(b)``): b_j := min(b_j, M(a_j)) with M(a) = min{b_i : a_i < a} over
-    the original values.  For a_i < a_j: b'_j <= b_i and b'_j <= M(a_j) <= M(a_i), so
-    b'_j <= min(b_i, M(a_i)) = b'_i and b'_i < b'_j never holds.  (M is the same whether taken
-    over original or clamped values, since clamping never goes below it.)  A discordant DC is
-    the same with b negated, i.e. b_j := max(b_j, max{b_i : a_i < a_j}).  The new codes are
-    codes of values already in the column; rows with NULL in a or b are untouched."""
-    b_codes = codes[dc.dependent]
-    index, a, b, concordant = _order_axes(codes, dc, np.ones(len(b_codes), dtype=bool))
-    if len(index) == 0:
+    The rows of a group, sorted by (x, t), receive the group's own t values sorted: t never
+    falls as x rises, so no pair violates, and the column keeps exactly the values it had
+    (its marginal, and its marginal within every group, are unchanged).  Rows tied on x get
+    a consecutive run of values in the order of their own t (the association with the other
+    columns is kept as far as the constraint allows).  A non-strict key also forbids two
+    rows of equal x with different t: such a run takes the value at its middle."""
+    dependent = codes[dc.dependent]
+    index, groups, x, t, sign = _order_axes(codes, dc, np.ones(len(dependent), dtype=bool))
+    if len(index) < 2:
         return 0
-    turned = _oriented(b, concordant)
-    clamped = _oriented(np.minimum(turned, _bound_below(a, turned)), concordant)
-    b_codes[index] = clamped
-    return int((clamped != b).sum())
+    by_key = np.lexsort((t, x, groups))
+    by_value = np.lexsort((t, groups))
+    new_t = np.empty_like(t)
+    new_t[by_key] = t[by_value]
+    if not dc.strict_key:
+        g, xs = groups[by_key], x[by_key]
+        starts = np.flatnonzero(np.concatenate(([True], (g[1:] != g[:-1]) | (xs[1:] != xs[:-1]))))
+        sizes = np.diff(np.append(starts, len(g)))
+        middle = new_t[by_key][starts + sizes // 2]
+        new_t[by_key] = np.repeat(middle, sizes)
+    repaired = sign * new_t
+    changed = int((repaired != dependent[index]).sum())
+    dependent[index] = repaired
+    return changed
 
 
-def _order_violators(codes: Mapping[str, np.ndarray], dc: DenialConstraint, keep: np.ndarray) -> np.ndarray:
-    """Mask of kept rows j with some kept i, a_i < a_j and b_i < b_j (turned b), i.e. b_j > M(a_j).
+# ---------------------------------------------------------------- unique
 
-    Without them the DC holds: every remaining row has b_j <= M(a_j), and M is computed over
-    a superset of the remaining rows, so the argument of ``_repair_order`` applies."""
-    index, a, b, concordant = _order_axes(codes, dc, keep)
-    bad = np.zeros(len(keep), dtype=bool)
-    if len(index):
-        turned = _oriented(b, concordant)
-        bad[index] = turned > _bound_below(a, turned)
-    return bad
+def _unique_groups(codes: Mapping[str, np.ndarray], attrs: Sequence[str], length: int,
+                   also: str | None = None) -> tuple[np.ndarray, np.ndarray]:
+    valid = np.ones(length, dtype=bool)
+    for attr in [*attrs, *([also] if also else [])]:
+        valid &= codes[attr] >= 0
+    index = np.flatnonzero(valid)
+    return index, _group_ids([codes[attr][index] for attr in attrs], len(index))
+
+
+def _count_unique(codes: Mapping[str, np.ndarray], dc: DenialConstraint, length: int) -> int:
+    _, groups = _unique_groups(codes, dc.determinants, length, dc.dependent)
+    same = np.bincount(groups) if len(groups) else np.zeros(0, dtype=np.int64)
+    return int((same * (same - 1) // 2).sum())
+
+
+def _repair_unique(codes: dict[str, np.ndarray], dc: DenialConstraint, free: Sequence[str],
+                   candidates: Mapping[str, np.ndarray], rng: np.random.Generator,
+                   dependents: set[str] = frozenset(), tick: Callable[[], None] = lambda: None) -> int:
+    """Make the rows distinct on ``free`` (the attributes of ``dc`` that the fds do not
+    determine, see ``free_attributes``; distinct there, they are distinct on all of ``dc``,
+    whatever the fds then do to the others).  Every row that repeats another's combination
+    gets a new value of one attribute (not the dependent of an fd when possible) that no row
+    with its other values holds, drawn by the attribute's frequency among the rows (values
+    seen only in the domain get weight 1); when all of those are taken, a new combination."""
+    length = len(codes[dc.attributes[0]])
+    attrs = list(free) or list(dc.determinants)
+    index, groups = _unique_groups(codes, attrs, length, dc.dependent)
+    if len(index) < 2:
+        return 0
+    order = rng.permutation(len(index))
+    first = np.zeros(len(index), dtype=bool)
+    first[order[np.unique(groups[order], return_index=True)[1]]] = True
+    if first.all():
+        return 0
+    free = attrs
+    change = max(attrs, key=lambda a: (a not in dependents, len(candidates[a])))
+    others = [a for a in attrs if a != change]
+    rest = _group_ids([codes[a][index] for a in others], len(index))
+    used: dict[int, set] = {}
+    combos = set()
+    for r, v in zip(rest[first].tolist(), codes[change][index[first]].tolist()):
+        used.setdefault(r, set()).add(v)
+    for row in index[first].tolist():
+        combos.add(tuple(int(codes[a][row]) for a in attrs))
+    values = candidates[change]
+    weight = np.bincount(np.searchsorted(values, codes[change][index]), minlength=len(values)) + 1.0
+    changed = 0
+    for r, row in zip(rest[~first].tolist(), index[~first].tolist()):
+        taken = used.setdefault(r, set())
+        allowed = ~np.isin(values, np.fromiter(taken, dtype=np.int64, count=len(taken)))
+        if allowed.any():
+            w = weight * allowed
+            v = int(values[rng.choice(len(values), p=w / w.sum())])
+            codes[change][row] = v
+            taken.add(v)
+        else:                                   # every value of `change` is taken here
+            for _ in range(10_000):
+                combo = {a: int(rng.choice(candidates[a])) if a in free else int(codes[a][row]) for a in attrs}
+                if tuple(combo[a] for a in attrs) not in combos:
+                    break
+            else:
+                raise DPError(f'denial constraint "{dc.text}" cannot hold on {length} rows: '
+                              "too few distinct combinations of its columns", sqlstate="22023",
+                              hint="Ask for fewer rows (rows => ...), or declare larger domains.")
+            for a in attrs:
+                codes[a][row] = combo[a]
+        combos.add(tuple(int(codes[a][row]) for a in attrs))
+        changed += 1
+        if changed % 2000 == 0:
+            tick()
+    return changed
+
+
+# ---------------------------------------------------------------- general
+
+def breakers(dc: DenialConstraint) -> tuple[str, ...]:
+    """Attributes of a general DC that can break every violation: those in one predicate only,
+    a strict comparison or IQ of the attribute with itself, outside the EQ groups.  Within a
+    group of rows equal on the EQ attributes, one value of such an attribute makes that
+    predicate false for every pair."""
+    eqs = {p.left_attr for p in dc.predicates if p.op == "EQ" and p.same_attribute}
+    uses: dict[str, list[Predicate]] = {}
+    for p in dc.predicates:
+        for attr in dict.fromkeys((p.left_attr, p.right_attr)):
+            uses.setdefault(attr, []).append(p)
+    return tuple(a for a, ps in uses.items() if a not in eqs and len(ps) == 1
+                 and ps[0].same_attribute and ps[0].op in ("IQ", "LT", "GT"))
+
+
+def _group_mode_counts(groups: np.ndarray, values: np.ndarray, size: int,
+                       rng: np.random.Generator) -> tuple[np.ndarray, np.ndarray]:
+    """(mode, count of the mode) per group id in 0..size-1 (-1, 0 for groups without rows)."""
+    modes = np.full(size, -1, dtype=np.int64)
+    counts = np.zeros(size, dtype=np.int64)
+    if len(values):
+        width = int(values.max()) + 1
+        pairs, n = np.unique(groups * width + values, return_counts=True)
+        g, v = pairs // width, pairs % width
+        order = np.lexsort((rng.random(len(pairs)), n, g))
+        last = order[np.flatnonzero(np.append(np.diff(g[order]) != 0, True))]
+        modes[g[last]], counts[g[last]] = v[last], n[last]
+    return modes, counts
+
+
+def _code_view(codes: Mapping[str, np.ndarray], attrs: Iterable[str]) -> dict[str, np.ndarray]:
+    """Codes as floats with NaN for NULL, for the pair enumerator (same order, same equality)."""
+    return {a: np.where(codes[a] >= 0, codes[a], np.nan) for a in attrs}
+
+
+def _repair_general(codes: dict[str, np.ndarray], dc: DenialConstraint, rng: np.random.Generator,
+                    tick: Callable[[], None] = lambda: None) -> int:
+    """In each group of rows equal on the DC's EQ attributes that holds a violating pair, give
+    one breaker attribute (see ``breakers``) a single value: the group's most frequent one,
+    for the breaker that changes the fewest values there.  Rows with NULL in the breaker
+    cannot violate through it and keep it."""
+    length = len(codes[dc.attributes[0]])
+    view = _code_view(codes, dc.attributes)
+    involved = np.zeros(length, dtype=bool)
+    for first, second, hit in _general_violations(view, dc, np.ones(length, dtype=bool)):
+        involved[np.broadcast_to(first, hit.shape)[hit]] = True
+        involved[np.broadcast_to(second, hit.shape)[hit]] = True
+        tick()                                  # a chunk of about _PAIR_CHUNK pairs
+    if not involved.any():
+        return 0
+    eqs = tuple(dict.fromkeys(p.left_attr for p in dc.predicates if p.op == "EQ" and p.same_attribute))
+    valid = np.ones(length, dtype=bool)
+    for a in eqs:
+        valid &= codes[a] >= 0
+    index = np.flatnonzero(valid)
+    groups = _group_ids([codes[a][index] for a in eqs], len(index))
+    size = int(groups.max(initial=-1)) + 1
+    bad = np.zeros(size, dtype=bool)
+    bad[groups[involved[index]]] = True
+    options = []
+    for b in breakers(dc):
+        present = codes[b][index] >= 0
+        modes, counts = _group_mode_counts(groups[present], codes[b][index][present], size, rng)
+        cost = np.bincount(groups[present], minlength=size) - counts
+        options.append((b, modes, cost))
+    costs = np.stack([cost for _, _, cost in options])
+    pick = np.argmin(costs + rng.random(costs.shape) * 0.5, axis=0)
+    changed = 0
+    for k, (b, modes, cost) in enumerate(options):
+        target = bad[groups] & (pick[groups] == k) & (codes[b][index] >= 0)
+        rows = index[target]
+        new = modes[groups[target]]
+        changed += int((codes[b][rows] != new).sum())
+        codes[b][rows] = new
+    return changed
 
 
 # ---------------------------------------------------------------- general
@@ -517,134 +713,210 @@ def _violating_pairs(columns: Mapping[str, np.ndarray], dc: DenialConstraint,
     return np.concatenate(firsts), np.concatenate(seconds)
 
 
-def _greedy_drop(first: np.ndarray, second: np.ndarray, length: int,
-                 rng: np.random.Generator) -> np.ndarray:
-    """Mask of rows to drop so that no pair (first[k], second[k]) keeps both rows: repeatedly
-    drop the row in most remaining pairs (ties at random) until every pair has lost a row."""
-    degree = (np.bincount(first, minlength=length) + np.bincount(second, minlength=length)).tolist()
-    source = np.concatenate((first, second))
-    target = np.concatenate((second, first))
-    order = np.argsort(source, kind="stable")
-    target = target[order].tolist()
-    starts = np.searchsorted(source[order], np.arange(length + 1)).tolist()
-    tie = rng.random(length).tolist()
-    heap = [(-degree[row], tie[row], row) for row in np.flatnonzero(np.array(degree)).tolist()]
-    heapq.heapify(heap)
-    dropped = np.zeros(length, dtype=bool)
-    while heap:
-        negative, _, row = heapq.heappop(heap)
-        if dropped[row] or -negative != degree[row] or degree[row] == 0:
-            continue
-        dropped[row] = True
-        for other in target[starts[row]:starts[row + 1]]:
-            if not dropped[other]:
-                degree[other] -= 1
-                if degree[other]:
-                    heapq.heappush(heap, (-degree[other], tie[other], other))
-        degree[row] = 0
-    return dropped
-
-
 # ---------------------------------------------------------------- public
 
 def count_violations(columns: dict[str, np.ndarray], dc: DenialConstraint) -> int:
     """Unordered pairs of distinct rows that violate ``dc`` in at least one orientation.
 
-    fd and order DCs take O(n log n) (group counts; a dominance count); other DCs check every
-    candidate pair, see ``_general_violations``."""
+    fd, unique and order DCs take O(n log n) (group counts; a dominance count); other DCs
+    check every candidate pair, see ``_general_violations``."""
     length = _length(columns)
-    if dc.kind == "fd":
-        codes = {attr: _attr_codes(columns, attr, False) for attr in dc.attributes}
-        return _count_fd(codes, dc, length)
-    if dc.kind == "order":
-        codes = {attr: _attr_codes(columns, attr, True) for attr in dc.attributes}
-        return _count_order(codes, dc, length)
+    if dc.kind in ("fd", "unique", "order"):
+        ordered = {dc.key, dc.dependent} if dc.kind == "order" else set()
+        codes = {attr: _attr_codes(columns, attr, attr in ordered) for attr in dc.attributes}
+        return _count_codes(codes, dc, length)
     everything = np.ones(length, dtype=bool)
     return sum(int(np.count_nonzero(hit)) for _, _, hit in _general_violations(columns, dc, everything))
 
 
-def _value_rounds(codes: dict[str, np.ndarray], steps: list[DenialConstraint],
-                  changed: dict[int, int], rng: np.random.Generator) -> tuple[int, bool]:
-    """Repair values with the fd and order DCs ``steps``, in that order, in passes, at most
-    ``_MAX_ROUNDS`` -> (passes, whether all hold).
-
-    Each repair leaves its own DC with zero violations, so after a pass every DC holds unless
-    a later repair in the pass changed one of its attributes; only then is another pass run."""
-    for passes in range(1, _MAX_ROUNDS + 1):
-        disturbed = False
-        for k, dc in enumerate(steps):
-            count = _repair_fd(codes, dc, rng) if dc.kind == "fd" else _repair_order(codes, dc)
-            changed[id(dc)] += count
-            disturbed |= count > 0 and any(dc.dependent in earlier.attributes for earlier in steps[:k])
-        if not disturbed:
-            return passes, True
-    return _MAX_ROUNDS, False
+def _count_codes(codes: Mapping[str, np.ndarray], dc: DenialConstraint, length: int,
+                 tick: Callable[[], None] = lambda: None) -> int:
+    if dc.kind == "fd":
+        return _count_fd(codes, dc, length)
+    if dc.kind == "unique":
+        return _count_unique(codes, dc, length)
+    if dc.kind == "order":
+        return _count_order(codes, dc, length)
+    view = _code_view(codes, dc.attributes)
+    total = 0
+    for _, _, hit in _general_violations(view, dc, np.ones(length, dtype=bool)):
+        total += int(np.count_nonzero(hit))
+        tick()
+    return total
 
 
-def _decode(original: np.ndarray, before: np.ndarray, after: np.ndarray) -> np.ndarray:
-    """The column with the values whose code changed replaced by a value of the new code."""
-    changed = np.flatnonzero(before != after)
-    if len(changed) == 0:
-        return original
-    valid = np.flatnonzero(before >= 0)
-    holder = np.empty(int(before.max()) + 1, dtype=np.int64)
-    holder[before[valid]] = valid
-    result = original.copy()
-    result[changed] = original[holder[after[changed]]]
-    return result
+def unsupported(dc: DenialConstraint) -> str | None:
+    """Why ``dc`` cannot be met by changing values (None when it can)."""
+    if dc.kind != "general":
+        return None
+    if not all(p.same_attribute for p in dc.predicates):
+        return "it compares two different columns; hard constraints compare a column with itself"
+    if not breakers(dc):
+        return ("no predicate of it can be made false for every pair by changing values: it needs a strict "
+                "comparison (LT, GT) or IQ on a column that appears once in it, outside its EQ predicates")
+    return None
 
 
-def repair(columns: dict[str, np.ndarray], dcs: list[DenialConstraint],
-           rng: np.random.Generator) -> tuple[dict[str, np.ndarray], np.ndarray, dict]:
-    """Make ``dcs`` hold on synthetic rows -> (columns, keep mask, stats).
+def determined(dcs: Sequence[DenialConstraint]) -> set[str]:
+    """Attributes that the fds make functions of others (given every fd's determinants)."""
+    return {dc.dependent for dc in dcs if dc.kind == "fd"}
 
-    1. Values: fd DCs in topological order (dependent := mode within its group), then order
-       DCs (dependent clamped); passes repeat while a later repair broke an earlier DC (two
-       fds with one dependent, an fd cycle, an order DC changing an fd attribute), at most
-       ``_MAX_ROUNDS`` times.  New values are values already present in the column.
-    2. Rows: if violations remain, each fd / order DC in turn drops its violating rows.
-    3. Rows: each general DC drops rows greedily (the row in most violating pairs first); this
-       enumerates violating pairs and is slow for large tables, see ``_general_violations``.
-    Dropping rows never creates a violation, so once a DC holds it keeps holding through the
-    later steps: on the kept rows every DC has zero violations.  Only ``rng`` breaks ties
-    (modes, which row to drop), so a seeded generator gives a reproducible result.
 
-    stats: ``changed_values`` (cells that differ from the input), ``dropped_rows``,
-    ``rounds`` (value passes) and ``constraints``: per DC, in the given order, its text, kind
-    and the values it changed (summed over passes) and rows it dropped."""
+def free_attributes(dc: DenialConstraint, dcs: Sequence[DenialConstraint]) -> tuple[str, ...]:
+    """The attributes of a unique DC that are not functions of its other ones through the fds:
+    how many distinct combinations it can hold is the product of their domain sizes."""
+    fds = [d for d in dcs if d.kind == "fd"]
+    free = list(dc.determinants)
+    changed = True
+    while changed:
+        changed = False
+        for fd in fds:
+            if fd.dependent in free and set(fd.determinants) <= set(free) - {fd.dependent}:
+                free.remove(fd.dependent)
+                changed = True
+    return tuple(free)
+
+
+def capacity(dcs: Sequence[DenialConstraint], sizes: Mapping[str, float]) -> list[tuple[DenialConstraint, float]]:
+    """(unique DC, the most rows it allows) for every unique DC, given the number of values
+    each attribute can take (``sizes``; math.inf for a continuous one)."""
+    return [(dc, math.prod(float(sizes.get(a, math.inf)) for a in free_attributes(dc, dcs)))
+            for dc in dcs if dc.kind == "unique"]
+
+
+def _encode_with(original: np.ndarray, extra: Sequence | None, ordered: bool,
+                 what: str) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """(row codes, candidate codes, table code -> value) of a column and the domain values
+    ``extra`` the repair may also use."""
+    joined = original
+    if extra is not None and len(extra):
+        joined = np.concatenate([original, np.asarray(list(extra), dtype=original.dtype)])
+    codes = _encode([joined], ordered, what)[0]
+    valid = np.flatnonzero(codes >= 0)
+    table = np.empty(int(codes.max(initial=-1)) + 1, dtype=joined.dtype)
+    table[codes[valid]] = joined[valid]
+    return codes[:len(original)].copy(), np.unique(codes[valid]), table
+
+
+MAX_ROUNDS = 24             # passes over every DC before the repair gives up
+ESCALATE = 6                # passes after which a DC still broken gets a constant column
+
+
+def _freeze(codes: dict[str, np.ndarray], dc: DenialConstraint, frozen: set[str],
+            rng: np.random.Generator, keys: set[str] = frozenset()) -> int:
+    """Give one attribute that breaks every violation of ``dc`` (the dependent of an fd or an
+    order, a breaker of a general DC) its most frequent value in every row, and remember it:
+    no later repair changes it, and no pair can violate ``dc`` through it any more."""
+    if dc.kind in ("fd", "order"):
+        options = [dc.dependent]
+    elif dc.kind == "general":
+        options = list(breakers(dc))
+    else:
+        return 0
+    options = ([a for a in options if a in frozen] or [a for a in options if a not in keys]
+               or options)          # a constant column of a unique DC would shrink what it can hold
+    best, best_cost, best_mode = None, None, None
+    for a in options:
+        present = codes[a][codes[a] >= 0]
+        if not len(present):
+            continue
+        counts = np.bincount(present)
+        mode = int(np.argmax(counts + rng.random(len(counts)) * 0.5))
+        cost = len(present) - counts[mode]
+        if best is None or cost < best_cost:
+            best, best_cost, best_mode = a, cost, mode
+    if best is None:
+        return 0
+    frozen.add(best)
+    column = codes[best]
+    changed = int(((column >= 0) & (column != best_mode)).sum())
+    column[column >= 0] = best_mode
+    return changed
+
+
+def repair(columns: dict[str, np.ndarray], dcs: list[DenialConstraint], rng: np.random.Generator,
+           domains: Mapping[str, Sequence] | None = None,
+           tick: Callable[[], None] = lambda: None) -> tuple[dict[str, np.ndarray], np.ndarray, dict]:
+    """Make ``dcs`` hold on synthetic rows by changing values, never by deleting rows ->
+    (columns, keep mask (all true), stats).
+
+    Passes, each over every DC in this order, until a pass finds nothing to change:
+    1. unique DCs (all EQ): a row repeating a combination gets a new value of a free
+       attribute (see ``_repair_unique``), from the column or from ``domains``;
+    2. fds in topological order: the dependent takes its determinant group's mode, so it is
+       generated determinant first (chains, overlaps and multi-column determinants);
+    3. orders (within groups): the dependent's values re-assigned in the key's order;
+    4. other DCs: one breaker attribute made constant in each violating group.
+    A repair leaves its own DC without violations, so a pass only fails to settle when a
+    later repair changed an attribute of an earlier DC.  ``tick`` is called after each step
+    (the server checks for a cancel there).  Only ``rng`` breaks ties, so a seeded
+    generator gives a reproducible result.
+
+    stats: ``changed_values`` (cells that differ from the input), ``dropped_rows`` (0),
+    ``rounds`` (passes) and ``constraints``: per DC, in the given order, its text, kind and
+    the values it changed (summed over passes)."""
     length = _length(columns)
-    fds = _fd_order([dc for dc in dcs if dc.kind == "fd"])
-    orders = [dc for dc in dcs if dc.kind == "order"]
-    ordered_attrs = {attr for dc in orders for attr in dc.attributes}
-    value_attrs = dict.fromkeys(attr for dc in fds + orders for attr in dc.attributes)
-    before = {attr: _attr_codes(columns, attr, attr in ordered_attrs) for attr in value_attrs}
-    codes = {attr: values.copy() for attr, values in before.items()}
+    for dc in dcs:
+        why = unsupported(dc)
+        if why:
+            raise DPError(f'denial constraint "{dc.text}" cannot be kept without deleting rows: {why}',
+                          hint="Remove it with dp.drop_constraint, or rewrite it.", sqlstate="0A000")
+    ordered_attrs = {a for dc in dcs for p in dc.predicates if p.op in _ORDERED_OPS for a in (p.left_attr,)}
+    attrs = list(dict.fromkeys(a for dc in dcs for a in dc.attributes))
+    domains = domains or {}
+    codes, candidates, tables, before = {}, {}, {}, {}
+    for a in attrs:
+        extra = domains.get(a)
+        codes[a], candidates[a], tables[a] = _encode_with(_column(columns, a), extra, a in ordered_attrs,
+                                                          f'column "{a}"')
+        before[a] = codes[a].copy()
+    steps = ([dc for dc in dcs if dc.kind == "unique"] + _fd_order([dc for dc in dcs if dc.kind == "fd"])
+             + [dc for dc in dcs if dc.kind == "order"] + [dc for dc in dcs if dc.kind == "general"])
+    free = {id(dc): free_attributes(dc, dcs) for dc in steps if dc.kind == "unique"}
+    dependents = determined(dcs)
+    keys = {a for dc in dcs if dc.kind == "unique" for a in dc.attributes}
     changed = {id(dc): 0 for dc in dcs}
-    dropped = {id(dc): 0 for dc in dcs}
-    rounds, clean = _value_rounds(codes, fds + orders, changed, rng) if value_attrs else (0, True)
-
-    keep = np.ones(length, dtype=bool)
+    rounds, clean, frozen = 0, not steps, set()
+    while not clean and rounds < MAX_ROUNDS:
+        rounds += 1
+        moved = 0
+        for dc in steps:
+            if dc.kind == "unique":
+                count = _repair_unique(codes, dc, free[id(dc)], candidates, rng, dependents | frozen, tick)
+            elif dc.kind == "fd":
+                count = _repair_fd(codes, dc, rng)
+            elif dc.kind == "order":
+                count = _repair_order(codes, dc)
+            else:
+                count = _repair_general(codes, dc, rng, tick)
+            changed[id(dc)] += count
+            moved += count
+            tick()
+        left = [dc for dc in steps if _count_codes(codes, dc, length, tick)] if moved else []
+        clean = not left
+        if left and rounds >= ESCALATE:
+            # the repairs keep undoing each other: settle each DC still broken for good by
+            # giving one of its attributes a single value in the whole table
+            for dc in left:
+                count = _freeze(codes, dc, frozen, rng, keys)
+                changed[id(dc)] += count
     if not clean:
-        for dc in fds + orders:
-            bad = _fd_violators(codes, dc, keep, rng) if dc.kind == "fd" else _order_violators(codes, dc, keep)
-            dropped[id(dc)] += int(bad.sum())
-            keep &= ~bad
-
+        left = [dc.text for dc in steps if _count_codes(codes, dc, length)]
+        raise DPError(f"denial constraints could not all be met after {rounds} passes: {', '.join(left)}",
+                      hint="These constraints pull the same columns different ways; drop one of them.",
+                      sqlstate="23514")
     result = dict(columns)
-    for attr in value_attrs:
-        result[attr] = _decode(np.asarray(columns[attr]), before[attr], codes[attr])
-    for dc in (dc for dc in dcs if dc.kind == "general"):
-        first, second = _violating_pairs(result, dc, keep)
-        if len(first):
-            bad = _greedy_drop(first, second, length, rng)
-            dropped[id(dc)] += int(bad.sum())
-            keep &= ~bad
-
+    for a in attrs:
+        moved = np.flatnonzero(before[a] != codes[a])
+        if len(moved):
+            column = np.asarray(columns[a]).copy()
+            column[moved] = tables[a][codes[a][moved]]
+            result[a] = column
     stats = {
-        "changed_values": int(sum((before[attr] != codes[attr]).sum() for attr in value_attrs)),
-        "dropped_rows": int(length - keep.sum()),
+        "changed_values": int(sum((before[a] != codes[a]).sum() for a in attrs)),
+        "dropped_rows": 0,
         "rounds": rounds,
         "constraints": [{"constraint": dc.text, "kind": dc.kind, "changed_values": changed[id(dc)],
-                         "dropped_rows": dropped[id(dc)]} for dc in dcs],
+                         "dropped_rows": 0} for dc in dcs],
     }
-    return result, keep, stats
+    return result, np.ones(length, dtype=bool), stats

@@ -22,6 +22,7 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 import itertools
 import math
+import threading
 from typing import Callable, Sequence
 
 import numpy as np
@@ -29,15 +30,21 @@ import numpy as np
 from .. import mechanisms
 
 Clique = tuple[str, ...]
-# measure(cliques) -> exact count arrays, one per clique, shaped by the attributes' domain sizes
-Measure = Callable[[Sequence[Clique]], list[np.ndarray]]
+# measure(cliques, compress) -> exact count arrays, one per clique, shaped by the attributes'
+# domain sizes; with a compression map (attribute -> original code -> compressed code), over
+# the compressed codes (counted so in the database: a huge domain never becomes a dense array)
+Measure = Callable[..., list[np.ndarray]]
+# Largest marginal (cells, compressed) measured for selection or the model: with MAX_CLIQUE_CELLS
+# this bounds the memory of a run whatever the declared domains (1e6 float64 cells = 8 MB)
+MAX_MEASURE_CELLS = 1_000_000
 
 
 @dataclass
 class NoisyMarginal:
     clique: Clique
-    values: np.ndarray          # noisy counts over the ORIGINAL codes, shaped like the clique
+    values: np.ndarray          # noisy counts over the ORIGINAL codes (1-ways) or the compressed ones
     stddev: float
+    compressed: bool = False
 
 
 @dataclass
@@ -128,7 +135,7 @@ def run(domain: dict[str, int], measure: Measure, rho: float, sensitivity: int =
     if extra is None:
         extra = len(attrs) + len(attrs) // 2
     plan = Plan(dict(domain), rho, int(sensitivity))
-    required = [tuple(c) for c in required if len(c) >= 2]
+    required = _model_fits([tuple(c) for c in required if len(c) >= 2], domain)
     plan.required = required
 
     comps = _Components(attrs)
@@ -157,19 +164,26 @@ def run(domain: dict[str, int], measure: Measure, rho: float, sensitivity: int =
     for m in plan.one_way:
         plan.compress[m.clique[0]] = compression_map(m.values, 3 * sigma1)
 
+    sizes = {a: int(plan.compress[a].max()) + 1 for a in attrs}
+    required = _fitting(required, sizes)
+    plan.required = required
+
     # 3. selection
     if rounds:
         p1 = {m.clique[0]: _normalized_1way(m, plan.compress[m.clique[0]]) for m in plan.one_way}
-        candidates = [(a, b) for a, b in itertools.combinations(attrs, 2)]
-        exact_2 = dict(zip(candidates, measure(candidates)))
+        candidates = [(a, b) for a, b in itertools.combinations(attrs, 2)
+                      if sizes[a] * sizes[b] <= MAX_MEASURE_CELLS]
+        exact_2 = dict(zip(candidates, measure(candidates, plan.compress)))
         scores = {}
         for (a, b), counts in exact_2.items():
-            true = _compress_counts(counts, (a, b), plan.compress).astype(np.float64)
+            true = counts.astype(np.float64)
             est = np.outer(p1[a], p1[b]) * plan.total
             scores[(a, b)] = float(np.abs(true - est).sum())
         rho_round = rho_sel / (rounds + extra)
         for _ in range(rounds):
             options = [e for e in candidates if comps.find(e[0]) != comps.find(e[1])]
+            if not options:         # the rest only pairs with marginals too large to measure
+                break
             pick = options[mechanisms.exponential_argmax([scores[e] for e in options], plan.sensitivity,
                                                          rho_round)]
             comps.union(*pick)
@@ -188,7 +202,6 @@ def run(domain: dict[str, int], measure: Measure, rho: float, sensitivity: int =
     #    too much: on Adult at epsilon 1, avg 2-way TVD 0.035 with the tree, 0.026
     #    with 1.5 d more pairs), as long as the model's cliques stay small
     if rounds and extra:
-        sizes = {a: int(plan.compress[a].max()) + 1 for a in attrs}
         options = [e for e in candidates if e not in plan.selected and e[::-1] not in plan.selected]
         more: list[Clique] = []
         for _ in range(extra):
@@ -206,9 +219,38 @@ def run(domain: dict[str, int], measure: Measure, rho: float, sensitivity: int =
 
 
 def _measure_into(plan: Plan, cliques: list[Clique], measure: Measure, sigma: float) -> None:
-    for c, counts in zip(cliques, measure(cliques)):
-        plan.two_way.append(NoisyMarginal(c, _noisy(counts, sigma), sigma))
+    """Noisy marginals over the compressed codes: one noise draw per compressed cell (noise on
+    every original cell, summed over merged codes, would add up)."""
+    for c, counts in zip(cliques, measure(cliques, plan.compress)):
+        plan.two_way.append(NoisyMarginal(c, _noisy(counts, sigma), sigma, compressed=True))
     plan.measurements += len(cliques)
+
+
+def _model_fits(required: Sequence[Clique], sizes: dict[str, int]) -> list[Clique]:
+    """The required cliques (cut to pairs where too large, see ``_fitting``) that the model can
+    hold together: added smallest first while the junction tree's largest clique stays within
+    MAX_MEASURE_CELLS (over the declared domains, before any compression, so that the number
+    of selection rounds, and the split of rho, are known before anything is measured).  Many
+    overlapping constraints (Kamino's 128 mined ones on Adult) would otherwise make one clique
+    of every column; the ones left out are still met by the repair."""
+    kept: list[Clique] = []
+    for c in sorted(_fitting(required, sizes), key=lambda c: math.prod(sizes[a] for a in c)):
+        if _max_clique_cells(sizes, kept + [c]) <= MAX_MEASURE_CELLS:
+            kept.append(c)
+    return kept
+
+
+def _fitting(required: Sequence[Clique], sizes: dict[str, int]) -> list[Clique]:
+    """The required cliques whose compressed marginal fits MAX_MEASURE_CELLS; a larger one is
+    replaced by the pairs of its attributes that fit (a dependency whose determinant has tens
+    of thousands of values is then kept by the repair, determinant first, not by a dense table)."""
+    out: list[Clique] = []
+    for c in required:
+        if math.prod(sizes[a] for a in c) <= MAX_MEASURE_CELLS:
+            out.append(tuple(c))
+        else:
+            out += [p for p in itertools.combinations(c, 2) if sizes[p[0]] * sizes[p[1]] <= MAX_MEASURE_CELLS]
+    return list(dict.fromkeys(out))
 
 
 def spent_rho(plan: Plan) -> float:
@@ -236,6 +278,12 @@ def _mbi():
     return mbi
 
 
+def preload(tick: Callable[[], None] = lambda: None) -> None:
+    """Import mbi and JAX (1-3 s, once per process) in the helper thread, so that a cancel
+    arriving meanwhile is seen (see ``interruptible``)."""
+    interruptible(_mbi, tick)
+
+
 # Largest junction-tree clique (cells) that extra pairs may create: sampling and
 # fitting cost grows with it.
 MAX_CLIQUE_CELLS = 20000
@@ -248,15 +296,50 @@ def _max_clique_cells(sizes: dict[str, int], cliques: list[Clique]) -> int:
     return max(int(np.prod([sizes[a] for a in node])) for node in jtree.nodes)
 
 
-def generate(model, rows: int, seed: int) -> dict[str, np.ndarray]:
+def generate(model, rows: int, seed: int, tick: Callable[[], None] = lambda: None) -> dict[str, np.ndarray]:
     """Rows sampled from the model (compressed codes) with mbi's sampler (randomized rounding).
 
     The sampler draws from numpy's global generator, which is seeded here: the
     rows are a post-processing of the noisy marginals, so their randomness
     carries no privacy weight (all of that is OpenDP's noise on the counts).
+    It runs in a thread while this one calls ``tick`` (see ``interruptible``).
     """
-    np.random.seed(seed)
-    return {a: np.asarray(v, dtype=np.int64) for a, v in model.synthetic_data(rows=rows).to_dict().items()}
+    def draw():
+        np.random.seed(seed)
+        return {a: np.asarray(v, dtype=np.int64) for a, v in model.synthetic_data(rows=rows).to_dict().items()}
+
+    return interruptible(draw, tick)
+
+
+TICK_SECONDS = 0.1
+
+
+def interruptible(work: Callable[[], object], tick: Callable[[], None]):
+    """``work()`` in a helper thread, with ``tick()`` called from this thread every
+    TICK_SECONDS until it is done.
+
+    PL/Python sees a cancel, a statement timeout or a shutdown only when it calls into the
+    server (``tick`` is db.check_interrupts, which does), and JAX's compiling and mbi's
+    sampling are single calls of many seconds: run there, they would hold the executor for
+    all that time.  In the thread they release this one (JAX and numpy give up the GIL in
+    their long C++ loops, mostly), so a terminated executor exits at the next tick; the
+    helper thread dies with the process.  ``work`` must not call the server."""
+    box: dict = {}
+
+    def target():
+        try:
+            box["value"] = work()
+        except BaseException as e:      # handed to the caller's thread
+            box["error"] = e
+
+    helper = threading.Thread(target=target, name="pg_dp synthesis", daemon=True)
+    helper.start()
+    while helper.is_alive():
+        helper.join(TICK_SECONDS)
+        tick()
+    if "error" in box:
+        raise box["error"]
+    return box["value"]
 
 
 def fit(plan: Plan, iters: int = 1000, tick: Callable[[], None] = lambda: None):
@@ -268,10 +351,10 @@ def fit(plan: Plan, iters: int = 1000, tick: Callable[[], None] = lambda: None):
     measurements = []
     for m in plan.one_way + plan.two_way:
         lm = mbi.LinearMeasurement(m.values.ravel(), m.clique, stddev=m.stddev)
-        measurements.append(lm.compress({a: plan.compress[a] for a in m.clique}, orig))
+        measurements.append(lm if m.compressed else lm.compress({a: plan.compress[a] for a in m.clique}, orig))
     estimator = mbi.estimation.MirrorDescent()
-    model = estimator.estimate(domain, measurements, known_total=plan.total, iters=iters,
-                               callback_fn=lambda _: tick())
+    model = interruptible(lambda: estimator.estimate(domain, measurements, known_total=plan.total, iters=iters),
+                          tick)
     _release_compiler_memory()
     return model
 
@@ -292,13 +375,14 @@ def _release_compiler_memory():
         pass
 
 
-def sample(model, plan: Plan, rows: int, rng: np.random.Generator) -> dict[str, np.ndarray]:
+def sample(model, plan: Plan, rows: int, rng: np.random.Generator,
+           tick: Callable[[], None] = lambda: None) -> dict[str, np.ndarray]:
     """`rows` synthetic records over the ORIGINAL codes.
 
     A compressed code that stands for several original codes is expanded in
     proportion to their noisy 1-way counts (post-processing of noisy data).
     """
-    data = generate(model, rows, seed=int(rng.integers(2**31)))
+    data = generate(model, rows, seed=int(rng.integers(2**31)), tick=tick)
     out = {}
     for m in plan.one_way:
         a = m.clique[0]

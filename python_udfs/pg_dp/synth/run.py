@@ -40,7 +40,10 @@ COVERAGE = 0.5                        # discovered values must cover this share 
 MAX_ROUNDS = 5                        # sampling rounds to replace rows breaking CHECK/UNIQUE
 SRC = "pg_dp_synth_src"
 CODES = "pg_dp_synth_codes"
+COMPRESSED = "pg_dp_synth_compressed"
 STAGE = "pg_dp_synth_stage"
+TRIALS = 5                            # random tables the trial repairs (each must settle)
+TRIAL_ROWS = 1_000                    # rows of the pre-charge trial of the denial-constraint repair
 STAGE_CHUNK = 50_000                  # rows turned into text and sent to the server at a time
 
 
@@ -195,6 +198,7 @@ class Run:
 
     # ------------------------------------------------------------------ run
     def execute(self):
+        self.row_cap = self._constraint_capacity()
         e_disc, d_disc, e_model, d_model = self.costs()
         self.notice(f"plan for {self.t.qualified} -> {db.quote_ident(self.schema)}.{db.quote_ident(self.t.name)}: "
                     f"epsilon {self.epsilon}, delta {self.delta}; " + "; ".join(self.describe()))
@@ -224,8 +228,11 @@ class Run:
         self.modelled, self.counts = modelled, counts
         self.plan = self._model(modelled, float(e_model), float(d_model), sensitivity)
         n = int(self.rows or (mst.noisy_total(self.plan) if self.plan else counts.get("total", 1)))
+        if self.row_cap is not None and n > self.row_cap:
+            self.notice(f"writing {self.row_cap} rows instead of {n}: {self.row_cap_reason}")
+            n = self.row_cap
         written = self._write(self._sample(n), n, ledger_id)
-        for name in (SRC, CODES, STAGE):
+        for name in (SRC, CODES, COMPRESSED, STAGE):
             _drop_temp(name)
         self.phase(f"wrote {written} rows to {db.quote_ident(self.schema)}.{db.quote_ident(self.t.name)}")
 
@@ -328,16 +335,24 @@ class Run:
                    + ", ".join(f"{c.encode_sql(db.quote_ident(c.name))} AS c{i}" for i, c in enumerate(modelled))
                    + f" FROM {self.src}")
         self.phase(f"encoded {len(modelled)} column(s)")
+        mst.preload(db.check_interrupts)
         index = {c.name: i for i, c in enumerate(modelled)}
         sizes = {c.name: c.size for c in modelled}
         cache: dict = {}
+        made: dict = {}
 
-        def measure(cliques):
-            todo = [c for c in cliques if c not in cache]
+        def measure(cliques, compress=None):
+            table, shape = CODES, sizes
+            if compress is not None:
+                if id(compress) not in made:        # one table per compression (there is one per run)
+                    made.clear()
+                    made[id(compress)] = _compressed_codes(modelled, index, compress)
+                table, shape = made[id(compress)], {a: int(m.max()) + 1 for a, m in compress.items()}
+            todo = [c for c in cliques if (c, table) not in cache]
             if todo:
-                cache.update(_grouping_sets(todo, index, sizes))
+                cache.update({(c, table): v for c, v in _grouping_sets(todo, index, shape, table).items()})
                 db.check_interrupts()
-            return [cache[c] for c in cliques]
+            return [cache[(c, table)] for c in cliques]
 
         required = []
         for d in self.t.dcs:
@@ -357,7 +372,7 @@ class Run:
         """n rows of every column but the keys (those are numbered when written)."""
         values = {}
         if self.plan is not None:
-            codes = mst.sample(self.model, self.plan, n, self.rng)
+            codes = mst.sample(self.model, self.plan, n, self.rng, tick=db.check_interrupts)
             for c in self.modelled:
                 values[c.name] = c.decode(codes[c.name], self.rng)
         for c in self.t.columns:
@@ -375,10 +390,66 @@ class Run:
     def repaired(self, values: dict[str, np.ndarray]):
         if not self.dcs_to_repair:
             return values, np.ones(len(next(iter(values.values()))), dtype=bool)
-        fixed, keep, stats = dcmod.repair(values, self.dcs_to_repair, self.rng)
-        self.phase(f"repaired denial constraints: {stats.get('changed_values', 0)} value(s) changed, "
-                   f"{stats.get('dropped_rows', 0)} row(s) dropped")
+        domains = {c.name: _repair_domain(c) for c in self.t.columns if _repair_domain(c) is not None}
+        fixed, keep, stats = dcmod.repair(values, self.dcs_to_repair, self.rng, domains, tick=db.check_interrupts)
+        self.phase(f"repaired denial constraints: {stats.get('changed_values', 0)} value(s) changed "
+                   f"in {stats.get('rounds', 0)} pass(es), no row dropped")
         return fixed, keep
+
+    def _constraint_capacity(self) -> int | None:
+        """Refuse, before anything is charged, denial constraints that no values can meet, and
+        a row count over what the unique ones (all EQ) can hold; the most rows they allow."""
+        dcs = self.dcs_to_repair
+        for d in dcs:
+            why = dcmod.unsupported(d)
+            if why:
+                raise DPError(f'denial constraint "{d.text}" cannot be kept without deleting rows: {why}',
+                              hint="Drop it with dp.drop_constraint(id) (ids in dp.denial_constraints).",
+                              sqlstate="0A000")
+        unknown = set(self.t.needs_bounds) | set(self.t.needs_values)     # found after the charge
+        sizes = {c.name: math.inf if c.name in unknown else _value_count(c) for c in self.t.columns}
+        limits = sorted(((cap, d) for d, cap in dcmod.capacity(dcs, sizes)), key=lambda x: x[0])
+        self._trial_repair(dcs, unknown, int(min(self.rows or TRIAL_ROWS, limits[0][0] if limits else math.inf,
+                                                 TRIAL_ROWS)))
+        if not limits or not math.isfinite(limits[0][0]):
+            return None
+        cap, d = limits[0]
+        self.row_cap_reason = (f'denial constraint "{d.text}" allows at most {int(cap)} rows (distinct values of '
+                               + ", ".join(dcmod.free_attributes(d, dcs)) + ")")
+        if self.rows is not None and self.rows > cap:
+            raise DPError(f"{self.rows} rows cannot meet {self.row_cap_reason}",
+                          hint=f"Ask for at most {int(cap)} rows, declare larger domains, or drop the constraint.",
+                          sqlstate="22023")
+        if self.rows is None and cap < MAX_ROWS:
+            self.notice(f"at most {int(cap)} rows will be written: {self.row_cap_reason}")
+        return int(cap)
+
+    def _trial_repair(self, dcs, unknown: set, n: int):
+        """Run the repair on TRIALS tables drawn from the declared domains alone (no data is read):
+        a set of constraints that pull the same columns different ways until no pass settles
+        is refused here, before the charge, rather than after it."""
+        attrs = sorted({a for d in dcs for a in d.attributes})
+        if not dcs or n < 2 or set(attrs) & unknown:
+            return
+        domains = {a: _repair_domain(self.t.column(a)) for a in attrs if _repair_domain(self.t.column(a)) is not None}
+        for seed in range(TRIALS):          # public inputs only: nothing here is released
+            rng = np.random.default_rng(seed)
+            values = {}
+            for name in attrs:
+                c = self.t.column(name)
+                if c.kind == "categorical":
+                    values[name] = np.array(c.values, dtype=object)[rng.integers(0, len(c.values), n)]
+                elif c.kind == "numeric":
+                    u = rng.uniform(c.lower, c.upper, n)
+                    values[name] = np.round(u) if c.fam in ("integer", "date") else u
+                else:
+                    values[name] = np.array([f"id{k}" for k in rng.integers(0, n, n)], dtype=object)
+            try:
+                dcmod.repair(values, dcs, rng, domains, tick=db.check_interrupts)
+            except DPError as e:
+                raise DPError(f"these denial constraints cannot be met together: {e.message}",
+                              hint="A trial on random rows of the declared domains did not settle; drop some of "
+                                   "them (dp.drop_constraint) or ask for fewer rows.", sqlstate="23514") from None
 
     # -------------------------------------------------------------- write
     @property
@@ -548,13 +619,24 @@ def _drop_temp(name: str):
     db.drop_table_if_present(f"pg_temp.{name}")
 
 
-def _grouping_sets(cliques, index, sizes) -> dict:
+def _compressed_codes(modelled, index, compress) -> str:
+    """A TEMP table of the compressed codes (mapped in SQL, so that GROUP BY returns at most as
+    many groups as the compressed marginal has cells, never one per original combination)."""
+    _drop_temp(COMPRESSED)
+    names = [c.name for c in modelled]
+    db.execute(f"CREATE TEMP TABLE {COMPRESSED} ON COMMIT DROP AS SELECT "
+               + ", ".join(f"(${k + 1}::int[])[c{index[n]} + 1] AS c{index[n]}" for k, n in enumerate(names))
+               + f" FROM {CODES}", [compress[n].tolist() for n in names], ["int[]"] * len(names))
+    return COMPRESSED
+
+
+def _grouping_sets(cliques, index, sizes, table=None) -> dict:
     """Exact counts of several marginals in one scan of the codes table."""
     used = sorted({index[a] for c in cliques for a in c})
     sets = ", ".join("(" + ", ".join(f"c{index[a]}" for a in c) + ")" for c in cliques)
     rows = db.execute_tuples(
         f"SELECT count(*) AS c0, " + ", ".join(f"c{i} AS c{k + 1}" for k, i in enumerate(used))
-        + f" FROM {CODES} GROUP BY GROUPING SETS ({sets})", len(used) + 1)
+        + f" FROM {table or CODES} GROUP BY GROUPING SETS ({sets})", len(used) + 1)
     pos = {i: k + 1 for k, i in enumerate(used)}
     out = {c: np.zeros([sizes[a] for a in c], dtype=np.int64) for c in cliques}
     by_pattern = {frozenset(index[a] for a in c): c for c in cliques}
@@ -563,6 +645,28 @@ def _grouping_sets(cliques, index, sizes) -> dict:
         c = by_pattern[present]
         out[c][tuple(row[pos[index[a]]] for a in c)] += row[0]
     return out
+
+
+def _value_count(c: dom.Column) -> float:
+    """How many values a column can take in a copy (math.inf: unbounded for a unique DC)."""
+    if c.kind == "categorical":
+        return float(len(c.values))
+    if c.kind == "numeric" and c.fam in ("integer", "date"):
+        return c.upper - c.lower + 1
+    if c.kind == "numeric" and c.fam == "numeric" and dom.numeric_scale(c.sql_type) is not None:
+        return (c.upper - c.lower) * 10.0 ** dom.numeric_scale(c.sql_type) + 1
+    if c.kind == "identifier" and c.choices:
+        return float(len(c.choices))
+    return math.inf
+
+
+def _repair_domain(c: dom.Column):
+    """The values the repair may give a column besides the sampled ones (decoded form)."""
+    if c.kind == "categorical":
+        return np.array(c.values, dtype=object)
+    if c.kind == "numeric" and c.exact:
+        return c.lower + np.arange(c.value_codes, dtype=np.float64)
+    return None
 
 
 def _positive(value, name) -> Decimal:

@@ -1,0 +1,219 @@
+"""Hard denial constraints in dp_synthesize on a real server (issue 9): kept without dropping
+rows, refused before the charge when no copy can meet them, bounded memory with a
+high-cardinality dependency, and a prompt stop on cancel in every phase."""
+
+import os
+import time
+
+import psycopg
+import pytest
+
+import datasets
+from conftest import shared_data
+from test_synthesis import synthesize
+
+
+def charges(conn):
+    return conn.execute("SELECT count(*) FROM dp.ledger").fetchone()[0]
+
+
+def add_dcs(conn, table, ic_file):
+    for line in open(ic_file):
+        if line.strip():
+            conn.execute("SELECT dp.add_constraint(%s, %s)", (table, line.strip().replace("-", "_")))
+
+
+def fd_violations(conn, table, determinants, dependent):
+    """Groups of equal determinants holding two values of the dependent (SQL, not the engine)."""
+    keys = ", ".join(determinants)
+    return conn.execute(f"SELECT count(*) FROM (SELECT 1 FROM {table} WHERE {dependent} IS NOT NULL GROUP BY {keys} "
+                        f"HAVING count(DISTINCT {dependent}) > 1) x").fetchone()[0]
+
+
+def peak_kb(pid):
+    for line in open(f"/proc/{pid}/status"):
+        if line.startswith("VmHWM:"):
+            return int(line.split()[1])
+    raise AssertionError("no VmHWM")
+
+
+# ---------------------------------------------------------------- Kamino adult, mined constraints made hard
+
+@pytest.fixture(scope="module")
+def adult(conn):
+    shared_data("kamino", "adult", "adult.csv")
+    table = datasets.kamino_adult(conn)
+    conn.execute("SELECT dp.grant_budget('postgres', 'adult', 1000.0, 0.5)")
+    return table
+
+
+def test_kamino_adult2_hard_on_the_whole_table_keeps_every_row(conn, adult):
+    """adult.ic's 2 DCs plus adult2's 2 mined ones (approximate in the data: thousands of
+    violating pairs), all hard: 0 violations, counted in SQL, and the requested row count."""
+    add_dcs(conn, "adult", shared_data("kamino", "adult", "approximateDC", "adult2.ic"))
+    try:
+        notices = synthesize(conn, "public.adult", epsilon=1.0, rows=32561)
+        assert any("no row dropped" in n for n in notices)
+        n = conn.execute("SELECT count(*) FROM dp_synthetic.adult").fetchone()[0]
+        assert abs(n - 32561) <= 0.02 * 32561
+        assert fd_violations(conn, "dp_synthetic.adult", ["age"], "education_num") == 0
+        assert fd_violations(conn, "dp_synthetic.adult", ["education"], "education_num") == 0
+        # IQ(native_country)&LT(capital_loss): no two rows differ on both (one of them is constant)
+        countries, losses = conn.execute(
+            "SELECT count(DISTINCT native_country), count(DISTINCT capital_loss) FROM dp_synthetic.adult "
+            "WHERE native_country IS NOT NULL").fetchone()
+        assert countries <= 1 or losses <= 1
+        # LT(capital_gain)&LT(capital_loss): capital_loss never rises with capital_gain
+        assert conn.execute("""
+            SELECT count(*) FROM (SELECT capital_loss, min(capital_loss) OVER (ORDER BY capital_gain
+                RANGE BETWEEN UNBOUNDED PRECEDING AND 1 PRECEDING) AS m FROM dp_synthetic.adult) x
+            WHERE capital_loss > m""").fetchone()[0] == 0
+        metrics = [(v, d) for m, v, d in conn.execute("SELECT * FROM dp.evaluate_synthetic('public.adult')")
+                   if m == "dc_violations"]
+        assert len(metrics) == 4 and all(v == 0 for v, _ in metrics)
+        assert any(d["real"] > 0 for _, d in metrics)              # they really are approximate
+    finally:
+        conn.execute("DELETE FROM dp_internal.denial_constraints WHERE relid = 'adult'::regclass "
+                     "AND id > (SELECT min(id) + 1 FROM dp_internal.denial_constraints WHERE relid = 'adult'::regclass)")
+
+
+def test_kamino_adult64_hard_at_its_capacity_and_refused_above(conn, adult):
+    """adult64 makes age a key (EQ(age)&EQ(hours_per_week) with age -> hours_per_week): at
+    most 74 rows.  More is refused in dry_run and in a real call before the charge, naming
+    the constraint; 70 rows are written with 0 violations of all 66 constraints."""
+    add_dcs(conn, "adult", shared_data("kamino", "adult", "approximateDC", "adult64.ic"))
+    try:
+        before = charges(conn)
+        for dry in (True, False):
+            with pytest.raises(psycopg.errors.InvalidParameterValue) as e:
+                synthesize(conn, "public.adult", epsilon=1.0, rows=1000, dry_run=dry)
+            assert "allows at most 74 rows" in e.value.diag.message_primary
+            assert "EQ(t1.age,t2.age)" in e.value.diag.message_primary and e.value.diag.message_hint
+        assert charges(conn) == before
+        synthesize(conn, "public.adult", epsilon=1.0, rows=70)
+        assert charges(conn) == before + 1
+        assert conn.execute("SELECT count(*), count(DISTINCT age) FROM dp_synthetic.adult").fetchone() == (70, 70)
+        metrics = [v for m, v, d in conn.execute("SELECT * FROM dp.evaluate_synthetic('public.adult')")
+                   if m == "dc_violations"]
+        assert len(metrics) == 66 and all(v == 0 for v in metrics)
+    finally:
+        conn.execute("DELETE FROM dp_internal.denial_constraints WHERE relid = 'adult'::regclass "
+                     "AND id > (SELECT min(id) + 1 FROM dp_internal.denial_constraints WHERE relid = 'adult'::regclass)")
+
+
+@pytest.mark.parametrize("name", ["adult128", "adult150"])
+def test_kamino_sets_that_do_not_settle_are_refused_before_the_charge(conn, adult, name):
+    """With 128 or 150 mined constraints the repairs undo each other on random rows of the
+    declared domains: refused in dry_run and before the charge, naming what is left."""
+    add_dcs(conn, "adult", shared_data("kamino", "adult", "approximateDC", f"{name}.ic"))
+    try:
+        before = charges(conn)
+        for dry in (True, False):
+            with pytest.raises(psycopg.errors.CheckViolation) as e:
+                synthesize(conn, "public.adult", epsilon=1.0, rows=70, dry_run=dry)
+            assert "cannot be met together" in e.value.diag.message_primary and "t1&t2&" in e.value.diag.message_primary
+            assert e.value.diag.message_hint
+        assert charges(conn) == before
+    finally:
+        conn.execute("DELETE FROM dp_internal.denial_constraints WHERE relid = 'adult'::regclass "
+                     "AND id > (SELECT min(id) + 1 FROM dp_internal.denial_constraints WHERE relid = 'adult'::regclass)")
+
+
+@pytest.mark.parametrize("dc", [
+    "t1&t2&LTE(t1.age,t2.age)&LTE(t1.capital_gain,t2.capital_gain)",     # nothing strict: rows would go
+    "t1&t2&EQ(t1.age,t2.hours_per_week)&IQ(t1.sex,t2.sex)",             # two different columns
+])
+def test_constraints_values_cannot_meet_are_refused_when_added(conn, adult, dc):
+    with pytest.raises(psycopg.errors.FeatureNotSupported) as e:
+        conn.execute("SELECT dp.add_constraint('public.adult', %s)", (dc,))
+    assert "without deleting rows" in e.value.diag.message_primary and e.value.diag.message_hint
+
+
+# ---------------------------------------------------------------- a generated high-cardinality table
+
+GEO_ROWS = datasets.GEO_ROWS
+
+
+@pytest.fixture(scope="module")
+def geo(conn):
+    table = datasets.geo(conn)
+    conn.execute("SELECT dp.grant_budget('postgres', (SELECT dataset FROM dp_internal.protected_tables "
+                 "WHERE relid = 'geo'::regclass), 100.0, 0.1)")
+    assert conn.execute("SELECT count(*) FROM geo").fetchone()[0] == GEO_ROWS
+    return table
+
+
+def test_high_cardinality_chain_and_order_within_groups(conn, geo):
+    """0 violations in SQL, every requested row, and the executor's peak memory under 2 GB."""
+    notices = synthesize(conn, "public.geo", epsilon=1.0, delta=1e-9, rows=GEO_ROWS)
+    assert any("no row dropped" in n for n in notices)
+    assert conn.execute("SELECT count(*) FROM dp_synthetic.geo").fetchone()[0] == GEO_ROWS
+    assert fd_violations(conn, "dp_synthetic.geo", ["zip"], "city") == 0
+    assert fd_violations(conn, "dp_synthetic.geo", ["city"], "state") == 0
+    assert fd_violations(conn, "dp_synthetic.geo", ["state", "kind"], "tax") == 0
+    assert conn.execute("""
+        SELECT count(*) FROM (SELECT y, max(y) OVER (PARTITION BY g ORDER BY x
+            RANGE BETWEEN UNBOUNDED PRECEDING AND 1 PRECEDING) AS m FROM dp_synthetic.geo) s
+        WHERE y < m""").fetchone()[0] == 0
+    # values come from the declared lists, and the synthetic zip codes are many
+    assert conn.execute("SELECT count(*) FROM dp_synthetic.geo WHERE zip !~ '^z[0-9]+$'").fetchone()[0] == 0
+    assert conn.execute("SELECT count(DISTINCT zip) FROM dp_synthetic.geo").fetchone()[0] > 1000
+    pid = conn.execute("SELECT dp_internal.executor_pid()").fetchone()[0]
+    assert pid is not None
+    assert peak_kb(pid) <= 2 * 1024 * 1024
+
+
+# ---------------------------------------------------------------- cancel in every phase
+
+# the progress NOTICE that opens each phase (the cancel lands just after it)
+PHASES = [("marginals in SQL", "encoded"), ("selection", "one-way marginals"),
+          ("model fit", "most dependent pairs"), ("sampling", "fitted the graphical model"),
+          ("repair", ": sampled"), ("write", "repaired denial constraints")]
+CANCEL_SECONDS = 2.0
+
+
+def _gone(pid, limit):
+    """Seconds until process pid has exited (at most limit, then None)."""
+    start = time.monotonic()
+    while time.monotonic() - start < limit:
+        if not os.path.exists(f"/proc/{pid}") or open(f"/proc/{pid}/stat").read().split()[2] == "Z":
+            return time.monotonic() - start
+        time.sleep(0.01)
+    return None
+
+
+@pytest.mark.parametrize("phase, opens", PHASES, ids=[p for p, _ in PHASES])
+def test_cancel_stops_the_executor_in_every_phase(pg, db, conn, adult, phase, opens):
+    """pg_cancel_backend on the caller as the phase starts: the caller gets its error and the
+    executor process (where the run happens) has exited within CANCEL_SECONDS; the previous
+    copy is intact and the charge of the cancelled run is recorded."""
+    if not conn.execute("SELECT to_regclass('dp_synthetic.adult') IS NOT NULL").fetchone()[0]:
+        synthesize(conn, "public.adult", epsilon=1.0)
+    before = conn.execute("SELECT count(*), obj_description('dp_synthetic.adult'::regclass) "
+                          "FROM dp_synthetic.adult").fetchone()
+    charged = charges(conn)
+    with pg.connect(db) as caller, pg.connect(db) as killer:
+        synthesize(caller, "public.adult", epsilon=1.0, dry_run=True)        # starts the executor
+        worker = caller.execute("SELECT dp_internal.executor_pid()").fetchone()[0]
+        backend = caller.execute("SELECT pg_backend_pid()").fetchone()[0]
+        assert worker is not None
+        fired = {}
+
+        def on_notice(d):
+            if opens in d.message_primary and "at" not in fired:
+                fired["at"] = time.monotonic()
+                killer.execute("SELECT pg_cancel_backend(%s)", (backend,))
+
+        caller.add_notice_handler(on_notice)
+        with pytest.raises(psycopg.errors.QueryCanceled):
+            caller.execute("CALL dp_synthesize('public.adult', epsilon => 1.0)")
+        returned = time.monotonic() - fired["at"]
+        exited = _gone(worker, 30)
+    assert exited is not None
+    print(f"{phase}: caller returned after {returned:.2f} s, executor gone after {returned + exited:.2f} s")
+    assert returned <= CANCEL_SECONDS
+    assert returned + exited <= CANCEL_SECONDS, f"{phase}: the executor ran on for {returned + exited:.2f} s"
+    after = conn.execute("SELECT count(*), obj_description('dp_synthetic.adult'::regclass) "
+                         "FROM dp_synthetic.adult").fetchone()
+    assert after == before
+    assert charges(conn) == charged + 1
