@@ -57,6 +57,10 @@ def protect(table_oid, dataset, privacy_unit, max_rows_per_unit, max_groups_per_
         raise DPError(f"{rel['nspname']}.{rel['relname']} is not a table",
                       hint="Protect the underlying table.", sqlstate="42809")
     qualified = f"{db.quote_ident(rel['nspname'])}.{db.quote_ident(rel['relname'])}"
+    if db.execute("SELECT 1 FROM dp_internal.public_tables WHERE relid = $1", [table_oid], ["oid"]):
+        raise DPError(f"table {qualified} is declared public", sqlstate="55000",
+                      hint=f"Public tables are copied verbatim by dp_synthesize: SELECT dp.undeclare_public("
+                           f"'{qualified}') first if its rows are sensitive.")
     columns = {r["attname"]: r for r in db.execute(
         "SELECT a.attname, a.atttypid::int8 AS typid, t.typtype, a.attnotnull FROM pg_catalog.pg_attribute a "
         "JOIN pg_catalog.pg_type t ON t.oid = a.atttypid "

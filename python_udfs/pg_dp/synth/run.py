@@ -30,7 +30,7 @@ from .. import catalog, db, ledger, mechanisms
 from ..errors import DPError
 from . import dc as dcmod
 from . import domain as dom
-from . import identifiers, mst
+from . import identifiers, mst, public
 
 DISCOVERY_SHARE = Decimal("0.1")      # of epsilon, when discovery is needed at all ...
 VALUES_SHARE = Decimal("0.25")        # ... or when text values must be found (partition selection is costly)
@@ -111,13 +111,15 @@ class Run:
     def _link(self, fk) -> dict | None:
         """How a foreign key is kept in the copy, and the values its column may take.
 
-        - to a table that is not protected and that the caller may read (a public
-          vocabulary): the table is copied verbatim to the shadow schema, and its keys
-          are the column's public values;
+        - to a table the DBA declared public (dp.declare_public, a vocabulary): the
+          table is copied verbatim to the shadow schema, and its keys are the column's
+          public values;
         - to a protected table that already has a synthetic copy in the shadow schema:
           the column takes that copy's key values (the fan-out per parent is not
           modelled yet: parents are drawn uniformly);
-        - otherwise the key is not copied (said in a NOTICE).
+        - otherwise (neither protected nor declared public) the key is not followed: the
+          table is never read nor copied, and the column is modelled as a column of its
+          own (said in a NOTICE).
         """
         if len(fk["cols"]) != 1:
             return None
@@ -129,17 +131,24 @@ class Run:
         info = db.execute(
             "SELECT pg_catalog.format('%I.%I', n.nspname, c.relname) AS q, c.relname, "
             "EXISTS (SELECT 1 FROM dp_internal.protected_tables p WHERE p.relid = c.oid) AS protected, "
-            "pg_catalog.has_table_privilege($2::oid, c.oid, 'SELECT') AS readable "
+            "EXISTS (SELECT 1 FROM dp_internal.public_tables p WHERE p.relid = c.oid) AS declared "
             "FROM pg_catalog.pg_class c JOIN pg_catalog.pg_namespace n ON n.oid = c.relnamespace WHERE c.oid = $1",
-            [ref, self.role], ["oid", "int8"])[0]
-        if not info["protected"] and info["readable"] and foreign_code(ref):
+            [ref], ["oid"])[0]
+        if not info["protected"] and not info["declared"]:
+            # never read, never copied: an undeclared table may hold anything (names, phones)
+            self.notice(f"foreign key {fk['conname']} is not kept: {info['q']} is neither protected nor declared "
+                        f"public; column {column} is modelled on its own",
+                        hint=f"If its rows are public, declare it: SELECT dp.declare_public('{info['q']}'); "
+                             "if they are sensitive, protect it in this dataset.")
+            return None
+        if not info["protected"] and foreign_code(ref):
             self.notice(f"foreign key {fk['conname']} is not kept: {info['q']} runs functions of other roles "
                         "when written", hint="Its copy would run them with the extension owner's rights.")
             return None
-        if not info["protected"] and info["readable"]:
+        if not info["protected"]:          # declared public
             target, kind = f"{db.quote_ident(self.schema)}.{db.quote_ident(info['relname'])}", "vocabulary"
             source_sql = f"SELECT DISTINCT {db.quote_ident(refcol)}::text AS v FROM {info['q']}"
-        elif info["protected"]:
+        else:
             copy = db.execute(
                 "SELECT pg_catalog.format('%I.%I', n.nspname, c.relname) AS q FROM dp_internal.synthetic_tables s "
                 "JOIN pg_catalog.pg_class c ON c.oid = s.relid JOIN pg_catalog.pg_namespace n ON n.oid = c.relnamespace "
@@ -150,10 +159,6 @@ class Run:
                 return None
             target, kind = copy[0]["q"], "synthetic parent"
             source_sql = f"SELECT DISTINCT {db.quote_ident(refcol)}::text AS v FROM {target}"
-        else:
-            self.notice(f"foreign key {fk['conname']} is not kept: {info['q']} is neither protected nor readable "
-                        "by you", hint="Grant the analysts SELECT on a public vocabulary table to have it copied.")
-            return None
         values = [r["v"] for r in db.execute(source_sql + " WHERE " + db.quote_ident(refcol) + " IS NOT NULL ORDER BY 1")]
         col = self.t.column(column)
         if kind == "vocabulary" and len(values) <= MAX_VOCABULARY and col.kind != "identifier":
@@ -164,7 +169,7 @@ class Run:
             if column in needs:
                 needs.remove(column)
         return {"column": column, "refcol": refcol, "source": info["q"], "target": target, "kind": kind,
-                "name": fk["conname"]}
+                "name": fk["conname"], "ref": ref}
 
     def costs(self) -> tuple[Decimal, Decimal, Decimal, Decimal]:
         """(epsilon, delta) of discovery and of the model; they add up to what is charged."""
@@ -461,9 +466,8 @@ class Run:
         db.drop_table_if_present(f"{schema}.{fresh}")
         db.execute(f"CREATE TABLE {schema}.{fresh} (LIKE {self.t.qualified} INCLUDING CONSTRAINTS "
                    "INCLUDING INDEXES INCLUDING GENERATED INCLUDING COMMENTS)")
-        for link in self.links:
-            if link["kind"] == "vocabulary":
-                self._copy_vocabulary(link)
+        public.copy_all([link["ref"] for link in self.links if link["kind"] == "vocabulary"], self.schema,
+                        self.caller, foreign_code)
         names = ", ".join(db.quote_ident(c.name) for c in self.t.columns)
         skip = f"WHERE pg_dp_idx <> ALL ($1::int8[]) " if bad else ""
         db.execute(f"INSERT INTO {schema}.{fresh} ({names}) SELECT {names} FROM {STAGE} {skip}"
@@ -507,29 +511,6 @@ class Run:
         db.execute("DELETE FROM dp_internal.synthetic_tables s WHERE NOT EXISTS "
                    "(SELECT 1 FROM pg_catalog.pg_class c WHERE c.oid = s.relid)")
         return written
-
-    def _copy_vocabulary(self, link: dict):
-        """A public vocabulary table, copied verbatim next to the synthetic tables (rows only added)."""
-        if db.relation_exists(link["target"]):
-            ours = db.execute("SELECT 1 FROM dp_internal.synthetic_tables WHERE relid = $1::regclass::oid",
-                              [link["target"]], ["text"])
-            if not ours:
-                raise DPError(f"{link['target']} exists and was not written by dp_synthesize",
-                              hint="Drop or rename it: the vocabulary table is copied there.", sqlstate="42P07")
-        else:
-            # columns, types and NOT NULL only: CHECKs, defaults, generated columns and index
-            # expressions of another role's table must not run here, as the extension owner
-            db.execute(f"CREATE TABLE {link['target']} (LIKE {link['source']} INCLUDING COMMENTS)")
-            db.execute(f"ALTER TABLE {link['target']} ADD UNIQUE ({db.quote_ident(link['refcol'])})")
-        db.execute(f"INSERT INTO {link['target']} SELECT * FROM {link['source']} ON CONFLICT DO NOTHING")
-        db.execute(f"GRANT SELECT ON {link['target']} TO {self.caller}")
-        provenance = {"source": link["source"], "method": "public vocabulary, copied verbatim",
-                      "at": dt.datetime.now(dt.timezone.utc).isoformat(timespec="seconds")}
-        db.execute("INSERT INTO dp_internal.synthetic_tables (relid, source, provenance) "
-                   "VALUES ($1::regclass::oid, $2::regclass::oid, $3::jsonb) ON CONFLICT (relid) DO NOTHING",
-                   [link["target"], link["source"], json.dumps(provenance)], ["text", "text", "text"])
-        db.execute(f"COMMENT ON TABLE {link['target']} IS " + db.quote_literal(
-            f"Public vocabulary copied verbatim from {link['source']} by pg_dp dp_synthesize"))
 
     # ------------------------------------------------------------ progress
     def phase(self, message: str):

@@ -1,0 +1,135 @@
+"""dp_synthesize across a schema: public tables are declared, never guessed (issue 12)."""
+
+import psycopg
+import pytest
+
+ANALYST = "schema_analyst"
+
+
+@pytest.fixture(scope="module", autouse=True)
+def setup(conn):
+    conn.execute(f"CREATE ROLE {ANALYST} LOGIN")
+    yield
+    conn.execute("DROP SCHEMA IF EXISTS dp_synthetic CASCADE")
+    conn.execute(f"DROP OWNED BY {ANALYST}")
+    conn.execute(f"DROP ROLE {ANALYST}")
+
+
+@pytest.fixture
+def analyst(pg, db):
+    with pg.connect(db, user=ANALYST) as c:
+        yield c
+
+
+def synthesize(c, table, **kw):
+    notices = []
+    c.add_notice_handler(lambda d: notices.append(d.message_primary))
+    args = "".join(f", {k} => %s" for k in kw)
+    c.execute(f"CALL dp_synthesize(%s{args})", (table, *kw.values()))
+    return notices
+
+
+def relation(conn, name):
+    return conn.execute("SELECT to_regclass(%s)", (name,)).fetchone()[0]
+
+
+def test_attack_undeclared_table_behind_a_foreign_key_is_never_copied(conn, analyst):
+    """A store schema: sales (protected) reference staff, which holds names and phones and
+    is neither protected nor declared public.  Synthesizing sales, as the DBA (who can read
+    staff) or as an analyst given SELECT on it, must not put staff into the shadow schema,
+    which every analyst of the shadow schema reads."""
+    conn.execute("CREATE TABLE staff (id int PRIMARY KEY, name text NOT NULL, phone text NOT NULL)")
+    conn.execute("INSERT INTO staff SELECT g, 'Employee ' || g, '+1-555-' || lpad(g::text, 4, '0') "
+                 "FROM generate_series(1, 20) g")
+    conn.execute("CREATE TABLE sales (id int PRIMARY KEY, staff_id int NOT NULL REFERENCES staff, "
+                 "amount int NOT NULL)")
+    conn.execute("INSERT INTO sales SELECT g, 1 + g % 20, g % 100 FROM generate_series(1, 2000) g")
+    conn.execute("SELECT dp.protect('sales', dataset => 'store')")
+    conn.execute("SELECT dp.set_bounds('sales', 'amount', 0, 100)")
+    conn.execute("SELECT dp.set_bounds('sales', 'staff_id', 1, 20)")
+    conn.execute("SELECT dp.grant_budget('postgres', 'store', 10, 1e-3)")
+    conn.execute(f"SELECT dp.grant_budget('{ANALYST}', 'store', 10, 1e-3)")
+    notices = synthesize(conn, "public.sales", epsilon=1.0)
+    assert relation(conn, "dp_synthetic.staff") is None
+    assert any("staff_id_fkey is not kept" in n and "neither protected nor declared public" in n for n in notices)
+    # the column is still there, modelled on its own, and no key points anywhere
+    assert conn.execute("SELECT count(*) FROM pg_constraint WHERE contype = 'f' "
+                        "AND conrelid = 'dp_synthetic.sales'::regclass").fetchone()[0] == 0
+    assert conn.execute("SELECT count(*) FILTER (WHERE staff_id BETWEEN 1 AND 20) = count(*) "
+                        "FROM dp_synthetic.sales").fetchone()[0]
+    # an analyst who may read staff does not get it copied either
+    conn.execute(f"GRANT SELECT ON staff TO {ANALYST}")
+    synthesize(analyst, "public.sales", epsilon=1.0)
+    assert relation(conn, "dp_synthetic.staff") is None
+    # once declared public, it is copied verbatim and the key is kept
+    conn.execute("SELECT dp.declare_public('staff')")
+    synthesize(conn, "public.sales", epsilon=1.0)
+    assert conn.execute("SELECT count(*) FROM dp_synthetic.staff").fetchone()[0] == 20
+    assert conn.execute("SELECT confrelid::regclass::text FROM pg_constraint WHERE contype = 'f' "
+                        "AND conrelid = 'dp_synthetic.sales'::regclass").fetchall() == [("dp_synthetic.staff",)]
+
+
+def test_public_tables_are_copied_with_the_keys_among_them(conn):
+    conn.execute("CREATE TABLE region (id int PRIMARY KEY, name text NOT NULL UNIQUE)")
+    conn.execute("CREATE TABLE country (code text PRIMARY KEY, region_id int NOT NULL REFERENCES region, "
+                 "capital_of int REFERENCES region (id))")
+    conn.execute("CREATE TABLE secret_notes (id int PRIMARY KEY, note text)")
+    conn.execute("ALTER TABLE region ADD COLUMN note_id int REFERENCES secret_notes")
+    conn.execute("INSERT INTO secret_notes VALUES (1, 'do not copy')")
+    conn.execute("INSERT INTO region VALUES (1, 'Europe', 1), (2, 'Asia', NULL)")
+    conn.execute("INSERT INTO country VALUES ('fr', 1, NULL), ('de', 1, 1), ('jp', 2, 2)")
+    conn.execute("CREATE TABLE visitors (id int PRIMARY KEY, country text NOT NULL REFERENCES country, "
+                 "nights int NOT NULL)")
+    conn.execute("INSERT INTO visitors SELECT g, (ARRAY['fr','de','jp'])[1 + g % 3], g % 10 "
+                 "FROM generate_series(1, 1500) g")
+    conn.execute("SELECT dp.protect('visitors', dataset => 'tourism')")
+    conn.execute("SELECT dp.set_bounds('visitors', 'nights', 0, 10)")
+    conn.execute("SELECT dp.grant_budget('postgres', 'tourism', 10, 1e-3)")
+    for t in ("region", "country"):
+        conn.execute(f"SELECT dp.declare_public('{t}')")
+    assert sorted(r[0] for r in conn.execute("SELECT table_name::text FROM dp.public_tables")) >= ["country", "region"]
+    notices = synthesize(conn, "public.visitors", epsilon=1.0)
+    assert conn.execute("SELECT * FROM dp_synthetic.country ORDER BY 1").fetchall() == \
+        conn.execute("SELECT * FROM country ORDER BY 1").fetchall()
+    assert conn.execute("SELECT * FROM dp_synthetic.region ORDER BY 1").fetchall() == \
+        conn.execute("SELECT * FROM region ORDER BY 1").fetchall()
+    fks = sorted(conn.execute("SELECT conrelid::regclass::text, conname, confrelid::regclass::text FROM pg_constraint "
+                              "WHERE contype = 'f' AND connamespace = 'dp_synthetic'::regnamespace "
+                              "AND conrelid::regclass::text IN ('dp_synthetic.country', 'dp_synthetic.region', "
+                              "'dp_synthetic.visitors')").fetchall())
+    assert fks == [("dp_synthetic.country", "country_capital_of_fkey", "dp_synthetic.region"),
+                   ("dp_synthetic.country", "country_region_id_fkey", "dp_synthetic.region"),
+                   ("dp_synthetic.visitors", "visitors_country_fkey", "dp_synthetic.country")]
+    # the key of a public table to an undeclared one is not followed
+    assert relation(conn, "dp_synthetic.secret_notes") is None
+    assert any("region_note_id_fkey" in n and "not declared public" in n for n in notices)
+    # the copies keep their unique keys; a second run adds no duplicate rows
+    synthesize(conn, "public.visitors", epsilon=1.0)
+    assert conn.execute("SELECT count(*) FROM dp_synthetic.country").fetchone()[0] == 3
+    assert ("u UNIQUE (name)",) in conn.execute(
+        "SELECT contype::text || ' ' || pg_get_constraintdef(oid) FROM pg_constraint "
+        "WHERE conrelid = 'dp_synthetic.region'::regclass").fetchall()
+
+
+def test_declare_public_refuses_protected_tables_and_analysts(conn, analyst):
+    conn.execute("CREATE TABLE patients_p (id int PRIMARY KEY, age int)")
+    conn.execute("SELECT dp.protect('patients_p')")
+    with pytest.raises(psycopg.errors.ObjectNotInPrerequisiteState) as e:
+        conn.execute("SELECT dp.declare_public('patients_p')")
+    assert e.value.diag.message_hint
+    conn.execute("CREATE TABLE genre (id int PRIMARY KEY, name text)")
+    conn.execute("SELECT dp.declare_public('genre')")
+    with pytest.raises(psycopg.errors.ObjectNotInPrerequisiteState) as e:
+        conn.execute("SELECT dp.protect('genre')")
+    assert "undeclare_public" in e.value.diag.message_hint
+    conn.execute("CREATE VIEW genre_v AS SELECT * FROM genre")
+    with pytest.raises(psycopg.errors.WrongObjectType):
+        conn.execute("SELECT dp.declare_public('genre_v')")
+    for call in ("SELECT dp.declare_public('genre')", "SELECT dp.undeclare_public('genre')"):
+        with pytest.raises(psycopg.errors.InsufficientPrivilege):
+            analyst.execute(call)
+    conn.execute("SELECT dp.undeclare_public('genre')")
+    with pytest.raises(psycopg.errors.UndefinedObject) as e:
+        conn.execute("SELECT dp.undeclare_public('genre')")
+    assert e.value.diag.message_hint
+    assert "genre" not in [r[0] for r in analyst.execute("SELECT table_name::text FROM dp.public_tables")]
