@@ -133,3 +133,24 @@ def test_declare_public_refuses_protected_tables_and_analysts(conn, analyst):
         conn.execute("SELECT dp.undeclare_public('genre')")
     assert e.value.diag.message_hint
     assert "genre" not in [r[0] for r in analyst.execute("SELECT table_name::text FROM dp.public_tables")]
+
+
+def test_small_table_row_count_is_a_dp_count_and_dry_run_says_too_small(conn):
+    conn.execute("CREATE TABLE customer59 (id int PRIMARY KEY, age int NOT NULL, vip boolean NOT NULL)")
+    conn.execute("INSERT INTO customer59 SELECT g, 20 + g % 60, g % 5 = 0 FROM generate_series(1, 59) g")
+    conn.execute("SELECT dp.protect('customer59')")
+    conn.execute("SELECT dp.set_bounds('customer59', 'age', 0, 100)")
+    conn.execute("SELECT dp.grant_budget('postgres', 'customer59', 100, 1e-3)")
+    before = conn.execute("SELECT count(*) FROM dp.ledger").fetchone()[0]
+    notices = synthesize(conn, "public.customer59", epsilon=0.2, dry_run=True)
+    assert any("too small to be useful at epsilon 0.2" in n and "expected error 100 rows" in n for n in notices)
+    assert conn.execute("SELECT count(*) FROM dp.ledger").fetchone()[0] == before
+    # run at that epsilon: the NOTICE comes with the DP count; it needs about 8 * 103 cells *
+    # sd (> 10,000) rows, which a noisy count of 59 (b = 100) reaches with p <= exp(-99)
+    notices = synthesize(conn, "public.customer59", epsilon=0.2)
+    assert any("is too small to be useful" in n for n in notices)
+    # the row count is a DP count of its own, not a sum of noisy marginals: at epsilon 20 its
+    # scale is 1 (epsilon 1 for the count), so it is off by 22 with p <= 2 exp(-22) < 1e-9
+    synthesize(conn, "public.customer59", epsilon=20.0)
+    n = conn.execute("SELECT count(*) FROM dp_synthetic.customer59").fetchone()[0]
+    assert 59 - 22 <= n <= 59 + 22

@@ -32,11 +32,14 @@ from . import dc as dcmod
 from . import domain as dom
 from . import identifiers, mst, public
 
+COUNT_SHARE = Decimal("0.05")         # of epsilon, always: the DP row count
 DISCOVERY_SHARE = Decimal("0.1")      # of epsilon, when discovery is needed at all ...
 VALUES_SHARE = Decimal("0.25")        # ... or when text values must be found (partition selection is costly)
 VALUES_PART = 0.6                     # of the discovery share, for the text values
 MAX_VOCABULARY = 10_000               # vocabulary keys modelled as categories; more: drawn uniformly
 COVERAGE = 0.5                        # discovered values must cover this share of rows to be modelled
+BOUNDS_NEAR_P = 1e-5                  # DP bounds: chance that an empty bucket next to the data widens them
+BOUNDS_FAR_P = 1e-10                  # ... and that any empty bucket far away does (see _bounds)
 MAX_ROUNDS = 5                        # sampling rounds to replace rows breaking CHECK/UNIQUE
 SRC = "pg_dp_synth_src"
 CODES = "pg_dp_synth_codes"
@@ -177,7 +180,8 @@ class Run:
                         or any(c.kind == "identifier" and c.name not in self.t.keys and not c.choices
                                for c in self.t.columns))
         share = VALUES_SHARE if self.t.needs_values else DISCOVERY_SHARE
-        e_disc = self.epsilon * share if discover else Decimal(0)
+        # the row count is always a DP count of its own (never a sum of noisy marginals)
+        e_disc = self.epsilon * COUNT_SHARE + (self.epsilon * share if discover else Decimal(0))
         d_disc = self.delta / 2 if self.t.needs_values else Decimal(0)
         return e_disc, d_disc, self.epsilon - e_disc, self.delta - d_disc
 
@@ -198,6 +202,40 @@ class Run:
         lines += [f"foreign key {k['column']} -> {k['target']} ({k['kind']})" for k in self.links]
         return lines
 
+    # ------------------------------------------------------------ small tables
+    def count_error(self, sensitivity: int) -> float:
+        """Expected absolute error of the DP row count (mean |discrete Laplace|, about its scale)."""
+        return mechanisms.integer_laplace_scale(sensitivity, float(self.epsilon * COUNT_SHARE))
+
+    def cell_noise(self, epsilon: float, delta: float, sensitivity: int) -> tuple[float, int]:
+        """(noise sd of a 1-way marginal cell, largest number of cells of a column) at this budget."""
+        modelled = [c for c in self.t.columns if c.kind != "identifier"]
+        if not modelled:
+            return 0.0, 0
+        rho1, _, _ = mst.split_rho(mechanisms.rho_for(epsilon, delta), len(modelled) - 1)
+        if len(modelled) == 1:
+            rho1 = mechanisms.rho_for(epsilon, delta)
+        cells = max(dom.DEFAULT_BINS + 2 if c.name in self.t.needs_bounds else c.size if c.kind == "numeric" or c.values
+                    else 32 for c in modelled)
+        return mechanisms.gaussian_scale(sensitivity, rho1 / len(modelled)), cells
+
+    def useful_rows(self, epsilon: float, delta: float, sensitivity: int) -> tuple[int, float, float, int]:
+        """Rows a table needs for its 1-way marginals to come out within about 0.05 TVD
+        (0.4 * cells * sd / rows, Gaussian noise on every cell), with the figures behind it."""
+        sd, cells = self.cell_noise(epsilon, delta, sensitivity)
+        error = self.count_error(sensitivity)
+        return int(math.ceil(max(8 * cells * sd, 20 * error))), sd, error, cells
+
+    def _warn_small(self, total: int, epsilon: float, delta: float, sensitivity: int):
+        need, sd, error, cells = self.useful_rows(epsilon, delta, sensitivity)
+        if total < need:
+            self.notice(f"{self.t.qualified} is too small to be useful at epsilon {self.epsilon}: about {total} rows "
+                        f"(DP count, expected error {error:.3g}), noise sd {sd:.3g} per marginal cell "
+                        f"(up to {cells} cells a column); expected 1-way TVD about "
+                        f"{min(1.0, 0.4 * cells * sd / max(total, 1)):.2f}",
+                        hint=f"Spend more epsilon, or declare bounds and public values; about {need} rows are "
+                             "needed at this epsilon.")
+
     # ------------------------------------------------------------------ run
     def execute(self):
         e_disc, d_disc, e_model, d_model = self.costs()
@@ -208,6 +246,11 @@ class Run:
             left = f"epsilon {remaining[0]}, delta {remaining[1]}" if remaining else "no budget"
             self.notice(f"dry run: would charge epsilon {self.epsilon}, delta {self.delta} to dataset "
                         f"{self.t.dataset}; remaining: {left}")
+            sensitivity = self.t.max_rows if self.t.unit else 1
+            need, sd, error, cells = self.useful_rows(float(e_model), float(d_model), sensitivity)
+            self.notice(f"dry run: the row count is a DP count (expected error {error:.3g} rows); marginal cells "
+                        f"get noise sd {sd:.3g}; under about {need} rows the widest column ({cells} cells) comes out "
+                        f"with a 1-way TVD over 0.05: too small to be useful at epsilon {self.epsilon}")
             return
         statement = (f"CALL dp_synthesize({self.t.qualified}, epsilon => {self.epsilon}, delta => {self.delta}"
                      + (f", rows => {self.rows}" if self.rows else "") + ")")
@@ -219,11 +262,12 @@ class Run:
         yield                                   # the executor commits the charge before any row is read
         db.execute("SELECT pg_catalog.set_config('track_counts', 'off', true)")
         sensitivity = self._snapshot()
-        counts = self._discover(float(e_disc), float(d_disc), sensitivity) if e_disc else {}
+        counts = self._discover(float(e_disc), float(d_disc), sensitivity)
         modelled = [c for c in self.t.columns if c.kind != "identifier"]
         self.modelled, self.counts = modelled, counts
+        self._warn_small(counts["total"], float(e_model), float(d_model), sensitivity)
         self.plan = self._model(modelled, float(e_model), float(d_model), sensitivity)
-        n = int(self.rows or (mst.noisy_total(self.plan) if self.plan else counts.get("total", 1)))
+        n = int(self.rows or counts["total"])
         written = self._write(self._sample(n), n, ledger_id)
         for name in (SRC, CODES, STAGE):
             _drop_temp(name)
@@ -245,10 +289,17 @@ class Run:
     # ---------------------------------------------------------- discovery
     def _discover(self, epsilon: float, delta: float, sensitivity: int) -> dict:
         """Noisy row count, bounds, frequent values, then distinct counts of regenerated columns."""
-        values = epsilon * VALUES_PART if self.t.needs_values else 0.0
-        share = (epsilon - values) / (2 + bool(self.t.needs_bounds))
+        e_count = float(self.epsilon * COUNT_SHARE)
+        rest = max(0.0, epsilon - e_count)
+        values = rest * VALUES_PART if self.t.needs_values else 0.0
+        share = (rest - values) / (1 + bool(self.t.needs_bounds))
         total = db.execute(f"SELECT count(*) AS n FROM {self.src}")[0]["n"]
-        counts = {"total": max(1, mechanisms.laplace_integer(total, sensitivity, share))}
+        # rows (at most max_rows per unit: sensitivity max_rows); the units are counted with
+        # the other regenerated columns (sensitivity 1), so rows per unit = rows / units
+        counts = {"total": max(1, mechanisms.laplace_integer(total, sensitivity, e_count))}
+        self.phase(f"counted rows (DP, expected error {self.count_error(sensitivity):.3g})")
+        if not rest:
+            return counts
         if self.t.needs_bounds:
             self._bounds(share, sensitivity)
         if self.t.needs_values:
@@ -273,7 +324,10 @@ class Run:
     def _bounds(self, epsilon: float, sensitivity: int):
         eps = epsilon / len(self.t.needs_bounds)
         scale = mechanisms.integer_laplace_scale(sensitivity, eps)
-        threshold = scale * math.log(50 * len(dom.all_buckets()))
+        # P(discrete Laplace noise >= t) <= exp(-t / scale): an empty bucket next to the data
+        # passes `near` with probability <= BOUNDS_NEAR_P, any of them passes `far` with <= BOUNDS_FAR_P
+        near = scale * math.log(1 / BOUNDS_NEAR_P)
+        far = scale * math.log(len(dom.all_buckets()) / BOUNDS_FAR_P)
         for name in self.t.needs_bounds:
             col = self.t.column(name)
             u = dom.value_sql(db.quote_ident(name), col.fam)
@@ -282,15 +336,16 @@ class Run:
                 "GROUP BY 1")}
             noisy = dict(zip(dom.all_buckets(), mechanisms.integer_laplace_noise(scale, len(dom.all_buckets()))))
             noisy = {b: exact.get(b, 0) + v for b, v in noisy.items()}
-            found = dom.bounds_from_buckets(noisy, threshold)
-            col.lower, col.upper = found if found else (0.0, 1.0)
+            found = dom.bounds_from_buckets(noisy, near, far)
+            col.lower, col.upper = found if found else fallback_bounds(col.fam)
             low, high = dom.type_range(col.sql_type, col.fam)
             col.lower, col.upper = max(col.lower, low), min(col.upper, high)
             if col.fam in ("integer", "date"):
                 col.lower, col.upper = math.floor(col.lower), math.ceil(col.upper)
             col.source = "DP bounds"
             if not found:
-                self.notice(f"column {name}: too few values to estimate bounds with DP; using [0, 1]",
+                self.notice(f"column {name}: too few values to estimate bounds with DP; using "
+                            f"[{col.to_text(np.array([col.lower]))[0]}, {col.to_text(np.array([col.upper]))[0]}]",
                             hint=f"Declare bounds: dp.set_bounds('{self.t.qualified}', '{name}', lower, upper).")
         self.phase(f"estimated bounds of {len(self.t.needs_bounds)} column(s)")
 
@@ -348,6 +403,7 @@ class Run:
                 required += [p for p in zip(attrs, attrs[1:])]
         rho = mechanisms.rho_for(epsilon, delta)
         plan = mst.run(sizes, measure, rho, sensitivity, required=required, progress=self.phase)
+        plan.total = float(self.counts["total"])      # the DP row count, not the marginals' sums
         cache.clear()
         self.model = mst.fit(plan, iters=mst.fit_iterations(plan), tick=db.check_interrupts)
         self.phase("fitted the graphical model")
@@ -622,6 +678,15 @@ def _classify(t: Target, c) -> dom.Column:
 
 
 MAX_ROWS = 100_000_000
+
+
+def fallback_bounds(fam: str) -> tuple[float, float]:
+    """Bounds when DP finds none (too few rows): fixed, never from the data; dates and
+    timestamps from 2000-01-01 to today rather than a day of 2000."""
+    if fam in ("date", "timestamp"):
+        days = float((dt.date.today() - dom.EPOCH).days)
+        return (0.0, days) if fam == "date" else (0.0, days * 86400.0)
+    return 0.0, 1.0
 
 
 def synthesize_steps(source, epsilon, delta=None, target_schema=None, rows=None, dry_run=False):
