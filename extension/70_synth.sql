@@ -98,3 +98,25 @@ COMMENT ON PROCEDURE dp.dp_synthesize(regclass, double precision, double precisi
     'Write a DP synthetic copy of a protected table to the shadow schema (same DDL); charges epsilon/delta once; dry_run tells the plan and cost';
 COMMENT ON FUNCTION dp.evaluate_synthetic(regclass, regclass, text[]) IS
     'DBA: fidelity of a synthetic table (reads the raw data): 1-/2-way TVD, denial-constraint violations, ML utility';
+
+-- Rows of a staging table whose value of a column does not fit a domain type (its CHECKs,
+-- NOT NULL): dp_synthesize replaces them before writing the copy, so a domain never fails
+-- the write after the charge.  One subtransaction per row, only for domain-typed columns.
+CREATE FUNCTION dp_internal.domain_misfits(stage regclass, column_name name, domain regtype) RETURNS SETOF bigint
+LANGUAGE plpgsql VOLATILE SECURITY INVOKER
+SET search_path = pg_catalog, pg_temp
+AS $$
+DECLARE
+    r record;
+BEGIN
+    FOR r IN EXECUTE pg_catalog.format('SELECT pg_dp_idx AS i, %I::text AS v FROM %s', column_name, stage) LOOP
+        BEGIN
+            EXECUTE pg_catalog.format('SELECT $1::%s', domain) USING r.v;
+        EXCEPTION WHEN integrity_constraint_violation OR data_exception THEN
+            RETURN NEXT r.i;
+        END;
+    END LOOP;
+END $$;
+REVOKE ALL ON FUNCTION dp_internal.domain_misfits(regclass, name, regtype) FROM PUBLIC;
+COMMENT ON FUNCTION dp_internal.domain_misfits(regclass, name, regtype) IS
+    'Staged synthetic rows (pg_dp_idx) whose value of a column breaks a domain''s constraints';

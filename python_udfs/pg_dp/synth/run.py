@@ -64,6 +64,11 @@ class Target:
     uniques: list[list[str]] = field(default_factory=list)  # multi-column ones
     foreign_keys: list[dict] = field(default_factory=list)   # contype 'f' rows of pg_constraint
     dcs: list = field(default_factory=list)
+    domains: dict = field(default_factory=dict)              # column -> its domain type (CHECKs checked when staged)
+    serials: list[str] = field(default_factory=list)          # columns whose default takes a sequence's nextval
+    identity_always: bool = False                             # a GENERATED ALWAYS AS IDENTITY column
+    refused: list[str] = field(default_factory=list)          # what cannot be copied (refused before the charge)
+    opaque: dict = field(default_factory=dict)                # column -> type category (arrays 'A', json, inet ...)
     needs_bounds: list[str] = field(default_factory=list)
     needs_values: list[str] = field(default_factory=list)
 
@@ -89,6 +94,11 @@ class Run:
         self.caller = db.quote_ident(db.execute("SELECT pg_catalog.pg_get_userbyid($1) AS r",
                                                 [self.role], ["oid"])[0]["r"])
         self.t = _load(db.regclass_oid(source))
+        if self.t.refused:
+            raise DPError(f"{self.t.qualified} cannot be synthesized: " + "; ".join(self.t.refused),
+                          hint="Nothing was charged. Drop or change what is named, declare public values "
+                               "(dp.set_public_values), or synthesize a view-free copy of the table without it.",
+                          sqlstate="0A000")
         self.schema = self._target_schema(target_schema)
         code = foreign_code(self.t.relid)
         if code:
@@ -363,7 +373,15 @@ class Run:
             found = sorted(((k.split("\x1f", 1)[1], v) for k, v in kept.items() if k.startswith(f"{i}\x1f")),
                            key=lambda kv: -kv[1])
             covered = sum(v for _, v in found)
-            if found and covered >= COVERAGE * total:
+            if name in self.t.opaque and not found:
+                # nothing to draw from, and no made-up text fits the type
+                empty = "{}" if self.t.opaque[name] == "A" else None
+                col.kind, col.source, col.choices = "identifier", "no values found with DP", [empty]
+                self.notice(f"column {name}: no value is frequent enough to release; every synthetic row gets "
+                            + ("an empty array" if empty else "NULL"),
+                            hint=f"Declare public values: dp.set_public_values('{self.t.qualified}', '{name}', "
+                                 "ARRAY[...]).")
+            elif found and (covered >= COVERAGE * total or name in self.t.opaque):
                 col.kind, col.values, col.other = "categorical", [v for v, _ in found], True
                 col.other_weights = [float(v) for _, v in found]
                 col.source = "DP partition selection"
@@ -461,7 +479,8 @@ class Run:
         names = [c.name for c in self.t.columns]
         _drop_temp(STAGE)
         db.execute(f"CREATE TEMP TABLE {STAGE} ON COMMIT DROP AS SELECT "
-                   + ", ".join(db.quote_ident(n) for n in names)
+                   + ", ".join(f"{db.quote_ident(c.name)}::{c.sql_type} AS {db.quote_ident(c.name)}"
+                               if c.name in self.t.domains else db.quote_ident(c.name) for c in self.t.columns)
                    + f", 0::int8 AS pg_dp_idx FROM {self.t.qualified} WITH NO DATA")
         rows = np.flatnonzero(keep)
         casts = ", ".join(f"${i + 1}::text[]" for i in range(len(names)))
@@ -478,6 +497,10 @@ class Run:
 
     def _bad_rows(self) -> set[int]:
         bad = set()
+        for name, domain in self.t.domains.items():
+            bad |= {r["i"] for r in db.execute(
+                "SELECT i FROM dp_internal.domain_misfits($1::regclass, $2, $3::regtype) i",
+                [f"pg_temp.{STAGE}", name, domain], ["text", "name", "text"])}
         for check in self.t.checks:
             bad |= {r["i"] for r in db.execute(f"SELECT pg_dp_idx AS i FROM {STAGE} WHERE NOT coalesce(({check}), true)")}
         for cols in self.t.uniques:
@@ -495,7 +518,7 @@ class Run:
             staged = self._stage(fixed, keep)
             bad = self._bad_rows()
             good = staged - len(bad)
-            if good >= n or not (self.t.checks or self.t.uniques):
+            if good >= n or not (self.t.checks or self.t.uniques or self.t.domains):
                 break
             more = min(10 * n, int((n - good) * 1.5) + 10)
             self.phase(f"{len(bad)} row(s) broke CHECK/UNIQUE constraints; sampling {more} more")
@@ -521,14 +544,24 @@ class Run:
                                "dp.set_setting('synthetic_schema', ...).", sqlstate="42P07")
         db.drop_table_if_present(f"{schema}.{fresh}")
         db.execute(f"CREATE TABLE {schema}.{fresh} (LIKE {self.t.qualified} INCLUDING CONSTRAINTS "
-                   "INCLUDING INDEXES INCLUDING GENERATED INCLUDING COMMENTS)")
+                   "INCLUDING INDEXES INCLUDING GENERATED INCLUDING COMMENTS INCLUDING DEFAULTS INCLUDING IDENTITY)")
+        for column in self.t.serials:
+            # a default taking the source's sequence would hand out (and tell) the source's next
+            # keys: the copy gets a sequence of its own, set past its keys once they are written
+            seq = f"{schema}.{db.quote_ident(f'{self.t.name[:24]}_{column[:20]}_pg_dp_new_seq')}"
+            db.execute(f"DROP SEQUENCE IF EXISTS {seq}")
+            db.execute(f"CREATE SEQUENCE {seq} OWNED BY {schema}.{fresh}.{db.quote_ident(column)}")
+            db.execute(f"ALTER TABLE {schema}.{fresh} ALTER COLUMN {db.quote_ident(column)} SET DEFAULT "
+                       f"pg_catalog.nextval({db.quote_literal(seq)}::pg_catalog.regclass)")
         public.copy_all([link["ref"] for link in self.links if link["kind"] == "vocabulary"], self.schema,
                         self.caller, foreign_code)
         names = ", ".join(db.quote_ident(c.name) for c in self.t.columns)
         skip = f"WHERE pg_dp_idx <> ALL ($1::int8[]) " if bad else ""
-        db.execute(f"INSERT INTO {schema}.{fresh} ({names}) SELECT {names} FROM {STAGE} {skip}"
+        overriding = " OVERRIDING SYSTEM VALUE" if self.t.identity_always else ""
+        db.execute(f"INSERT INTO {schema}.{fresh} ({names}){overriding} SELECT {names} FROM {STAGE} {skip}"
                    f"ORDER BY pg_dp_idx LIMIT {int(n)}", [sorted(bad)] if bad else [], ["int8[]"] if bad else [])
         written = db.execute(f"SELECT count(*) AS n FROM {schema}.{fresh}")[0]["n"]
+        self._advance_sequences(f"{schema}.{fresh}")
         grants = []
         if old:
             grants = db.execute(
@@ -544,6 +577,9 @@ class Run:
                 self.notice("dropped foreign key(s) " + ", ".join(dependents) + " that referenced the previous copy",
                             hint="Synthesize the referencing tables again to restore them.")
         db.execute(f"ALTER TABLE {schema}.{fresh} RENAME TO {name}")
+        for column in self.t.serials:
+            db.execute(f"ALTER SEQUENCE {schema}.{db.quote_ident(f'{self.t.name[:24]}_{column[:20]}_pg_dp_new_seq')} "
+                       f"RENAME TO {db.quote_ident(f'{self.t.name[:24]}_{column[:20]}_pg_dp_seq')}")
         for link in self.links:
             db.execute(f"ALTER TABLE {schema}.{name} ADD CONSTRAINT {db.quote_ident(link['name'])} FOREIGN KEY "
                        f"({db.quote_ident(link['column'])}) REFERENCES {link['target']} ({db.quote_ident(link['refcol'])})")
@@ -567,6 +603,17 @@ class Run:
         db.execute("DELETE FROM dp_internal.synthetic_tables s WHERE NOT EXISTS "
                    "(SELECT 1 FROM pg_catalog.pg_class c WHERE c.oid = s.relid)")
         return written
+
+    def _advance_sequences(self, table: str):
+        """Sequences of the copy (identity columns, its own serials) start past its keys, so
+        that inserts into the copy that leave the key out still work."""
+        for r in db.execute(
+                "SELECT a.attname, pg_catalog.pg_get_serial_sequence($1, a.attname) AS seq "
+                "FROM pg_catalog.pg_attribute a WHERE a.attrelid = $1::regclass AND a.attnum > 0 "
+                "AND NOT a.attisdropped", [table], ["text"]):
+            if r["seq"] and self.t.column(r["attname"]).fam == "integer":
+                db.execute(f"SELECT pg_catalog.setval($1::regclass, coalesce((SELECT max({db.quote_ident(r['attname'])}) "
+                           f"FROM {table}), 0) + 1, false)", [r["seq"]], ["text"])
 
     # ------------------------------------------------------------ progress
     def phase(self, message: str):
@@ -632,17 +679,49 @@ def _load(relid: int) -> Target:
             t.checks.append(k["def"][len("CHECK "):] if k["def"].startswith("CHECK ") else k["def"])
         elif k["contype"] == "f":
             t.foreign_keys.append(k)
+        elif k["contype"] == "x":
+            t.refused.append(f"exclusion constraint {k['conname']}: synthetic rows cannot be made to meet it")
+    # unique indexes that back no constraint are met like UNIQUE constraints
+    for i in db.execute(
+            "SELECT i.indexrelid::regclass::text AS name, i.indexprs IS NOT NULL OR i.indpred IS NOT NULL AS complex, "
+            "ARRAY(SELECT a.attname::text FROM unnest(i.indkey::int2[]) WITH ORDINALITY k(n, o) "
+            "JOIN pg_catalog.pg_attribute a ON a.attrelid = i.indrelid AND a.attnum = k.n ORDER BY k.o) AS cols "
+            "FROM pg_catalog.pg_index i WHERE i.indrelid = $1 AND i.indisunique AND NOT EXISTS "
+            "(SELECT 1 FROM pg_catalog.pg_constraint k WHERE k.conindid = i.indexrelid AND k.conrelid = i.indrelid) "
+            "ORDER BY 1", [relid], ["oid"]):
+        if i["complex"]:
+            t.refused.append(f"unique index {i['name']} on an expression or with a WHERE clause: synthetic rows "
+                             "cannot be made to meet it")
+        elif len(i["cols"]) == 1 and i["cols"][0] not in t.keys:
+            t.keys.append(i["cols"][0])
+        elif len(i["cols"]) > 1 and list(i["cols"]) not in t.uniques:
+            t.uniques.append(list(i["cols"]))
     for c in db.execute(
             "SELECT a.attname, pg_catalog.format_type(a.atttypid, a.atttypmod) AS type, "
             "pg_catalog.format_type(CASE WHEN t.typtype = 'd' THEN t.typbasetype ELSE a.atttypid END, NULL) AS base, "
-            "t.typtype, a.attnotnull, a.attgenerated <> '' AS generated, m.lower_bound, m.upper_bound, "
-            "m.public_values, m.values_source "
+            "pg_catalog.format_type(t.typbasetype, t.typtypmod) AS domain_base, "
+            "CASE WHEN t.typtype = 'd' THEN b.typcategory ELSE t.typcategory END AS category, "
+            "CASE WHEN t.typtype = 'd' THEN b.typtype ELSE t.typtype END AS base_typtype, "
+            "t.typtype, a.attnotnull OR t.typnotnull AS attnotnull, a.attgenerated <> '' AS generated, "
+            "a.attidentity, m.lower_bound, m.upper_bound, m.public_values, m.values_source, "
+            "ARRAY(SELECT e.enumlabel::text FROM pg_catalog.pg_enum e WHERE e.enumtypid = "
+            "CASE WHEN t.typtype = 'd' THEN t.typbasetype ELSE a.atttypid END ORDER BY e.enumsortorder) AS labels, "
+            "EXISTS (SELECT 1 FROM pg_catalog.pg_attrdef d JOIN pg_catalog.pg_depend p "
+            "ON p.classid = 'pg_catalog.pg_attrdef'::regclass AND p.objid = d.oid "
+            "AND p.refclassid = 'pg_catalog.pg_class'::regclass "
+            "JOIN pg_catalog.pg_class s ON s.oid = p.refobjid AND s.relkind = 'S' "
+            "WHERE d.adrelid = a.attrelid AND d.adnum = a.attnum) AS serial "
             "FROM pg_catalog.pg_attribute a JOIN pg_catalog.pg_type t ON t.oid = a.atttypid "
+            "LEFT JOIN pg_catalog.pg_type b ON b.oid = t.typbasetype "
             "LEFT JOIN dp_internal.columns m ON m.relid = a.attrelid AND m.attname = a.attname "
             "WHERE a.attrelid = $1 AND a.attnum > 0 AND NOT a.attisdropped ORDER BY a.attnum", [relid], ["oid"]):
         if c["generated"]:
             t.generated.append(c["attname"])
             continue
+        if c["serial"]:
+            t.serials.append(c["attname"])
+        if c["attidentity"] == "a":
+            t.identity_always = True
         t.columns.append(_classify(t, c))
     t.dcs = [dcmod.parse(r["dc"], [c.name for c in t.columns]) for r in db.execute(
         "SELECT dc FROM dp_internal.denial_constraints WHERE relid = $1 ORDER BY id", [relid], ["oid"])]
@@ -650,14 +729,38 @@ def _load(relid: int) -> Target:
 
 
 def _classify(t: Target, c) -> dom.Column:
-    fam = dom.family(c["base"], c["typtype"])
-    col = dom.Column(c["attname"], c["type"], fam, not c["attnotnull"], "identifier")
+    fam = dom.family(c["base"], c["base_typtype"])
+    sql_type = c["type"]
+    if c["typtype"] == "d":
+        # staged as the base type; the domain's CHECKs are tested on the staged rows (rows that
+        # break them are replaced like rows breaking a table CHECK), never on the copy
+        sql_type = c["domain_base"]
+        t.domains[c["attname"]] = c["type"]
+    col = dom.Column(c["attname"], sql_type, fam, not c["attnotnull"], "identifier")
+    opaque = fam == "text" and c["category"] != "S"        # arrays, json, inet, ...: no made-up text fits
+    if c["attname"] in t.keys and fam not in ("integer", "numeric", "text", "uuid") or \
+            c["attname"] in t.keys and opaque:
+        t.refused.append(f"column {c['attname']} ({c['type']}) is a key, and keys are regenerated as numbers, "
+                         "text or uuids only")
     if c["attname"] == t.unit:
         col.source = "privacy unit"
+        if opaque:
+            t.refused.append(f"privacy unit column {c['attname']} ({c['type']}) cannot be regenerated")
     elif c["attname"] in t.keys:
         col.source = "key"
     elif c["public_values"]:
         col.kind, col.values, col.source = "categorical", list(c["public_values"]), c["values_source"] or "declared"
+    elif fam == "enum" and c["labels"]:
+        col.kind, col.values, col.source = "categorical", list(c["labels"]), "enum"
+    elif opaque:
+        # modelled over the values found with DP (whatever share of rows they cover); when none is
+        # found: an empty array for arrays, NULL when nullable; else it cannot be made up at all
+        col.kind, col.source = "categorical", "opaque"
+        t.needs_values.append(c["attname"])
+        t.opaque[c["attname"]] = c["category"]
+        if c["category"] != "A" and c["attnotnull"]:
+            t.refused.append(f"column {c['attname']} ({c['type']}) is NOT NULL and has no public values: its "
+                             "values cannot be made up when DP finds none")
     elif fam == "boolean":
         col.kind, col.values, col.source = "categorical", ["false", "true"], "boolean"
     elif fam in ("integer", "float", "numeric", "date", "timestamp"):
