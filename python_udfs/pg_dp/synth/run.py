@@ -68,6 +68,8 @@ class Target:
     serials: list[str] = field(default_factory=list)          # columns whose default takes a sequence's nextval
     identity_always: bool = False                             # a GENERATED ALWAYS AS IDENTITY column
     refused: list[str] = field(default_factory=list)          # what cannot be copied (refused before the charge)
+    path: list[dict] = field(default_factory=list)            # foreign keys to the table holding the unit
+    path_unit: str | None = None                              # the unit column at the end of the path
     opaque: dict = field(default_factory=dict)                # column -> type category (arrays 'A', json, inet ...)
     needs_bounds: list[str] = field(default_factory=list)
     needs_values: list[str] = field(default_factory=list)
@@ -256,7 +258,7 @@ class Run:
             left = f"epsilon {remaining[0]}, delta {remaining[1]}" if remaining else "no budget"
             self.notice(f"dry run: would charge epsilon {self.epsilon}, delta {self.delta} to dataset "
                         f"{self.t.dataset}; remaining: {left}")
-            sensitivity = self.t.max_rows if self.t.unit else 1
+            sensitivity = self.t.max_rows if self.t.unit or self.t.path else 1
             need, sd, error, cells = self.useful_rows(float(e_model), float(d_model), sensitivity)
             self.notice(f"dry run: the row count is a DP count (expected error {error:.3g} rows); marginal cells "
                         f"get noise sd {sd:.3g}; under about {need} rows the widest column ({cells} cells) comes out "
@@ -286,6 +288,23 @@ class Run:
     def _snapshot(self) -> int:
         """The rows measured: every row, or at most max_rows per privacy unit. Returns the sensitivity."""
         _drop_temp(SRC)
+        if self.t.path:
+            # the unit is found along the path of foreign keys (rows whose path ends nowhere have none)
+            joins, alias = [], "s"
+            for i, step in enumerate(self.t.path):
+                ref = db.execute("SELECT pg_catalog.format('%I.%I', n.nspname, c.relname) AS q FROM pg_catalog.pg_class c "
+                                 "JOIN pg_catalog.pg_namespace n ON n.oid = c.relnamespace WHERE c.oid = $1",
+                                 [step["ref"]], ["oid"])[0]["q"]
+                on = " AND ".join(f"{alias}.{db.quote_ident(a)} = j{i}.{db.quote_ident(b)}"
+                                  for a, b in zip(step["cols"], step["refcols"]))
+                joins.append(f"JOIN {ref} j{i} ON {on}")
+                alias = f"j{i}"
+            unit = f"{alias}.{db.quote_ident(self.t.path_unit)}"
+            db.execute(f"CREATE TEMP TABLE {SRC} ON COMMIT DROP AS SELECT * FROM (SELECT s.*, "
+                       f"row_number() OVER (PARTITION BY {unit}) AS pg_dp_rn FROM {self.t.qualified} s "
+                       + " ".join(joins) + f") b WHERE pg_dp_rn <= {self.t.max_rows}")
+            self.src = SRC
+            return self.t.max_rows
         if self.t.unit:
             u = db.quote_ident(self.t.unit)
             db.execute(f"CREATE TEMP TABLE {SRC} ON COMMIT DROP AS SELECT * FROM (SELECT s.*, "
@@ -653,7 +672,8 @@ def _positive(value, name) -> Decimal:
 
 def _load(relid: int) -> Target:
     r = db.execute(
-        "SELECT n.nspname, c.relname, p.dataset, p.unit_column, d.max_rows_per_unit, d.data_version "
+        "SELECT n.nspname, c.relname, p.dataset, p.unit_column, d.data_version, p.unit_path::text AS unit_path, "
+        "coalesce(p.max_rows_per_unit, d.max_rows_per_unit) AS max_rows_per_unit, d.privacy_unit "
         "FROM pg_catalog.pg_class c JOIN pg_catalog.pg_namespace n ON n.oid = c.relnamespace "
         "LEFT JOIN dp_internal.protected_tables p ON p.relid = c.oid "
         "LEFT JOIN dp_internal.datasets d ON d.name = p.dataset WHERE c.oid = $1", [relid], ["oid"])[0]
@@ -664,6 +684,8 @@ def _load(relid: int) -> Target:
                       sqlstate="42P01")
     t = Target(relid, r["nspname"], r["relname"], qualified, r["dataset"], r["unit_column"],
                int(r["max_rows_per_unit"]), int(r["data_version"]))
+    if r["unit_path"]:
+        t.path, t.path_unit = json.loads(r["unit_path"]), r["privacy_unit"]
     for k in db.execute(
             "SELECT contype, pg_catalog.pg_get_constraintdef(oid) AS def, "
             "ARRAY(SELECT a.attname::text FROM unnest(conkey) WITH ORDINALITY k(n, o) JOIN pg_catalog.pg_attribute a "
