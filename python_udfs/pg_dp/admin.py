@@ -84,6 +84,10 @@ def protect(table_oid, dataset, privacy_unit, max_rows_per_unit, max_groups_per_
     path = None
     if privacy_unit is not None and privacy_unit not in columns:
         path = unit_path(table_oid, dataset) if existing else None
+        if path is None and not existing:
+            raise DPError(f"column {privacy_unit!r} does not exist in {qualified}",
+                          hint="privacy_unit names the column identifying a person (or other unit).",
+                          sqlstate="42703")
         if path is None:
             raise DPError(f"column {privacy_unit!r} does not exist in {qualified}, and no foreign-key path leads "
                           f"from it to a table of dataset {dataset} that has it",

@@ -30,9 +30,10 @@ from .. import catalog, db, ledger, mechanisms
 from ..errors import DPError
 from . import dc as dcmod
 from . import domain as dom
-from . import identifiers, mst, public
+from . import identifiers, mst, public, relational
 
 COUNT_SHARE = Decimal("0.05")         # of epsilon, always: the DP row count
+FANOUT_SHARE = 0.2                    # of a child's epsilon: the fan-out per parent, by parent attribute
 DISCOVERY_SHARE = Decimal("0.1")      # of epsilon, when discovery is needed at all ...
 VALUES_SHARE = Decimal("0.25")        # ... or when text values must be found (partition selection is costly)
 VALUES_PART = 0.6                     # of the discovery share, for the text values
@@ -79,7 +80,7 @@ class Target:
 
 
 class Run:
-    def __init__(self, source: str, epsilon, delta, target_schema, rows, dry_run):
+    def __init__(self, source: str, epsilon, delta, target_schema, rows, dry_run, siblings: dict | None = None):
         self.started = time.monotonic()
         self.rng = np.random.default_rng(secrets.randbits(64))
         self.epsilon = _positive(epsilon, "epsilon")
@@ -108,6 +109,8 @@ class Run:
                           hint="The copy is written with the extension owner's rights; an administrator can "
                                "make a superuser own these functions, or drop the constraints that call them.",
                           sqlstate="42501")
+        self.siblings = siblings or {}             # relid -> Run of the tables synthesized in the same call
+        self.parent = None                         # the link whose parent the rows are generated under
         self.links = [link for link in (self._link(fk) for fk in self.t.foreign_keys) if link]
 
     # ------------------------------------------------------------------ plan
@@ -137,8 +140,17 @@ class Run:
           own (said in a NOTICE).
         """
         if len(fk["cols"]) != 1:
+            self.notice(f"foreign key {fk['conname']} ({', '.join(fk['cols'])}) is not kept: keys of several "
+                        "columns are not modelled yet; its columns are modelled on their own",
+                        hint="A surrogate single-column key keeps the link.")
             return None
         column, refcol, ref = fk["cols"][0], fk["refcols"][0], int(fk["ref"])
+        if ref == self.t.relid:
+            self.notice(f"foreign key {fk['conname']} is not kept: it references the table itself; column {column} "
+                        "is modelled on its own", hint="Self-references are not modelled yet.")
+            return None
+        if ref in self.siblings:
+            return self._sibling_link(fk, column, refcol, self.siblings[ref])
         if column in self.t.keys:
             self.notice(f"foreign key {fk['conname']} is not kept: its column {column} is also a key, "
                         "and keys are regenerated", hint="Keys of a synthetic copy are new values.")
@@ -185,6 +197,29 @@ class Run:
                 needs.remove(column)
         return {"column": column, "refcol": refcol, "source": info["q"], "target": target, "kind": kind,
                 "name": fk["conname"], "ref": ref}
+
+    def _sibling_link(self, fk, column: str, refcol: str, parent) -> dict | None:
+        """A key to a table synthesized earlier in the same call: the column takes the parent copy's
+        keys; along the privacy unit's path (the parent's rows are the same person's), each child is
+        attached to a synthetic parent (fan-out per parent measured with DP, children's attributes
+        conditioned on the parent's: pg_dp.synth.relational); other keys draw parents uniformly."""
+        if column in self.t.keys:
+            self.notice(f"foreign key {fk['conname']} is not kept: its column {column} is also a key, "
+                        "and keys are regenerated", hint="Keys of a synthetic copy are new values.")
+            return None
+        target = f"{db.quote_ident(self.schema)}.{db.quote_ident(parent.t.name)}"
+        col = self.t.column(column)
+        col.kind, col.source, col.choices = "identifier", f"foreign key to {target}", [None]
+        for needs in (self.t.needs_bounds, self.t.needs_values):
+            if column in needs:
+                needs.remove(column)
+        link = {"column": column, "refcol": refcol, "source": parent.t.qualified, "target": target,
+                "kind": "synthetic parent (this call)", "name": fk["conname"], "ref": parent.t.relid,
+                "pending": True, "run": parent}
+        if self.parent is None and relational.same_unit(self, parent, fk, column, refcol):
+            link["kind"] = "synthetic parent (this call), children attached per parent"
+            self.parent = link
+        return link
 
     def costs(self) -> tuple[Decimal, Decimal, Decimal, Decimal]:
         """(epsilon, delta) of discovery and of the model; they add up to what is charged."""
@@ -250,36 +285,64 @@ class Run:
 
     # ------------------------------------------------------------------ run
     def execute(self):
-        e_disc, d_disc, e_model, d_model = self.costs()
+        self.plan_notice()
+        if self.dry_run:
+            self.dry_run_notices()
+            return
+        ledger_id = self.charge(self.t.dataset, self.epsilon, self.delta, self.statement())
+        yield                                   # the executor commits the charge before any row is read
+        self.work(ledger_id)
+
+    def plan_notice(self):
         self.notice(f"plan for {self.t.qualified} -> {db.quote_ident(self.schema)}.{db.quote_ident(self.t.name)}: "
                     f"epsilon {self.epsilon}, delta {self.delta}; " + "; ".join(self.describe()))
-        if self.dry_run:
-            remaining = catalog.remaining_budget(self.role, self.t.dataset)
-            left = f"epsilon {remaining[0]}, delta {remaining[1]}" if remaining else "no budget"
-            self.notice(f"dry run: would charge epsilon {self.epsilon}, delta {self.delta} to dataset "
-                        f"{self.t.dataset}; remaining: {left}")
-            sensitivity = self.t.max_rows if self.t.unit or self.t.path else 1
-            need, sd, error, cells = self.useful_rows(float(e_model), float(d_model), sensitivity)
-            self.notice(f"dry run: the row count is a DP count (expected error {error:.3g} rows); marginal cells "
-                        f"get noise sd {sd:.3g}; under about {need} rows the widest column ({cells} cells) comes out "
-                        f"with a 1-way TVD over 0.05: too small to be useful at epsilon {self.epsilon}")
-            return
-        statement = (f"CALL dp_synthesize({self.t.qualified}, epsilon => {self.epsilon}, delta => {self.delta}"
-                     + (f", rows => {self.rows}" if self.rows else "") + ")")
-        ledger_id = ledger.charge(self.role, self.t.dataset, self.epsilon, self.delta, statement,
-                                  "synthesis: MST (Gaussian marginals, exponential selection)"
-                                  + (" + discovery (Laplace)" if e_disc else ""),
+
+    def statement(self) -> str:
+        return (f"CALL dp_synthesize({self.t.qualified}, epsilon => {self.epsilon}, delta => {self.delta}"
+                + (f", rows => {self.rows}" if self.rows else "") + ")")
+
+    def charge(self, dataset: str, epsilon: Decimal, delta: Decimal, statement: str) -> int:
+        ledger_id = ledger.charge(self.role, dataset, epsilon, delta, statement,
+                                  "synthesis: MST (Gaussian marginals, exponential selection) + DP counts (Laplace)",
                                   self.t.data_version, f"synthesis:{uuid.uuid4().hex}")
-        self.phase(f"charged epsilon {self.epsilon}, delta {self.delta} (ledger id {ledger_id})")
-        yield                                   # the executor commits the charge before any row is read
+        self.phase(f"charged epsilon {epsilon}, delta {delta} to dataset {dataset} (ledger id {ledger_id})")
+        return ledger_id
+
+    def dry_run_notices(self):
+        e_disc, d_disc, e_model, d_model = self.costs()
+        remaining = catalog.remaining_budget(self.role, self.t.dataset)
+        left = f"epsilon {remaining[0]}, delta {remaining[1]}" if remaining else "no budget"
+        self.notice(f"dry run: would charge epsilon {self.epsilon}, delta {self.delta} to dataset "
+                    f"{self.t.dataset}; remaining: {left}")
+        sensitivity = self.t.max_rows if self.t.unit or self.t.path else 1
+        need, sd, error, cells = self.useful_rows(float(e_model), float(d_model), sensitivity)
+        self.notice(f"dry run: the row count is a DP count (expected error {error:.3g} rows); marginal cells "
+                    f"get noise sd {sd:.3g}; under about {need} rows the widest column ({cells} cells) comes out "
+                    f"with a 1-way TVD over 0.05: too small to be useful at epsilon {self.epsilon}")
+
+    def work(self, ledger_id: int):
+        """Everything after the charge: read, measure, model, sample, write (one transaction)."""
+        e_disc, d_disc, e_model, d_model = self.costs()
         db.execute("SELECT pg_catalog.set_config('track_counts', 'off', true)")
         sensitivity = self._snapshot()
         counts = self._discover(float(e_disc), float(d_disc), sensitivity)
+        for link in self.links:
+            if link.get("pending"):             # a parent written earlier in this call
+                link["values"] = [r["v"] for r in db.execute(
+                    f"SELECT {db.quote_ident(link['refcol'])}::text AS v FROM {link['target']} "
+                    f"WHERE {db.quote_ident(link['refcol'])} IS NOT NULL ORDER BY 1")]
+                self.t.column(link["column"]).choices = link["values"] or [None]
         modelled = [c for c in self.t.columns if c.kind != "identifier"]
+        if self.parent:
+            e_fan = float(self.epsilon) * FANOUT_SHARE
+            e_model -= Decimal(str(e_fan))
+            modelled += relational.prepare_child(self, e_fan)
         self.modelled, self.counts = modelled, counts
         self._warn_small(counts["total"], float(e_model), float(d_model), sensitivity)
         self.plan = self._model(modelled, float(e_model), float(d_model), sensitivity)
         n = int(self.rows or counts["total"])
+        if self.parent and not self.rows:
+            n = relational.child_rows(self)
         written = self._write(self._sample(n), n, ledger_id)
         for name in (SRC, CODES, STAGE):
             _drop_temp(name)
@@ -462,6 +525,8 @@ class Run:
             groups = [values[d.dependent] for d in self.t.dcs
                       if d.kind == "fd" and d.determinants == (c.name,) and d.dependent in values]
             values[c.name] = identifiers.assign_ids(n, self.counts.get(c.name, n), self.rng, groups)
+        if self.parent:
+            relational.attach(self, values, codes if self.plan is not None else {}, n)
         self.phase(f"sampled {n} rows")
         return values
 
@@ -745,6 +810,10 @@ def _load(relid: int) -> Target:
         if c["attidentity"] == "a":
             t.identity_always = True
         t.columns.append(_classify(t, c))
+    for k in relational.partition_foreign_keys(relid, t.foreign_keys):
+        db.notice(f"foreign key {k['conname']} is declared on {k['declared_on']}, a partition or child of "
+                  f"{qualified}: it is kept for the whole synthetic table")
+        t.foreign_keys.append(k)
     t.dcs = [dcmod.parse(r["dc"], [c.name for c in t.columns]) for r in db.execute(
         "SELECT dc FROM dp_internal.denial_constraints WHERE relid = $1 ORDER BY id", [relid], ["oid"])]
     return t
@@ -814,12 +883,31 @@ def fallback_bounds(fam: str) -> tuple[float, float]:
     return 0.0, 1.0
 
 
-def synthesize_steps(source, epsilon, delta=None, target_schema=None, rows=None, dry_run=False):
-    """The executor's handler of CALL dp_synthesize: phases (see pg_dp.executor); source is an oid."""
+def synthesize_steps(source=None, epsilon=None, delta=None, target_schema=None, rows=None, dry_run=False,
+                     sources=None, schema=None, dataset=None):
+    """The executor's handler of CALL dp_synthesize: phases (see pg_dp.executor). One table
+    (source, an oid), or several in one call: every protected table of a schema, of a
+    dataset, or the oids in sources (pg_dp.synth.relational)."""
     if rows is not None and not (isinstance(rows, int) and 1 <= rows <= MAX_ROWS):
         raise DPError(f"rows must be between 1 and {MAX_ROWS}",
                       hint="Leave rows out to get as many rows as the source (DP count).", sqlstate="22023")
-    yield from Run(str(int(source)), epsilon, delta, target_schema, rows, dry_run).execute()
+    if source is not None:
+        yield from Run(str(int(source)), epsilon, delta, target_schema, rows, dry_run).execute()
+        return ""
+    if rows is not None:
+        raise DPError("rows applies to one table only", sqlstate="22023",
+                      hint="Leave rows out: each table gets its DP row count (children: the fan-out of their parents).")
+    epsilon = _positive(epsilon, "epsilon")
+    if sources is not None and not (isinstance(sources, list) and all(isinstance(r, int) for r in sources)):
+        raise DPError("malformed pg_dp request", sqlstate="22023")
+    relids = relational.resolve(schema, dataset, sources)
+    label = f"schema {schema}" if schema is not None else f"dataset {dataset}" if dataset is not None else \
+        "ARRAY[" + ", ".join(relational._name(r) for r in relids) + "]"
+
+    def make(relid, e, d, siblings):
+        return Run(str(relid), e, d, target_schema, None, dry_run, siblings)
+
+    yield from relational.synthesize_many(make, relids, epsilon, delta, dry_run, label, schema)
     return ""
 
 
