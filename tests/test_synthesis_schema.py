@@ -3,6 +3,8 @@
 import psycopg
 import pytest
 
+from conftest import shared_data
+
 ANALYST = "schema_analyst"
 
 
@@ -228,7 +230,9 @@ def shop(conn, customers=300, prefix="shop"):
                  f"FROM generate_series(1, {customers}) g")
     conn.execute(f"CREATE TABLE {prefix}_invoice (invoice_id int PRIMARY KEY, customer_id int NOT NULL "
                  f"REFERENCES {prefix}_customer, total int NOT NULL)")
-    conn.execute(f"INSERT INTO {prefix}_invoice SELECT row_number() OVER (), c.customer_id, (c.customer_id * 7 + i) % 100 "
+    # the invoice total depends on the customer: vip customers spend 600..990, the others 0..390
+    conn.execute(f"INSERT INTO {prefix}_invoice SELECT row_number() OVER (), c.customer_id, "
+                 "10 * CASE WHEN c.vip THEN 60 + (c.customer_id * 7 + i) % 40 ELSE (c.customer_id * 7 + i) % 40 END "
                  f"FROM {prefix}_customer c, generate_series(1, CASE WHEN c.vip THEN 6 ELSE 1 + c.customer_id % 3 END) i")
     conn.execute(f"CREATE TABLE {prefix}_line (line_id int PRIMARY KEY, invoice_id int NOT NULL "
                  f"REFERENCES {prefix}_invoice, qty int NOT NULL)")
@@ -237,7 +241,7 @@ def shop(conn, customers=300, prefix="shop"):
     conn.execute(f"SELECT dp.protect('{prefix}_customer', dataset => '{prefix}', privacy_unit => 'customer_id')")
     conn.execute(f"SELECT dp.protect('{prefix}_invoice', dataset => '{prefix}', max_rows_per_unit => 6)")
     conn.execute(f"SELECT dp.protect('{prefix}_line', dataset => '{prefix}', max_rows_per_unit => 24)")
-    conn.execute(f"SELECT dp.set_bounds('{prefix}_invoice', 'total', 0, 100)")
+    conn.execute(f"SELECT dp.set_bounds('{prefix}_invoice', 'total', 0, 1000)")
     conn.execute(f"SELECT dp.set_bounds('{prefix}_line', 'qty', 0, 6)")
 
 
@@ -296,14 +300,14 @@ def test_one_call_synthesizes_a_schema_with_children_under_their_parents(conn):
     finally:
         conn.execute("SET search_path = public, dp")
     conn.execute("SELECT dp.grant_budget('postgres', 's', 100, 1e-3)")
-    before = conn.execute("SELECT count(*) FROM dp.ledger").fetchone()[0]
+    before = conn.execute("SELECT count(*) FROM dp.ledger WHERE dataset = 's'").fetchone()[0]
     notices = synthesize(conn, "shopx", epsilon=9.0, dry_run=True)
     assert any("3 table(s) in this order: shopx.s_customer, shopx.s_invoice, shopx.s_line" in n for n in notices)
     assert any("children attached per parent" in n for n in notices)
-    assert conn.execute("SELECT count(*) FROM dp.ledger").fetchone()[0] == before
+    assert conn.execute("SELECT count(*) FROM dp.ledger WHERE dataset = 's'").fetchone()[0] == before
     notices = synthesize(conn, "shopx", epsilon=9.0)
     # one charge for the dataset, of the whole epsilon
-    assert conn.execute("SELECT count(*), sum(epsilon) FROM dp.ledger").fetchone() == (before + 1, 9)
+    assert conn.execute("SELECT count(*), sum(epsilon) FROM dp.ledger WHERE dataset = 's'").fetchone() == (before + 1, 9)
     for t in ("s_customer", "s_invoice", "s_line", "s_country"):
         assert relation(conn, f"dp_synthetic.{t}") is not None
     # foreign keys kept (so 0 orphans), and the two paths to the customer agree
@@ -324,6 +328,60 @@ def test_one_call_synthesizes_a_schema_with_children_under_their_parents(conn):
     lines = fanout_tvd(conn, "s_line", "invoice_id", "s_invoice", "invoice_id")
     print("fan-out TVD invoices per customer", tvd, "lines per invoice", lines)
     assert tvd <= 0.15 and lines <= 0.15
+    # the child's attribute follows its parent's: 2-way TVD of vip x total (10 bins) over the
+    # join, against what attaching invoices to customers uniformly gives (independence)
+    def joint(schema):
+        rows = conn.execute(f"SELECT c.vip, least(v.total / 100, 9), count(*) FROM {schema}.s_invoice v JOIN {schema}.s_customer c "
+                            "USING (customer_id) GROUP BY 1, 2").fetchall()
+        total = sum(r[2] for r in rows)
+        return {(a, b): n / total for a, b, n in rows}
+    real, synth = joint("shopx"), joint("dp_synthetic")
+    pa, pb = {}, {}
+    for (a, b), p in synth.items():
+        pa[a], pb[b] = pa.get(a, 0) + p, pb.get(b, 0) + p
+    uniform = {(a, b): pa[a] * pb[b] for a in pa for b in pb}
+    tvd2 = 0.5 * sum(abs(real.get(k, 0) - synth.get(k, 0)) for k in set(real) | set(synth))
+    base = 0.5 * sum(abs(real.get(k, 0) - uniform.get(k, 0)) for k in set(real) | set(uniform))
+    print("parent x child TVD", tvd2, "uniform attachment", base)
+    assert tvd2 <= base / 2
     vip = dict(conn.execute("SELECT c.vip, avg(n) FROM dp_synthetic.s_customer c JOIN (SELECT customer_id, count(*) n "
                             "FROM dp_synthetic.s_invoice GROUP BY 1) v USING (customer_id) GROUP BY 1").fetchall())
     assert vip[True] > vip[False] + 2
+
+
+def test_chinook_in_one_call(conn):
+    script = open(shared_data("chinook", "Chinook_PostgreSql.sql"), encoding="utf-8").read()
+    script = script[script.index("\\c chinook;") + len("\\c chinook;"):]
+    conn.execute("CREATE SCHEMA chinook")
+    conn.execute("SET search_path = chinook")
+    try:
+        conn.execute(script)
+    finally:
+        conn.execute("SET search_path = public, dp")
+    conn.execute("SELECT dp.protect('chinook.customer', dataset => 'chinook', privacy_unit => 'customer_id')")
+    conn.execute("SELECT dp.protect('chinook.invoice', dataset => 'chinook', max_rows_per_unit => 10)")
+    conn.execute("SELECT dp.protect('chinook.invoice_line', dataset => 'chinook', max_rows_per_unit => 40)")
+    for t in ("genre", "media_type", "artist", "album", "track", "playlist", "playlist_track"):
+        conn.execute(f"SELECT dp.declare_public('chinook.{t}')")
+    conn.execute("SELECT dp.grant_budget('postgres', 'chinook', 10, 1e-3)")
+    notices = synthesize(conn, "chinook", epsilon=3.0)
+    # the employee table (names, birth dates, addresses, phones) is neither protected nor
+    # declared: never copied, and the customer's key to it is not kept
+    assert relation(conn, "dp_synthetic.employee") is None
+    assert any("customer_support_rep_id_fkey is not kept" in n for n in notices)
+    for t in ("customer", "invoice", "invoice_line", "track", "album", "artist", "genre", "media_type",
+              "playlist", "playlist_track"):
+        assert relation(conn, f"dp_synthetic.{t}") is not None, t
+    # the link table and its keys are copied verbatim; every key of the synthetic tables is kept
+    assert conn.execute("SELECT count(*) FROM dp_synthetic.playlist_track").fetchone()[0] == \
+        conn.execute("SELECT count(*) FROM chinook.playlist_track").fetchone()[0]
+    fks = {r[0] for r in conn.execute("SELECT conname FROM pg_constraint WHERE contype = 'f' "
+                                       "AND connamespace = 'dp_synthetic'::regnamespace")}
+    assert {"invoice_customer_id_fkey", "invoice_line_invoice_id_fkey", "invoice_line_track_id_fkey",
+            "playlist_track_playlist_id_fkey", "playlist_track_track_id_fkey", "track_album_id_fkey",
+            "track_genre_id_fkey", "track_media_type_id_fkey", "album_artist_id_fkey"} <= fks
+    for t in ("customer", "invoice", "invoice_line"):
+        cols = lambda s: conn.execute("SELECT attname, format_type(atttypid, atttypmod), attnotnull FROM pg_attribute "
+                                      "WHERE attrelid = %s::regclass AND attnum > 0 AND NOT attisdropped ORDER BY attnum",
+                                      (f"{s}.{t}",)).fetchall()
+        assert cols("dp_synthetic") == cols("chinook")

@@ -11,7 +11,7 @@ and of Alimohammadi et al. 2024 (cross-table marginals over the parent-child joi
   is generated under its synthetic parents:
   * fan-out: a noisy histogram (OpenDP Laplace, 20% of the child's epsilon) of the number of
     children per parent (up to the child's max_rows_per_unit, at most 128) against the
-    parent's smallest-domain attribute, over the parent's rows bounded per unit
+    parent's smallest-domain attribute (when it has at most 8 values), over the parent's rows bounded per unit
     (sensitivity: the parent's max_rows_per_unit); every synthetic parent draws its number of
     children from it, given its own attribute, so heavy-tailed fan-outs stay heavy-tailed;
   * child attributes: up to three parent attributes (the smallest domains) are joined to
@@ -36,6 +36,7 @@ from ..errors import DPError
 MAX_FANOUT = 128
 PARENT_ATTRIBUTES = 3
 MAX_ATTRIBUTE_SIZE = 64
+FANOUT_CONDITION_SIZE = 8
 PARENT_SRC = "pg_dp_synth_src_parent"
 
 
@@ -150,7 +151,8 @@ def prepare_child(run, epsilon: float) -> list:
     # fan-out: children per parent row (capped), against the first parent attribute, over the
     # parent's rows bounded per unit: a unit moves at most max_rows(parent) counts
     cap = max(1, min(MAX_FANOUT, run.t.max_rows))
-    first = attrs[0] if attrs else None
+    # conditioned on a small attribute only: the histogram's noise grows with its cells
+    first = attrs[0] if attrs and attrs[0].size <= FANOUT_CONDITION_SIZE else None
     size = first.size if first else 1
     code = first.encode_sql(f"p.{db.quote_ident(first.name)}") if first else "0"
     unit = db.quote_ident(parent.t.unit)
@@ -187,7 +189,7 @@ def child_rows(run) -> int:
     hist = run.fanout
     overall = hist.sum(axis=0)
     overall = overall if overall.sum() > 0 else np.ones_like(overall)
-    first = attrs[0] if attrs else np.zeros(keys.size, dtype=np.int64)
+    first = attrs[0] if attrs and run.fanout.shape[0] > 1 else np.zeros(keys.size, dtype=np.int64)
     k = np.zeros(keys.size, dtype=np.int64)
     for a in np.unique(first):
         where = np.flatnonzero(first == a)
