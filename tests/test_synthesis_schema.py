@@ -313,7 +313,7 @@ def test_one_call_synthesizes_a_schema_with_children_under_their_parents(conn):
     # foreign keys kept (so 0 orphans), and the two paths to the customer agree
     fks = sorted(r[0] for r in conn.execute("SELECT conrelid::regclass::text || '->' || confrelid::regclass::text "
                                             "FROM pg_constraint WHERE contype = 'f' AND conrelid::regclass::text "
-                                            "LIKE 'dp_synthetic.s_%'"))
+                                            "LIKE 'dp\\_synthetic.s\\_%'"))
     assert fks == ["dp_synthetic.s_invoice->dp_synthetic.s_customer", "dp_synthetic.s_line->dp_synthetic.s_customer",
                    "dp_synthetic.s_line->dp_synthetic.s_invoice"]
     assert conn.execute("SELECT count(*) FROM dp_synthetic.s_line l JOIN dp_synthetic.s_invoice v USING (invoice_id) "
