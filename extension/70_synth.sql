@@ -98,3 +98,72 @@ COMMENT ON PROCEDURE dp.dp_synthesize(regclass, double precision, double precisi
     'Write a DP synthetic copy of a protected table to the shadow schema (same DDL); charges epsilon/delta once; dry_run tells the plan and cost';
 COMMENT ON FUNCTION dp.evaluate_synthetic(regclass, regclass, text[]) IS
     'DBA: fidelity of a synthetic table (reads the raw data): 1-/2-way TVD, denial-constraint violations, ML utility';
+
+-- Rows of a staging table whose value of a column does not fit a domain type (its CHECKs,
+-- NOT NULL): dp_synthesize replaces them before writing the copy, so a domain never fails
+-- the write after the charge.  One subtransaction per row, only for domain-typed columns.
+CREATE FUNCTION dp_internal.domain_misfits(stage regclass, column_name name, domain regtype) RETURNS SETOF bigint
+LANGUAGE plpgsql VOLATILE SECURITY INVOKER
+SET search_path = pg_catalog, pg_temp
+AS $$
+DECLARE
+    r record;
+BEGIN
+    FOR r IN EXECUTE pg_catalog.format('SELECT pg_dp_idx AS i, %I::text AS v FROM %s', column_name, stage) LOOP
+        BEGIN
+            EXECUTE pg_catalog.format('SELECT $1::%s', domain) USING r.v;
+        EXCEPTION WHEN integrity_constraint_violation OR data_exception THEN
+            RETURN NEXT r.i;
+        END;
+    END LOOP;
+END $$;
+REVOKE ALL ON FUNCTION dp_internal.domain_misfits(regclass, name, regtype) FROM PUBLIC;
+COMMENT ON FUNCTION dp_internal.domain_misfits(regclass, name, regtype) IS
+    'Staged synthetic rows (pg_dp_idx) whose value of a column breaks a domain''s constraints';
+
+-- One call for several tables.  A name given as text is read in the caller's search_path
+-- (no search_path is pinned here: this runs with the caller's rights and only resolves the
+-- name; everything it calls is schema-qualified): a table, else a schema (every protected
+-- table in it, its declared public tables copied too), else a dataset.
+CREATE PROCEDURE dp.dp_synthesize(source text, epsilon double precision,
+                                  delta double precision DEFAULT NULL, target_schema text DEFAULT NULL,
+                                  "rows" bigint DEFAULT NULL, dry_run boolean DEFAULT false)
+LANGUAGE plpgsql SECURITY INVOKER
+AS $$
+DECLARE
+    rel regclass := pg_catalog.to_regclass(source);
+    request json;
+BEGIN
+    IF rel IS NOT NULL THEN
+        request := pg_catalog.json_build_object('source', rel::oid);
+    ELSIF pg_catalog.to_regnamespace(source) IS NOT NULL THEN
+        request := pg_catalog.json_build_object('schema', (SELECT n.nspname FROM pg_catalog.pg_namespace n
+            WHERE n.oid OPERATOR(pg_catalog.=) pg_catalog.to_regnamespace(source)));
+    ELSIF EXISTS (SELECT 1 FROM dp.datasets d WHERE d.dataset OPERATOR(pg_catalog.=) source) THEN
+        request := pg_catalog.json_build_object('dataset', source);
+    ELSE
+        RAISE EXCEPTION 'no table, schema or dataset named %', source
+            USING ERRCODE = 'undefined_table',
+                  HINT = 'Name a protected table, a schema holding protected tables, or a dataset (dp.datasets).';
+    END IF;
+    PERFORM dp_internal.executor_call('synthesize', (pg_catalog.jsonb_build_object(
+        'epsilon', epsilon, 'delta', delta, 'target_schema', target_schema, 'rows', "rows", 'dry_run', dry_run)
+        OPERATOR(pg_catalog.||) request::jsonb)::text);
+END $$;
+
+CREATE PROCEDURE dp.dp_synthesize(tables regclass[], epsilon double precision,
+                                  delta double precision DEFAULT NULL, target_schema text DEFAULT NULL,
+                                  "rows" bigint DEFAULT NULL, dry_run boolean DEFAULT false)
+LANGUAGE sql SECURITY INVOKER
+SET search_path = pg_catalog, pg_temp
+AS $$
+    SELECT dp_internal.executor_call('synthesize', pg_catalog.json_build_object(
+        'sources', tables::oid[], 'epsilon', epsilon, 'delta', delta, 'target_schema', target_schema,
+        'rows', "rows", 'dry_run', dry_run)::text)
+$$;
+GRANT EXECUTE ON PROCEDURE dp.dp_synthesize(text, double precision, double precision, text, bigint, boolean),
+    dp.dp_synthesize(regclass[], double precision, double precision, text, bigint, boolean) TO PUBLIC;
+COMMENT ON PROCEDURE dp.dp_synthesize(text, double precision, double precision, text, bigint, boolean) IS
+    'Synthesize a protected table, every protected table of a schema (parents first, children under their parents, public tables copied), or of a dataset, in one call and one charge per dataset';
+COMMENT ON PROCEDURE dp.dp_synthesize(regclass[], double precision, double precision, text, bigint, boolean) IS
+    'Synthesize several protected tables in one call: parents first, children under their parents, one charge per dataset, written at once';

@@ -1,6 +1,7 @@
 """DBA operations that need more than a SQL statement: protecting a table."""
 
 import contextlib
+import json
 import re
 
 from . import db
@@ -58,14 +59,14 @@ def protect(table_oid, dataset, privacy_unit, max_rows_per_unit, max_groups_per_
         raise DPError(f"{rel['nspname']}.{rel['relname']} is not a table",
                       hint="Protect the underlying table.", sqlstate="42809")
     qualified = f"{db.quote_ident(rel['nspname'])}.{db.quote_ident(rel['relname'])}"
+    if db.execute("SELECT 1 FROM dp_internal.public_tables WHERE relid = $1", [table_oid], ["oid"]):
+        raise DPError(f"table {qualified} is declared public", sqlstate="55000",
+                      hint=f"Public tables are copied verbatim by dp_synthesize: SELECT dp.undeclare_public("
+                           f"'{qualified}') first if its rows are sensitive.")
     columns = {r["attname"]: r for r in db.execute(
         "SELECT a.attname, a.atttypid::int8 AS typid, t.typtype, a.attnotnull FROM pg_catalog.pg_attribute a "
         "JOIN pg_catalog.pg_type t ON t.oid = a.atttypid "
         "WHERE a.attrelid = $1 AND a.attnum > 0 AND NOT a.attisdropped", [table_oid], ["oid"])}
-    if privacy_unit is not None and privacy_unit not in columns:
-        raise DPError(f"column {privacy_unit!r} does not exist in {qualified}",
-                      hint="privacy_unit names the column identifying a person (or other unit).",
-                      sqlstate="42703")
     for name, value in (("max_rows_per_unit", max_rows_per_unit), ("max_groups_per_unit", max_groups_per_unit)):
         if value is not None and value < 1:
             raise DPError(f"{name} must be at least 1", hint="e.g. max_rows_per_unit => 10", sqlstate=INVALID)
@@ -74,28 +75,53 @@ def protect(table_oid, dataset, privacy_unit, max_rows_per_unit, max_groups_per_
         raise DPError(f"invalid dataset name {dataset!r}",
                       hint="Use lower-case letters, digits and underscores.", sqlstate=INVALID)
 
-    existing = db.execute("SELECT privacy_unit FROM dp_internal.datasets WHERE name = $1", [dataset], ["text"])
+    existing = db.execute("SELECT privacy_unit, max_rows_per_unit FROM dp_internal.datasets WHERE name = $1",
+                          [dataset], ["text"])
+    if existing and privacy_unit is None:
+        privacy_unit = existing[0]["privacy_unit"]      # a table joining a dataset takes its unit
+    if existing and existing[0]["privacy_unit"] != privacy_unit:
+        raise DPError(f"dataset {dataset} has privacy unit {existing[0]['privacy_unit']!r}, not {privacy_unit!r}",
+                      hint="Tables of one dataset share their privacy unit column name.", sqlstate=INVALID)
+    path = None
+    if privacy_unit is not None and privacy_unit not in columns:
+        path = unit_path(table_oid, dataset) if existing else None
+        if path is None and not existing:
+            raise DPError(f"column {privacy_unit!r} does not exist in {qualified}",
+                          hint="privacy_unit names the column identifying a person (or other unit).",
+                          sqlstate="42703")
+        if path is None:
+            raise DPError(f"column {privacy_unit!r} does not exist in {qualified}, and no foreign-key path leads "
+                          f"from it to a table of dataset {dataset} that has it",
+                          hint="privacy_unit names the column identifying a person (or other unit). Protect the "
+                               "table holding it first; then tables that reach it through foreign keys join its "
+                               "dataset.", sqlstate="42703")
     if existing:
-        if existing[0]["privacy_unit"] != privacy_unit:
-            raise DPError(f"dataset {dataset} has privacy unit {existing[0]['privacy_unit']!r}, not {privacy_unit!r}",
-                          hint="Tables of one dataset share their privacy unit column name.", sqlstate=INVALID)
-        if max_rows_per_unit is not None or max_groups_per_unit is not None:
-            db.execute("UPDATE dp_internal.datasets SET max_rows_per_unit = coalesce($2, max_rows_per_unit), "
-                       "max_groups_per_unit = coalesce($3, max_groups_per_unit) WHERE name = $1",
-                       [dataset, max_rows_per_unit, max_groups_per_unit], ["text", "int4", "int4"])
+        if max_groups_per_unit is not None:
+            db.execute("UPDATE dp_internal.datasets SET max_groups_per_unit = $2 WHERE name = $1",
+                       [dataset, max_groups_per_unit], ["text", "int4"])
     else:
         db.execute("INSERT INTO dp_internal.datasets (name, privacy_unit, max_rows_per_unit, max_groups_per_unit) "
                    "VALUES ($1, $2, coalesce($3, 1), coalesce($4, 1))",
                    [dataset, privacy_unit, max_rows_per_unit, max_groups_per_unit], ["text", "text", "int4", "int4"])
-    db.execute("INSERT INTO dp_internal.protected_tables (relid, dataset, unit_column) VALUES ($1, $2, $3) "
-               "ON CONFLICT (relid) DO UPDATE SET dataset = excluded.dataset, unit_column = excluded.unit_column",
-               [table_oid, dataset, privacy_unit], ["oid", "text", "name"])
+    # the table's own bound: a later dp.protect of another table never changes it
+    own_bound = max_rows_per_unit if max_rows_per_unit is not None else \
+        (existing[0]["max_rows_per_unit"] if existing else None)
+    unit_column = privacy_unit if path is None else None
+    db.execute("INSERT INTO dp_internal.protected_tables (relid, dataset, unit_column, unit_path, max_rows_per_unit) "
+               "VALUES ($1, $2, $3, $4::jsonb, $5) ON CONFLICT (relid) DO UPDATE SET dataset = excluded.dataset, "
+               "unit_column = excluded.unit_column, unit_path = excluded.unit_path, "
+               "max_rows_per_unit = coalesce($5, dp_internal.protected_tables.max_rows_per_unit)",
+               [table_oid, dataset, unit_column, json.dumps(path) if path else None, own_bound],
+               ["oid", "text", "name", "text", "int4"])
 
     children = _descendants(table_oid)
     for child in children:
-        db.execute("INSERT INTO dp_internal.protected_tables (relid, dataset, unit_column) VALUES ($1, $2, $3) "
-                   "ON CONFLICT (relid) DO UPDATE SET dataset = excluded.dataset, unit_column = excluded.unit_column",
-                   [child["relid"], dataset, privacy_unit], ["oid", "text", "name"])
+        db.execute("INSERT INTO dp_internal.protected_tables (relid, dataset, unit_column, unit_path, max_rows_per_unit) "
+                   "SELECT $1, dataset, unit_column, unit_path, max_rows_per_unit FROM dp_internal.protected_tables "
+                   "WHERE relid = $2 ON CONFLICT (relid) DO UPDATE SET dataset = excluded.dataset, "
+                   "unit_column = excluded.unit_column, unit_path = excluded.unit_path, "
+                   "max_rows_per_unit = excluded.max_rows_per_unit",
+                   [child["relid"], table_oid], ["oid", "oid"])
 
     found = _discover_public_values(table_oid, columns)
     for child in children:
@@ -107,6 +133,9 @@ def protect(table_oid, dataset, privacy_unit, max_rows_per_unit, max_groups_per_
 
     message = f"table {qualified} is protected in dataset {dataset}"
     message += f", privacy unit {privacy_unit}" if privacy_unit else ", each row a privacy unit"
+    if path:
+        message += " reached through " + " -> ".join(
+            f"{', '.join(step['cols'])} -> {step['table']}" for step in path)
     if children:
         kind = "partitions" if all(c["relispartition"] for c in children) else "partitions and inheritance children"
         message += f" with its {kind} " + ", ".join(c["name"] for c in children)
@@ -144,6 +173,38 @@ def protect(table_oid, dataset, privacy_unit, max_rows_per_unit, max_groups_per_
                   "and granted them to pg_read_all_stats: they show exact row counts of protected tables "
                   "(pg_stat_user_tables.n_live_tup)",
                   hint="Monitoring roles keep them through pg_read_all_stats (pg_monitor is a member).")
+
+
+def unit_path(table_oid, dataset) -> list[dict] | None:
+    """The shortest path of foreign keys (NOT NULL columns) from a table, through protected
+    tables of the dataset, to one holding the privacy unit column itself; None if there is none."""
+    frontier, seen = [(int(table_oid), [])], {int(table_oid)}
+    for _ in range(6):
+        following = []
+        for relid, steps in frontier:
+            for fk in db.execute(
+                    "SELECT k.conname, k.confrelid::int8 AS ref, k.confrelid::regclass::text AS tname, "
+                    "p.unit_column IS NOT NULL AS holds, "
+                    "ARRAY(SELECT a.attname::text FROM unnest(k.conkey) WITH ORDINALITY c(n, o) JOIN pg_catalog.pg_attribute a "
+                    "ON a.attrelid = k.conrelid AND a.attnum = c.n ORDER BY c.o) AS cols, "
+                    "ARRAY(SELECT a.attname::text FROM unnest(k.confkey) WITH ORDINALITY c(n, o) JOIN pg_catalog.pg_attribute a "
+                    "ON a.attrelid = k.confrelid AND a.attnum = c.n ORDER BY c.o) AS refcols, "
+                    "NOT EXISTS (SELECT 1 FROM unnest(k.conkey) c(n) JOIN pg_catalog.pg_attribute a "
+                    "ON a.attrelid = k.conrelid AND a.attnum = c.n WHERE NOT a.attnotnull) AS notnull "
+                    "FROM pg_catalog.pg_constraint k JOIN dp_internal.protected_tables p ON p.relid = k.confrelid "
+                    "WHERE k.contype = 'f' AND k.conrelid = $1 AND p.dataset = $2 ORDER BY k.conname",
+                    [relid, dataset], ["oid", "text"]):
+                ref = int(fk["ref"])
+                if ref in seen or not fk["notnull"]:
+                    continue
+                step = {"conname": fk["conname"], "cols": list(fk["cols"]), "ref": ref, "table": fk["tname"],
+                        "refcols": list(fk["refcols"])}
+                if fk["holds"]:
+                    return steps + [step]
+                seen.add(ref)
+                following.append((ref, steps + [step]))
+        frontier = following
+    return None
 
 
 def _descendants(table_oid) -> list[dict]:
@@ -263,9 +324,9 @@ def _record_children(closed: Closed):
             "g.root::regclass::text AS root, p.dataset, p.unit_column, c.relispartition "
             "FROM dp_internal.guarded_relations g JOIN dp_internal.protected_tables p ON p.relid = g.root "
             "JOIN pg_catalog.pg_class c ON c.oid = g.relid WHERE g.kind = 'child' ORDER BY 1"):
-        db.execute("INSERT INTO dp_internal.protected_tables (relid, dataset, unit_column) VALUES ($1, $2, $3) "
-                   "ON CONFLICT (relid) DO NOTHING", [r["relid"], r["dataset"], r["unit_column"]],
-                   ["oid", "text", "name"])
+        db.execute("INSERT INTO dp_internal.protected_tables (relid, dataset, unit_column, unit_path, max_rows_per_unit) "
+                   "SELECT $1, dataset, unit_column, unit_path, max_rows_per_unit FROM dp_internal.protected_tables "
+                   "WHERE relid = $2 ON CONFLICT (relid) DO NOTHING", [r["relid"], r["root_oid"]], ["oid", "oid"])
         _mirror_columns(r["relid"], r["root_oid"])
         # its rows joined the dataset without a write
         db.execute("UPDATE dp_internal.datasets SET data_version = data_version + 1 WHERE name = $1",

@@ -55,8 +55,9 @@ def load_table(schema: str | None, table: str) -> TableMeta:
     rows = db.execute(
         """
         SELECT p.relid::int8 AS relid, n.nspname, c.relname, p.dataset, p.unit_column,
-               d.max_rows_per_unit, d.max_groups_per_unit,
-               d.data_version + dp_internal.distributed_writes(p.dataset) AS data_version
+               coalesce(p.max_rows_per_unit, d.max_rows_per_unit) AS max_rows_per_unit,
+               d.max_groups_per_unit, d.data_version + dp_internal.distributed_writes(p.dataset) AS data_version,
+               p.unit_path IS NOT NULL AS via_path
         FROM dp_internal.protected_tables p
         JOIN pg_catalog.pg_class c ON c.oid = p.relid
         JOIN pg_catalog.pg_namespace n ON n.oid = c.relnamespace
@@ -73,6 +74,12 @@ def load_table(schema: str | None, table: str) -> TableMeta:
         raise DPError(f"table name {name} is ambiguous",
                       hint="Qualify it with its schema: schema.table.", sqlstate="42P09")
     r = rows[0]
+    if r["via_path"]:
+        # its rows would count as units of their own: refused, never answered with the wrong sensitivity
+        raise DPError(f"table {name} reaches its privacy unit through foreign keys: DP questions on it are not "
+                      "supported yet", sqlstate="0A000",
+                      hint="Synthesize it (CALL dp_synthesize) and query the synthetic copy, or ask about the "
+                           "table that holds the privacy unit.")
     cols = db.execute(
         """
         SELECT a.attname, pg_catalog.format_type(a.atttypid, a.atttypmod) AS type,

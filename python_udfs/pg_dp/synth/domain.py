@@ -299,13 +299,29 @@ def _literal(value: str) -> str:
     return "'" + body + "'"
 
 
-def bounds_from_buckets(noisy: dict[int, float], threshold: float) -> tuple[float, float] | None:
-    """Bounds from a noisy histogram of log2 buckets (see bucket_sql): from the lowest to the
-    highest bucket whose noisy count passes the threshold; None if none does."""
-    passing = sorted(b for b, c in noisy.items() if c >= threshold)
+def bounds_from_buckets(noisy: dict[int, float], threshold: float,
+                        far: float | None = None) -> tuple[float, float] | None:
+    """Bounds from a noisy histogram of log2 buckets (see bucket_sql); None if no bucket passes.
+
+    From the passing bucket with the largest noisy count, out over the adjacent buckets
+    that pass `threshold` (the first bucket that fails stops it), widened to any bucket
+    whose noisy count passes `far` (set so that no empty bucket of all reaches it but with
+    negligible probability).  An empty bucket passing `threshold` by chance then widens
+    the bounds only when it touches the data's range, by one bucket (a factor 2), instead
+    of reaching anywhere on the line (year 1 for a 2015-2023 date column)."""
+    passing = {b for b, c in noisy.items() if c >= threshold}
     if not passing:
         return None
-    return bucket_edges(passing[0])[0], bucket_edges(passing[-1])[1]
+    mode = max(passing, key=lambda b: (noisy[b], -abs(b)))
+    low = high = mode
+    while low - 1 in passing:
+        low -= 1
+    while high + 1 in passing:
+        high += 1
+    if far is not None:
+        wide = [b for b, c in noisy.items() if c >= far]
+        low, high = min([low] + wide), max([high] + wide)
+    return bucket_edges(low)[0], bucket_edges(high)[1]
 
 
 BUCKET_MAX = 62

@@ -30,13 +30,17 @@ from .. import catalog, db, ledger, mechanisms
 from ..errors import DPError
 from . import dc as dcmod
 from . import domain as dom
-from . import identifiers, mst
+from . import identifiers, mst, public, relational
 
+COUNT_SHARE = Decimal("0.05")         # of epsilon, always: the DP row count
+FANOUT_SHARE = 0.2                    # of a child's epsilon: the fan-out per parent, by parent attribute
 DISCOVERY_SHARE = Decimal("0.1")      # of epsilon, when discovery is needed at all ...
 VALUES_SHARE = Decimal("0.25")        # ... or when text values must be found (partition selection is costly)
 VALUES_PART = 0.6                     # of the discovery share, for the text values
 MAX_VOCABULARY = 10_000               # vocabulary keys modelled as categories; more: drawn uniformly
 COVERAGE = 0.5                        # discovered values must cover this share of rows to be modelled
+BOUNDS_NEAR_P = 1e-5                  # DP bounds: chance that an empty bucket next to the data widens them
+BOUNDS_FAR_P = 1e-10                  # ... and that any empty bucket far away does (see _bounds)
 MAX_ROUNDS = 5                        # sampling rounds to replace rows breaking CHECK/UNIQUE
 SRC = "pg_dp_synth_src"
 CODES = "pg_dp_synth_codes"
@@ -64,6 +68,13 @@ class Target:
     uniques: list[list[str]] = field(default_factory=list)  # multi-column ones
     foreign_keys: list[dict] = field(default_factory=list)   # contype 'f' rows of pg_constraint
     dcs: list = field(default_factory=list)
+    domains: dict = field(default_factory=dict)              # column -> its domain type (CHECKs checked when staged)
+    serials: list[str] = field(default_factory=list)          # columns whose default takes a sequence's nextval
+    identity_always: bool = False                             # a GENERATED ALWAYS AS IDENTITY column
+    refused: list[str] = field(default_factory=list)          # what cannot be copied (refused before the charge)
+    path: list[dict] = field(default_factory=list)            # foreign keys to the table holding the unit
+    path_unit: str | None = None                              # the unit column at the end of the path
+    opaque: dict = field(default_factory=dict)                # column -> type category (arrays 'A', json, inet ...)
     needs_bounds: list[str] = field(default_factory=list)
     needs_values: list[str] = field(default_factory=list)
 
@@ -72,7 +83,7 @@ class Target:
 
 
 class Run:
-    def __init__(self, source: str, epsilon, delta, target_schema, rows, dry_run):
+    def __init__(self, source: str, epsilon, delta, target_schema, rows, dry_run, siblings: dict | None = None):
         self.started = time.monotonic()
         self.rng = np.random.default_rng(secrets.randbits(64))
         self.epsilon = _positive(epsilon, "epsilon")
@@ -89,6 +100,11 @@ class Run:
         self.caller = db.quote_ident(db.execute("SELECT pg_catalog.pg_get_userbyid($1) AS r",
                                                 [self.role], ["oid"])[0]["r"])
         self.t = _load(db.regclass_oid(source))
+        if self.t.refused:
+            raise DPError(f"{self.t.qualified} cannot be synthesized: " + "; ".join(self.t.refused),
+                          hint="Nothing was charged. Drop or change what is named, declare public values "
+                               "(dp.set_public_values), or synthesize a view-free copy of the table without it.",
+                          sqlstate="0A000")
         self.schema = self._target_schema(target_schema)
         code = foreign_code(self.t.relid)
         if code:
@@ -96,6 +112,8 @@ class Run:
                           hint="The copy is written with the extension owner's rights; an administrator can "
                                "make a superuser own these functions, or drop the constraints that call them.",
                           sqlstate="42501")
+        self.siblings = siblings or {}             # relid -> Run of the tables synthesized in the same call
+        self.parent = None                         # the link whose parent the rows are generated under
         self.links = [link for link in (self._link(fk) for fk in self.t.foreign_keys) if link]
 
     # ------------------------------------------------------------------ plan
@@ -114,17 +132,28 @@ class Run:
     def _link(self, fk) -> dict | None:
         """How a foreign key is kept in the copy, and the values its column may take.
 
-        - to a table that is not protected and that the caller may read (a public
-          vocabulary): the table is copied verbatim to the shadow schema, and its keys
-          are the column's public values;
+        - to a table the DBA declared public (dp.declare_public, a vocabulary): the
+          table is copied verbatim to the shadow schema, and its keys are the column's
+          public values;
         - to a protected table that already has a synthetic copy in the shadow schema:
           the column takes that copy's key values (the fan-out per parent is not
           modelled yet: parents are drawn uniformly);
-        - otherwise the key is not copied (said in a NOTICE).
+        - otherwise (neither protected nor declared public) the key is not followed: the
+          table is never read nor copied, and the column is modelled as a column of its
+          own (said in a NOTICE).
         """
         if len(fk["cols"]) != 1:
+            self.notice(f"foreign key {fk['conname']} ({', '.join(fk['cols'])}) is not kept: keys of several "
+                        "columns are not modelled yet; its columns are modelled on their own",
+                        hint="A surrogate single-column key keeps the link.")
             return None
         column, refcol, ref = fk["cols"][0], fk["refcols"][0], int(fk["ref"])
+        if ref == self.t.relid:
+            self.notice(f"foreign key {fk['conname']} is not kept: it references the table itself; column {column} "
+                        "is modelled on its own", hint="Self-references are not modelled yet.")
+            return None
+        if ref in self.siblings:
+            return self._sibling_link(fk, column, refcol, self.siblings[ref])
         if column in self.t.keys:
             self.notice(f"foreign key {fk['conname']} is not kept: its column {column} is also a key, "
                         "and keys are regenerated", hint="Keys of a synthetic copy are new values.")
@@ -132,17 +161,24 @@ class Run:
         info = db.execute(
             "SELECT pg_catalog.format('%I.%I', n.nspname, c.relname) AS q, c.relname, "
             "EXISTS (SELECT 1 FROM dp_internal.protected_tables p WHERE p.relid = c.oid) AS protected, "
-            "pg_catalog.has_table_privilege($2::oid, c.oid, 'SELECT') AS readable "
+            "EXISTS (SELECT 1 FROM dp_internal.public_tables p WHERE p.relid = c.oid) AS declared "
             "FROM pg_catalog.pg_class c JOIN pg_catalog.pg_namespace n ON n.oid = c.relnamespace WHERE c.oid = $1",
-            [ref, self.role], ["oid", "int8"])[0]
-        if not info["protected"] and info["readable"] and foreign_code(ref):
+            [ref], ["oid"])[0]
+        if not info["protected"] and not info["declared"]:
+            # never read, never copied: an undeclared table may hold anything (names, phones)
+            self.notice(f"foreign key {fk['conname']} is not kept: {info['q']} is neither protected nor declared "
+                        f"public; column {column} is modelled on its own",
+                        hint=f"If its rows are public, declare it: SELECT dp.declare_public('{info['q']}'); "
+                             "if they are sensitive, protect it in this dataset.")
+            return None
+        if not info["protected"] and foreign_code(ref):
             self.notice(f"foreign key {fk['conname']} is not kept: {info['q']} runs functions of other roles "
                         "when written", hint="Its copy would run them with the extension owner's rights.")
             return None
-        if not info["protected"] and info["readable"]:
+        if not info["protected"]:          # declared public
             target, kind = f"{db.quote_ident(self.schema)}.{db.quote_ident(info['relname'])}", "vocabulary"
             source_sql = f"SELECT DISTINCT {db.quote_ident(refcol)}::text AS v FROM {info['q']}"
-        elif info["protected"]:
+        else:
             copy = db.execute(
                 "SELECT pg_catalog.format('%I.%I', n.nspname, c.relname) AS q FROM dp_internal.synthetic_tables s "
                 "JOIN pg_catalog.pg_class c ON c.oid = s.relid JOIN pg_catalog.pg_namespace n ON n.oid = c.relnamespace "
@@ -153,10 +189,6 @@ class Run:
                 return None
             target, kind = copy[0]["q"], "synthetic parent"
             source_sql = f"SELECT DISTINCT {db.quote_ident(refcol)}::text AS v FROM {target}"
-        else:
-            self.notice(f"foreign key {fk['conname']} is not kept: {info['q']} is neither protected nor readable "
-                        "by you", hint="Grant the analysts SELECT on a public vocabulary table to have it copied.")
-            return None
         values = [r["v"] for r in db.execute(source_sql + " WHERE " + db.quote_ident(refcol) + " IS NOT NULL ORDER BY 1")]
         col = self.t.column(column)
         if kind == "vocabulary" and len(values) <= MAX_VOCABULARY and col.kind != "identifier":
@@ -167,7 +199,30 @@ class Run:
             if column in needs:
                 needs.remove(column)
         return {"column": column, "refcol": refcol, "source": info["q"], "target": target, "kind": kind,
-                "name": fk["conname"]}
+                "name": fk["conname"], "ref": ref}
+
+    def _sibling_link(self, fk, column: str, refcol: str, parent) -> dict | None:
+        """A key to a table synthesized earlier in the same call: the column takes the parent copy's
+        keys; along the privacy unit's path (the parent's rows are the same person's), each child is
+        attached to a synthetic parent (fan-out per parent measured with DP, children's attributes
+        conditioned on the parent's: pg_dp.synth.relational); other keys draw parents uniformly."""
+        if column in self.t.keys:
+            self.notice(f"foreign key {fk['conname']} is not kept: its column {column} is also a key, "
+                        "and keys are regenerated", hint="Keys of a synthetic copy are new values.")
+            return None
+        target = f"{db.quote_ident(self.schema)}.{db.quote_ident(parent.t.name)}"
+        col = self.t.column(column)
+        col.kind, col.source, col.choices = "identifier", f"foreign key to {target}", [None]
+        for needs in (self.t.needs_bounds, self.t.needs_values):
+            if column in needs:
+                needs.remove(column)
+        link = {"column": column, "refcol": refcol, "source": parent.t.qualified, "target": target,
+                "kind": "synthetic parent (this call)", "name": fk["conname"], "ref": parent.t.relid,
+                "pending": True, "run": parent}
+        if self.parent is None and relational.same_unit(self, parent, fk, column, refcol):
+            link["kind"] = "synthetic parent (this call), children attached per parent"
+            self.parent = link
+        return link
 
     def costs(self) -> tuple[Decimal, Decimal, Decimal, Decimal]:
         """(epsilon, delta) of discovery and of the model; they add up to what is charged."""
@@ -175,7 +230,8 @@ class Run:
                         or any(c.kind == "identifier" and c.name not in self.t.keys and not c.choices
                                for c in self.t.columns))
         share = VALUES_SHARE if self.t.needs_values else DISCOVERY_SHARE
-        e_disc = self.epsilon * share if discover else Decimal(0)
+        # the row count is always a DP count of its own (never a sum of noisy marginals)
+        e_disc = self.epsilon * COUNT_SHARE + (self.epsilon * share if discover else Decimal(0))
         d_disc = self.delta / 2 if self.t.needs_values else Decimal(0)
         return e_disc, d_disc, self.epsilon - e_disc, self.delta - d_disc
 
@@ -196,26 +252,82 @@ class Run:
         lines += [f"foreign key {k['column']} -> {k['target']} ({k['kind']})" for k in self.links]
         return lines
 
+    # ------------------------------------------------------------ small tables
+    def count_error(self, sensitivity: int) -> float:
+        """Expected absolute error of the DP row count (mean |discrete Laplace|, about its scale)."""
+        return mechanisms.integer_laplace_scale(sensitivity, float(self.epsilon * COUNT_SHARE))
+
+    def cell_noise(self, epsilon: float, delta: float, sensitivity: int) -> tuple[float, int]:
+        """(noise sd of a 1-way marginal cell, largest number of cells of a column) at this budget."""
+        modelled = [c for c in self.t.columns if c.kind != "identifier"]
+        if not modelled:
+            return 0.0, 0
+        rho1, _, _ = mst.split_rho(mechanisms.rho_for(epsilon, delta), len(modelled) - 1)
+        if len(modelled) == 1:
+            rho1 = mechanisms.rho_for(epsilon, delta)
+        cells = max(dom.DEFAULT_BINS + 2 if c.name in self.t.needs_bounds else c.size if c.kind == "numeric" or c.values
+                    else 32 for c in modelled)
+        return mechanisms.gaussian_scale(sensitivity, rho1 / len(modelled)), cells
+
+    def useful_rows(self, epsilon: float, delta: float, sensitivity: int) -> tuple[int, float, float, int]:
+        """Rows a table needs for its 1-way marginals to come out within about 0.05 TVD
+        (0.4 * cells * sd / rows, Gaussian noise on every cell), with the figures behind it."""
+        sd, cells = self.cell_noise(epsilon, delta, sensitivity)
+        error = self.count_error(sensitivity)
+        return int(math.ceil(max(8 * cells * sd, 20 * error))), sd, error, cells
+
+    def _warn_small(self, total: int, epsilon: float, delta: float, sensitivity: int):
+        need, sd, error, cells = self.useful_rows(epsilon, delta, sensitivity)
+        if total < need:
+            self.notice(f"{self.t.qualified} is too small to be useful at epsilon {self.epsilon}: about {total} rows "
+                        f"(DP count, expected error {error:.3g}), noise sd {sd:.3g} per marginal cell "
+                        f"(up to {cells} cells a column); expected 1-way TVD about "
+                        f"{min(1.0, 0.4 * cells * sd / max(total, 1)):.2f}",
+                        hint=f"Spend more epsilon, or declare bounds and public values; about {need} rows are "
+                             "needed at this epsilon.")
+
     # ------------------------------------------------------------------ run
     def execute(self):
+        self.plan_notice()
+        if self.dry_run:
+            self.dry_run_notices()
+            return
+        ledger_id = self.charge(self.t.dataset, self.epsilon, self.delta, self.statement())
+        yield                                   # the executor commits the charge before any row is read
+        self.work(ledger_id)
+
+    def plan_notice(self):
+        """Before the charge: what the constraints allow (an unsatisfiable set is refused here), and the plan."""
         self.row_cap = self._constraint_capacity()
-        e_disc, d_disc, e_model, d_model = self.costs()
         self.notice(f"plan for {self.t.qualified} -> {db.quote_ident(self.schema)}.{db.quote_ident(self.t.name)}: "
                     f"epsilon {self.epsilon}, delta {self.delta}; " + "; ".join(self.describe()))
-        if self.dry_run:
-            remaining = catalog.remaining_budget(self.role, self.t.dataset)
-            left = f"epsilon {remaining[0]}, delta {remaining[1]}" if remaining else "no budget"
-            self.notice(f"dry run: would charge epsilon {self.epsilon}, delta {self.delta} to dataset "
-                        f"{self.t.dataset}; remaining: {left}")
-            return
-        statement = (f"CALL dp_synthesize({self.t.qualified}, epsilon => {self.epsilon}, delta => {self.delta}"
-                     + (f", rows => {self.rows}" if self.rows else "") + ")")
-        ledger_id = ledger.charge(self.role, self.t.dataset, self.epsilon, self.delta, statement,
-                                  "synthesis: MST (Gaussian marginals, exponential selection)"
-                                  + (" + discovery (Laplace)" if e_disc else ""),
+
+    def statement(self) -> str:
+        return (f"CALL dp_synthesize({self.t.qualified}, epsilon => {self.epsilon}, delta => {self.delta}"
+                + (f", rows => {self.rows}" if self.rows else "") + ")")
+
+    def charge(self, dataset: str, epsilon: Decimal, delta: Decimal, statement: str) -> int:
+        ledger_id = ledger.charge(self.role, dataset, epsilon, delta, statement,
+                                  "synthesis: MST (Gaussian marginals, exponential selection) + DP counts (Laplace)",
                                   self.t.data_version, f"synthesis:{uuid.uuid4().hex}")
-        self.phase(f"charged epsilon {self.epsilon}, delta {self.delta} (ledger id {ledger_id})")
-        yield                                   # the executor commits the charge before any row is read
+        self.phase(f"charged epsilon {epsilon}, delta {delta} to dataset {dataset} (ledger id {ledger_id})")
+        return ledger_id
+
+    def dry_run_notices(self):
+        e_disc, d_disc, e_model, d_model = self.costs()
+        remaining = catalog.remaining_budget(self.role, self.t.dataset)
+        left = f"epsilon {remaining[0]}, delta {remaining[1]}" if remaining else "no budget"
+        self.notice(f"dry run: would charge epsilon {self.epsilon}, delta {self.delta} to dataset "
+                    f"{self.t.dataset}; remaining: {left}")
+        sensitivity = self.t.max_rows if self.t.unit or self.t.path else 1
+        need, sd, error, cells = self.useful_rows(float(e_model), float(d_model), sensitivity)
+        self.notice(f"dry run: the row count is a DP count (expected error {error:.3g} rows); marginal cells "
+                    f"get noise sd {sd:.3g}; under about {need} rows the widest column ({cells} cells) comes out "
+                    f"with a 1-way TVD over 0.05: too small to be useful at epsilon {self.epsilon}")
+
+    def work(self, ledger_id: int):
+        """Everything after the charge: read, measure, model, sample, write (one transaction)."""
+        e_disc, d_disc, e_model, d_model = self.costs()
         db.execute("SELECT pg_catalog.set_config('track_counts', 'off', true)")
         if db.execute("SELECT dp_internal.is_citus_table($1) AS c", [self.t.relid], ["oid"])[0]["c"]:
             # Citus: the copy (a local table on the coordinator) and its schema are written in
@@ -223,11 +335,24 @@ class Run:
             # per node only
             db.execute("SELECT pg_catalog.set_config('citus.multi_shard_modify_mode', 'sequential', true)")
         sensitivity = self._snapshot()
-        counts = self._discover(float(e_disc), float(d_disc), sensitivity) if e_disc else {}
+        counts = self._discover(float(e_disc), float(d_disc), sensitivity)
+        for link in self.links:
+            if link.get("pending"):             # a parent written earlier in this call
+                link["values"] = [r["v"] for r in db.execute(
+                    f"SELECT {db.quote_ident(link['refcol'])}::text AS v FROM {link['target']} "
+                    f"WHERE {db.quote_ident(link['refcol'])} IS NOT NULL ORDER BY 1")]
+                self.t.column(link["column"]).choices = link["values"] or [None]
         modelled = [c for c in self.t.columns if c.kind != "identifier"]
+        if self.parent:
+            e_fan = float(self.epsilon) * FANOUT_SHARE
+            e_model -= Decimal(str(e_fan))
+            modelled += relational.prepare_child(self, e_fan)
         self.modelled, self.counts = modelled, counts
+        self._warn_small(counts["total"], float(e_model), float(d_model), sensitivity)
         self.plan = self._model(modelled, float(e_model), float(d_model), sensitivity)
-        n = int(self.rows or (mst.noisy_total(self.plan) if self.plan else counts.get("total", 1)))
+        n = int(self.rows or counts["total"])
+        if self.parent and not self.rows:
+            n = relational.child_rows(self)
         if self.row_cap is not None and n > self.row_cap:
             self.notice(f"writing {self.row_cap} rows instead of {n}: {self.row_cap_reason}")
             n = self.row_cap
@@ -239,6 +364,23 @@ class Run:
     def _snapshot(self) -> int:
         """The rows measured: every row, or at most max_rows per privacy unit. Returns the sensitivity."""
         _drop_temp(SRC)
+        if self.t.path:
+            # the unit is found along the path of foreign keys (rows whose path ends nowhere have none)
+            joins, alias = [], "s"
+            for i, step in enumerate(self.t.path):
+                ref = db.execute("SELECT pg_catalog.format('%I.%I', n.nspname, c.relname) AS q FROM pg_catalog.pg_class c "
+                                 "JOIN pg_catalog.pg_namespace n ON n.oid = c.relnamespace WHERE c.oid = $1",
+                                 [step["ref"]], ["oid"])[0]["q"]
+                on = " AND ".join(f"{alias}.{db.quote_ident(a)} = j{i}.{db.quote_ident(b)}"
+                                  for a, b in zip(step["cols"], step["refcols"]))
+                joins.append(f"JOIN {ref} j{i} ON {on}")
+                alias = f"j{i}"
+            unit = f"{alias}.{db.quote_ident(self.t.path_unit)}"
+            db.execute(f"CREATE TEMP TABLE {SRC} ON COMMIT DROP AS SELECT * FROM (SELECT s.*, "
+                       f"row_number() OVER (PARTITION BY {unit}) AS pg_dp_rn FROM {self.t.qualified} s "
+                       + " ".join(joins) + f") b WHERE pg_dp_rn <= {self.t.max_rows}")
+            self.src = SRC
+            return self.t.max_rows
         if self.t.unit:
             u = db.quote_ident(self.t.unit)
             db.execute(f"CREATE TEMP TABLE {SRC} ON COMMIT DROP AS SELECT * FROM (SELECT s.*, "
@@ -252,10 +394,17 @@ class Run:
     # ---------------------------------------------------------- discovery
     def _discover(self, epsilon: float, delta: float, sensitivity: int) -> dict:
         """Noisy row count, bounds, frequent values, then distinct counts of regenerated columns."""
-        values = epsilon * VALUES_PART if self.t.needs_values else 0.0
-        share = (epsilon - values) / (2 + bool(self.t.needs_bounds))
+        e_count = float(self.epsilon * COUNT_SHARE)
+        rest = max(0.0, epsilon - e_count)
+        values = rest * VALUES_PART if self.t.needs_values else 0.0
+        share = (rest - values) / (1 + bool(self.t.needs_bounds))
         total = db.execute(f"SELECT count(*) AS n FROM {self.src}")[0]["n"]
-        counts = {"total": max(1, mechanisms.laplace_integer(total, sensitivity, share))}
+        # rows (at most max_rows per unit: sensitivity max_rows); the units are counted with
+        # the other regenerated columns (sensitivity 1), so rows per unit = rows / units
+        counts = {"total": max(1, mechanisms.laplace_integer(total, sensitivity, e_count))}
+        self.phase(f"counted rows (DP, expected error {self.count_error(sensitivity):.3g})")
+        if not rest:
+            return counts
         if self.t.needs_bounds:
             self._bounds(share, sensitivity)
         if self.t.needs_values:
@@ -280,7 +429,10 @@ class Run:
     def _bounds(self, epsilon: float, sensitivity: int):
         eps = epsilon / len(self.t.needs_bounds)
         scale = mechanisms.integer_laplace_scale(sensitivity, eps)
-        threshold = scale * math.log(50 * len(dom.all_buckets()))
+        # P(discrete Laplace noise >= t) <= exp(-t / scale): an empty bucket next to the data
+        # passes `near` with probability <= BOUNDS_NEAR_P, any of them passes `far` with <= BOUNDS_FAR_P
+        near = scale * math.log(1 / BOUNDS_NEAR_P)
+        far = scale * math.log(len(dom.all_buckets()) / BOUNDS_FAR_P)
         for name in self.t.needs_bounds:
             col = self.t.column(name)
             u = dom.value_sql(db.quote_ident(name), col.fam)
@@ -289,15 +441,16 @@ class Run:
                 "GROUP BY 1")}
             noisy = dict(zip(dom.all_buckets(), mechanisms.integer_laplace_noise(scale, len(dom.all_buckets()))))
             noisy = {b: exact.get(b, 0) + v for b, v in noisy.items()}
-            found = dom.bounds_from_buckets(noisy, threshold)
-            col.lower, col.upper = found if found else (0.0, 1.0)
+            found = dom.bounds_from_buckets(noisy, near, far)
+            col.lower, col.upper = found if found else fallback_bounds(col.fam)
             low, high = dom.type_range(col.sql_type, col.fam)
             col.lower, col.upper = max(col.lower, low), min(col.upper, high)
             if col.fam in ("integer", "date"):
                 col.lower, col.upper = math.floor(col.lower), math.ceil(col.upper)
             col.source = "DP bounds"
             if not found:
-                self.notice(f"column {name}: too few values to estimate bounds with DP; using [0, 1]",
+                self.notice(f"column {name}: too few values to estimate bounds with DP; using "
+                            f"[{col.to_text(np.array([col.lower]))[0]}, {col.to_text(np.array([col.upper]))[0]}]",
                             hint=f"Declare bounds: dp.set_bounds('{self.t.qualified}', '{name}', lower, upper).")
         self.phase(f"estimated bounds of {len(self.t.needs_bounds)} column(s)")
 
@@ -315,7 +468,15 @@ class Run:
             found = sorted(((k.split("\x1f", 1)[1], v) for k, v in kept.items() if k.startswith(f"{i}\x1f")),
                            key=lambda kv: -kv[1])
             covered = sum(v for _, v in found)
-            if found and covered >= COVERAGE * total:
+            if name in self.t.opaque and not found:
+                # nothing to draw from, and no made-up text fits the type
+                empty = "{}" if self.t.opaque[name] == "A" else None
+                col.kind, col.source, col.choices = "identifier", "no values found with DP", [empty]
+                self.notice(f"column {name}: no value is frequent enough to release; every synthetic row gets "
+                            + ("an empty array" if empty else "NULL"),
+                            hint=f"Declare public values: dp.set_public_values('{self.t.qualified}', '{name}', "
+                                 "ARRAY[...]).")
+            elif found and (covered >= COVERAGE * total or name in self.t.opaque):
                 col.kind, col.values, col.other = "categorical", [v for v, _ in found], True
                 col.other_weights = [float(v) for _, v in found]
                 col.source = "DP partition selection"
@@ -363,6 +524,7 @@ class Run:
                 required += [p for p in zip(attrs, attrs[1:])]
         rho = mechanisms.rho_for(epsilon, delta)
         plan = mst.run(sizes, measure, rho, sensitivity, required=required, progress=self.phase)
+        plan.total = float(self.counts["total"])      # the DP row count, not the marginals' sums
         cache.clear()
         self.model = mst.fit(plan, iters=mst.fit_iterations(plan), tick=db.check_interrupts)
         self.phase("fitted the graphical model")
@@ -384,6 +546,8 @@ class Run:
             groups = [values[d.dependent] for d in self.t.dcs
                       if d.kind == "fd" and d.determinants == (c.name,) and d.dependent in values]
             values[c.name] = identifiers.assign_ids(n, self.counts.get(c.name, n), self.rng, groups)
+        if self.parent:
+            relational.attach(self, values, codes if self.plan is not None else {}, n)
         self.phase(f"sampled {n} rows")
         return values
 
@@ -476,7 +640,8 @@ class Run:
         names = [c.name for c in self.t.columns]
         _drop_temp(STAGE)
         db.execute(f"CREATE TEMP TABLE {STAGE} ON COMMIT DROP AS SELECT "
-                   + ", ".join(db.quote_ident(n) for n in names)
+                   + ", ".join(f"{db.quote_ident(c.name)}::{c.sql_type} AS {db.quote_ident(c.name)}"
+                               if c.name in self.t.domains else db.quote_ident(c.name) for c in self.t.columns)
                    + f", 0::int8 AS pg_dp_idx FROM {self.t.qualified} WITH NO DATA")
         rows = np.flatnonzero(keep)
         casts = ", ".join(f"${i + 1}::text[]" for i in range(len(names)))
@@ -493,6 +658,10 @@ class Run:
 
     def _bad_rows(self) -> set[int]:
         bad = set()
+        for name, domain in self.t.domains.items():
+            bad |= {r["i"] for r in db.execute(
+                "SELECT i FROM dp_internal.domain_misfits($1::regclass, $2, $3::regtype) i",
+                [f"pg_temp.{STAGE}", name, domain], ["text", "name", "text"])}
         for check in self.t.checks:
             bad |= {r["i"] for r in db.execute(f"SELECT pg_dp_idx AS i FROM {STAGE} WHERE NOT coalesce(({check}), true)")}
         for cols in self.t.uniques:
@@ -510,7 +679,7 @@ class Run:
             staged = self._stage(fixed, keep)
             bad = self._bad_rows()
             good = staged - len(bad)
-            if good >= n or not (self.t.checks or self.t.uniques):
+            if good >= n or not (self.t.checks or self.t.uniques or self.t.domains):
                 break
             more = min(10 * n, int((n - good) * 1.5) + 10)
             self.phase(f"{len(bad)} row(s) broke CHECK/UNIQUE constraints; sampling {more} more")
@@ -536,15 +705,24 @@ class Run:
                                "dp.set_setting('synthetic_schema', ...).", sqlstate="42P07")
         db.drop_table_if_present(f"{schema}.{fresh}")
         db.execute(f"CREATE TABLE {schema}.{fresh} (LIKE {self.t.qualified} INCLUDING CONSTRAINTS "
-                   "INCLUDING INDEXES INCLUDING GENERATED INCLUDING COMMENTS)")
-        for link in self.links:
-            if link["kind"] == "vocabulary":
-                self._copy_vocabulary(link)
+                   "INCLUDING INDEXES INCLUDING GENERATED INCLUDING COMMENTS INCLUDING DEFAULTS INCLUDING IDENTITY)")
+        for column in self.t.serials:
+            # a default taking the source's sequence would hand out (and tell) the source's next
+            # keys: the copy gets a sequence of its own, set past its keys once they are written
+            seq = f"{schema}.{db.quote_ident(f'{self.t.name[:24]}_{column[:20]}_pg_dp_new_seq')}"
+            db.execute(f"DROP SEQUENCE IF EXISTS {seq}")
+            db.execute(f"CREATE SEQUENCE {seq} OWNED BY {schema}.{fresh}.{db.quote_ident(column)}")
+            db.execute(f"ALTER TABLE {schema}.{fresh} ALTER COLUMN {db.quote_ident(column)} SET DEFAULT "
+                       f"pg_catalog.nextval({db.quote_literal(seq)}::pg_catalog.regclass)")
+        public.copy_all([link["ref"] for link in self.links if link["kind"] == "vocabulary"], self.schema,
+                        self.caller, foreign_code)
         names = ", ".join(db.quote_ident(c.name) for c in self.t.columns)
         skip = f"WHERE pg_dp_idx <> ALL ($1::int8[]) " if bad else ""
-        db.execute(f"INSERT INTO {schema}.{fresh} ({names}) SELECT {names} FROM {STAGE} {skip}"
+        overriding = " OVERRIDING SYSTEM VALUE" if self.t.identity_always else ""
+        db.execute(f"INSERT INTO {schema}.{fresh} ({names}){overriding} SELECT {names} FROM {STAGE} {skip}"
                    f"ORDER BY pg_dp_idx LIMIT {int(n)}", [sorted(bad)] if bad else [], ["int8[]"] if bad else [])
         written = db.execute(f"SELECT count(*) AS n FROM {schema}.{fresh}")[0]["n"]
+        self._advance_sequences(f"{schema}.{fresh}")
         grants = []
         if old:
             grants = db.execute(
@@ -560,6 +738,9 @@ class Run:
                 self.notice("dropped foreign key(s) " + ", ".join(dependents) + " that referenced the previous copy",
                             hint="Synthesize the referencing tables again to restore them.")
         db.execute(f"ALTER TABLE {schema}.{fresh} RENAME TO {name}")
+        for column in self.t.serials:
+            db.execute(f"ALTER SEQUENCE {schema}.{db.quote_ident(f'{self.t.name[:24]}_{column[:20]}_pg_dp_new_seq')} "
+                       f"RENAME TO {db.quote_ident(f'{self.t.name[:24]}_{column[:20]}_pg_dp_seq')}")
         for link in self.links:
             db.execute(f"ALTER TABLE {schema}.{name} ADD CONSTRAINT {db.quote_ident(link['name'])} FOREIGN KEY "
                        f"({db.quote_ident(link['column'])}) REFERENCES {link['target']} ({db.quote_ident(link['refcol'])})")
@@ -584,28 +765,16 @@ class Run:
                    "(SELECT 1 FROM pg_catalog.pg_class c WHERE c.oid = s.relid)")
         return written
 
-    def _copy_vocabulary(self, link: dict):
-        """A public vocabulary table, copied verbatim next to the synthetic tables (rows only added)."""
-        if db.relation_exists(link["target"]):
-            ours = db.execute("SELECT 1 FROM dp_internal.synthetic_tables WHERE relid = $1::regclass::oid",
-                              [link["target"]], ["text"])
-            if not ours:
-                raise DPError(f"{link['target']} exists and was not written by dp_synthesize",
-                              hint="Drop or rename it: the vocabulary table is copied there.", sqlstate="42P07")
-        else:
-            # columns, types and NOT NULL only: CHECKs, defaults, generated columns and index
-            # expressions of another role's table must not run here, as the extension owner
-            db.execute(f"CREATE TABLE {link['target']} (LIKE {link['source']} INCLUDING COMMENTS)")
-            db.execute(f"ALTER TABLE {link['target']} ADD UNIQUE ({db.quote_ident(link['refcol'])})")
-        db.execute(f"INSERT INTO {link['target']} SELECT * FROM {link['source']} ON CONFLICT DO NOTHING")
-        db.execute(f"GRANT SELECT ON {link['target']} TO {self.caller}")
-        provenance = {"source": link["source"], "method": "public vocabulary, copied verbatim",
-                      "at": dt.datetime.now(dt.timezone.utc).isoformat(timespec="seconds")}
-        db.execute("INSERT INTO dp_internal.synthetic_tables (relid, source, provenance) "
-                   "VALUES ($1::regclass::oid, $2::regclass::oid, $3::jsonb) ON CONFLICT (relid) DO NOTHING",
-                   [link["target"], link["source"], json.dumps(provenance)], ["text", "text", "text"])
-        db.execute(f"COMMENT ON TABLE {link['target']} IS " + db.quote_literal(
-            f"Public vocabulary copied verbatim from {link['source']} by pg_dp dp_synthesize"))
+    def _advance_sequences(self, table: str):
+        """Sequences of the copy (identity columns, its own serials) start past its keys, so
+        that inserts into the copy that leave the key out still work."""
+        for r in db.execute(
+                "SELECT a.attname, pg_catalog.pg_get_serial_sequence($1, a.attname) AS seq "
+                "FROM pg_catalog.pg_attribute a WHERE a.attrelid = $1::regclass AND a.attnum > 0 "
+                "AND NOT a.attisdropped", [table], ["text"]):
+            if r["seq"] and self.t.column(r["attname"]).fam == "integer":
+                db.execute(f"SELECT pg_catalog.setval($1::regclass, coalesce((SELECT max({db.quote_ident(r['attname'])}) "
+                           f"FROM {table}), 0) + 1, false)", [r["seq"]], ["text"])
 
     # ------------------------------------------------------------ progress
     def phase(self, message: str):
@@ -678,8 +847,9 @@ def _positive(value, name) -> Decimal:
 
 def _load(relid: int) -> Target:
     r = db.execute(
-        "SELECT n.nspname, c.relname, p.dataset, p.unit_column, d.max_rows_per_unit, "
-        "d.data_version + dp_internal.distributed_writes(p.dataset) AS data_version "
+        "SELECT n.nspname, c.relname, p.dataset, p.unit_column, "
+        "d.data_version + dp_internal.distributed_writes(p.dataset) AS data_version, p.unit_path::text AS unit_path, "
+        "coalesce(p.max_rows_per_unit, d.max_rows_per_unit) AS max_rows_per_unit, d.privacy_unit "
         "FROM pg_catalog.pg_class c JOIN pg_catalog.pg_namespace n ON n.oid = c.relnamespace "
         "LEFT JOIN dp_internal.protected_tables p ON p.relid = c.oid "
         "LEFT JOIN dp_internal.datasets d ON d.name = p.dataset WHERE c.oid = $1", [relid], ["oid"])[0]
@@ -690,6 +860,8 @@ def _load(relid: int) -> Target:
                       sqlstate="42P01")
     t = Target(relid, r["nspname"], r["relname"], qualified, r["dataset"], r["unit_column"],
                int(r["max_rows_per_unit"]), int(r["data_version"]))
+    if r["unit_path"]:
+        t.path, t.path_unit = json.loads(r["unit_path"]), r["privacy_unit"]
     for k in db.execute(
             "SELECT contype, pg_catalog.pg_get_constraintdef(oid) AS def, "
             "ARRAY(SELECT a.attname::text FROM unnest(conkey) WITH ORDINALITY k(n, o) JOIN pg_catalog.pg_attribute a "
@@ -705,32 +877,92 @@ def _load(relid: int) -> Target:
             t.checks.append(k["def"][len("CHECK "):] if k["def"].startswith("CHECK ") else k["def"])
         elif k["contype"] == "f":
             t.foreign_keys.append(k)
+        elif k["contype"] == "x":
+            t.refused.append(f"exclusion constraint {k['conname']}: synthetic rows cannot be made to meet it")
+    # unique indexes that back no constraint are met like UNIQUE constraints
+    for i in db.execute(
+            "SELECT i.indexrelid::regclass::text AS name, i.indexprs IS NOT NULL OR i.indpred IS NOT NULL AS complex, "
+            "ARRAY(SELECT a.attname::text FROM unnest(i.indkey::int2[]) WITH ORDINALITY k(n, o) "
+            "JOIN pg_catalog.pg_attribute a ON a.attrelid = i.indrelid AND a.attnum = k.n ORDER BY k.o) AS cols "
+            "FROM pg_catalog.pg_index i WHERE i.indrelid = $1 AND i.indisunique AND NOT EXISTS "
+            "(SELECT 1 FROM pg_catalog.pg_constraint k WHERE k.conindid = i.indexrelid AND k.conrelid = i.indrelid) "
+            "ORDER BY 1", [relid], ["oid"]):
+        if i["complex"]:
+            t.refused.append(f"unique index {i['name']} on an expression or with a WHERE clause: synthetic rows "
+                             "cannot be made to meet it")
+        elif len(i["cols"]) == 1 and i["cols"][0] not in t.keys:
+            t.keys.append(i["cols"][0])
+        elif len(i["cols"]) > 1 and list(i["cols"]) not in t.uniques:
+            t.uniques.append(list(i["cols"]))
     for c in db.execute(
             "SELECT a.attname, pg_catalog.format_type(a.atttypid, a.atttypmod) AS type, "
             "pg_catalog.format_type(CASE WHEN t.typtype = 'd' THEN t.typbasetype ELSE a.atttypid END, NULL) AS base, "
-            "t.typtype, a.attnotnull, a.attgenerated <> '' AS generated, m.lower_bound, m.upper_bound, "
-            "m.public_values, m.values_source "
+            "pg_catalog.format_type(t.typbasetype, t.typtypmod) AS domain_base, "
+            "CASE WHEN t.typtype = 'd' THEN b.typcategory ELSE t.typcategory END AS category, "
+            "CASE WHEN t.typtype = 'd' THEN b.typtype ELSE t.typtype END AS base_typtype, "
+            "t.typtype, a.attnotnull OR t.typnotnull AS attnotnull, a.attgenerated <> '' AS generated, "
+            "a.attidentity, m.lower_bound, m.upper_bound, m.public_values, m.values_source, "
+            "ARRAY(SELECT e.enumlabel::text FROM pg_catalog.pg_enum e WHERE e.enumtypid = "
+            "CASE WHEN t.typtype = 'd' THEN t.typbasetype ELSE a.atttypid END ORDER BY e.enumsortorder) AS labels, "
+            "EXISTS (SELECT 1 FROM pg_catalog.pg_attrdef d JOIN pg_catalog.pg_depend p "
+            "ON p.classid = 'pg_catalog.pg_attrdef'::regclass AND p.objid = d.oid "
+            "AND p.refclassid = 'pg_catalog.pg_class'::regclass "
+            "JOIN pg_catalog.pg_class s ON s.oid = p.refobjid AND s.relkind = 'S' "
+            "WHERE d.adrelid = a.attrelid AND d.adnum = a.attnum) AS serial "
             "FROM pg_catalog.pg_attribute a JOIN pg_catalog.pg_type t ON t.oid = a.atttypid "
+            "LEFT JOIN pg_catalog.pg_type b ON b.oid = t.typbasetype "
             "LEFT JOIN dp_internal.columns m ON m.relid = a.attrelid AND m.attname = a.attname "
             "WHERE a.attrelid = $1 AND a.attnum > 0 AND NOT a.attisdropped ORDER BY a.attnum", [relid], ["oid"]):
         if c["generated"]:
             t.generated.append(c["attname"])
             continue
+        if c["serial"]:
+            t.serials.append(c["attname"])
+        if c["attidentity"] == "a":
+            t.identity_always = True
         t.columns.append(_classify(t, c))
+    for k in relational.partition_foreign_keys(relid, t.foreign_keys):
+        db.notice(f"foreign key {k['conname']} is declared on {k['declared_on']}, a partition or child of "
+                  f"{qualified}: it is kept for the whole synthetic table")
+        t.foreign_keys.append(k)
     t.dcs = [dcmod.parse(r["dc"], [c.name for c in t.columns]) for r in db.execute(
         "SELECT dc FROM dp_internal.denial_constraints WHERE relid = $1 ORDER BY id", [relid], ["oid"])]
     return t
 
 
 def _classify(t: Target, c) -> dom.Column:
-    fam = dom.family(c["base"], c["typtype"])
-    col = dom.Column(c["attname"], c["type"], fam, not c["attnotnull"], "identifier")
+    fam = dom.family(c["base"], c["base_typtype"])
+    sql_type = c["type"]
+    if c["typtype"] == "d":
+        # staged as the base type; the domain's CHECKs are tested on the staged rows (rows that
+        # break them are replaced like rows breaking a table CHECK), never on the copy
+        sql_type = c["domain_base"]
+        t.domains[c["attname"]] = c["type"]
+    col = dom.Column(c["attname"], sql_type, fam, not c["attnotnull"], "identifier")
+    opaque = fam == "text" and c["category"] != "S"        # arrays, json, inet, ...: no made-up text fits
+    if c["attname"] in t.keys and fam not in ("integer", "numeric", "text", "uuid") or \
+            c["attname"] in t.keys and opaque:
+        t.refused.append(f"column {c['attname']} ({c['type']}) is a key, and keys are regenerated as numbers, "
+                         "text or uuids only")
     if c["attname"] == t.unit:
         col.source = "privacy unit"
+        if opaque:
+            t.refused.append(f"privacy unit column {c['attname']} ({c['type']}) cannot be regenerated")
     elif c["attname"] in t.keys:
         col.source = "key"
     elif c["public_values"]:
         col.kind, col.values, col.source = "categorical", list(c["public_values"]), c["values_source"] or "declared"
+    elif fam == "enum" and c["labels"]:
+        col.kind, col.values, col.source = "categorical", list(c["labels"]), "enum"
+    elif opaque:
+        # modelled over the values found with DP (whatever share of rows they cover); when none is
+        # found: an empty array for arrays, NULL when nullable; else it cannot be made up at all
+        col.kind, col.source = "categorical", "opaque"
+        t.needs_values.append(c["attname"])
+        t.opaque[c["attname"]] = c["category"]
+        if c["category"] != "A" and c["attnotnull"]:
+            t.refused.append(f"column {c['attname']} ({c['type']}) is NOT NULL and has no public values: its "
+                             "values cannot be made up when DP finds none")
     elif fam == "boolean":
         col.kind, col.values, col.source = "categorical", ["false", "true"], "boolean"
     elif fam in ("integer", "float", "numeric", "date", "timestamp"):
@@ -753,12 +985,40 @@ def _classify(t: Target, c) -> dom.Column:
 MAX_ROWS = 100_000_000
 
 
-def synthesize_steps(source, epsilon, delta=None, target_schema=None, rows=None, dry_run=False):
-    """The executor's handler of CALL dp_synthesize: phases (see pg_dp.executor); source is an oid."""
+def fallback_bounds(fam: str) -> tuple[float, float]:
+    """Bounds when DP finds none (too few rows): fixed, never from the data; dates and
+    timestamps from 2000-01-01 to today rather than a day of 2000."""
+    if fam in ("date", "timestamp"):
+        days = float((dt.date.today() - dom.EPOCH).days)
+        return (0.0, days) if fam == "date" else (0.0, days * 86400.0)
+    return 0.0, 1.0
+
+
+def synthesize_steps(source=None, epsilon=None, delta=None, target_schema=None, rows=None, dry_run=False,
+                     sources=None, schema=None, dataset=None):
+    """The executor's handler of CALL dp_synthesize: phases (see pg_dp.executor). One table
+    (source, an oid), or several in one call: every protected table of a schema, of a
+    dataset, or the oids in sources (pg_dp.synth.relational)."""
     if rows is not None and not (isinstance(rows, int) and 1 <= rows <= MAX_ROWS):
         raise DPError(f"rows must be between 1 and {MAX_ROWS}",
                       hint="Leave rows out to get as many rows as the source (DP count).", sqlstate="22023")
-    yield from Run(str(int(source)), epsilon, delta, target_schema, rows, dry_run).execute()
+    if source is not None:
+        yield from Run(str(int(source)), epsilon, delta, target_schema, rows, dry_run).execute()
+        return ""
+    if rows is not None:
+        raise DPError("rows applies to one table only", sqlstate="22023",
+                      hint="Leave rows out: each table gets its DP row count (children: the fan-out of their parents).")
+    epsilon = _positive(epsilon, "epsilon")
+    if sources is not None and not (isinstance(sources, list) and all(isinstance(r, int) for r in sources)):
+        raise DPError("malformed pg_dp request", sqlstate="22023")
+    relids = relational.resolve(schema, dataset, sources)
+    label = f"schema {schema}" if schema is not None else f"dataset {dataset}" if dataset is not None else \
+        "ARRAY[" + ", ".join(relational._name(r) for r in relids) + "]"
+
+    def make(relid, e, d, siblings):
+        return Run(str(relid), e, d, target_schema, None, dry_run, siblings)
+
+    yield from relational.synthesize_many(make, relids, epsilon, delta, dry_run, label, schema)
     return ""
 
 
