@@ -190,3 +190,12 @@ def geo(conn, table="geo", rows=GEO_ROWS):
     for dc in GEO_DCS:
         conn.execute("SELECT dp.add_constraint(%s, %s)", (table, dc))
     return table
+
+
+def synthesize(c, table, **kw):
+    """CALL dp_synthesize(table, k => v, ...) on connection c; returns the NOTICE texts it sent."""
+    notices = []
+    c.add_notice_handler(lambda d: notices.append(d.message_primary))
+    args = "".join(f", {k} => %s" for k in kw)
+    c.execute(f"CALL dp_synthesize(%s{args})", (table, *kw.values()))
+    return notices

@@ -4,6 +4,7 @@ import psycopg
 import pytest
 
 from conftest import shared_data
+from datasets import synthesize
 
 ANALYST = "schema_analyst"
 
@@ -21,14 +22,6 @@ def setup(conn):
 def analyst(pg, db):
     with pg.connect(db, user=ANALYST) as c:
         yield c
-
-
-def synthesize(c, table, **kw):
-    notices = []
-    c.add_notice_handler(lambda d: notices.append(d.message_primary))
-    args = "".join(f", {k} => %s" for k in kw)
-    c.execute(f"CALL dp_synthesize(%s{args})", (table, *kw.values()))
-    return notices
 
 
 def relation(conn, name):
