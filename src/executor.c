@@ -73,6 +73,8 @@
 
 #include "executor.h"
 
+#include <unistd.h>
+
 #define EXECUTOR_MAGIC		0x70676470	/* "pgdp" */
 #define EXECUTOR_QUEUE_SIZE	(64 * 1024)
 #define EXECUTOR_IDLE_MS	(60 * 1000)
@@ -609,6 +611,24 @@ handle_request(const char *data, Size len, MemoryContext request_context, shm_mq
 	pgstat_report_activity(STATE_IDLE, NULL);
 }
 
+/*
+ * The executor's last exit callback: leave with _exit(), skipping what exit()
+ * would run after PostgreSQL's own callbacks, the destructors of the libraries
+ * the engine loaded.  A cancelled synthesis leaves a helper thread running in
+ * them (numpy, OpenBLAS, XLA: see mst.interruptible), and their destructors
+ * then hang the process (OpenBLAS joining its threads while the helper waits
+ * for Python's lock) or crash it, and a crash restarts the whole server.
+ * Nothing of PostgreSQL's is skipped: shared memory, locks and the statistics
+ * are released by the callbacks before this one.
+ */
+static void
+executor_exit_now(int code, Datum arg)
+{
+	fflush(stdout);
+	fflush(stderr);
+	_exit(code);
+}
+
 void
 dp_executor_main(Datum main_arg)
 {
@@ -619,6 +639,8 @@ dp_executor_main(Datum main_arg)
 	MemoryContext request_context;
 	sigjmp_buf	local_sigjmp_buf;
 
+	/* registered first, so that it runs last (on_proc_exit callbacks run LIFO) */
+	on_proc_exit(executor_exit_now, (Datum) 0);
 	pqsignal(SIGTERM, die);
 	BackgroundWorkerUnblockSignals();
 
