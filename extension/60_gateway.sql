@@ -143,9 +143,18 @@ AS $$
         'timezone', pg_catalog.current_setting('TimeZone'))::text)::jsonb)
 $$;
 
-CREATE FUNCTION dp.cost(sql text, epsilon double precision DEFAULT NULL, delta double precision DEFAULT NULL,
-                        OUT dataset text, OUT epsilon_cost numeric, OUT delta_cost numeric,
-                        OUT cached boolean, OUT epsilon_remaining numeric, OUT delta_remaining numeric)
+-- Result rows of dp.cost, dp.explain and dp.my_budget as named types, so that
+-- \df dp.* shows one word for each (not every column).
+CREATE TYPE dp.cost_estimate AS (dataset text, epsilon_cost numeric, delta_cost numeric, cached boolean,
+                                 epsilon_remaining numeric, delta_remaining numeric);
+CREATE TYPE dp.explain_line AS (column_name text, data_type text, mechanism text, epsilon numeric,
+                                delta numeric, noise_scale double precision, ci95 double precision, note text);
+CREATE TYPE dp.budget_line AS (dataset text, epsilon_granted numeric, epsilon_spent numeric,
+                               epsilon_remaining numeric, delta_granted numeric, delta_spent numeric,
+                               delta_remaining numeric, default_epsilon numeric, max_epsilon numeric);
+
+CREATE FUNCTION dp.cost(sql text, epsilon double precision DEFAULT NULL, delta double precision DEFAULT NULL)
+RETURNS dp.cost_estimate
 LANGUAGE sql VOLATILE SECURITY INVOKER PARALLEL UNSAFE
 SET search_path = pg_catalog, pg_temp
 AS $$
@@ -159,8 +168,7 @@ AS $$
 $$;
 
 CREATE FUNCTION dp.explain(sql text, epsilon double precision DEFAULT NULL, delta double precision DEFAULT NULL)
-RETURNS TABLE (column_name text, data_type text, mechanism text, epsilon numeric, delta numeric,
-               noise_scale double precision, ci95 double precision, note text)
+RETURNS SETOF dp.explain_line
 LANGUAGE sql VOLATILE SECURITY INVOKER PARALLEL UNSAFE
 SET search_path = pg_catalog, pg_temp
 AS $$
@@ -173,9 +181,7 @@ AS $$
 $$;
 
 CREATE FUNCTION dp.my_budget()
-RETURNS TABLE (dataset text, epsilon_granted numeric, epsilon_spent numeric, epsilon_remaining numeric,
-               delta_granted numeric, delta_spent numeric, delta_remaining numeric,
-               default_epsilon numeric, max_epsilon numeric)
+RETURNS SETOF dp.budget_line
 LANGUAGE sql STABLE SECURITY INVOKER
 SET search_path = pg_catalog, pg_temp
 AS $$

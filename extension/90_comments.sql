@@ -75,3 +75,7 @@ COMMENT ON FUNCTION dp_internal.var_final(dp_internal.sum_state) IS 'Internal: f
 COMMENT ON FUNCTION dp_internal.stddev_final(dp_internal.sum_state) IS 'Internal: final function of dp_stddev (adds noise)';
 COMMENT ON FUNCTION dp_internal.quantile_final(dp_internal.hist_state) IS 'Internal: final function of dp_quantile (exponential mechanism)';
 COMMENT ON FUNCTION dp_internal.median_final(dp_internal.hist_state) IS 'Internal: final function of dp_median (exponential mechanism)';
+
+COMMENT ON TYPE dp.cost_estimate IS 'Analyst: the row of dp.cost (the dataset charged, epsilon/delta cost, whether the answer is cached, the budget that would remain)';
+COMMENT ON TYPE dp.explain_line IS 'Analyst: a row of dp.explain (per output column: mechanism, epsilon/delta share, noise scale, 95% interval)';
+COMMENT ON TYPE dp.budget_line IS 'Analyst: a row of dp.my_budget (granted, spent and remaining epsilon/delta per dataset, default and maximum epsilon per statement)';

@@ -169,20 +169,29 @@ session_adopt(dsm_segment *seg)
 	MemoryContextSwitchTo(old);
 }
 
+/* What every executor process is: a connected, never restarted "pg_dp executor" worker. */
+void
+dp_executor_worker(BackgroundWorker *worker, const char *function, const char *name)
+{
+	memset(worker, 0, sizeof(*worker));
+	worker->bgw_flags = BGWORKER_SHMEM_ACCESS | BGWORKER_BACKEND_DATABASE_CONNECTION;
+	worker->bgw_start_time = BgWorkerStart_ConsistentState;
+	worker->bgw_restart_time = BGW_NEVER_RESTART;
+	snprintf(worker->bgw_library_name, BGW_MAXLEN, "pg_dp");
+	snprintf(worker->bgw_function_name, BGW_MAXLEN, "%s", function);
+	snprintf(worker->bgw_name, BGW_MAXLEN, "%s", name);
+	snprintf(worker->bgw_type, BGW_MAXLEN, "pg_dp executor");
+}
+
 /* Register the session's own executor; false when no background-worker slot is free. */
 static bool
 register_executor(ExecutorSession *s)
 {
 	BackgroundWorker worker;
+	char		name[BGW_MAXLEN];
 
-	memset(&worker, 0, sizeof(worker));
-	worker.bgw_flags = BGWORKER_SHMEM_ACCESS | BGWORKER_BACKEND_DATABASE_CONNECTION;
-	worker.bgw_start_time = BgWorkerStart_ConsistentState;
-	worker.bgw_restart_time = BGW_NEVER_RESTART;
-	snprintf(worker.bgw_library_name, BGW_MAXLEN, "pg_dp");
-	snprintf(worker.bgw_function_name, BGW_MAXLEN, "dp_executor_main");
-	snprintf(worker.bgw_name, BGW_MAXLEN, "pg_dp executor for PID %d", MyProcPid);
-	snprintf(worker.bgw_type, BGW_MAXLEN, "pg_dp executor");
+	snprintf(name, BGW_MAXLEN, "pg_dp executor for PID %d", MyProcPid);
+	dp_executor_worker(&worker, "dp_executor_main", name);
 	worker.bgw_main_arg = UInt32GetDatum(dsm_segment_handle(s->seg));
 	worker.bgw_notify_pid = MyProcPid;
 	return RegisterDynamicBackgroundWorker(&worker, &s->worker);

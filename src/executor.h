@@ -57,6 +57,8 @@ reply_queue(ExecutorShared *shared)
 }
 
 /* executor.c: the executor process */
+struct BackgroundWorker;
+extern void dp_executor_worker(struct BackgroundWorker *worker, const char *function, const char *name);
 extern void dp_executor_process_init(void);
 extern void dp_executor_pin_settings(void);
 extern void dp_executor_serve(dsm_segment *seg, ExecutorShared *shared,

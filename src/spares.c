@@ -182,9 +182,9 @@ wake(pid_t pid)
 }
 
 /*
- * Adopt a waiting spare of this database as the session's executor: its
- * segment, mapped for the session, the queues' other ends set to this
- * backend (which wakes it); NULL when none waits.
+ * Adopt a spare of this database, warm or still loading the engine, as the
+ * session's executor: its segment, mapped for the session, the queues' other
+ * ends set to this backend (which wakes it); NULL when there is none.
  */
 dsm_segment *
 dp_spare_adopt(Oid owner)
@@ -220,7 +220,9 @@ dp_spare_adopt(Oid owner)
 			dsm_detach(seg);
 			continue;
 		}
-		if (!pg_atomic_compare_exchange_u32(&shared->state, &expected, STATE_BUSY))
+		if (!pg_atomic_compare_exchange_u32(&shared->state, &expected, STATE_BUSY) &&
+			(expected != STATE_WARMING ||
+			 !pg_atomic_compare_exchange_u32(&shared->state, &expected, STATE_BUSY)))
 		{
 			dsm_detach(seg);	/* another session was first, or it retired */
 			continue;
@@ -310,14 +312,7 @@ dp_spare_replenish(Oid owner)
 	if (count_spares(MyDatabaseId) >= dp_executor_spares || !take_marker(MyDatabaseId))
 		return;
 
-	memset(&worker, 0, sizeof(worker));
-	worker.bgw_flags = BGWORKER_SHMEM_ACCESS | BGWORKER_BACKEND_DATABASE_CONNECTION;
-	worker.bgw_start_time = BgWorkerStart_ConsistentState;
-	worker.bgw_restart_time = BGW_NEVER_RESTART;
-	snprintf(worker.bgw_library_name, BGW_MAXLEN, "pg_dp");
-	snprintf(worker.bgw_function_name, BGW_MAXLEN, "dp_spare_main");
-	snprintf(worker.bgw_name, BGW_MAXLEN, "pg_dp executor (spare)");
-	snprintf(worker.bgw_type, BGW_MAXLEN, "pg_dp executor");
+	dp_executor_worker(&worker, "dp_spare_main", "pg_dp executor (spare)");
 	StaticAssertStmt(sizeof(SpareTarget) <= BGW_EXTRALEN, "bgw_extra too small");
 	memcpy(worker.bgw_extra, &target, sizeof(target));
 	worker.bgw_notify_pid = 0;
@@ -356,7 +351,10 @@ dp_spare_retire_one(void)
 		if (seg == NULL)
 			continue;
 		if (pg_atomic_compare_exchange_u32(&((ExecutorShared *) dsm_segment_address(seg))->state,
-										   &expected, STATE_RETIRED))
+										   &expected, STATE_RETIRED) ||
+			(expected == STATE_WARMING &&
+			 pg_atomic_compare_exchange_u32(&((ExecutorShared *) dsm_segment_address(seg))->state,
+											&expected, STATE_RETIRED)))
 		{
 			unlink(path);
 			wake(pid);
@@ -503,15 +501,22 @@ dp_spare_main(Datum main_arg)
 	requests = shm_mq_attach(request_queue(shared), seg, NULL);
 	replies = shm_mq_attach(reply_queue(shared), seg, NULL);
 
-	dp_executor_pin_settings();
-	warm_up();
-
-	if (!pg_atomic_compare_exchange_u32(&shared->state, &warming, STATE_SPARE))
-		proc_exit(0);
+	/*
+	 * Registered before it loads the engine: a session that arrives meanwhile
+	 * adopts it warming (it is ahead of an executor started then) and its
+	 * request waits in the queue until the engine is loaded.
+	 */
 	register_spare(shared, seg);
 	marker_path(path, MyDatabaseId);
 	unlink(path);
 	own_marker = false;
+
+	dp_executor_pin_settings();
+	warm_up();
+
+	if (!pg_atomic_compare_exchange_u32(&shared->state, &warming, STATE_SPARE) &&
+		warming == STATE_RETIRED)
+		proc_exit(0);
 	pgstat_report_activity(STATE_IDLE, NULL);
 
 	since = GetCurrentTimestamp();

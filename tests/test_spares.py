@@ -63,6 +63,17 @@ def wait_gone(conn, pid, limit=10):
     return not alive(conn, pid)
 
 
+def small_protected_db(pg, name):
+    """A new database with a small protected table and a budget for postgres; its oid."""
+    pg.create_database(name)
+    with pg.connect(name) as c:
+        c.execute("CREATE TABLE t (id int PRIMARY KEY, v int)")
+        c.execute("INSERT INTO t SELECT i, i % 10 FROM generate_series(1, 100) i")
+        c.execute("SELECT dp.protect('t')")
+        c.execute("SELECT dp.grant_budget('postgres', 't', 10)")
+        return c.execute("SELECT oid FROM pg_database WHERE datname = current_database()").fetchone()[0]
+
+
 @pytest.fixture
 def oid(conn, db):
     return conn.execute("SELECT oid FROM pg_database WHERE datname = current_database()").fetchone()[0]
@@ -149,14 +160,9 @@ def test_attack_cancel_stops_an_adopted_spare(pg, db, conn, oid):
 def test_drop_database_while_a_spare_waits(pg, conn):
     """A waiting spare holds a connection to its database; DROP DATABASE (without FORCE)
     must not fail with 'being accessed by other users' because of it."""
-    pg.create_database("spare_drop")
+    oid = small_protected_db(pg, "spare_drop")
     with pg.connect("spare_drop") as c:
-        c.execute("CREATE TABLE t (id int PRIMARY KEY, v int)")
-        c.execute("INSERT INTO t SELECT i, i % 10 FROM generate_series(1, 100) i")
-        c.execute("SELECT dp.protect('t')")
-        c.execute("SELECT dp.grant_budget('postgres', 't', 10)")
         ask(c, "SELECT count(*) FROM t")
-        oid = c.execute("SELECT oid FROM pg_database WHERE datname = current_database()").fetchone()[0]
     spare = wait_for_spare(pg, oid)
     assert alive(conn, spare)
     with pg.connect() as c:
@@ -166,16 +172,11 @@ def test_drop_database_while_a_spare_waits(pg, conn):
 
 
 def test_spares_can_be_turned_off(pg, conn):
-    pg.create_database("spare_off")
+    oid = small_protected_db(pg, "spare_off")
     with pg.connect("spare_off") as c:
         c.execute("ALTER DATABASE spare_off SET pg_dp.executor_spares = 0")
     with pg.connect("spare_off") as c:
-        c.execute("CREATE TABLE t (id int PRIMARY KEY, v int)")
-        c.execute("INSERT INTO t SELECT i, i % 10 FROM generate_series(1, 100) i")
-        c.execute("SELECT dp.protect('t')")
-        c.execute("SELECT dp.grant_budget('postgres', 't', 10)")
         ask(c, "SELECT count(*) FROM t")
-        oid = c.execute("SELECT oid FROM pg_database WHERE datname = current_database()").fetchone()[0]
         time.sleep(2)
         assert spare_pids(pg, oid) == []
         assert c.execute("SELECT count(*) FROM pg_stat_activity WHERE backend_type = 'pg_dp executor' "
