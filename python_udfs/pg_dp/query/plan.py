@@ -77,6 +77,9 @@ class TableMeta:
     data_version: int
     columns: dict            # name -> {"type", "notnull", "lower", "upper", "public_values"}
     source_sql: str | None = None   # a join, seen as one table whose columns are "alias.column"
+    # a table reaching its unit through foreign keys: [{"schema", "table", "cols", "refcols", "ops"}, ...]
+    # (catalog._resolve_path); unit_column then names the unit found at the path's end
+    unit_path: list | None = None
 
 
 @dataclass
@@ -149,7 +152,9 @@ class Plan:
                            self.selection_epsilon, self.selection_delta, self.rows_per_unit, self.groups_per_unit,
                            self.public_keys is not None,
                            # timestamptz keys and constants are read in the session's TimeZone
-                           self.timezone if self.zone_dependent else None], sort_keys=True, default=str)
+                           self.timezone if self.zone_dependent else None]
+                          # a path table: whose rows are whose (re-protecting bumps the data version too)
+                          + ([self.meta.unit_path] if self.meta.unit_path else []), sort_keys=True, default=str)
 
     def core_groups(self) -> list[str]:
         """The group keys in the released core's order (sorted: the order they are written in is free)."""
@@ -203,6 +208,11 @@ def bind_join(query: Query, metas: list[TableMeta]) -> TableMeta:
     if not a.unit_column or not b.unit_column:
         raise DPError("tables can be joined only in a dataset with a privacy unit",
                       hint="Without one, a join could count a person several times.", sqlstate=NOT_SUPPORTED)
+    for meta in metas:
+        if meta.unit_path:
+            raise DPError(f"{meta.table} reaches its privacy unit through foreign keys and cannot be joined",
+                          hint=f"Ask {meta.table} alone: its rows are bounded per {meta.unit_column} along "
+                               "the foreign keys (dp.protected_tables shows the path).", sqlstate=NOT_SUPPORTED)
     if aliases[0] == aliases[1]:
         raise DPError("the two tables of a join need different aliases", hint="e.g. FROM t AS a JOIN t AS b",
                       sqlstate=NOT_SUPPORTED)
@@ -424,7 +434,28 @@ def bounded_copy_sql(plan: Plan) -> str | None:
     unit = quote_ident(meta.unit_column)
     keys = [kp.sql for kp in plan.keys]
     windows = _windows(unit, keys)
-    return (f"SELECT t.*, {', '.join(windows)} FROM {quote_ident(meta.schema)}.{quote_ident(meta.table)} AS t")
+    return f"SELECT t.*, {', '.join(windows)} FROM {relation_sql(meta)} AS t"
+
+
+def relation_sql(meta: TableMeta) -> str:
+    """The FROM item of a protected table: the table, or, for a table reaching its privacy unit through
+    foreign keys, a sub-select of its rows joined along the path with the unit as one more column
+    (named as the unit).  Inner joins on the keys' own equality operators: each row reaches at most
+    one row of the next table (the referenced columns are unique); a row whose key is NULL or points
+    nowhere belongs to no unit and is left out, as synthesis does.  A NULL unit at the path's end is
+    one unit, bounded like any other, as on the unit's own table."""
+    table = f"{quote_ident(meta.schema)}.{quote_ident(meta.table)}"
+    if not meta.unit_path:
+        return table
+    joins, previous = [], "dp_path0"
+    for i, step in enumerate(meta.unit_path, 1):
+        alias = f"dp_path{i}"
+        on = " AND ".join(f"{alias}.{quote_ident(ref)} {op} {previous}.{quote_ident(col)}"
+                          for col, ref, op in zip(step["cols"], step["refcols"], step["ops"]))
+        joins.append(f" JOIN {quote_ident(step['schema'])}.{quote_ident(step['table'])} AS {alias} ON {on}")
+        previous = alias
+    unit = quote_ident(meta.unit_column)
+    return f"(SELECT dp_path0.*, {previous}.{unit} AS {unit} FROM {table} AS dp_path0{''.join(joins)})"
 
 
 def _windows(unit: str, keys: list[str]) -> list[str]:
@@ -469,7 +500,7 @@ def _rewrite(plan: Plan) -> str:
     if meta.source_sql:
         rel, alias = f"({meta.source_sql})", quote_ident("dp_join")
     else:
-        rel, alias = f"{quote_ident(meta.schema)}.{quote_ident(meta.table)}", quote_ident(q.alias or meta.table)
+        rel, alias = relation_sql(meta), quote_ident(q.alias or meta.table)
     where = f" WHERE {where_sql(q, meta)}" if q.where is not None else ""
     keys = [kp.sql for kp in plan.keys]
     select = _select_list(plan, keys)
