@@ -107,6 +107,13 @@ def test_the_path_table_is_answered_bounded_per_unit(conn, analyst):
     n = analyst.execute("SELECT * FROM dp.query('SELECT count(DISTINCT customer_id) FROM fk.line', 2.0) "
                         "AS t(n bigint)").fetchone()[0]
     assert abs(n - CUSTOMERS) < 30
+    # ... and filtered on: the whales' lines, K each (b = K / 2; within 100 w.p. <= 2 e^-40); unbounded 20,000
+    before = spent(conn)
+    sql = f"SELECT count(*) FROM fk.line WHERE customer_id <= {WHALES}"
+    assert analyst.execute("SELECT epsilon_cost, cached FROM dp.cost(%s, 2.0)", [sql]).fetchone() == (Decimal(2), False)
+    assert spent(conn) == before
+    n = analyst.execute("SELECT * FROM dp.query(%s, 2.0) AS t(n bigint)", [sql]).fetchone()[0]
+    assert abs(n - WHALES * K) < 100
     # dp.explain advertises the per-unit sensitivity
     scale = analyst.execute("SELECT noise_scale FROM dp.explain('SELECT genre, count(*) FROM fk.line GROUP BY genre', "
                             "2.0) WHERE column_name = 'count'").fetchone()[0]
