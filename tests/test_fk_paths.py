@@ -118,6 +118,10 @@ def test_the_path_table_is_answered_bounded_per_unit(conn, analyst):
     scale = analyst.execute("SELECT noise_scale FROM dp.explain('SELECT genre, count(*) FROM fk.line GROUP BY genre', "
                             "2.0) WHERE column_name = 'count'").fetchone()[0]
     assert scale == pytest.approx(K * 2 / 2.0)
+    note = analyst.execute("SELECT note FROM dp.explain('SELECT genre, count(*) FROM fk.line GROUP BY genre', "
+                           "2.0) WHERE column_name = 'count'").fetchone()[0]
+    assert note == f"per group; each customer_id (found through invoice_id -> fk.invoice) counts at most {K} rows " \
+                   "in at most 2 groups"
 
 
 def test_plain_sql_on_a_path_table_by_a_restricted_role(conn, analyst):
@@ -132,6 +136,12 @@ def test_plain_sql_on_a_path_table_by_a_restricted_role(conn, analyst):
     assert abs(rows[0][1] - JAZZ) < 300 and abs(rows[1][1] - ROCK) < 300
     assert spent(conn) - before == Decimal("1.0")
     assert analyst.execute(sql).fetchall() == rows and spent(conn) - before == Decimal("1.0")   # cached: free
+    # a view of the analyst's (BI tools read it like a table): the same bounded answer
+    conn.execute(f"CREATE SCHEMA IF NOT EXISTS {ROLE} AUTHORIZATION {ROLE}")
+    analyst.execute(f"SELECT dp.create_view('{ROLE}.by_genre', 'SELECT genre, count(*) AS n FROM fk.line "
+                    "GROUP BY genre', 2.0)")
+    view = dict(analyst.execute(f"SELECT genre, n FROM {ROLE}.by_genre").fetchall())
+    assert abs(view["rock"] - ROCK) < 150 and abs(view["jazz"] - JAZZ) < 150       # b = 5, as above
     # the tables of the path stay closed
     for table in ("fk.invoice", "fk.customer"):
         with pytest.raises(psycopg.errors.InsufficientPrivilege):

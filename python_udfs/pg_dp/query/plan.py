@@ -1027,6 +1027,16 @@ def _order_and_limit(plan: Plan, answer: list[list]) -> list[list]:
 # explain: noise per output column, without running anything
 # ---------------------------------------------------------------------------
 
+def _path_note(plan: Plan) -> str:
+    """How a table reaching its unit through foreign keys is bounded, for dp.explain."""
+    meta = plan.meta
+    if not meta.unit_path:
+        return ""
+    path = " -> ".join(f"{', '.join(step['cols'])} -> {step['schema']}.{step['table']}" for step in meta.unit_path)
+    return (f"; each {meta.unit_column} (found through {path}) counts at most {plan.rows_per_unit} rows"
+            + (f" in at most {plan.groups_per_unit} groups" if plan.query.group_by else ""))
+
+
 def explain(plan: Plan) -> list[dict]:
     out = []
     k, g = plan.rows_per_unit, plan.groups_per_unit
@@ -1054,7 +1064,7 @@ def explain(plan: Plan) -> list[dict]:
         if m.func in ("count", "count_distinct"):
             scale = mechanisms.integer_laplace_scale(k if m.func == "count" else 1, eps)
             out.append(dict(column_name=name, data_type=typ, mechanism="discrete Laplace", epsilon=m.epsilon,
-                            delta=0.0, noise_scale=scale, ci95=scale * ln20, note="per group"))
+                            delta=0.0, noise_scale=scale, ci95=scale * ln20, note="per group" + _path_note(plan)))
         elif m.func == "sum":
             scale = k * max(abs(m.lower), abs(m.upper)) / eps
             out.append(dict(column_name=name, data_type=typ, mechanism="discrete Laplace", epsilon=m.epsilon,
