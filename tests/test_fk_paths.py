@@ -263,8 +263,13 @@ def test_attack_path_through_an_unprotected_table_is_refused(conn, analyst):
         assert "fk_open.invoice" in e.value.diag.message_primary and "not protected" in e.value.diag.message_primary
         assert "dp.protect('fk_open.invoice', dataset => 'fk_open')" in e.value.diag.message_hint
     assert conn.execute("SELECT count(*) FROM dp.ledger").fetchone()[0] == before
+    # dp.doctor() tells the DBA, with the fix
+    found = conn.execute("SELECT detail, fix FROM dp.doctor() WHERE table_name = 'fk_open.line'::regclass "
+                         "AND issue = 'foreign-key path broken'").fetchall()
+    assert len(found) == 1 and "fk_open.invoice" in found[0][0] and found[0][1].startswith("An administrator")
     # protected again (its writes bump the data version, its grants are revoked): answered
     conn.execute("SELECT dp.protect('fk_open.invoice', dataset => 'fk_open')")
+    assert not conn.execute("SELECT 1 FROM dp.doctor() WHERE issue = 'foreign-key path broken'").fetchall()
     assert conn.execute(f"SELECT has_table_privilege('{ROLE}', 'fk_open.invoice', 'SELECT') OR "
                         f"has_table_privilege('{ROLE}', 'fk_open.invoice', 'UPDATE')").fetchone()[0] is False
     n = analyst.execute("SELECT * FROM dp.query('SELECT count(*) FROM fk_open.line', 2.0) AS t(n bigint)").fetchone()[0]

@@ -12,7 +12,7 @@ A table that reaches its privacy unit through foreign keys (invoice_line -> invo
 customer_id) gets the same copies, built over its rows joined along the path
 (plan.relation_sql): each row carries its unit, and the ranks are per unit.  The
 dataset's data version, which keys the copies, moves on a write to any table of the
-path (they are all protected in the dataset: catalog._resolve_path refuses otherwise).
+path (they are all protected in the dataset: catalog.resolve_path refuses otherwise).
 """
 
 import hashlib

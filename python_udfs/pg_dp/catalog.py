@@ -76,7 +76,7 @@ def load_table(schema: str | None, table: str) -> TableMeta:
         raise DPError(f"table name {name} is ambiguous",
                       hint="Qualify it with its schema: schema.table.", sqlstate="42P09")
     r = rows[0]
-    path = _resolve_path(r, name) if r["unit_path"] else None
+    path = resolve_path(r, name) if r["unit_path"] else None
     cols = db.execute(
         """
         SELECT a.attname, pg_catalog.format_type(a.atttypid, a.atttypmod) AS type,
@@ -117,7 +117,7 @@ def load_table(schema: str | None, table: str) -> TableMeta:
 PREREQUISITE = "55000"
 
 
-def _resolve_path(r, name: str):
+def resolve_path(r, name: str):
     """The recorded foreign-key path of a table to its privacy unit, checked against today's catalog:
     ([{"schema", "table", "cols", "refcols", "ops"}, ...], the unit column's type).
 

@@ -78,7 +78,7 @@ class TableMeta:
     columns: dict            # name -> {"type", "notnull", "lower", "upper", "public_values"}
     source_sql: str | None = None   # a join, seen as one table whose columns are "alias.column"
     # a table reaching its unit through foreign keys: [{"schema", "table", "cols", "refcols", "ops"}, ...]
-    # (catalog._resolve_path); unit_column then names the unit found at the path's end
+    # (catalog.resolve_path); unit_column then names the unit found at the path's end
     unit_path: list | None = None
 
 
