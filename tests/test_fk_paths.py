@@ -316,3 +316,33 @@ def test_attack_null_unit_in_the_middle_table_is_one_bounded_unit(conn, analyst)
     rows = by_genre(analyst, "SELECT genre, count(*) FROM fk_null.line GROUP BY genre", 2.0)
     assert abs(rows["jazz"][0] - K) < 150 and abs(rows["rock"][0] - (WHALES + 1) * K) < 150
     conn.execute("DROP SCHEMA fk_null CASCADE")
+
+
+def test_chinook_invoice_lines_are_bounded_per_customer(conn, analyst):
+    """Real data: Chinook's invoice_line reaches customer_id through invoice_line.invoice_id -> invoice."""
+    from conftest import shared_data
+
+    script = open(shared_data("chinook", "Chinook_PostgreSql.sql"), encoding="utf-8").read()
+    script = script[script.index("\\c chinook;") + len("\\c chinook;"):]
+    conn.execute("DROP SCHEMA IF EXISTS chinook CASCADE")
+    conn.execute("CREATE SCHEMA chinook")
+    conn.execute("SET search_path = chinook")
+    try:
+        conn.execute(script)
+    finally:
+        conn.execute("SET search_path = public, dp")
+    conn.execute(f"GRANT USAGE ON SCHEMA chinook TO {ROLE}")
+    conn.execute("SELECT dp.protect('chinook.customer', dataset => 'chinook', privacy_unit => 'customer_id')")
+    conn.execute("SELECT dp.protect('chinook.invoice', dataset => 'chinook', max_rows_per_unit => 10)")
+    conn.execute("SELECT dp.protect('chinook.invoice_line', dataset => 'chinook', max_rows_per_unit => 10)")
+    conn.execute("SELECT dp.set_bounds('chinook.invoice_line', 'unit_price', 0, 2)")
+    conn.execute(f"SELECT dp.grant_budget('{ROLE}', 'chinook', 100)")
+    # the truth, as the DBA computes it: at most 10 lines per customer
+    bounded, unbounded = conn.execute(
+        "SELECT sum(least(n, 10)), sum(n) FROM (SELECT i.customer_id, count(*) AS n FROM chinook.invoice_line l "
+        "JOIN chinook.invoice i USING (invoice_id) GROUP BY 1) c").fetchone()
+    assert unbounded - bounded > 1000
+    # plain SQL at the default epsilon 1, one count: b = 10; within 300 w.p. >= 1 - 2 e^-30
+    n = analyst.execute("SELECT count(*) FROM chinook.invoice_line").fetchone()[0]
+    assert abs(n - bounded) < 300 or pytest.fail(f"{n} lines, bounded {bounded}, unbounded {unbounded}")
+    conn.execute("DROP SCHEMA chinook CASCADE")
