@@ -148,13 +148,27 @@ def test_plain_sql_on_a_path_table_by_a_restricted_role(conn, analyst):
             analyst.execute(f"SELECT customer_id FROM {table}")
 
 
-def test_joins_with_a_path_table_are_refused_with_a_hint(conn, analyst):
+def test_a_path_table_joins_its_parent_along_its_key_and_nothing_else(conn, analyst):
     before = spent(conn)
-    with pytest.raises(psycopg.errors.FeatureNotSupported) as e:
-        analyst.execute("SELECT * FROM dp.query_json('SELECT count(*) FROM fk.line l JOIN fk.invoice i "
-                        "USING (customer_id)')")
-    assert "cannot be joined" in e.value.diag.message_primary and "bounded per customer_id" in e.value.diag.message_hint
+    for sql in ("SELECT count(*) FROM fk.line l JOIN fk.invoice i USING (customer_id)",
+                "SELECT count(*) FROM fk.line l JOIN fk.customer c ON l.line_id = c.customer_id"):
+        with pytest.raises(psycopg.errors.FeatureNotSupported) as e:
+            analyst.execute("SELECT * FROM dp.query_json(%s)", [sql])
+        assert "cannot be joined" in e.value.diag.message_primary
+        assert "bounded per customer_id" in e.value.diag.message_hint
+        assert "ON line.invoice_id = invoice.invoice_id" in e.value.diag.message_hint
     assert spent(conn) == before
+    # along the key: each line meets its invoice once, bounded per customer with line's K.  The whales'
+    # lines: K each, 10 x K = 50 (unbounded 20,000); epsilon 2, b = K / 2; within 100 w.p. >= 1 - 2 e^-40
+    for sql in (f"SELECT count(*) FROM fk.line l JOIN fk.invoice i ON l.invoice_id = i.invoice_id "
+                f"WHERE i.customer_id <= {WHALES}",
+                f"SELECT count(*) FROM fk.invoice JOIN fk.line USING (invoice_id) WHERE customer_id <= {WHALES}"):
+        n = analyst.execute("SELECT * FROM dp.query(%s, 2.0) AS t(n bigint)", [sql]).fetchone()[0]
+        assert abs(n - WHALES * K) < 100
+    # ... also as plain SQL (the default epsilon 1: b = K; within 200 w.p. >= 1 - 2 e^-40)
+    n = analyst.execute(f"SELECT count(*) FROM fk.line JOIN fk.invoice ON line.invoice_id = invoice.invoice_id "
+                        f"WHERE invoice.customer_id <= {WHALES}").fetchone()[0]
+    assert abs(n - WHALES * K) < 200
 
 
 # ---------------------------------------------------------------------------

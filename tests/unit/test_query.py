@@ -151,8 +151,16 @@ def test_a_path_table_is_bounded_per_unit_found_along_its_path():
     assert "dp_path" not in plan_of("SELECT g, count(*) FROM t GROUP BY g", meta(unit="id")).sql
 
 
-def test_a_path_table_cannot_be_joined():
+def test_a_path_table_joins_only_its_parent_on_its_key():
     q = analyze(parse_select("SELECT count(*) FROM line l JOIN t p ON l.customer_id = p.id"))
     with pytest.raises(DPError) as e:
         planning.bind_join(q, [path_meta(), meta(unit="id")])
     assert e.value.sqlstate == "0A000" and "bounded per customer_id" in e.value.hint
+    parent = meta(unit="customer_id")
+    parent.schema, parent.table = "shop", "invoice"
+    q = analyze(parse_select("SELECT i.g, count(*) FROM line l JOIN shop.invoice i ON i.id = l.invoice_id GROUP BY i.g"))
+    joined = planning.bind_join(q, [path_meta(), parent])
+    assert joined.unit_column == "l.customer_id" and joined.max_rows_per_unit == 5
+    p = planning.make_plan(q, joined, 1.0, 1e-6)
+    assert 'JOIN "shop"."invoice" AS "i" ON "i"."id" OPERATOR(pg_catalog.=) "l"."invoice_id"' in p.sql
+    assert 'PARTITION BY "l.customer_id", "i.g"' in p.sql and planning.bounded_copy_sql(p) is None
