@@ -24,11 +24,12 @@ import argparse
 import os
 import statistics
 import sys
-import time
 
 sys.path.insert(0, os.path.join(os.path.dirname(os.path.dirname(os.path.abspath(__file__))), "tests"))
 
 from pgserver import PgServer  # noqa: E402
+
+from bi_keys import timed  # noqa: E402  (bench/ is sys.path[0]): client seconds until every row is fetched
 
 SHAPES = {
     "GROUP BY genre, count": "SELECT genre, count(*) FROM {t} WHERE line_id > {k} GROUP BY genre",
@@ -36,12 +37,6 @@ SHAPES = {
 }
 # the same lines with the unit as a column of their own (one table, its own dataset): what the path adds
 TABLES = {"path": "line", "unit column": "line_direct"}
-
-
-def timed(conn, sql):
-    start = time.perf_counter()
-    conn.execute(sql).fetchall()
-    return time.perf_counter() - start
 
 
 def main():

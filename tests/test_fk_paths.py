@@ -19,6 +19,8 @@ import psycopg
 import pytest
 
 import stats_helpers as H
+from conftest import shared_data
+from datasets import load_chinook
 
 ROLE = "fk_analyst"
 CUSTOMERS, WHALES, WHALE_LINES, K = 400, 10, 2000, 5
@@ -334,17 +336,8 @@ def test_attack_null_unit_in_the_middle_table_is_one_bounded_unit(conn, analyst)
 
 def test_chinook_invoice_lines_are_bounded_per_customer(conn, analyst):
     """Real data: Chinook's invoice_line reaches customer_id through invoice_line.invoice_id -> invoice."""
-    from conftest import shared_data
-
-    script = open(shared_data("chinook", "Chinook_PostgreSql.sql"), encoding="utf-8").read()
-    script = script[script.index("\\c chinook;") + len("\\c chinook;"):]
     conn.execute("DROP SCHEMA IF EXISTS chinook CASCADE")
-    conn.execute("CREATE SCHEMA chinook")
-    conn.execute("SET search_path = chinook")
-    try:
-        conn.execute(script)
-    finally:
-        conn.execute("SET search_path = public, dp")
+    load_chinook(conn, shared_data("chinook", "Chinook_PostgreSql.sql"))
     conn.execute(f"GRANT USAGE ON SCHEMA chinook TO {ROLE}")
     conn.execute("SELECT dp.protect('chinook.customer', dataset => 'chinook', privacy_unit => 'customer_id')")
     conn.execute("SELECT dp.protect('chinook.invoice', dataset => 'chinook', max_rows_per_unit => 10)")

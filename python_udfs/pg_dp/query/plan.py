@@ -251,15 +251,19 @@ def bind_join(query: Query, metas: list[TableMeta]) -> TableMeta:
     if child is not None:
         return _path_join_meta(query, metas, aliases, child, columns)
     unit = f"{aliases[0]}.{a.unit_column}"
-    used = sorted(query.columns_used() | {unit})
-    select = ", ".join(f"{quote_ident(c.split('.', 1)[0])}.{quote_ident(c.split('.', 1)[1])} AS {quote_ident(c)}"
-                       for c in used)
+    select = _join_select(query, unit)
     source = (f"SELECT {select} FROM {quote_ident(a.schema)}.{quote_ident(a.table)} AS {quote_ident(aliases[0])} "
               f"JOIN {quote_ident(b.schema)}.{quote_ident(b.table)} AS {quote_ident(aliases[1])} "
               f"ON " + operator(f"{quote_ident(aliases[0])}.{quote_ident(a.unit_column)}", "=",
                                 f"{quote_ident(aliases[1])}.{quote_ident(b.unit_column)}"))
     return TableMeta(a.relid, a.schema, f"{a.table} JOIN {b.table}", a.dataset, unit, a.max_rows_per_unit,
                      a.max_groups_per_unit, a.data_version, columns, source_sql=source)
+
+
+def _join_select(query: Query, unit: str) -> str:
+    """The select list of a join's source: every column the query uses and the unit, as "alias.column"."""
+    return ", ".join(f"{quote_ident(c.split('.', 1)[0])}.{quote_ident(c.split('.', 1)[1])} AS {quote_ident(c)}"
+                     for c in sorted(query.columns_used() | {unit}))
 
 
 def _path_join(query: Query, metas: list[TableMeta], aliases: list[str]) -> int | None:
@@ -294,9 +298,7 @@ def _path_join_meta(query: Query, metas: list[TableMeta], aliases: list[str], ch
     ca, pa = quote_ident(aliases[child]), quote_ident(aliases[1 - child])
     step = meta.unit_path[0]
     unit = f"{aliases[child]}.{meta.unit_column}"
-    used = sorted(query.columns_used() | {unit})
-    select = ", ".join(f"{quote_ident(c.split('.', 1)[0])}.{quote_ident(c.split('.', 1)[1])} AS {quote_ident(c)}"
-                       for c in used)
+    select = _join_select(query, unit)
     source = (f"SELECT {select} FROM {relation_sql(meta)} AS {ca} "
               f"JOIN {quote_ident(parent.schema)}.{quote_ident(parent.table)} AS {pa} "
               f"ON {pa}.{quote_ident(step['refcols'][0])} {step['ops'][0]} {ca}.{quote_ident(step['cols'][0])}")
