@@ -353,3 +353,22 @@ def test_chinook_invoice_lines_are_bounded_per_customer(conn, analyst):
     n = analyst.execute("SELECT count(*) FROM chinook.invoice_line").fetchone()[0]
     assert abs(n - bounded) < 300 or pytest.fail(f"{n} lines, bounded {bounded}, unbounded {unbounded}")
     conn.execute("DROP SCHEMA chinook CASCADE")
+
+
+def test_a_partitioned_path_table_and_its_partitions(conn, analyst):
+    """line partitioned by genre: the parent and each partition are bounded per customer along the path
+    (the partitions' foreign keys are the parent's, cloned)."""
+    shop(conn, "fk_part")
+    conn.execute("CREATE TABLE fk_part.pline (line_id int NOT NULL, invoice_id int NOT NULL REFERENCES fk_part.invoice, "
+                 "genre text NOT NULL) PARTITION BY LIST (genre)")
+    conn.execute("CREATE TABLE fk_part.pline_rock PARTITION OF fk_part.pline FOR VALUES IN ('rock')")
+    conn.execute("CREATE TABLE fk_part.pline_jazz PARTITION OF fk_part.pline FOR VALUES IN ('jazz')")
+    conn.execute("INSERT INTO fk_part.pline SELECT line_id, invoice_id, genre FROM fk_part.line")
+    conn.execute(f"SELECT dp.protect('fk_part.pline', dataset => 'fk_part', max_rows_per_unit => {K})")
+    # epsilon 2, no GROUP BY: b = K / 2; within 100 w.p. >= 1 - 2 e^-40 each.  Per customer: a whale has K rock
+    # lines, the others 2 lines (one of each genre)
+    for table, truth in (("pline", WHALES * K + 2 * JAZZ), ("pline_rock", ROCK), ("pline_jazz", JAZZ)):
+        n = analyst.execute(f"SELECT * FROM dp.query('SELECT count(*) FROM fk_part.{table}', 2.0) AS t(n bigint)"
+                            ).fetchone()[0]
+        assert abs(n - truth) < 100, (table, n, truth)
+    conn.execute("DROP SCHEMA fk_part CASCADE")
