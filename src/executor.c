@@ -61,6 +61,7 @@
 #include "storage/ipc.h"
 #include "storage/latch.h"
 #include "storage/proc.h"
+#include "storage/procarray.h"
 #include "storage/shm_mq.h"
 #include "tcop/tcopprot.h"
 #include "utils/builtins.h"
@@ -75,30 +76,8 @@
 
 #include <unistd.h>
 
-#define EXECUTOR_MAGIC		0x70676470	/* "pgdp" */
-#define EXECUTOR_QUEUE_SIZE	(64 * 1024)
-#define EXECUTOR_IDLE_MS	(60 * 1000)
-
-/* states of the segment's state word */
-#define STATE_IDLE		0			/* waiting for a request */
-#define STATE_BUSY		1			/* a request was claimed by the caller */
-#define STATE_RETIRED	2			/* the worker left after idling */
-
 /* message types of the reply queue besides libpq's 'E' (error) and 'N' (notice) */
 #define MSG_REPLY		'R'
-
-typedef struct ExecutorShared
-{
-	uint32		magic;
-	pg_atomic_uint32 state;
-	Oid			database;
-	Oid			owner;			/* the worker connects as this role */
-	pid_t		caller_pid;
-	Size		queue_size;
-	/* then: the request queue, the reply queue */
-} ExecutorShared;
-
-#define EXECUTOR_HEADER_SIZE	MAXALIGN(sizeof(ExecutorShared))
 
 typedef struct ExecutorSession
 {
@@ -106,27 +85,18 @@ typedef struct ExecutorSession
 	ExecutorShared *shared;
 	shm_mq_handle *requests;
 	shm_mq_handle *replies;
-	BackgroundWorkerHandle *worker;
+	BackgroundWorkerHandle *worker;	/* NULL for an adopted spare (see spares.c) */
 } ExecutorSession;
 
 static ExecutorSession *session = NULL;
+
+/* Whether the session's current executor has asked for a spare (once per executor). */
+static bool spares_asked = false;
 
 /* In the executor: leave after the current request (see dp_executor_retire). */
 static bool retire_after_request = false;
 
 PGDLLEXPORT void dp_executor_main(Datum main_arg);
-
-static shm_mq *
-request_queue(ExecutorShared *shared)
-{
-	return (shm_mq *) ((char *) shared + EXECUTOR_HEADER_SIZE);
-}
-
-static shm_mq *
-reply_queue(ExecutorShared *shared)
-{
-	return (shm_mq *) ((char *) shared + EXECUTOR_HEADER_SIZE + shared->queue_size);
-}
 
 /* ------------------------------------------------------------------------
  * The caller's side
@@ -170,6 +140,8 @@ session_reset(bool terminate)
 	session = NULL;
 	if (terminate && s->worker != NULL)
 		TerminateBackgroundWorker(s->worker);
+	else if (terminate && s->shared != NULL)
+		dp_executor_terminate(s->shared);	/* an adopted spare */
 	if (s->requests)
 		shm_mq_detach(s->requests);
 	if (s->replies)
@@ -181,31 +153,27 @@ session_reset(bool terminate)
 	pfree(s);
 }
 
+/* This session's executor: an adopted spare (spares.c), the queues' other ends already set. */
 static void
-session_start(void)
+session_adopt(dsm_segment *seg)
 {
 	MemoryContext old = MemoryContextSwitchTo(TopMemoryContext);
 	ExecutorSession *s = palloc0(sizeof(ExecutorSession));
-	Size		size = EXECUTOR_HEADER_SIZE + 2 * (Size) EXECUTOR_QUEUE_SIZE;
-	BackgroundWorker worker;
-	BgwHandleStatus status;
-	pid_t		pid;
-	shm_mq	   *mq;
 
-	s->seg = dsm_create(size, 0);
-	dsm_pin_mapping(s->seg);	/* lives as long as the session, not the transaction */
-	s->shared = dsm_segment_address(s->seg);
-	s->shared->magic = EXECUTOR_MAGIC;
-	pg_atomic_init_u32(&s->shared->state, STATE_IDLE);
-	s->shared->database = MyDatabaseId;
-	s->shared->owner = extension_owner();
+	s->seg = seg;
+	s->shared = dsm_segment_address(seg);
 	s->shared->caller_pid = MyProcPid;
-	s->shared->queue_size = EXECUTOR_QUEUE_SIZE;
+	s->requests = shm_mq_attach(request_queue(s->shared), seg, NULL);
+	s->replies = shm_mq_attach(reply_queue(s->shared), seg, NULL);
+	session = s;
+	MemoryContextSwitchTo(old);
+}
 
-	mq = shm_mq_create(request_queue(s->shared), EXECUTOR_QUEUE_SIZE);
-	shm_mq_set_sender(mq, MyProc);
-	mq = shm_mq_create(reply_queue(s->shared), EXECUTOR_QUEUE_SIZE);
-	shm_mq_set_receiver(mq, MyProc);
+/* Register the session's own executor; false when no background-worker slot is free. */
+static bool
+register_executor(ExecutorSession *s)
+{
+	BackgroundWorker worker;
 
 	memset(&worker, 0, sizeof(worker));
 	worker.bgw_flags = BGWORKER_SHMEM_ACCESS | BGWORKER_BACKEND_DATABASE_CONNECTION;
@@ -217,9 +185,56 @@ session_start(void)
 	snprintf(worker.bgw_type, BGW_MAXLEN, "pg_dp executor");
 	worker.bgw_main_arg = UInt32GetDatum(dsm_segment_handle(s->seg));
 	worker.bgw_notify_pid = MyProcPid;
+	return RegisterDynamicBackgroundWorker(&worker, &s->worker);
+}
+
+static void
+session_start(void)
+{
+	MemoryContext old;
+	ExecutorSession *s;
+	BgwHandleStatus status;
+	pid_t		pid;
+	shm_mq	   *mq;
+	Oid			owner = extension_owner();
+	dsm_segment *spare = dp_spare_adopt(owner);
+	bool		registered;
+
+	spares_asked = false;
+	if (spare != NULL)
+	{
+		session_adopt(spare);
+		return;
+	}
+	old = MemoryContextSwitchTo(TopMemoryContext);
+	s = palloc0(sizeof(ExecutorSession));
+	s->seg = dsm_create(EXECUTOR_SEGMENT_SIZE, 0);
+	dsm_pin_mapping(s->seg);	/* lives as long as the session, not the transaction */
+	s->shared = dsm_segment_address(s->seg);
+	s->shared->magic = EXECUTOR_MAGIC;
+	pg_atomic_init_u32(&s->shared->state, STATE_IDLE);
+	s->shared->database = MyDatabaseId;
+	s->shared->owner = owner;
+	s->shared->caller_pid = MyProcPid;
+	s->shared->queue_size = EXECUTOR_QUEUE_SIZE;
+
+	mq = shm_mq_create(request_queue(s->shared), EXECUTOR_QUEUE_SIZE);
+	shm_mq_set_sender(mq, MyProc);
+	mq = shm_mq_create(reply_queue(s->shared), EXECUTOR_QUEUE_SIZE);
+	shm_mq_set_receiver(mq, MyProc);
 
 	session = s;				/* from here on, session_reset() cleans up */
-	if (!RegisterDynamicBackgroundWorker(&worker, &s->worker))
+	registered = register_executor(s);
+	if (!registered && dp_spare_retire_one())
+	{
+		/* no slot was free: a waiting spare (of any database) gives its slot back */
+		for (int tries = 0; !registered && tries < 20; tries++)
+		{
+			pg_usleep(100 * 1000L);
+			registered = register_executor(s);
+		}
+	}
+	if (!registered)
 	{
 		s->worker = NULL;
 		session_reset(false);
@@ -247,6 +262,7 @@ session_start(void)
 
 /* Set when the executor reported a FATAL error: it is gone, start another. */
 static bool session_broken = false;
+
 
 /*
  * Re-raise a message of the executor here.  Its CONTEXT (the worker's own
@@ -306,6 +322,7 @@ executor_roundtrip(Oid role, const char *kind, const char *payload)
 	StringInfoData req;
 	text	   *volatile result = NULL;
 	volatile bool in_flight = false;
+	Oid			owner;
 
 	initStringInfo(&req);
 	pq_sendint32(&req, role);
@@ -313,6 +330,7 @@ executor_roundtrip(Oid role, const char *kind, const char *payload)
 	pq_sendstring(&req, payload);
 
 	session_claim();
+	owner = session->shared->owner;
 	if (shm_mq_send(session->requests, req.len, req.data, false, true) != SHM_MQ_SUCCESS)
 	{
 		/* it was gone before it read anything: one fresh start */
@@ -381,6 +399,12 @@ executor_roundtrip(Oid role, const char *kind, const char *payload)
 	}
 	PG_END_TRY();
 	pfree(req.data);
+	if (!spares_asked)
+	{
+		/* a new executor served this session: one spare for the next session */
+		spares_asked = true;
+		dp_spare_replenish(owner);
+	}
 	return result;
 }
 
@@ -435,8 +459,18 @@ dp_executor_pid(PG_FUNCTION_ARGS)
 {
 	pid_t		pid;
 
-	if (session == NULL || session->worker == NULL ||
-		GetBackgroundWorkerPid(session->worker, &pid) != BGWH_STARTED)
+	if (session == NULL)
+		PG_RETURN_NULL();
+	if (session->worker == NULL)
+	{
+		/* an adopted spare: alive while its process is in the proc array */
+		pid = session->shared->executor_pid;
+		if (pid == 0 || pg_atomic_read_u32(&session->shared->state) == STATE_RETIRED ||
+			BackendPidGetProc(pid) == NULL)
+			PG_RETURN_NULL();
+		PG_RETURN_INT32(pid);
+	}
+	if (GetBackgroundWorkerPid(session->worker, &pid) != BGWH_STARTED)
 		PG_RETURN_NULL();
 	PG_RETURN_INT32(pid);
 }
@@ -629,6 +663,26 @@ executor_exit_now(int code, Datum arg)
 	_exit(code);
 }
 
+/* Signals, the exit path and a resource owner: the start of every executor process. */
+void
+dp_executor_process_init(void)
+{
+	/* registered first, so that it runs last (on_proc_exit callbacks run LIFO) */
+	on_proc_exit(executor_exit_now, (Datum) 0);
+	pqsignal(SIGTERM, die);
+	BackgroundWorkerUnblockSignals();
+	CurrentResourceOwner = ResourceOwnerCreate(NULL, "pg_dp executor");
+}
+
+void
+dp_executor_pin_settings(void)
+{
+	StartTransactionCommand();
+	pin_settings();
+	CommitTransactionCommand();
+}
+
+/* The executor of one session, started for it (session_start). */
 void
 dp_executor_main(Datum main_arg)
 {
@@ -636,15 +690,8 @@ dp_executor_main(Datum main_arg)
 	ExecutorShared *shared;
 	shm_mq_handle *requests;
 	shm_mq_handle *replies;
-	MemoryContext request_context;
-	sigjmp_buf	local_sigjmp_buf;
 
-	/* registered first, so that it runs last (on_proc_exit callbacks run LIFO) */
-	on_proc_exit(executor_exit_now, (Datum) 0);
-	pqsignal(SIGTERM, die);
-	BackgroundWorkerUnblockSignals();
-
-	CurrentResourceOwner = ResourceOwnerCreate(NULL, "pg_dp executor");
+	dp_executor_process_init();
 	seg = dsm_attach(DatumGetUInt32(main_arg));
 	if (seg == NULL)
 		ereport(ERROR,
@@ -655,18 +702,30 @@ dp_executor_main(Datum main_arg)
 		ereport(ERROR,
 				(errcode(ERRCODE_OBJECT_NOT_IN_PREREQUISITE_STATE),
 				 errmsg("pg_dp executor: bad shared memory segment")));
+	shared->executor_pid = MyProcPid;
 	shm_mq_set_receiver(request_queue(shared), MyProc);
 	shm_mq_set_sender(reply_queue(shared), MyProc);
 	requests = shm_mq_attach(request_queue(shared), seg, NULL);
 	replies = shm_mq_attach(reply_queue(shared), seg, NULL);
-	/* from here on, every ereport() of this process goes to the caller */
-	pq_redirect_to_shm_mq(seg, replies);
 
 	BackgroundWorkerInitializeConnectionByOid(shared->database, shared->owner, 0);
+	dp_executor_pin_settings();
+	dp_executor_serve(seg, shared, requests, replies);
+}
 
-	StartTransactionCommand();
-	pin_settings();
-	CommitTransactionCommand();
+/*
+ * Serve the session's requests until it ends or the executor idled for
+ * EXECUTOR_IDLE_MS.  Connected, settings pinned, queues attached.
+ */
+void
+dp_executor_serve(dsm_segment *seg, ExecutorShared *shared, shm_mq_handle *requests,
+				  shm_mq_handle *replies)
+{
+	MemoryContext request_context;
+	sigjmp_buf	local_sigjmp_buf;
+
+	/* from here on, every ereport() of this process goes to the caller */
+	pq_redirect_to_shm_mq(seg, replies);
 
 	request_context = AllocSetContextCreate(TopMemoryContext, "pg_dp executor request",
 											ALLOCSET_DEFAULT_SIZES);

@@ -690,6 +690,7 @@ _PG_init(void)
 							 "every release is charged.",
 							 &session_epsilon, 0, 0, 1e6, PGC_USERSET, 0, NULL, NULL, NULL);
 	pg_dp_citus_init();
+	dp_spares_init();
 	MarkGUCPrefixReserved("pg_dp");
 	prev_post_parse_analyze = post_parse_analyze_hook;
 	post_parse_analyze_hook = dp_post_parse_analyze;

@@ -61,6 +61,12 @@ def _error(e: DPError) -> str:
 def handle(role: int, kind: str, payload: str) -> str:
     global _inflight
     try:
+        if kind == "warmup" and int(role) == 0:
+            # a spare executor (src/spares.c; role 0, never a caller's) loads what a
+            # session's first question needs
+            for module in ("pg_dp.gateway", "pg_dp.query.keys"):
+                importlib.import_module(module)
+            return "R"
         if kind == "continue":
             if _inflight is None:
                 raise DPError("internal error: no pg_dp request is in progress", sqlstate=INTERNAL)
