@@ -199,3 +199,16 @@ def synthesize(c, table, **kw):
     args = "".join(f", {k} => %s" for k in kw)
     c.execute(f"CALL dp_synthesize(%s{args})", (table, *kw.values()))
     return notices
+
+
+def load_chinook(conn, script_path):
+    """Chinook (../shared/data/chinook, `script_path`: its PostgreSQL script) into schema chinook,
+    unprotected (the caller protects what it needs)."""
+    script = open(script_path, encoding="utf-8").read()
+    script = script[script.index("\\c chinook;") + len("\\c chinook;"):]
+    conn.execute("CREATE SCHEMA chinook")
+    conn.execute("SET search_path = chinook")
+    try:
+        conn.execute(script)
+    finally:
+        conn.execute("SET search_path = public, dp")

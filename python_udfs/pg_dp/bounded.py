@@ -7,9 +7,16 @@ per protected table and GROUP BY column set, a copy of the table with those rank
 extension owner), rebuilt when the table's data version changes.  Queries filter
 the copy on the ranks and run at native speed.  At most `bounded_copies` copies are
 kept per table (least recently used go first); 0 turns copies off.
+
+A table that reaches its privacy unit through foreign keys (invoice_line -> invoice ->
+customer_id) gets the same copies, built over its rows joined along the path
+(plan.relation_sql): each row carries its unit, and the ranks are per unit.  The
+dataset's data version, which keys the copies, moves on a write to any table of the
+path (they are all protected in the dataset: catalog.resolve_path refuses otherwise).
 """
 
 import hashlib
+import json
 
 from . import db
 from .query import plan as planning
@@ -50,6 +57,10 @@ def copy_for(plan) -> str | None:
                 "SELECT pg_catalog.string_agg(attname || ' ' || atttypid::regtype::text, ', ' ORDER BY attnum) AS s "
                 "FROM pg_catalog.pg_attribute WHERE attrelid = $1 AND attnum > 0 AND NOT attisdropped",
                 [meta.relid], ["oid"])[0]["s"]
+            if meta.unit_path:
+                # a path table's copy holds each row's unit, found along the path: another path, another copy
+                # (its tables' writes bump the dataset's data version, as the table's own do)
+                shape += " via " + json.dumps(meta.unit_path, sort_keys=True)
             inserted = db.execute(
                 "INSERT INTO dp_internal.bounded_copies (relid, keys, relname, data_version, columns) "
                 "VALUES ($1, $2, $3, $4, '') ON CONFLICT (relid, keys) DO NOTHING RETURNING relid",

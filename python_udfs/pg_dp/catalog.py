@@ -1,5 +1,7 @@
 """Read a protected table's public metadata from the catalog."""
 
+import json
+
 from . import db
 from .errors import DPError
 from .query.plan import TableMeta
@@ -57,7 +59,7 @@ def load_table(schema: str | None, table: str) -> TableMeta:
         SELECT p.relid::int8 AS relid, n.nspname, c.relname, p.dataset, p.unit_column,
                coalesce(p.max_rows_per_unit, d.max_rows_per_unit) AS max_rows_per_unit,
                d.max_groups_per_unit, d.data_version + dp_internal.distributed_writes(p.dataset) AS data_version,
-               p.unit_path IS NOT NULL AS via_path
+               p.unit_path::text AS unit_path, d.privacy_unit
         FROM dp_internal.protected_tables p
         JOIN pg_catalog.pg_class c ON c.oid = p.relid
         JOIN pg_catalog.pg_namespace n ON n.oid = c.relnamespace
@@ -74,12 +76,7 @@ def load_table(schema: str | None, table: str) -> TableMeta:
         raise DPError(f"table name {name} is ambiguous",
                       hint="Qualify it with its schema: schema.table.", sqlstate="42P09")
     r = rows[0]
-    if r["via_path"]:
-        # its rows would count as units of their own: refused, never answered with the wrong sensitivity
-        raise DPError(f"table {name} reaches its privacy unit through foreign keys: DP questions on it are not "
-                      "supported yet", sqlstate="0A000",
-                      hint="Synthesize it (CALL dp_synthesize) and query the synthetic copy, or ask about the "
-                           "table that holds the privacy unit.")
+    path = resolve_path(r, name) if r["unit_path"] else None
     cols = db.execute(
         """
         SELECT a.attname, pg_catalog.format_type(a.atttypid, a.atttypmod) AS type,
@@ -100,6 +97,88 @@ def load_table(schema: str | None, table: str) -> TableMeta:
         }
         for c in cols
     }
-    return TableMeta(int(r["relid"]), r["nspname"], r["relname"], r["dataset"], r["unit_column"],
+    unit_column = r["unit_column"]
+    if path is not None:
+        steps, unit_type = path
+        unit_column = r["privacy_unit"]
+        if unit_column in columns:
+            raise DPError(f"table {name} has a column {unit_column} of its own now, but reaches its privacy unit "
+                          "through foreign keys", sqlstate=PREREQUISITE,
+                          hint=f"An administrator protects it again (SELECT dp.protect('{name}')) to decide which "
+                               "one is the unit.")
+        # the unit, found along the path: it may be counted distinct, grouped or filtered like a unit column
+        columns[unit_column] = {"type": unit_type, "notnull": False, "lower": None, "upper": None,
+                                "public_values": None}
+    return TableMeta(int(r["relid"]), r["nspname"], r["relname"], r["dataset"], unit_column,
                      int(r["max_rows_per_unit"]), int(r["max_groups_per_unit"]), int(r["data_version"]),
-                     columns)
+                     columns, unit_path=None if path is None else path[0])
+
+
+PREREQUISITE = "55000"
+
+
+def resolve_path(r, name: str):
+    """The recorded foreign-key path of a table to its privacy unit, checked against today's catalog:
+    ([{"schema", "table", "cols", "refcols", "ops"}, ...], the unit column's type).
+
+    Every table on the path must still be protected in the table's dataset (its writes bump the
+    data version, nobody but its owner reads or writes it: otherwise whoever may write it could
+    decide whose rows are whose), every foreign key must still exist (so each row reaches at
+    most one row of the next table: the referenced columns are unique), and the last table must
+    still hold the unit.  The joins use the keys' own equality operators (conpfeqop)."""
+    recorded = json.loads(r["unit_path"])
+    steps, current, current_name = [], int(r["relid"]), name
+    hint_again = (f"An administrator protects {name} again (SELECT dp.protect('{name}', dataset => "
+                  f"'{r['dataset']}')) to record its path anew.")
+    for i, step in enumerate(recorded):
+        found = db.execute(
+            """
+            SELECT n.nspname, c.relname, c.oid::regclass::text AS qname, p.dataset, p.unit_column,
+                   (SELECT pg_catalog.array_agg(pg_catalog.format('OPERATOR(%I.%s)', on_.nspname, o.oprname)
+                                                ORDER BY u.i)
+                      FROM pg_catalog.unnest(k.conpfeqop) WITH ORDINALITY u(op, i)
+                      JOIN pg_catalog.pg_operator o ON o.oid = u.op
+                      JOIN pg_catalog.pg_namespace on_ ON on_.oid = o.oprnamespace) AS ops
+            FROM pg_catalog.pg_class c JOIN pg_catalog.pg_namespace n ON n.oid = c.relnamespace
+            LEFT JOIN dp_internal.protected_tables p ON p.relid = c.oid
+            LEFT JOIN LATERAL (
+                SELECT k.conpfeqop FROM pg_catalog.pg_constraint k
+                WHERE k.contype = 'f' AND k.conrelid = $2 AND k.confrelid = c.oid
+                  AND ARRAY(SELECT a.attname::text FROM pg_catalog.unnest(k.conkey) WITH ORDINALITY u(n, o)
+                            JOIN pg_catalog.pg_attribute a ON a.attrelid = k.conrelid AND a.attnum = u.n
+                            ORDER BY u.o) = $3::text[]
+                  AND ARRAY(SELECT a.attname::text FROM pg_catalog.unnest(k.confkey) WITH ORDINALITY u(n, o)
+                            JOIN pg_catalog.pg_attribute a ON a.attrelid = k.confrelid AND a.attnum = u.n
+                            ORDER BY u.o) = $4::text[]
+                ORDER BY k.oid LIMIT 1) k ON true
+            WHERE c.oid = $1
+            """,
+            [int(step["ref"]), current, list(step["cols"]), list(step["refcols"])],
+            ["oid", "oid", "text[]", "text[]"])
+        if not found:
+            raise DPError(f"table {name} reaches its privacy unit through a table that no longer exists",
+                          hint=hint_again, sqlstate=PREREQUISITE)
+        f = found[0]
+        if f["dataset"] != r["dataset"]:
+            raise DPError(f"table {name} reaches its privacy unit through table {f['qname']}, which is not "
+                          f"protected in dataset {r['dataset']}: its rows decide whose rows {name}'s are",
+                          hint=f"An administrator protects it: SELECT dp.protect('{f['qname']}', dataset => "
+                               f"'{r['dataset']}').", sqlstate=PREREQUISITE)
+        if f["ops"] is None:
+            raise DPError(f"the foreign key {step['conname']} of {current_name} to {f['qname']} on the path of "
+                          f"{name} to its privacy unit no longer exists", hint=hint_again, sqlstate=PREREQUISITE)
+        last = i == len(recorded) - 1
+        if last and f["unit_column"] != r["privacy_unit"]:
+            raise DPError(f"table {f['qname']} at the end of the path of {name} no longer holds the privacy unit "
+                          f"{r['privacy_unit']}", hint=hint_again, sqlstate=PREREQUISITE)
+        steps.append({"schema": f["nspname"], "table": f["relname"], "cols": list(step["cols"]),
+                      "refcols": list(step["refcols"]), "ops": list(f["ops"])})
+        current, current_name = int(step["ref"]), f["qname"]
+    unit_type = db.execute(
+        "SELECT pg_catalog.format_type(a.atttypid, a.atttypmod) AS t FROM pg_catalog.pg_attribute a "
+        "WHERE a.attrelid = $1 AND a.attname = $2 AND a.attnum > 0 AND NOT a.attisdropped",
+        [current, r["privacy_unit"]], ["oid", "name"])
+    if not unit_type:
+        raise DPError(f"table {current_name} at the end of the path of {name} no longer has the column "
+                      f"{r['privacy_unit']}", hint=hint_again, sqlstate=PREREQUISITE)
+    return steps, unit_type[0]["t"]

@@ -19,7 +19,7 @@ def doctor(known_limits=False):
     rows = []
     for check in (_unprotected_children, _grants, _version_triggers, _owners, _memberships, _foreign_keys,
                   _referenced_writable, _security_definer_functions, _rules, _publications, _stat_functions,
-                  _event_triggers):
+                  _event_triggers, _broken_paths):
         rows.extend(check())
     if known_limits:
         rows.extend(_known_limits())
@@ -316,6 +316,25 @@ def _event_triggers():
             out.append((None, "event trigger not ENABLE ALWAYS",
                         f"pg_dp's event trigger {name} is {state}: later GRANTs, partitions and views may stay open",
                         f"ALTER EVENT TRIGGER {name} ENABLE ALWAYS"))
+    return out
+
+
+def _broken_paths():
+    """Tables reaching their unit through foreign keys whose path no longer holds (a table on it
+    unprotected, a key dropped): the gateway refuses their questions until it is fixed."""
+    from .catalog import resolve_path
+    from .errors import DPError
+
+    out = []
+    for r in db.execute(
+            "SELECT p.relid::int8 AS relid, p.relid::regclass::text AS name, p.dataset, p.unit_path::text AS unit_path, "
+            "d.privacy_unit FROM dp_internal.protected_tables p JOIN dp_internal.datasets d ON d.name = p.dataset "
+            "JOIN pg_catalog.pg_class c ON c.oid = p.relid WHERE p.unit_path IS NOT NULL ORDER BY 2"):
+        try:
+            resolve_path(r, r["name"])
+        except DPError as e:
+            out.append((r["relid"], "foreign-key path broken",
+                        f"{e.args[0]}; questions on {r['name']} are refused", getattr(e, "hint", None) or ""))
     return out
 
 

@@ -119,3 +119,48 @@ def test_join_is_bound_as_one_table():
     p = planning.make_plan(q, joined, 1.0, 1e-6)
     assert 'JOIN "public"."t2" AS "v" ON "p"."id" OPERATOR(pg_catalog.=) "v"."id"' in p.sql
     assert '"v.n" OPERATOR(pg_catalog.>) 1' in p.sql
+
+
+def path_meta():
+    """A line table reaching its unit (customer_id) through line.invoice_id -> invoice -> account."""
+    m = meta(unit="customer_id", rows=5, groups=2)
+    m.table = "line"
+    m.columns["customer_id"] = dict(type="integer", notnull=False, lower=None, upper=None, public_values=None)
+    m.unit_path = [{"schema": "shop", "table": "invoice", "cols": ["invoice_id"], "refcols": ["id"],
+                    "ops": ["OPERATOR(pg_catalog.=)"]},
+                   {"schema": "shop", "table": "account", "cols": ["account_id", "region"],
+                    "refcols": ["id", "region"], "ops": ["OPERATOR(pg_catalog.=)", "OPERATOR(pg_catalog.=)"]}]
+    return m
+
+
+def test_a_path_table_is_bounded_per_unit_found_along_its_path():
+    p = plan_of("SELECT g, count(*) FROM line GROUP BY g", path_meta())
+    source = ('(SELECT dp_path0.*, dp_path2."customer_id" AS "customer_id" FROM "public"."line" AS dp_path0 '
+              'JOIN "shop"."invoice" AS dp_path1 ON dp_path1."id" OPERATOR(pg_catalog.=) dp_path0."invoice_id" '
+              'JOIN "shop"."account" AS dp_path2 ON dp_path2."id" OPERATOR(pg_catalog.=) dp_path1."account_id" '
+              'AND dp_path2."region" OPERATOR(pg_catalog.=) dp_path1."region")')
+    assert source in p.sql and 'PARTITION BY "customer_id", "g"' in p.sql
+    assert p.rows_per_unit == 5 and p.groups_per_unit == 2
+    copy = planning.bounded_copy_sql(p)
+    assert copy.startswith("SELECT t.*, ") and copy.endswith(f"FROM {source} AS t")
+    # another path is another question (and another bounded copy: bounded.copy_for)
+    other = path_meta()
+    other.unit_path = other.unit_path[:1]
+    assert p.cache_identity() != plan_of("SELECT g, count(*) FROM line GROUP BY g", other).cache_identity()
+    # a table holding its unit keeps its cache identity (no path in it)
+    assert "dp_path" not in plan_of("SELECT g, count(*) FROM t GROUP BY g", meta(unit="id")).sql
+
+
+def test_a_path_table_joins_only_its_parent_on_its_key():
+    q = analyze(parse_select("SELECT count(*) FROM line l JOIN t p ON l.customer_id = p.id"))
+    with pytest.raises(DPError) as e:
+        planning.bind_join(q, [path_meta(), meta(unit="id")])
+    assert e.value.sqlstate == "0A000" and "bounded per customer_id" in e.value.hint
+    parent = meta(unit="customer_id")
+    parent.schema, parent.table = "shop", "invoice"
+    q = analyze(parse_select("SELECT i.g, count(*) FROM line l JOIN shop.invoice i ON i.id = l.invoice_id GROUP BY i.g"))
+    joined = planning.bind_join(q, [path_meta(), parent])
+    assert joined.unit_column == "l.customer_id" and joined.max_rows_per_unit == 5
+    p = planning.make_plan(q, joined, 1.0, 1e-6)
+    assert 'JOIN "shop"."invoice" AS "i" ON "i"."id" OPERATOR(pg_catalog.=) "l"."invoice_id"' in p.sql
+    assert 'PARTITION BY "l.customer_id", "i.g"' in p.sql and planning.bounded_copy_sql(p) is None

@@ -77,6 +77,9 @@ class TableMeta:
     data_version: int
     columns: dict            # name -> {"type", "notnull", "lower", "upper", "public_values"}
     source_sql: str | None = None   # a join, seen as one table whose columns are "alias.column"
+    # a table reaching its unit through foreign keys: [{"schema", "table", "cols", "refcols", "ops"}, ...]
+    # (catalog.resolve_path); unit_column then names the unit found at the path's end
+    unit_path: list | None = None
 
 
 @dataclass
@@ -149,7 +152,9 @@ class Plan:
                            self.selection_epsilon, self.selection_delta, self.rows_per_unit, self.groups_per_unit,
                            self.public_keys is not None,
                            # timestamptz keys and constants are read in the session's TimeZone
-                           self.timezone if self.zone_dependent else None], sort_keys=True, default=str)
+                           self.timezone if self.zone_dependent else None]
+                          # a path table: whose rows are whose (re-protecting bumps the data version too)
+                          + ([self.meta.unit_path] if self.meta.unit_path else []), sort_keys=True, default=str)
 
     def core_groups(self) -> list[str]:
         """The group keys in the released core's order (sorted: the order they are written in is free)."""
@@ -206,10 +211,12 @@ def bind_join(query: Query, metas: list[TableMeta]) -> TableMeta:
     if aliases[0] == aliases[1]:
         raise DPError("the two tables of a join need different aliases", hint="e.g. FROM t AS a JOIN t AS b",
                       sqlstate=NOT_SUPPORTED)
-    units = {f"{aliases[0]}.{a.unit_column}", f"{aliases[1]}.{b.unit_column}"}
-    if set(query.join_columns) != units:
-        raise DPError("a JOIN must be on the privacy unit of both tables",
-                      hint=f"Write ON {' = '.join(sorted(units))}.", sqlstate=NOT_SUPPORTED)
+    child = _path_join(query, metas, aliases)
+    if child is None:
+        units = {f"{aliases[0]}.{a.unit_column}", f"{aliases[1]}.{b.unit_column}"}
+        if set(query.join_columns) != units:
+            raise DPError("a JOIN must be on the privacy unit of both tables",
+                          hint=f"Write ON {' = '.join(sorted(units))}.", sqlstate=NOT_SUPPORTED)
     columns = {}
     for alias, meta in zip(aliases, metas):
         for name, col in meta.columns.items():
@@ -241,16 +248,63 @@ def bind_join(query: Query, metas: list[TableMeta]) -> TableMeta:
     for ref in column_refs(query.where) if query.where is not None else ():
         ref.fields = (ast.String(sval=canonical(query.ref_name(ref))),)
     query.join_columns = None  # names are now plain (virtual) column names
+    if child is not None:
+        return _path_join_meta(query, metas, aliases, child, columns)
     unit = f"{aliases[0]}.{a.unit_column}"
-    used = sorted(query.columns_used() | {unit})
-    select = ", ".join(f"{quote_ident(c.split('.', 1)[0])}.{quote_ident(c.split('.', 1)[1])} AS {quote_ident(c)}"
-                       for c in used)
+    select = _join_select(query, unit)
     source = (f"SELECT {select} FROM {quote_ident(a.schema)}.{quote_ident(a.table)} AS {quote_ident(aliases[0])} "
               f"JOIN {quote_ident(b.schema)}.{quote_ident(b.table)} AS {quote_ident(aliases[1])} "
               f"ON " + operator(f"{quote_ident(aliases[0])}.{quote_ident(a.unit_column)}", "=",
                                 f"{quote_ident(aliases[1])}.{quote_ident(b.unit_column)}"))
     return TableMeta(a.relid, a.schema, f"{a.table} JOIN {b.table}", a.dataset, unit, a.max_rows_per_unit,
                      a.max_groups_per_unit, a.data_version, columns, source_sql=source)
+
+
+def _join_select(query: Query, unit: str) -> str:
+    """The select list of a join's source: every column the query uses and the unit, as "alias.column"."""
+    return ", ".join(f"{quote_ident(c.split('.', 1)[0])}.{quote_ident(c.split('.', 1)[1])} AS {quote_ident(c)}"
+                     for c in sorted(query.columns_used() | {unit}))
+
+
+def _path_join(query: Query, metas: list[TableMeta], aliases: list[str]) -> int | None:
+    """For a join of a path table with the table its first foreign key references, on that key
+    (invoice_line JOIN invoice ON invoice_line.invoice_id = invoice.invoice_id): the path table's
+    index.  None for a join without a path table; any other join of a path table is refused."""
+    if not any(m.unit_path for m in metas):
+        return None
+    for i, meta in enumerate(metas):
+        other = metas[1 - i]
+        step = meta.unit_path[0] if meta.unit_path else None
+        if step is None or (step["schema"], step["table"]) != (other.schema, other.table) or len(step["cols"]) != 1:
+            continue
+        if set(query.join_columns) == {f"{aliases[i]}.{step['cols'][0]}", f"{aliases[1 - i]}.{step['refcols'][0]}"}:
+            return i
+    meta = next(m for m in metas if m.unit_path)
+    step = meta.unit_path[0]
+    along = (f" or join it with {step['schema']}.{step['table']} on its key: ON {meta.table}.{step['cols'][0]} = "
+             f"{step['table']}.{step['refcols'][0]}") if len(step["cols"]) == 1 else ""
+    raise DPError(f"{meta.table} reaches its privacy unit through foreign keys and cannot be joined this way",
+                  hint=f"Ask {meta.table} alone (its rows are bounded per {meta.unit_column} along the foreign keys; "
+                       f"dp.protected_tables shows the path){along}.", sqlstate=NOT_SUPPORTED)
+
+
+def _path_join_meta(query: Query, metas: list[TableMeta], aliases: list[str], child: int, columns: dict) -> TableMeta:
+    """A path table joined with its parent along the first foreign key of its path, as one table.
+
+    Each row of the path table meets at most one parent row (the key is unique), so the join has
+    the path table's rows, with the parent's columns: bounded per unit with the path table's
+    max_rows_per_unit, its unit found along the path as on the path table alone."""
+    meta, parent = metas[child], metas[1 - child]
+    ca, pa = quote_ident(aliases[child]), quote_ident(aliases[1 - child])
+    step = meta.unit_path[0]
+    unit = f"{aliases[child]}.{meta.unit_column}"
+    select = _join_select(query, unit)
+    source = (f"SELECT {select} FROM {relation_sql(meta)} AS {ca} "
+              f"JOIN {quote_ident(parent.schema)}.{quote_ident(parent.table)} AS {pa} "
+              f"ON {pa}.{quote_ident(step['refcols'][0])} {step['ops'][0]} {ca}.{quote_ident(step['cols'][0])}")
+    return TableMeta(meta.relid, meta.schema, f"{meta.table} JOIN {parent.table}", meta.dataset, unit,
+                     meta.max_rows_per_unit, meta.max_groups_per_unit, meta.data_version, columns,
+                     source_sql=source, unit_path=meta.unit_path)
 
 
 def make_plan(query: Query, meta: TableMeta, epsilon: float, delta: float, timezone: str = "UTC") -> Plan:
@@ -424,7 +478,28 @@ def bounded_copy_sql(plan: Plan) -> str | None:
     unit = quote_ident(meta.unit_column)
     keys = [kp.sql for kp in plan.keys]
     windows = _windows(unit, keys)
-    return (f"SELECT t.*, {', '.join(windows)} FROM {quote_ident(meta.schema)}.{quote_ident(meta.table)} AS t")
+    return f"SELECT t.*, {', '.join(windows)} FROM {relation_sql(meta)} AS t"
+
+
+def relation_sql(meta: TableMeta) -> str:
+    """The FROM item of a protected table: the table, or, for a table reaching its privacy unit through
+    foreign keys, a sub-select of its rows joined along the path with the unit as one more column
+    (named as the unit).  Inner joins on the keys' own equality operators: each row reaches at most
+    one row of the next table (the referenced columns are unique); a row whose key is NULL or points
+    nowhere belongs to no unit and is left out, as synthesis does.  A NULL unit at the path's end is
+    one unit, bounded like any other, as on the unit's own table."""
+    table = f"{quote_ident(meta.schema)}.{quote_ident(meta.table)}"
+    if not meta.unit_path:
+        return table
+    joins, previous = [], "dp_path0"
+    for i, step in enumerate(meta.unit_path, 1):
+        alias = f"dp_path{i}"
+        on = " AND ".join(f"{alias}.{quote_ident(ref)} {op} {previous}.{quote_ident(col)}"
+                          for col, ref, op in zip(step["cols"], step["refcols"], step["ops"]))
+        joins.append(f" JOIN {quote_ident(step['schema'])}.{quote_ident(step['table'])} AS {alias} ON {on}")
+        previous = alias
+    unit = quote_ident(meta.unit_column)
+    return f"(SELECT dp_path0.*, {previous}.{unit} AS {unit} FROM {table} AS dp_path0{''.join(joins)})"
 
 
 def _windows(unit: str, keys: list[str]) -> list[str]:
@@ -469,7 +544,7 @@ def _rewrite(plan: Plan) -> str:
     if meta.source_sql:
         rel, alias = f"({meta.source_sql})", quote_ident("dp_join")
     else:
-        rel, alias = f"{quote_ident(meta.schema)}.{quote_ident(meta.table)}", quote_ident(q.alias or meta.table)
+        rel, alias = relation_sql(meta), quote_ident(q.alias or meta.table)
     where = f" WHERE {where_sql(q, meta)}" if q.where is not None else ""
     keys = [kp.sql for kp in plan.keys]
     select = _select_list(plan, keys)
@@ -996,6 +1071,16 @@ def _order_and_limit(plan: Plan, answer: list[list]) -> list[list]:
 # explain: noise per output column, without running anything
 # ---------------------------------------------------------------------------
 
+def _path_note(plan: Plan) -> str:
+    """How a table reaching its unit through foreign keys is bounded, for dp.explain."""
+    meta = plan.meta
+    if not meta.unit_path:
+        return ""
+    path = " -> ".join(f"{', '.join(step['cols'])} -> {step['schema']}.{step['table']}" for step in meta.unit_path)
+    return (f"; each {meta.unit_column} (found through {path}) counts at most {plan.rows_per_unit} rows"
+            + (f" in at most {plan.groups_per_unit} groups" if plan.query.group_by else ""))
+
+
 def explain(plan: Plan) -> list[dict]:
     out = []
     k, g = plan.rows_per_unit, plan.groups_per_unit
@@ -1023,7 +1108,7 @@ def explain(plan: Plan) -> list[dict]:
         if m.func in ("count", "count_distinct"):
             scale = mechanisms.integer_laplace_scale(k if m.func == "count" else 1, eps)
             out.append(dict(column_name=name, data_type=typ, mechanism="discrete Laplace", epsilon=m.epsilon,
-                            delta=0.0, noise_scale=scale, ci95=scale * ln20, note="per group"))
+                            delta=0.0, noise_scale=scale, ci95=scale * ln20, note="per group" + _path_note(plan)))
         elif m.func == "sum":
             scale = k * max(abs(m.lower), abs(m.upper)) / eps
             out.append(dict(column_name=name, data_type=typ, mechanism="discrete Laplace", epsilon=m.epsilon,
