@@ -199,3 +199,48 @@ def synthesize(c, table, **kw):
     args = "".join(f", {k} => %s" for k in kw)
     c.execute(f"CALL dp_synthesize(%s{args})", (table, *kw.values()))
     return notices
+
+
+ZIPF_SEGMENTS = ("a", "b", "c", "d")
+ZIPF_MAX_ORDERS = 20
+
+
+def zipf_schema(conn, schema="zipf", customers=40000, seed=12):
+    """A generated schema with heavy-tailed fan-out (issue 12): customer -> orders.
+
+    Orders per customer follow a Zipf law on 1..ZIPF_MAX_ORDERS (P(k) ~ k**-2.2 in segment
+    'a', k**-3 elsewhere: segment 'a' buys more); an order's channel and amount depend on its
+    customer's segment ('a': 90% web, amounts 500..990; the others: 90% store, 0..490), so a
+    method that attaches orders to customers ignoring the parent loses the joint of segment x
+    channel and the fan-out per segment.  Input data (not a release): numpy's seeded RNG.
+    Protected as dataset `schema` with unit customer_id; returns (customers, orders)."""
+    import numpy as np
+
+    rng = np.random.default_rng(seed)
+    seg = rng.choice(len(ZIPF_SEGMENTS), size=customers, p=[0.25, 0.25, 0.25, 0.25])
+    age = rng.integers(18, 91, size=customers)
+    ks = np.arange(1, ZIPF_MAX_ORDERS + 1)
+    heavy, light = ks ** -2.2, ks ** -3.0
+    fan = np.where(seg == 0, rng.choice(ks, size=customers, p=heavy / heavy.sum()),
+                   rng.choice(ks, size=customers, p=light / light.sum()))
+    owner = np.repeat(np.arange(customers), fan)
+    web = np.where(seg[owner] == 0, rng.random(owner.size) < 0.9, rng.random(owner.size) < 0.1)
+    amount = np.where(seg[owner] == 0, 500, 0) + 10 * rng.integers(0, 50, size=owner.size)
+    conn.execute(f"CREATE SCHEMA {schema}")
+    conn.execute(f"CREATE TABLE {schema}.customer (customer_id int PRIMARY KEY, segment text NOT NULL "
+                 "CHECK (segment IN ('a', 'b', 'c', 'd')), age int NOT NULL)")
+    conn.execute(f"CREATE TABLE {schema}.orders (order_id int PRIMARY KEY, customer_id int NOT NULL "
+                 f"REFERENCES {schema}.customer, channel text NOT NULL CHECK (channel IN ('web', 'store')), "
+                 "amount int NOT NULL)")
+    with conn.cursor().copy(f"COPY {schema}.customer FROM STDIN") as cp:
+        for i in range(customers):
+            cp.write_row((i + 1, ZIPF_SEGMENTS[seg[i]], int(age[i])))
+    with conn.cursor().copy(f"COPY {schema}.orders FROM STDIN") as cp:
+        for j in range(owner.size):
+            cp.write_row((j + 1, int(owner[j]) + 1, "web" if web[j] else "store", int(amount[j])))
+    conn.execute(f"SELECT dp.protect('{schema}.customer', dataset => '{schema}', privacy_unit => 'customer_id')")
+    conn.execute(f"SELECT dp.protect('{schema}.orders', dataset => '{schema}', max_rows_per_unit => {ZIPF_MAX_ORDERS})")
+    conn.execute(f"SELECT dp.set_bounds('{schema}.customer', 'age', 18, 90)")
+    conn.execute(f"SELECT dp.set_bounds('{schema}.orders', 'amount', 0, 1000)")
+    conn.execute(f"ANALYZE {schema}.customer, {schema}.orders")
+    return customers, int(owner.size)
