@@ -7,7 +7,7 @@ charged, and the baselines use numpy's RNG (seeded, so a second run gives the sa
 For every table of the real schema that has a table of the same name in the synthetic
 schema (the shadow copy written by dp_synthesize):
 
-- per column, the 1-way TVD and the share of synthetic values outside what the real
+- per synthesized (protected) table, per column, the 1-way TVD and the share of synthetic values outside what the real
   column holds ('out_of_range': below its minimum or above its maximum for numbers and
   times, values the real column never takes for the others); synthetic values are
   **never clipped into the real range**: numbers and times fall into 16 equal-width bins
@@ -18,7 +18,7 @@ schema (the shadow copy written by dp_synthesize):
   baseline (the real 1-way marginals multiplied: what a synthesizer ignoring every
   correlation scores), and the worst pair;
 
-for every foreign key between two such tables:
+for every foreign key from a synthesized (protected) table to another table of both schemas:
 
 - 'orphans': synthetic child rows whose key names no row of the synthetic parent;
 - 'fanout_tvd': TVD of the number of children per parent, real vs synthetic, next to
@@ -319,8 +319,9 @@ def evaluate(real_schema: str, synthetic_schema: str | None = None) -> list[dict
     for t in tables:
         rid, name, bs = t["real"], t["name"], books[t["real"]]
         r, s = real[rid], synth[rid]
-        row(name, None, "rows", s.rows, None, {"real_rows": r.rows})
-        if not bs or not r.rows or not s.rows:
+        row(name, None, "rows", s.rows, None, {"real_rows": r.rows,
+                                                "copied_verbatim" if t["public"] else "synthesized": True})
+        if t["dataset"] is None or not bs or not r.rows or not s.rows:
             continue
         one = []
         for b in bs:
@@ -347,6 +348,8 @@ def evaluate(real_schema: str, synthetic_schema: str | None = None) -> list[dict
 
     for t in tables:
         child = t["real"]
+        if t["dataset"] is None:
+            continue                    # a table copied verbatim (or not synthesized): its keys are the real ones
         for k in fks[child]:
             parent = by_oid[k["ref"]]
             subject = f"{k['name']} ({', '.join(k['cols'])}) -> {parent['name']}"
@@ -371,7 +374,7 @@ def evaluate(real_schema: str, synthetic_schema: str | None = None) -> list[dict
                  "real_max": max(real_fan) if real_fan else 0, "synthetic_max": max(synth_fan) if synth_fan else 0})
             # parent attribute x child attribute over the join; baseline: the same synthetic
             # children (those with a parent) attached to uniformly random synthetic parents
-            pb, cb = books[parent["real"]], books[child]
+            pb, cb = books[parent["real"]], [b for b in books[child] if b.column not in k["cols"]]
             pairs = []
             if attached and sp.rows and (r_index >= 0).any():
                 for a, b in itertools.product(pb, cb):
