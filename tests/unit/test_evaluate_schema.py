@@ -24,6 +24,7 @@ def test_independence_baseline_is_zero_for_independent_columns_and_large_for_cop
 
 def test_fanout_histogram_counts_parents_without_children():
     assert es.fanout_histogram(np.bincount([0, 0, 2], minlength=4)) == {0: 2, 1: 1, 2: 1}
+    assert es.fanout_histogram([63, 64, 100, 127, 128, 700]) == {63: 1, 64: 3, 128: 1, 512: 1}
     assert es.dict_tvd({0: 2, 1: 2}, {0: 2, 1: 2}) == 0
     assert es.dict_tvd({1: 4}, {2: 4}) == 1
 

@@ -21,7 +21,8 @@ schema (the shadow copy written by dp_synthesize):
 for every foreign key from a synthesized (protected) table to another table of both schemas:
 
 - 'orphans': synthetic child rows whose key names no row of the synthetic parent;
-- 'fanout_tvd': TVD of the number of children per parent, real vs synthetic, next to
+- 'fanout_tvd': TVD of the number of children per parent (exact up to 63, then by power of
+  2), real vs synthetic, next to
   uniform attachment (the same synthetic children given uniformly random synthetic parents);
 - 'parent_child_tvd': 2-way TVD of (parent attribute, child attribute) over the join, per
   pair, and its mean, next to uniform attachment;
@@ -84,10 +85,17 @@ def independence_tvd(a: np.ndarray, b: np.ndarray, size_a: int, size_b: int) -> 
     return tvd(joint, product)
 
 
+EXACT_FANOUT = 64            # children per parent compared exactly up to here, then in powers of 2
+
+
 def fanout_histogram(children_per_parent) -> dict[int, int]:
-    """{k: number of parents with k children}."""
-    values, n = np.unique(np.asarray(children_per_parent, dtype=np.int64), return_counts=True)
-    return {int(k): int(c) for k, c in zip(values, n)}
+    """{k: number of parents with k children}; k >= 64 by power-of-2 bucket (64..127 -> 64, ...),
+    so that large fan-outs (lines per supplier) compare by size, not by exact count."""
+    k = np.asarray(children_per_parent, dtype=np.int64)
+    big = k >= EXACT_FANOUT
+    k = np.where(big, 2 ** np.floor(np.log2(np.maximum(k, 1))).astype(np.int64), k)
+    values, n = np.unique(k, return_counts=True)
+    return {int(v): int(c) for v, c in zip(values, n)}
 
 
 def dict_tvd(p: dict, q: dict) -> float:

@@ -150,7 +150,8 @@ def same_unit(child, parent, fk, column: str, refcol: str) -> bool:
 def prepare_child(run, epsilon: float) -> list:
     """Join the chosen parent attributes to the child's measured rows, and measure the fan-out."""
     link, parent = run.parent, run.parent["run"]
-    attrs = sorted((c for c in parent.modelled if not c.name.startswith("pg_dp_") and c.size <= MAX_ATTRIBUTE_SIZE),
+    attrs = sorted((c for c in parent.modelled
+                    if not c.name.startswith("pg_dp_") and 1 < c.size <= MAX_ATTRIBUTE_SIZE),   # a constant tells nothing
                    key=lambda c: c.size)[:PARENT_ATTRIBUTES]
     run.cond = attrs
     extra = [replace(c, name=f"pg_dp_parent_{i}", nullable=True) for i, c in enumerate(attrs)]
