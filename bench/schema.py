@@ -28,27 +28,17 @@ import time
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 sys.path.insert(0, os.path.join(ROOT, "tests"))
+sys.path.insert(0, os.path.join(ROOT, "bench"))
 
 import datasets  # noqa: E402
 from pgserver import PgServer  # noqa: E402
+from synthesis import peak_memory_mb  # noqa: E402
 
 
 def load_chinook(conn, args):
-    script = open(datasets.path("chinook", "Chinook_PostgreSql.sql"), encoding="utf-8").read()
-    script = script[script.index("\\c chinook;") + len("\\c chinook;"):]
-    conn.execute("CREATE SCHEMA chinook")
-    conn.execute("SET search_path = chinook")
-    try:
-        conn.execute(script)
-    finally:
-        conn.execute("SET search_path = public, dp")
-    conn.execute("SELECT dp.protect('chinook.customer', dataset => 'chinook', privacy_unit => 'customer_id')")
-    conn.execute("SELECT dp.protect('chinook.invoice', dataset => 'chinook', max_rows_per_unit => 10)")
-    conn.execute("SELECT dp.protect('chinook.invoice_line', dataset => 'chinook', max_rows_per_unit => 40)")
-    for t in ("genre", "media_type", "artist", "album", "track", "playlist", "playlist_track"):
-        conn.execute(f"SELECT dp.declare_public('chinook.{t}')")
-    return "chinook", {t: conn.execute(f"SELECT count(*) FROM chinook.{t}").fetchone()[0]
-                       for t in ("customer", "invoice", "invoice_line")}
+    schema = datasets.chinook_schema(conn)
+    return schema, {t: conn.execute(f"SELECT count(*) FROM chinook.{t}").fetchone()[0]
+                    for t in ("customer", "invoice", "invoice_line")}
 
 
 def load_tpch(conn, args):
@@ -67,13 +57,6 @@ CASES = {
                 f"{datasets.path('chinook')} not found", load_chinook),
     "zipf": (lambda: True, "", load_zipf),
 }
-
-
-def peak_memory_mb(pid):
-    for line in open(f"/proc/{pid}/status"):
-        if line.startswith("VmHWM:"):
-            return int(line.split()[1]) / 1024
-    return float("nan")
 
 
 def run_case(pg, name, args):

@@ -353,3 +353,26 @@ def tpch_schema(conn, sf=0.1, schema="tpch", workdir=None):
         for column, values in columns:
             conn.execute("SELECT dp.set_public_values(%s, %s, %s)", (f"{schema}.{t}", column, list(values)))
     return counts
+
+
+CHINOOK_PUBLIC = ("genre", "media_type", "artist", "album", "track", "playlist", "playlist_track")
+
+
+def chinook_schema(conn, script=None):
+    """Chinook (../shared/data/chinook) in schema chinook: customer, invoice, invoice_line
+    protected (unit customer_id, 10 invoices and 40 lines per customer), the catalogue
+    declared public, employee neither.  Returns the schema's name."""
+    text = open(script or path("chinook", "Chinook_PostgreSql.sql"), encoding="utf-8").read()
+    text = text[text.index("\\c chinook;") + len("\\c chinook;"):]
+    conn.execute("CREATE SCHEMA chinook")
+    conn.execute("SET search_path = chinook")
+    try:
+        conn.execute(text)
+    finally:
+        conn.execute("SET search_path = public, dp")
+    conn.execute("SELECT dp.protect('chinook.customer', dataset => 'chinook', privacy_unit => 'customer_id')")
+    conn.execute("SELECT dp.protect('chinook.invoice', dataset => 'chinook', max_rows_per_unit => 10)")
+    conn.execute("SELECT dp.protect('chinook.invoice_line', dataset => 'chinook', max_rows_per_unit => 40)")
+    for t in CHINOOK_PUBLIC:
+        conn.execute(f"SELECT dp.declare_public('chinook.{t}')")
+    return "chinook"
