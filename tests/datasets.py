@@ -192,15 +192,6 @@ def geo(conn, table="geo", rows=GEO_ROWS):
     return table
 
 
-def synthesize(c, table, **kw):
-    """CALL dp_synthesize(table, k => v, ...) on connection c; returns the NOTICE texts it sent."""
-    notices = []
-    c.add_notice_handler(lambda d: notices.append(d.message_primary))
-    args = "".join(f", {k} => %s" for k in kw)
-    c.execute(f"CALL dp_synthesize(%s{args})", (table, *kw.values()))
-    return notices
-
-
 ZIPF_SEGMENTS = ("a", "b", "c", "d")
 ZIPF_MAX_ORDERS = 20
 
@@ -376,3 +367,12 @@ def chinook_schema(conn, script=None):
     for t in CHINOOK_PUBLIC:
         conn.execute(f"SELECT dp.declare_public('chinook.{t}')")
     return "chinook"
+
+
+def synthesize(c, table, **kw):
+    """CALL dp_synthesize(table, k => v, ...) on connection c; returns the NOTICE texts it sent."""
+    notices = []
+    c.add_notice_handler(lambda d: notices.append(d.message_primary))
+    args = "".join(f", {k} => %s" for k in kw)
+    c.execute(f"CALL dp_synthesize(%s{args})", (table, *kw.values()))
+    return notices
