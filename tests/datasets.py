@@ -192,6 +192,183 @@ def geo(conn, table="geo", rows=GEO_ROWS):
     return table
 
 
+ZIPF_SEGMENTS = ("a", "b", "c", "d")
+ZIPF_MAX_ORDERS = 20
+
+
+def zipf_schema(conn, schema="zipf", customers=40000, seed=12):
+    """A generated schema with heavy-tailed fan-out (issue 12): customer -> orders.
+
+    Orders per customer follow a Zipf law on 1..ZIPF_MAX_ORDERS (P(k) ~ k**-2.2 in segment
+    'a', k**-3 elsewhere: segment 'a' buys more); an order's channel and amount depend on its
+    customer's segment ('a': 90% web, amounts 500..990; the others: 90% store, 0..490), so a
+    method that attaches orders to customers ignoring the parent loses the joint of segment x
+    channel and the fan-out per segment.  Input data (not a release): numpy's seeded RNG.
+    Protected as dataset `schema` with unit customer_id; returns (customers, orders)."""
+    import numpy as np
+
+    rng = np.random.default_rng(seed)
+    seg = rng.choice(len(ZIPF_SEGMENTS), size=customers, p=[0.25, 0.25, 0.25, 0.25])
+    age = rng.integers(18, 91, size=customers)
+    ks = np.arange(1, ZIPF_MAX_ORDERS + 1)
+    heavy, light = ks ** -2.2, ks ** -3.0
+    fan = np.where(seg == 0, rng.choice(ks, size=customers, p=heavy / heavy.sum()),
+                   rng.choice(ks, size=customers, p=light / light.sum()))
+    owner = np.repeat(np.arange(customers), fan)
+    web = np.where(seg[owner] == 0, rng.random(owner.size) < 0.9, rng.random(owner.size) < 0.1)
+    amount = np.where(seg[owner] == 0, 500, 0) + 10 * rng.integers(0, 50, size=owner.size)
+    conn.execute(f"CREATE SCHEMA {schema}")
+    conn.execute(f"CREATE TABLE {schema}.customer (customer_id int PRIMARY KEY, segment text NOT NULL "
+                 "CHECK (segment IN ('a', 'b', 'c', 'd')), age int NOT NULL)")
+    conn.execute(f"CREATE TABLE {schema}.orders (order_id int PRIMARY KEY, customer_id int NOT NULL "
+                 f"REFERENCES {schema}.customer, channel text NOT NULL CHECK (channel IN ('web', 'store')), "
+                 "amount int NOT NULL)")
+    with conn.cursor().copy(f"COPY {schema}.customer FROM STDIN") as cp:
+        for i in range(customers):
+            cp.write_row((i + 1, ZIPF_SEGMENTS[seg[i]], int(age[i])))
+    with conn.cursor().copy(f"COPY {schema}.orders FROM STDIN") as cp:
+        for j in range(owner.size):
+            cp.write_row((j + 1, int(owner[j]) + 1, "web" if web[j] else "store", int(amount[j])))
+    conn.execute(f"SELECT dp.protect('{schema}.customer', dataset => '{schema}', privacy_unit => 'customer_id')")
+    conn.execute(f"SELECT dp.protect('{schema}.orders', dataset => '{schema}', max_rows_per_unit => {ZIPF_MAX_ORDERS})")
+    conn.execute(f"SELECT dp.set_bounds('{schema}.customer', 'age', 18, 90)")
+    conn.execute(f"SELECT dp.set_bounds('{schema}.orders', 'amount', 0, 1000)")
+    conn.execute(f"ANALYZE {schema}.customer, {schema}.orders")
+    return customers, int(owner.size)
+
+
+def tpch_extension():
+    """Path of the TPC-H extension file the duckdb-ext-tpch wheel ships, or None (with duckdb absent)."""
+    import glob
+    import importlib.util
+
+    if importlib.util.find_spec("duckdb") is None or importlib.util.find_spec("duckdb_ext") is None:
+        return None
+    import duckdb
+    import duckdb_ext
+
+    for root in duckdb_ext.__path__:
+        found = sorted(glob.glob(os.path.join(root, "extensions", f"v{duckdb.__version__}", "*", "tpch.duckdb_extension")))
+        if found:
+            return found[0]
+    return None
+
+
+TPCH_DDL = """
+CREATE TABLE {s}.region (r_regionkey int PRIMARY KEY, r_name text NOT NULL, r_comment text NOT NULL);
+CREATE TABLE {s}.nation (n_nationkey int PRIMARY KEY, n_name text NOT NULL,
+    n_regionkey int NOT NULL REFERENCES {s}.region, n_comment text NOT NULL);
+CREATE TABLE {s}.part (p_partkey bigint PRIMARY KEY, p_name text NOT NULL, p_mfgr text NOT NULL, p_brand text NOT NULL,
+    p_type text NOT NULL, p_size int NOT NULL, p_container text NOT NULL, p_retailprice numeric(15,2) NOT NULL,
+    p_comment text NOT NULL);
+CREATE TABLE {s}.supplier (s_suppkey bigint PRIMARY KEY, s_name text NOT NULL, s_address text NOT NULL,
+    s_nationkey int NOT NULL REFERENCES {s}.nation, s_phone text NOT NULL, s_acctbal numeric(15,2) NOT NULL,
+    s_comment text NOT NULL);
+CREATE TABLE {s}.partsupp (ps_partkey bigint NOT NULL REFERENCES {s}.part, ps_suppkey bigint NOT NULL REFERENCES {s}.supplier,
+    ps_availqty int NOT NULL, ps_supplycost numeric(15,2) NOT NULL, ps_comment text NOT NULL,
+    PRIMARY KEY (ps_partkey, ps_suppkey));
+CREATE TABLE {s}.customer (c_custkey bigint PRIMARY KEY, c_name text NOT NULL, c_address text NOT NULL,
+    c_nationkey int NOT NULL REFERENCES {s}.nation, c_phone text NOT NULL, c_acctbal numeric(15,2) NOT NULL,
+    c_mktsegment text NOT NULL, c_comment text NOT NULL);
+CREATE TABLE {s}.orders (o_orderkey bigint PRIMARY KEY, o_custkey bigint NOT NULL REFERENCES {s}.customer,
+    o_orderstatus text NOT NULL, o_totalprice numeric(15,2) NOT NULL, o_orderdate date NOT NULL,
+    o_orderpriority text NOT NULL, o_clerk text NOT NULL, o_shippriority int NOT NULL, o_comment text NOT NULL);
+CREATE TABLE {s}.lineitem (l_orderkey bigint NOT NULL REFERENCES {s}.orders, l_partkey bigint NOT NULL REFERENCES {s}.part,
+    l_suppkey bigint NOT NULL REFERENCES {s}.supplier, l_linenumber int NOT NULL, l_quantity numeric(15,2) NOT NULL,
+    l_extendedprice numeric(15,2) NOT NULL, l_discount numeric(15,2) NOT NULL, l_tax numeric(15,2) NOT NULL,
+    l_returnflag text NOT NULL, l_linestatus text NOT NULL, l_shipdate date NOT NULL, l_commitdate date NOT NULL,
+    l_receiptdate date NOT NULL, l_shipinstruct text NOT NULL, l_shipmode text NOT NULL, l_comment text NOT NULL,
+    PRIMARY KEY (l_orderkey, l_linenumber));
+"""
+TPCH_ORDER = ("region", "nation", "part", "supplier", "partsupp", "customer", "orders", "lineitem")
+TPCH_PUBLIC = ("region", "nation", "part", "supplier", "partsupp")
+# Bounds and value sets from the TPC-H specification (public, not read from the data).
+# lineitem's (l_partkey, l_suppkey) -> partsupp key is left out: dp_synthesize does not
+# model multi-column foreign keys yet (issue 12); l_partkey and l_suppkey keep theirs.
+TPCH_BOUNDS = {"customer": (("c_acctbal", -999.99, 9999.99),),
+               "orders": (("o_totalprice", 0, 600000), ("o_orderdate", "1992-01-01", "1998-08-02"),
+                          ("o_shippriority", 0, 0)),
+               "lineitem": (("l_linenumber", 1, 7), ("l_quantity", 1, 50), ("l_extendedprice", 900, 105000),
+                            ("l_discount", 0, 0.1), ("l_tax", 0, 0.08), ("l_shipdate", "1992-01-02", "1998-12-01"),
+                            ("l_commitdate", "1992-01-31", "1998-10-31"), ("l_receiptdate", "1992-01-03", "1998-12-31"))}
+TPCH_VALUES = {"customer": (("c_mktsegment", ("AUTOMOBILE", "BUILDING", "FURNITURE", "HOUSEHOLD", "MACHINERY")),),
+               "orders": (("o_orderstatus", ("F", "O", "P")),
+                          ("o_orderpriority", ("1-URGENT", "2-HIGH", "3-MEDIUM", "4-NOT SPECIFIED", "5-LOW"))),
+               "lineitem": (("l_returnflag", ("A", "N", "R")), ("l_linestatus", ("F", "O")),
+                            ("l_shipinstruct", ("COLLECT COD", "DELIVER IN PERSON", "NONE", "TAKE BACK RETURN")),
+                            ("l_shipmode", ("AIR", "FOB", "MAIL", "RAIL", "REG AIR", "SHIP", "TRUCK")))}
+TPCH_MAX_ORDERS, TPCH_MAX_LINES = 50, 350     # per customer (SF 0.1: at most 41 orders and 236 lines)
+
+
+def tpch_schema(conn, sf=0.1, schema="tpch", workdir=None):
+    """TPC-H at scale factor sf, generated now with DuckDB's TPC-H extension (dbgen), into
+    schema `schema`: customer, orders, lineitem protected (dataset `schema`, unit c_custkey,
+    bounds and value sets from the specification), the other five declared public.
+    Returns {table: rows}; raises RuntimeError when duckdb or the extension is missing."""
+    import tempfile
+
+    import duckdb
+
+    ext = tpch_extension()
+    if ext is None:
+        raise RuntimeError("duckdb and duckdb-ext-tpch are not installed (scripts/install-deps.sh)")
+    duck = duckdb.connect()
+    duck.execute(f"LOAD '{ext}'")
+    duck.execute(f"CALL dbgen(sf={float(sf)})")
+    conn.execute(f"CREATE SCHEMA {schema}")
+    conn.execute(TPCH_DDL.format(s=schema))
+    counts = {}
+    with tempfile.TemporaryDirectory(dir=workdir) as tmp:
+        for t in TPCH_ORDER:
+            csv_file = os.path.join(tmp, f"{t}.csv")
+            duck.execute(f"COPY {t} TO '{csv_file}' (FORMAT csv, HEADER true)")
+            with conn.cursor().copy(f"COPY {schema}.{t} FROM STDIN WITH (FORMAT csv, HEADER true)") as cp:
+                with open(csv_file, "rb") as f:
+                    while chunk := f.read(1 << 20):
+                        cp.write(chunk)
+            counts[t] = conn.execute(f"SELECT count(*) FROM {schema}.{t}").fetchone()[0]
+    duck.close()
+    conn.execute(f"ANALYZE")
+    for t in TPCH_PUBLIC:
+        conn.execute(f"SELECT dp.declare_public('{schema}.{t}')")
+    conn.execute(f"SELECT dp.protect('{schema}.customer', dataset => '{schema}', privacy_unit => 'c_custkey')")
+    conn.execute(f"SELECT dp.protect('{schema}.orders', dataset => '{schema}', max_rows_per_unit => {TPCH_MAX_ORDERS})")
+    conn.execute(f"SELECT dp.protect('{schema}.lineitem', dataset => '{schema}', max_rows_per_unit => {TPCH_MAX_LINES})")
+    for t, bounds in TPCH_BOUNDS.items():
+        for column, lo, hi in bounds:
+            if isinstance(lo, str):
+                conn.execute("SELECT dp.set_bounds(%s, %s, %s::date, %s::date)", (f"{schema}.{t}", column, lo, hi))
+            else:
+                conn.execute("SELECT dp.set_bounds(%s, %s, %s, %s)", (f"{schema}.{t}", column, lo, hi))
+    for t, columns in TPCH_VALUES.items():
+        for column, values in columns:
+            conn.execute("SELECT dp.set_public_values(%s, %s, %s)", (f"{schema}.{t}", column, list(values)))
+    return counts
+
+
+CHINOOK_PUBLIC = ("genre", "media_type", "artist", "album", "track", "playlist", "playlist_track")
+
+
+def chinook_schema(conn, script=None):
+    """Chinook (../shared/data/chinook) in schema chinook: customer, invoice, invoice_line
+    protected (unit customer_id, 10 invoices and 40 lines per customer), the catalogue
+    declared public, employee neither.  Returns the schema's name."""
+    text = open(script or path("chinook", "Chinook_PostgreSql.sql"), encoding="utf-8").read()
+    text = text[text.index("\\c chinook;") + len("\\c chinook;"):]
+    conn.execute("CREATE SCHEMA chinook")
+    conn.execute("SET search_path = chinook")
+    try:
+        conn.execute(text)
+    finally:
+        conn.execute("SET search_path = public, dp")
+    conn.execute("SELECT dp.protect('chinook.customer', dataset => 'chinook', privacy_unit => 'customer_id')")
+    conn.execute("SELECT dp.protect('chinook.invoice', dataset => 'chinook', max_rows_per_unit => 10)")
+    conn.execute("SELECT dp.protect('chinook.invoice_line', dataset => 'chinook', max_rows_per_unit => 40)")
+    for t in CHINOOK_PUBLIC:
+        conn.execute(f"SELECT dp.declare_public('chinook.{t}')")
+    return "chinook"
+
+
 def synthesize(c, table, **kw):
     """CALL dp_synthesize(table, k => v, ...) on connection c; returns the NOTICE texts it sent."""
     notices = []

@@ -43,6 +43,7 @@ HANDLERS = {
     "view": ("pg_dp.views", "answer"),
     "synthesize": ("pg_dp.synth.run", "synthesize_steps"),
     "evaluate": ("pg_dp.synth.report", "evaluate_reply"),
+    "evaluate_schema": ("pg_dp.synth.evaluate_schema", "evaluate_reply"),
 }
 
 

@@ -127,10 +127,21 @@ def partition_foreign_keys(relid: int, own: list[dict]) -> list[dict]:
 
 
 # ----------------------------------------------------------------- children under parents
+def unit_column(t) -> str | None:
+    """The column of a table that holds its privacy unit's value: the unit column itself, or
+    the one-column foreign key of a one-step path to the unit table (TPC-H orders.o_custkey ->
+    customer.c_custkey: the unit's value under another name)."""
+    if t.unit is not None:
+        return t.unit
+    if len(t.path) == 1 and len(t.path[0]["cols"]) == 1 and list(t.path[0]["refcols"]) == [t.path_unit]:
+        return t.path[0]["cols"][0]
+    return None
+
+
 def same_unit(child, parent, fk, column: str, refcol: str) -> bool:
     """Is the parent's row the same privacy unit's as its children (the key lies on the unit's path)?"""
-    if parent.t.unit is None:
-        return False            # its rows are bounded per unit only when it holds the unit itself
+    if unit_column(parent.t) is None:
+        return False            # its rows are bounded per unit only when it holds the unit's value
     if child.t.path:
         return child.t.path[0]["conname"] == fk["conname"]
     return child.t.unit is not None and column == child.t.unit and refcol == parent.t.unit
@@ -139,7 +150,8 @@ def same_unit(child, parent, fk, column: str, refcol: str) -> bool:
 def prepare_child(run, epsilon: float) -> list:
     """Join the chosen parent attributes to the child's measured rows, and measure the fan-out."""
     link, parent = run.parent, run.parent["run"]
-    attrs = sorted((c for c in parent.modelled if not c.name.startswith("pg_dp_") and c.size <= MAX_ATTRIBUTE_SIZE),
+    attrs = sorted((c for c in parent.modelled
+                    if not c.name.startswith("pg_dp_") and 1 < c.size <= MAX_ATTRIBUTE_SIZE),   # a constant tells nothing
                    key=lambda c: c.size)[:PARENT_ATTRIBUTES]
     run.cond = attrs
     extra = [replace(c, name=f"pg_dp_parent_{i}", nullable=True) for i, c in enumerate(attrs)]
@@ -150,12 +162,12 @@ def prepare_child(run, epsilon: float) -> list:
     run.src = PARENT_SRC
     # fan-out: children per parent row (capped), against the first parent attribute, over the
     # parent's rows bounded per unit: a unit moves at most max_rows(parent) counts
-    cap = max(1, min(MAX_FANOUT, run.t.max_rows))
+    cap = max(1, min(MAX_FANOUT, run.t.max_rows, numbering_limit(run)))
     # conditioned on a small attribute only: the histogram's noise grows with its cells
     first = attrs[0] if attrs and attrs[0].size <= FANOUT_CONDITION_SIZE else None
     size = first.size if first else 1
     code = first.encode_sql(f"p.{db.quote_ident(first.name)}") if first else "0"
-    unit = db.quote_ident(parent.t.unit)
+    unit = db.quote_ident(unit_column(parent.t))
     exact = np.zeros((size, cap + 1), dtype=np.int64)
     for r in db.execute(
             f"SELECT {code} AS a, least(coalesce(f.n, 0), {cap})::int AS k, count(*) AS n "
@@ -166,11 +178,80 @@ def prepare_child(run, epsilon: float) -> list:
         exact[int(r["a"]), int(r["k"])] += int(r["n"])
     scale = mechanisms.integer_laplace_scale(int(parent.t.max_rows), epsilon)
     noise = np.asarray(mechanisms.integer_laplace_noise(scale, exact.size), dtype=np.float64).reshape(exact.shape)
-    run.fanout = np.clip(exact + noise, 0, None)
+    run.fanout = threshold_fanout(exact + noise, scale)
     run.fanout_cap = cap
     run.phase(f"measured the fan-out per {parent.t.name} (Laplace scale {scale:.3g}, up to {cap} children)"
               + (f", by {first.name}" if first else ""))
     return extra
+
+
+def threshold_fanout(noisy: np.ndarray, scale: float) -> np.ndarray:
+    """Post-processing of the noisy fan-out histogram (rows: parent attribute, columns: 0..cap
+    children): the support is cut where the noisy tail stops being distinguishable from noise.
+
+    Most cells of a fan-out histogram can be empty (up to 50 orders per customer when the
+    real ones have at most 41); clipped at 0, the noise of each empty cell still adds
+    scale / 2 of mass on average, a phantom tail.  The tail mass T(k) (all parents with >= k
+    children, summed over the rows) carries noise of sd scale * sqrt(2 m) over its m cells;
+    cells past the last k whose T(k) exceeds 4 such sd are set to 0, the others clipped at 0."""
+    noisy = np.asarray(noisy, dtype=np.float64)
+    grid = noisy.reshape(-1, noisy.shape[-1])
+    tail = np.cumsum(grid.sum(axis=0)[::-1])[::-1]
+    cells = grid.shape[0] * np.arange(grid.shape[1], 0, -1)
+    passed = np.flatnonzero(tail >= 4 * scale * np.sqrt(2 * cells))
+    out = np.clip(grid, 0, None)
+    if passed.size:
+        out[:, passed.max() + 1:] = 0
+    if out.sum() <= 0:
+        out = np.clip(grid, 0, None)
+    return out.reshape(noisy.shape)
+
+
+def _numbering(run):
+    """(column, cols) of each UNIQUE (parent key, integer column) of a child."""
+    link = run.parent["column"]
+    numbers = {c.name: c for c in run.t.columns if c.fam == "integer" and c.kind == "numeric"}
+    for cols in run.t.uniques:
+        others = [c for c in cols if c != link]
+        if len(cols) == 2 and link in cols and others[0] in numbers:
+            yield numbers[others[0]]
+
+
+def numbering_limit(run) -> int:
+    """Most children a parent can have under a UNIQUE (parent key, number) whose number has
+    public bounds (l_linenumber 1..7: 7 lines per order); the fan-out is measured up to it."""
+    limits = [int(c.upper - c.lower) + 1 for c in _numbering(run) if c.upper >= c.lower]
+    return max(1, min(limits)) if limits else MAX_FANOUT
+
+
+def distinct_within_parent(run, values: dict, parents: np.ndarray):
+    """A UNIQUE (parent key, number) -- TPC-H's (l_orderkey, l_linenumber) -- is met by value
+    re-assignment, not by dropping rows: within each parent, the sampled numbers are sorted and
+    made strictly increasing (each at least the previous + 1, kept under the column's upper
+    bound), so a parent's children keep distinct numbers close to the sampled ones."""
+    for col in _numbering(run):
+        if col.name not in values:
+            continue
+        try:
+            v = np.asarray(values[col.name], dtype=np.float64)
+        except (TypeError, ValueError):          # NULLs among the numbers: left to the UNIQUE check
+            continue
+        if np.isnan(v).any() or not v.size:
+            continue
+        group = np.unique(parents.astype(str), return_inverse=True)[1]
+        order = np.lexsort((v, group))
+        g, x = group[order], np.round(v[order])
+        start = np.r_[True, g[1:] != g[:-1]]
+        first = np.flatnonzero(start)
+        rank = np.arange(g.size) - np.repeat(first, np.diff(np.r_[first, g.size]))
+        # strictly increasing within a group: x'_i = max over j <= i of (x_j - rank_j) + rank_i
+        span = float(x.max() - x.min() + g.size + 1)     # groups apart: one running maximum serves all
+        base = np.maximum.accumulate(x - rank + g * span) - g * span
+        size = np.repeat(np.diff(np.r_[first, g.size]), np.diff(np.r_[first, g.size]))
+        base = np.minimum(base, col.upper - size + 1)        # the last one stays under the upper bound
+        out = np.empty_like(v)
+        out[order] = base + rank
+        values[col.name] = out.astype(np.int64)
 
 
 def _parent_rows(run) -> tuple[np.ndarray, list[np.ndarray]]:
@@ -251,6 +332,7 @@ def attach(run, values: dict, codes: dict, n: int):
         parent = slots[chosen]
     parent_keys = run.slot_keys[parent]
     values[link["column"]] = parent_keys
+    distinct_within_parent(run, values, parent_keys)
     for column, mapping in run.agreement:
         values[column] = np.array([mapping.get(k) for k in parent_keys], dtype=object)
 

@@ -970,7 +970,9 @@ def _classify(t: Target, c) -> dom.Column:
         if c["lower_bound"] is not None and c["upper_bound"] is not None:
             low, high = dom.type_range(c["type"], fam)
             col.lower = min(max(float(c["lower_bound"]), low), high - 1)
-            col.upper = max(min(float(c["upper_bound"]), high), col.lower + 1)   # bins need a width
+            col.upper = min(float(c["upper_bound"]), high)
+            if col.upper < col.lower or (col.upper == col.lower and fam not in ("integer", "date")):
+                col.upper = col.lower + 1       # bins need a width (whole numbers and dates: one exact value)
             col.source = "declared bounds"
         else:
             t.needs_bounds.append(c["attname"])
