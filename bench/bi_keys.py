@@ -41,17 +41,24 @@ def timed(conn, sql):
     return time.perf_counter() - start
 
 
+def bench_server():
+    """A throwaway server tuned for timing, with database bench where the hook is loaded."""
+    pg = PgServer({"shared_buffers": "512MB", "work_mem": "128MB", "jit": "off", "fsync": "off",
+                   "autovacuum": "off", "max_parallel_workers_per_gather": "2"})
+    pg.create_database("bench")
+    with pg.connect("bench") as c:
+        c.execute("ALTER DATABASE bench SET session_preload_libraries = 'pg_dp'")
+    return pg
+
+
 def main():
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--rows", type=int, default=1_000_000)
     ap.add_argument("--runs", type=int, default=3)
     args = ap.parse_args()
-    pg = PgServer({"shared_buffers": "512MB", "work_mem": "128MB", "jit": "off", "fsync": "off",
-                   "autovacuum": "off", "max_parallel_workers_per_gather": "2"})
+    pg = bench_server()
     try:
-        pg.create_database("bench")
         with pg.connect("bench") as c:
-            c.execute("ALTER DATABASE bench SET session_preload_libraries = 'pg_dp'")
             c.execute("CREATE TABLE orders (id int, created date NOT NULL, placed timestamptz NOT NULL, "
                       "age int NOT NULL, score float8 NOT NULL, name text NOT NULL)")
             c.execute(f"INSERT INTO orders SELECT g, DATE '2021-01-01' + g % 365, "

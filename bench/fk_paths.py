@@ -27,9 +27,8 @@ import sys
 
 sys.path.insert(0, os.path.join(os.path.dirname(os.path.dirname(os.path.abspath(__file__))), "tests"))
 
-from pgserver import PgServer  # noqa: E402
 
-from bi_keys import timed  # noqa: E402  (bench/ is sys.path[0]): client seconds until every row is fetched
+from bi_keys import bench_server, timed  # noqa: E402  (bench/ is sys.path[0]): client seconds until every row is fetched
 
 SHAPES = {
     "GROUP BY genre, count": "SELECT genre, count(*) FROM {t} WHERE line_id > {k} GROUP BY genre",
@@ -45,12 +44,9 @@ def main():
     ap.add_argument("--runs", type=int, default=3)
     args = ap.parse_args()
     customers, invoices = args.rows // 20, args.rows // 5
-    pg = PgServer({"shared_buffers": "512MB", "work_mem": "128MB", "jit": "off", "fsync": "off",
-                   "autovacuum": "off", "max_parallel_workers_per_gather": "2"})
+    pg = bench_server()
     try:
-        pg.create_database("bench")
         with pg.connect("bench") as c:
-            c.execute("ALTER DATABASE bench SET session_preload_libraries = 'pg_dp'")
             c.execute("CREATE TABLE customer (customer_id int PRIMARY KEY, country text NOT NULL)")
             c.execute(f"INSERT INTO customer SELECT g, 'c' || g % 20 FROM generate_series(1, {customers}) g")
             c.execute("CREATE TABLE invoice (invoice_id int PRIMARY KEY, customer_id int NOT NULL REFERENCES customer)")

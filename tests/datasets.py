@@ -353,14 +353,7 @@ def chinook_schema(conn, script=None):
     """Chinook (../shared/data/chinook) in schema chinook: customer, invoice, invoice_line
     protected (unit customer_id, 10 invoices and 40 lines per customer), the catalogue
     declared public, employee neither.  Returns the schema's name."""
-    text = open(script or path("chinook", "Chinook_PostgreSql.sql"), encoding="utf-8").read()
-    text = text[text.index("\\c chinook;") + len("\\c chinook;"):]
-    conn.execute("CREATE SCHEMA chinook")
-    conn.execute("SET search_path = chinook")
-    try:
-        conn.execute(text)
-    finally:
-        conn.execute("SET search_path = public, dp")
+    load_chinook(conn, script or path("chinook", "Chinook_PostgreSql.sql"))
     conn.execute("SELECT dp.protect('chinook.customer', dataset => 'chinook', privacy_unit => 'customer_id')")
     conn.execute("SELECT dp.protect('chinook.invoice', dataset => 'chinook', max_rows_per_unit => 10)")
     conn.execute("SELECT dp.protect('chinook.invoice_line', dataset => 'chinook', max_rows_per_unit => 40)")
@@ -389,3 +382,13 @@ def load_chinook(conn, script_path):
         conn.execute(script)
     finally:
         conn.execute("SET search_path = public, dp")
+
+
+def analyst_module(conn, role):
+    """For a test module's autouse fixture (`yield from`): login role `role` for the module;
+    afterwards the shadow schema and the role are dropped."""
+    conn.execute(f"CREATE ROLE {role} LOGIN")
+    yield
+    conn.execute("DROP SCHEMA IF EXISTS dp_synthetic CASCADE")
+    conn.execute(f"DROP OWNED BY {role}")
+    conn.execute(f"DROP ROLE {role}")

@@ -3,18 +3,14 @@
 import psycopg
 import pytest
 
-from datasets import ZIPF_MAX_ORDERS, synthesize, zipf_schema
+from datasets import ZIPF_MAX_ORDERS, analyst_module, synthesize, zipf_schema
 
 ANALYST = "evalschema_analyst"
 
 
 @pytest.fixture(scope="module", autouse=True)
 def setup(conn):
-    conn.execute(f"CREATE ROLE {ANALYST} LOGIN")
-    yield
-    conn.execute("DROP SCHEMA IF EXISTS dp_synthetic CASCADE")
-    conn.execute(f"DROP OWNED BY {ANALYST}")
-    conn.execute(f"DROP ROLE {ANALYST}")
+    yield from analyst_module(conn, ANALYST)
 
 
 def known(conn):

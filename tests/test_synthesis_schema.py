@@ -4,18 +4,14 @@ import psycopg
 import pytest
 
 from conftest import shared_data
-from datasets import load_chinook, synthesize
+from datasets import analyst_module, load_chinook, synthesize
 
 ANALYST = "schema_analyst"
 
 
 @pytest.fixture(scope="module", autouse=True)
 def setup(conn):
-    conn.execute(f"CREATE ROLE {ANALYST} LOGIN")
-    yield
-    conn.execute("DROP SCHEMA IF EXISTS dp_synthetic CASCADE")
-    conn.execute(f"DROP OWNED BY {ANALYST}")
-    conn.execute(f"DROP ROLE {ANALYST}")
+    yield from analyst_module(conn, ANALYST)
 
 
 @pytest.fixture
