@@ -148,23 +148,49 @@ def report(results, args):
                   f"{fmt(d['accuracy_majority'], 3)} |")
 
 
+def summary(results, load_before, load_after):
+    """Means and medians over the runs of each case (the machine is shared: the load is reported)."""
+    import statistics
+
+    print(f"\n| case | runs | median wall (s) | wall range (s) | mean raw 2-way / 3-way TVD | raw 2-way range |")
+    print("|---|---|---|---|---|---|")
+    for case in dict.fromkeys(r["case"] for r in results):
+        rs = [r for r in results if r["case"] == case]
+        walls = [r["wall_s"] for r in rs]
+        tvd = ""
+        if all("raw_tvd" in r for r in rs):
+            two, three = [r["raw_tvd"][2] for r in rs], [r["raw_tvd"][3] for r in rs]
+            tvd = (f"{statistics.mean(two):.4f} / {statistics.mean(three):.4f} | "
+                   f"{min(two):.4f}–{max(two):.4f}")
+        else:
+            tvd = "– | –"
+        print(f"| {case} | {len(rs)} | {statistics.median(walls):.1f} | {min(walls):.1f}–{max(walls):.1f} | {tvd} |")
+    print(f"\nload average (1/5/15 min) before: {' '.join(f'{v:.2f}' for v in load_before)}; "
+          f"after: {' '.join(f'{v:.2f}' for v in load_after)} ({os.cpu_count()} CPUs)")
+
+
 def main():
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--cases", nargs="+", default=["adult_pgm", "adult", "tpch", "mixed"], choices=list(CASES))
     ap.add_argument("--epsilon", type=float, default=1.0)
     ap.add_argument("--delta", type=float, default=1e-6)
     ap.add_argument("--mixed-rows", type=int, default=1_000_000)
-    ap.add_argument("--repeat", type=int, default=1, help="runs per case (fresh database each); every run is reported")
+    ap.add_argument("--repeat", "--runs", dest="repeat", type=int, default=1,
+                    help="runs per case (fresh database each); every run is reported, then a summary: mean "
+                         "TVDs, median wall time, and the machine's load average before and after")
     ap.add_argument("--no-evaluate", action="store_true")
     ap.add_argument("--raw-tvd", action="store_true", help="also average 2- and 3-way TVD over raw values (all sets)")
     ap.add_argument("--evaluate-mixed", action="store_true")
     args = ap.parse_args()
     pg = PgServer(settings=SETTINGS)
+    load_before = os.getloadavg()
     try:
         results = [r for r in (run_case(pg, c, args) for c in args.cases for _ in range(args.repeat)) if r]
     finally:
         pg.stop()
     report(results, args)
+    if args.repeat > 1:
+        summary(results, load_before, os.getloadavg())
     json.dump(results, sys.stderr, default=str)
     print(file=sys.stderr)
 

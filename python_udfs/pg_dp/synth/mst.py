@@ -60,6 +60,7 @@ class Plan:
     two_way: list[NoisyMarginal] = field(default_factory=list)
     total: float = 0.0
     measurements: int = 0
+    selection_rho: float = 0.0  # zCDP spent by the exponential-mechanism selections
 
 
 def _noisy(counts: np.ndarray, scale: float) -> np.ndarray:
@@ -127,10 +128,26 @@ def split_rho(rho: float, selection_rounds: int, split=SPLIT) -> tuple[float, fl
     return rho * one / total, rho * sel / total, rho * multi / total
 
 
+@dataclass
+class Options:
+    """How a run spends and selects (the defaults are what bench/RESULTS.md measured best)."""
+    split: tuple = SPLIT
+    extra: int | None = None        # pairs beyond the tree (None: 1.5 d)
+    penalty: bool = True            # subtract each candidate's expected noise error from its score (AIM)
+    adaptive: bool = True           # score the extra pairs against the tree's model, not independence
+    sampler: str = "round"          # mbi's "round" (randomized rounding) or "sample" (i.i.d. draws)
+
+
+OPTIONS = Options()
+
+
 def run(domain: dict[str, int], measure: Measure, rho: float, sensitivity: int = 1,
         required: Sequence[Clique] = (), progress: Callable[[str], None] = lambda s: None,
-        split=SPLIT, extra: int | None = None) -> Plan:
+        split=None, extra: int | None = None, options: Options | None = None) -> Plan:
     """Measure and select; the returned plan holds every noisy marginal (nothing exact)."""
+    opt = options or OPTIONS
+    split = opt.split if split is None else split
+    extra = opt.extra if extra is None else extra
     attrs = list(domain)
     if extra is None:
         extra = len(attrs) + len(attrs) // 2
@@ -168,6 +185,10 @@ def run(domain: dict[str, int], measure: Measure, rho: float, sensitivity: int =
     required = _fitting(required, sizes)
     plan.required = required
 
+    # the noise of every multi-way marginal is known before any is selected
+    n_multi = len(dict.fromkeys(required)) + (rounds + extra if rounds else 0)
+    sigma2 = mechanisms.gaussian_scale(plan.sensitivity, rho2 / n_multi) if n_multi else 0.0
+
     # 3. selection
     if rounds:
         p1 = {m.clique[0]: _normalized_1way(m, plan.compress[m.clique[0]]) for m in plan.one_way}
@@ -176,9 +197,8 @@ def run(domain: dict[str, int], measure: Measure, rho: float, sensitivity: int =
         exact_2 = dict(zip(candidates, measure(candidates, plan.compress)))
         scores = {}
         for (a, b), counts in exact_2.items():
-            true = counts.astype(np.float64)
             est = np.outer(p1[a], p1[b]) * plan.total
-            scores[(a, b)] = float(np.abs(true - est).sum())
+            scores[(a, b)] = _score(counts, est, sigma2, opt.penalty)
         rho_round = rho_sel / (rounds + extra)
         for _ in range(rounds):
             options = [e for e in candidates if comps.find(e[0]) != comps.find(e[1])]
@@ -188,13 +208,12 @@ def run(domain: dict[str, int], measure: Measure, rho: float, sensitivity: int =
                                                          rho_round)]
             comps.union(*pick)
             plan.selected.append(pick)
+            plan.selection_rho += rho_round
         progress(f"selected {len(plan.selected)} pairs of columns to measure")
 
     # 4. the selected and required marginals
     cliques = list(dict.fromkeys(plan.selected + required))
-    n_multi = len(cliques) + (extra if rounds else 0)
     if cliques:
-        sigma2 = mechanisms.gaussian_scale(plan.sensitivity, rho2 / n_multi)
         _measure_into(plan, cliques, measure, sigma2)
         progress(f"measured {len(cliques)} multi-way marginals (noise sd {sigma2:.3g})")
 
@@ -203,6 +222,11 @@ def run(domain: dict[str, int], measure: Measure, rho: float, sensitivity: int =
     #    with 1.5 d more pairs), as long as the model's cliques stay small
     if rounds and extra:
         options = [e for e in candidates if e not in plan.selected and e[::-1] not in plan.selected]
+        if opt.adaptive:
+            # how badly the tree just measured (a post-processing of its noisy marginals)
+            # misses each pair: what is left to learn, not the dependence the tree carries
+            tree = _TreeModel(plan, sizes)
+            scores = {e: _score(exact_2[e], tree.pair(*e) * plan.total, sigma2, opt.penalty) for e in options}
         more: list[Clique] = []
         for _ in range(extra):
             options = [e for e in options if _max_clique_cells(sizes, plan.selected + required + more + [e])
@@ -212,10 +236,75 @@ def run(domain: dict[str, int], measure: Measure, rho: float, sensitivity: int =
             pick = options.pop(mechanisms.exponential_argmax([scores[e] for e in options], plan.sensitivity,
                                                              rho_round))
             more.append(pick)
+            plan.selection_rho += rho_round
         plan.selected.extend(more)
-        _measure_into(plan, more, measure, sigma2)
+        if more:
+            # what is left of rho goes to the pairs chosen: the shares of the pairs (and their
+            # selection rounds) that the clique cap left out too, so that the whole budget is
+            # spent whatever the cap allowed (the count is known before any is measured)
+            left = rho - rho1 - plan.selection_rho - rho2 * len(cliques) / n_multi
+            sigma_more = mechanisms.gaussian_scale(plan.sensitivity, left / len(more))
+            _measure_into(plan, more, measure, sigma_more)
         progress(f"measured {len(more)} more of the most dependent pairs")
     return plan
+
+
+def _score(exact: np.ndarray, estimate: np.ndarray, sigma: float, penalty: bool) -> float:
+    """L1 distance of a marginal's exact counts to an estimate made from released data only
+    (sensitivity 1: one row moves one cell by one); with the penalty, minus the L1 error the
+    marginal's own noise would bring (sqrt(2/pi) sigma per cell), a public number, as AIM does:
+    a large marginal is worth measuring only when its dependence stands above its noise."""
+    score = float(np.abs(exact.astype(np.float64) - estimate).sum())
+    if penalty:
+        score -= math.sqrt(2 / math.pi) * sigma * exact.size
+    return score
+
+
+class _TreeModel:
+    """The distribution a tree (forest) of noisy 2-way marginals implies, over compressed codes:
+    P(x, y) along the path from x to y, by products of conditionals.  Only released
+    marginals enter (post-processing)."""
+
+    def __init__(self, plan: Plan, sizes: dict[str, int]):
+        self.joint: dict[tuple[str, str], np.ndarray] = {}
+        self.adj: dict[str, list[str]] = {a: [] for a in sizes}
+        self.p1 = {m.clique[0]: _normalized_1way(m, plan.compress[m.clique[0]]) for m in plan.one_way}
+        for m in plan.two_way:
+            if len(m.clique) != 2:
+                continue
+            a, b = m.clique
+            p = np.clip(m.values, 0, None) + 1e-9
+            p = p / p.sum()
+            self.joint[(a, b)], self.joint[(b, a)] = p, p.T
+            self.adj[a].append(b)
+            self.adj[b].append(a)
+
+    def _path(self, x: str, y: str) -> list[str] | None:
+        prev = {x: None}
+        todo = [x]
+        while todo:
+            u = todo.pop()
+            for v in self.adj[u]:
+                if v not in prev:
+                    prev[v] = u
+                    todo.append(v)
+        if y not in prev:
+            return None
+        path = [y]
+        while path[-1] != x:
+            path.append(prev[path[-1]])
+        return path[::-1]
+
+    def pair(self, x: str, y: str) -> np.ndarray:
+        path = self._path(x, y)
+        if path is None:
+            return np.outer(self.p1[x], self.p1[y])
+        out = self.joint[(path[0], path[1])]
+        for u, v in zip(path[1:], path[2:]):
+            j = self.joint[(u, v)]
+            cond = j / j.sum(axis=1, keepdims=True)          # P(v | u)
+            out = out @ cond
+        return out
 
 
 def _measure_into(plan: Plan, cliques: list[Clique], measure: Measure, sigma: float) -> None:
@@ -255,10 +344,15 @@ def _fitting(required: Sequence[Clique], sizes: dict[str, int]) -> list[Clique]:
 
 def spent_rho(plan: Plan) -> float:
     """zCDP cost of the Gaussian measurements, recomputed from their noise scales (the
-    selection's cost, at most its share of rho, is not included)."""
+    selection's cost, plan.selection_rho, is not included)."""
     s = plan.sensitivity
     cost = sum((s / m.stddev) ** 2 / 2 for m in plan.one_way + plan.two_way)
     return cost
+
+
+def total_rho(plan: Plan) -> float:
+    """zCDP cost of the whole run: the Gaussian measurements and the selections."""
+    return spent_rho(plan) + plan.selection_rho
 
 
 # ---------------------------------------------------------------------------
@@ -296,19 +390,185 @@ def _max_clique_cells(sizes: dict[str, int], cliques: list[Clique]) -> int:
     return max(int(np.prod([sizes[a] for a in node])) for node in jtree.nodes)
 
 
-def generate(model, rows: int, seed: int, tick: Callable[[], None] = lambda: None) -> dict[str, np.ndarray]:
-    """Rows sampled from the model (compressed codes) with mbi's sampler (randomized rounding).
+def generate(model, rows: int, seed: int, tick: Callable[[], None] = lambda: None,
+             method: str | None = None) -> dict[str, np.ndarray]:
+    """Rows sampled from the fitted model (compressed codes), in numpy (``sample_rows``).
 
-    The sampler draws from numpy's global generator, which is seeded here: the
-    rows are a post-processing of the noisy marginals, so their randomness
-    carries no privacy weight (all of that is OpenDP's noise on the counts).
-    It runs in a thread while this one calls ``tick`` (see ``interruptible``).
-    """
+    mbi's own sampler evaluates its marginals with JAX, one compiled program per shape
+    (about 200 on Adult: 10-20 s of compiling for 48,842 rows); the numpy one takes
+    well under a second.  The rows are a post-processing of the noisy marginals, so
+    their randomness carries no privacy weight (all of that is OpenDP's noise on the
+    counts): a numpy generator seeded here draws them.  It runs in a thread while this
+    one calls ``tick`` (see ``interruptible``)."""
     def draw():
-        np.random.seed(seed)
-        return {a: np.asarray(v, dtype=np.int64) for a, v in model.synthetic_data(rows=rows).to_dict().items()}
+        rng = np.random.default_rng(seed)
+        return sample_rows(model_factors(model), rows, rng, method or OPTIONS.sampler)
 
     return interruptible(draw, tick)
+
+
+def model_factors(model) -> tuple[dict[str, int], list[tuple[Clique, np.ndarray]]]:
+    """(attribute sizes, [(clique, log-potential as a numpy array)]) of an mbi model."""
+    sizes = dict(zip(model.domain.attributes, model.domain.shape))
+    factors = []
+    for cl in model.potentials.cliques:
+        f = model.potentials[cl]
+        factors.append((tuple(f.domain.attributes), np.asarray(f.values, dtype=np.float64)))
+    return sizes, factors
+
+
+def _align(attrs: Clique, values: np.ndarray, target: Clique) -> np.ndarray:
+    """values over attrs, laid out over target's axes (missing ones of size 1)."""
+    order = [attrs.index(a) for a in target if a in attrs]
+    arr = np.transpose(values, order)
+    shape, k = [], 0
+    for a in target:
+        if a in attrs:
+            shape.append(arr.shape[k])
+            k += 1
+        else:
+            shape.append(1)
+    return arr.reshape(shape)
+
+
+def _logsumexp_to(attrs: Clique, values: np.ndarray, keep: Clique) -> np.ndarray:
+    """log of the sum of exp(values) over the axes not in keep, laid out in keep's order."""
+    axes = tuple(i for i, a in enumerate(attrs) if a not in keep)
+    if axes:
+        top = np.max(values, axis=axes, keepdims=True)
+        top = np.where(np.isfinite(top), top, 0.0)
+        values = np.log(np.sum(np.exp(values - top), axis=axes, keepdims=True)) + top
+        values = np.squeeze(values, axis=axes)
+    rest = tuple(a for a in attrs if a in keep)
+    return np.transpose(values, [rest.index(a) for a in keep])
+
+
+def clique_marginals(sizes: dict[str, int], factors, cliques: list[Clique]) -> dict[Clique, np.ndarray]:
+    """Probabilities over each node of a junction tree of the model (sum-product message
+    passing in log space, numpy): the model's distribution is exp(sum of log-potentials)."""
+    import networkx as nx
+
+    nodes = list(cliques)
+    logp = {n: np.zeros([sizes[a] for a in n]) for n in nodes}
+    for attrs, values in factors:
+        host = next(n for n in nodes if set(attrs) <= set(n))
+        logp[host] = logp[host] + _align(attrs, values, host)
+    graph = nx.Graph()
+    graph.add_nodes_from(nodes)
+    graph.add_edges_from((a, b) for a, b in itertools.combinations(nodes, 2) if set(a) & set(b))
+    tree = nx.maximum_spanning_tree(nx.Graph([(a, b, {"weight": len(set(a) & set(b))})
+                                              for a, b in graph.edges]) if graph.edges else graph)
+    tree.add_nodes_from(nodes)
+    messages: dict[tuple[Clique, Clique], np.ndarray] = {}
+
+    def send(u, v):
+        sep = tuple(a for a in v if a in u)
+        total = logp[u].copy()
+        for w in tree.neighbors(u):
+            if w != v:
+                total = total + _align(tuple(a for a in u if a in w), messages[(w, u)], u)
+        messages[(u, v)] = _logsumexp_to(u, total, sep)
+
+    for component in nx.connected_components(tree):
+        root = next(iter(component))
+        order = list(nx.dfs_preorder_nodes(tree, root))
+        parent = {root: None}
+        for u, v in nx.dfs_edges(tree, root):
+            parent[v] = u
+        for u in reversed(order):           # leaves to the root
+            if parent[u] is not None:
+                send(u, parent[u])
+        for u in order:                     # the root to the leaves
+            for w in tree.neighbors(u):
+                if w != parent[u]:
+                    send(u, w)
+    out = {}
+    for n in nodes:
+        belief = logp[n].copy()
+        for w in tree.neighbors(n):
+            belief = belief + _align(tuple(a for a in n if a in w), messages[(w, n)], n)
+        belief = np.exp(belief - belief.max())
+        out[n] = belief / belief.sum()
+    return out
+
+
+def sample_rows(model: tuple[dict[str, int], list], rows: int, rng: np.random.Generator,
+                method: str = "round") -> dict[str, np.ndarray]:
+    """`rows` records drawn from the model, one attribute at a time in a perfect elimination
+    order of its junction tree, each from its distribution given the attributes drawn before it
+    that share a clique with it (they lie in one clique of the junction tree).
+
+    method "round": within each group of rows that share those attributes, the counts of each
+    value are the group's expected counts, rounded at random (the fractions decide which values
+    get one more), and shuffled over the group's rows: less sampling noise than i.i.d. draws.
+    "sample": i.i.d. draws."""
+    mbi = _mbi()
+    sizes, factors = model
+    attrs = list(sizes)
+    domain = mbi.Domain(attrs, [sizes[a] for a in attrs])
+    jtree, elimination = mbi.junction_tree.make_junction_tree(domain, [a for a, _ in factors])
+    nodes = [tuple(n) for n in jtree.nodes]
+    probs = clique_marginals(sizes, factors, nodes)
+    data: dict[str, np.ndarray] = {}
+    for col in list(elimination)[::-1] + [a for a in attrs if a not in elimination]:
+        near = set().union(*[set(n) for n in nodes if col in n]) - {col}
+        parents = tuple(a for a in attrs if a in data and a in near)
+        host = next((n for n in nodes if set(parents) | {col} <= set(n)), None)
+        if host is None:                     # not a perfect elimination order: cannot happen
+            raise RuntimeError(f"no junction-tree clique holds {parents + (col,)}")
+        joint = _sum_to(host, probs[host], parents + (col,))
+        k = sizes[col]
+        if parents:
+            groups = np.ravel_multi_index([data[a] for a in parents], [sizes[a] for a in parents])
+            table = joint.reshape(-1, k)
+        else:
+            groups = np.zeros(rows, dtype=np.int64)
+            table = joint.reshape(1, k)
+        cond = table / np.where(table.sum(axis=1, keepdims=True) > 0, table.sum(axis=1, keepdims=True), 1.0)
+        empty = cond.sum(axis=1) == 0
+        cond[empty] = 1.0 / k                # a combination the model gives no mass: uniform
+        data[col] = _draw(groups, cond, rng, method)
+    return {a: data[a].astype(np.int64) for a in attrs}
+
+
+def _sum_to(attrs: Clique, values: np.ndarray, keep: Clique) -> np.ndarray:
+    axes = tuple(i for i, a in enumerate(attrs) if a not in keep)
+    summed = values.sum(axis=axes) if axes else values
+    rest = tuple(a for a in attrs if a in keep)
+    return np.transpose(summed, [rest.index(a) for a in keep])
+
+
+def _draw(groups: np.ndarray, cond: np.ndarray, rng: np.random.Generator, method: str) -> np.ndarray:
+    """One value per row from cond[group of the row]."""
+    n, k = groups.size, cond.shape[1]
+    if method == "sample":
+        cdf = np.cumsum(cond, axis=1)
+        u = rng.random(n) * cdf[groups, -1]
+        return np.minimum((u[:, None] >= cdf[groups]).sum(axis=1), k - 1)
+    if method != "round":
+        raise ValueError(f"unknown sampler {method!r}")
+    # every group at once: expected counts, rounded by systematic sampling (one uniform per
+    # group: value j gets one more with probability equal to its fraction, and the group's
+    # total comes out exact), then the values are dealt to the group's rows in random order
+    present, inverse, sizes = np.unique(groups, return_inverse=True, return_counts=True)
+    expected = cond[present] * sizes[:, None]
+    floor = np.floor(expected)
+    frac = np.clip(expected - floor, 0.0, None)
+    # the fractions of a group add up to a whole number (its size minus the floors)
+    short = np.rint(sizes - floor.sum(axis=1))
+    scale = np.where(frac.sum(axis=1) > 0, short / np.where(frac.sum(axis=1) > 0, frac.sum(axis=1), 1.0), 0.0)
+    cum = np.cumsum(frac * scale[:, None], axis=1)
+    u = rng.random(present.size)[:, None]
+    ups = np.floor(cum + u) - np.floor(np.concatenate([np.zeros((present.size, 1)), cum[:, :-1]], axis=1) + u)
+    counts = (floor + ups).astype(np.int64)
+    # rounding error can leave a group one off: the most likely value takes it
+    diff = sizes - counts.sum(axis=1)
+    counts[np.arange(present.size), np.argmax(cond[present], axis=1)] += diff
+    values = np.repeat(np.tile(np.arange(k), present.size), counts.ravel())
+    order = np.lexsort((rng.random(n), inverse))       # rows by group, shuffled within it
+    out = np.empty(n, dtype=np.int64)
+    out[order] = values
+    return out
 
 
 TICK_SECONDS = 0.1
