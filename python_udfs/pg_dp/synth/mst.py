@@ -135,7 +135,9 @@ class Options:
     extra: int | None = None        # pairs beyond the tree (None: 1.5 d)
     penalty: bool = True            # subtract each candidate's expected noise error from its score (AIM)
     adaptive: bool = True           # score the extra pairs against the tree's model, not independence
-    sampler: str = "round"          # mbi's "round" (randomized rounding) or "sample" (i.i.d. draws)
+    sampler: str = "round"          # "round" (randomized rounding per group) or "sample" (i.i.d. draws)
+    triples: int = 0                # 3-way marginals measured after the pairs (scored against the tree)
+    triple_cells: int = 1000        # largest compressed 3-way marginal that may be chosen
 
 
 OPTIONS = Options()
@@ -164,7 +166,8 @@ def run(domain: dict[str, int], measure: Measure, rho: float, sensitivity: int =
     pairs_left = len(attrs) * (len(attrs) - 1) // 2 - rounds - len({frozenset(p) for c in required
                                                                      for p in itertools.combinations(c, 2)})
     extra = max(0, min(extra, pairs_left)) if rounds else 0
-    rho1, rho_sel, rho2 = split_rho(rho, rounds + extra, split)
+    triples = max(0, int(opt.triples)) if rounds else 0
+    rho1, rho_sel, rho2 = split_rho(rho, rounds + extra + triples, split)
     if not required and rounds == 0:
         rho1 = rho   # a single attribute: its 1-way is all there is
 
@@ -186,7 +189,7 @@ def run(domain: dict[str, int], measure: Measure, rho: float, sensitivity: int =
     plan.required = required
 
     # the noise of every multi-way marginal is known before any is selected
-    n_multi = len(dict.fromkeys(required)) + (rounds + extra if rounds else 0)
+    n_multi = len(dict.fromkeys(required)) + (rounds + extra + triples if rounds else 0)
     sigma2 = mechanisms.gaussian_scale(plan.sensitivity, rho2 / n_multi) if n_multi else 0.0
 
     # 3. selection
@@ -199,7 +202,7 @@ def run(domain: dict[str, int], measure: Measure, rho: float, sensitivity: int =
         for (a, b), counts in exact_2.items():
             est = np.outer(p1[a], p1[b]) * plan.total
             scores[(a, b)] = _score(counts, est, sigma2, opt.penalty)
-        rho_round = rho_sel / (rounds + extra)
+        rho_round = rho_sel / (rounds + extra + triples)
         for _ in range(rounds):
             options = [e for e in candidates if comps.find(e[0]) != comps.find(e[1])]
             if not options:         # the rest only pairs with marginals too large to measure
@@ -220,12 +223,12 @@ def run(domain: dict[str, int], measure: Measure, rho: float, sensitivity: int =
     # 5. beyond the tree: more of the most dependent pairs (a tree alone misses
     #    too much: on Adult at epsilon 1, avg 2-way TVD 0.035 with the tree, 0.026
     #    with 1.5 d more pairs), as long as the model's cliques stay small
-    if rounds and extra:
+    if rounds and (extra or triples):
         options = [e for e in candidates if e not in plan.selected and e[::-1] not in plan.selected]
+        # how badly the tree just measured (a post-processing of its noisy marginals) misses
+        # each pair: what is left to learn, not the dependence the tree carries
+        tree = _TreeModel(plan, sizes)
         if opt.adaptive:
-            # how badly the tree just measured (a post-processing of its noisy marginals)
-            # misses each pair: what is left to learn, not the dependence the tree carries
-            tree = _TreeModel(plan, sizes)
             scores = {e: _score(exact_2[e], tree.pair(*e) * plan.total, sigma2, opt.penalty) for e in options}
         more: list[Clique] = []
         for _ in range(extra):
@@ -238,14 +241,31 @@ def run(domain: dict[str, int], measure: Measure, rho: float, sensitivity: int =
             more.append(pick)
             plan.selection_rho += rho_round
         plan.selected.extend(more)
-        if more:
-            # what is left of rho goes to the pairs chosen: the shares of the pairs (and their
+        # 6. a few 3-way marginals of small attributes, where the tree misses most
+        chosen: list[Clique] = []
+        if triples:
+            three = [t for t in itertools.combinations(attrs, 3)
+                     if math.prod(sizes[a] for a in t) <= opt.triple_cells]
+            exact_3 = dict(zip(three, measure(three, plan.compress))) if three else {}
+            score3 = {t: _score(exact_3[t], tree.triple(*t) * plan.total, sigma2, opt.penalty) for t in three}
+            for _ in range(triples):
+                three = [t for t in three if _max_clique_cells(sizes, plan.selected + required + chosen + [t])
+                         <= MAX_CLIQUE_CELLS]
+                if not three:
+                    break
+                pick = three.pop(mechanisms.exponential_argmax([score3[t] for t in three], plan.sensitivity,
+                                                               rho_round))
+                chosen.append(pick)
+                plan.selection_rho += rho_round
+            plan.selected.extend(chosen)
+        if more or chosen:
+            # what is left of rho goes to the marginals chosen: the shares of those (and their
             # selection rounds) that the clique cap left out too, so that the whole budget is
             # spent whatever the cap allowed (the count is known before any is measured)
             left = rho - rho1 - plan.selection_rho - rho2 * len(cliques) / n_multi
-            sigma_more = mechanisms.gaussian_scale(plan.sensitivity, left / len(more))
-            _measure_into(plan, more, measure, sigma_more)
-        progress(f"measured {len(more)} more of the most dependent pairs")
+            sigma_more = mechanisms.gaussian_scale(plan.sensitivity, left / len(more + chosen))
+            _measure_into(plan, more + chosen, measure, sigma_more)
+        progress(f"measured {len(more)} more of the most dependent pairs and {len(chosen)} triples")
     return plan
 
 
@@ -294,6 +314,26 @@ class _TreeModel:
         while path[-1] != x:
             path.append(prev[path[-1]])
         return path[::-1]
+
+    def triple(self, x: str, y: str, z: str) -> np.ndarray:
+        """P(x, y, z) in the tree: sum over the node m where the paths between them meet of
+        P(m) P(x | m) P(y | m) P(z | m) (x, y and z are independent given m)."""
+        paths = [self._path(x, y), self._path(x, z), self._path(y, z)]
+        if any(p is None for p in paths):
+            pxy = self.pair(x, y) if paths[0] is not None else np.outer(self.p1[x], self.p1[y])
+            return pxy[:, :, None] * self.p1[z][None, None, :]
+        meet = next(m for m in paths[0] if m in paths[1] and m in paths[2])
+        conds = []
+        for v in (x, y, z):
+            if v == meet:
+                conds.append(None)
+                continue
+            j = self.pair(meet, v)
+            conds.append(j / np.where(j.sum(axis=1, keepdims=True) > 0, j.sum(axis=1, keepdims=True), 1.0))
+        pm = (self.pair(meet, x if x != meet else y)).sum(axis=1)
+        k = pm.size
+        mats = [np.eye(k) if c is None else c for c in conds]
+        return np.einsum("m,ma,mb,mc->abc", pm, *mats)
 
     def pair(self, x: str, y: str) -> np.ndarray:
         path = self._path(x, y)

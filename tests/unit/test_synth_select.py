@@ -1,0 +1,289 @@
+"""Synthesis without a database: the accounting of a run (the whole rho is spent, selections
+included), the AIM-style scores and the tree's model they use, the 3-way selection, and the
+numpy sampler (junction-tree marginals, randomized rounding)."""
+
+import itertools
+import math
+
+import numpy as np
+import pytest
+from scipy import stats
+
+from pg_dp import mechanisms
+from pg_dp.synth import mst
+
+SEED = 20261202
+
+
+def make_table(n=6000, seed=SEED):
+    """a -> b -> c a chain; d with e (a triple dependence on (a, d, e)); f independent."""
+    rng = np.random.default_rng(seed)
+    a = rng.integers(0, 3, n)
+    b = np.where(rng.random(n) < 0.8, a, rng.integers(0, 4, n))
+    c = np.where(rng.random(n) < 0.7, b % 2, rng.integers(0, 2, n))
+    d = rng.integers(0, 2, n)
+    e = np.where(rng.random(n) < 0.9, (a + d) % 3, rng.integers(0, 3, n))   # e depends on (a, d) jointly
+    f = rng.choice(5, n, p=[0.4, 0.3, 0.15, 0.1, 0.05])
+    return {"a": a, "b": b, "c": c, "d": d, "e": e, "f": f}
+
+
+DOMAIN = {"a": 3, "b": 4, "c": 2, "d": 2, "e": 3, "f": 5}
+
+
+def counts_of(data, clique, sizes):
+    out = np.zeros([sizes[x] for x in clique], dtype=np.int64)
+    np.add.at(out, tuple(data[x] for x in clique), 1)
+    return out
+
+
+class Ledger:
+    """A numpy `measure` and a record of every zCDP mechanism a run invokes (OpenDP's maps)."""
+
+    def __init__(self, data, domain=DOMAIN):
+        self.data, self.domain = data, domain
+        self.scales: list[float] = []
+        self.selections: list[tuple[float, float]] = []
+
+    def measure(self, cliques, compress=None):
+        if compress is None:
+            return [counts_of(self.data, c, self.domain) for c in cliques]
+        data = {a: compress[a][v] for a, v in self.data.items()}
+        sizes = {a: int(m.max()) + 1 for a, m in compress.items()}
+        return [counts_of(data, c, sizes) for c in cliques]
+
+    def run(self, rho, options, sensitivity=1):
+        real_noise, real_argmax = mechanisms.gaussian_counts, mechanisms.exponential_argmax
+
+        def noise(counts, scale):
+            self.scales.append(scale)
+            return real_noise(counts, scale)
+
+        def argmax(scores, s, r):
+            self.selections.append((s, r))
+            return real_argmax(scores, s, r)
+
+        with pytest.MonkeyPatch.context() as mp:
+            mp.setattr(mechanisms, "gaussian_counts", noise)
+            mp.setattr(mechanisms, "exponential_argmax", argmax)
+            return mst.run(dict(self.domain), self.measure, rho, sensitivity, options=options)
+
+    def spent(self, sensitivity=1) -> float:
+        gauss = sum(mechanisms._integer_gaussian(s).map(sensitivity) for s in self.scales)
+        sel = sum(mechanisms._zcdp_max(mechanisms.exponential_scale(s, r)).map(float(s)) for s, r in self.selections)
+        return gauss + sel
+
+
+@pytest.fixture(scope="module")
+def table():
+    return make_table()
+
+
+@pytest.mark.parametrize("options", [
+    mst.Options(),
+    mst.Options(triples=3),
+    mst.Options(adaptive=False, penalty=False),
+    mst.Options(extra=40, triples=10),        # more than the clique cap and the table allow
+])
+@pytest.mark.parametrize("sensitivity", [1, 2])
+def test_a_run_spends_exactly_its_rho(table, options, sensitivity):
+    """The total zCDP of every noise draw and every selection, from OpenDP's own maps, is the
+    budget: nothing is lost when the clique cap leaves pairs out, nothing is overspent."""
+    ledger = Ledger(table)
+    rho = 0.6
+    plan = ledger.run(rho, options, sensitivity)
+    assert ledger.spent(sensitivity) <= rho * (1 + 1e-9)
+    assert ledger.spent(sensitivity) == pytest.approx(rho, rel=1e-6)
+    # the plan's own account agrees with the ledger
+    assert mst.total_rho(plan) == pytest.approx(ledger.spent(sensitivity), rel=1e-6)
+    assert plan.selection_rho == pytest.approx(
+        sum(mechanisms._zcdp_max(mechanisms.exponential_scale(s, r)).map(float(s))
+            for s, r in ledger.selections), rel=1e-9)
+
+
+def test_rho_for_is_opendp_tightest_conversion():
+    """rho_for inverts OpenDP's zCDP -> (epsilon, delta) conversion (the optimal one of Canonne,
+    Kamath and Steinke 2020), which at delta 1e-9 gives more rho than the textbook
+    epsilon = rho + 2 sqrt(rho log(1/delta))."""
+    import opendp.prelude as dp
+
+    epsilon, delta = 0.95, 1e-9
+    rho = mechanisms.rho_for(epsilon, delta)
+    scale = mechanisms.gaussian_scale(1, rho)
+    meas = dp.c.make_zCDP_to_approxDP(mechanisms._integer_gaussian(scale))
+    assert meas.map(1).epsilon(delta) <= epsilon * (1 + 1e-9)
+    textbook = (math.sqrt(math.log(1 / delta) + epsilon) - math.sqrt(math.log(1 / delta))) ** 2
+    assert rho > 1.2 * textbook
+
+
+def test_score_penalty_is_the_expected_noise_error():
+    exact = np.array([[10, 0], [0, 10]])
+    est = np.full((2, 2), 5.0)
+    assert mst._score(exact, est, 3.0, False) == pytest.approx(20.0)
+    assert mst._score(exact, est, 3.0, True) == pytest.approx(20.0 - math.sqrt(2 / math.pi) * 3.0 * 4)
+    # the score moves by at most 1 when one row is added (sensitivity 1)
+    for cell in itertools.product(range(2), range(2)):
+        other = exact.copy()
+        other[cell] += 1
+        assert abs(mst._score(other, est, 3.0, True) - mst._score(exact, est, 3.0, True)) <= 1
+
+
+def exact_plan(data, tree_edges, sizes):
+    """A plan whose 'noisy' marginals are exact (to check the tree's algebra)."""
+    plan = mst.Plan(dict(sizes), 1.0, 1)
+    n = len(next(iter(data.values())))
+    for a in sizes:
+        plan.one_way.append(mst.NoisyMarginal((a,), counts_of(data, (a,), sizes).astype(float), 1.0))
+        plan.compress[a] = np.arange(sizes[a])
+    for e in tree_edges:
+        plan.two_way.append(mst.NoisyMarginal(e, counts_of(data, e, sizes).astype(float), 1.0, True))
+    plan.total = float(n)
+    return plan
+
+
+def tree_joint(data, edges, sizes, root):
+    """The tree distribution by brute force: P(root) * prod P(child | parent)."""
+    attrs = list(sizes)
+    n = len(data[root])
+    joint = np.zeros([sizes[a] for a in attrs])
+    p = {a: counts_of(data, (a,), sizes) / n for a in attrs}
+    cond = {}
+    for x, y in edges:
+        j = counts_of(data, (x, y), sizes) / n
+        cond[(x, y)] = j / j.sum(axis=1, keepdims=True)
+        cond[(y, x)] = j.T / j.T.sum(axis=1, keepdims=True)
+    parent, todo = {root: None}, [root]
+    adj = {a: [b for e in edges for b in e if a in e and b != a] for a in attrs}
+    while todo:
+        u = todo.pop()
+        for v in adj[u]:
+            if v not in parent:
+                parent[v] = u
+                todo.append(v)
+    for idx in itertools.product(*[range(sizes[a]) for a in attrs]):
+        val = dict(zip(attrs, idx))
+        prob = p[root][val[root]]
+        for v, u in parent.items():
+            if u is not None:
+                prob *= cond[(u, v)][val[u], val[v]]
+        joint[idx] = prob
+    return joint
+
+
+def test_tree_model_pairs_and_triples_match_brute_force(table):
+    sizes = {a: DOMAIN[a] for a in ("a", "b", "c", "d", "e")}
+    data = {a: table[a] for a in sizes}
+    edges = [("a", "b"), ("b", "c"), ("a", "e"), ("e", "d")]
+    tree = mst._TreeModel(exact_plan(data, edges, sizes), sizes)
+    joint = tree_joint(data, edges, sizes, "a")
+    attrs = list(sizes)
+    for combo in itertools.combinations(attrs, 2):
+        brute = joint.sum(axis=tuple(i for i, a in enumerate(attrs) if a not in combo))
+        assert np.allclose(tree.pair(*combo), brute, atol=1e-6), combo
+    for combo in itertools.combinations(attrs, 3):
+        brute = joint.sum(axis=tuple(i for i, a in enumerate(attrs) if a not in combo))
+        assert np.allclose(tree.triple(*combo), brute, atol=1e-6), combo
+
+
+def test_triples_selected_where_the_tree_misses(table):
+    """(a, d, e): e depends on a and d jointly, which no tree of pairs holds; at a large rho
+    the 3-way selection picks a triple that holds it."""
+    ledger = Ledger(table)
+    plan = ledger.run(50.0, mst.Options(triples=2, extra=0))
+    triples = [set(c) for c in plan.selected if len(c) == 3]
+    assert triples and any({"a", "d", "e"} <= t for t in triples)
+    assert all(len(m.clique) in (2, 3) for m in plan.two_way)
+
+
+# ---- the numpy sampler ---------------------------------------------------------------
+
+def random_factors(rng, sizes, cliques):
+    return [(c, rng.normal(0, 1.5, [sizes[a] for a in c])) for c in cliques]
+
+
+def brute_distribution(sizes, factors):
+    attrs = list(sizes)
+    logp = np.zeros([sizes[a] for a in attrs])
+    for c, v in factors:
+        logp = logp + mst._align(c, v, tuple(attrs))
+    p = np.exp(logp - logp.max())
+    return p / p.sum()
+
+
+@pytest.mark.parametrize("cliques", [
+    [("a", "b"), ("b", "c"), ("c", "d")],                       # a chain
+    [("a", "b", "c"), ("c", "d"), ("b", "d")],                  # a cycle closed by a triple
+    [("a", "b"), ("c", "d")],                                   # two components
+    [("a",), ("b", "d")],
+])
+def test_clique_marginals_match_brute_force(cliques):
+    rng = np.random.default_rng(SEED)
+    sizes = {"a": 3, "b": 2, "c": 4, "d": 3}
+    factors = random_factors(rng, sizes, cliques)
+    mbi = mst._mbi()
+    domain = mbi.Domain(list(sizes), list(sizes.values()))
+    jtree, _ = mbi.junction_tree.make_junction_tree(domain, [c for c, _ in factors])
+    nodes = [tuple(n) for n in jtree.nodes]
+    probs = mst.clique_marginals(sizes, factors, nodes)
+    joint = brute_distribution(sizes, factors)
+    attrs = list(sizes)
+    for n in nodes:
+        brute = mst._sum_to(tuple(attrs), joint, n)
+        assert np.allclose(probs[n], brute, atol=1e-10), n
+
+
+def test_sampler_draws_from_the_model():
+    """i.i.d. draws: every 3-way frequency within a Hoeffding bound of the model's probability
+    (union bound over all cells: failure probability <= 1e-9)."""
+    rng = np.random.default_rng(SEED)
+    sizes = {"a": 3, "b": 2, "c": 4, "d": 3}
+    factors = random_factors(rng, sizes, [("a", "b", "c"), ("c", "d"), ("b", "d")])
+    joint = brute_distribution(sizes, factors)
+    n = 200_000
+    rows = mst.sample_rows((sizes, factors), n, np.random.default_rng(1), "sample")
+    attrs = list(sizes)
+    cells = sum(math.prod(sizes[a] for a in c) for c in itertools.combinations(attrs, 3))
+    bound = math.sqrt(math.log(2 * cells / 1e-9) / (2 * n))
+    worst = 0.0
+    for c in itertools.combinations(attrs, 3):
+        freq = counts_of(rows, c, sizes) / n
+        worst = max(worst, float(np.abs(freq - mst._sum_to(tuple(attrs), joint, c)).max()))
+    assert worst <= bound
+    # and a wrong model is told apart: the same rows against independent columns
+    indep = np.einsum("a,b,c->abc", *[joint.sum(axis=tuple(j for j in range(4) if j != i)) for i in range(3)])
+    assert np.abs(counts_of(rows, ("a", "b", "c"), sizes) / n - indep).max() > 3 * bound
+
+
+def test_rounding_sampler_keeps_group_totals_and_expected_counts():
+    """method "round": the first attribute's counts are its expected counts rounded (within
+    one), and within every group of earlier attributes each value's count is within one of
+    the group's expected count."""
+    rng = np.random.default_rng(SEED)
+    sizes = {"a": 3, "b": 2, "c": 4}
+    factors = random_factors(rng, sizes, [("a", "b"), ("b", "c")])
+    joint = brute_distribution(sizes, factors)
+    n = 10_007
+    rows = mst.sample_rows((sizes, factors), n, np.random.default_rng(2), "round")
+    mbi = mst._mbi()
+    domain = mbi.Domain(list(sizes), list(sizes.values()))
+    _, elimination = mbi.junction_tree.make_junction_tree(domain, [c for c, _ in factors])
+    first = list(elimination)[::-1][0]
+    expected = mst._sum_to(("a", "b", "c"), joint, (first,)) * n
+    assert np.all(np.abs(counts_of(rows, (first,), sizes) - expected) < 1 + 1e-9)
+    # b is drawn given its neighbour drawn before it; within each group the counts round the expectation
+    order = list(elimination)[::-1]
+    for col in order[1:]:
+        before = [a for a in order[:order.index(col)] if {a, col} in ({"a", "b"}, {"b", "c"})]
+        if not before:
+            continue
+        g = before[0]
+        pair = counts_of(rows, (g, col), sizes).astype(float)
+        model = mst._sum_to(("a", "b", "c"), joint, (g, col))
+        cond = model / model.sum(axis=1, keepdims=True)
+        expected = cond * pair.sum(axis=1, keepdims=True)
+        assert np.all(np.abs(pair - expected) < 1 + 1e-9)
+
+
+def test_sampler_rejects_an_unknown_method():
+    sizes = {"a": 2}
+    with pytest.raises(ValueError):
+        mst.sample_rows((sizes, [(("a",), np.zeros(2))]), 10, np.random.default_rng(0), "bogus")
