@@ -83,6 +83,7 @@ def table():
     mst.Options(triples=3),
     mst.Options(adaptive=False, penalty=False),
     mst.Options(extra=40, triples=10),        # more than the clique cap and the table allow
+    mst.Options(extra=2, coarse=4, coarse_bins=2, coarse_min_cells=4),
 ])
 @pytest.mark.parametrize("sensitivity", [1, 2])
 def test_a_run_spends_exactly_its_rho(table, options, sensitivity):
@@ -192,6 +193,34 @@ def test_triples_selected_where_the_tree_misses(table):
     triples = [set(c) for c in plan.selected if len(c) == 3]
     assert triples and any({"a", "d", "e"} <= t for t in triples)
     assert all(len(m.clique) in (2, 3) for m in plan.two_way)
+
+
+def test_coarse_map_groups_adjacent_codes_by_mass():
+    p = np.array([0.5, 0.1, 0.1, 0.1, 0.1, 0.1])
+    m = mst.coarse_map(p, 3)
+    assert m.tolist() == sorted(m.tolist())                 # adjacent codes, in order
+    assert m[0] == 0 and m[1] == 1                          # the heavy code has a bin of its own
+    assert int(m.max()) + 1 <= 3
+    assert mst.coarse_map(np.array([0.3, 0.7]), 8).tolist() == [0, 1]
+    index, cells = mst.coarse_index(np.array([0, 0, 1]), np.array([0, 1, 1, 1]))
+    assert cells == 4
+    assert index.reshape(3, 4).tolist() == [[0, 1, 1, 1], [0, 1, 1, 1], [2, 3, 3, 3]]
+
+
+def test_coarse_pairs_are_fitted_through_their_query(table):
+    """A coarse measurement enters the model as a sum over its clique's cells: at a large rho
+    the fitted model's coarse sums come out close to the measured ones."""
+    ledger = Ledger(table)
+    plan = ledger.run(200.0, mst.Options(extra=0, coarse=2, coarse_bins=2, coarse_min_cells=4))
+    rough = [m for m in plan.two_way if m.coarse is not None]
+    assert rough
+    model = mst.fit(plan, iters=300)
+    for m in rough:
+        fitted = np.asarray(model.project(m.clique).datavector(flatten=True))
+        sums = np.bincount(m.coarse, weights=fitted, minlength=m.values.size)
+        assert np.abs(sums - m.values).sum() / plan.total < 0.02
+    rows = mst.sample(model, plan, 2000, np.random.default_rng(0))
+    assert set(rows) == set(DOMAIN)
 
 
 # ---- the numpy sampler ---------------------------------------------------------------

@@ -45,6 +45,7 @@ class NoisyMarginal:
     values: np.ndarray          # noisy counts over the ORIGINAL codes (1-ways) or the compressed ones
     stddev: float
     compressed: bool = False
+    coarse: np.ndarray | None = None    # compressed cell (flat) -> coarse cell measured (None: every cell)
 
 
 @dataclass
@@ -138,6 +139,9 @@ class Options:
     sampler: str = "round"          # "round" (randomized rounding per group) or "sample" (i.i.d. draws)
     triples: int = 0                # 3-way marginals measured after the pairs (scored against the tree)
     triple_cells: int = 1000        # largest compressed 3-way marginal that may be chosen
+    coarse: int = 0                 # large pairs measured over coarse bins (mass-balanced groups of codes)
+    coarse_bins: int = 8            # bins per attribute of a coarse pair
+    coarse_min_cells: int = 300     # only pairs with more compressed cells than this are coarsened
 
 
 OPTIONS = Options()
@@ -167,7 +171,8 @@ def run(domain: dict[str, int], measure: Measure, rho: float, sensitivity: int =
                                                                      for p in itertools.combinations(c, 2)})
     extra = max(0, min(extra, pairs_left)) if rounds else 0
     triples = max(0, int(opt.triples)) if rounds else 0
-    rho1, rho_sel, rho2 = split_rho(rho, rounds + extra + triples, split)
+    coarse = max(0, int(opt.coarse)) if rounds else 0
+    rho1, rho_sel, rho2 = split_rho(rho, rounds + extra + triples + coarse, split)
     if not required and rounds == 0:
         rho1 = rho   # a single attribute: its 1-way is all there is
 
@@ -189,7 +194,7 @@ def run(domain: dict[str, int], measure: Measure, rho: float, sensitivity: int =
     plan.required = required
 
     # the noise of every multi-way marginal is known before any is selected
-    n_multi = len(dict.fromkeys(required)) + (rounds + extra + triples if rounds else 0)
+    n_multi = len(dict.fromkeys(required)) + (rounds + extra + triples + coarse if rounds else 0)
     sigma2 = mechanisms.gaussian_scale(plan.sensitivity, rho2 / n_multi) if n_multi else 0.0
 
     # 3. selection
@@ -202,7 +207,7 @@ def run(domain: dict[str, int], measure: Measure, rho: float, sensitivity: int =
         for (a, b), counts in exact_2.items():
             est = np.outer(p1[a], p1[b]) * plan.total
             scores[(a, b)] = _score(counts, est, sigma2, opt.penalty)
-        rho_round = rho_sel / (rounds + extra + triples)
+        rho_round = rho_sel / (rounds + extra + triples + coarse)
         for _ in range(rounds):
             options = [e for e in candidates if comps.find(e[0]) != comps.find(e[1])]
             if not options:         # the rest only pairs with marginals too large to measure
@@ -223,7 +228,7 @@ def run(domain: dict[str, int], measure: Measure, rho: float, sensitivity: int =
     # 5. beyond the tree: more of the most dependent pairs (a tree alone misses
     #    too much: on Adult at epsilon 1, avg 2-way TVD 0.035 with the tree, 0.026
     #    with 1.5 d more pairs), as long as the model's cliques stay small
-    if rounds and (extra or triples):
+    if rounds and (extra or triples or coarse):
         options = [e for e in candidates if e not in plan.selected and e[::-1] not in plan.selected]
         # how badly the tree just measured (a post-processing of its noisy marginals) misses
         # each pair: what is left to learn, not the dependence the tree carries
@@ -258,15 +263,63 @@ def run(domain: dict[str, int], measure: Measure, rho: float, sensitivity: int =
                 chosen.append(pick)
                 plan.selection_rho += rho_round
             plan.selected.extend(chosen)
-        if more or chosen:
+        # 7. large pairs over coarse bins: where a pair has too many cells to be measured
+        #    cell by cell (age x hours-per-week: 1,500 cells, each noisier than its count), its
+        #    coarse shape (the young work fewer hours) still stands above the noise
+        rough: list[tuple[Clique, np.ndarray, int]] = []
+        if coarse:
+            p1c = {m.clique[0]: _normalized_1way(m, plan.compress[m.clique[0]]) for m in plan.one_way}
+            maps = {a: coarse_map(p1c[a], opt.coarse_bins) for a in attrs}
+            taken = {frozenset(c) for c in plan.selected + required}
+            pool = [e for e in candidates if frozenset(e) not in taken
+                    and sizes[e[0]] * sizes[e[1]] > opt.coarse_min_cells]
+            flat = {e: coarse_index(maps[e[0]], maps[e[1]]) for e in pool}
+            exact_c = {e: np.bincount(flat[e][0], weights=exact_2[e].ravel(), minlength=flat[e][1]) for e in pool}
+            scorec = {e: _score(exact_c[e], np.bincount(flat[e][0], weights=(tree.pair(*e) * plan.total).ravel(),
+                                                        minlength=flat[e][1]), sigma2, opt.penalty) for e in pool}
+            for _ in range(coarse):
+                pool = [e for e in pool if _max_clique_cells(sizes, plan.selected + required + [r[0] for r in rough]
+                                                             + [e]) <= MAX_CLIQUE_CELLS]
+                if not pool:
+                    break
+                pick = pool.pop(mechanisms.exponential_argmax([scorec[e] for e in pool], plan.sensitivity,
+                                                              rho_round))
+                rough.append((pick, *flat[pick]))
+                plan.selection_rho += rho_round
+        if more or chosen or rough:
             # what is left of rho goes to the marginals chosen: the shares of those (and their
             # selection rounds) that the clique cap left out too, so that the whole budget is
             # spent whatever the cap allowed (the count is known before any is measured)
             left = rho - rho1 - plan.selection_rho - rho2 * len(cliques) / n_multi
-            sigma_more = mechanisms.gaussian_scale(plan.sensitivity, left / len(more + chosen))
-            _measure_into(plan, more + chosen, measure, sigma_more)
-        progress(f"measured {len(more)} more of the most dependent pairs and {len(chosen)} triples")
+            sigma_more = mechanisms.gaussian_scale(plan.sensitivity, left / (len(more + chosen) + len(rough)))
+            if more or chosen:
+                _measure_into(plan, more + chosen, measure, sigma_more)
+            for clique, index, cells in rough:
+                exact = np.bincount(index, weights=exact_2[clique].ravel(), minlength=cells).astype(np.int64)
+                plan.two_way.append(NoisyMarginal(clique, _noisy(exact, sigma_more), sigma_more,
+                                                  compressed=True, coarse=index))
+                plan.measurements += 1
+        progress(f"measured {len(more)} more of the most dependent pairs, {len(chosen)} triples and "
+                 f"{len(rough)} pairs over coarse bins")
     return plan
+
+
+def coarse_map(p: np.ndarray, bins: int) -> np.ndarray:
+    """code -> bin: adjacent codes grouped into at most `bins` bins of about equal mass
+    (p: the noisy 1-way shares, a post-processing); a code with a large share gets a bin of its own."""
+    if p.size <= bins:
+        return np.arange(p.size)
+    before = np.concatenate([[0.0], np.cumsum(p)[:-1]]) / max(p.sum(), 1e-12)
+    groups = np.minimum(bins - 1, np.floor(before * bins)).astype(np.int64)
+    _, mapping = np.unique(groups, return_inverse=True)
+    return mapping.astype(np.int64)
+
+
+def coarse_index(ma: np.ndarray, mb: np.ndarray) -> tuple[np.ndarray, int]:
+    """(flat cell of an (a, b) marginal -> flat coarse cell, number of coarse cells)."""
+    na, nb = int(ma.max()) + 1, int(mb.max()) + 1
+    index = (ma[:, None] * nb + mb[None, :]).ravel()
+    return index.astype(np.int64), na * nb
 
 
 def _score(exact: np.ndarray, estimate: np.ndarray, sigma: float, penalty: bool) -> float:
@@ -650,6 +703,10 @@ def fit(plan: Plan, iters: int = 1000, tick: Callable[[], None] = lambda: None):
     orig = mbi.Domain(list(plan.domain), [plan.domain[a] for a in plan.domain])
     measurements = []
     for m in plan.one_way + plan.two_way:
+        if m.coarse is not None:
+            measurements.append(mbi.LinearMeasurement(m.values.ravel(), m.clique, stddev=m.stddev,
+                                                      query=_CoarseQuery(m.coarse, m.values.size)))
+            continue
         lm = mbi.LinearMeasurement(m.values.ravel(), m.clique, stddev=m.stddev)
         measurements.append(lm if m.compressed else lm.compress({a: plan.compress[a] for a in m.clique}, orig))
     estimator = mbi.estimation.MirrorDescent()
@@ -657,6 +714,22 @@ def fit(plan: Plan, iters: int = 1000, tick: Callable[[], None] = lambda: None):
                           tick)
     _release_compiler_memory()
     return model
+
+
+@dataclass(frozen=True, eq=False)
+class _CoarseQuery:
+    """mbi query of a coarse measurement: the clique's cells summed into their coarse cells."""
+    index: np.ndarray
+    size: int
+    use_for_total_estimation: bool = True
+
+    def __call__(self, f):
+        import jax
+
+        return jax.ops.segment_sum(f.datavector(), self.index, num_segments=self.size)
+
+    def op_norm_sq(self) -> float:
+        return float(np.bincount(self.index).max())
 
 
 def _release_compiler_memory():
