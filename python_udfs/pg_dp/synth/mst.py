@@ -133,7 +133,7 @@ def split_rho(rho: float, selection_rounds: int, split=SPLIT) -> tuple[float, fl
 class Options:
     """How a run spends and selects (the defaults are what bench/RESULTS.md measured best)."""
     split: tuple = SPLIT
-    extra: int | None = None        # pairs beyond the tree (None: 1.5 d)
+    extra: int | None = None        # pairs beyond the tree (None: d, the number of attributes)
     penalty: bool = True            # subtract each candidate's expected noise error from its score (AIM)
     adaptive: bool = True           # score the extra pairs against the tree's model, not independence
     sampler: str = "round"          # "round" (randomized rounding per group) or "sample" (i.i.d. draws)
@@ -142,6 +142,7 @@ class Options:
     coarse: int = 0                 # large pairs measured over coarse bins (mass-balanced groups of codes)
     coarse_bins: int = 8            # bins per attribute of a coarse pair
     coarse_min_cells: int = 300     # only pairs with more compressed cells than this are coarsened
+    compress_sigmas: float = 3.0    # codes whose noisy count is under this many sigma are merged
 
 
 OPTIONS = Options()
@@ -156,7 +157,9 @@ def run(domain: dict[str, int], measure: Measure, rho: float, sensitivity: int =
     extra = opt.extra if extra is None else extra
     attrs = list(domain)
     if extra is None:
-        extra = len(attrs) + len(attrs) // 2
+        # d pairs beyond the tree: on Adult (raw codes, eps 1) 7, 14, 21 and 28 gave avg 2-way TVD
+        # 0.041, 0.037, 0.037, 0.037 (two runs each, bench/RESULTS.md); fewer cliques fit faster
+        extra = len(attrs)
     plan = Plan(dict(domain), rho, int(sensitivity))
     required = _model_fits([tuple(c) for c in required if len(c) >= 2], domain)
     plan.required = required
@@ -187,7 +190,7 @@ def run(domain: dict[str, int], measure: Measure, rho: float, sensitivity: int =
 
     # 2. compression
     for m in plan.one_way:
-        plan.compress[m.clique[0]] = compression_map(m.values, 3 * sigma1)
+        plan.compress[m.clique[0]] = compression_map(m.values, opt.compress_sigmas * sigma1)
 
     sizes = {a: int(plan.compress[a].max()) + 1 for a in attrs}
     required = _fitting(required, sizes)
