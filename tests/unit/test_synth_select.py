@@ -11,6 +11,7 @@ from scipy import stats
 
 from pg_dp import mechanisms
 from pg_dp.synth import mst
+from test_synth import Recorder, counts_of as _counts_of
 
 SEED = 20261202
 
@@ -31,46 +32,17 @@ DOMAIN = {"a": 3, "b": 4, "c": 2, "d": 2, "e": 3, "f": 5}
 
 
 def counts_of(data, clique, sizes):
-    out = np.zeros([sizes[x] for x in clique], dtype=np.int64)
-    np.add.at(out, tuple(data[x] for x in clique), 1)
-    return out
+    return _counts_of(data, clique, sizes)
 
 
-class Ledger:
-    """A numpy `measure` and a record of every zCDP mechanism a run invokes (OpenDP's maps)."""
+class Ledger(Recorder):
+    """test_synth's recorder of every zCDP mechanism a run invokes, over this table's domain."""
 
     def __init__(self, data, domain=DOMAIN):
-        self.data, self.domain = data, domain
-        self.scales: list[float] = []
-        self.selections: list[tuple[float, float]] = []
-
-    def measure(self, cliques, compress=None):
-        if compress is None:
-            return [counts_of(self.data, c, self.domain) for c in cliques]
-        data = {a: compress[a][v] for a, v in self.data.items()}
-        sizes = {a: int(m.max()) + 1 for a, m in compress.items()}
-        return [counts_of(data, c, sizes) for c in cliques]
+        super().__init__(data, domain)
 
     def run(self, rho, options, sensitivity=1):
-        real_noise, real_argmax = mechanisms.gaussian_counts, mechanisms.exponential_argmax
-
-        def noise(counts, scale):
-            self.scales.append(scale)
-            return real_noise(counts, scale)
-
-        def argmax(scores, s, r):
-            self.selections.append((s, r))
-            return real_argmax(scores, s, r)
-
-        with pytest.MonkeyPatch.context() as mp:
-            mp.setattr(mechanisms, "gaussian_counts", noise)
-            mp.setattr(mechanisms, "exponential_argmax", argmax)
-            return mst.run(dict(self.domain), self.measure, rho, sensitivity, options=options)
-
-    def spent(self, sensitivity=1) -> float:
-        gauss = sum(mechanisms._integer_gaussian(s).map(sensitivity) for s in self.scales)
-        sel = sum(mechanisms._zcdp_max(mechanisms.exponential_scale(s, r)).map(float(s)) for s, r in self.selections)
-        return gauss + sel
+        return super().run(rho, sensitivity, options=options)
 
 
 @pytest.fixture(scope="module")

@@ -238,16 +238,7 @@ def run(domain: dict[str, int], measure: Measure, rho: float, sensitivity: int =
         tree = _TreeModel(plan, sizes)
         if opt.adaptive:
             scores = {e: _score(exact_2[e], tree.pair(*e) * plan.total, sigma2, opt.penalty) for e in options}
-        more: list[Clique] = []
-        for _ in range(extra):
-            options = [e for e in options if _max_clique_cells(sizes, plan.selected + required + more + [e])
-                       <= MAX_CLIQUE_CELLS]
-            if not options:
-                break
-            pick = options.pop(mechanisms.exponential_argmax([scores[e] for e in options], plan.sensitivity,
-                                                             rho_round))
-            more.append(pick)
-            plan.selection_rho += rho_round
+        more = _select_some(plan, options, scores, extra, required, sizes, rho_round)
         plan.selected.extend(more)
         # 6. a few 3-way marginals of small attributes, where the tree misses most
         chosen: list[Clique] = []
@@ -256,15 +247,7 @@ def run(domain: dict[str, int], measure: Measure, rho: float, sensitivity: int =
                      if math.prod(sizes[a] for a in t) <= opt.triple_cells]
             exact_3 = dict(zip(three, measure(three, plan.compress))) if three else {}
             score3 = {t: _score(exact_3[t], tree.triple(*t) * plan.total, sigma2, opt.penalty) for t in three}
-            for _ in range(triples):
-                three = [t for t in three if _max_clique_cells(sizes, plan.selected + required + chosen + [t])
-                         <= MAX_CLIQUE_CELLS]
-                if not three:
-                    break
-                pick = three.pop(mechanisms.exponential_argmax([score3[t] for t in three], plan.sensitivity,
-                                                               rho_round))
-                chosen.append(pick)
-                plan.selection_rho += rho_round
+            chosen = _select_some(plan, three, score3, triples, required, sizes, rho_round)
             plan.selected.extend(chosen)
         # 7. large pairs over coarse bins: where a pair has too many cells to be measured
         #    cell by cell (age x hours-per-week: 1,500 cells, each noisier than its count), its
@@ -280,15 +263,7 @@ def run(domain: dict[str, int], measure: Measure, rho: float, sensitivity: int =
             exact_c = {e: np.bincount(flat[e][0], weights=exact_2[e].ravel(), minlength=flat[e][1]) for e in pool}
             scorec = {e: _score(exact_c[e], np.bincount(flat[e][0], weights=(tree.pair(*e) * plan.total).ravel(),
                                                         minlength=flat[e][1]), sigma2, opt.penalty) for e in pool}
-            for _ in range(coarse):
-                pool = [e for e in pool if _max_clique_cells(sizes, plan.selected + required + [r[0] for r in rough]
-                                                             + [e]) <= MAX_CLIQUE_CELLS]
-                if not pool:
-                    break
-                pick = pool.pop(mechanisms.exponential_argmax([scorec[e] for e in pool], plan.sensitivity,
-                                                              rho_round))
-                rough.append((pick, *flat[pick]))
-                plan.selection_rho += rho_round
+            rough = [(e, *flat[e]) for e in _select_some(plan, pool, scorec, coarse, required, sizes, rho_round)]
         if more or chosen or rough:
             # what is left of rho goes to the marginals chosen: the shares of those (and their
             # selection rounds) that the clique cap left out too, so that the whole budget is
@@ -305,6 +280,22 @@ def run(domain: dict[str, int], measure: Measure, rho: float, sensitivity: int =
         progress(f"measured {len(more)} more of the most dependent pairs, {len(chosen)} triples and "
                  f"{len(rough)} pairs over coarse bins")
     return plan
+
+
+def _select_some(plan: Plan, pool: list[Clique], scores: dict, k: int, required: list[Clique],
+                 sizes: dict[str, int], rho_round: float) -> list[Clique]:
+    """Up to k cliques of the pool, one exponential-mechanism round (rho_round) each, among
+    those that keep the junction tree within MAX_CLIQUE_CELLS with what is chosen so far."""
+    pool, picked = list(pool), []
+    for _ in range(k):
+        pool = [e for e in pool if _max_clique_cells(sizes, plan.selected + required + picked + [e])
+                <= MAX_CLIQUE_CELLS]
+        if not pool:
+            break
+        picked.append(pool.pop(mechanisms.exponential_argmax([scores[e] for e in pool], plan.sensitivity,
+                                                             rho_round)))
+        plan.selection_rho += rho_round
+    return picked
 
 
 def coarse_map(p: np.ndarray, bins: int) -> np.ndarray:
