@@ -134,7 +134,7 @@ class Options:
     """How a run spends and selects (the defaults are what bench/RESULTS.md measured best)."""
     split: tuple = SPLIT
     extra: int | None = None        # pairs beyond the tree (None: d, the number of attributes)
-    penalty: bool = True            # subtract each candidate's expected noise error from its score (AIM)
+    penalty: float = 1.0            # times each candidate's expected noise error, taken from its score (AIM)
     adaptive: bool = True           # score the extra pairs against the tree's model, not independence
     sampler: str = "round"          # "round" (randomized rounding per group) or "sample" (i.i.d. draws)
     triples: int = 0                # 3-way marginals measured after the pairs (scored against the tree)
@@ -316,15 +316,14 @@ def coarse_index(ma: np.ndarray, mb: np.ndarray) -> tuple[np.ndarray, int]:
     return index.astype(np.int64), na * nb
 
 
-def _score(exact: np.ndarray, estimate: np.ndarray, sigma: float, penalty: bool) -> float:
+def _score(exact: np.ndarray, estimate: np.ndarray, sigma: float, penalty: float) -> float:
     """L1 distance of a marginal's exact counts to an estimate made from released data only
     (sensitivity 1: one row moves one cell by one); with the penalty, minus the L1 error the
-    marginal's own noise would bring (sqrt(2/pi) sigma per cell), a public number, as AIM does:
+    marginal's own noise would bring (sqrt(2/pi) sigma per cell, times `penalty`), a public
+    number, as AIM does:
     a large marginal is worth measuring only when its dependence stands above its noise."""
     score = float(np.abs(exact.astype(np.float64) - estimate).sum())
-    if penalty:
-        score -= math.sqrt(2 / math.pi) * sigma * exact.size
-    return score
+    return score - float(penalty) * math.sqrt(2 / math.pi) * sigma * exact.size
 
 
 class _TreeModel:
