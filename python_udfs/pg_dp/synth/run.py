@@ -328,7 +328,8 @@ class Run:
 
     def charge(self, dataset: str, epsilon: Decimal, delta: Decimal, statement: str) -> int:
         ledger_id = ledger.charge(self.role, dataset, epsilon, delta, statement,
-                                  "synthesis: MST (Gaussian marginals, exponential selection) + DP counts (Laplace)",
+                                  "synthesis: MST (Gaussian marginals, exponential selection) + DP counts "
+                                  "(Laplace; the row count Gaussian in zCDP when nothing is discovered)",
                                   self.t.data_version, f"synthesis:{uuid.uuid4().hex}")
         self.phase(f"charged epsilon {epsilon}, delta {delta} to dataset {dataset} (ledger id {ledger_id})")
         return ledger_id
