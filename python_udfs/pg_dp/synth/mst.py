@@ -5,13 +5,19 @@
    into one (a post-processing of the noisy 1-ways), so sparse tails cost no noise.
 3. Select a maximum spanning tree over the attributes, one edge at a time with
    the exponential mechanism; an edge's score is how badly the independent model
-   built from the noisy 1-ways misses its true 2-way marginal (L1).  Edges the
-   caller requires (the attributes of denial constraints) are part of the tree
-   from the start and cost nothing to select.  Then select 1.5 d more of the
-   highest-scoring pairs the same way (a tree alone misses too much), keeping the
-   model's cliques small.  All selections share 10% of rho.
-4. Measure the selected and required marginals (the other 70%).
-5. Fit a graphical model to all noisy marginals with mbi and sample rows.
+   built from the noisy 1-ways misses its true 2-way marginal (L1), less the L1 error
+   the marginal's own noise would bring (AIM's penalty).  Edges the caller requires
+   (the attributes of denial constraints) are part of the tree from the start and
+   cost nothing to select.  Then select d more pairs the same way (a tree alone
+   misses too much), scored against the distribution the measured tree implies,
+   keeping the model's cliques small.  All selections share 10% of rho.
+4. Measure the selected and required marginals (the other 70%; what the clique cap
+   leaves unused goes to the pairs chosen, so the whole rho is spent).
+5. Fit a graphical model to all noisy marginals with mbi, and sample rows from it
+   in numpy (randomized rounding within groups).
+
+Options (off by default, measured in bench/RESULTS.md): 3-way marginals scored
+against the tree, large pairs measured over coarse bins.
 
 The exact counts come from a `measure` callback (SQL GROUP BY inside the database,
 or numpy in the unit tests): this module never sees a row.
