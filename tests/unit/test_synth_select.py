@@ -73,6 +73,26 @@ def test_a_run_spends_exactly_its_rho(table, options, sensitivity):
             for s, r in ledger.selections), rel=1e-9)
 
 
+def test_a_run_spends_exactly_its_rho_when_the_clique_cap_binds():
+    """Four columns of 40 codes: a pair that closes a cycle among them would need a 64,000-cell
+    clique (over MAX_CLIQUE_CELLS), so most extra pairs are refused; their shares (and their
+    selection rounds') go to the pairs chosen, and the run still spends exactly its rho."""
+    rng = np.random.default_rng(SEED)
+    domain = {"p": 40, "q": 40, "r": 40, "s": 40, "t": 3}
+    n = 40_000
+    p = rng.integers(0, 40, n)
+    data = {"p": p, "q": (p + rng.integers(0, 3, n)) % 40, "r": rng.integers(0, 40, n),
+            "s": rng.integers(0, 40, n), "t": rng.integers(0, 3, n)}
+    ledger = Ledger(data, domain)
+    rho = 2.0
+    plan = ledger.run(rho, mst.Options(extra=6))
+    sizes = {a: int(plan.compress[a].max()) + 1 for a in domain}
+    assert sizes == domain                           # nothing merged: the cap is what binds
+    assert len(plan.selected) < 4 + 6                # the tree's 4 edges and fewer than 6 extra pairs
+    assert ledger.spent() == pytest.approx(rho, rel=1e-6)
+    assert ledger.spent() <= rho * (1 + 1e-9)
+
+
 def test_rho_for_is_opendp_tightest_conversion():
     """rho_for inverts OpenDP's zCDP -> (epsilon, delta) conversion (the optimal one of Canonne,
     Kamath and Steinke 2020), which at delta 1e-9 gives more rho than the textbook
