@@ -140,7 +140,8 @@ def test_small_table_row_count_is_a_dp_count_and_dry_run_says_too_small(conn):
     before = conn.execute("SELECT count(*) FROM dp.ledger").fetchone()[0]
     notices = synthesize(conn, "public.customer59", epsilon=0.2, dry_run=True)
     # the row count's expected error: a Laplace count at 5% of epsilon has scale 100; with nothing
-    # to discover it is a Gaussian count of 2% of rho composed in zCDP (delta 1e-6: sigma 145, expected error 116 rows)
+    # to discover it is a Gaussian count of 2% of rho composed in zCDP (delta 1e-6: sigma 145,
+    # expected error 116 rows)
     assert any("too small to be useful at epsilon 0.2" in n
                and re.search(r"expected error (8\d|9\d|1[01]\d)(\.\d+)? rows", n) for n in notices)
     assert conn.execute("SELECT count(*) FROM dp.ledger").fetchone()[0] == before
