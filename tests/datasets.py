@@ -49,12 +49,13 @@ ADULT_NUMERIC_BOUNDS = {"age": (17, 90), "fnlwgt": (0, 1500000), "education_num"
                         "capital_gain": (0, 100000), "capital_loss": (0, 5000), "hours_per_week": (1, 99)}
 
 
-def kamino_adult(conn, table="adult", csv_file=None, public_values=True):
+def kamino_adult(conn, table="adult", csv_file=None, public_values=True, numeric_bounds=True):
     """Kamino's Adult (UCI train split, 32,561 x 15, NULLs) with its 2 hard denial constraints.
 
     Numeric bounds are the documented UCI ranges.  With public_values, the category
     lists of the text columns are declared public (as MST and Kamino assume);
-    without, dp_synthesize discovers them with DP partition selection.
+    without, dp_synthesize discovers them with DP partition selection.  Without
+    numeric_bounds, the bounds of the numeric columns are estimated with DP too.
     """
     ddl = open(os.path.join(ROOT, "demo", "adult.sql")).read().split("\\set")[0].replace(
         "CREATE TABLE adult", f"CREATE TABLE {table}")
@@ -62,7 +63,7 @@ def kamino_adult(conn, table="adult", csv_file=None, public_values=True):
     with open(csv_file or path("kamino", "adult", "adult.csv")) as f:
         _copy(conn, table, f.read())
     conn.execute(f"SELECT dp.protect('{table}')")
-    for c, (lo, hi) in ADULT_NUMERIC_BOUNDS.items():
+    for c, (lo, hi) in ADULT_NUMERIC_BOUNDS.items() if numeric_bounds else ():
         conn.execute("SELECT dp.set_bounds(%s, %s, %s, %s)", (table, c, lo, hi))
     if public_values:
         _declare_text_values(conn, table)

@@ -4,7 +4,9 @@ budget refusal before any work, denial constraints, and the DBA's evaluation.
 Every assertion on DP output holds but with a stated probability of at most 1e-9 (the
 figures are next to each).  Two facts are used: discrete Laplace noise of scale b is at
 least t in absolute value with probability at most 2 exp(-t / b); the DP row count has
-scale max_rows_per_unit / (0.05 epsilon) (run.COUNT_SHARE).
+scale max_rows_per_unit / (0.05 epsilon) (run.COUNT_SHARE) when discovery runs, and is
+otherwise Gaussian with 2% of the rho (run.COUNT_RHO_SHARE; sigma 32 rows at epsilon 1,
+delta 1e-6: off by 196 or more with probability < 1e-9), within the Laplace figures.
 """
 import datetime as dt
 
@@ -69,6 +71,7 @@ def test_analyst_synthesizes_without_select_and_reads_the_copy(conn, analyst):
     # the caller reads the copy freely; the source stays closed
     n = analyst.execute("SELECT count(*) FROM dp_synthetic.adult").fetchone()[0]
     # a DP count of 100 rows at epsilon 0.05 (b = 20): off by 430 or more with p <= 2 exp(-21.5) < 1e-9
+    # (here nothing is discovered: a Gaussian count, sigma 32, off by 196 or more with p < 1e-9)
     assert 1 <= n <= 100 + 430
     rows = ledger_rows(conn)
     assert len(rows) == before + 1

@@ -32,7 +32,8 @@ from . import dc as dcmod
 from . import domain as dom
 from . import identifiers, mst, public, relational
 
-COUNT_SHARE = Decimal("0.05")         # of epsilon, always: the DP row count
+COUNT_SHARE = Decimal("0.05")         # of epsilon: the DP row count (Laplace), when discovery runs
+COUNT_RHO_SHARE = 0.02                # of rho otherwise: the row count as a Gaussian, composed in zCDP
 FANOUT_SHARE = 0.2                    # of a child's epsilon: the fan-out per parent, by parent attribute
 DISCOVERY_SHARE = Decimal("0.1")      # of epsilon, when discovery is needed at all ...
 VALUES_SHARE = Decimal("0.25")        # ... or when text values must be found (partition selection is costly)
@@ -224,11 +225,26 @@ class Run:
             self.parent = link
         return link
 
+    def _discovers(self) -> bool:
+        return bool(self.t.needs_bounds or self.t.needs_values or self.t.unit
+                    or any(c.kind == "identifier" and c.name not in self.t.keys and not c.choices
+                           for c in self.t.columns))
+
+    def count_rho(self) -> float | None:
+        """rho of the row count when it is a Gaussian count composed with the model in zCDP:
+        when nothing is discovered (no pure-DP step) and the table is not a child.  One
+        (epsilon, delta) conversion of the model's rho plus this one then covers both, where
+        a Laplace count of 5% of epsilon would cost about 8% of the model's rho at delta 1e-9."""
+        if self._discovers() or self.parent is not None:
+            return None
+        return COUNT_RHO_SHARE * mechanisms.rho_for(float(self.epsilon), float(self.delta))
+
     def costs(self) -> tuple[Decimal, Decimal, Decimal, Decimal]:
-        """(epsilon, delta) of discovery and of the model; they add up to what is charged."""
-        discover = bool(self.t.needs_bounds or self.t.needs_values or self.t.unit
-                        or any(c.kind == "identifier" and c.name not in self.t.keys and not c.choices
-                               for c in self.t.columns))
+        """(epsilon, delta) of discovery and of the model; they add up to what is charged
+        (the model's share includes the row count when count_rho() says so)."""
+        discover = self._discovers()
+        if self.count_rho() is not None:
+            return Decimal(0), Decimal(0), self.epsilon, self.delta
         share = VALUES_SHARE if self.t.needs_values else DISCOVERY_SHARE
         # the row count is always a DP count of its own (never a sum of noisy marginals)
         e_disc = self.epsilon * COUNT_SHARE + (self.epsilon * share if discover else Decimal(0))
@@ -254,7 +270,11 @@ class Run:
 
     # ------------------------------------------------------------ small tables
     def count_error(self, sensitivity: int) -> float:
-        """Expected absolute error of the DP row count (mean |discrete Laplace|, about its scale)."""
+        """Expected absolute error of the DP row count (mean |discrete Laplace|, about its scale;
+        for the Gaussian count, sqrt(2/pi) sigma)."""
+        rho = self.count_rho()
+        if rho is not None:
+            return mechanisms.gaussian_scale(sensitivity, rho) * math.sqrt(2 / math.pi)
         return mechanisms.integer_laplace_scale(sensitivity, float(self.epsilon * COUNT_SHARE))
 
     def cell_noise(self, epsilon: float, delta: float, sensitivity: int) -> tuple[float, int]:
@@ -308,7 +328,8 @@ class Run:
 
     def charge(self, dataset: str, epsilon: Decimal, delta: Decimal, statement: str) -> int:
         ledger_id = ledger.charge(self.role, dataset, epsilon, delta, statement,
-                                  "synthesis: MST (Gaussian marginals, exponential selection) + DP counts (Laplace)",
+                                  "synthesis: MST (Gaussian marginals, exponential selection) + DP counts "
+                                  "(Laplace; the row count Gaussian in zCDP when nothing is discovered)",
                                   self.t.data_version, f"synthesis:{uuid.uuid4().hex}")
         self.phase(f"charged epsilon {epsilon}, delta {delta} to dataset {dataset} (ledger id {ledger_id})")
         return ledger_id
@@ -401,6 +422,12 @@ class Run:
         total = db.execute(f"SELECT count(*) AS n FROM {self.src}")[0]["n"]
         # rows (at most max_rows per unit: sensitivity max_rows); the units are counted with
         # the other regenerated columns (sensitivity 1), so rows per unit = rows / units
+        rho = self.count_rho()
+        if rho is not None:         # composed with the model in zCDP (its rho is taken from the model's)
+            noisy = mechanisms.gaussian_counts([total], mechanisms.gaussian_scale(sensitivity, rho))[0]
+            counts = {"total": max(1, int(round(noisy)))}
+            self.phase(f"counted rows (DP, expected error {self.count_error(sensitivity):.3g})")
+            return counts
         counts = {"total": max(1, mechanisms.laplace_integer(total, sensitivity, e_count))}
         self.phase(f"counted rows (DP, expected error {self.count_error(sensitivity):.3g})")
         if not rest:
@@ -522,7 +549,7 @@ class Run:
                 required.append(attrs)
             elif len(attrs) >= 2:
                 required += [p for p in zip(attrs, attrs[1:])]
-        rho = mechanisms.rho_for(epsilon, delta)
+        rho = mechanisms.rho_for(epsilon, delta) - (self.count_rho() or 0.0)
         plan = mst.run(sizes, measure, rho, sensitivity, required=required, progress=self.phase)
         plan.total = float(self.counts["total"])      # the DP row count, not the marginals' sums
         cache.clear()
