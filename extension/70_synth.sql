@@ -58,6 +58,21 @@ FROM dp_internal.synthetic_tables s
 WHERE EXISTS (SELECT 1 FROM pg_catalog.pg_class c WHERE c.oid = s.relid);
 GRANT SELECT ON dp.denial_constraints, dp.synthetic_tables TO PUBLIC;
 
+-- The request of every dp_synthesize overload: what to synthesize (`what`: source,
+-- sources, schema or dataset) and the common arguments, handed to the executor.
+CREATE FUNCTION dp_internal.synthesize_request(what jsonb, epsilon double precision, delta double precision,
+                                               target_schema text, "rows" bigint, dry_run boolean)
+RETURNS text
+LANGUAGE sql VOLATILE SECURITY INVOKER PARALLEL UNSAFE
+SET search_path = pg_catalog, pg_temp
+AS $$
+    SELECT dp_internal.executor_call('synthesize', (pg_catalog.jsonb_build_object(
+        'epsilon', epsilon, 'delta', delta, 'target_schema', target_schema, 'rows', "rows", 'dry_run', dry_run)
+        OPERATOR(pg_catalog.||) what)::text)
+$$;
+GRANT EXECUTE ON FUNCTION dp_internal.synthesize_request(jsonb, double precision, double precision, text, bigint,
+                                                         boolean) TO PUBLIC;
+
 -- Runs in the privileged executor (one transaction for the charge, one for the
 -- copy): the caller's session only hands over the request and relays the NOTICEs.
 CREATE PROCEDURE dp.dp_synthesize(source regclass, epsilon double precision,
@@ -66,9 +81,8 @@ CREATE PROCEDURE dp.dp_synthesize(source regclass, epsilon double precision,
 LANGUAGE sql SECURITY INVOKER
 SET search_path = pg_catalog, pg_temp
 AS $$
-    SELECT dp_internal.executor_call('synthesize', pg_catalog.json_build_object(
-        'source', source::oid, 'epsilon', epsilon, 'delta', delta, 'target_schema', target_schema,
-        'rows', "rows", 'dry_run', dry_run)::text)
+    SELECT dp_internal.synthesize_request(pg_catalog.jsonb_build_object('source', source::oid),
+                                          epsilon, delta, target_schema, "rows", dry_run)
 $$;
 GRANT EXECUTE ON PROCEDURE dp.dp_synthesize(regclass, double precision, double precision, text, bigint, boolean)
     TO PUBLIC;
@@ -146,9 +160,7 @@ BEGIN
             USING ERRCODE = 'undefined_table',
                   HINT = 'Name a protected table, a schema holding protected tables, or a dataset (dp.datasets).';
     END IF;
-    PERFORM dp_internal.executor_call('synthesize', (pg_catalog.jsonb_build_object(
-        'epsilon', epsilon, 'delta', delta, 'target_schema', target_schema, 'rows', "rows", 'dry_run', dry_run)
-        OPERATOR(pg_catalog.||) request::jsonb)::text);
+    PERFORM dp_internal.synthesize_request(request::jsonb, epsilon, delta, target_schema, "rows", dry_run);
 END $$;
 
 CREATE PROCEDURE dp.dp_synthesize(tables regclass[], epsilon double precision,
@@ -157,9 +169,8 @@ CREATE PROCEDURE dp.dp_synthesize(tables regclass[], epsilon double precision,
 LANGUAGE sql SECURITY INVOKER
 SET search_path = pg_catalog, pg_temp
 AS $$
-    SELECT dp_internal.executor_call('synthesize', pg_catalog.json_build_object(
-        'sources', tables::oid[], 'epsilon', epsilon, 'delta', delta, 'target_schema', target_schema,
-        'rows', "rows", 'dry_run', dry_run)::text)
+    SELECT dp_internal.synthesize_request(pg_catalog.jsonb_build_object('sources', tables::oid[]),
+                                          epsilon, delta, target_schema, "rows", dry_run)
 $$;
 GRANT EXECUTE ON PROCEDURE dp.dp_synthesize(text, double precision, double precision, text, bigint, boolean),
     dp.dp_synthesize(regclass[], double precision, double precision, text, bigint, boolean) TO PUBLIC;

@@ -393,3 +393,28 @@ def analyst_module(conn, role):
     conn.execute("DROP SCHEMA IF EXISTS dp_synthetic CASCADE")
     conn.execute(f"DROP OWNED BY {role}")
     conn.execute(f"DROP ROLE {role}")
+
+
+def patients(conn, rows, target=True):
+    """The security suites' table: patients(id, age, diagnosis, bill), `rows` rows; with
+    `target`, row 4242 has age 0 (the row an attacker targets)."""
+    conn.execute("CREATE TABLE patients (id int PRIMARY KEY, age int, diagnosis text, bill numeric)")
+    conn.execute("INSERT INTO patients SELECT g, 20 + g % 60, (ARRAY['flu','cold','rare'])[1 + (g % 3)], g % 1000 "
+                 f"FROM generate_series(1, {int(rows)}) g")
+    if target:
+        conn.execute("UPDATE patients SET age = 0 WHERE id = 4242")
+
+
+def protect_patients(conn):
+    """dp.protect('patients') with the bounds and the public diagnoses the suites rely on."""
+    conn.execute("SELECT dp.protect('patients')")
+    conn.execute("SELECT dp.set_bounds('patients', 'age', 0, 100)")
+    conn.execute("SELECT dp.set_bounds('patients', 'bill', 0, 1000)")
+    conn.execute("SELECT dp.set_public_values('patients', 'diagnosis', ARRAY['flu', 'cold', 'rare'])")
+
+
+def drop_role_with_schema(conn, role):
+    """Drop a test role, its schema of the same name and whatever it owns."""
+    conn.execute(f"DROP SCHEMA {role} CASCADE")
+    conn.execute(f"DROP OWNED BY {role}")
+    conn.execute(f"DROP ROLE {role}")

@@ -14,22 +14,19 @@ from decimal import Decimal
 import psycopg
 import pytest
 
+from datasets import patients, protect_patients
+
 
 @pytest.fixture(scope="module", autouse=True)
 def setup(conn):
-    conn.execute("CREATE TABLE patients (id int PRIMARY KEY, age int, diagnosis text, bill numeric)")
-    conn.execute("INSERT INTO patients SELECT g, 20 + g % 60, (ARRAY['flu','cold','rare'])[1 + (g % 3)], g % 1000 "
-                 "FROM generate_series(1, 20000) g")
+    patients(conn, 20000, target=False)
     conn.execute("CREATE TABLE visits (patient int, ward text, cost int)")
     conn.execute("INSERT INTO visits SELECT g % 3000, (ARRAY['a','b','c','d'])[1 + g % 4], g % 50 "
                  "FROM generate_series(1, 20000) g")
     for role in ("mallory", "eve"):
         conn.execute(f"CREATE ROLE {role} LOGIN")
         conn.execute(f"CREATE SCHEMA {role} AUTHORIZATION {role}")
-    conn.execute("SELECT dp.protect('patients')")
-    conn.execute("SELECT dp.set_bounds('patients', 'age', 0, 100)")
-    conn.execute("SELECT dp.set_bounds('patients', 'bill', 0, 1000)")
-    conn.execute("SELECT dp.set_public_values('patients', 'diagnosis', ARRAY['flu', 'cold', 'rare'])")
+    protect_patients(conn)
     conn.execute("SELECT dp.protect('visits', dataset => 'clinic', privacy_unit => 'patient', "
                  "max_rows_per_unit => 3, max_groups_per_unit => 2)")
     conn.execute("SELECT dp.set_public_values('visits', 'ward', ARRAY['a', 'b', 'c', 'd'])")

@@ -12,27 +12,21 @@ from decimal import Decimal
 import psycopg
 import pytest
 
+from datasets import drop_role_with_schema, patients, protect_patients
+
 BUDGET = Decimal("20")
 
 
 @pytest.fixture(scope="module", autouse=True)
 def setup(conn):
-    conn.execute("CREATE TABLE patients (id int PRIMARY KEY, age int, diagnosis text, bill numeric)")
-    conn.execute("INSERT INTO patients SELECT g, 20 + g % 60, (ARRAY['flu','cold','rare'])[1 + (g % 3)], g % 1000 "
-                 "FROM generate_series(1, 30000) g")
-    conn.execute("UPDATE patients SET age = 0 WHERE id = 4242")  # the row an attacker targets
+    patients(conn, 30000)
     conn.execute("CREATE ROLE mallory LOGIN")
     conn.execute("CREATE SCHEMA mallory AUTHORIZATION mallory")
     conn.execute("GRANT SELECT ON patients TO mallory")
-    conn.execute("SELECT dp.protect('patients')")
-    conn.execute("SELECT dp.set_bounds('patients', 'age', 0, 100)")
-    conn.execute("SELECT dp.set_bounds('patients', 'bill', 0, 1000)")
-    conn.execute("SELECT dp.set_public_values('patients', 'diagnosis', ARRAY['flu', 'cold', 'rare'])")
+    protect_patients(conn)
     conn.execute(f"SELECT dp.grant_budget('mallory', 'patients', {BUDGET})")
     yield
-    conn.execute("DROP SCHEMA mallory CASCADE")
-    conn.execute("DROP OWNED BY mallory")
-    conn.execute("DROP ROLE mallory")
+    drop_role_with_schema(conn, "mallory")
 
 
 @pytest.fixture
