@@ -58,9 +58,19 @@ class PgServer:
             for k, v in opts.items():
                 f.write(f"{k} = {v}\n")
         self.log = os.path.join(self.dir, "server.log")
+        self.start()
+
+    def start(self):
         subprocess.run(
             _as_postgres([f"{PGBIN}/pg_ctl", "-D", self.data, "-l", self.log, "-w", "-t", "60", "start"]),
             check=True, stdout=subprocess.DEVNULL,
+        )
+
+    def shutdown(self, mode="fast"):
+        """pg_ctl stop in the background, keeping the data directory (start() brings it back)."""
+        return subprocess.Popen(
+            _as_postgres([f"{PGBIN}/pg_ctl", "-D", self.data, "-m", mode, "-w", "-t", "60", "stop"]),
+            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
         )
 
     def conninfo(self, dbname="postgres", user="postgres"):
@@ -95,10 +105,7 @@ class PgServer:
             return ""
 
     def stop(self):
-        subprocess.run(
-            _as_postgres([f"{PGBIN}/pg_ctl", "-D", self.data, "-m", "fast", "-w", "stop"]),
-            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
-        )
+        self.shutdown().wait()
         deadline = time.time() + 10
         while os.path.exists(os.path.join(self.data, "postmaster.pid")) and time.time() < deadline:
             time.sleep(0.1)

@@ -217,3 +217,68 @@ def test_cancel_stops_the_executor_in_every_phase(pg, db, conn, adult, phase, op
                          "FROM dp_synthetic.adult").fetchone()
     assert after == before
     assert charges(conn) == charged + 1
+
+
+# ---------------------------------------------------------------- server shutdown in every phase
+
+@pytest.fixture(scope="module")
+def stopping():
+    """A server of its own, with Kamino adult and a first synthetic copy: the test shuts it down."""
+    shared_data("kamino", "adult", "adult.csv")
+    from pgserver import PgServer
+
+    server = PgServer()
+    server.create_database("shutdown")
+    with server.connect("shutdown") as c:
+        datasets.kamino_adult(c)
+        c.execute("SELECT dp.grant_budget('postgres', 'adult', 1000.0, 0.5)")
+        synthesize(c, "public.adult", epsilon=1.0)
+    yield server
+    server.stop()
+
+
+def _postmaster(server):
+    with open(os.path.join(server.data, "postmaster.pid")) as f:
+        return int(f.readline())
+
+
+@pytest.mark.parametrize("phase, opens", PHASES, ids=[p for p, _ in PHASES])
+def test_server_shutdown_stops_the_run_in_every_phase(stopping, phase, opens):
+    """A fast shutdown (pg_ctl stop -m fast) as the phase starts: the executor has exited and the
+    whole server has stopped within CANCEL_SECONDS; started again, the previous copy is intact
+    and the charge of the interrupted run is recorded."""
+    with stopping.connect("shutdown") as c:
+        before = c.execute("SELECT count(*), obj_description('dp_synthetic.adult'::regclass) "
+                           "FROM dp_synthetic.adult").fetchone()
+        charged = charges(c)
+    postmaster = _postmaster(stopping)
+    fired = {}
+    with stopping.connect("shutdown") as caller:
+        synthesize(caller, "public.adult", epsilon=1.0, dry_run=True)        # starts the executor
+        worker = caller.execute("SELECT dp_internal.executor_pid()").fetchone()[0]
+        assert worker is not None
+
+        def on_notice(d):
+            if opens in d.message_primary and "at" not in fired:
+                fired["at"] = time.monotonic()
+                fired["pg_ctl"] = stopping.shutdown("fast")
+
+        caller.add_notice_handler(on_notice)
+        with pytest.raises(psycopg.OperationalError):
+            caller.execute("CALL dp_synthesize('public.adult', epsilon => 1.0)")
+        waited = _gone(worker, 30)
+        worker_s = None if waited is None else time.monotonic() - fired["at"]
+        waited = _gone(postmaster, 30)
+        server_s = None if waited is None else time.monotonic() - fired["at"]
+    assert fired, f"the run never reached the {phase} phase"
+    fired["pg_ctl"].wait()
+    _gone(postmaster, 300)                  # stopped, however long it took, before starting again
+    stopping.start()
+    print(f"{phase}: executor gone after {worker_s} s, server stopped after {server_s} s")
+    assert worker_s is not None and worker_s <= CANCEL_SECONDS, f"{phase}: the executor ran on for {worker_s} s"
+    assert server_s is not None and server_s <= CANCEL_SECONDS, f"{phase}: the server took {server_s} s to stop"
+    with stopping.connect("shutdown") as c:
+        after = c.execute("SELECT count(*), obj_description('dp_synthetic.adult'::regclass) "
+                          "FROM dp_synthetic.adult").fetchone()
+        assert after == before
+        assert charges(c) == charged + 1
