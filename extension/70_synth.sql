@@ -104,7 +104,7 @@ COMMENT ON TABLE dp_internal.denial_constraints IS 'Denial constraints (Kamino f
 COMMENT ON TABLE dp_internal.synthetic_tables IS 'Tables written by dp_synthesize, with their source and provenance';
 COMMENT ON SEQUENCE dp_internal.denial_constraints_id_seq IS 'Ids of dp_internal.denial_constraints rows';
 COMMENT ON FUNCTION dp.add_constraint(regclass, text) IS
-    'DBA: register a denial constraint, e.g. t1&t2&EQ(t1.zip,t2.zip)&IQ(t1.city,t2.city); synthetic copies satisfy it';
+    'DBA: register a denial constraint, e.g. t1&t2&EQ(t1.zip,t2.zip)&IQ(t1.city,t2.city), or an order within one row, e.g. t1&GT(t1.shipped,t1.received); synthetic copies satisfy it without dropping rows';
 COMMENT ON FUNCTION dp.drop_constraint(integer) IS 'DBA: remove a denial constraint (by id, see dp.denial_constraints)';
 COMMENT ON VIEW dp.denial_constraints IS 'Denial constraints registered for protected tables';
 COMMENT ON VIEW dp.synthetic_tables IS 'Synthetic tables written by dp_synthesize: source, epsilon, delta, rows, method, time';

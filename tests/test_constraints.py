@@ -282,3 +282,80 @@ def test_server_shutdown_stops_the_run_in_every_phase(stopping, phase, opens):
                           "FROM dp_synthetic.adult").fetchone()
         assert after == before
         assert charges(c) == charged + 1
+
+
+# ---------------------------------------------------------------- orders within one row
+
+@pytest.fixture(scope="module")
+def shipments(conn):
+    """20,000 order lines: shipped 1-120 days after the order, received 1-30 days after the
+    shipment (dates declared 2020-01-01 .. 2023-12-31), and a status that follows nothing."""
+    conn.execute("""
+        CREATE TABLE shipments (id int PRIMARY KEY, ordered date NOT NULL, shipped date NOT NULL,
+                                received date, status text NOT NULL);
+        INSERT INTO shipments
+        SELECT i, o, o + s, CASE WHEN i % 10 = 0 THEN NULL ELSE o + s + r END, (ARRAY['A','B','C'])[1 + i % 3]
+        FROM generate_series(1, 20000) i,
+             LATERAL (SELECT DATE '2020-01-01' + (hashint4(i) & 1023) AS o, 1 + (hashint4(i + 7) & 127) % 120 AS s,
+                             1 + (hashint4(i + 13) & 63) % 30 AS r) x
+    """)
+    conn.execute("SELECT dp.protect('shipments')")
+    for col in ("ordered", "shipped", "received"):
+        conn.execute("SELECT dp.set_bounds('shipments', %s, '2020-01-01'::date, '2023-12-31'::date)", (col,))
+    conn.execute("SELECT dp.set_public_values('shipments', 'status', ARRAY['A','B','C'])")
+    conn.execute("SELECT dp.grant_budget('postgres', 'shipments', 100.0, 0.5)")
+    return "shipments"
+
+
+ROW_ORDERS = ["t1&GTE(t1.ordered,t1.shipped)", "t1&GT(t1.shipped,t1.received)"]   # ordered < shipped <= received
+
+
+def test_orders_within_a_row_hold_without_dropping_rows(conn, shipments):
+    for dc in ROW_ORDERS:
+        conn.execute("SELECT dp.add_constraint('shipments', %s)", (dc,))
+    notices = synthesize(conn, "public.shipments", epsilon=1.0, rows=20000)
+    broken = conn.execute("SELECT count(*) FILTER (WHERE ordered >= shipped), count(*) FILTER (WHERE shipped > received), "
+                          "count(*), count(*) FILTER (WHERE received IS NULL), min(ordered), max(received) "
+                          "FROM dp_synthetic.shipments").fetchone()
+    assert broken[:3] == (0, 0, 20000), notices
+    # NULLs stay NULL: the 10% missing receipts (Gaussian noise of a 1-column marginal at
+    # epsilon 1 is a few dozen rows; 1,000 is far past any plausible draw)
+    assert abs(broken[3] - 2000) < 1000
+    assert str(broken[4]) >= "2020-01-01" and str(broken[5]) <= "2023-12-31"
+    assert any("no row dropped" in n for n in notices)
+    assert not any("dropped" in n and "no row dropped" not in n for n in notices)
+    conn.execute("SELECT dp.drop_constraint(id) FROM dp.denial_constraints WHERE table_name = 'public.shipments'::regclass")
+
+
+@pytest.mark.parametrize("dc, sqlstate", [
+    ("t1&GT(t1.status,t1.shipped)", "42804"),        # text against a date
+    ("t1&GT(t1.shipped,t1.id)", "42804"),            # a date against a number
+    ("t1&EQ(t1.shipped,t1.received)", "0A000"),      # not an order
+    ("t1&GT(t1.shipped,t1.received)&GT(t1.ordered,t1.shipped)", "0A000"),
+    ("t1&GT(t1.shipped,t2.received)", "22023"),      # t2 in a one-row constraint
+])
+def test_orders_within_a_row_that_cannot_be_kept_are_refused_when_added(conn, shipments, dc, sqlstate):
+    with pytest.raises(psycopg.Error) as e:
+        conn.execute("SELECT dp.add_constraint('shipments', %s)", (dc,))
+    assert e.value.sqlstate == sqlstate and e.value.diag.message_hint
+
+
+def test_orders_within_a_row_that_cannot_hold_are_refused_before_the_charge(conn, shipments):
+    charged = charges(conn)
+    ids = [conn.execute("SELECT dp.add_constraint('shipments', %s)", (dc,)).fetchone()[0] for dc in
+           ("t1&GT(t1.shipped,t1.received)", "t1&t2&EQ(t1.status,t2.status)&IQ(t1.received,t2.received)")]
+    with pytest.raises(psycopg.errors.FeatureNotSupported) as e:        # received in both kinds
+        synthesize(conn, "public.shipments", epsilon=1.0, dry_run=True)
+    assert "one kind only" in e.value.diag.message_primary and e.value.diag.message_hint
+    conn.execute("SELECT dp.drop_constraint(%s)", (ids[1],))
+    conn.execute("SELECT dp.set_bounds('shipments', 'shipped', '2023-06-01'::date, '2023-12-31'::date)")
+    conn.execute("SELECT dp.set_bounds('shipments', 'received', '2020-01-01'::date, '2023-05-01'::date)")
+    try:
+        with pytest.raises(psycopg.errors.InvalidParameterValue) as e:
+            synthesize(conn, "public.shipments", epsilon=1.0)
+        assert "leave no room" in e.value.diag.message_primary
+    finally:
+        for col in ("shipped", "received"):
+            conn.execute("SELECT dp.set_bounds('shipments', %s, '2020-01-01'::date, '2023-12-31'::date)", (col,))
+        conn.execute("SELECT dp.drop_constraint(%s)", (ids[0],))
+    assert charges(conn) == charged

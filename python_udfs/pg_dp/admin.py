@@ -484,16 +484,25 @@ def add_constraint(table_name, dc_text):
     if not db.execute("SELECT 1 FROM dp_internal.protected_tables WHERE relid = $1", [relid], ["oid"]):
         raise DPError(f"table {table_name} is not protected by pg_dp",
                       hint=f"Protect it first: SELECT dp.protect('{table_name}');", sqlstate="42P01")
-    columns = [r["attname"] for r in db.execute(
-        "SELECT attname FROM pg_catalog.pg_attribute WHERE attrelid = $1 AND attnum > 0 AND NOT attisdropped",
-        [relid], ["oid"])]
-    parsed = dc.parse(dc_text or "", columns)
+    from .synth import domain
+
+    types = {r["attname"]: domain.family(r["base"], r["typtype"]) for r in db.execute(
+        "SELECT a.attname, pg_catalog.format_type(coalesce(nullif(t.typbasetype, 0), a.atttypid), NULL) AS base, "
+        "coalesce(b.typtype, t.typtype)::text AS typtype FROM pg_catalog.pg_attribute a "
+        "JOIN pg_catalog.pg_type t ON t.oid = a.atttypid LEFT JOIN pg_catalog.pg_type b ON b.oid = t.typbasetype "
+        "WHERE a.attrelid = $1 AND a.attnum > 0 AND NOT a.attisdropped", [relid], ["oid"])}
+    parsed = dc.parse(dc_text or "", list(types))
     why = dc.unsupported(parsed)
     if why:
         raise DPError(f'denial constraint "{parsed.text}" cannot be kept without deleting rows: {why}',
                       hint="Hard constraints are met by changing values: EQs with one IQ/LT/GT (a functional "
                            "dependency), only EQs (unique), EQs with two LT/GT/LTE/GTE (an order within groups), "
-                           "or any mix with a strict comparison or IQ on a column used once.", sqlstate="0A000")
+                           "any mix with a strict comparison or IQ on a column used once, or, within one row, "
+                           "one order between two columns (t1&GT(t1.a,t1.b)).", sqlstate="0A000")
+    if parsed.kind == "row order" and not domain.comparable(types[parsed.key], types[parsed.dependent]):
+        raise DPError(f'denial constraint "{parsed.text}" orders columns that cannot be compared: {parsed.key} '
+                      f"({types[parsed.key]}) and {parsed.dependent} ({types[parsed.dependent]})", sqlstate="42804",
+                      hint="An order within a row compares two numbers, two dates or two timestamps.")
     rows = db.execute("INSERT INTO dp_internal.denial_constraints (relid, dc) VALUES ($1, $2) "
                       "ON CONFLICT (relid, dc) DO UPDATE SET dc = excluded.dc RETURNING id",
                       [relid, parsed.text], ["oid", "text"])

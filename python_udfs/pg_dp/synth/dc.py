@@ -3,8 +3,10 @@
 A denial constraint (DC) is written ``t1&t2&OP(t1.a,t2.b)&...`` with OP one of EQ, IQ (not
 equal), LT, GT, LTE, GTE; it forbids every ordered pair of distinct rows (t1, t2) for which
 all its predicates hold.  Every predicate compares an attribute of t1 with one of t2 (no
-constants, no predicate within one tuple).  NULL (``None`` or a float NaN) follows SQL: a
-comparison with NULL is not true, so it never makes a predicate hold.
+constants).  A DC of one tuple, ``t1&GT(t1.a,t1.b)``, forbids every row for which its
+predicate holds: an order between two columns of the same row (a ship date never after its
+receipt date).  NULL (``None`` or a float NaN) follows SQL: a comparison with NULL is not
+true, so it never makes a predicate hold.
 
 A table is ``dict[str, np.ndarray]`` (column name -> 1-D array, equal lengths).  Pairs are
 read in both orientations, so a strict LT/GT on one attribute next to symmetric predicates
@@ -15,7 +17,12 @@ only is IQ.  Kinds (each with an exact repair that changes values, never deletes
 * ``order``: EQs (the groups) and two ordered comparisons on two attributes, the
   dependent's strict, e.g. ``EQ(g)&GT(x)&LT(y)``; repair re-assigns y in x's order;
 * ``general``: any other DC; repaired through a "breaker" attribute (see ``breakers``),
-  refused (``unsupported``) when it has none.
+  refused (``unsupported``) when it has none;
+* ``row order``: one tuple, one LT/GT/LTE/GTE between two columns; ``key`` is the column
+  that must be the lower, ``dependent`` the higher (``strict_key``: strictly).  Repair swaps
+  the two values of a row that breaks it (the row keeps its values, each column's bounds
+  kept), then moves the higher one up (or the lower one down) by a step where the order
+  is strict and they are equal (see ``_repair_row_order``).
 Counting is exact for all (O(n log n) for the first three, over candidate pairs else).
 """
 
@@ -36,7 +43,8 @@ _NUMPY_OP = {"EQ": np.equal, "IQ": np.not_equal, "LT": np.less, "GT": np.greater
              "LTE": np.less_equal, "GTE": np.greater_equal}
 _ORDERED_OPS = frozenset({"LT", "GT", "LTE", "GTE"})
 _HINT = ("a denial constraint reads t1&t2&OP(t1.attr,t2.attr)[&OP(...)...] "
-         "with OP one of EQ, IQ, LT, GT, LTE, GTE, e.g. t1&t2&EQ(t1.zip,t2.zip)&IQ(t1.city,t2.city)")
+         "with OP one of EQ, IQ, LT, GT, LTE, GTE, e.g. t1&t2&EQ(t1.zip,t2.zip)&IQ(t1.city,t2.city); "
+         "within one row: t1&GT(t1.a,t1.b)")
 _PREDICATE = re.compile(r"(?P<op>[A-Za-z]+)\s*\(\s*(?P<left>[^,()]*?)\s*,\s*(?P<right>[^,()]*?)\s*\)")
 _OPERAND = re.compile(r"t(?P<tuple>\d+)\.(?P<attr>[^\s,()&]+)")
 _PAIR_CHUNK = 1 << 22       # row pairs evaluated at once by the brute-force path
@@ -47,7 +55,8 @@ _LARGE_GROUP = 1024         # groups this large are checked in blocks of rows x 
 
 @dataclass(frozen=True)
 class Predicate:
-    """``op(t<left_tuple>.<left_attr>, t<right_tuple>.<right_attr>)``; the two tuples differ."""
+    """``op(t<left_tuple>.<left_attr>, t<right_tuple>.<right_attr>)``; the two tuples differ,
+    but in a DC of one tuple (both t1)."""
     op: str
     left_tuple: int
     left_attr: str
@@ -82,6 +91,11 @@ class DenialConstraint:
     strict_key: bool = True         # order: False when the key's predicate is LTE/GTE
 
     @property
+    def one_row(self) -> bool:
+        """A DC of one tuple (``t1&OP(t1.a,t1.b)``): it forbids rows, not pairs of rows."""
+        return all(p.left_tuple == p.right_tuple for p in self.predicates)
+
+    @property
     def attributes(self) -> tuple[str, ...]:
         """Every attribute the DC mentions, in order of first appearance."""
         seen = dict.fromkeys(a for p in self.predicates for a in (p.left_attr, p.right_attr))
@@ -102,7 +116,7 @@ def _parse_operand(text: str, field: str, operand: str) -> tuple[int, str]:
     return tuple_number, match["attr"]
 
 
-def _parse_predicate(text: str, field: str) -> Predicate:
+def _parse_predicate(text: str, field: str, one_tuple: bool = False) -> Predicate:
     match = _PREDICATE.fullmatch(field)
     if match is None:
         raise _syntax_error(text, f'"{field}" is not a predicate OP(t1.attr,t2.attr)')
@@ -110,8 +124,10 @@ def _parse_predicate(text: str, field: str) -> Predicate:
         raise _syntax_error(text, f'unknown operator "{match["op"]}" in "{field}"')
     left_tuple, left_attr = _parse_operand(text, field, match["left"])
     right_tuple, right_attr = _parse_operand(text, field, match["right"])
-    if left_tuple == right_tuple:
+    if left_tuple == right_tuple and not one_tuple:
         raise _syntax_error(text, f'"{field}" compares t{left_tuple} with itself; a predicate compares t1 with t2')
+    if one_tuple and (left_tuple, right_tuple) != (1, 1):
+        raise _syntax_error(text, f'"{field}" names t2: a constraint over pairs of rows starts with "t1&t2"')
     return Predicate(match["op"], left_tuple, left_attr, right_tuple, right_attr)
 
 
@@ -144,15 +160,33 @@ def _classify(predicates: tuple[Predicate, ...]) -> tuple[str, tuple[str, ...], 
     return "general", (), None, None, True
 
 
+# forbidden t1.a OP t1.b -> (the column that must be the lower, the higher, strictly)
+_ROW_ORDER = {"GT": (0, 1, False), "GTE": (0, 1, True), "LT": (1, 0, False), "LTE": (1, 0, True)}
+
+
+def _classify_row(predicates: tuple[Predicate, ...]) -> tuple[str, tuple[str, ...], str | None, str | None, bool]:
+    """A DC of one tuple: a ``row order`` when it is one order between two columns, else
+    ``general`` (which ``unsupported`` refuses: nothing else within a row is kept yet)."""
+    if len(predicates) == 1 and predicates[0].op in _ROW_ORDER and not predicates[0].same_attribute:
+        p = predicates[0]
+        low, high, strict = _ROW_ORDER[p.op]
+        attrs = (p.left_attr, p.right_attr)
+        return "row order", (), attrs[high], attrs[low], strict
+    return "general", (), None, None, True
+
+
 def parse(text: str, columns: Iterable[str] | None = None) -> DenialConstraint:
     """Parse one DC; with ``columns``, every attribute must be one of them (else SQLSTATE 42703)."""
     fields = [field.strip() for field in text.split("&")]
-    if fields[:2] != ["t1", "t2"]:
+    one_tuple = fields[:1] == ["t1"] and len(fields) > 1 and "(" in fields[1]
+    if fields[:2] != ["t1", "t2"] and not one_tuple:
         head = "&".join(fields[:2])
-        raise _syntax_error(text, f'it must start with the tuple variables "t1&t2", not "{head}"')
-    if len(fields) < 3:
+        raise _syntax_error(text, f'it must start with the tuple variables "t1&t2" (or "t1" for a constraint '
+                                  f'within one row), not "{head}"')
+    tuples = 1 if one_tuple else 2
+    if len(fields) <= tuples:
         raise _syntax_error(text, "it has no predicate")
-    predicates = tuple(_parse_predicate(text, field) for field in fields[2:])
+    predicates = tuple(_parse_predicate(text, field, one_tuple) for field in fields[tuples:])
     if columns is not None:
         known = set(columns)
         for attr in dict.fromkeys(a for p in predicates for a in (p.left_attr, p.right_attr)):
@@ -160,8 +194,9 @@ def parse(text: str, columns: Iterable[str] | None = None) -> DenialConstraint:
                 raise DPError(f'denial constraint "{text}": column "{attr}" does not exist',
                               hint=f"the table's columns are: {', '.join(sorted(known))}",
                               sqlstate="42703")
-    kind, determinants, dependent, key, strict_key = _classify(predicates)
-    canonical = "&".join(["t1", "t2", *(p.text for p in predicates)])
+    kind, determinants, dependent, key, strict_key = (_classify_row(predicates) if one_tuple
+                                                      else _classify(predicates))
+    canonical = "&".join(["t1", "t2"][:tuples] + [p.text for p in predicates])
     return DenialConstraint(canonical, predicates, kind, determinants, dependent, key, strict_key)
 
 
@@ -721,6 +756,8 @@ def count_violations(columns: dict[str, np.ndarray], dc: DenialConstraint) -> in
     fd, unique and order DCs take O(n log n) (group counts; a dominance count); other DCs
     check every candidate pair, see ``_general_violations``."""
     length = _length(columns)
+    if dc.kind == "row order":
+        return _count_row_order(columns, dc)
     if dc.kind in ("fd", "unique", "order"):
         ordered = {dc.key, dc.dependent} if dc.kind == "order" else set()
         codes = {attr: _attr_codes(columns, attr, attr in ordered) for attr in dc.attributes}
@@ -749,6 +786,9 @@ def unsupported(dc: DenialConstraint) -> str | None:
     """Why ``dc`` cannot be met by changing values (None when it can)."""
     if dc.kind != "general":
         return None
+    if dc.one_row:
+        return ("within one row, only one order between two different columns is kept "
+                "(t1&GT(t1.a,t1.b): a is never above b)")
     if not all(p.same_attribute for p in dc.predicates):
         return "it compares two different columns; hard constraints compare a column with itself"
     if not breakers(dc):
@@ -836,8 +876,143 @@ def _freeze(codes: dict[str, np.ndarray], dc: DenialConstraint, frozen: set[str]
 
 def repair(columns: dict[str, np.ndarray], dcs: list[DenialConstraint], rng: np.random.Generator,
            domains: Mapping[str, Sequence] | None = None,
-           tick: Callable[[], None] = lambda: None) -> tuple[dict[str, np.ndarray], np.ndarray, dict]:
+           tick: Callable[[], None] = lambda: None,
+           bounds: Mapping[str, tuple[float, float, float]] | None = None,
+           ) -> tuple[dict[str, np.ndarray], np.ndarray, dict]:
     """Make ``dcs`` hold on synthetic rows by changing values, never by deleting rows ->
+    (columns, keep mask (all true), stats): the DCs over pairs of rows (``_repair_pairs``),
+    then the orders within a row (``_repair_row_orders``; ``bounds``: a column's lower and
+    upper bound and its step, the smallest difference between two of its values, 0 for
+    floats).  A column in an order within a row is in no DC over pairs (``conflict``)."""
+    why = conflict(dcs)
+    if why:
+        raise DPError(f"these denial constraints cannot be kept together: {why}",
+                      hint="Drop one of them with dp.drop_constraint(id).", sqlstate="0A000")
+    rows = [dc for dc in dcs if dc.kind == "row order"]
+    pairs = [dc for dc in dcs if dc.kind != "row order"]
+    result, keep, stats = _repair_pairs(columns, pairs, rng, domains, tick)
+    changed = _repair_row_orders(result, rows, bounds or {}) if rows else {}
+    before = {a for dc in rows for a in dc.attributes}
+    stats["changed_values"] += int(sum(int(np.count_nonzero(_differs(columns[a], result[a]))) for a in before))
+    by_id = {id(dc): entry for dc, entry in zip(pairs, stats["constraints"])}
+    stats["constraints"] = [by_id.get(id(dc)) or {"constraint": dc.text, "kind": dc.kind,
+                                                  "changed_values": changed.get(id(dc), 0), "dropped_rows": 0}
+                            for dc in dcs]
+    return result, keep, stats
+
+
+def conflict(dcs: Sequence[DenialConstraint]) -> str | None:
+    """Why a set of DCs cannot be repaired one kind after the other (None when it can)."""
+    rows = {a for dc in dcs if dc.kind == "row order" for a in dc.attributes}
+    pairs = {a for dc in dcs if dc.kind != "row order" for a in dc.attributes}
+    shared = sorted(rows & pairs)
+    if shared:
+        return (f"column {shared[0]} is in an order within a row and in a constraint over pairs of rows; "
+                "a column may be in one kind only")
+    return None
+
+
+def _differs(a: np.ndarray, b: np.ndarray) -> np.ndarray:
+    a, b = np.asarray(a), np.asarray(b)
+    if a.dtype.kind == "f" and b.dtype.kind == "f":
+        return ~((a == b) | (np.isnan(a) & np.isnan(b)))
+    return np.array([not (x is y or x == y) for x, y in zip(a.tolist(), b.tolist())], dtype=bool)
+
+
+def _row_order_pair(columns: Mapping[str, np.ndarray], dc: DenialConstraint) -> tuple[np.ndarray, np.ndarray]:
+    """Codes of (lower column, higher column) on one ordered scale (-1: NULL)."""
+    low, high = _encode([_column(columns, dc.key), _column(columns, dc.dependent)], True,
+                        f'columns "{dc.key}" and "{dc.dependent}"')
+    return low, high
+
+
+def _count_row_order(columns: Mapping[str, np.ndarray], dc: DenialConstraint) -> int:
+    """Rows whose lower column is above its higher one (or equal, when strict)."""
+    low, high = _row_order_pair(columns, dc)
+    present = (low >= 0) & (high >= 0)
+    broken = low >= high if dc.strict_key else low > high
+    return int(np.count_nonzero(present & broken))
+
+
+ROW_ORDER_ROUNDS = 64       # passes over the orders within a row (a chain of k columns needs about k)
+
+
+def row_order_feasible(dc: DenialConstraint, bounds: Mapping[str, tuple[float, float, float]]) -> bool:
+    """Can any row meet ``dc`` within the columns' bounds (the lower column's lower bound, plus a
+    step when strict, at most the higher column's upper bound)?"""
+    lo_low = bounds.get(dc.key, (-math.inf, math.inf, 0.0))[0]
+    hi_high = bounds.get(dc.dependent, (-math.inf, math.inf, 0.0))[1]
+    if dc.strict_key:
+        return _up(lo_low, bounds.get(dc.dependent, (0, 0, 0.0))[2]) <= hi_high
+    return lo_low <= hi_high
+
+
+def _up(value, step: float):
+    """The next value after ``value`` on a column whose values lie ``step`` apart (0: floats)."""
+    return value + step if step > 0 else np.nextafter(value, np.inf)
+
+
+def _down(value, step: float):
+    return value - step if step > 0 else np.nextafter(value, -np.inf)
+
+
+def _repair_row_order(columns: dict[str, np.ndarray], dc: DenialConstraint,
+                      bounds: Mapping[str, tuple[float, float, float]]) -> int:
+    """One pass of ``dc`` over the rows (numbers, NaN = NULL): a row whose lower column is above
+    its higher one has the two values swapped (each then clipped to its own column's bounds);
+    where the order still fails (equal under a strict order, or a clip), the higher value moves
+    up to the lower one's next value, at most to its upper bound, then the lower one down.
+    Returns the rows changed."""
+    low = np.asarray(columns[dc.key], dtype=np.float64).copy()
+    high = np.asarray(columns[dc.dependent], dtype=np.float64).copy()
+    l_lo, l_hi, _ = bounds.get(dc.key, (-math.inf, math.inf, 0.0))
+    h_lo, h_hi, h_step = bounds.get(dc.dependent, (-math.inf, math.inf, 0.0))
+
+    def broken(a, b):
+        return ~np.isnan(a) & ~np.isnan(b) & ((a >= b) if dc.strict_key else (a > b))
+
+    rows = np.flatnonzero(broken(low, high))
+    if not rows.size:
+        return 0
+    a, b = low[rows], high[rows]
+    a, b = np.clip(np.minimum(a, b), l_lo, l_hi), np.clip(np.maximum(a, b), h_lo, h_hi)
+    need = _up(a, h_step) if dc.strict_key else a
+    b = np.where(b < need, np.minimum(need, h_hi), b)
+    top = _down(b, h_step) if dc.strict_key else b
+    a = np.where(a > top, np.maximum(top, l_lo), a)
+    low[rows], high[rows] = a, b
+    columns[dc.key], columns[dc.dependent] = low, high
+    return int(rows.size)
+
+
+def _repair_row_orders(columns: dict[str, np.ndarray], dcs: Sequence[DenialConstraint],
+                       bounds: Mapping[str, tuple[float, float, float]]) -> dict[int, int]:
+    """Every order within a row, pass after pass until none changes a row (chains such as
+    order <= ship <= receipt settle like a bubble sort); {id(dc): rows changed}."""
+    for dc in dcs:
+        if not row_order_feasible(dc, bounds):
+            raise DPError(f'denial constraint "{dc.text}" cannot hold in any row: {dc.key} can never be below '
+                          f"{dc.dependent} within their bounds", sqlstate="23514",
+                          hint="Declare bounds that allow the order (dp.set_bounds), or drop the constraint.")
+    changed = {id(dc): 0 for dc in dcs}
+    for _ in range(ROW_ORDER_ROUNDS):
+        moved = 0
+        for dc in dcs:
+            count = _repair_row_order(columns, dc, bounds)
+            changed[id(dc)] += count
+            moved += count
+        if not moved:
+            return changed
+    left = [dc.text for dc in dcs if _count_row_order(columns, dc)]
+    raise DPError(f"orders within a row could not all be met after {ROW_ORDER_ROUNDS} passes: {', '.join(left)}",
+                  hint="These orders contradict each other (a cycle, or bounds too narrow); drop one of them.",
+                  sqlstate="23514")
+
+
+def _repair_pairs(columns: dict[str, np.ndarray], dcs: list[DenialConstraint], rng: np.random.Generator,
+                  domains: Mapping[str, Sequence] | None = None,
+                  tick: Callable[[], None] = lambda: None) -> tuple[dict[str, np.ndarray], np.ndarray, dict]:
+    """Make the DCs over pairs of rows hold by changing values, never by deleting rows ->
     (columns, keep mask (all true), stats).
 
     Passes, each over every DC in this order, until a pass finds nothing to change:

@@ -58,6 +58,15 @@ def family(base_type: str, typtype: str) -> str:
     return "text"
 
 
+NUMBER_FAMILIES = frozenset({"integer", "float", "numeric"})
+
+
+def comparable(fam: str, other: str) -> bool:
+    """Can values of the two families be ordered against each other on the number line (as
+    the synthesizer holds them: numbers, days since EPOCH for dates, seconds for timestamps)?"""
+    return fam == other in ("date", "timestamp") or (fam in NUMBER_FAMILIES and other in NUMBER_FAMILIES)
+
+
 def type_range(sql_type: str, fam: str) -> tuple[float, float]:
     """The values a column's type can hold, on the number line (DP bounds are clipped to it)."""
     if sql_type == "smallint":
@@ -231,7 +240,7 @@ class Column:
             width = (hi - lo) / self.bins
             start = lo + k * width
             end = start + width
-        step = self._grid_step()
+        step = self.grid_step()
         if step is None and self.log_scale:
             u = _exp2m(t_lo + (k + rng.random(codes.size)) * t_width)     # log-uniform in the bin
         elif step is None:
@@ -250,7 +259,8 @@ class Column:
             u = np.where(codes == self.bins + 2, 0.0, u)
         return np.where(codes == 0, lo, np.where(codes == self.bins + 1, hi, u))
 
-    def _grid_step(self) -> float | None:
+    def grid_step(self) -> float | None:
+        """The difference between two neighbouring values of the column (None: continuous)."""
         if self.fam in ("integer", "date"):
             return 1.0
         if self.fam == "numeric" and numeric_scale(self.sql_type) is not None:

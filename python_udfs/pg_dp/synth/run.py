@@ -582,22 +582,45 @@ class Run:
         if not self.dcs_to_repair:
             return values, np.ones(len(next(iter(values.values()))), dtype=bool)
         domains = {c.name: _repair_domain(c) for c in self.t.columns if _repair_domain(c) is not None}
-        fixed, keep, stats = dcmod.repair(values, self.dcs_to_repair, self.rng, domains, tick=db.check_interrupts)
+        fixed, keep, stats = dcmod.repair(values, self.dcs_to_repair, self.rng, domains, tick=db.check_interrupts,
+                                          bounds=self._order_bounds())
         self.phase(f"repaired denial constraints: {stats.get('changed_values', 0)} value(s) changed "
                    f"in {stats.get('rounds', 0)} pass(es), no row dropped")
         return fixed, keep
+
+    def _order_bounds(self) -> dict[str, tuple[float, float, float]]:
+        """(lower, upper, step) of the numeric columns in an order within a row (see dc.repair)."""
+        out = {}
+        for d in self.dcs_to_repair:
+            if d.kind == "row order":
+                for c in (self.t.column(a) for a in d.attributes):
+                    step = c.grid_step() or (1e-6 if c.fam == "timestamp" else 0.0)
+                    out[c.name] = (c.lower, c.upper, step)
+        return out
 
     def _constraint_capacity(self) -> int | None:
         """Refuse, before anything is charged, denial constraints that no values can meet, and
         a row count over what the unique ones (all EQ) can hold; the most rows they allow."""
         dcs = self.dcs_to_repair
+        hint = "Drop it with dp.drop_constraint(id) (ids in dp.denial_constraints)."
         for d in dcs:
             why = dcmod.unsupported(d)
             if why:
                 raise DPError(f'denial constraint "{d.text}" cannot be kept without deleting rows: {why}',
-                              hint="Drop it with dp.drop_constraint(id) (ids in dp.denial_constraints).",
-                              sqlstate="0A000")
+                              hint=hint, sqlstate="0A000")
+        why = dcmod.conflict(dcs)
+        if why:
+            raise DPError(f"these denial constraints cannot be kept together: {why}", hint=hint, sqlstate="0A000")
         unknown = set(self.t.needs_bounds) | set(self.t.needs_values)     # found after the charge
+        for d in (d for d in dcs if d.kind == "row order"):
+            low, high = self.t.column(d.key), self.t.column(d.dependent)
+            if low.kind != "numeric" or high.kind != "numeric" or not dom.comparable(low.fam, high.fam):
+                raise DPError(f'denial constraint "{d.text}" orders {low.name} and {high.name}, which are not both '
+                              "numbers, dates or timestamps modelled on the number line", hint=hint, sqlstate="42804")
+            if not {low.name, high.name} & unknown and not dcmod.row_order_feasible(d, self._order_bounds()):
+                raise DPError(f'denial constraint "{d.text}" cannot hold in any row: the bounds of {low.name} '
+                              f"and {high.name} leave no room for the order", sqlstate="22023",
+                              hint="Declare bounds that allow it (dp.set_bounds), or drop the constraint.")
         sizes = {c.name: math.inf if c.name in unknown else _value_count(c) for c in self.t.columns}
         limits = sorted(((cap, d) for d, cap in dcmod.capacity(dcs, sizes)), key=lambda x: x[0])
         self._trial_repair(dcs, unknown, int(min(self.rows or TRIAL_ROWS, limits[0][0] if limits else math.inf,
@@ -636,7 +659,7 @@ class Run:
                 else:
                     values[name] = np.array([f"id{k}" for k in rng.integers(0, n, n)], dtype=object)
             try:
-                dcmod.repair(values, dcs, rng, domains, tick=db.check_interrupts)
+                dcmod.repair(values, dcs, rng, domains, tick=db.check_interrupts, bounds=self._order_bounds())
             except DPError as e:
                 raise DPError(f"these denial constraints cannot be met together: {e.message}",
                               hint="A trial on random rows of the declared domains did not settle; drop some of "
