@@ -219,6 +219,69 @@ def test_cancel_stops_the_executor_in_every_phase(pg, db, conn, adult, phase, op
     assert charges(conn) == charged + 1
 
 
+@pytest.fixture(scope="module")
+def phase_starts(pg, db, adult):
+    """Seconds from the CALL to the NOTICE that opens each phase, in one full run (the statement
+    timeouts below are set from them, so each lands in or near its phase)."""
+    starts = {}
+    with pg.connect(db) as c:
+        synthesize(c, "public.adult", epsilon=1.0, dry_run=True)         # the executor is warm
+        t0 = time.monotonic()
+
+        def on_notice(d):
+            for phase, opens in PHASES:
+                if opens in d.message_primary and phase not in starts:
+                    starts[phase] = time.monotonic() - t0
+        c.add_notice_handler(on_notice)
+        c.execute("CALL dp_synthesize('public.adult', epsilon => 1.0)")
+    assert set(starts) == {p for p, _ in PHASES}
+    return starts
+
+
+@pytest.mark.parametrize("phase", [p for p, _ in PHASES])
+def test_statement_timeout_stops_the_run_in_every_phase(pg, db, adult, phase_starts, phase):
+    """statement_timeout set to fall 0.3 s into the phase (as timed in a full run): the caller
+    gets its error and the executor has exited within CANCEL_SECONDS of the timeout, whichever
+    phase the run had reached; the previous copy stays and the charge is recorded.  A run that
+    ends before its timeout (phases take longer or shorter from run to run on a loaded
+    machine) is tried again with the timeout at 0.9 of that run's length."""
+    timeout = phase_starts[phase] + 0.3
+    for _ in range(3):
+        with pg.connect(db) as caller:
+            before = caller.execute("SELECT count(*), obj_description('dp_synthetic.adult'::regclass) "
+                                    "FROM dp_synthetic.adult").fetchone()
+            charged = charges(caller)
+            synthesize(caller, "public.adult", epsilon=1.0, dry_run=True)
+            worker = caller.execute("SELECT dp_internal.executor_pid()").fetchone()[0]
+            reached = []
+            caller.add_notice_handler(lambda d: reached.extend(p for p, o in PHASES if o in d.message_primary))
+            caller.execute(f"SET statement_timeout = {int(timeout * 1000)}")
+            start = time.monotonic()
+            try:
+                caller.execute("CALL dp_synthesize('public.adult', epsilon => 1.0)")
+            except psycopg.errors.QueryCanceled:
+                pass
+            else:
+                timeout = 0.9 * (time.monotonic() - start)
+                continue
+            returned = time.monotonic() - start
+            waited = _gone(worker, 30)
+            exited = None if waited is None else time.monotonic() - start
+        break
+    else:
+        pytest.fail(f"three runs ended before their statement_timeout ({phase})")
+    print(f"{phase}: timeout {timeout:.2f} s, in phase {reached[-1] if reached else 'start'}: caller returned "
+          f"after {returned:.2f} s, executor gone after {exited} s")
+    assert returned <= timeout + CANCEL_SECONDS, f"{phase}: the caller returned after {returned:.2f} s"
+    assert exited is not None and exited <= timeout + CANCEL_SECONDS, \
+        f"{phase}: the executor ran on until {exited} s (timeout {timeout:.2f} s, caller back at {returned:.2f} s)"
+    with pg.connect(db) as c:
+        after = c.execute("SELECT count(*), obj_description('dp_synthetic.adult'::regclass) "
+                          "FROM dp_synthetic.adult").fetchone()
+        assert after == before
+        assert charges(c) == charged + 1
+
+
 # ---------------------------------------------------------------- server shutdown in every phase
 
 @pytest.fixture(scope="module")
