@@ -61,11 +61,12 @@ def test_key_to_a_public_table_keeps_frequent_keys_and_invents_no_rare_one(conn)
       under 8 scales but with p < 1e-14), sampling n >= 10,000 rows by under 0.029 (Hoeffding,
       p < 1e-10 each).
     - Rare keys get no weight of their own: a 2-row key passes the threshold with
-      p < exp(-54**2 / 100) (about 2.5e-13, 2.5e-10 over the 1,000 such keys); otherwise the
-      other 2,001 rows are spread uniformly over the 1,998 other keys: each gets about
-      Binomial(2,100, 1/1998) rows (the 2,001 rows' share of the synthetic rows, less than
-      0.15 with the noise above), at least 16 of them with p < 2e-12 a key, < 5e-9 ... over
-      2,000 keys: with the bound at 16 rows, failure < 1e-9 in all (the sum of the above)."""
+      p < exp(-54**2 / (2 * 7.1**2)) < 3e-13 (< 3e-10 over the 1,000 such keys); otherwise the
+      other 2,001 rows (a share under 0.15 with the noise above) are spread uniformly over
+      the 1,998 keys without a weight: each synthetic row (n < 15,000) lands on a given one
+      with p < 0.15 / 1,998, so a key gets 17 rows or more with p < 1e-14 (Binomial), < 2e-11
+      over 2,000 keys.  Failure probability of the test < 1e-9.
+    """
     sales(conn)
     notices = synthesize(conn, "pk.sale", epsilon=2.0)
     assert any("foreign key (product_id) -> dp_synthetic.product" in n and "DP histogram" in n for n in notices), notices
@@ -86,9 +87,9 @@ def test_key_to_a_public_table_keeps_frequent_keys_and_invents_no_rare_one(conn)
 def test_attack_a_lone_buyer_of_a_public_key_is_not_singled_out(conn, analyst):
     """The analyst knows the public product list and that one person, and only one, may have
     bought product 2000: the synthetic copy must not tell.  One row moves the key's count by
-    1 against a threshold of about 56 scales of noise, so the key has no weight of its own
-    (but with p < 1e-10) and gets the same uniform share as the 997 products nobody bought;
-    no NOTICE gives a count of the key.  Bound 16 rows as in the test above (failure < 1e-9)."""
+    1 against a threshold of about 56 (noise scale about 7), so the key gets no weight of its
+    own (but with p < 3e-13) and the same uniform share as the 997 products nobody bought:
+    at most 16 rows as in the test above (failure < 1e-9); no NOTICE gives a count of it."""
     sales(conn)
     notices = synthesize(analyst, "pk.sale", epsilon=2.0)
     got, n = analyst.execute("SELECT count(*) FILTER (WHERE product_id = 2000), count(*) FROM dp_synthetic.sale"

@@ -335,7 +335,7 @@ class Run:
                 what = (f"numeric on [{c.lower:g}, {c.upper:g}] ({c.source})" if c.name not in self.t.needs_bounds
                         else "numeric, bounds estimated with DP")
             else:
-                what = f"regenerated ({c.source})"
+                what = f"{'chosen' if c.source.startswith('foreign key') else 'regenerated'} ({c.source})"
             lines.append(f"{c.name}: {what}")
         lines += [f"generated column {g}: computed by the server" for g in self.t.generated]
         lines += [f"denial constraint: {d.text}" for d in self.t.dcs]
