@@ -88,4 +88,4 @@ def test_other_rows_never_point_at_themselves():
 
 def test_neighbour_keys_stage_another_rows_key():
     assert keys.neighbour_keys([True, False, True], ["1", "2", "3"]) == ["2", None, "1"]
-    assert keys.neighbour_keys([True], ["9"]) == ["9"]
+    assert keys.neighbour_keys([True], ["9"], "10") == ["10"]      # a chunk of one row: a key it does not hold

@@ -151,7 +151,8 @@ def rho_share(run, rho: float, alone: bool) -> float:
 def measure(run, rho: float, sensitivity: int):
     """Noisy histograms of the keys of every histogram link, rho split evenly over them."""
     links = histogram_links(run)
-    for link in links:
+    for i, link in enumerate(links):
+        link["ranks"] = f"{RANKS}_{i}"          # read again when rows are drawn
         link["model"] = _measure_one(run, link, rho / len(links), sensitivity)
         run.phase(f"measured the keys of {link['name']} ({link['model']['cells']} keys of {link['source']}, "
                   f"noise scale {link['model']['scale']:.3g}, {link['model']['passing'].size} with a weight of their own)")
@@ -173,18 +174,19 @@ def _ref_sql(run, link) -> str:
 def _measure_one(run, link, rho: float, sensitivity: int) -> dict:
     cols = [db.quote_ident(c) for c in link["cols"]]
     refs = [f"k{i}" for i in range(len(cols))]
+    ranks = link["ranks"]
     db.drop_table_if_present(f"pg_temp.{COUNTS}")
-    db.drop_table_if_present(f"pg_temp.{RANKS}")
+    db.drop_table_if_present(f"pg_temp.{ranks}")
     db.execute(f"CREATE TEMP TABLE {COUNTS} ON COMMIT DROP AS SELECT "
                + ", ".join(f"{c} AS k{i}" for i, c in enumerate(cols)) + ", count(*) AS n "
                f"FROM {run.src} WHERE " + " AND ".join(f"{c} IS NOT NULL" for c in cols) + " GROUP BY "
                + ", ".join(str(i + 1) for i in range(len(cols))))
-    db.execute(f"CREATE TEMP TABLE {RANKS} ON COMMIT DROP AS SELECT row_number() OVER (ORDER BY "
+    db.execute(f"CREATE TEMP TABLE {ranks} ON COMMIT DROP AS SELECT row_number() OVER (ORDER BY "
                + ", ".join(refs) + ") - 1 AS i, coalesce(c.n, 0) AS n, " + ", ".join(f"r.{k}" for k in refs)
                + f" FROM ({_ref_sql(run, link)}) r (" + ", ".join(refs) + f") LEFT JOIN {COUNTS} c USING ("
                + ", ".join(refs) + ")")
-    db.execute(f"CREATE INDEX ON {RANKS} (i)")
-    cells = int(db.execute(f"SELECT count(*) AS n FROM {RANKS}")[0]["n"])
+    db.execute(f"CREATE INDEX ON {ranks} (i)")
+    cells = int(db.execute(f"SELECT count(*) AS n FROM {ranks}")[0]["n"])
     nulls = None
     if link["nullable"]:
         nulls = int(db.execute(f"SELECT count(*) AS n FROM {run.src} WHERE "
@@ -194,7 +196,7 @@ def _measure_one(run, link, rho: float, sensitivity: int) -> dict:
     passing, weights = [], []
     for start in range(0, cells, CHUNK):
         exact = np.array([r["n"] for r in db.execute(
-            f"SELECT n FROM {RANKS} WHERE i >= $1 AND i < $2 ORDER BY i", [start, start + CHUNK], ["int8", "int8"])],
+            f"SELECT n FROM {ranks} WHERE i >= $1 AND i < $2 ORDER BY i", [start, start + CHUNK], ["int8", "int8"])],
             dtype=np.int64)
         noisy = mechanisms.gaussian_counts(exact, scale)
         keep = np.flatnonzero(noisy >= threshold)
@@ -219,7 +221,7 @@ def draw(run, link, n: int) -> dict[str, np.ndarray]:
     if wanted.size:
         refs = [f"k{i}" for i in range(len(link["cols"]))]
         rows = db.execute(f"SELECT i, " + ", ".join(f"{k}::text AS {k}" for k in refs)
-                          + f" FROM {RANKS} WHERE i = ANY($1::int8[])", [wanted.tolist()], ["int8[]"])
+                          + f" FROM {link['ranks']} WHERE i = ANY($1::int8[])", [wanted.tolist()], ["int8[]"])
         at = np.searchsorted(wanted, ranks)
         order = np.searchsorted(wanted, np.array([r["i"] for r in rows], dtype=np.int64))
         for k, c in zip(refs, link["cols"]):
@@ -238,12 +240,13 @@ def model_threshold(run, column: str) -> tuple[np.ndarray, float] | None:
 
 
 # ----------------------------------------------------------------- self-references (after the rows are written)
-def neighbour_keys(flags: np.ndarray, keys: list) -> list:
-    """Staged values of a self-reference: another staged row's key (the next one) where set,
-    NULL elsewhere; replaced by fill_self_references once the rows are in the copy (a staged
-    row may still be dropped), so the copy's own NOT NULL and CHECKs hold while staging."""
+def neighbour_keys(flags, keys: list, spare=None) -> list:
+    """Staged values of a self-reference: another staged row's key (the next one; `spare`, a key
+    no row of a chunk of one holds) where set, NULL elsewhere.  Replaced by fill_self_references
+    once the rows are in the copy (a staged row may still be dropped); staged so, they meet
+    the copy's NOT NULL and a CHECK (boss <> id)."""
     n = len(keys)
-    return [keys[(i + 1) % n] if f else None for i, f in enumerate(flags)]
+    return [(keys[(i + 1) % n] if n > 1 else spare) if f else None for i, f in enumerate(flags)]
 
 
 def fill_self_references(run, table: str):
@@ -260,10 +263,8 @@ def fill_self_references(run, table: str):
                    f"FROM unnest($1::text[], $2::text[]) u (k, v) "
                    f"WHERE t.{ref} = u.k::{run.t.column(link['refcol']).sql_type}",
                    [list(keys[set_]), list(keys[target[set_]])], ["text[]", "text[]"])
-        lone = [r for r, t in zip(rows, target) if r["f"] and t < 0]
-        if lone:
-            run.notice(f"column {link['column']}: a single row cannot reference another row; it references itself"
-                       if not run.t.column(link["column"]).nullable else
-                       f"column {link['column']}: a single row cannot reference another row; it is NULL")
-            if run.t.column(link["column"]).nullable:
-                db.execute(f"UPDATE {table} SET {col} = NULL")
+        if len(rows) == 1 and rows[0]["f"]:      # no other row to reference
+            nullable = run.t.column(link["column"]).nullable
+            run.notice(f"column {link['column']} of the only row of the copy is "
+                       + ("NULL" if nullable else "its own key") + ": there is no other row to reference")
+            db.execute(f"UPDATE {table} SET {col} = " + (f"NULL" if nullable else ref))

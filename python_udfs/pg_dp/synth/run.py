@@ -749,8 +749,10 @@ class Run:
                 out[c.name] = c.to_text(values[c.name][rows])
         for link in self.links:
             if link["kind"] == "self":
+                ref = self.t.column(link["refcol"])
+                spare = identifiers.as_text(identifiers.key_values(1, ref.fam, first + rows.size), ref.fam, ref.name)
                 out[link["column"]] = keys.neighbour_keys([v is not None for v in values[link["column"]][rows]],
-                                                          out[link["refcol"]])
+                                                          out[link["refcol"]], spare[0])
         return out
 
     def _stage(self, values: dict[str, np.ndarray], keep: np.ndarray) -> int:
