@@ -89,3 +89,16 @@ def test_other_rows_never_point_at_themselves():
 def test_neighbour_keys_stage_another_rows_key():
     assert keys.neighbour_keys([True, False, True], ["1", "2", "3"]) == ["2", None, "1"]
     assert keys.neighbour_keys([True], ["9"], "10") == ["10"]      # a chunk of one row: a key it does not hold
+
+
+def test_key_histograms_take_a_bounded_share_of_the_models_rho():
+    """10% of the model's rho per histogram, at most 30% for all; the MST gets the rest
+    (run.py passes rho - share to mst.run), so the charge covers both."""
+    from types import SimpleNamespace
+
+    run = lambda k: SimpleNamespace(links=[{"histogram": True}] * k + [{"in_model": True}])
+    assert keys.rho_share(run(0), 1.0, alone=False) == 0.0
+    assert keys.rho_share(run(1), 1.0, alone=False) == 0.1
+    assert keys.rho_share(run(2), 1.0, alone=False) == 0.2
+    assert keys.rho_share(run(5), 1.0, alone=False) == 0.3
+    assert keys.rho_share(run(2), 1.0, alone=True) == 1.0       # nothing else is modelled
