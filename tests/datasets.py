@@ -279,13 +279,11 @@ CREATE TABLE {s}.lineitem (l_orderkey bigint NOT NULL REFERENCES {s}.orders, l_p
     l_extendedprice numeric(15,2) NOT NULL, l_discount numeric(15,2) NOT NULL, l_tax numeric(15,2) NOT NULL,
     l_returnflag text NOT NULL, l_linestatus text NOT NULL, l_shipdate date NOT NULL, l_commitdate date NOT NULL,
     l_receiptdate date NOT NULL, l_shipinstruct text NOT NULL, l_shipmode text NOT NULL, l_comment text NOT NULL,
-    PRIMARY KEY (l_orderkey, l_linenumber));
+    PRIMARY KEY (l_orderkey, l_linenumber), FOREIGN KEY (l_partkey, l_suppkey) REFERENCES {s}.partsupp);
 """
 TPCH_ORDER = ("region", "nation", "part", "supplier", "partsupp", "customer", "orders", "lineitem")
 TPCH_PUBLIC = ("region", "nation", "part", "supplier", "partsupp")
 # Bounds and value sets from the TPC-H specification (public, not read from the data).
-# lineitem's (l_partkey, l_suppkey) -> partsupp key is left out: dp_synthesize does not
-# model multi-column foreign keys yet (issue 12); l_partkey and l_suppkey keep theirs.
 TPCH_BOUNDS = {"customer": (("c_acctbal", -999.99, 9999.99),),
                "orders": (("o_totalprice", 0, 600000), ("o_orderdate", "1992-01-01", "1998-08-02"),
                           ("o_shippriority", 0, 0)),

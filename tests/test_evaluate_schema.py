@@ -216,6 +216,51 @@ def test_tpch_small_scale_in_one_call(conn):
     for t in ("region", "nation", "supplier"):
         assert conn.execute(f"SELECT count(*) FROM (SELECT * FROM tpch.{t} EXCEPT SELECT * FROM dp_synthetic.{t}) d"
                             ).fetchone()[0] == 0
+    check_lines_per_supplier_and_part(conn, notices)
+
+
+def _shares(conn, sql):
+    rows = conn.execute(sql).fetchall()
+    total = sum(n for _, n in rows)
+    return {k: n / total for k, n in rows}
+
+
+def _tvd(p, q):
+    return 0.5 * sum(abs(p.get(k, 0) - q.get(k, 0)) for k in set(p) | set(q))
+
+
+def check_lines_per_supplier_and_part(conn, notices):
+    """Lines per supplier and per part (lineitem's (l_partkey, l_suppkey) -> partsupp, a DP
+    histogram over partsupp's rows; each column set from the chosen row).  At SF 0.01 the
+    noise (scale in the NOTICE, about 1e4: 350 lines per customer) dwarfs every row's count
+    (c_max, at most a few dozen): a key passes the rare-key threshold scale * sqrt(2 ln(K /
+    1e-10)) with p <= 1e-10 / K * exp(c_max * threshold / scale**2) (checked below to be
+    under 1.2e-10 / K), so with p > 1 - 1.2e-10 every line picks a partsupp row uniformly.
+    Then the synthetic shares of a column are n independent draws from its share among
+    partsupp's rows (p_u): TVD(real, synthetic) <= TVD(real, p_u) + E + t, with E <= 0.5
+    sqrt(K / n) over the column's K values and t = sqrt(ln(1e10) / (2 n)) (McDiarmid: one
+    line moves the TVD by 1 / n), exceeded with p < 1e-10.  The old model (a categorical
+    column whose rare keys took weights of noise) gave 0.57 (suppliers) and 0.68 (parts) here."""
+    import math
+    import re
+
+    found = [re.search(r"measured the keys of lineitem_l_partkey_l_suppkey_fkey \((\d+) keys of tpch.partsupp, "
+                       r"noise scale ([0-9.e+]+),", m) for m in notices]
+    found = [f for f in found if f]
+    assert len(found) == 1, notices
+    cells, scale = int(found[0].group(1)), float(found[0].group(2))
+    c_max = conn.execute("SELECT max(n) FROM (SELECT count(*) AS n FROM tpch.lineitem GROUP BY l_partkey, l_suppkey) c"
+                         ).fetchone()[0]
+    assert c_max * scale * math.sqrt(2 * math.log(cells / 1e-10)) / scale ** 2 <= 0.1
+    n = conn.execute("SELECT count(*) FROM dp_synthetic.lineitem").fetchone()[0]
+    for column, ps in (("l_suppkey", "ps_suppkey"), ("l_partkey", "ps_partkey")):
+        real = _shares(conn, f"SELECT {column}, count(*) FROM tpch.lineitem GROUP BY 1")
+        offered = _shares(conn, f"SELECT {ps}, count(*) FROM tpch.partsupp GROUP BY 1")
+        synthetic = _shares(conn, f"SELECT {column}, count(*) FROM dp_synthetic.lineitem GROUP BY 1")
+        bound = _tvd(real, offered) + 0.5 * math.sqrt(len(offered) / n) + math.sqrt(math.log(1e10) / (2 * n))
+        print(f"lines per {column}: TVD {_tvd(real, synthetic):.4f} (bound {bound:.4f}, uniform over partsupp "
+              f"{_tvd(real, offered):.4f})")
+        assert _tvd(real, synthetic) <= bound
 
 
 def test_declared_bounds_narrower_than_one_are_kept(conn):

@@ -30,7 +30,7 @@ from .. import catalog, db, ledger, mechanisms
 from ..errors import DPError
 from . import dc as dcmod
 from . import domain as dom
-from . import identifiers, mst, public, relational
+from . import identifiers, keys, mst, public, relational
 
 COUNT_SHARE = Decimal("0.05")         # of epsilon: the DP row count (Laplace), when discovery runs
 COUNT_RHO_SHARE = 0.02                # of rho otherwise: the row count as a Gaussian, composed in zCDP
@@ -38,7 +38,6 @@ FANOUT_SHARE = 0.2                    # of a child's epsilon: the fan-out per pa
 DISCOVERY_SHARE = Decimal("0.1")      # of epsilon, when discovery is needed at all ...
 VALUES_SHARE = Decimal("0.25")        # ... or when text values must be found (partition selection is costly)
 VALUES_PART = 0.6                     # of the discovery share, for the text values
-MAX_VOCABULARY = 10_000               # vocabulary keys modelled as categories; more: drawn uniformly
 COVERAGE = 0.5                        # discovered values must cover this share of rows to be modelled
 BOUNDS_NEAR_P = 1e-5                  # DP bounds: chance that an empty bucket next to the data widens them
 BOUNDS_FAR_P = 1e-10                  # ... and that any empty bucket far away does (see _bounds)
@@ -115,7 +114,11 @@ class Run:
                           sqlstate="42501")
         self.siblings = siblings or {}             # relid -> Run of the tables synthesized in the same call
         self.parent = None                         # the link whose parent the rows are generated under
-        self.links = [link for link in (self._link(fk) for fk in self.t.foreign_keys) if link]
+        self.links = []
+        for fk in sorted(self.t.foreign_keys, key=lambda k: -len(k["cols"])):   # keys of several columns first
+            link = self._link(fk)
+            if link:
+                self.links.append(link)
 
     # ------------------------------------------------------------------ plan
     def _target_schema(self, requested) -> str:
@@ -134,8 +137,10 @@ class Run:
         """How a foreign key is kept in the copy, and the values its column may take.
 
         - to a table the DBA declared public (dp.declare_public, a vocabulary): the
-          table is copied verbatim to the shadow schema, and its keys are the column's
-          public values;
+          table is copied verbatim to the shadow schema, and the column is a choice among
+          its keys whose distribution is measured with DP (pg_dp.synth.keys; a key of
+          several columns chooses a referenced row and takes all its columns from it);
+        - to the table itself (employee.reports_to): another row of the copy (keys);
         - to a protected table that already has a synthetic copy in the shadow schema:
           the column takes that copy's key values (the fan-out per parent is not
           modelled yet: parents are drawn uniformly);
@@ -143,28 +148,19 @@ class Run:
           table is never read nor copied, and the column is modelled as a column of its
           own (said in a NOTICE).
         """
+        ref = int(fk["ref"])
         if len(fk["cols"]) != 1:
-            self.notice(f"foreign key {fk['conname']} ({', '.join(fk['cols'])}) is not kept: keys of several "
-                        "columns are not modelled yet; its columns are modelled on their own",
-                        hint="A surrogate single-column key keeps the link.")
-            return None
-        column, refcol, ref = fk["cols"][0], fk["refcols"][0], int(fk["ref"])
+            return self._composite_link(fk)
+        column, refcol = fk["cols"][0], fk["refcols"][0]
         if ref == self.t.relid:
-            self.notice(f"foreign key {fk['conname']} is not kept: it references the table itself; column {column} "
-                        "is modelled on its own", hint="Self-references are not modelled yet.")
-            return None
+            return self._self_link(fk, column, refcol)
         if ref in self.siblings:
             return self._sibling_link(fk, column, refcol, self.siblings[ref])
         if column in self.t.keys:
             self.notice(f"foreign key {fk['conname']} is not kept: its column {column} is also a key, "
                         "and keys are regenerated", hint="Keys of a synthetic copy are new values.")
             return None
-        info = db.execute(
-            "SELECT pg_catalog.format('%I.%I', n.nspname, c.relname) AS q, c.relname, "
-            "EXISTS (SELECT 1 FROM dp_internal.protected_tables p WHERE p.relid = c.oid) AS protected, "
-            "EXISTS (SELECT 1 FROM dp_internal.public_tables p WHERE p.relid = c.oid) AS declared "
-            "FROM pg_catalog.pg_class c JOIN pg_catalog.pg_namespace n ON n.oid = c.relnamespace WHERE c.oid = $1",
-            [ref], ["oid"])[0]
+        info = _ref_info(ref)
         if not info["protected"] and not info["declared"]:
             # never read, never copied: an undeclared table may hold anything (names, phones)
             self.notice(f"foreign key {fk['conname']} is not kept: {info['q']} is neither protected nor declared "
@@ -177,30 +173,108 @@ class Run:
                         "when written", hint="Its copy would run them with the extension owner's rights.")
             return None
         if not info["protected"]:          # declared public
-            target, kind = f"{db.quote_ident(self.schema)}.{db.quote_ident(info['relname'])}", "vocabulary"
-            source_sql = f"SELECT DISTINCT {db.quote_ident(refcol)}::text AS v FROM {info['q']}"
-        else:
-            copy = db.execute(
-                "SELECT pg_catalog.format('%I.%I', n.nspname, c.relname) AS q FROM dp_internal.synthetic_tables s "
-                "JOIN pg_catalog.pg_class c ON c.oid = s.relid JOIN pg_catalog.pg_namespace n ON n.oid = c.relnamespace "
-                "WHERE s.source = $1 AND n.nspname = $2", [ref, self.schema], ["oid", "text"])
-            if not copy:
-                self.notice(f"foreign key {fk['conname']} is not kept: {info['q']} has no synthetic copy in "
-                            f"{self.schema} yet", hint=f"Synthesize {info['q']} first, then this table.")
-                return None
-            target, kind = copy[0]["q"], "synthetic parent"
-            source_sql = f"SELECT DISTINCT {db.quote_ident(refcol)}::text AS v FROM {target}"
-        values = [r["v"] for r in db.execute(source_sql + " WHERE " + db.quote_ident(refcol) + " IS NOT NULL ORDER BY 1")]
+            target = f"{db.quote_ident(self.schema)}.{db.quote_ident(info['relname'])}"
+            link = {"column": column, "refcol": refcol, "cols": [column], "refcols": [refcol], "source": info["q"],
+                    "target": target, "kind": "vocabulary", "name": fk["conname"], "ref": ref}
+            if any(column in k["cols"] for k in self.links if k.get("histogram")):
+                link["implied"] = True      # set from the row a key of several columns chooses
+                return link
+            return self._public_link(link)
+        copy = db.execute(
+            "SELECT pg_catalog.format('%I.%I', n.nspname, c.relname) AS q FROM dp_internal.synthetic_tables s "
+            "JOIN pg_catalog.pg_class c ON c.oid = s.relid JOIN pg_catalog.pg_namespace n ON n.oid = c.relnamespace "
+            "WHERE s.source = $1 AND n.nspname = $2", [ref, self.schema], ["oid", "text"])
+        if not copy:
+            self.notice(f"foreign key {fk['conname']} is not kept: {info['q']} has no synthetic copy in "
+                        f"{self.schema} yet", hint=f"Synthesize {info['q']} first, then this table.")
+            return None
+        target = copy[0]["q"]
+        values = [r["v"] for r in db.execute(
+            f"SELECT DISTINCT {db.quote_ident(refcol)}::text AS v FROM {target} "
+            f"WHERE {db.quote_ident(refcol)} IS NOT NULL ORDER BY 1")]
+        self._set_domain(column, "identifier", f"foreign key to {target}", choices=values)
+        return {"column": column, "refcol": refcol, "cols": [column], "refcols": [refcol], "source": info["q"],
+                "target": target, "kind": "synthetic parent", "name": fk["conname"], "ref": ref}
+
+    def _set_domain(self, column: str, kind: str, source: str, values=None, choices=None):
+        """A key column's domain is known from the plan: no DP bounds or values to find for it."""
         col = self.t.column(column)
-        if kind == "vocabulary" and len(values) <= MAX_VOCABULARY and col.kind != "identifier":
-            col.kind, col.values, col.other, col.source = "categorical", values, False, f"foreign key to {info['q']}"
-        else:
-            col.kind, col.source, col.choices = "identifier", f"foreign key to {target}", values
-        for needs in (self.t.needs_bounds, self.t.needs_values):   # its domain is known now
+        col.kind, col.source = kind, source
+        if values is not None:
+            col.values, col.other = values, False
+        if choices is not None:
+            col.choices = choices
+        for needs in (self.t.needs_bounds, self.t.needs_values):
             if column in needs:
                 needs.remove(column)
-        return {"column": column, "refcol": refcol, "source": info["q"], "target": target, "kind": kind,
-                "name": fk["conname"], "ref": ref}
+
+    def _public_link(self, link: dict) -> dict:
+        """A key to a declared public table: a small vocabulary stays a categorical column of the
+        model; a larger one (or a key of several columns) gets a DP histogram of its own."""
+        column, col = link["column"], self.t.column(link["column"])
+        if col.kind == "identifier":        # the privacy unit: regenerated, the key drawn uniformly
+            values = [r["v"] for r in db.execute(
+                f"SELECT DISTINCT {db.quote_ident(link['refcol'])}::text AS v FROM {link['source']} "
+                f"WHERE {db.quote_ident(link['refcol'])} IS NOT NULL ORDER BY 1")]
+            self._set_domain(column, "identifier", f"foreign key to {link['source']}", choices=values)
+            return link
+        values = [r["v"] for r in db.execute(
+            f"SELECT DISTINCT {db.quote_ident(link['refcol'])}::text AS v FROM {link['source']} "
+            f"WHERE {db.quote_ident(link['refcol'])} IS NOT NULL ORDER BY 1 LIMIT {keys.MODEL_KEYS + 1}")]
+        if len(values) <= keys.MODEL_KEYS:
+            self._set_domain(column, "categorical", f"foreign key to {link['source']}", values=values)
+            link["in_model"] = True
+            return link
+        self._set_domain(column, "identifier", f"foreign key to {link['source']}, DP histogram over its keys",
+                         choices=[None])
+        link["histogram"], link["nullable"] = True, col.nullable
+        return link
+
+    def _composite_link(self, fk) -> dict | None:
+        """A key of several columns: kept when it references a declared public table and none of
+        its columns is generated otherwise (a key, the unit, a key to a protected table)."""
+        cols, ref = list(fk["cols"]), int(fk["ref"])
+        info = _ref_info(ref)
+        others = {c for k in self.t.foreign_keys if len(k["cols"]) == 1 and int(k["ref"]) != ref
+                  and not _ref_info(int(k["ref"]))["declared"] for c in k["cols"]}
+        taken = {c for k in self.links if k.get("histogram") for c in k["cols"]}
+        clash = [c for c in cols if c in self.t.keys or c == self.t.unit or c in others or c in taken]
+        if not info["declared"] or foreign_code(ref) or clash:
+            why = (f"{', '.join(clash)} " + ("is" if len(clash) == 1 else "are") + " generated otherwise" if clash
+                   else f"{info['q']} is not declared public" if not info["declared"]
+                   else f"{info['q']} runs functions of other roles when written")
+            self.notice(f"foreign key {fk['conname']} ({', '.join(cols)}) is not kept: {why}; its columns are "
+                        "modelled on their own",
+                        hint=f"Declare {info['q']} public (dp.declare_public) to keep a key of several columns.")
+            return None
+        target = f"{db.quote_ident(self.schema)}.{db.quote_ident(info['relname'])}"
+        also = []
+        for k in self.t.foreign_keys:   # single-column keys of these columns to other public tables
+            if len(k["cols"]) == 1 and k["cols"][0] in cols and int(k["ref"]) != ref:
+                other = _ref_info(int(k["ref"]))
+                also.append({"column": k["cols"][0], "refcol": k["refcols"][0], "source": other["q"]})
+        for c in cols:
+            self._set_domain(c, "identifier", f"foreign key {fk['conname']} to {info['q']}, DP histogram over its rows",
+                             choices=[None])
+        return {"column": cols[0], "refcol": fk["refcols"][0], "cols": cols, "refcols": list(fk["refcols"]),
+                "source": info["q"], "target": target, "kind": "vocabulary", "name": fk["conname"], "ref": ref,
+                "histogram": True, "also": also, "nullable": all(self.t.column(c).nullable for c in cols)}
+
+    def _self_link(self, fk, column: str, refcol: str) -> dict | None:
+        """A self-reference: another row of the copy (pg_dp.synth.keys); the NULL share is modelled."""
+        if column in self.t.keys or column == self.t.unit or refcol not in self.t.keys:
+            self.notice(f"foreign key {fk['conname']} is not kept: it references the table itself"
+                        + (f" and {column} is regenerated" if column in self.t.keys or column == self.t.unit
+                           else f" through {refcol}, which is not a regenerated key")
+                        + f"; column {column} is modelled on its own",
+                        hint="A self-reference is kept when it references the table's single-column key.")
+            return None
+        if self.t.column(column).nullable:    # set or NULL: a two-code column of the model
+            self._set_domain(column, "categorical", "self-reference (set or NULL)", values=[keys.SELF])
+        else:
+            self._set_domain(column, "identifier", "self-reference", choices=[keys.SELF])
+        return {"column": column, "refcol": refcol, "cols": [column], "refcols": [refcol], "source": self.t.qualified,
+                "target": None, "kind": "self", "name": fk["conname"], "ref": self.t.relid}
 
     def _sibling_link(self, fk, column: str, refcol: str, parent) -> dict | None:
         """A key to a table synthesized earlier in the same call: the column takes the parent copy's
@@ -261,11 +335,12 @@ class Run:
                 what = (f"numeric on [{c.lower:g}, {c.upper:g}] ({c.source})" if c.name not in self.t.needs_bounds
                         else "numeric, bounds estimated with DP")
             else:
-                what = f"regenerated ({c.source})"
+                what = f"{'chosen' if c.source.startswith('foreign key') else 'regenerated'} ({c.source})"
             lines.append(f"{c.name}: {what}")
         lines += [f"generated column {g}: computed by the server" for g in self.t.generated]
         lines += [f"denial constraint: {d.text}" for d in self.t.dcs]
-        lines += [f"foreign key {k['column']} -> {k['target']} ({k['kind']})" for k in self.links]
+        lines += [f"foreign key ({', '.join(k.get('cols', [k['column']]))}) -> {k['target'] or 'the copy itself'} "
+                  f"({keys.describe(k)})" for k in self.links]
         return lines
 
     # ------------------------------------------------------------ small tables
@@ -517,6 +592,9 @@ class Run:
     # -------------------------------------------------------------- model
     def _model(self, modelled: list[dom.Column], epsilon: float, delta: float, sensitivity: int):
         if not modelled:
+            if keys.histogram_links(self):      # the key histograms take the whole model's rho
+                rho = mechanisms.rho_for(epsilon, delta) - (self.count_rho() or 0.0)
+                keys.measure(self, keys.rho_share(self, rho, alone=True), sensitivity)
             return None
         _drop_temp(CODES)
         db.execute(f"CREATE TEMP TABLE {CODES} ON COMMIT DROP AS SELECT "
@@ -550,7 +628,9 @@ class Run:
             elif len(attrs) >= 2:
                 required += [p for p in zip(attrs, attrs[1:])]
         rho = mechanisms.rho_for(epsilon, delta) - (self.count_rho() or 0.0)
-        plan = mst.run(sizes, measure, rho, sensitivity, required=required, progress=self.phase)
+        rho_keys = keys.rho_share(self, rho, alone=False)
+        keys.measure(self, rho_keys, sensitivity)
+        plan = mst.run(sizes, measure, rho - rho_keys, sensitivity, required=required, progress=self.phase)
         plan.total = float(self.counts["total"])      # the DP row count, not the marginals' sums
         cache.clear()
         self.model = mst.fit(plan, iters=mst.fit_iterations(plan), tick=db.check_interrupts)
@@ -562,6 +642,11 @@ class Run:
         values = {}
         if self.plan is not None:
             codes = mst.sample(self.model, self.plan, n, self.rng, tick=db.check_interrupts)
+            for link in self.links:
+                found = keys.model_threshold(self, link["column"]) if link.get("in_model") else None
+                if found:           # keys with too few rows to tell from noise: uniform among them
+                    codes[link["column"]] = keys.spread_rare(codes[link["column"]], *found, self.rng,
+                                                             self.t.column(link["column"]).null_code)
             for c in self.modelled:
                 values[c.name] = c.decode(codes[c.name], self.rng)
         for c in self.t.columns:
@@ -573,6 +658,8 @@ class Run:
             groups = [values[d.dependent] for d in self.t.dcs
                       if d.kind == "fd" and d.determinants == (c.name,) and d.dependent in values]
             values[c.name] = identifiers.assign_ids(n, self.counts.get(c.name, n), self.rng, groups)
+        for link in keys.histogram_links(self):
+            values.update(keys.draw(self, link, n))
         if self.parent:
             relational.attach(self, values, codes if self.plan is not None else {}, n)
         self.phase(f"sampled {n} rows")
@@ -683,6 +770,12 @@ class Run:
                 out[c.name] = identifiers.as_text(values[c.name][rows], c.fam, c.name)
             else:
                 out[c.name] = c.to_text(values[c.name][rows])
+        for link in self.links:
+            if link["kind"] == "self":
+                ref = self.t.column(link["refcol"])
+                spare = identifiers.as_text(identifiers.key_values(1, ref.fam, first + rows.size), ref.fam, ref.name)
+                out[link["column"]] = keys.neighbour_keys([v is not None for v in values[link["column"]][rows]],
+                                                          out[link["refcol"]], spare[0])
         return out
 
     def _stage(self, values: dict[str, np.ndarray], keep: np.ndarray) -> int:
@@ -771,6 +864,7 @@ class Run:
         overriding = " OVERRIDING SYSTEM VALUE" if self.t.identity_always else ""
         db.execute(f"INSERT INTO {schema}.{fresh} ({names}){overriding} SELECT {names} FROM {STAGE} {skip}"
                    f"ORDER BY pg_dp_idx LIMIT {int(n)}", [sorted(bad)] if bad else [], ["int8[]"] if bad else [])
+        keys.fill_self_references(self, f"{schema}.{fresh}")
         written = db.execute(f"SELECT count(*) AS n FROM {schema}.{fresh}")[0]["n"]
         self._advance_sequences(f"{schema}.{fresh}")
         grants = []
@@ -792,8 +886,10 @@ class Run:
             db.execute(f"ALTER SEQUENCE {schema}.{db.quote_ident(f'{self.t.name[:24]}_{column[:20]}_pg_dp_new_seq')} "
                        f"RENAME TO {db.quote_ident(f'{self.t.name[:24]}_{column[:20]}_pg_dp_seq')}")
         for link in self.links:
+            cols = ", ".join(db.quote_ident(c) for c in link.get("cols", [link["column"]]))
+            refcols = ", ".join(db.quote_ident(c) for c in link.get("refcols", [link["refcol"]]))
             db.execute(f"ALTER TABLE {schema}.{name} ADD CONSTRAINT {db.quote_ident(link['name'])} FOREIGN KEY "
-                       f"({db.quote_ident(link['column'])}) REFERENCES {link['target']} ({db.quote_ident(link['refcol'])})")
+                       f"({cols}) REFERENCES {link['target'] or f'{schema}.{name}'} ({refcols})")
         db.execute(f"GRANT USAGE ON SCHEMA {schema} TO {self.caller}")
         db.execute(f"GRANT SELECT ON {schema}.{name} TO {self.caller}")
         for g in grants:
@@ -832,6 +928,16 @@ class Run:
 
     def notice(self, message: str, hint: str | None = None):
         db.notice(message, hint)
+
+
+def _ref_info(relid: int) -> dict:
+    """Name of a referenced table, and whether it is protected or declared public."""
+    return db.execute(
+        "SELECT pg_catalog.format('%I.%I', n.nspname, c.relname) AS q, c.relname, "
+        "EXISTS (SELECT 1 FROM dp_internal.protected_tables p WHERE p.relid = c.oid) AS protected, "
+        "EXISTS (SELECT 1 FROM dp_internal.public_tables p WHERE p.relid = c.oid) AS declared "
+        "FROM pg_catalog.pg_class c JOIN pg_catalog.pg_namespace n ON n.oid = c.relnamespace WHERE c.oid = $1",
+        [relid], ["oid"])[0]
 
 
 def _drop_temp(name: str):
