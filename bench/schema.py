@@ -145,6 +145,7 @@ def main():
     parser.add_argument("--epsilon", type=float, default=3.0)
     parser.add_argument("--sf", type=float, default=0.1, help="TPC-H scale factor (0.1: 15k customers, 600k lines)")
     parser.add_argument("--zipf-customers", type=int, default=40000)
+    parser.add_argument("--json", help="also write every dp.evaluate_schema row of every case to this file")
     args = parser.parse_args()
     pg = PgServer()
     try:
@@ -152,6 +153,10 @@ def main():
     finally:
         pg.stop()
     report(results, args)
+    if args.json:
+        import json
+        with open(args.json, "w") as f:
+            json.dump([{k: v for k, v in r.items()} for r in results], f, default=str, indent=1)
 
 
 if __name__ == "__main__":

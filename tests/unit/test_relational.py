@@ -147,3 +147,18 @@ def test_a_child_date_is_its_parents_plus_the_offset_inside_declared_bounds():
     col.nullable, col.source = True, "DP bounds"
     out = relational.follow(col, np.array([90.0, np.nan]), np.array([30.0, 1.0]), rng)
     assert out[0] == 120 and np.isnan(out[1])
+
+
+def test_fanout_choice_score_moves_under_four_per_row():
+    """The report-noisy-max choosing the fan-out's parent attribute is calibrated to 4 per row
+    (4 * rows per unit + 1 with the rounding): adding any one row to any table moves the score
+    by less than 4."""
+    rng = np.random.default_rng()
+    for _ in range(300):
+        joint = rng.integers(0, rng.choice([2, 50]), size=(rng.integers(1, 6), rng.integers(1, 6)))
+        i, j = rng.integers(0, joint.shape[0]), rng.integers(0, joint.shape[1])
+        more = joint.copy()
+        more[i, j] += 1
+        assert abs(relational.dependence_l1(more) - relational.dependence_l1(joint)) < 4
+    assert relational.dependence_l1(np.array([[10, 0], [0, 10]])) == 20
+    assert relational.dependence_l1(np.array([[5, 5], [5, 5]])) == 0

@@ -40,6 +40,7 @@ MAX_ATTRIBUTE_SIZE = 64
 FANOUT_CONDITION_SIZE = 8
 PARENT_SRC = "pg_dp_synth_src_parent"
 SAMPLE_QUANTILE = 0.5     # tau: this quantile of rows per unit (see sample_size)
+FANOUT_SELECT_SHARE = 0.1  # of the fan-out's epsilon: which parent attribute it is measured against
 MORE_ROUNDS = 3           # draws of children for parent slots left without a match
 
 
@@ -196,34 +197,66 @@ def parent_attributes(run) -> list:
 
 
 def measure_fanout(run, epsilon: float) -> None:
-    """The noisy fan-out: children per parent row (capped), against the parent's smallest
-    chosen attribute, over the parent's rows bounded per unit: a unit moves at most
-    max_rows(parent) counts.  Reads the tables themselves (not the child's sample)."""
+    """The noisy fan-out: children per parent row (capped), over the parent's rows bounded per
+    unit (a unit moves at most max_rows(parent) of them), against the parent attribute that
+    tells most about it: an OpenDP report-noisy-max (FANOUT_SELECT_SHARE of epsilon) over the
+    parent's attributes (coarsened to FANOUT_CONDITION_SIZE groups) and "none", each scored by
+    how far its joint with the fan-out is from independence (L1, under 4 per row) less the
+    noise its extra cells would add (TPC-H: lines per order follow o_totalprice, not
+    o_orderstatus).  Reads the tables themselves (not the child's sample)."""
     link, parent = run.parent, run.parent["run"]
-    attrs = parent_attributes(run)
-    run.cond = attrs
+    run.cond = parent_attributes(run)
     cap = max(1, min(MAX_FANOUT, run.t.max_rows, numbering_limit(run)))
-    # conditioned on a small attribute only: the histogram's noise grows with its cells
-    small = [i for i, c in enumerate(attrs) if c.size <= FANOUT_CONDITION_SIZE]
-    run.fanout_attr = min(small, key=lambda i: attrs[i].size) if small else None
-    first = attrs[run.fanout_attr] if small else None
-    size = first.size if first else 1
-    code = first.encode_sql(f"p.{db.quote_ident(first.name)}") if first else "0"
+    bound = int(parent.t.max_rows)
+    candidates = [c for c in parent.modelled if not c.name.startswith("pg_dp_") and 1 < c.size <= MAX_ATTRIBUTE_SIZE]
+    groups = [min(c.size, FANOUT_CONDITION_SIZE) for c in candidates]
+    codes = "".join(f", {fanout_code(c, g, 'p.' + db.quote_ident(c.name))} AS g{i}"
+                    for i, (c, g) in enumerate(zip(candidates, groups)))
+    names = ["k"] + [f"g{i}" for i in range(len(candidates))]
+    sets = ", ".join(["(k)"] + [f"(k, g{i})" for i in range(len(candidates))])
+    exact = [np.zeros((g, cap + 1), dtype=np.int64) for g in [1] + groups]
     unit = db.quote_ident(unit_column(parent.t))
-    exact = np.zeros((size, cap + 1), dtype=np.int64)
     for r in db.execute(
-            f"SELECT {code} AS a, least(coalesce(f.n, 0), {cap})::int AS k, count(*) AS n "
+            f"SELECT {', '.join(names)}, count(*) AS n FROM ("
+            f"SELECT least(coalesce(f.n, 0), {cap})::int AS k{codes} "
             f"FROM (SELECT x.*, row_number() OVER (PARTITION BY x.{unit}) AS pg_dp_rn FROM {parent.t.qualified} x) p "
             f"LEFT JOIN (SELECT {db.quote_ident(link['column'])} AS key, count(*) AS n FROM {run.t.qualified} "
             f"WHERE {db.quote_ident(link['column'])} IS NOT NULL GROUP BY 1) f ON f.key = p.{db.quote_ident(link['refcol'])} "
-            f"WHERE p.pg_dp_rn <= {int(parent.t.max_rows)} GROUP BY 1, 2"):
-        exact[int(r["a"]), int(r["k"])] += int(r["n"])
-    scale = mechanisms.integer_laplace_scale(int(parent.t.max_rows), epsilon)
-    noise = np.asarray(mechanisms.integer_laplace_noise(scale, exact.size), dtype=np.float64).reshape(exact.shape)
-    run.fanout = threshold_fanout(exact + noise, scale)
+            f"WHERE p.pg_dp_rn <= {bound}) j GROUP BY GROUPING SETS ({sets})"):
+        which = next((i for i in range(len(candidates)) if r[f"g{i}"] is not None), None)
+        if which is None:
+            exact[0][0, int(r["k"])] += int(r["n"])
+        else:
+            exact[which + 1][int(r[f"g{which}"]), int(r["k"])] += int(r["n"])
+    e_select = epsilon * FANOUT_SELECT_SHARE if candidates else 0.0
+    scale = mechanisms.integer_laplace_scale(bound, epsilon - e_select)
+    pick = 0
+    if candidates:
+        scores = [0] + [int(round(dependence_l1(h))) - int(round((g - 1) * (cap + 1) * scale))
+                        for h, g in zip(exact[1:], groups)]
+        pick = mechanisms.noisy_argmin([-x for x in scores], 4 * bound + 1, e_select)
+    run.fanout_by = (candidates[pick - 1], groups[pick - 1]) if pick else None
+    chosen = exact[pick]
+    noise = np.asarray(mechanisms.integer_laplace_noise(scale, chosen.size), dtype=np.float64).reshape(chosen.shape)
+    run.fanout = threshold_fanout(chosen + noise, scale)
     run.fanout_cap = cap
     run.phase(f"measured the fan-out per {parent.t.name} (Laplace scale {scale:.3g}, up to {cap} children)"
-              + (f", by {first.name}" if first else ""))
+              + (f", by {run.fanout_by[0].name} in {run.fanout_by[1]} groups" if pick else ""))
+
+
+def fanout_code(col, groups: int, column_sql: str) -> str:
+    """SQL: a parent attribute's code coarsened to `groups` groups of adjacent codes."""
+    return f"(({col.encode_sql(column_sql)}) * {int(groups)} / {int(col.size)})"
+
+
+def dependence_l1(joint: np.ndarray) -> float:
+    """L1 distance of a table of counts from the product of its margins (adding one row moves it
+    by under 4: 1 in the row's cell, under 3 in the product)."""
+    joint = np.asarray(joint, dtype=np.float64)
+    total = joint.sum()
+    if total <= 0:
+        return 0.0
+    return float(np.abs(joint - np.outer(joint.sum(axis=1), joint.sum(axis=0)) / total).sum())
 
 
 def unit_rows(run) -> np.ndarray | None:
@@ -373,9 +406,12 @@ def _parent_rows(run) -> tuple[np.ndarray, list[np.ndarray], dict[str, np.ndarra
     dates = list(dict.fromkeys(p for _, p, _ in run.anchors))
     values = "".join(f", {dom.value_sql(db.quote_ident(p), parent.t.column(p).fam)} AS d{j}"
                      for j, p in enumerate(dates))
-    rows = db.execute(f"SELECT {db.quote_ident(link['refcol'])}::text AS key{codes}{values} FROM {link['target']} "
-                      f"WHERE {db.quote_ident(link['refcol'])} IS NOT NULL")
+    by = run.fanout_by
+    fan = fanout_code(by[0], by[1], db.quote_ident(by[0].name)) if by else "0"
+    rows = db.execute(f"SELECT {db.quote_ident(link['refcol'])}::text AS key, {fan} AS f{codes}{values} "
+                      f"FROM {link['target']} WHERE {db.quote_ident(link['refcol'])} IS NOT NULL")
     keys = np.array([r["key"] for r in rows], dtype=object)
+    run.slot_fanout_codes = np.array([r["f"] for r in rows], dtype=np.int64)
     return (keys, [np.array([r[f"a{i}"] for r in rows], dtype=np.int64) for i in range(len(run.cond))],
             {p: np.array([np.nan if r[f"d{j}"] is None else r[f"d{j}"] for r in rows], dtype=np.float64)
              for j, p in enumerate(dates)})
@@ -387,7 +423,7 @@ def child_rows(run) -> int:
     hist = run.fanout
     overall = hist.sum(axis=0)
     overall = overall if overall.sum() > 0 else np.ones_like(overall)
-    first = attrs[run.fanout_attr] if run.fanout_attr is not None else np.zeros(keys.size, dtype=np.int64)
+    first = run.slot_fanout_codes
     k = np.zeros(keys.size, dtype=np.int64)
     for a in np.unique(first):
         where = np.flatnonzero(first == a)
