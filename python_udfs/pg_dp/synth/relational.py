@@ -27,6 +27,8 @@ from __future__ import annotations
 
 from dataclasses import replace
 from decimal import Decimal
+import itertools
+import math
 
 import numpy as np
 
@@ -38,6 +40,7 @@ MAX_FANOUT = 128
 PARENT_ATTRIBUTES = 3
 MAX_ATTRIBUTE_SIZE = 64
 FANOUT_CONDITION_SIZE = 8
+FANOUT_PAIR_SIZE = 4         # groups of each of two attributes the fan-out may be measured against
 PARENT_SRC = "pg_dp_synth_src_parent"
 SAMPLE_QUANTILE = 0.5     # tau: this quantile of rows per unit (see sample_size)
 FANOUT_SELECT_SHARE = 0.1  # of the fan-out's epsilon: which parent attribute it is measured against
@@ -200,7 +203,8 @@ def measure_fanout(run, epsilon: float) -> None:
     """The noisy fan-out: children per parent row (capped), over the parent's rows bounded per
     unit (a unit moves at most max_rows(parent) of them), against the parent attribute that
     tells most about it: an OpenDP report-noisy-max (FANOUT_SELECT_SHARE of epsilon) over the
-    parent's attributes (coarsened to FANOUT_CONDITION_SIZE groups) and "none", each scored by
+    parent's attributes (coarsened to FANOUT_CONDITION_SIZE groups), their pairs (FANOUT_PAIR_SIZE
+    groups each: the shop's vip x country) and "none", each scored by
     how far its joint with the fan-out is from independence (L1, under 4 per row) less the
     noise its extra cells would add (TPC-H: lines per order follow o_totalprice, not
     o_orderstatus).  Reads the tables themselves (not the child's sample)."""
@@ -208,10 +212,12 @@ def measure_fanout(run, epsilon: float) -> None:
     run.cond = parent_attributes(run)
     cap = max(1, min(MAX_FANOUT, run.t.max_rows, numbering_limit(run)))
     bound = int(parent.t.max_rows)
-    candidates = [c for c in parent.modelled if not c.name.startswith("pg_dp_") and 1 < c.size <= MAX_ATTRIBUTE_SIZE]
-    groups = [min(c.size, FANOUT_CONDITION_SIZE) for c in candidates]
-    codes = "".join(f", {fanout_code(c, g, 'p.' + db.quote_ident(c.name))} AS g{i}"
-                    for i, (c, g) in enumerate(zip(candidates, groups)))
+    attrs = [c for c in parent.modelled if not c.name.startswith("pg_dp_") and 1 < c.size <= MAX_ATTRIBUTE_SIZE]
+    # one attribute in up to 8 groups, or two in up to 4 each (vip x country: 6)
+    candidates = [((c, min(c.size, FANOUT_CONDITION_SIZE)),) for c in attrs] + \
+        [((a, min(a.size, FANOUT_PAIR_SIZE)), (b, min(b.size, FANOUT_PAIR_SIZE))) for a, b in itertools.combinations(attrs, 2)]
+    groups = [math.prod(g for _, g in cand) for cand in candidates]
+    codes = "".join(f", {fanout_code(cand, 'p.')} AS g{i}" for i, cand in enumerate(candidates))
     names = ["k"] + [f"g{i}" for i in range(len(candidates))]
     sets = ", ".join(["(k)"] + [f"(k, g{i})" for i in range(len(candidates))])
     exact = [np.zeros((g, cap + 1), dtype=np.int64) for g in [1] + groups]
@@ -235,18 +241,23 @@ def measure_fanout(run, epsilon: float) -> None:
         scores = [0] + [int(round(dependence_l1(h))) - int(round((g - 1) * (cap + 1) * scale))
                         for h, g in zip(exact[1:], groups)]
         pick = mechanisms.noisy_argmin([-x for x in scores], 4 * bound + 1, e_select)
-    run.fanout_by = (candidates[pick - 1], groups[pick - 1]) if pick else None
+    run.fanout_by = candidates[pick - 1] if pick else None
     chosen = exact[pick]
     noise = np.asarray(mechanisms.integer_laplace_noise(scale, chosen.size), dtype=np.float64).reshape(chosen.shape)
     run.fanout = threshold_fanout(chosen + noise, scale)
     run.fanout_cap = cap
     run.phase(f"measured the fan-out per {parent.t.name} (Laplace scale {scale:.3g}, up to {cap} children)"
-              + (f", by {run.fanout_by[0].name} in {run.fanout_by[1]} groups" if pick else ""))
+              + (", by " + " x ".join(f"{c.name} ({g} groups)" for c, g in run.fanout_by) if pick else ""))
 
 
-def fanout_code(col, groups: int, column_sql: str) -> str:
-    """SQL: a parent attribute's code coarsened to `groups` groups of adjacent codes."""
-    return f"(({col.encode_sql(column_sql)}) * {int(groups)} / {int(col.size)})"
+def fanout_code(condition, prefix: str = "") -> str:
+    """SQL: the group of a parent row for the fan-out: each attribute's code coarsened to its
+    number of groups (adjacent codes together), combined."""
+    code = "0"
+    for col, groups in condition:
+        part = f"(({col.encode_sql(prefix + db.quote_ident(col.name))}) * {int(groups)} / {int(col.size)})"
+        code = f"({code} * {int(groups)} + {part})"
+    return code
 
 
 def dependence_l1(joint: np.ndarray) -> float:
@@ -406,8 +417,7 @@ def _parent_rows(run) -> tuple[np.ndarray, list[np.ndarray], dict[str, np.ndarra
     dates = list(dict.fromkeys(p for _, p, _ in run.anchors))
     values = "".join(f", {dom.value_sql(db.quote_ident(p), parent.t.column(p).fam)} AS d{j}"
                      for j, p in enumerate(dates))
-    by = run.fanout_by
-    fan = fanout_code(by[0], by[1], db.quote_ident(by[0].name)) if by else "0"
+    fan = fanout_code(run.fanout_by) if run.fanout_by else "0"
     rows = db.execute(f"SELECT {db.quote_ident(link['refcol'])}::text AS key, {fan} AS f{codes}{values} "
                       f"FROM {link['target']} WHERE {db.quote_ident(link['refcol'])} IS NOT NULL")
     keys = np.array([r["key"] for r in rows], dtype=object)
