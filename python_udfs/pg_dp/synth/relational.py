@@ -43,7 +43,8 @@ FANOUT_CONDITION_SIZE = 8
 FANOUT_PAIR_SIZE = 4         # groups of each of two attributes the fan-out may be measured against
 PARENT_SRC = "pg_dp_synth_src_parent"
 SAMPLE_QUANTILE = 0.5     # tau: this quantile of rows per unit (see sample_size)
-FANOUT_SELECT_SHARE = 0.1  # of the fan-out's epsilon: which parent attribute it is measured against
+FANOUT_SELECT_SHARE = 0.2   # of the fan-out's epsilon: which parent attribute it is measured against
+NONE_LEAD = 5              # noise scales the choice of no parent attribute starts ahead
 MORE_ROUNDS = 3           # draws of children for parent slots left without a match
 
 
@@ -201,17 +202,19 @@ def parent_attributes(run) -> list:
 
 def measure_fanout(run, epsilon: float) -> None:
     """The noisy fan-out: children per parent row (capped), over the parent's rows bounded per
-    unit (a unit moves at most max_rows(parent) of them), against the parent attribute that
+    unit (a uniform sample of at most the parent's own tau, else max_rows(parent): a unit
+    moves at most that many of them), against the parent attribute that
     tells most about it: an OpenDP report-noisy-max (FANOUT_SELECT_SHARE of epsilon) over the
     parent's attributes (coarsened to FANOUT_CONDITION_SIZE groups), their pairs (FANOUT_PAIR_SIZE
-    groups each: the shop's vip x country) and "none", each scored by
+    groups each: the shop's vip x country) and "none" (NONE_LEAD noise scales ahead), each scored by
     how far its joint with the fan-out is from independence (L1, under 4 per row) less the
     noise its extra cells would add (TPC-H: lines per order follow o_totalprice, not
     o_orderstatus).  Reads the tables themselves (not the child's sample)."""
     link, parent = run.parent, run.parent["run"]
     run.cond = parent_attributes(run)
     cap = max(1, min(MAX_FANOUT, run.t.max_rows, numbering_limit(run)))
-    bound = int(parent.t.max_rows)
+    # the parent's rows: at most its own tau per unit (a uniform sample, as its marginals were)
+    bound = int(getattr(parent, "tau", None) or parent.t.max_rows)
     attrs = [c for c in parent.modelled if not c.name.startswith("pg_dp_") and 1 < c.size <= MAX_ATTRIBUTE_SIZE]
     # one attribute in up to 8 groups, or two in up to 4 each (vip x country: 6)
     candidates = [((c, min(c.size, FANOUT_CONDITION_SIZE)),) for c in attrs] + \
@@ -225,7 +228,8 @@ def measure_fanout(run, epsilon: float) -> None:
     for r in db.execute(
             f"SELECT {', '.join(names)}, count(*) AS n FROM ("
             f"SELECT least(coalesce(f.n, 0), {cap})::int AS k{codes} "
-            f"FROM (SELECT x.*, row_number() OVER (PARTITION BY x.{unit}) AS pg_dp_rn FROM {parent.t.qualified} x) p "
+            f"FROM (SELECT x.*, row_number() OVER (PARTITION BY x.{unit} ORDER BY random()) AS pg_dp_rn "
+            f"FROM {parent.t.qualified} x) p "
             f"LEFT JOIN (SELECT {db.quote_ident(link['column'])} AS key, count(*) AS n FROM {run.t.qualified} "
             f"WHERE {db.quote_ident(link['column'])} IS NOT NULL GROUP BY 1) f ON f.key = p.{db.quote_ident(link['refcol'])} "
             f"WHERE p.pg_dp_rn <= {bound}) j GROUP BY GROUPING SETS ({sets})"):
@@ -238,8 +242,11 @@ def measure_fanout(run, epsilon: float) -> None:
     scale = mechanisms.integer_laplace_scale(bound, epsilon - e_select)
     pick = 0
     if candidates:
-        scores = [0] + [int(round(dependence_l1(h))) - int(round((g - 1) * (cap + 1) * scale))
-                        for h, g in zip(exact[1:], groups)]
+        # "none" starts NONE_LEAD noise scales ahead: where the noise swamps every score (59
+        # customers), the fan-out is not split at random
+        lead = NONE_LEAD * mechanisms.noisy_min_scale(4 * bound + 1, e_select)
+        scores = [int(round(lead))] + [int(round(dependence_l1(h))) - int(round((g - 1) * (cap + 1) * scale))
+                                       for h, g in zip(exact[1:], groups)]
         pick = mechanisms.noisy_argmin([-x for x in scores], 4 * bound + 1, e_select)
     run.fanout_by = candidates[pick - 1] if pick else None
     chosen = exact[pick]

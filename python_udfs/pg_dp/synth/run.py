@@ -368,7 +368,7 @@ class Run:
             e_model -= Decimal(str(e_fan))
             relational.measure_fanout(self, e_fan)
             self.unit_rows = relational.unit_rows(self)
-            tau = relational.sample_size(self.unit_rows, self.t.max_rows)
+            tau = self.tau = relational.sample_size(self.unit_rows, self.t.max_rows)
             sensitivity = self._snapshot(tau)
             self.phase(f"children's marginals measured over a uniform sample of at most {tau} rows per unit "
                        f"(sensitivity {tau}; max_rows_per_unit {self.t.max_rows})")
