@@ -10,13 +10,20 @@ and of Alimohammadi et al. 2024 (cross-table marginals over the parent-child joi
   customer, invoice_line.invoice_id -> invoice: a parent's children are the same person's)
   is generated under its synthetic parents:
   * fan-out: a noisy histogram (OpenDP Laplace, 20% of the child's epsilon) of the number of
-    children per parent (up to the child's max_rows_per_unit, at most 128) against the
-    parent's smallest-domain attribute (when it has at most 8 values), over the parent's rows bounded per unit
-    (sensitivity: the parent's max_rows_per_unit); every synthetic parent draws its number of
-    children from it, given its own attribute, so heavy-tailed fan-outs stay heavy-tailed;
-  * child attributes: up to three parent attributes (the smallest domains) are joined to
-    the child's rows and modelled with them (MST marginals over parent x child); each
-    sampled child goes to a parent slot whose attributes match, the rest at random;
+    children per parent (up to the child's max_rows_per_unit, at most 128) over the parent's
+    rows bounded per unit (its own tau, else its max_rows_per_unit: the sensitivity), against
+    the parent attribute (or pair) that a report-noisy-max finds it depends on most, or none;
+    every synthetic parent draws its number of children from it, given its own attributes,
+    so heavy-tailed fan-outs stay heavy-tailed;
+  * the child's marginals are measured over a uniform sample of at most tau rows per unit
+    (sensitivity tau, not max_rows_per_unit), tau the median rows per unit that the noisy
+    fan-outs along the path imply (post-processing);
+  * dates: a child's date (timestamp) columns are modelled as offsets from its parent's first
+    date (timestamp) column, which becomes a parent attribute; child date = parent date + offset;
+  * child attributes: up to three parent attributes (those dates first, then the smallest
+    domains) are joined to the child's rows and modelled with them (MST marginals over
+    parent x child); children are drawn given their parent slot's attributes (rows drawn from
+    the model fill the slots of matching parents, short ones from further draws);
   * path agreement: a child column that references what its parent's column references
     (invoice_line.customer_id next to invoice_line.invoice_id) takes the parent's value;
 - other foreign keys to tables of the call draw parents uniformly (their rows may be
