@@ -142,24 +142,32 @@ def test_zipf_schema_in_one_call(conn):
     orders each (Zipf, about 60,000 orders), channel and amount depending on the customer's
     segment.  One call at epsilon 3 (1.5 per table), then dp.evaluate_schema.
 
-    Fan-out TVD <= 0.05: the noisy fan-out histogram (integer Laplace, scale 1/0.3, over
-    4 x 21 cells) moves the distribution by at most sum|noise| / 40,000; that sum (a
-    Gamma(84, 3.33), mean 280) exceeds 616 with p <= exp(-84 (2.2 - 1 - ln 2.2)) < 1e-14, so
-    <= 0.0154; drawing 40,000 synthetic fan-outs from it adds E <= 0.5 sqrt(21 / 40,000) =
+    Fan-out TVD <= 0.05: the noisy fan-out histogram (integer Laplace, scale 1/0.24, over
+    at most 4 x 21 cells) moves the distribution by at most sum|noise| / 40,000; that sum (at
+    most a Gamma(84, 4.17), mean 350) exceeds 700 with p <= exp(-84 (1 - ln 2)) < 1e-11,
+    so <= 0.0175; drawing 40,000 synthetic fan-outs from it adds E <= 0.5 sqrt(21 / 40,000) =
     0.0115 plus 0.017 with p <= exp(-2 * 40,000 * 0.017**2) < 1e-10 (McDiarmid: one draw
     moves the TVD by 1/40,000); the customers' segment marginal (4 cells, epsilon 1.5) and
     the DP row count move it by under 0.002 but with p < 1e-12.  Total <= 0.046, failure
-    probability < 1e-9.
+    probability < 1e-9 (0.048 in all).
+    The orders' marginals are measured over one order per customer (tau = 1: the median of
+    orders per customer with any, from the noisy fan-out; real: 70% have one, and the noise
+    above cannot move the 8,000 customers it would take), sensitivity 1 instead of 20.
     Segment x channel over the join <= half the uniform-attachment baseline (0.33 here, a
     property of the data): children are modelled with their parent's segment (MST marginals
-    of ~60,000 rows over 8 cells, noise ~1e-3) and matched to parent slots of the same
-    segment; sampling 60,000 children moves the 8-cell TVD by E <= 0.006 plus 0.014 with
-    p < 1e-10; the slots per segment come from the fan-out above (<= 0.046), so the TVD
-    stays under 0.07 < 0.16.  Segment x amount (16 bins) carries the binning error of the
+    of ~40,000 sampled rows over 8 cells, sensitivity 1, noise ~1e-3) and drawn given the
+    segment of their parent slot; sampling 60,000 children moves the 8-cell TVD by E <= 0.006
+    plus 0.014 with p < 1e-10; the slots per segment come from the fan-out above (<= 0.046)
+    when it is measured by segment, so the TVD stays under 0.07 < 0.16.  (Were "none" chosen
+    for the fan-out -- segment scores about 4,000 against none's lead of 5 report-noisy-max
+    scales of 167: p < 1e-8 -- the slots per segment would follow the customers' (25% each
+    against about 33% of the orders for segment a): under 0.1 off, still < 0.16.)  Segment x amount (16 bins) carries the binning error of the
     model (about 0.1, systematic at this size) against a baseline of about 0.42."""
     customers, orders = zipf_schema(conn)
     conn.execute("SELECT dp.grant_budget('postgres', 'zipf', 10, 1e-3)")
-    synthesize(conn, "zipf", epsilon=3.0)
+    notices = synthesize(conn, "zipf", epsilon=3.0)
+    assert any("orders: children's marginals measured over a uniform sample of at most 1 rows per unit "
+               "(sensitivity 1; max_rows_per_unit 20)" in n for n in notices), notices
     rows = evaluate(conn, "zipf", "dp_synthetic")
     assert pick(rows, "orphans", "orders")[0][3] == 0
     fan = pick(rows, "fanout_tvd", "orders")[0]

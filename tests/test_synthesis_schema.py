@@ -371,3 +371,55 @@ def test_chinook_in_one_call(conn):
                                       "WHERE attrelid = %s::regclass AND attnum > 0 AND NOT attisdropped ORDER BY attnum",
                                       (f"{s}.{t}",)).fetchall()
         assert cols("dp_synthetic") == cols("chinook")
+
+
+def test_children_dates_follow_their_parents_and_marginals_use_tau_rows_per_unit(conn):
+    """customer -> orders (dated over two years) -> lines shipped 1..30 days after their order,
+    and a line status that follows the absolute date ('late' from 2021-07-01 on).  One call at
+    epsilon 9 (3 per table).
+
+    A line's ship date is modelled as an offset from its order's date (the schema pairs them:
+    the parent's date column), so every synthetic line ships within the offset's DP bounds after
+    its synthetic order.  Those bounds grow from the fullest noisy log2 bucket (16..31 days, about
+    half of about 20,000 sampled rows, against a threshold near 600) over adjacent passing buckets;
+    no bucket is empty within 1..31, and an empty bucket widens them only if it passes the
+    threshold (p <= 1e-5 for the one next to the data, so two in a row: p <= 1e-10) or the far
+    one (p <= 1e-10 for all of them together): the offsets lie in [-1, 64] but with p < 3e-10.
+    Attached uniformly, about 5% of lines would.
+    The lines' marginals are measured over at most tau rows per customer, tau the median rows per
+    customer from the noisy fan-outs (real: 1..5 orders of 1..4 lines, median 6 or 7; the noise of
+    both fan-outs moves it by at most 2 but with p < 1e-12), far under the declared bound of 40:
+    the noise sd is tau's, not max_rows_per_unit's."""
+    conn.execute("CREATE SCHEMA dated")
+    conn.execute("CREATE TABLE dated.customer (customer_id int PRIMARY KEY, tier text NOT NULL "
+                 "CHECK (tier IN ('a', 'b')))")
+    conn.execute("INSERT INTO dated.customer SELECT g, (ARRAY['a','b'])[1 + g % 2] FROM generate_series(1, 3000) g")
+    conn.execute("CREATE TABLE dated.orders (order_id int PRIMARY KEY, customer_id int NOT NULL "
+                 "REFERENCES dated.customer, ordered date NOT NULL)")
+    conn.execute("INSERT INTO dated.orders SELECT row_number() OVER (), c, DATE '2020-01-01' + (c * 37 + i * 101) % 730 "
+                 "FROM generate_series(1, 3000) c, generate_series(1, 1 + c % 5) i")
+    conn.execute("CREATE TABLE dated.line (line_id int PRIMARY KEY, order_id int NOT NULL REFERENCES dated.orders, "
+                 "shipped date NOT NULL, status text NOT NULL CHECK (status IN ('early', 'late')))")
+    conn.execute("INSERT INTO dated.line SELECT row_number() OVER (), o.order_id, o.ordered + 1 + (o.order_id * 13 + j * 7) % 30, "
+                 "CASE WHEN o.ordered + 1 + (o.order_id * 13 + j * 7) % 30 >= DATE '2021-07-01' THEN 'late' ELSE 'early' END "
+                 "FROM dated.orders o, generate_series(1, 1 + o.order_id % 4) j")
+    conn.execute("SELECT dp.protect('dated.customer', dataset => 'dated', privacy_unit => 'customer_id')")
+    conn.execute("SELECT dp.protect('dated.orders', dataset => 'dated', max_rows_per_unit => 10)")
+    conn.execute("SELECT dp.protect('dated.line', dataset => 'dated', max_rows_per_unit => 40)")
+    conn.execute("SELECT dp.set_bounds('dated.orders', 'ordered', '2020-01-01'::date, '2021-12-31'::date)")
+    conn.execute("SELECT dp.grant_budget('postgres', 'dated', 100, 1e-3)")
+    notices = synthesize(conn, "dated", epsilon=9.0, dry_run=True)
+    assert any("shipped: orders.ordered plus an offset" in n for n in notices), notices
+    notices = synthesize(conn, "dated", epsilon=9.0)
+    tau = [int(m.group(1)) for n in notices
+           for m in [re.search(r"line: children's marginals measured over a uniform sample of at most (\d+) rows", n)] if m]
+    assert tau and 4 <= tau[0] <= 9, notices
+    lo, hi, n = conn.execute("SELECT min(l.shipped - o.ordered), max(l.shipped - o.ordered), count(*) "
+                             "FROM dp_synthetic.line l JOIN dp_synthetic.orders o USING (order_id)").fetchone()
+    print("synthetic ship - order days:", lo, hi, "rows", n, "tau", tau)
+    assert n == conn.execute("SELECT count(*) FROM dp_synthetic.line").fetchone()[0]
+    assert -1 <= lo and hi <= 64
+    rows = conn.execute("SELECT subject, value, baseline FROM dp.evaluate_schema('dated') "
+                        "WHERE metric = 'parent_child_tvd' AND subject LIKE '%orders.ordered x line.%'").fetchall()
+    for r in rows:
+        print(r)

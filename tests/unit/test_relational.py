@@ -45,3 +45,120 @@ def test_numbers_within_a_parent_become_distinct_and_stay_in_bounds():
         got = values["line"][parents == p]
         assert len(set(got)) == got.size and got.max() <= 7
     assert relational.numbering_limit(run) == 7
+
+
+# ------------------------------------------------------------ children's sample of tau rows per unit
+def test_rows_per_unit_compound_the_fan_outs_along_the_path():
+    # one parent per unit with 1 or 2 children: the unit has 1 or 2 rows
+    assert relational.compound(np.array([0, 1.0]), np.array([0, 0.5, 0.5]), 5).tolist() == [0, 0.5, 0.5, 0, 0, 0]
+    # half the units have no parent; the others one with 1 or 2 children
+    assert relational.compound(np.array([0.5, 0.5]), np.array([0, 1, 1]), 5).tolist() == [0.5, 0.25, 0.25, 0, 0, 0]
+    # 2 parents of 3 children each: 6 rows, past the bound of 5 rows per unit: all at 5
+    assert relational.compound(np.array([0, 0, 1.0]), np.array([0, 0, 0, 1.0]), 5).tolist() == [0, 0, 0, 0, 0, 1]
+    out = relational.compound(np.array([0.2, 0.3, 0.5]), np.array([0.1, 0.6, 0.3]), 3)
+    assert abs(out.sum() - 1) < 1e-12 and np.all(out >= 0)
+
+
+def test_tau_is_the_median_rows_of_the_units_that_have_rows_and_never_past_the_bound():
+    uniform = np.r_[0.3, np.ones(20) / 20 * 0.7]        # 30% of units without rows, the others 1..20
+    assert relational.sample_size(uniform, 50) == 10
+    assert relational.sample_size(uniform, 6) == 6
+    assert relational.sample_size(np.r_[0, 1.0], 20) == 1     # one row per unit
+    assert relational.sample_size(None, 350) == 350            # unknown: every row up to the bound
+    assert relational.sample_size(np.r_[1.0, 0, 0], 7) == 7    # no unit has rows: the bound
+
+
+def test_snapshot_of_a_child_bounds_each_unit_by_tau_and_returns_it_as_the_sensitivity(monkeypatch):
+    """The accounting of a child's marginals: the rows measured are at most tau per unit
+    (chosen by random() within each unit's own rows) and tau is the sensitivity handed to the
+    count, the discovery and mst (run.Run.work passes _snapshot's value on), not max_rows."""
+    from pg_dp.synth import run as runmod
+
+    sql = []
+    monkeypatch.setattr(runmod.db, "execute", lambda q, *a, **k: sql.append(q) or [{"q": "s.parent"}])
+    monkeypatch.setattr(runmod.db, "drop_table_if_present", lambda name: None)
+    monkeypatch.setattr(runmod.db, "quote_ident", lambda name: f'"{name}"')
+    for t in (SimpleNamespace(path=[], unit="customer_id", max_rows=20, qualified="s.orders"),
+              SimpleNamespace(path=[{"ref": 1, "cols": ["order_id"], "refcols": ["id"]}], path_unit="customer_id",
+                              unit=None, max_rows=350, qualified="s.line")):
+        sql.clear()
+        me = SimpleNamespace(t=t)
+        assert runmod.Run._snapshot(me, 3) == 3
+        assert "ORDER BY random()" in sql[-1] and "pg_dp_rn <= 3" in sql[-1] and f"<= {t.max_rows}" not in sql[-1]
+        assert runmod.Run._snapshot(me) == t.max_rows and f"pg_dp_rn <= {t.max_rows}" in sql[-1]
+
+
+# ------------------------------------------------------------ children matched to their parents
+def test_match_pairs_equal_keys_each_child_once():
+    rng = np.random.default_rng()
+    slots = np.array([0, 0, 1, 2, 2, 2])
+    children = np.array([2, 0, 2, 3, 0, 0, 0])
+    chosen = relational.match(slots, children, rng)
+    assert chosen[3:].tolist().count(-1) == 1                  # one child of key 2 for... two of three slots
+    taken = chosen[chosen >= 0]
+    assert len(set(taken.tolist())) == taken.size                # each child once
+    assert np.all(children[taken] == slots[chosen >= 0])
+    assert chosen[2] == -1                                       # key 1: no child
+
+
+def _fake_child_run(seed=None):
+    rng = np.random.default_rng(seed)
+    cond = [SimpleNamespace(size=3), SimpleNamespace(size=2)]
+    slots = np.repeat(np.arange(198), 3)
+    attrs = [np.arange(198) % 3, (np.arange(198) // 3) % 2]
+    return SimpleNamespace(cond=cond, slots=slots, slot_attrs=attrs, rng=rng, phase=lambda m: None)
+
+
+def test_children_are_drawn_given_their_parents_attributes():
+    """The model over-represents attribute 0 = 0 (80% of draws against a third of the slots):
+    every slot still gets a child drawn with its own parent's attributes, from more draws.
+    Deterministic: the fake model gives each combination a fixed share of every draw."""
+    run = _fake_child_run()
+
+    def draw(k):
+        a = np.where(np.arange(k) % 20 < 16, 0, np.where(np.arange(k) % 20 < 18, 1, 2))
+        b = (np.arange(k) // 20) % 2
+        return {"pg_dp_parent_0": a, "pg_dp_parent_1": b, "x": 10 * a + b}
+
+    codes, parents = relational.draw_children(run, draw, run.slots.size)
+    assert parents.tolist() == run.slots.tolist()
+    assert np.all(codes["x"] == 10 * run.slot_attrs[0][parents] + run.slot_attrs[1][parents])
+
+
+def test_children_the_model_never_draws_for_a_combination_share_the_first_attributes():
+    run = _fake_child_run()
+
+    def draw(k):                       # attribute 1 is always 0: slots with 1 cannot be matched fully
+        a = np.arange(k) % 3
+        return {"pg_dp_parent_0": a, "pg_dp_parent_1": np.zeros(k, dtype=np.int64), "x": a}
+
+    codes, parents = relational.draw_children(run, draw, run.slots.size)
+    assert np.all(codes["x"] == run.slot_attrs[0][parents])
+    assert sorted(codes["x"].tolist()) == sorted(draw(run.slots.size)["x"].tolist())   # no row made up
+
+
+def test_a_child_date_is_its_parents_plus_the_offset_inside_declared_bounds():
+    rng = np.random.default_rng()
+    col = SimpleNamespace(nullable=False, source="declared bounds", lower=0.0, upper=100.0, sql_type="date", fam="date")
+    out = relational.follow(col, np.array([10.0, 50.0, 90.0, np.nan]), np.array([5.0, np.nan, 30.0, 1.0]), rng)
+    assert out[0] == 15 and out[2] == 100            # clipped into the declared bounds
+    assert out[1] in (55.0, 80.0, 51.0)              # NOT NULL: another row's offset
+    assert out[3] == 0                               # no parent date: the lower bound
+    col.nullable, col.source = True, "DP bounds"
+    out = relational.follow(col, np.array([90.0, np.nan]), np.array([30.0, 1.0]), rng)
+    assert out[0] == 120 and np.isnan(out[1])
+
+
+def test_fanout_choice_score_moves_under_four_per_row():
+    """The report-noisy-max choosing the fan-out's parent attribute is calibrated to 4 per row
+    (4 * rows per unit + 1 with the rounding): adding any one row to any table moves the score
+    by less than 4."""
+    rng = np.random.default_rng()
+    for _ in range(300):
+        joint = rng.integers(0, rng.choice([2, 50]), size=(rng.integers(1, 6), rng.integers(1, 6)))
+        i, j = rng.integers(0, joint.shape[0]), rng.integers(0, joint.shape[1])
+        more = joint.copy()
+        more[i, j] += 1
+        assert abs(relational.dependence_l1(more) - relational.dependence_l1(joint)) < 4
+    assert relational.dependence_l1(np.array([[10, 0], [0, 10]])) == 20
+    assert relational.dependence_l1(np.array([[5, 5], [5, 5]])) == 0

@@ -10,13 +10,20 @@ and of Alimohammadi et al. 2024 (cross-table marginals over the parent-child joi
   customer, invoice_line.invoice_id -> invoice: a parent's children are the same person's)
   is generated under its synthetic parents:
   * fan-out: a noisy histogram (OpenDP Laplace, 20% of the child's epsilon) of the number of
-    children per parent (up to the child's max_rows_per_unit, at most 128) against the
-    parent's smallest-domain attribute (when it has at most 8 values), over the parent's rows bounded per unit
-    (sensitivity: the parent's max_rows_per_unit); every synthetic parent draws its number of
-    children from it, given its own attribute, so heavy-tailed fan-outs stay heavy-tailed;
-  * child attributes: up to three parent attributes (the smallest domains) are joined to
-    the child's rows and modelled with them (MST marginals over parent x child); each
-    sampled child goes to a parent slot whose attributes match, the rest at random;
+    children per parent (up to the child's max_rows_per_unit, at most 128) over the parent's
+    rows bounded per unit (its own tau, else its max_rows_per_unit: the sensitivity), against
+    the parent attribute (or pair) that a report-noisy-max finds it depends on most, or none;
+    every synthetic parent draws its number of children from it, given its own attributes,
+    so heavy-tailed fan-outs stay heavy-tailed;
+  * the child's marginals are measured over a uniform sample of at most tau rows per unit
+    (sensitivity tau, not max_rows_per_unit), tau the median rows per unit that the noisy
+    fan-outs along the path imply (post-processing);
+  * dates: a child's date (timestamp) columns are modelled as offsets from its parent's first
+    date (timestamp) column, which becomes a parent attribute; child date = parent date + offset;
+  * child attributes: up to three parent attributes (those dates first, then the smallest
+    domains) are joined to the child's rows and modelled with them (MST marginals over
+    parent x child); children are drawn given their parent slot's attributes (rows drawn from
+    the model fill the slots of matching parents, short ones from further draws);
   * path agreement: a child column that references what its parent's column references
     (invoice_line.customer_id next to invoice_line.invoice_id) takes the parent's value;
 - other foreign keys to tables of the call draw parents uniformly (their rows may be
@@ -27,17 +34,25 @@ from __future__ import annotations
 
 from dataclasses import replace
 from decimal import Decimal
+import itertools
+import math
 
 import numpy as np
 
 from .. import db, mechanisms
 from ..errors import DPError
+from . import domain as dom
 
 MAX_FANOUT = 128
 PARENT_ATTRIBUTES = 3
 MAX_ATTRIBUTE_SIZE = 64
 FANOUT_CONDITION_SIZE = 8
+FANOUT_PAIR_SIZE = 4         # groups of each of two attributes the fan-out may be measured against
 PARENT_SRC = "pg_dp_synth_src_parent"
+SAMPLE_QUANTILE = 0.5     # tau: this quantile of rows per unit (see sample_size)
+FANOUT_SELECT_SHARE = 0.2   # of the fan-out's epsilon: which parent attribute it is measured against
+NONE_LEAD = 5              # noise scales the choice of no parent attribute starts ahead
+MORE_ROUNDS = 3           # draws of children for parent slots left without a match
 
 
 # ----------------------------------------------------------------- which tables, in which order
@@ -147,41 +162,195 @@ def same_unit(child, parent, fk, column: str, refcol: str) -> bool:
     return child.t.unit is not None and column == child.t.unit and refcol == parent.t.unit
 
 
-def prepare_child(run, epsilon: float) -> list:
-    """Join the chosen parent attributes to the child's measured rows, and measure the fan-out."""
+def plan_anchors(run) -> None:
+    """Before the charge, from the schema alone: each date (timestamp) column of a child is
+    modelled as an offset from its parent's first date (timestamp) column, so that a line
+    ships within days of its order whatever order it is attached to (TPC-H l_shipdate =
+    o_orderdate + 1..121 days).  The offset gets DP bounds; the child column's own declared
+    bounds still hold (values are clipped into them)."""
+    parent = run.parent["run"]
+    run.anchors = []
+    for c in run.t.columns:
+        if c.kind != "numeric" or c.fam not in ("date", "timestamp") or c.name in run.t.keys:
+            continue
+        p = next((p for p in parent.t.columns if p.kind == "numeric" and p.fam == c.fam
+                  and p.name not in parent.t.keys), None)
+        if p is None:
+            continue
+        date = c.fam == "date"
+        offset = dom.Column(f"pg_dp_after_{len(run.anchors)}", "integer" if date else "double precision",
+                            "integer" if date else "float", True, "numeric",
+                            source=f"{'days' if date else 'seconds'} after {parent.t.name}.{p.name}")
+        if c.name not in run.t.needs_bounds and p.name not in parent.t.needs_bounds:
+            # a fallback only (DP bounds of the offset are estimated): what the declared bounds allow
+            offset.lower, offset.upper = c.lower - p.upper, c.upper - p.lower
+        run.anchors.append((c.name, p.name, offset))
+        run.t.derived.append(offset)
+        run.t.needs_bounds.append(offset.name)
+        if c.name in run.t.needs_bounds:        # not modelled itself: parent's value + offset
+            run.t.needs_bounds.remove(c.name)
+
+
+def anchored(run) -> set[str]:
+    """Child columns computed from their parent's date and a modelled offset."""
+    return {child for child, _, _ in getattr(run, "anchors", [])}
+
+
+def parent_attributes(run) -> list:
+    """The parent attributes the child is modelled with: the dates its own dates follow first
+    (so that what depends on the absolute date, TPC-H's l_linestatus, can follow it), then the
+    smallest domains; a constant tells nothing."""
+    parent = run.parent["run"]
+    usable = [c for c in parent.modelled if not c.name.startswith("pg_dp_") and 1 < c.size <= MAX_ATTRIBUTE_SIZE]
+    dates = list(dict.fromkeys(p for _, p, _ in run.anchors))
+    first = [c for name in dates for c in usable if c.name == name]
+    return (first + sorted((c for c in usable if c not in first), key=lambda c: c.size))[:PARENT_ATTRIBUTES]
+
+
+def measure_fanout(run, epsilon: float) -> None:
+    """The noisy fan-out: children per parent row (capped), over the parent's rows bounded per
+    unit (a uniform sample of at most the parent's own tau, else max_rows(parent): a unit
+    moves at most that many of them), against the parent attribute that
+    tells most about it: an OpenDP report-noisy-max (FANOUT_SELECT_SHARE of epsilon) over the
+    parent's attributes (coarsened to FANOUT_CONDITION_SIZE groups), their pairs (FANOUT_PAIR_SIZE
+    groups each: the shop's vip x country) and "none" (NONE_LEAD noise scales ahead), each scored by
+    how far its joint with the fan-out is from independence (L1, under 4 per row) less the
+    noise its extra cells would add (TPC-H: lines per order follow o_totalprice, not
+    o_orderstatus).  Reads the tables themselves (not the child's sample)."""
     link, parent = run.parent, run.parent["run"]
-    attrs = sorted((c for c in parent.modelled
-                    if not c.name.startswith("pg_dp_") and 1 < c.size <= MAX_ATTRIBUTE_SIZE),   # a constant tells nothing
-                   key=lambda c: c.size)[:PARENT_ATTRIBUTES]
-    run.cond = attrs
+    run.cond = parent_attributes(run)
+    cap = max(1, min(MAX_FANOUT, run.t.max_rows, numbering_limit(run)))
+    # the parent's rows: at most its own tau per unit (a uniform sample, as its marginals were)
+    bound = int(getattr(parent, "tau", None) or parent.t.max_rows)
+    attrs = [c for c in parent.modelled if not c.name.startswith("pg_dp_") and 1 < c.size <= MAX_ATTRIBUTE_SIZE]
+    # one attribute in up to 8 groups, or two in up to 4 each (vip x country: 6)
+    candidates = [((c, min(c.size, FANOUT_CONDITION_SIZE)),) for c in attrs] + \
+        [((a, min(a.size, FANOUT_PAIR_SIZE)), (b, min(b.size, FANOUT_PAIR_SIZE))) for a, b in itertools.combinations(attrs, 2)]
+    groups = [math.prod(g for _, g in cand) for cand in candidates]
+    codes = "".join(f", {fanout_code(cand, 'p.')} AS g{i}" for i, cand in enumerate(candidates))
+    names = ["k"] + [f"g{i}" for i in range(len(candidates))]
+    sets = ", ".join(["(k)"] + [f"(k, g{i})" for i in range(len(candidates))])
+    exact = [np.zeros((g, cap + 1), dtype=np.int64) for g in [1] + groups]
+    unit = db.quote_ident(unit_column(parent.t))
+    for r in db.execute(
+            f"SELECT {', '.join(names)}, count(*) AS n FROM ("
+            f"SELECT least(coalesce(f.n, 0), {cap})::int AS k{codes} "
+            f"FROM (SELECT x.*, row_number() OVER (PARTITION BY x.{unit} ORDER BY random()) AS pg_dp_rn "
+            f"FROM {parent.t.qualified} x) p "
+            f"LEFT JOIN (SELECT {db.quote_ident(link['column'])} AS key, count(*) AS n FROM {run.t.qualified} "
+            f"WHERE {db.quote_ident(link['column'])} IS NOT NULL GROUP BY 1) f ON f.key = p.{db.quote_ident(link['refcol'])} "
+            f"WHERE p.pg_dp_rn <= {bound}) j GROUP BY GROUPING SETS ({sets})"):
+        which = next((i for i in range(len(candidates)) if r[f"g{i}"] is not None), None)
+        if which is None:
+            exact[0][0, int(r["k"])] += int(r["n"])
+        else:
+            exact[which + 1][int(r[f"g{which}"]), int(r["k"])] += int(r["n"])
+    e_select = epsilon * FANOUT_SELECT_SHARE if candidates else 0.0
+    scale = mechanisms.integer_laplace_scale(bound, epsilon - e_select)
+    pick = 0
+    if candidates:
+        # "none" starts NONE_LEAD noise scales ahead: where the noise swamps every score (59
+        # customers), the fan-out is not split at random
+        lead = NONE_LEAD * mechanisms.noisy_min_scale(4 * bound + 1, e_select)
+        scores = [int(round(lead))] + [int(round(dependence_l1(h))) - int(round((g - 1) * (cap + 1) * scale))
+                                       for h, g in zip(exact[1:], groups)]
+        pick = mechanisms.noisy_argmin([-x for x in scores], 4 * bound + 1, e_select)
+    run.fanout_by = candidates[pick - 1] if pick else None
+    chosen = exact[pick]
+    noise = np.asarray(mechanisms.integer_laplace_noise(scale, chosen.size), dtype=np.float64).reshape(chosen.shape)
+    run.fanout = threshold_fanout(chosen + noise, scale)
+    run.fanout_cap = cap
+    run.phase(f"measured the fan-out per {parent.t.name} (Laplace scale {scale:.3g}, up to {cap} children)"
+              + (", by " + " x ".join(f"{c.name} ({g} groups)" for c, g in run.fanout_by) if pick else ""))
+
+
+def fanout_code(condition, prefix: str = "") -> str:
+    """SQL: the group of a parent row for the fan-out: each attribute's code coarsened to its
+    number of groups (adjacent codes together), combined."""
+    code = "0"
+    for col, groups in condition:
+        part = f"(({col.encode_sql(prefix + db.quote_ident(col.name))}) * {int(groups)} / {int(col.size)})"
+        code = f"({code} * {int(groups)} + {part})"
+    return code
+
+
+def dependence_l1(joint: np.ndarray) -> float:
+    """L1 distance of a table of counts from the product of its margins (adding one row moves it
+    by under 4: 1 in the row's cell, under 3 in the product)."""
+    joint = np.asarray(joint, dtype=np.float64)
+    total = joint.sum()
+    if total <= 0:
+        return 0.0
+    return float(np.abs(joint - np.outer(joint.sum(axis=1), joint.sum(axis=0)) / total).sum())
+
+
+def unit_rows(run) -> np.ndarray | None:
+    """Distribution of the child's rows per unit (0 .. max_rows), a post-processing of the noisy
+    fan-outs along the path: a unit has one row of the unit table, and each row of a table has
+    children by its noisy fan-out (the fan-outs of a unit's rows taken as independent).  None
+    when the parent's rows per unit are unknown (a parent that is neither the unit table nor a
+    child synthesized in this call)."""
+    parent = run.parent["run"]
+    if parent.t.unit is not None and parent.t.unit in parent.t.keys:
+        per_parent = np.array([0.0, 1.0])              # the unit table: one row per unit
+    else:
+        per_parent = getattr(parent, "unit_rows", None)
+    if per_parent is None:
+        return None
+    return compound(per_parent, run.fanout.sum(axis=0), run.t.max_rows)
+
+
+def compound(per_unit: np.ndarray, fanout: np.ndarray, limit: int) -> np.ndarray:
+    """Distribution of the number of children of a unit (0 .. limit, the mass past it at
+    limit) when it has k parents with probability per_unit[k] and each parent has j children
+    with probability fanout[j], independently."""
+    per_unit = np.clip(np.asarray(per_unit, dtype=np.float64), 0, None)
+    fanout = np.clip(np.asarray(fanout, dtype=np.float64), 0, None)
+    if per_unit.sum() <= 0 or fanout.sum() <= 0:
+        return np.r_[np.zeros(limit), 1.0]
+    per_unit, fanout = per_unit / per_unit.sum(), fanout / fanout.sum()
+    out = np.zeros(limit + 1)
+    power = np.r_[1.0, np.zeros(limit)]                  # the sum of k parents' children, k = 0
+    for k, p in enumerate(per_unit):
+        if k:
+            full = np.convolve(power, fanout)
+            power = full[:limit + 1].copy()
+            power[limit] += full[limit + 1:].sum()
+        out += p * power
+    return out
+
+
+def sample_size(per_unit: np.ndarray | None, max_rows: int) -> int:
+    """tau, the rows per unit a child's marginals are measured over: the median number of rows
+    of the units that have any (post-processing of DP output), at most max_rows_per_unit.
+
+    A uniform sample of at most tau of each unit's rows bounds every marginal's sensitivity by
+    tau instead of max_rows_per_unit.  Below the typical unit's row count a smaller tau costs
+    few rows for much less noise (rows kept / tau stays near the number of units); above it,
+    noise grows with tau and rows do not.  Units with more rows are under-represented: the
+    children's attributes given the parent's are what the sample must get right, and the
+    parents' attributes come from the parents and their fan-outs."""
+    if per_unit is None or len(per_unit) < 2 or per_unit[1:].sum() <= 0:
+        return int(max_rows)
+    some = np.cumsum(per_unit[1:]) / per_unit[1:].sum()
+    return int(max(1, min(int(max_rows), int(np.searchsorted(some, SAMPLE_QUANTILE - 1e-9)) + 1)))
+
+
+def join_parent(run) -> list:
+    """The child's measured rows with the chosen parent attributes and the date offsets
+    (pg_dp_after_i: child date - parent date) joined in; returns the extra modelled columns."""
+    link, parent = run.parent, run.parent["run"]
+    attrs = run.cond
     extra = [replace(c, name=f"pg_dp_parent_{i}", nullable=True) for i, c in enumerate(attrs)]
     db.drop_table_if_present(f"pg_temp.{PARENT_SRC}")
     picks = "".join(f", p.{db.quote_ident(c.name)} AS pg_dp_parent_{i}" for i, c in enumerate(attrs))
+    for child, pcol, offset in run.anchors:
+        fam = run.t.column(child).fam
+        picks += (f", {dom.value_sql('s.' + db.quote_ident(child), fam)} - "
+                  f"{dom.value_sql('p.' + db.quote_ident(pcol), fam)} AS {db.quote_ident(offset.name)}")
     db.execute(f"CREATE TEMP TABLE {PARENT_SRC} ON COMMIT DROP AS SELECT s.*{picks} FROM {run.src} s "
                f"LEFT JOIN {parent.t.qualified} p ON p.{db.quote_ident(link['refcol'])} = s.{db.quote_ident(link['column'])}")
     run.src = PARENT_SRC
-    # fan-out: children per parent row (capped), against the first parent attribute, over the
-    # parent's rows bounded per unit: a unit moves at most max_rows(parent) counts
-    cap = max(1, min(MAX_FANOUT, run.t.max_rows, numbering_limit(run)))
-    # conditioned on a small attribute only: the histogram's noise grows with its cells
-    first = attrs[0] if attrs and attrs[0].size <= FANOUT_CONDITION_SIZE else None
-    size = first.size if first else 1
-    code = first.encode_sql(f"p.{db.quote_ident(first.name)}") if first else "0"
-    unit = db.quote_ident(unit_column(parent.t))
-    exact = np.zeros((size, cap + 1), dtype=np.int64)
-    for r in db.execute(
-            f"SELECT {code} AS a, least(coalesce(f.n, 0), {cap})::int AS k, count(*) AS n "
-            f"FROM (SELECT x.*, row_number() OVER (PARTITION BY x.{unit}) AS pg_dp_rn FROM {parent.t.qualified} x) p "
-            f"LEFT JOIN (SELECT {db.quote_ident(link['column'])} AS key, count(*) AS n FROM {run.t.qualified} "
-            f"WHERE {db.quote_ident(link['column'])} IS NOT NULL GROUP BY 1) f ON f.key = p.{db.quote_ident(link['refcol'])} "
-            f"WHERE p.pg_dp_rn <= {int(parent.t.max_rows)} GROUP BY 1, 2"):
-        exact[int(r["a"]), int(r["k"])] += int(r["n"])
-    scale = mechanisms.integer_laplace_scale(int(parent.t.max_rows), epsilon)
-    noise = np.asarray(mechanisms.integer_laplace_noise(scale, exact.size), dtype=np.float64).reshape(exact.shape)
-    run.fanout = threshold_fanout(exact + noise, scale)
-    run.fanout_cap = cap
-    run.phase(f"measured the fan-out per {parent.t.name} (Laplace scale {scale:.3g}, up to {cap} children)"
-              + (f", by {first.name}" if first else ""))
     return extra
 
 
@@ -254,23 +423,31 @@ def distinct_within_parent(run, values: dict, parents: np.ndarray):
         values[col.name] = out.astype(np.int64)
 
 
-def _parent_rows(run) -> tuple[np.ndarray, list[np.ndarray]]:
-    """Keys of the synthetic parents (as text) and their codes of the chosen attributes."""
+def _parent_rows(run) -> tuple[np.ndarray, list[np.ndarray], dict[str, np.ndarray]]:
+    """Keys of the synthetic parents (as text), their codes of the chosen attributes, and the
+    values of the dates their children's dates follow (on the number line, NaN for NULL)."""
     link, parent = run.parent, run.parent["run"]
     codes = "".join(f", {c.encode_sql(db.quote_ident(c.name))} AS a{i}" for i, c in enumerate(run.cond))
-    rows = db.execute(f"SELECT {db.quote_ident(link['refcol'])}::text AS key{codes} FROM {link['target']} "
-                      f"WHERE {db.quote_ident(link['refcol'])} IS NOT NULL")
+    dates = list(dict.fromkeys(p for _, p, _ in run.anchors))
+    values = "".join(f", {dom.value_sql(db.quote_ident(p), parent.t.column(p).fam)} AS d{j}"
+                     for j, p in enumerate(dates))
+    fan = fanout_code(run.fanout_by) if run.fanout_by else "0"
+    rows = db.execute(f"SELECT {db.quote_ident(link['refcol'])}::text AS key, {fan} AS f{codes}{values} "
+                      f"FROM {link['target']} WHERE {db.quote_ident(link['refcol'])} IS NOT NULL")
     keys = np.array([r["key"] for r in rows], dtype=object)
-    return keys, [np.array([r[f"a{i}"] for r in rows], dtype=np.int64) for i in range(len(run.cond))]
+    run.slot_fanout_codes = np.array([r["f"] for r in rows], dtype=np.int64)
+    return (keys, [np.array([r[f"a{i}"] for r in rows], dtype=np.int64) for i in range(len(run.cond))],
+            {p: np.array([np.nan if r[f"d{j}"] is None else r[f"d{j}"] for r in rows], dtype=np.float64)
+             for j, p in enumerate(dates)})
 
 
 def child_rows(run) -> int:
     """Draw every synthetic parent's number of children (post-processing of the noisy fan-out)."""
-    keys, attrs = _parent_rows(run)
+    keys, attrs, run.slot_dates = _parent_rows(run)
     hist = run.fanout
     overall = hist.sum(axis=0)
     overall = overall if overall.sum() > 0 else np.ones_like(overall)
-    first = attrs[0] if attrs and run.fanout.shape[0] > 1 else np.zeros(keys.size, dtype=np.int64)
+    first = run.slot_fanout_codes
     k = np.zeros(keys.size, dtype=np.int64)
     for a in np.unique(first):
         where = np.flatnonzero(first == a)
@@ -300,41 +477,121 @@ def _agreement(run) -> list[tuple[str, dict]]:
     return out
 
 
-def attach(run, values: dict, codes: dict, n: int):
-    """Give every sampled child a parent: a slot of a parent with the same attributes if one is left."""
-    slots, link = run.slots, run.parent
+def match(slot_keys: np.ndarray, child_keys: np.ndarray, rng: np.random.Generator) -> np.ndarray:
+    """For each slot, a child with the same key (its position in child_keys), each child used
+    once, chosen at random among those of its key; -1 where the key has no child left."""
+    chosen = np.full(slot_keys.size, -1, dtype=np.int64)
+    child_order = np.lexsort((rng.random(child_keys.size), child_keys))
+    slot_order = np.lexsort((rng.random(slot_keys.size), slot_keys))
+    cs, ss = child_keys[child_order], slot_keys[slot_order]
+    for t in np.intersect1d(cs, ss):
+        c_lo, c_hi = np.searchsorted(cs, t), np.searchsorted(cs, t, side="right")
+        s_lo, s_hi = np.searchsorted(ss, t), np.searchsorted(ss, t, side="right")
+        m = min(c_hi - c_lo, s_hi - s_lo)
+        chosen[slot_order[s_lo:s_lo + m]] = child_order[c_lo:c_lo + m]
+    return chosen
+
+
+def _combination(run, codes: list[np.ndarray]) -> np.ndarray:
+    """One integer per row for the codes of the first len(codes) parent attributes."""
+    sizes = [c.size + 1 for c in run.cond[:len(codes)]]     # + the NULL code of the nullable copies
+    return np.ravel_multi_index([np.minimum(np.asarray(a, dtype=np.int64), s - 1) for a, s in zip(codes, sizes)],
+                                sizes)
+
+
+def draw_children(run, draw, n: int) -> tuple[dict[str, np.ndarray], np.ndarray]:
+    """Codes of one child per parent slot (n = the slots), each drawn given its parent's
+    attributes: rows are drawn from the model, and each slot takes a row with its parent's
+    attributes (conditional sampling, by post-processing).  Slots whose combination ran out
+    get rows of fresh draws (up to MORE_ROUNDS), then rows left over that share the first
+    attributes (the dates the child's dates follow come first), then any.  So the children's
+    attributes follow the model's distribution given the parent's, while how many children
+    each combination of parent attributes has comes from the synthetic parents and their
+    fan-outs (the child's sample of tau rows per unit may under-represent some).
+    Returns (codes in slot order, the parent of each row)."""
+    codes = draw(n)
+    if not run.cond:
+        return codes, run.slots[run.rng.permutation(n)]
+    k = len(run.cond)
+
+    def keys(rows, level=k):
+        return _combination(run, [rows[f"pg_dp_parent_{i}"] for i in range(level)])
+
+    slot_attrs = [a[run.slots] for a in run.slot_attrs]
+    slot_keys = _combination(run, slot_attrs)
+    chosen = match(slot_keys, keys(codes), run.rng)
+    pools, drawn = [codes], n
+    for _ in range(MORE_ROUNDS):
+        short = np.flatnonzero(chosen < 0)
+        if not short.size:
+            break
+        more = draw(int(min(max(1000, 4 * short.size), max(1000, n // 4))))
+        got = match(slot_keys[short], keys(more), run.rng)
+        hit = got >= 0
+        pools.append({a: v[got[hit]] for a, v in more.items()})      # only the rows taken are kept
+        chosen[short[hit]] = drawn + np.arange(int(hit.sum()))
+        drawn += int(hit.sum())
+    matched = int((chosen >= 0).sum())
+    used = np.zeros(n, dtype=bool)
+    used[chosen[(chosen >= 0) & (chosen < n)]] = True
+    for level in range(k - 1, -1, -1):                 # rows left over: same first attributes, then any
+        left = np.flatnonzero(chosen < 0)
+        if not left.size:
+            break
+        free = np.flatnonzero(~used)
+        if level:
+            got = match(_combination(run, [a[left] for a in slot_attrs[:level]]),
+                        keys({f"pg_dp_parent_{i}": codes[f"pg_dp_parent_{i}"][free] for i in range(level)}, level),
+                        run.rng)
+        else:
+            got = run.rng.permutation(free.size)[:left.size]
+        hit = got >= 0
+        chosen[left[hit]] = free[got[hit]]
+        used[free[got[hit]]] = True
+    run.phase(f"matched {matched} of {n} children to parents with the same attributes "
+              f"({len(pools) - 1} more draw(s)), the rest on fewer")
+    out = {a: np.concatenate([p[a] for p in pools])[chosen] for a in codes} if len(pools) > 1 else \
+        {a: v[chosen] for a, v in codes.items()}
+    return out, run.slots
+
+
+def attach(run, values: dict, parents: np.ndarray | None, n: int):
+    """Give every sampled child its parent (from draw_children; rows sampled again to replace
+    broken ones take any parent), then what follows from the parent: numbers distinct within
+    it, the columns that must agree with it, and the dates that follow its dates."""
+    link = run.parent
     if not run.slot_keys.size:
         values[link["column"]] = np.array([None] * n, dtype=object)
+        for child, _, _ in run.anchors:
+            values[child] = np.full(n, np.nan)
         return
-    if n != slots.size:                      # rows sampled again to replace broken ones: any parent
-        parent = run.rng.integers(0, run.slot_keys.size, size=n)
-    else:
-        chosen = np.full(n, -1, dtype=np.int64)
-        used = np.zeros(slots.size, dtype=bool)
-        if run.cond:
-            sizes = [c.size + 1 for c in run.cond]       # + the NULL code of the nullable copies
-            child = np.ravel_multi_index([np.minimum(codes[f"pg_dp_parent_{i}"], s - 1)
-                                          for i, s in enumerate(sizes)], sizes)
-            slot = np.ravel_multi_index([np.minimum(a[slots], s - 1) for a, s in zip(run.slot_attrs, sizes)], sizes)
-            child_order = np.lexsort((run.rng.random(n), child))
-            slot_order = np.lexsort((run.rng.random(slots.size), slot))
-            cs, ss = child[child_order], slot[slot_order]
-            for t in np.intersect1d(cs, ss):
-                c_lo, c_hi = np.searchsorted(cs, t), np.searchsorted(cs, t, side="right")
-                s_lo, s_hi = np.searchsorted(ss, t), np.searchsorted(ss, t, side="right")
-                m = min(c_hi - c_lo, s_hi - s_lo)
-                chosen[child_order[c_lo:c_lo + m]] = slot_order[s_lo:s_lo + m]
-                used[slot_order[s_lo:s_lo + m]] = True
-        free = np.flatnonzero(~used)
-        run.rng.shuffle(free)
-        left = np.flatnonzero(chosen < 0)
-        chosen[left] = free[:left.size]
-        parent = slots[chosen]
-    parent_keys = run.slot_keys[parent]
+    if parents is None or parents.size != n:
+        parents = run.rng.integers(0, run.slot_keys.size, size=n)
+    parent_keys = run.slot_keys[parents]
     values[link["column"]] = parent_keys
     distinct_within_parent(run, values, parent_keys)
     for column, mapping in run.agreement:
         values[column] = np.array([mapping.get(k) for k in parent_keys], dtype=object)
+    for child, pcol, offset in run.anchors:
+        values[child] = follow(run.t.column(child), run.slot_dates[pcol][parents], values[offset.name], run.rng)
+
+
+def follow(col, parent: np.ndarray, offset: np.ndarray, rng: np.random.Generator) -> np.ndarray:
+    """A child's dates: its parent's date plus the sampled offset, inside the child column's
+    bounds when they are declared; a NOT NULL column whose parent date or offset is NULL takes
+    another row's offset (or its parent's date)."""
+    out = np.asarray(parent, dtype=np.float64) + np.asarray(offset, dtype=np.float64)
+    if not col.nullable:
+        missing = np.isnan(out)
+        if missing.any():
+            known = np.asarray(offset, dtype=np.float64)[~np.isnan(offset)]
+            step = known[rng.integers(0, known.size, size=int(missing.sum()))] if known.size else 0.0
+            out[missing] = np.asarray(parent, dtype=np.float64)[missing] + step
+            out[np.isnan(out)] = col.lower
+    if col.source == "declared bounds":
+        out = np.where(np.isnan(out), out, np.clip(out, col.lower, col.upper))
+    low, high = dom.type_range(col.sql_type, col.fam)
+    return np.where(np.isnan(out), out, np.clip(out, low, high))
 
 
 # ----------------------------------------------------------------- one call

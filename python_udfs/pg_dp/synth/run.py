@@ -77,9 +77,10 @@ class Target:
     opaque: dict = field(default_factory=dict)                # column -> type category (arrays 'A', json, inet ...)
     needs_bounds: list[str] = field(default_factory=list)
     needs_values: list[str] = field(default_factory=list)
+    derived: list[dom.Column] = field(default_factory=list)   # modelled, not written: a child date's offset
 
     def column(self, name: str) -> dom.Column:
-        return next(c for c in self.columns if c.name == name)
+        return next(c for c in self.columns + self.derived if c.name == name)
 
 
 class Run:
@@ -297,6 +298,7 @@ class Run:
         if self.parent is None and relational.same_unit(self, parent, fk, column, refcol):
             link["kind"] = "synthetic parent (this call), children attached per parent"
             self.parent = link
+            relational.plan_anchors(self)
         return link
 
     def _discovers(self) -> bool:
@@ -337,6 +339,9 @@ class Run:
             else:
                 what = f"{'chosen' if c.source.startswith('foreign key') else 'regenerated'} ({c.source})"
             lines.append(f"{c.name}: {what}")
+        for child, pcol, offset in getattr(self, "anchors", []):
+            lines.append(f"{child}: {self.parent['run'].t.name}.{pcol} plus an offset modelled with the parent's "
+                         "attributes (bounds estimated with DP)")
         lines += [f"generated column {g}: computed by the server" for g in self.t.generated]
         lines += [f"denial constraint: {d.text}" for d in self.t.dcs]
         lines += [f"foreign key ({', '.join(k.get('cols', [k['column']]))}) -> {k['target'] or 'the copy itself'} "
@@ -430,7 +435,21 @@ class Run:
             # this transaction after distributed reads, which Citus allows over one connection
             # per node only
             db.execute("SELECT pg_catalog.set_config('citus.multi_shard_modify_mode', 'sequential', true)")
-        sensitivity = self._snapshot()
+        extra = []
+        if self.parent:
+            # the fan-out first (read from the tables), then the child's rows: a uniform sample of at
+            # most tau per unit, tau from the noisy fan-outs (relational.sample_size)
+            e_fan = float(self.epsilon) * FANOUT_SHARE
+            e_model -= Decimal(str(e_fan))
+            relational.measure_fanout(self, e_fan)
+            self.unit_rows = relational.unit_rows(self)
+            tau = self.tau = relational.sample_size(self.unit_rows, self.t.max_rows)
+            sensitivity = self._snapshot(tau)
+            self.phase(f"children's marginals measured over a uniform sample of at most {tau} rows per unit "
+                       f"(sensitivity {tau}; max_rows_per_unit {self.t.max_rows})")
+            extra = relational.join_parent(self)
+        else:
+            sensitivity = self._snapshot()
         counts = self._discover(float(e_disc), float(d_disc), sensitivity)
         for link in self.links:
             if link.get("pending"):             # a parent written earlier in this call
@@ -438,11 +457,9 @@ class Run:
                     f"SELECT {db.quote_ident(link['refcol'])}::text AS v FROM {link['target']} "
                     f"WHERE {db.quote_ident(link['refcol'])} IS NOT NULL ORDER BY 1")]
                 self.t.column(link["column"]).choices = link["values"] or [None]
-        modelled = [c for c in self.t.columns if c.kind != "identifier"]
-        if self.parent:
-            e_fan = float(self.epsilon) * FANOUT_SHARE
-            e_model -= Decimal(str(e_fan))
-            modelled += relational.prepare_child(self, e_fan)
+        skip = relational.anchored(self)
+        modelled = [c for c in self.t.columns if c.kind != "identifier" and c.name not in skip]
+        modelled += [offset for _, _, offset in getattr(self, "anchors", [])] + extra
         self.modelled, self.counts = modelled, counts
         self._warn_small(counts["total"], float(e_model), float(d_model), sensitivity)
         self.plan = self._model(modelled, float(e_model), float(d_model), sensitivity)
@@ -457,8 +474,12 @@ class Run:
             _drop_temp(name)
         self.phase(f"wrote {written} rows to {db.quote_ident(self.schema)}.{db.quote_ident(self.t.name)}")
 
-    def _snapshot(self) -> int:
-        """The rows measured: every row, or at most max_rows per privacy unit. Returns the sensitivity."""
+    def _snapshot(self, tau: int | None = None) -> int:
+        """The rows measured: every row, or at most max_rows per privacy unit (a child: a uniform
+        sample of at most tau of each unit's rows, chosen by random() in each unit's own rows, so
+        that a unit still moves at most tau rows).  Returns the sensitivity."""
+        bound = int(tau) if tau is not None else self.t.max_rows
+        pick = " ORDER BY random()" if tau is not None else ""
         _drop_temp(SRC)
         if self.t.path:
             # the unit is found along the path of foreign keys (rows whose path ends nowhere have none)
@@ -473,17 +494,17 @@ class Run:
                 alias = f"j{i}"
             unit = f"{alias}.{db.quote_ident(self.t.path_unit)}"
             db.execute(f"CREATE TEMP TABLE {SRC} ON COMMIT DROP AS SELECT * FROM (SELECT s.*, "
-                       f"row_number() OVER (PARTITION BY {unit}) AS pg_dp_rn FROM {self.t.qualified} s "
-                       + " ".join(joins) + f") b WHERE pg_dp_rn <= {self.t.max_rows}")
+                       f"row_number() OVER (PARTITION BY {unit}{pick}) AS pg_dp_rn FROM {self.t.qualified} s "
+                       + " ".join(joins) + f") b WHERE pg_dp_rn <= {bound}")
             self.src = SRC
-            return self.t.max_rows
+            return bound
         if self.t.unit:
             u = db.quote_ident(self.t.unit)
             db.execute(f"CREATE TEMP TABLE {SRC} ON COMMIT DROP AS SELECT * FROM (SELECT s.*, "
-                       f"row_number() OVER (PARTITION BY s.{u}) AS pg_dp_rn FROM {self.t.qualified} s) b "
-                       f"WHERE pg_dp_rn <= {self.t.max_rows}")
+                       f"row_number() OVER (PARTITION BY s.{u}{pick}) AS pg_dp_rn FROM {self.t.qualified} s) b "
+                       f"WHERE pg_dp_rn <= {bound}")
             self.src = SRC
-            return self.t.max_rows
+            return bound
         self.src = self.t.qualified
         return 1
 
@@ -544,7 +565,9 @@ class Run:
             noisy = dict(zip(dom.all_buckets(), mechanisms.integer_laplace_noise(scale, len(dom.all_buckets()))))
             noisy = {b: exact.get(b, 0) + v for b, v in noisy.items()}
             found = dom.bounds_from_buckets(noisy, near, far)
-            col.lower, col.upper = found if found else fallback_bounds(col.fam)
+            # without any: a child date's offset keeps what its declared bounds allow
+            col.lower, col.upper = found if found else (col.lower, col.upper) if col.upper > col.lower \
+                else fallback_bounds(col.fam)
             low, high = dom.type_range(col.sql_type, col.fam)
             col.lower, col.upper = max(col.lower, low), min(col.upper, high)
             if col.fam in ("integer", "date"):
@@ -639,9 +662,14 @@ class Run:
 
     def _sample(self, n: int) -> dict[str, np.ndarray]:
         """n rows of every column but the keys (those are numbered when written)."""
-        values = {}
+        values, parents = {}, None
         if self.plan is not None:
-            codes = mst.sample(self.model, self.plan, n, self.rng, tick=db.check_interrupts)
+            def draw(k):
+                return mst.sample(self.model, self.plan, k, self.rng, tick=db.check_interrupts)
+            if self.parent and n == self.slots.size:
+                codes, parents = relational.draw_children(self, draw, n)
+            else:
+                codes = draw(n)
             for link in self.links:
                 found = keys.model_threshold(self, link["column"]) if link.get("in_model") else None
                 if found:           # keys with too few rows to tell from noise: uniform among them
@@ -661,7 +689,7 @@ class Run:
         for link in keys.histogram_links(self):
             values.update(keys.draw(self, link, n))
         if self.parent:
-            relational.attach(self, values, codes if self.plan is not None else {}, n)
+            relational.attach(self, values, parents, n)
         self.phase(f"sampled {n} rows")
         return values
 
