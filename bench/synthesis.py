@@ -100,6 +100,8 @@ def run_case(pg, name, args):
         t0 = time.monotonic()
         table = load(setup, args)
         setup.execute("SELECT dp.grant_budget('postgres', (SELECT dataset FROM dp.datasets LIMIT 1), 100, 0.01)")
+        if args.no_constraints:         # the same run without its denial constraints (their cost in fidelity)
+            setup.execute("DELETE FROM dp_internal.denial_constraints")
         print(f"[{name}] loaded in {time.monotonic() - t0:.1f} s", file=sys.stderr)
     with pg.connect(name) as conn:
         conn.add_notice_handler(lambda d: print(f"[{name}] {d.message_primary}", file=sys.stderr))
@@ -201,6 +203,7 @@ def main():
                     help="runs per case (fresh database each); every run is reported, then a summary: mean "
                          "TVDs, median wall time, and the machine's load average before and after")
     ap.add_argument("--no-evaluate", action="store_true")
+    ap.add_argument("--no-constraints", action="store_true", help="drop the cases' denial constraints before the run")
     ap.add_argument("--raw-tvd", action="store_true", help="also average 2- and 3-way TVD over raw values (all sets)")
     ap.add_argument("--evaluate-mixed", action="store_true")
     args = ap.parse_args()
