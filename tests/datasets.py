@@ -342,7 +342,14 @@ def tpch_schema(conn, sf=0.1, schema="tpch", workdir=None):
     for t, columns in TPCH_VALUES.items():
         for column, values in columns:
             conn.execute("SELECT dp.set_public_values(%s, %s, %s)", (f"{schema}.{t}", column, list(values)))
+    for t, dcs in TPCH_ROW_ORDERS.items():
+        for dc in dcs:
+            conn.execute("SELECT dp.add_constraint(%s, %s)", (f"{schema}.{t}", dc))
     return counts
+
+
+# the specification's orders within a row: a line is received 1..30 days after it ships
+TPCH_ROW_ORDERS = {"lineitem": ["t1&GTE(t1.l_shipdate,t1.l_receiptdate)"]}
 
 
 CHINOOK_PUBLIC = ("genre", "media_type", "artist", "album", "track", "playlist", "playlist_track")
