@@ -162,3 +162,26 @@ def test_fanout_choice_score_moves_under_four_per_row():
         assert abs(relational.dependence_l1(more) - relational.dependence_l1(joint)) < 4
     assert relational.dependence_l1(np.array([[10, 0], [0, 10]])) == 20
     assert relational.dependence_l1(np.array([[5, 5], [5, 5]])) == 0
+
+
+def test_dependence_beyond_noise_tells_noise_from_a_tie():
+    """Independent attributes plus Gaussian noise of sd 200 on a 25 x 5 table of 150,000 rows:
+    D's noise-only part is about chi-square(96) (sd 13.9) and the sampling part under
+    N / sd^2 = 3.75, so D passes df + N/sd^2 + 6 sd with probability about 6e-7 per draw
+    (Wilson-Hilferty); none of 1,000 seeded draws may pass (the generator is seeded: the
+    test is deterministic).  A real tie (one attribute shifts the other's mode for a fifth
+    of the rows) passes every time at this noise."""
+    rng = np.random.default_rng(7)
+    p_row, p_col = rng.dirichlet(np.ones(25)), rng.dirichlet(np.ones(5))
+    passed = 0
+    for _ in range(1000):
+        real = rng.multinomial(150_000, np.outer(p_row, p_col).ravel()).reshape(25, 5)
+        passed += relational.dependent_beyond_noise(real + rng.normal(0, 200, real.shape), 200.0)
+    assert passed == 0
+    tied = np.outer(p_row, p_col) * 0.8
+    tied[np.arange(25), np.arange(25) % 5] += 0.2 * p_row
+    for _ in range(50):
+        real = rng.multinomial(150_000, tied.ravel()).reshape(25, 5)
+        assert relational.dependent_beyond_noise(real + rng.normal(0, 200, real.shape), 200.0)
+    assert not relational.dependent_beyond_noise(np.zeros((3, 3)), 1.0)
+    assert not relational.dependent_beyond_noise(np.ones(4), 1.0)

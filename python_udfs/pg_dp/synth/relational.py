@@ -499,6 +499,50 @@ def _combination(run, codes: list[np.ndarray]) -> np.ndarray:
                                 sizes)
 
 
+DEPENDENCE_Z = 6.0          # standard deviations of the noise-only statistic a tie must pass
+
+
+def dependent_beyond_noise(noisy: np.ndarray, stddev: float) -> bool:
+    """Is a noisy 2-way marginal further from independence than its noise and sampling explain?
+    (Post-processing of DP counts.)  D = sum ((T - E) / sd)^2, E the product of T's margins:
+    with independent attributes, D is about chi-square with (r-1)(c-1) degrees of freedom from
+    the noise, plus under N / sd^2 from the rows' own sampling variation; a tie passes when D
+    exceeds that by DEPENDENCE_Z standard deviations of the chi-square."""
+    t = np.clip(np.asarray(noisy, dtype=np.float64), 0, None)
+    total = t.sum()
+    if t.ndim != 2 or total <= 0 or min(t.shape) < 2:
+        return False
+    expected = np.outer(t.sum(axis=1), t.sum(axis=0)) / total
+    d = float((((np.asarray(noisy, dtype=np.float64) - expected) / stddev) ** 2).sum())
+    df = (t.shape[0] - 1) * (t.shape[1] - 1)
+    return d > df + total / stddev ** 2 + DEPENDENCE_Z * math.sqrt(2 * df)
+
+
+def informative_parents(run) -> list[bool]:
+    """Which of the chosen parent attributes (run.cond) the children are matched on: those the
+    child's model ties to a child column beyond noise (a measured 2-way marginal that passes
+    ``dependent_beyond_noise``, or a larger clique), and the dates the child's dates follow.
+    Matching on an attribute whose measured ties are noise would plant that noise in the
+    copy (TPC-H customer -> orders: no order column depends on its customer, and uniform
+    attachment is the truth)."""
+    k = len(run.cond)
+    plan = getattr(run, "plan", None)
+    if plan is None:
+        return [True] * k
+    dates = {p for _, p, _ in getattr(run, "anchors", [])}
+    useful = [c.name in dates for c in run.cond]
+    for m in plan.two_way:
+        parents = [int(a.rsplit("_", 1)[1]) for a in m.clique if a.startswith("pg_dp_parent_")]
+        children = [a for a in m.clique if not a.startswith("pg_dp_parent_")]
+        if not parents or not children:
+            continue
+        if len(m.clique) != 2 or m.coarse is not None or dependent_beyond_noise(m.values, m.stddev):
+            for i in parents:
+                if i < k:
+                    useful[i] = True
+    return useful
+
+
 def draw_children(run, draw, n: int) -> tuple[dict[str, np.ndarray], np.ndarray]:
     """Codes of one child per parent slot (n = the slots), each drawn given its parent's
     attributes: rows are drawn from the model, and each slot takes a row with its parent's
@@ -510,14 +554,18 @@ def draw_children(run, draw, n: int) -> tuple[dict[str, np.ndarray], np.ndarray]
     fan-outs (the child's sample of tau rows per unit may under-represent some).
     Returns (codes in slot order, the parent of each row)."""
     codes = draw(n)
-    if not run.cond:
+    useful = informative_parents(run)
+    if not any(useful):
         return codes, run.slots[run.rng.permutation(n)]
     k = len(run.cond)
 
-    def keys(rows, level=k):
-        return _combination(run, [rows[f"pg_dp_parent_{i}"] for i in range(level)])
+    def attr(values, i):        # a parent attribute the model ties to nothing counts as one value
+        return values if useful[i] else np.zeros(len(values), dtype=np.int64)
 
-    slot_attrs = [a[run.slots] for a in run.slot_attrs]
+    def keys(rows, level=k):
+        return _combination(run, [attr(rows[f"pg_dp_parent_{i}"], i) for i in range(level)])
+
+    slot_attrs = [attr(a[run.slots], i) for i, a in enumerate(run.slot_attrs)]
     slot_keys = _combination(run, slot_attrs)
     chosen = match(slot_keys, keys(codes), run.rng)
     pools, drawn = [codes], n
