@@ -55,7 +55,9 @@ def table():
     mst.Options(triples=3),
     mst.Options(adaptive=False, penalty=False),
     mst.Options(extra=40, triples=10),        # more than the clique cap and the table allow
-    mst.Options(extra=2, coarse=4, coarse_bins=2, coarse_min_cells=4),
+    mst.Options(extra=2, coarse=4, coarse_bins=2, coarse_min_size=2, coarse_min_cells=4),
+    mst.Options(coarse_pool=True, coarse_bins=2, coarse_min_size=2, coarse_min_cells=4),
+    mst.Options(one_way_power=2 / 3, cells_power=2 / 3),
 ])
 @pytest.mark.parametrize("sensitivity", [1, 2])
 def test_a_run_spends_exactly_its_rho(table, options, sensitivity):
@@ -194,25 +196,51 @@ def test_coarse_map_groups_adjacent_codes_by_mass():
     assert m[0] == 0 and m[1] == 1                          # the heavy code has a bin of its own
     assert int(m.max()) + 1 <= 3
     assert mst.coarse_map(np.array([0.3, 0.7]), 8).tolist() == [0, 1]
-    index, cells = mst.coarse_index(np.array([0, 0, 1]), np.array([0, 1, 1, 1]))
-    assert cells == 4
-    assert index.reshape(3, 4).tolist() == [[0, 1, 1, 1], [0, 1, 1, 1], [2, 3, 3, 3]]
+    counts = np.arange(12).reshape(3, 4)
+    coarse = mst._coarsen(counts, ("a", "b"), {"a": np.array([0, 0, 1]), "b": np.array([0, 1, 1, 1])})
+    assert coarse.tolist() == [[0 + 4, 1 + 2 + 3 + 5 + 6 + 7], [8, 9 + 10 + 11]]
+    assert mst._coarsen(counts, ("a", "b"), {"b": np.array([0, 0, 1, 1])}).tolist() == [[1, 5], [9, 13], [17, 21]]
 
 
-def test_coarse_pairs_are_fitted_through_their_query(table):
-    """A coarse measurement enters the model as a sum over its clique's cells: at a large rho
-    the fitted model's coarse sums come out close to the measured ones."""
+def test_coarse_pairs_enter_the_model_as_attributes_of_their_own(table):
+    """A coarse measurement is over a coarse attribute (a column's bins) tied to its column by a
+    mapping constraint: at a large rho the fitted model's coarse marginal comes out close to the
+    measured one, the model keeps the mapping (no mass outside it), and sampled rows are over
+    the columns only."""
     ledger = Ledger(table)
-    plan = ledger.run(200.0, mst.Options(extra=0, coarse=2, coarse_bins=2, coarse_min_cells=4))
-    rough = [m for m in plan.two_way if m.coarse is not None]
+    plan = ledger.run(200.0, mst.Options(extra=0, coarse=2, coarse_bins=2, coarse_min_size=2, coarse_min_cells=4))
+    rough = [m for m in plan.two_way if any(a.endswith(mst.COARSE) for a in m.clique)]
     assert rough
     model = mst.fit(plan, iters=300)
     for m in rough:
-        fitted = np.asarray(model.project(m.clique).datavector(flatten=True))
-        sums = np.bincount(m.coarse, weights=fitted, minlength=m.values.size)
-        assert np.abs(sums - m.values).sum() / plan.total < 0.02
+        fitted = np.asarray(model.project(m.clique).datavector(flatten=False))
+        assert np.abs(fitted - m.values).sum() / plan.total < 0.02
+    drawn = mst.generate(model, 2000, seed=0)       # the numpy sampler, coarse attributes included
+    coarse = {a for m in rough for a in m.clique if a.endswith(mst.COARSE)}
+    assert coarse <= set(drawn)
+    for a in coarse:
+        assert (drawn[a] == plan.coarse[mst._base(a)][drawn[mst._base(a)]]).all()
     rows = mst.sample(model, plan, 2000, np.random.default_rng(0))
     assert set(rows) == set(DOMAIN)
+
+
+def test_large_pairs_compete_over_coarse_bins_once():
+    """With coarse_pool, a large pair is a candidate both over its codes and over coarse bins,
+    and is measured at most once; the coarse maps group adjacent codes."""
+    rng = np.random.default_rng(SEED)
+    n = 20_000
+    p = rng.integers(0, 30, n)
+    data = {"p": p, "q": np.clip(p + rng.integers(-3, 4, n), 0, 29), "r": (p // 10 + rng.integers(0, 2, n)) % 3,
+            "s": rng.integers(0, 2, n)}
+    domain = {"p": 30, "q": 30, "r": 3, "s": 2}
+    plan = Ledger(data, domain).run(50.0, mst.Options(coarse_pool=True, coarse_bins=4, coarse_min_size=8,
+                                                      coarse_min_cells=50))
+    assert set(plan.coarse) == {"p", "q"}
+    for a, m in plan.coarse.items():
+        assert m.tolist() == sorted(m.tolist()) and int(m.max()) + 1 <= 4
+    bases = [frozenset(mst._base(a) for a in c) for c in plan.selected]
+    assert len(bases) == len(set(bases))
+    assert all(len(m.values.shape) == len(m.clique) for m in plan.two_way)
 
 
 # ---- the numpy sampler ---------------------------------------------------------------
