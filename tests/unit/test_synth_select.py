@@ -110,6 +110,22 @@ def test_rho_for_is_opendp_tightest_conversion():
     assert rho > 1.2 * textbook
 
 
+def test_one_way_rho_is_shared_by_size(table):
+    """1-way shares follow (codes) ** power (equal at power 0), add up to 1, and a run gives
+    each 1-way the noise of its share: the larger column gets the smaller noise."""
+    shares = mst.one_way_shares({"x": 8, "y": 1, "z": 27}, 2 / 3)
+    assert sum(shares.values()) == pytest.approx(1.0)
+    assert shares["x"] / shares["y"] == pytest.approx(4.0) and shares["z"] / shares["y"] == pytest.approx(9.0)
+    assert set(mst.one_way_shares({"x": 8, "y": 1}, 0).values()) == {0.5}
+    rho = 0.6
+    plan = Ledger(table).run(rho, mst.Options(one_way_power=2 / 3))
+    rho1 = mst.split_rho(rho, 1)[0]
+    expected = mst.one_way_shares(DOMAIN, 2 / 3)
+    for m in plan.one_way:
+        assert 1 / (2 * m.stddev ** 2) == pytest.approx(rho1 * expected[m.clique[0]], rel=1e-6)
+    assert plan.one_way[list(DOMAIN).index("f")].stddev < plan.one_way[list(DOMAIN).index("c")].stddev
+
+
 def test_score_penalty_is_the_expected_noise_error():
     exact = np.array([[10, 0], [0, 10]])
     est = np.full((2, 2), 5.0)

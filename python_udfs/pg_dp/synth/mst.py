@@ -1,6 +1,7 @@
 """Select - measure - generate (the MST recipe of McKenna, Miklau & Sheldon, 2021, extended).
 
-1. Measure every 1-way marginal with Gaussian noise (20% of rho).
+1. Measure every 1-way marginal with Gaussian noise (20% of rho, shared in proportion
+   to (declared codes) ** 2/3: a column of 85 codes gets more than one of 2).
 2. Compress each attribute: values whose noisy count is below 3 sigma are merged
    into one (a post-processing of the noisy 1-ways), so sparse tails cost no noise.
 3. Select a maximum spanning tree over the attributes, one edge at a time with
@@ -8,16 +9,20 @@
    built from the noisy 1-ways misses its true 2-way marginal (L1), less the L1 error
    the marginal's own noise would bring (AIM's penalty).  Edges the caller requires
    (the attributes of denial constraints) are part of the tree from the start and
-   cost nothing to select.  Then select d more pairs the same way (a tree alone
+   cost nothing to select.  Then select 1.5 d more pairs the same way (a tree alone
    misses too much), scored against the distribution the measured tree implies,
-   keeping the model's cliques small.  All selections share 10% of rho.
+   keeping the model's cliques small.  A pair of a large column (more than 16 codes
+   left) is also a candidate over 8 coarse bins of that column (mass-balanced groups
+   of adjacent codes): far fewer cells, so far less noise; each pair is taken once,
+   fine or coarse.  All selections share 10% of rho.
 4. Measure the selected and required marginals (the other 70%; what the clique cap
    leaves unused goes to the pairs chosen, so the whole rho is spent).
-5. Fit a graphical model to all noisy marginals with mbi, and sample rows from it
-   in numpy (randomized rounding within groups).
+5. Fit a graphical model to all noisy marginals with mbi (a coarse column is an
+   attribute of its own, tied to its column by a mapping constraint), and sample
+   rows from it in numpy (randomized rounding within groups).
 
 Options (off by default, measured in bench/RESULTS.md): 3-way marginals scored
-against the tree, large pairs measured over coarse bins.
+against the tree, rounds of their own for coarse pairs, multi-way rho shared by cells.
 
 The exact counts come from a `measure` callback (SQL GROUP BY inside the database,
 or numpy in the unit tests): this module never sees a row.
@@ -148,19 +153,19 @@ def split_rho(rho: float, selection_rounds: int, split=SPLIT) -> tuple[float, fl
 class Options:
     """How a run spends and selects (the defaults are what bench/RESULTS.md measured best)."""
     split: tuple = SPLIT
-    extra: int | None = None        # pairs beyond the tree (None: d, the number of attributes)
+    extra: int | None = None        # pairs beyond the tree (None: 1.5 d with coarse_pool, else d; d attributes)
     penalty: float = 1.0            # times each candidate's expected noise error, taken from its score (AIM)
     adaptive: bool = True           # score the extra pairs against the tree's model, not independence
     sampler: str = "round"          # "round" (randomized rounding per group) or "sample" (i.i.d. draws)
     triples: int = 0                # 3-way marginals measured after the pairs (scored against the tree)
     triple_cells: int = 1000        # largest compressed 3-way marginal that may be chosen
     coarse: int = 0                 # rounds of their own for large pairs over coarse bins (mass-balanced groups)
-    coarse_pool: bool = False       # large pairs over coarse bins compete with the fine ones for the extra rounds
+    coarse_pool: bool = True        # large pairs over coarse bins compete with the fine ones for the extra rounds
     coarse_bins: int = 8            # bins of a large column in a coarse pair
     coarse_min_size: int = 16       # columns with more compressed codes than this are large
     coarse_min_cells: int = 300     # only pairs with more compressed cells than this are coarsened
     compress_sigmas: float = 3.0    # codes whose noisy count is under this many sigma are merged
-    one_way_power: float = 0.0      # 1-way rho in proportion to (codes) ** this (one_way_shares)
+    one_way_power: float = 2 / 3    # 1-way rho in proportion to (codes) ** this (one_way_shares)
     cells_power: float = 0.0        # multi-way rho in proportion to (compressed cells) ** this
 
 
@@ -176,9 +181,10 @@ def run(domain: dict[str, int], measure: Measure, rho: float, sensitivity: int =
     extra = opt.extra if extra is None else extra
     attrs = list(domain)
     if extra is None:
-        # d pairs beyond the tree: on Adult (raw codes, eps 1) 7, 14, 21 and 28 gave avg 2-way TVD
-        # 0.041, 0.037, 0.037, 0.037 (two runs each, bench/RESULTS.md); fewer cliques fit faster
-        extra = len(attrs)
+        # 1.5 d pairs beyond the tree.  Fine pairs only: on Adult (raw codes, eps 1) 7, 14, 21 and
+        # 28 gave avg 2-way TVD 0.041, 0.037, 0.037, 0.037; with large pairs over coarse bins in
+        # the pool (cheap: 8 x 16 cells), 14 and 21 gave 0.0348 and 0.0335 (bench/RESULTS.md)
+        extra = round(1.5 * len(attrs)) if opt.coarse_pool else len(attrs)
     plan = Plan(dict(domain), rho, int(sensitivity))
     required = _model_fits([tuple(c) for c in required if len(c) >= 2], domain)
     plan.required = required
