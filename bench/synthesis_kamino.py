@@ -14,9 +14,7 @@ ML utility for income (train on synthetic, test on the held-out 30% of real rows
 the average 1-/2-way TVD over 16 bins.  The constraint repair is not run (two DCs; the
 server's figures in bench/RESULTS.md include it).  --options as in synthesis_options.py.
 """
-import argparse
 import csv
-import json
 import os
 import sys
 import time
@@ -24,12 +22,13 @@ import time
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 sys.path.insert(0, os.path.join(ROOT, "python_udfs"))
 sys.path.insert(0, os.path.join(ROOT, "tests"))
+sys.path.insert(0, os.path.join(ROOT, "bench"))
 
 import numpy as np  # noqa: E402
 
-from pg_dp import mechanisms  # noqa: E402
 from pg_dp.synth import domain as dom, evaluate as ev, mst  # noqa: E402
 from datasets import ADULT_NUMERIC_BOUNDS  # noqa: E402
+from synthesis_options import arguments, configure, counter  # noqa: E402
 
 TEXT_NULLABLE = {"workclass", "occupation", "native_country"}
 
@@ -77,11 +76,7 @@ def encode(c: dom.Column, values: np.ndarray) -> np.ndarray:
 
 
 def main():
-    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    ap.add_argument("--runs", type=int, default=1)
-    ap.add_argument("--epsilon", type=float, default=1.0)
-    ap.add_argument("--delta", type=float, default=1e-9)
-    ap.add_argument("--options", default="{}", help="JSON object of pg_dp.synth.mst.Options fields (and iters)")
+    ap = arguments(__doc__)
     ap.add_argument("--seed", type=int, default=None, help="seed of the numpy draws (decode, sampling)")
     args = ap.parse_args()
     path = os.path.join(os.path.dirname(ROOT), "shared", "data", "kamino", "adult", "adult.csv")
@@ -93,22 +88,13 @@ def main():
     n = len(codes[header[0]])
     required = [("education", "education_num"), ("capital_gain", "capital_loss")]
 
-    def counts(clique, compress=None):
-        shape = [sizes[a] if compress is None else int(compress[a].max()) + 1 for a in clique]
-        idx = [codes[a] if compress is None else compress[a][codes[a]] for a in clique]
-        return np.bincount(np.ravel_multi_index(idx, shape), minlength=int(np.prod(shape))).reshape(shape)
-
-    options = json.loads(args.options)
-    iters = options.pop("iters", 1000)
-    mst.OPTIONS = mst.Options(**options)
-    rho = mechanisms.rho_for(args.epsilon, args.delta) * (1 - 0.02)
+    iters, rho = configure(args)
     real = {c.name: table[c.name] for c in cols}
     results = []
     rng = np.random.default_rng(args.seed)
     for r in range(args.runs):
         t0 = time.monotonic()
-        plan = mst.run(dict(sizes), lambda cl, compress=None: [counts(c, compress) for c in cl], rho,
-                       required=required)
+        plan = mst.run(dict(sizes), counter(sizes, codes), rho, required=required)
         plan.total = float(n)
         t1 = time.monotonic()
         model = mst.fit(plan, iters=iters)

@@ -352,3 +352,22 @@ def test_sampler_rejects_an_unknown_method():
     sizes = {"a": 2}
     with pytest.raises(ValueError):
         mst.sample_rows((sizes, [(("a",), np.zeros(2))]), 10, np.random.default_rng(0), "bogus")
+
+
+def test_max_clique_cells_is_that_of_mbi_junction_tree():
+    """The plain-Python junction-tree size check agrees with mbi's own junction tree (the one
+    the model is fitted and sampled over) on random sets of cliques: trees, forests, cycles."""
+    mbi = mst._mbi()
+    rng = np.random.default_rng(SEED)
+    for trial in range(300):
+        k = int(rng.integers(2, 10))
+        sizes = {f"x{i}": int(rng.integers(1, 40)) for i in range(k)}
+        names = list(sizes)
+        cliques = [tuple(str(a) for a in rng.choice(names, size=int(rng.integers(2, min(k, 3) + 1)), replace=False))
+                   for _ in range(int(rng.integers(1, 2 * k)))]
+        if trial % 3 == 0:          # a spanning tree
+            cliques = [(names[i], names[int(rng.integers(0, i))]) for i in range(1, k)]
+        domain = mbi.Domain(names, [sizes[a] for a in names])
+        jtree, _ = mbi.junction_tree.make_junction_tree(domain, cliques)
+        expected = max(math.prod(sizes[a] for a in node) for node in jtree.nodes)
+        assert mst._max_clique_cells(sizes, cliques) == expected, (sizes, cliques)
