@@ -29,13 +29,38 @@ from pg_dp import mechanisms  # noqa: E402
 from pg_dp.synth import mst  # noqa: E402
 
 
-def main():
-    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+def arguments(doc: str) -> argparse.ArgumentParser:
+    """The arguments of an ablation script (this one, synthesis_kamino.py)."""
+    ap = argparse.ArgumentParser(description=doc, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--runs", type=int, default=1)
     ap.add_argument("--epsilon", type=float, default=1.0)
     ap.add_argument("--delta", type=float, default=1e-9)
     ap.add_argument("--options", default="{}", help="JSON object of pg_dp.synth.mst.Options fields (and iters)")
-    args = ap.parse_args()
+    return ap
+
+
+def configure(args) -> tuple[int, float]:
+    """Set mst.OPTIONS from --options; (mirror-descent steps, the model's rho)."""
+    options = json.loads(args.options)
+    iters = options.pop("iters", 1000)
+    mst.OPTIONS = mst.Options(**options)
+    # the model's rho as dp_synthesize gives it for a table with nothing to discover: all of
+    # epsilon, less the 2% of rho the Gaussian row count takes (run.COUNT_RHO_SHARE)
+    return iters, mechanisms.rho_for(args.epsilon, args.delta) * (1 - 0.02)
+
+
+def counter(sizes: dict, col: dict):
+    """A numpy `measure` callback over the code columns `col` (in place of SQL GROUP BY)."""
+    def counts(clique, compress=None):
+        shape = [sizes[a] if compress is None else int(compress[a].max()) + 1 for a in clique]
+        idx = [col[a] if compress is None else compress[a][col[a]] for a in clique]
+        return np.bincount(np.ravel_multi_index(idx, shape), minlength=int(np.prod(shape))).reshape(shape)
+
+    return lambda cliques, compress=None: [counts(c, compress) for c in cliques]
+
+
+def main():
+    args = arguments(__doc__).parse_args()
     data_dir = os.path.join(os.path.dirname(ROOT), "shared", "data", "adult_pgm")
     if not os.path.exists(os.path.join(data_dir, "adult.csv")):
         sys.exit(f"{data_dir}/adult.csv not found")
@@ -44,11 +69,6 @@ def main():
     attrs = list(domain)
     col = {a: data[:, i] for i, a in enumerate(attrs)}
     n = len(data)
-
-    def counts(clique, compress=None):
-        shape = [domain[a] if compress is None else int(compress[a].max()) + 1 for a in clique]
-        idx = [col[a] if compress is None else compress[a][col[a]] for a in clique]
-        return np.bincount(np.ravel_multi_index(idx, shape), minlength=int(np.prod(shape))).reshape(shape)
 
     def tvd(synth, ways):
         out = []
@@ -60,16 +80,11 @@ def main():
             out.append(0.5 * np.abs(r / r.sum() - s / s.sum()).sum())
         return float(np.mean(out))
 
-    options = json.loads(args.options)
-    iters = options.pop("iters", 1000)
-    mst.OPTIONS = mst.Options(**options)
-    # the model's rho as dp_synthesize gives it for a table with nothing to discover: all of
-    # epsilon, less the 2% of rho the Gaussian row count takes (run.COUNT_RHO_SHARE)
-    rho = mechanisms.rho_for(args.epsilon, args.delta) * (1 - 0.02)
+    iters, rho = configure(args)
     results = []
     for r in range(args.runs):
         t0 = time.monotonic()
-        plan = mst.run(dict(domain), lambda cliques, compress=None: [counts(c, compress) for c in cliques], rho)
+        plan = mst.run(dict(domain), counter(domain, col), rho)
         plan.total = float(n)
         t1 = time.monotonic()
         model = mst.fit(plan, iters=iters)

@@ -803,9 +803,10 @@ def test_run_accounting_with_privacy_units(table, sensitivity):
     assert mst.spent_rho(plan) <= rho * (1 + 1e-9)
     for s, _ in rec.selections:
         assert s == sensitivity
-    # noise grows with the sensitivity: the one-way sd is sensitivity / sqrt(2 rho_1-way)
+    # noise grows with the sensitivity: a one-way sd is sensitivity / sqrt(2 rho of that 1-way)
     one, _, _ = mst.split_rho(rho, len(DOMAIN) - 1 + len(DOMAIN) + len(DOMAIN) // 2)
-    assert plan.one_way[0].stddev == pytest.approx(sensitivity * math.sqrt(len(DOMAIN) / (2 * one)), rel=1e-9)
+    share = mst.one_way_shares(DOMAIN, mst.OPTIONS.one_way_power)[plan.one_way[0].clique[0]]
+    assert plan.one_way[0].stddev == pytest.approx(sensitivity / math.sqrt(2 * one * share), rel=1e-9)
 
 
 def test_run_with_one_attribute_spends_everything_on_it(table):
@@ -941,6 +942,7 @@ def test_run_never_measures_a_dense_table_over_a_huge_domain():
         mp.setattr(mst, "MAX_MEASURE_CELLS", 50_000)
         plan = rec.run(1.0, required=[("zip", "city", "g")])
         sizes = {a: int(plan.compress[a].max()) + 1 for a in domain}
+        sizes.update({mst.coarse_name(a): int(m.max()) + 1 for a, m in plan.coarse.items()})
         assert all(math.prod(sizes[a] for a in m.clique) <= 50_000 for m in plan.two_way)
     assert all(compressed for cliques, compressed in asked if any(len(c) > 1 for c in cliques))
     assert all(len(c) == 1 for cliques, compressed in asked if not compressed for c in cliques)

@@ -55,7 +55,9 @@ def table():
     mst.Options(triples=3),
     mst.Options(adaptive=False, penalty=False),
     mst.Options(extra=40, triples=10),        # more than the clique cap and the table allow
-    mst.Options(extra=2, coarse=4, coarse_bins=2, coarse_min_cells=4),
+    mst.Options(extra=2, coarse=4, coarse_bins=2, coarse_min_size=2, coarse_min_cells=4),
+    mst.Options(coarse_pool=True, coarse_bins=2, coarse_min_size=2, coarse_min_cells=4),
+    mst.Options(one_way_power=2 / 3, cells_power=2 / 3),
 ])
 @pytest.mark.parametrize("sensitivity", [1, 2])
 def test_a_run_spends_exactly_its_rho(table, options, sensitivity):
@@ -106,6 +108,22 @@ def test_rho_for_is_opendp_tightest_conversion():
     assert meas.map(1).epsilon(delta) <= epsilon * (1 + 1e-9)
     textbook = (math.sqrt(math.log(1 / delta) + epsilon) - math.sqrt(math.log(1 / delta))) ** 2
     assert rho > 1.2 * textbook
+
+
+def test_one_way_rho_is_shared_by_size(table):
+    """1-way shares follow (codes) ** power (equal at power 0), add up to 1, and a run gives
+    each 1-way the noise of its share: the larger column gets the smaller noise."""
+    shares = mst.one_way_shares({"x": 8, "y": 1, "z": 27}, 2 / 3)
+    assert sum(shares.values()) == pytest.approx(1.0)
+    assert shares["x"] / shares["y"] == pytest.approx(4.0) and shares["z"] / shares["y"] == pytest.approx(9.0)
+    assert set(mst.one_way_shares({"x": 8, "y": 1}, 0).values()) == {0.5}
+    rho = 0.6
+    plan = Ledger(table).run(rho, mst.Options(one_way_power=2 / 3))
+    rho1 = mst.split_rho(rho, 1)[0]
+    expected = mst.one_way_shares(DOMAIN, 2 / 3)
+    for m in plan.one_way:
+        assert 1 / (2 * m.stddev ** 2) == pytest.approx(rho1 * expected[m.clique[0]], rel=1e-6)
+    assert plan.one_way[list(DOMAIN).index("f")].stddev < plan.one_way[list(DOMAIN).index("c")].stddev
 
 
 def test_score_penalty_is_the_expected_noise_error():
@@ -194,25 +212,51 @@ def test_coarse_map_groups_adjacent_codes_by_mass():
     assert m[0] == 0 and m[1] == 1                          # the heavy code has a bin of its own
     assert int(m.max()) + 1 <= 3
     assert mst.coarse_map(np.array([0.3, 0.7]), 8).tolist() == [0, 1]
-    index, cells = mst.coarse_index(np.array([0, 0, 1]), np.array([0, 1, 1, 1]))
-    assert cells == 4
-    assert index.reshape(3, 4).tolist() == [[0, 1, 1, 1], [0, 1, 1, 1], [2, 3, 3, 3]]
+    counts = np.arange(12).reshape(3, 4)
+    coarse = mst._coarsen(counts, ("a", "b"), {"a": np.array([0, 0, 1]), "b": np.array([0, 1, 1, 1])})
+    assert coarse.tolist() == [[0 + 4, 1 + 2 + 3 + 5 + 6 + 7], [8, 9 + 10 + 11]]
+    assert mst._coarsen(counts, ("a", "b"), {"b": np.array([0, 0, 1, 1])}).tolist() == [[1, 5], [9, 13], [17, 21]]
 
 
-def test_coarse_pairs_are_fitted_through_their_query(table):
-    """A coarse measurement enters the model as a sum over its clique's cells: at a large rho
-    the fitted model's coarse sums come out close to the measured ones."""
+def test_coarse_pairs_enter_the_model_as_attributes_of_their_own(table):
+    """A coarse measurement is over a coarse attribute (a column's bins) tied to its column by a
+    mapping constraint: at a large rho the fitted model's coarse marginal comes out close to the
+    measured one, the model keeps the mapping (no mass outside it), and sampled rows are over
+    the columns only."""
     ledger = Ledger(table)
-    plan = ledger.run(200.0, mst.Options(extra=0, coarse=2, coarse_bins=2, coarse_min_cells=4))
-    rough = [m for m in plan.two_way if m.coarse is not None]
+    plan = ledger.run(200.0, mst.Options(extra=0, coarse=2, coarse_bins=2, coarse_min_size=2, coarse_min_cells=4))
+    rough = [m for m in plan.two_way if any(a.endswith(mst.COARSE) for a in m.clique)]
     assert rough
     model = mst.fit(plan, iters=300)
     for m in rough:
-        fitted = np.asarray(model.project(m.clique).datavector(flatten=True))
-        sums = np.bincount(m.coarse, weights=fitted, minlength=m.values.size)
-        assert np.abs(sums - m.values).sum() / plan.total < 0.02
+        fitted = np.asarray(model.project(m.clique).datavector(flatten=False))
+        assert np.abs(fitted - m.values).sum() / plan.total < 0.02
+    drawn = mst.generate(model, 2000, seed=0)       # the numpy sampler, coarse attributes included
+    coarse = {a for m in rough for a in m.clique if a.endswith(mst.COARSE)}
+    assert coarse <= set(drawn)
+    for a in coarse:
+        assert (drawn[a] == plan.coarse[mst._base(a)][drawn[mst._base(a)]]).all()
     rows = mst.sample(model, plan, 2000, np.random.default_rng(0))
     assert set(rows) == set(DOMAIN)
+
+
+def test_large_pairs_compete_over_coarse_bins_once():
+    """With coarse_pool, a large pair is a candidate both over its codes and over coarse bins,
+    and is measured at most once; the coarse maps group adjacent codes."""
+    rng = np.random.default_rng(SEED)
+    n = 20_000
+    p = rng.integers(0, 30, n)
+    data = {"p": p, "q": np.clip(p + rng.integers(-3, 4, n), 0, 29), "r": (p // 10 + rng.integers(0, 2, n)) % 3,
+            "s": rng.integers(0, 2, n)}
+    domain = {"p": 30, "q": 30, "r": 3, "s": 2}
+    plan = Ledger(data, domain).run(50.0, mst.Options(coarse_pool=True, coarse_bins=4, coarse_min_size=8,
+                                                      coarse_min_cells=50))
+    assert set(plan.coarse) == {"p", "q"}
+    for a, m in plan.coarse.items():
+        assert m.tolist() == sorted(m.tolist()) and int(m.max()) + 1 <= 4
+    bases = [frozenset(mst._base(a) for a in c) for c in plan.selected]
+    assert len(bases) == len(set(bases))
+    assert all(len(m.values.shape) == len(m.clique) for m in plan.two_way)
 
 
 # ---- the numpy sampler ---------------------------------------------------------------
@@ -308,3 +352,22 @@ def test_sampler_rejects_an_unknown_method():
     sizes = {"a": 2}
     with pytest.raises(ValueError):
         mst.sample_rows((sizes, [(("a",), np.zeros(2))]), 10, np.random.default_rng(0), "bogus")
+
+
+def test_max_clique_cells_is_that_of_mbi_junction_tree():
+    """The plain-Python junction-tree size check agrees with mbi's own junction tree (the one
+    the model is fitted and sampled over) on random sets of cliques: trees, forests, cycles."""
+    mbi = mst._mbi()
+    rng = np.random.default_rng(SEED)
+    for trial in range(300):
+        k = int(rng.integers(2, 10))
+        sizes = {f"x{i}": int(rng.integers(1, 40)) for i in range(k)}
+        names = list(sizes)
+        cliques = [tuple(str(a) for a in rng.choice(names, size=int(rng.integers(2, min(k, 3) + 1)), replace=False))
+                   for _ in range(int(rng.integers(1, 2 * k)))]
+        if trial % 3 == 0:          # a spanning tree
+            cliques = [(names[i], names[int(rng.integers(0, i))]) for i in range(1, k)]
+        domain = mbi.Domain(names, [sizes[a] for a in names])
+        jtree, _ = mbi.junction_tree.make_junction_tree(domain, cliques)
+        expected = max(math.prod(sizes[a] for a in node) for node in jtree.nodes)
+        assert mst._max_clique_cells(sizes, cliques) == expected, (sizes, cliques)

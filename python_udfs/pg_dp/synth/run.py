@@ -365,9 +365,11 @@ class Run:
         rho1, _, _ = mst.split_rho(mechanisms.rho_for(epsilon, delta), len(modelled) - 1)
         if len(modelled) == 1:
             rho1 = mechanisms.rho_for(epsilon, delta)
-        cells = max(dom.DEFAULT_BINS + 2 if c.name in self.t.needs_bounds else c.size if c.kind == "numeric" or c.values
-                    else 32 for c in modelled)
-        return mechanisms.gaussian_scale(sensitivity, rho1 / len(modelled)), cells
+        sizes = {c.name: dom.DEFAULT_BINS + 2 if c.name in self.t.needs_bounds
+                 else c.size if c.kind == "numeric" or c.values else 32 for c in modelled}
+        largest = max(sizes, key=sizes.get)
+        share = mst.one_way_shares(sizes, mst.OPTIONS.one_way_power)[largest]
+        return mechanisms.gaussian_scale(sensitivity, rho1 * share), sizes[largest]
 
     def useful_rows(self, epsilon: float, delta: float, sensitivity: int) -> tuple[int, float, float, int]:
         """Rows a table needs for its 1-way marginals to come out within about 0.05 TVD
