@@ -42,6 +42,7 @@ import numpy as np
 from .. import db, mechanisms
 from ..errors import DPError
 from . import domain as dom
+from .mst import COARSE
 
 MAX_FANOUT = 128
 PARENT_ATTRIBUTES = 3
@@ -532,11 +533,12 @@ def informative_parents(run) -> list[bool]:
     dates = {p for _, p, _ in getattr(run, "anchors", [])}
     useful = [c.name in dates for c in run.cond]
     for m in plan.two_way:
-        parents = [int(a.rsplit("_", 1)[1]) for a in m.clique if a.startswith("pg_dp_parent_")]
-        children = [a for a in m.clique if not a.startswith("pg_dp_parent_")]
+        names = [a.split(COARSE)[0] for a in m.clique]          # a coarse attribute stands for its column
+        parents = [int(a.rsplit("_", 1)[1]) for a in names if a.startswith("pg_dp_parent_")]
+        children = [a for a in names if not a.startswith("pg_dp_parent_")]
         if not parents or not children:
             continue
-        if len(m.clique) != 2 or m.coarse is not None or dependent_beyond_noise(m.values, m.stddev):
+        if len(m.clique) != 2 or dependent_beyond_noise(m.values, m.stddev):
             for i in parents:
                 if i < k:
                     useful[i] = True
