@@ -443,3 +443,21 @@ def test_orders_within_a_row_that_cannot_hold_are_refused_before_the_charge(conn
             conn.execute("SELECT dp.set_bounds('shipments', %s, '2020-01-01'::date, '2023-12-31'::date)", (col,))
         conn.execute("SELECT dp.drop_constraint(%s)", (ids[0],))
     assert charges(conn) == charged
+
+
+def test_attack_a_planted_row_breaking_an_order_neither_fails_the_run_nor_shows(conn, shipments):
+    """Someone who can write the protected table plants a row that breaks the declared order by
+    years, outside the declared bounds: the run must neither fail (an error would tell the
+    analyst the row exists) nor let the row's values into the copy (declared bounds hold)."""
+    conn.execute("SELECT dp.add_constraint('shipments', 't1&GT(t1.shipped,t1.received)')")
+    conn.execute("INSERT INTO shipments VALUES (0, '2021-01-01', '2999-12-31', '0001-01-01', 'A')")
+    try:
+        synthesize(conn, "public.shipments", epsilon=1.0, rows=5000)
+        low, high, broken = conn.execute(
+            "SELECT least(min(ordered), min(shipped), min(received)), greatest(max(ordered), max(shipped), "
+            "max(received)), count(*) FILTER (WHERE shipped > received) FROM dp_synthetic.shipments").fetchone()
+        assert str(low) >= "2020-01-01" and str(high) <= "2023-12-31" and broken == 0
+    finally:
+        conn.execute("DELETE FROM shipments WHERE id = 0")
+        conn.execute("SELECT dp.drop_constraint(id) FROM dp.denial_constraints "
+                     "WHERE table_name = 'public.shipments'::regclass")
