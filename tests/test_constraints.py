@@ -32,6 +32,12 @@ def fd_violations(conn, table, determinants, dependent):
                         f"HAVING count(DISTINCT {dependent}) > 1) x").fetchone()[0]
 
 
+def adult_copy(conn):
+    """(rows, provenance comment) of the synthetic adult copy: an interrupted run leaves it as it was."""
+    return conn.execute("SELECT count(*), obj_description('dp_synthetic.adult'::regclass) "
+                        "FROM dp_synthetic.adult").fetchone()
+
+
 def peak_kb(pid):
     for line in open(f"/proc/{pid}/status"):
         if line.startswith("VmHWM:"):
@@ -210,8 +216,7 @@ def test_cancel_stops_the_executor_in_every_phase(pg, db, conn, adult, phase, op
     copy is intact and the charge of the cancelled run is recorded."""
     if not conn.execute("SELECT to_regclass('dp_synthetic.adult') IS NOT NULL").fetchone()[0]:
         synthesize(conn, "public.adult", epsilon=1.0)
-    before = conn.execute("SELECT count(*), obj_description('dp_synthetic.adult'::regclass) "
-                          "FROM dp_synthetic.adult").fetchone()
+    before = adult_copy(conn)
     charged = charges(conn)
     with pg.connect(db) as caller, pg.connect(db) as killer:
         synthesize(caller, "public.adult", epsilon=1.0, dry_run=True)        # starts the executor
@@ -234,8 +239,7 @@ def test_cancel_stops_the_executor_in_every_phase(pg, db, conn, adult, phase, op
     print(f"{phase}: caller returned after {returned:.2f} s, executor gone after {returned + exited:.2f} s")
     assert returned <= CANCEL_SECONDS
     assert returned + exited <= CANCEL_SECONDS, f"{phase}: the executor ran on for {returned + exited:.2f} s"
-    after = conn.execute("SELECT count(*), obj_description('dp_synthetic.adult'::regclass) "
-                         "FROM dp_synthetic.adult").fetchone()
+    after = adult_copy(conn)
     assert after == before
     assert charges(conn) == charged + 1
 
@@ -269,8 +273,7 @@ def test_statement_timeout_stops_the_run_in_every_phase(pg, db, adult, phase_sta
     timeout = phase_starts[phase] + 0.3
     for _ in range(3):
         with pg.connect(db) as caller:
-            before = caller.execute("SELECT count(*), obj_description('dp_synthetic.adult'::regclass) "
-                                    "FROM dp_synthetic.adult").fetchone()
+            before = adult_copy(caller)
             charged = charges(caller)
             synthesize(caller, "public.adult", epsilon=1.0, dry_run=True)
             worker = caller.execute("SELECT dp_internal.executor_pid()").fetchone()[0]
@@ -297,8 +300,7 @@ def test_statement_timeout_stops_the_run_in_every_phase(pg, db, adult, phase_sta
     assert exited is not None and exited <= timeout + CANCEL_SECONDS, \
         f"{phase}: the executor ran on until {exited} s (timeout {timeout:.2f} s, caller back at {returned:.2f} s)"
     with pg.connect(db) as c:
-        after = c.execute("SELECT count(*), obj_description('dp_synthetic.adult'::regclass) "
-                          "FROM dp_synthetic.adult").fetchone()
+        after = adult_copy(c)
         assert after == before
         assert charges(c) == charged + 1
 
@@ -332,8 +334,7 @@ def test_server_shutdown_stops_the_run_in_every_phase(stopping, phase, opens):
     whole server has stopped within CANCEL_SECONDS; started again, the previous copy is intact
     and the charge of the interrupted run is recorded."""
     with stopping.connect("shutdown") as c:
-        before = c.execute("SELECT count(*), obj_description('dp_synthetic.adult'::regclass) "
-                           "FROM dp_synthetic.adult").fetchone()
+        before = adult_copy(c)
         charged = charges(c)
     postmaster = _postmaster(stopping)
     fired = {}
@@ -362,8 +363,7 @@ def test_server_shutdown_stops_the_run_in_every_phase(stopping, phase, opens):
     assert worker_s is not None and worker_s <= CANCEL_SECONDS, f"{phase}: the executor ran on for {worker_s} s"
     assert server_s is not None and server_s <= CANCEL_SECONDS, f"{phase}: the server took {server_s} s to stop"
     with stopping.connect("shutdown") as c:
-        after = c.execute("SELECT count(*), obj_description('dp_synthetic.adult'::regclass) "
-                          "FROM dp_synthetic.adult").fetchone()
+        after = adult_copy(c)
         assert after == before
         assert charges(c) == charged + 1
 

@@ -893,7 +893,7 @@ def repair(columns: dict[str, np.ndarray], dcs: list[DenialConstraint], rng: np.
     result, keep, stats = _repair_pairs(columns, pairs, rng, domains, tick)
     changed = _repair_row_orders(result, rows, bounds or {}) if rows else {}
     before = {a for dc in rows for a in dc.attributes}
-    stats["changed_values"] += int(sum(int(np.count_nonzero(_differs(columns[a], result[a]))) for a in before))
+    stats["changed_values"] += int(sum(int(np.count_nonzero(_moved(columns[a], result[a]))) for a in before))
     by_id = {id(dc): entry for dc, entry in zip(pairs, stats["constraints"])}
     stats["constraints"] = [by_id.get(id(dc)) or {"constraint": dc.text, "kind": dc.kind,
                                                   "changed_values": changed.get(id(dc), 0), "dropped_rows": 0}
@@ -912,23 +912,17 @@ def conflict(dcs: Sequence[DenialConstraint]) -> str | None:
     return None
 
 
-def _differs(a: np.ndarray, b: np.ndarray) -> np.ndarray:
-    a, b = np.asarray(a), np.asarray(b)
-    if a.dtype.kind == "f" and b.dtype.kind == "f":
-        return ~((a == b) | (np.isnan(a) & np.isnan(b)))
-    return np.array([not (x is y or x == y) for x, y in zip(a.tolist(), b.tolist())], dtype=bool)
-
-
-def _row_order_pair(columns: Mapping[str, np.ndarray], dc: DenialConstraint) -> tuple[np.ndarray, np.ndarray]:
-    """Codes of (lower column, higher column) on one ordered scale (-1: NULL)."""
-    low, high = _encode([_column(columns, dc.key), _column(columns, dc.dependent)], True,
-                        f'columns "{dc.key}" and "{dc.dependent}"')
-    return low, high
+def _moved(before: np.ndarray, after: np.ndarray) -> np.ndarray:
+    """Cells of a numeric column (NaN = NULL) that the row-order repair changed."""
+    a, b = np.asarray(before, dtype=np.float64), np.asarray(after, dtype=np.float64)
+    return ~((a == b) | (np.isnan(a) & np.isnan(b)))
 
 
 def _count_row_order(columns: Mapping[str, np.ndarray], dc: DenialConstraint) -> int:
-    """Rows whose lower column is above its higher one (or equal, when strict)."""
-    low, high = _row_order_pair(columns, dc)
+    """Rows whose lower column is above its higher one (or equal, when strict), compared as
+    codes on one ordered scale (-1: NULL)."""
+    low, high = _encode([_column(columns, dc.key), _column(columns, dc.dependent)], True,
+                        f'columns "{dc.key}" and "{dc.dependent}"')
     present = (low >= 0) & (high >= 0)
     broken = low >= high if dc.strict_key else low > high
     return int(np.count_nonzero(present & broken))

@@ -190,10 +190,7 @@ class Run:
                         f"{self.schema} yet", hint=f"Synthesize {info['q']} first, then this table.")
             return None
         target = copy[0]["q"]
-        values = [r["v"] for r in db.execute(
-            f"SELECT DISTINCT {db.quote_ident(refcol)}::text AS v FROM {target} "
-            f"WHERE {db.quote_ident(refcol)} IS NOT NULL ORDER BY 1")]
-        self._set_domain(column, "identifier", f"foreign key to {target}", choices=values)
+        self._set_domain(column, "identifier", f"foreign key to {target}", choices=_key_values(target, refcol))
         return {"column": column, "refcol": refcol, "cols": [column], "refcols": [refcol], "source": info["q"],
                 "target": target, "kind": "synthetic parent", "name": fk["conname"], "ref": ref}
 
@@ -214,14 +211,10 @@ class Run:
         model; a larger one (or a key of several columns) gets a DP histogram of its own."""
         column, col = link["column"], self.t.column(link["column"])
         if col.kind == "identifier":        # the privacy unit: regenerated, the key drawn uniformly
-            values = [r["v"] for r in db.execute(
-                f"SELECT DISTINCT {db.quote_ident(link['refcol'])}::text AS v FROM {link['source']} "
-                f"WHERE {db.quote_ident(link['refcol'])} IS NOT NULL ORDER BY 1")]
-            self._set_domain(column, "identifier", f"foreign key to {link['source']}", choices=values)
+            self._set_domain(column, "identifier", f"foreign key to {link['source']}",
+                             choices=_key_values(link["source"], link["refcol"]))
             return link
-        values = [r["v"] for r in db.execute(
-            f"SELECT DISTINCT {db.quote_ident(link['refcol'])}::text AS v FROM {link['source']} "
-            f"WHERE {db.quote_ident(link['refcol'])} IS NOT NULL ORDER BY 1 LIMIT {keys.MODEL_KEYS + 1}")]
+        values = _key_values(link["source"], link["refcol"], limit=keys.MODEL_KEYS + 1)
         if len(values) <= keys.MODEL_KEYS:
             self._set_domain(column, "categorical", f"foreign key to {link['source']}", values=values)
             link["in_model"] = True
@@ -455,9 +448,7 @@ class Run:
         counts = self._discover(float(e_disc), float(d_disc), sensitivity)
         for link in self.links:
             if link.get("pending"):             # a parent written earlier in this call
-                link["values"] = [r["v"] for r in db.execute(
-                    f"SELECT {db.quote_ident(link['refcol'])}::text AS v FROM {link['target']} "
-                    f"WHERE {db.quote_ident(link['refcol'])} IS NOT NULL ORDER BY 1")]
+                link["values"] = _key_values(link["target"], link["refcol"])
                 self.t.column(link["column"]).choices = link["values"] or [None]
         skip = relational.anchored(self)
         modelled = [c for c in self.t.columns if c.kind != "identifier" and c.name not in skip]
@@ -729,12 +720,13 @@ class Run:
         if why:
             raise DPError(f"these denial constraints cannot be kept together: {why}", hint=hint, sqlstate="0A000")
         unknown = set(self.t.needs_bounds) | set(self.t.needs_values)     # found after the charge
+        bounds = self._order_bounds()
         for d in (d for d in dcs if d.kind == "row order"):
             low, high = self.t.column(d.key), self.t.column(d.dependent)
             if low.kind != "numeric" or high.kind != "numeric" or not dom.comparable(low.fam, high.fam):
                 raise DPError(f'denial constraint "{d.text}" orders {low.name} and {high.name}, which are not both '
                               "numbers, dates or timestamps modelled on the number line", hint=hint, sqlstate="42804")
-            if not {low.name, high.name} & unknown and not dcmod.row_order_feasible(d, self._order_bounds()):
+            if not {low.name, high.name} & unknown and not dcmod.row_order_feasible(d, bounds):
                 raise DPError(f'denial constraint "{d.text}" cannot hold in any row: the bounds of {low.name} '
                               f"and {high.name} leave no room for the order", sqlstate="22023",
                               hint="Declare bounds that allow it (dp.set_bounds), or drop the constraint.")
@@ -763,6 +755,7 @@ class Run:
         if not dcs or n < 2 or set(attrs) & unknown:
             return
         domains = {a: _repair_domain(self.t.column(a)) for a in attrs if _repair_domain(self.t.column(a)) is not None}
+        bounds = self._order_bounds()
         for seed in range(TRIALS):          # public inputs only: nothing here is released
             rng = np.random.default_rng(seed)
             values = {}
@@ -776,7 +769,7 @@ class Run:
                 else:
                     values[name] = np.array([f"id{k}" for k in rng.integers(0, n, n)], dtype=object)
             try:
-                dcmod.repair(values, dcs, rng, domains, tick=db.check_interrupts, bounds=self._order_bounds())
+                dcmod.repair(values, dcs, rng, domains, tick=db.check_interrupts, bounds=bounds)
             except DPError as e:
                 raise DPError(f"these denial constraints cannot be met together: {e.message}",
                               hint="A trial on random rows of the declared domains did not settle; drop some of "
@@ -958,6 +951,13 @@ class Run:
 
     def notice(self, message: str, hint: str | None = None):
         db.notice(message, hint)
+
+
+def _key_values(table: str, column: str, limit: int | None = None) -> list[str]:
+    """The distinct non-NULL values of a key column of a table (as text, sorted)."""
+    q = db.quote_ident(column)
+    return [r["v"] for r in db.execute(f"SELECT DISTINCT {q}::text AS v FROM {table} WHERE {q} IS NOT NULL ORDER BY 1"
+                                       + (f" LIMIT {int(limit)}" if limit is not None else ""))]
 
 
 def _ref_info(relid: int) -> dict:
