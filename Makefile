@@ -36,9 +36,17 @@ help:            ## list the targets
 deps:            ## install PostgreSQL 15, PL/Python, build tools and Python packages (as root)
 	scripts/install-deps.sh
 
+# PY_TARGET=DIR installs the engine into DIR instead (a private copy for development: the
+# server then needs PYTHONPATH=DIR in its environment; see docs/ARCHITECTURE.md).
+PY_TARGET ?=
+
 install-python:  ## install the Python engine where the server's plpython3u imports from
+ifeq ($(PY_TARGET),)
 	$(PYTHON) -m pip install --quiet --break-system-packages --root-user-action=ignore --no-deps --no-build-isolation --force-reinstall ./python_udfs
 	rm -rf python_udfs/build python_udfs/*.egg-info
+else
+	mkdir -p $(PY_TARGET) && rm -rf $(PY_TARGET)/pg_dp && cp -r python_udfs/pg_dp $(PY_TARGET)/ && chmod -R a+rX $(PY_TARGET)
+endif
 
 install: install-python
 
