@@ -17,8 +17,8 @@ from __future__ import annotations
 import datetime as dt
 import json
 
-from .. import db
-from ..errors import DPError
+from ..core import db
+from ..core.errors import DPError
 
 
 def declared(relid: int) -> bool:

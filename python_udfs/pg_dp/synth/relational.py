@@ -1,6 +1,6 @@
 """Several tables in one dp_synthesize call: order, budget split, and children under parents.
 
-The method (README "Synthesizing a schema"), in the spirit of PrivLava (Cai et al. 2023)
+The method (docs/synthesis.md, "Synthesizing a schema"), in the spirit of PrivLava (Cai et al. 2023)
 and of Alimohammadi et al. 2024 (cross-table marginals over the parent-child join):
 
 - tables are synthesized parents first (foreign keys among the protected tables of the
@@ -39,8 +39,9 @@ import math
 
 import numpy as np
 
-from .. import db, mechanisms
-from ..errors import DPError
+from ..core import db
+from ..core.errors import DPError
+from ..dp import mechanisms
 from . import domain as dom
 from .mst import COARSE
 

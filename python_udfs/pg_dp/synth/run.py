@@ -26,8 +26,9 @@ import uuid
 
 import numpy as np
 
-from .. import catalog, db, ledger, mechanisms
-from ..errors import DPError
+from ..core import catalog, db
+from ..dp import ledger, mechanisms
+from ..core.errors import DPError
 from . import dc as dcmod
 from . import domain as dom
 from . import identifiers, keys, mst, public, relational

@@ -8,8 +8,8 @@ closed.  A row's table_name is the protected table the path leads to (NULL: the 
 database).
 """
 
-from . import db
-from .admin import version_trigger_sql
+from ..core import db
+from .protect import version_trigger_sql
 
 GUARD_TRIGGERS = ("dp_guard",)
 
@@ -322,8 +322,8 @@ def _event_triggers():
 def _broken_paths():
     """Tables reaching their unit through foreign keys whose path no longer holds (a table on it
     unprotected, a key dropped): the gateway refuses their questions until it is fixed."""
-    from .catalog import resolve_path
-    from .errors import DPError
+    from ..core.catalog import resolve_path
+    from ..core.errors import DPError
 
     out = []
     for r in db.execute(

@@ -18,8 +18,8 @@ path (they are all protected in the dataset: catalog.resolve_path refuses otherw
 import hashlib
 import json
 
-from . import db
-from .query import plan as planning
+from ..core import db
+from . import rewrite
 
 
 def _limit() -> int:
@@ -43,7 +43,7 @@ def copy_for(plan) -> str | None:
     other role can hold (an advisory lock could be taken by anyone).  The copy is
     not ANALYZEd: its reltuples would be an exact row count for everyone to read.
     """
-    build = planning.bounded_copy_sql(plan)
+    build = rewrite.bounded_copy_sql(plan)
     if build is None or _limit() == 0:
         return None
     meta = plan.meta

@@ -19,7 +19,7 @@ Privacy, per release (add/remove one row):
 import math
 
 from . import mechanisms
-from .errors import DPError
+from ..core.errors import DPError
 
 QUANTILE_DENOMINATOR = 10_000  # q is used with four decimals: alpha = num / 10_000
 

@@ -29,7 +29,7 @@ class _Core:
 
 dp = _Core()
 
-from .errors import DPError
+from ..core.errors import DPError
 
 dp.enable_features("contrib")
 

@@ -10,8 +10,8 @@ open a connection of the same name, or see the SQL.
 
 from decimal import Decimal
 
-from . import db
-from .errors import DPError
+from ..core import db
+from ..core.errors import DPError
 
 INSUFFICIENT = "53400"  # configuration_limit_exceeded: the budget is a configured limit
 

@@ -49,7 +49,7 @@ import datetime as dt
 from decimal import Decimal, ROUND_FLOOR, localcontext
 import math
 
-from ..errors import DPError
+from ..core.errors import DPError
 from .parse import NOT_SUPPORTED, ast, cast, deparse, sql_literal
 from pglast.enums import A_Expr_Kind  # noqa: E402
 

@@ -53,9 +53,9 @@ because such an error would fire (and print the value) only on chosen rows.
 import copy
 from dataclasses import dataclass, field
 
-from ..errors import DPError
+from ..core.errors import DPError
 from .parse import NOT_SUPPORTED, ast, deparse, too_complex  # first: loads pglast with RTLD_DEEPBIND
-from . import keys as keyexprs
+from . import keyexprs
 from pglast.enums import A_Expr_Kind, JoinType, SetOperation, SortByDir, SortByNulls  # noqa: E402
 
 INVALID = "22023"

@@ -1,10 +1,28 @@
 """Read a protected table's public metadata from the catalog."""
 
 import json
+from dataclasses import dataclass
 
 from . import db
 from .errors import DPError
-from .query.plan import TableMeta
+
+
+@dataclass
+class TableMeta:
+    """What the catalog says about a protected table (plain values, no plpy)."""
+    relid: int
+    schema: str
+    table: str
+    dataset: str
+    unit_column: str | None
+    max_rows_per_unit: int
+    max_groups_per_unit: int
+    data_version: int
+    columns: dict            # name -> {"type", "notnull", "lower", "upper", "public_values"}
+    source_sql: str | None = None   # a join, seen as one table whose columns are "alias.column"
+    # a table reaching its unit through foreign keys: [{"schema", "table", "cols", "refcols", "ops"}, ...]
+    # (catalog.resolve_path); unit_column then names the unit found at the path's end
+    unit_path: list | None = None
 
 
 _caller: int | None = None

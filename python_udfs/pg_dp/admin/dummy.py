@@ -8,8 +8,8 @@ generator is fine (and makes the dummy reproducible).
 import datetime
 import random
 
-from . import db
-from .errors import DPError
+from ..core import db
+from ..core.errors import DPError
 
 
 def _value(rng: random.Random, col: dict, i: int):

@@ -18,12 +18,16 @@ import hashlib
 import json
 import math
 
-from . import bounded, catalog, db, ledger, mechanisms
-from .encode import json_safe, text_value
-from .errors import DPError
-from .query.analyze import analyze
-from .query.parse import bind_params, parse_select
-from .query import plan as planning
+from ..core import catalog, db
+from ..core.encode import json_safe, text_value
+from ..core.errors import DPError
+from ..dp import ledger, mechanisms
+from . import answer as answering, bounded, explain as explaining, rewrite, where
+from . import plan as planning
+from .analyze import analyze
+from .bind import bind_join
+from .parse import bind_params, parse_select
+from .sqltext import quote_ident
 
 NO_BUDGET = "42501"
 INSUFFICIENT = "53400"
@@ -62,7 +66,7 @@ def _typed_params(params):
     return typed
 
 
-def make_plan(sql, epsilon=None, delta=None, session_epsilon=None, params=None, timezone=None):
+def plan_question(sql, epsilon=None, delta=None, session_epsilon=None, params=None, timezone=None):
     """The plan of a question; epsilon: the argument, else the session's pg_dp.epsilon, else the
     role's default on the dataset (dp.set_query_epsilon), else the setting default_epsilon.
     params: the values of $1, $2, ... (prepared statements of the plain-SQL hook), which become
@@ -70,7 +74,7 @@ def make_plan(sql, epsilon=None, delta=None, session_epsilon=None, params=None, 
     A statement costing more than the role's maximum is refused here, before any charge."""
     query = analyze(bind_params(parse_select(sql), _typed_params(params)))
     if len(query.tables) > 1:
-        meta = planning.bind_join(query, [catalog.load_table(s, t) for s, t, _ in query.tables])
+        meta = bind_join(query, [catalog.load_table(s, t) for s, t, _ in query.tables])
     else:
         meta = catalog.load_table(query.schema, query.table)
     limits = catalog.query_epsilon(catalog.outer_role(), meta.dataset)
@@ -111,7 +115,7 @@ def _validate(plan):
         with db.subtransaction():
             set_time_zone(plan.timezone)
             db.prepare(plan.sql)
-            for check in planning.constant_checks(plan):
+            for check in where.constant_checks(plan):
                 db.execute(check)
             set_time_zone("UTC")
     except Exception as e:
@@ -154,7 +158,7 @@ def _require_budget(role: int, dataset: str):
 
 def answer(sql, epsilon=None, delta=None, expect=None, session_epsilon=None, params=None, timezone=None):
     """Generator (executor phases) returning (columns, rows) of the DP answer; charges unless cached."""
-    plan = make_plan(sql, epsilon, delta, session_epsilon, params, timezone)
+    plan = plan_question(sql, epsilon, delta, session_epsilon, params, timezone)
     check_expected(plan, expect)
     role = catalog.outer_role()
     _require_budget(role, plan.meta.dataset)
@@ -162,7 +166,7 @@ def answer(sql, epsilon=None, delta=None, expect=None, session_epsilon=None, par
     columns = [[name, typ] for name, typ in plan.columns]
     cached = _cached(key)
     if cached is not None:
-        return columns, planning.present(plan, cached)
+        return columns, answering.present(plan, cached)
     ledger_id = ledger.charge(role, plan.meta.dataset, plan.epsilon, plan.delta, plan.query.normalized,
                               plan.mechanism, plan.meta.data_version, key)
     yield                                   # the executor commits the charge
@@ -170,7 +174,7 @@ def answer(sql, epsilon=None, delta=None, expect=None, session_epsilon=None, par
         db.execute("SELECT pg_catalog.set_config('track_counts', 'off', true)")
         set_time_zone(plan.timezone)
         copy = bounded.copy_for(plan)
-        exact_sql = planning.rewrite_on_copy(plan, copy) if copy else plan.sql
+        exact_sql = rewrite.rewrite_on_copy(plan, copy) if copy else plan.sql
         exact = db.execute_tuples(exact_sql, len(plan.query.group_by) + 1 + len(plan.measurements))
         set_time_zone("UTC")
     except Exception as e:
@@ -180,7 +184,7 @@ def answer(sql, epsilon=None, delta=None, expect=None, session_epsilon=None, par
         db.log(f"pg_dp: exact query of ledger entry {ledger_id} failed: {e}")
         raise DPError("the answer could not be computed; the charge stands",
                       hint="An administrator finds the cause in the server log.", sqlstate="XX000")
-    core = planning.release_core(plan, exact)
+    core = answering.release_core(plan, exact)
     if plan.public_keys is None and not core:
         threshold = mechanisms.selection_parameters(plan.groups_per_unit, plan.rows_per_unit,
                                                     plan.selection_epsilon, plan.selection_delta)[1]
@@ -193,7 +197,7 @@ def answer(sql, epsilon=None, delta=None, expect=None, session_epsilon=None, par
     ledger.store_answer(key, plan.meta.dataset, plan.meta.data_version, json.dumps(columns),
                         json.dumps(core, default=_json_default), ledger_id)
     # what leaves is what a cached answer gives: the stored core, presented
-    return columns, planning.present(plan, json.loads(json.dumps(core, default=_json_default)))
+    return columns, answering.present(plan, json.loads(json.dumps(core, default=_json_default)))
 
 
 def _json_default(value):
@@ -204,7 +208,7 @@ def _json_default(value):
 
 def column_list(columns) -> str:
     """A column definition list: "name" type, ... (names quoted, types as format_type writes them)."""
-    return ", ".join(f"{planning.quote_ident(n)} {t}" for n, t in columns).replace("\n", " ")
+    return ", ".join(f"{quote_ident(n)} {t}" for n, t in columns).replace("\n", " ")
 
 
 def encode_rows(columns, rows) -> str:
@@ -275,7 +279,7 @@ def query_json_reply(sql, epsilon=None, delta=None, session_epsilon=None, timezo
 
 
 def cost_reply(sql, epsilon=None, delta=None, session_epsilon=None, timezone=None):
-    plan = make_plan(sql, epsilon, delta, session_epsilon, timezone=timezone)
+    plan = plan_question(sql, epsilon, delta, session_epsilon, timezone=timezone)
     role = catalog.outer_role()
     _require_budget(role, plan.meta.dataset)
     cached = _cached(_cache_key(plan)) is not None
@@ -289,14 +293,14 @@ def cost_reply(sql, epsilon=None, delta=None, session_epsilon=None, timezone=Non
 
 def explain_reply(sql, epsilon=None, delta=None, columns_only=False, session_epsilon=None, params=None,
                   timezone=None):
-    plan = make_plan(sql, epsilon, delta, session_epsilon, params, timezone)
+    plan = plan_question(sql, epsilon, delta, session_epsilon, params, timezone)
     if columns_only:        # the answer's column types, one a line, for the plain-SQL hook (src/hook.c)
         return "\n".join(t for _, t in plan.columns)
     return json.dumps([
         {"column_name": r["column_name"], "data_type": r["data_type"], "mechanism": r["mechanism"],
          "epsilon": f"{r['epsilon']:.12g}", "delta": f"{r['delta']:.12g}",
          "noise_scale": r["noise_scale"], "ci95": r["ci95"], "note": r["note"]}
-        for r in planning.explain(plan)])
+        for r in explaining.explain(plan)])
 
 
 def synthetic_copy_reply(relid):

@@ -4,8 +4,8 @@ import contextlib
 import json
 import re
 
-from . import db
-from .errors import DPError
+from ..core import db
+from ..core.errors import DPError
 
 INVALID = "22023"
 
@@ -16,7 +16,7 @@ def _require_admin(action: str):
 
 def public_values_from_check(definition: str, column: str) -> list[str] | None:
     """Values v1..vn of a `CHECK (column IN (v1, ..., vn))` / `= ANY (ARRAY[...])` constraint."""
-    from .query.parse import ast, pglast
+    from ..gateway.parse import ast, pglast
 
     m = re.fullmatch(r"\s*CHECK\s*\((.*)\)\s*(NOT VALID)?\s*", definition, re.S)
     if not m:
@@ -477,14 +477,14 @@ def _discover_public_values(table_oid, columns) -> list[tuple[str, str]]:
 
 def add_constraint(table_name, dc_text):
     """Register a denial constraint on a protected table; its id."""
-    from .synth import dc
+    from ..synth import dc
 
     _require_admin("add a denial constraint")
     relid = db.regclass_oid(table_name)
     if not db.execute("SELECT 1 FROM dp_internal.protected_tables WHERE relid = $1", [relid], ["oid"]):
         raise DPError(f"table {table_name} is not protected by pg_dp",
                       hint=f"Protect it first: SELECT dp.protect('{table_name}');", sqlstate="42P01")
-    from .synth import domain
+    from ..synth import domain
 
     types = {r["attname"]: domain.family(r["base"], r["typtype"]) for r in db.execute(
         "SELECT a.attname, pg_catalog.format_type(coalesce(nullif(t.typbasetype, 0), a.atttypid), NULL) AS base, "

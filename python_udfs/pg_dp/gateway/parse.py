@@ -19,7 +19,7 @@ same whether standard_conforming_strings is on or off (sql_literal, deparse).
 import os
 import sys
 
-from ..errors import DPError
+from ..core.errors import DPError
 
 
 def _import_pglast():

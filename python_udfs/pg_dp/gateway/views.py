@@ -12,17 +12,18 @@ is kept, in the author's transaction, which the executor cannot see.
 import json
 import re
 
-from . import catalog, db, gateway
-from .errors import DPError
+from ..core import catalog, db
+from ..core.errors import DPError
+from . import serve
 
 
 def register(sql, epsilon=None, delta=None):
     """Check the question (nothing is charged) and keep it; its id and column list."""
-    plan = gateway.make_plan(sql, epsilon, delta)
+    plan = serve.plan_question(sql, epsilon, delta)
     role = catalog.outer_role()
     rows = db.execute("INSERT INTO dp_internal.views (owner, sql, epsilon, delta) VALUES ($1, $2, $3, $4) "
                       "RETURNING id", [role, sql, epsilon, delta], ["oid", "text", "float8", "float8"])
-    return json.dumps({"id": int(rows[0]["id"]), "columns": gateway.column_list(plan.columns)})
+    return json.dumps({"id": int(rows[0]["id"]), "columns": serve.column_list(plan.columns)})
 
 
 def _bind(id: int, owner: int):
@@ -51,4 +52,4 @@ def answer(id, expect=None):
         raise DPError(f"permission denied for pg_dp view question {id}",
                       hint="Read it through its view; its owner can GRANT SELECT on the view.", sqlstate="42501")
     r = row[0]
-    return (yield from gateway.query_reply(r["sql"], r["epsilon"], r["delta"], expect))
+    return (yield from serve.query_reply(r["sql"], r["epsilon"], r["delta"], expect))
