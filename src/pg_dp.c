@@ -214,7 +214,7 @@ check_param_constant(const char *aggname, const char *what, Expr *expr)
  * Citus distributes a custom aggregate as worker_partial_agg(agg, arg) or
  * worker_partial_agg(agg, ROW(args...)) on the workers and
  * coord_combine_agg(agg, partial, NULL::result) on the coordinator (see
- * README, "pg_dp on Citus").  Which of the two an Aggref is, by the name of its
+ * docs/citus.md).  Which of the two an Aggref is, by the name of its
  * function in pg_catalog (looked up once per query, not per row).
  */
 typedef enum CitusAggWrapper
