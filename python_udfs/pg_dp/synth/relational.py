@@ -43,6 +43,7 @@ from ..core import db
 from ..core.errors import DPError
 from ..dp import mechanisms
 from . import domain as dom
+from . import write
 from .mst import COARSE
 
 MAX_FANOUT = 128
@@ -679,12 +680,11 @@ def synthesize_many(make_run, relids: list[int], epsilon, delta, dry_run: bool, 
     for relid in ordered:
         runs[relid].work(ledger_ids[runs[relid].t.dataset])
     if schema is not None:
-        from . import public, run as runmod
         declared = [int(r["r"]) for r in db.execute(
             "SELECT p.relid::int8 AS r FROM dp_internal.public_tables p JOIN pg_catalog.pg_class c ON c.oid = p.relid "
             "JOIN pg_catalog.pg_namespace n ON n.oid = c.relnamespace WHERE n.nspname = $1 ORDER BY 1",
             [schema], ["text"])]
         if declared:
-            public.copy_all(declared, first.schema, first.caller, runmod.foreign_code)
+            write.copy_public(declared, first.schema, first.caller)
     first.notice(f"dp_synthesize {label}: wrote {len(ordered)} synthetic table(s) to {first.schema}")
 
