@@ -1,0 +1,274 @@
+"""Answers a dashboard can trust (the `orders` table of test/support/orders.py), against the truth.
+
+Every test compares released answers with the true answer computed as the superuser, within
+a tolerance derived from the noise scale the gateway advertises (dp.explain) and a failure
+probability of at most 1e-9 per test (union bound over the buckets of a chart), plus, where
+bounding drops rows, the exact share it must drop.  The statistical tests check separately
+that the advertised scales are the noise the answers carry.
+
+Each numbered problem of the issue ("answers a dashboard can trust") has a test here that
+failed before the change: key-order bounding (1), WHERE after bounding (2), key sets that
+ignore the filter (3), an error shown without the bias (4), basic composition and cache
+misses (5), refused drop-downs and min/max (6).
+"""
+
+import math
+from decimal import Decimal
+
+import pytest
+from scipy import stats
+
+import orders
+
+FAILURE = 1e-9
+DELTA = 1e-6
+
+
+def z_bound(buckets: int, failure: float = FAILURE) -> float:
+    """|Gaussian| exceeds z*sigma in any of `buckets` buckets with probability <= failure."""
+    return stats.norm.isf(failure / (2 * buckets))
+
+
+def noise_bound(line: dict, buckets: int) -> float:
+    """The half-width that the released noise of one explain line stays within, in every bucket,
+    except with probability FAILURE: Gaussian z*sigma, discrete Laplace b*ln(buckets/failure)."""
+    scale = line["noise_scale"]
+    if line["mechanism"].startswith("Gaussian"):
+        return z_bound(buckets) * scale + 1
+    return scale * math.log(buckets / FAILURE) + 1
+
+
+@pytest.fixture(scope="module", autouse=True)
+def setup(conn, db):
+    conn.execute(f'ALTER DATABASE "{db}" SET session_preload_libraries = \'pg_dp\'')
+    orders.create(conn, "orders")
+    orders.protect(conn, "orders", "shop")                       # bounds chosen per question
+    orders.create(conn, "orders_fixed")
+    orders.protect(conn, "orders_fixed", "shop_fixed", max_rows=20, max_groups=4)   # the issue's DBA
+    for role in ("dash", "dash_pure"):
+        conn.execute(f"DROP ROLE IF EXISTS {role}")
+        conn.execute(f"CREATE ROLE {role} LOGIN")
+    conn.execute(f"SELECT dp.grant_budget('dash', 'shop', 1000, {DELTA})")
+    conn.execute(f"SELECT dp.grant_budget('dash', 'shop_fixed', 1000, {DELTA})")
+    conn.execute("SELECT dp.grant_budget('dash_pure', 'shop_fixed', 1000)")       # delta 0: pure epsilon
+    yield
+    conn.execute("DROP OWNED BY dash, dash_pure")
+    conn.execute("DROP ROLE dash")
+    conn.execute("DROP ROLE dash_pure")
+
+
+@pytest.fixture
+def dash(pg, db):
+    with pg.connect(db, user="dash") as c:
+        yield c
+
+
+@pytest.fixture
+def dash_pure(pg, db):
+    with pg.connect(db, user="dash_pure") as c:
+        yield c
+
+
+def ask(c, sql, epsilon=None):
+    return [r[0] for r in c.execute("SELECT * FROM dp.query_json(%s, %s)", (sql, epsilon)).fetchall()]
+
+
+def explain(c, sql, epsilon=None):
+    cur = c.execute("SELECT * FROM dp.explain(%s, %s)", (sql, epsilon))
+    names = [d.name for d in cur.description]
+    return {r[0]: dict(zip(names, r)) for r in cur.fetchall()}
+
+
+def spent(conn, role, dataset):
+    return conn.execute("SELECT epsilon_spent FROM dp.budgets WHERE role = %s::regrole AND dataset = %s",
+                        (role, dataset)).fetchone()[0]
+
+
+def last_answer(c):
+    cur = c.execute("SELECT * FROM dp.my_answers ORDER BY id DESC LIMIT 1")
+    return dict(zip([d.name for d in cur.description], cur.fetchone()))
+
+
+MONTHLY = ("SELECT date_trunc('month', order_date) AS month, count(*) AS n FROM {table} {where}"
+           "GROUP BY date_trunc('month', order_date) ORDER BY 1")
+
+
+def monthly_truth(conn, table, where=""):
+    return {r[0].strftime("%Y-%m"): r[1] for r in conn.execute(
+        f"SELECT date_trunc('month', order_date), count(*) FROM {table} {where} GROUP BY 1").fetchall()}
+
+
+def released_by_month(rows, column="month", value="n"):
+    return {r[column][:7]: r[value] for r in rows}
+
+
+# -------------------------------------------------------------------- 1. unbiased bounding
+
+@pytest.mark.parametrize("unit,fmt,epsilon", [("day", "%Y-%m-%d", 4.0), ("week", "%Y-%m-%d", 2.0),
+                                             ("month", "%Y-%m", 1.0)])
+def test_flat_series_within_tolerance_in_every_bucket(conn, dash, unit, fmt, epsilon):
+    """Bounds fitted to the question keep (almost) every row: each bucket is the truth within the
+    advertised noise plus the rows bounding may drop; the ratio has no trend."""
+    sql = (f"SELECT date_trunc('{unit}', order_date) AS t, count(*) AS n FROM orders "
+           f"GROUP BY date_trunc('{unit}', order_date)")
+    rows = ask(dash, sql, epsilon)
+    truth = {r[0].strftime(fmt): r[1] for r in conn.execute(
+        f"SELECT date_trunc('{unit}', order_date), count(*) FROM orders GROUP BY 1").fetchall()}
+    released = {r["t"][:len("2024-01-01") if fmt.endswith("%d") else 7]: r["n"] for r in rows if r["t"]}
+    line = explain(dash, sql, epsilon)["n"]
+    bound = noise_bound(line, len(truth))
+    # every true bucket is released; an empty bucket between the bounds releases noise only
+    assert set(truth) <= set(released)
+    for key, n in truth.items():
+        assert abs(released[key] - n) <= bound + 0.02 * n, (key, released[key], n, bound)
+    record = last_answer(dash)
+    assert float(record["dropped_share"] or 0) < 0.02, record    # one order a month: nothing to drop
+    # no trend: the first and last thirds agree within the noise of their sums
+    keys = sorted(truth)
+    third = len(keys) // 3
+    first = sum(released[k] for k in keys[:third]) / sum(truth[k] for k in keys[:third])
+    last = sum(released[k] for k in keys[-third:]) / sum(truth[k] for k in keys[-third:])
+    assert abs(first - last) < 0.03, (first, last)
+
+
+def test_fixed_bounds_drop_evenly_without_trend(conn, dash):
+    """The issue's DBA bounds (4 groups per customer): each customer keeps 4 of its 10 months,
+    chosen at random, so every month keeps ~40% -- no decay from the first month to the last."""
+    sql = MONTHLY.format(table="orders_fixed", where="")
+    rows = ask(dash, sql, 1.0)
+    truth = monthly_truth(conn, "orders_fixed")
+    released = released_by_month(rows)
+    line = explain(dash, sql, 1.0)["n"]
+    bound = noise_bound(line, len(truth))
+    # each month: 8,333 customers keep it with probability 4/10, independently (a keyed hash):
+    # the kept count is within 7 binomial standard deviations (p < 1e-11 per month)
+    for key, n in truth.items():
+        sd = math.sqrt(n * 0.4 * 0.6)
+        assert abs(released[key] - 0.4 * n) <= bound + 7 * sd, (key, released[key], n)
+    ratios = [released[k] / truth[k] for k in sorted(truth)]
+    assert max(ratios) - min(ratios) < 0.1, ratios                 # key order: 0.98 .. 0.01
+
+
+def test_category_ranking_and_null_group_like_the_others(conn, dash):
+    sql = "SELECT category, count(*) AS n FROM orders_fixed GROUP BY category"
+    rows = ask(dash, sql, 1.0)
+    truth = {r[0]: r[1] for r in conn.execute(
+        "SELECT category, count(*) FROM orders_fixed GROUP BY 1").fetchall()}
+    released = {r["category"]: r["n"] for r in rows}
+    assert set(released) == set(truth) | {None}
+    # the share each category keeps is the same for all, NULL included (group choice is random)
+    total_kept = sum(released.values()) / sum(truth.values())
+    line = explain(dash, sql, 1.0)["n"]
+    bound = noise_bound(line, len(truth))
+    for cat, n in truth.items():
+        assert abs(released[cat] / n - total_kept) < (bound + 7 * math.sqrt(n)) / n, (cat, released[cat], n)
+    # gaps of 2% of the rows (4,000 orders, far beyond the noise) keep their order
+    ranked = sorted((c for c in truth if c is not None), key=lambda c: truth[c])
+    assert sorted(ranked, key=lambda c: released[c]) == ranked
+
+
+# -------------------------------------------------------------------- 2. filter first
+
+def test_where_is_applied_before_bounding(conn, dash):
+    """Restricted to 2025 each customer keeps min(its 2025 months, 4), not the 2024 ones."""
+    where = "WHERE order_date >= '2025-01-01' "
+    sql = MONTHLY.format(table="orders_fixed", where=where)
+    rows = ask(dash, sql, 1.0)
+    released = released_by_month(rows)
+    bounded = conn.execute(
+        "SELECT sum(least(n, 4)) FROM (SELECT customer_id, count(*) AS n FROM orders_fixed "
+        "WHERE order_date >= '2025-01-01' GROUP BY 1) c").fetchone()[0]
+    line = explain(dash, sql, 1.0)["n"]
+    total_bound = noise_bound(line, 1) * math.sqrt(12)
+    assert abs(sum(released.values()) - bounded) <= total_bound, (sum(released.values()), bounded)
+
+
+# -------------------------------------------------------------------- 3. key sets follow the question
+
+def test_key_sets_follow_the_where(conn, dash):
+    rows = ask(dash, MONTHLY.format(table="orders", where="WHERE order_date >= '2025-01-01' AND "
+                                                          "order_date < '2026-01-01' "), 1.0)
+    assert sorted(released_by_month(rows)) == [f"2025-{m:02d}" for m in range(1, 13)]
+    rows = ask(dash, "SELECT channel, count(*) FROM orders WHERE channel IN ('web') GROUP BY channel", 0.5)
+    assert [r["channel"] for r in rows] == ["web"]
+    # Superset's time range: TO_TIMESTAMP constants and an exclusive upper bound
+    rows = ask(dash, "SELECT date_trunc('month', order_date) AS month, count(*) AS n FROM orders "
+                     "WHERE order_date >= TO_TIMESTAMP('2024-07-01 00:00:00.000000', 'YYYY-MM-DD HH24:MI:SS.US') "
+                     "AND order_date < TO_TIMESTAMP('2024-10-01 00:00:00.000000', 'YYYY-MM-DD HH24:MI:SS.US') "
+                     "GROUP BY date_trunc('month', order_date)", 0.5)
+    assert sorted(released_by_month(rows)) == ["2024-07", "2024-08", "2024-09"]
+
+
+def test_no_bucket_at_an_exclusive_upper_bound(conn, dash):
+    rows = ask(dash, MONTHLY.format(table="orders", where="WHERE order_date < '2026-01-01' "), 1.0)
+    assert "2026-01" not in released_by_month(rows) and len(rows) == 24
+
+
+# -------------------------------------------------------------------- 4. the error shown is the error got
+
+def test_my_answers_shows_bounds_and_the_share_dropped(conn, dash):
+    sql = MONTHLY.format(table="orders_fixed", where="")
+    ask(dash, sql, 1.0)
+    record = last_answer(dash)
+    assert record["bounds"] == "4 groups, 20 rows per group per customer_id"
+    true_share = 1 - 0.4                                       # 4 of 10 months kept
+    assert abs(float(record["dropped_share"]) - true_share) < 0.05, record
+    assert record["origin"] in ("fresh", "cache") and record["epsilon"] is not None
+    line = explain(dash, sql, 1.0)["n"]
+    assert "dropped" in line["note"] and line["ci95"] > 0
+
+
+# -------------------------------------------------------------------- 5. budgets that last
+
+def test_month_unit_spelling_is_one_question(conn, dash):
+    before = spent(conn, "dash", "shop")
+    superset = "SELECT DATE_TRUNC('MONTH', order_date) AS __timestamp, COUNT(*) AS cnt FROM orders " \
+               "WHERE region = 'north' GROUP BY DATE_TRUNC('MONTH', order_date)"
+    psql = "select   count(*) as c, date_trunc('month'::text, order_date) as m from orders " \
+           "where region = 'north'  group by date_trunc('month', order_date)"
+    a = ask(dash, superset, 0.7)
+    middle = spent(conn, "dash", "shop")
+    b = ask(dash, psql, 0.7)
+    assert middle > before and spent(conn, "dash", "shop") == middle
+    assert sorted(r["cnt"] for r in a) == sorted(r["c"] for r in b)
+
+
+def test_questions_compose_in_zcdp(conn, dash):
+    """16 new questions at epsilon 0.25 cost about sqrt(16) x 0.25, not 16 x 0.25."""
+    conn.execute("SELECT dp.grant_budget('dash', 'shop_fixed', 1000, %s::numeric)", (DELTA,))   # a fresh budget
+    before = spent(conn, "dash", "shop_fixed")
+    for i in range(16):
+        ask(dash, f"SELECT count(*) FROM orders_fixed WHERE amount > {i}", 0.25)
+    cost = spent(conn, "dash", "shop_fixed") - before
+    assert Decimal("0.25") * 4 * Decimal("0.8") < cost < Decimal("0.25") * 4 * Decimal("1.6"), cost
+
+
+# -------------------------------------------------------------------- 6. ordinary dashboard questions
+
+def test_filter_drop_down_from_public_values_is_free(conn, pg, db):
+    before = spent(conn, "dash", "shop")
+    with pg.connect(db, user="dash") as c:
+        rows = c.execute("SELECT category AS category FROM public.orders GROUP BY category "
+                         "ORDER BY category ASC LIMIT 1000").fetchall()
+        assert [r[0] for r in rows] == sorted(c for c, _ in orders.CATEGORIES) + [None]
+        rows = c.execute("SELECT DISTINCT region FROM orders ORDER BY 1").fetchall()
+        assert [r[0] for r in rows] == orders.REGIONS
+        rows = c.execute("SELECT region, channel FROM orders GROUP BY region, channel").fetchall()
+        assert len(rows) == 12
+    assert spent(conn, "dash", "shop") == before
+
+
+def test_min_and_max_as_dp_quantiles(conn, dash):
+    sql = "SELECT region, min(amount) AS lo, max(amount) AS hi FROM orders GROUP BY region"
+    rows = {r["region"]: r for r in ask(dash, sql, 2.0)}
+    lines = explain(dash, sql, 2.0)
+    assert "quantile" in lines["lo"]["mechanism"] and "0.01" in lines["lo"]["note"]
+    truth = {r[0]: r[1:] for r in conn.execute(
+        "SELECT region, percentile_cont(0.005) WITHIN GROUP (ORDER BY amount), "
+        "percentile_cont(0.02) WITHIN GROUP (ORDER BY amount), "
+        "percentile_cont(0.98) WITHIN GROUP (ORDER BY amount), "
+        "percentile_cont(0.995) WITHIN GROUP (ORDER BY amount) FROM orders GROUP BY 1").fetchall()}
+    for region, (lo1, lo2, hi1, hi2) in truth.items():
+        # 50,000 orders a region: the DP 1st percentile lies between the true 0.5th and 2nd
+        assert float(lo1) - 1 <= rows[region]["lo"] <= float(lo2) + 1, (region, rows[region], truth[region])
+        assert float(hi1) - 1 <= rows[region]["hi"] <= float(hi2) + 1, (region, rows[region], truth[region])
