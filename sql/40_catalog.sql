@@ -10,13 +10,15 @@ CREATE TABLE dp_internal.settings (
 INSERT INTO dp_internal.settings VALUES
     ('default_epsilon', '1.0'),                -- statement epsilon when dp.query gets none
     ('default_delta', '0.000001'),             -- delta of DP partition selection
-    ('lock_timeout', '10s');                   -- how long a charge waits for a budget row
+    ('lock_timeout', '10s'),                   -- how long a charge waits for a budget row
+    ('auto_max_rows_per_unit', '256'),         -- contribution bounds chosen per question never exceed these
+    ('auto_max_groups_per_unit', '1024');
 
 CREATE TABLE dp_internal.datasets (
     name                text PRIMARY KEY CHECK (name ~ '^[a-z_][a-z0-9_]{0,62}$'),
     privacy_unit        text,                  -- column shared by the tables; NULL: each row is a unit
-    max_rows_per_unit   integer NOT NULL DEFAULT 1 CHECK (max_rows_per_unit >= 1),
-    max_groups_per_unit integer NOT NULL DEFAULT 1 CHECK (max_groups_per_unit >= 1),
+    max_rows_per_unit   integer CHECK (max_rows_per_unit >= 1),     -- NULL: chosen per question (DP estimate)
+    max_groups_per_unit integer CHECK (max_groups_per_unit >= 1),   -- NULL: chosen per question
     epsilon_cap         numeric CHECK (epsilon_cap >= 0),   -- over all roles together (collusion)
     delta_cap           numeric CHECK (delta_cap >= 0 AND delta_cap <= 1),
     epsilon_spent       numeric NOT NULL DEFAULT 0,
@@ -47,8 +49,11 @@ CREATE TABLE dp_internal.budgets (
     dataset          text NOT NULL REFERENCES dp_internal.datasets ON DELETE CASCADE,
     epsilon_granted  numeric NOT NULL CHECK (epsilon_granted >= 0),
     delta_granted    numeric NOT NULL DEFAULT 0 CHECK (delta_granted >= 0 AND delta_granted <= 1),
-    epsilon_spent    numeric NOT NULL DEFAULT 0,
-    delta_spent      numeric NOT NULL DEFAULT 0,
+    epsilon_spent    numeric NOT NULL DEFAULT 0,               -- the (epsilon, delta) guarantee of what was
+    delta_spent      numeric NOT NULL DEFAULT 0,               -- released (dp/accountant.py), as shown
+    rho_spent        numeric NOT NULL DEFAULT 0,               -- underneath: the zCDP part (Gaussian releases)
+    basic_epsilon_spent numeric NOT NULL DEFAULT 0,            -- and the approximate-DP part, added up
+    basic_delta_spent numeric NOT NULL DEFAULT 0,
     default_epsilon  numeric CHECK (default_epsilon > 0),      -- a statement's epsilon when none is given
     max_epsilon      numeric CHECK (max_epsilon > 0),          -- the most one statement may cost
     PRIMARY KEY (role, dataset)
@@ -60,8 +65,9 @@ CREATE TABLE dp_internal.ledger (
     dataset       text NOT NULL,
     statement     text NOT NULL,               -- normalized
     mechanism     text NOT NULL,
-    epsilon       numeric NOT NULL,
+    epsilon       numeric NOT NULL,            -- what it added to the budget's epsilon_spent, delta_spent
     delta         numeric NOT NULL,
+    rho           numeric NOT NULL DEFAULT 0,  -- its zCDP part (Gaussian releases)
     data_version  bigint NOT NULL,
     cache_key     text NOT NULL,
     at            timestamptz NOT NULL DEFAULT clock_timestamp()
@@ -78,6 +84,39 @@ CREATE TABLE dp_internal.answers (
     created_at    timestamptz NOT NULL DEFAULT clock_timestamp()
 );
 
+-- The secret behind the choice of the rows a privacy unit keeps when bounding drops some
+-- (gateway/rewrite.py): made once per dataset from pg_strong_random, read only by the executor.
+CREATE TABLE dp_internal.dataset_secrets (
+    dataset  text PRIMARY KEY REFERENCES dp_internal.datasets ON DELETE CASCADE,
+    seed     bigint NOT NULL
+);
+
+-- DP estimates of the per-unit contribution of a key set (gateway/contributions.py): released once
+-- per data version, then reused by every question on that key set.
+CREATE TABLE dp_internal.contribution_estimates (
+    relid         oid NOT NULL,
+    source        text NOT NULL,               -- digest of the rows' definition (a path, a join)
+    keys          text NOT NULL,               -- the key set's SQL
+    data_version  bigint NOT NULL,
+    estimate      jsonb NOT NULL,              -- the noisy histograms
+    ledger_id     bigint,
+    created_at    timestamptz NOT NULL DEFAULT clock_timestamp(),
+    PRIMARY KEY (relid, source, keys, data_version)
+);
+
+-- Every answer given to a role, fresh or not (dp.my_answers).
+CREATE TABLE dp_internal.answer_log (
+    id            bigserial PRIMARY KEY,
+    role          oid NOT NULL,
+    dataset       text NOT NULL,
+    statement     text NOT NULL,
+    origin        text NOT NULL CHECK (origin IN ('fresh', 'cache', 'synthetic')),
+    ledger_id     bigint,                      -- the charge that released it
+    detail        jsonb NOT NULL,              -- measurements, 95% intervals, bounds, share dropped
+    at            timestamptz NOT NULL DEFAULT clock_timestamp()
+);
+CREATE INDEX ON dp_internal.answer_log (role);
+
 REVOKE ALL ON ALL TABLES IN SCHEMA dp_internal FROM PUBLIC;
 REVOKE ALL ON ALL SEQUENCES IN SCHEMA dp_internal FROM PUBLIC;
 
@@ -89,6 +128,9 @@ SELECT pg_catalog.pg_extension_config_dump('dp_internal.columns', '');
 SELECT pg_catalog.pg_extension_config_dump('dp_internal.budgets', '');
 SELECT pg_catalog.pg_extension_config_dump('dp_internal.ledger', '');
 SELECT pg_catalog.pg_extension_config_dump('dp_internal.ledger_id_seq', '');
+SELECT pg_catalog.pg_extension_config_dump('dp_internal.dataset_secrets', '');
+SELECT pg_catalog.pg_extension_config_dump('dp_internal.answer_log', '');
+SELECT pg_catalog.pg_extension_config_dump('dp_internal.answer_log_id_seq', '');
 
 -- Who administers pg_dp: whoever may write its catalog (superusers, and roles the
 -- DBA grants UPDATE on dp_internal.datasets).
@@ -163,19 +205,60 @@ SELECT b.role::regrole AS role, b.dataset, b.epsilon_granted, b.delta_granted,
        b.epsilon_spent, b.delta_spent,
        b.epsilon_granted - b.epsilon_spent AS epsilon_remaining,
        b.delta_granted - b.delta_spent AS delta_remaining,
-       b.default_epsilon, b.max_epsilon
+       b.default_epsilon, b.max_epsilon,
+       CASE WHEN b.delta_granted > 0 THEN 'zCDP' ELSE 'pure epsilon' END AS accounting, b.rho_spent
 FROM dp_internal.budgets b
 WHERE b.role = (SELECT oid FROM pg_catalog.pg_roles WHERE rolname = current_user)
    OR dp_internal.is_admin();
 
 CREATE VIEW dp.ledger WITH (security_barrier) AS
 SELECT l.id, l.role::regrole AS role, l.dataset, l.statement, l.mechanism, l.epsilon, l.delta,
-       l.data_version, l.at
+       l.data_version, l.at, l.rho
 FROM dp_internal.ledger l
 WHERE l.role = (SELECT oid FROM pg_catalog.pg_roles WHERE rolname = current_user)
    OR dp_internal.is_admin();
 
-GRANT SELECT ON dp.datasets, dp.protected_columns, dp.budgets, dp.ledger TO PUBLIC;
+-- What each answer measured and how wrong it may be, for the role that got it (a BI tool can chart it).
+CREATE VIEW dp.my_answers WITH (security_barrier) AS
+SELECT a.id, a.at, a.role::regrole AS role, a.dataset, a.statement, a.origin,
+       CASE WHEN a.origin = 'fresh' THEN l.epsilon ELSE 0 END AS epsilon,
+       CASE WHEN a.origin = 'fresh' THEN l.delta ELSE 0 END AS delta,
+       CASE WHEN a.origin = 'fresh' THEN l.rho ELSE 0 END AS rho,
+       a.detail->>'mechanism' AS mechanism,
+       a.detail->>'bounds' AS bounds,
+       (a.detail->>'dropped_share')::float8 AS dropped_share,
+       a.detail->'columns' AS columns,
+       a.ledger_id
+FROM dp_internal.answer_log a
+LEFT JOIN dp_internal.ledger l ON l.id = a.ledger_id
+WHERE a.role = (SELECT oid FROM pg_catalog.pg_roles WHERE rolname = current_user)
+   OR dp_internal.is_admin();
+
+GRANT SELECT ON dp.datasets, dp.protected_columns, dp.budgets, dp.ledger, dp.my_answers TO PUBLIC;
+
+-- Contribution bounds of a dataset: a number fixes it, NULL lets each question choose it from a DP
+-- estimate (under the settings auto_max_rows_per_unit / auto_max_groups_per_unit).
+CREATE FUNCTION dp.set_contribution_bounds(dataset text, max_rows_per_unit integer,
+                                           max_groups_per_unit integer)
+RETURNS void
+LANGUAGE plpgsql VOLATILE SECURITY INVOKER
+SET search_path = pg_catalog, pg_temp
+AS $$
+BEGIN
+    PERFORM dp_internal.require_admin('set contribution bounds');
+    IF max_rows_per_unit < 1 OR max_groups_per_unit < 1 THEN
+        RAISE EXCEPTION 'contribution bounds must be at least 1, or NULL (chosen per question)'
+            USING ERRCODE = 'invalid_parameter_value',
+                  HINT = 'e.g. dp.set_contribution_bounds(''shop'', 20, 4), or NULL, NULL to let each question choose.';
+    END IF;
+    UPDATE dp_internal.datasets d SET max_rows_per_unit = set_contribution_bounds.max_rows_per_unit,
+                                      max_groups_per_unit = set_contribution_bounds.max_groups_per_unit
+    WHERE d.name = set_contribution_bounds.dataset;
+    IF NOT FOUND THEN
+        RAISE EXCEPTION 'dataset "%" does not exist', dataset
+            USING ERRCODE = 'invalid_parameter_value', HINT = 'See dp.datasets.';
+    END IF;
+END $$;
 
 COMMENT ON TABLE dp_internal.settings IS 'pg_dp settings (changed by dp.set_setting): defaults, lock timeout, shadow schema, bounded copies';
 COMMENT ON TABLE dp_internal.datasets IS 'Datasets: protected tables sharing a privacy unit, with contribution bounds, global caps and a data version';
@@ -194,4 +277,10 @@ COMMENT ON FUNCTION dp_internal.timestamptz_line(timestamptz) IS 'A timestamptz 
 COMMENT ON FUNCTION dp_internal.line_text(numeric, oid) IS 'A stored bound written as a value of its column''s type';
 COMMENT ON VIEW dp.budgets IS 'Privacy budgets: an analyst sees their own, an administrator all';
 COMMENT ON VIEW dp.ledger IS 'Releases charged to budgets: an analyst sees their own, an administrator all';
+COMMENT ON VIEW dp.my_answers IS 'Analyst: every answer I was given (fresh, from the cache or a synthetic copy): what it measured, its charge, its 95% intervals, the contribution bounds used and the estimated share of rows bounding dropped';
+COMMENT ON TABLE dp_internal.dataset_secrets IS 'Per dataset, the secret seed of the random choice of rows a privacy unit keeps under bounding (owner only)';
+COMMENT ON TABLE dp_internal.contribution_estimates IS 'DP estimates of per-unit contributions per table, key set and data version: the bounds questions choose and the share they drop';
+COMMENT ON TABLE dp_internal.answer_log IS 'Every answer given to a role, fresh, cached or synthetic, with what it measured (dp.my_answers)';
+COMMENT ON SEQUENCE dp_internal.answer_log_id_seq IS 'Ids of dp_internal.answer_log rows';
+COMMENT ON FUNCTION dp.set_contribution_bounds(text, integer, integer) IS 'DBA: fix a dataset''s rows and groups per privacy unit, or NULL to let each question choose them from a DP estimate';
 COMMENT ON SEQUENCE dp_internal.ledger_id_seq IS 'Ids of dp_internal.ledger rows';

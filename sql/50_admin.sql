@@ -457,15 +457,18 @@ BEGIN
             expected := 'a number at least 0 and below 1';
             example := 'dp.set_setting(''default_delta'', ''1e-6'')';
         END IF;
-    ELSIF key = 'bounded_copies' THEN
+    ELSIF key IN ('bounded_copies', 'auto_max_rows_per_unit', 'auto_max_groups_per_unit') THEN
         BEGIN
             copies := value::integer;
         EXCEPTION WHEN invalid_text_representation OR numeric_value_out_of_range THEN
             copies := NULL;
         END;
-        IF copies IS NULL OR copies < 0 THEN
+        IF key = 'bounded_copies' AND (copies IS NULL OR copies < 0) THEN
             expected := 'a whole number at least 0';
             example := 'dp.set_setting(''bounded_copies'', ''4'')';
+        ELSIF key <> 'bounded_copies' AND (copies IS NULL OR copies < 1) THEN
+            expected := 'a whole number at least 1';
+            example := format('dp.set_setting(%L, ''100'')', key);
         END IF;
     ELSIF key = 'lock_timeout' THEN
         -- what SET lock_timeout accepts; the subtransaction's rollback undoes the trial

@@ -44,10 +44,14 @@ return handle(role, kind, payload)
 $$;
 REVOKE ALL ON FUNCTION dp_internal.executor_handle(oid, text, text) FROM PUBLIC;
 
--- Charging, in the executor's transaction that commits before the answer is computed.
+-- Charging, in the executor's transaction that commits before the answer is computed.  The engine
+-- (dp/ledger.py, dp/accountant.py) locks the budget row, prices the release with OpenDP's conversion
+-- and passes the increments and the new epsilon total; this applies them, checked against the grant
+-- and the dataset's cap, and writes the ledger.
 CREATE FUNCTION dp_internal.charge(p_role oid, p_dataset text, p_epsilon numeric, p_delta numeric,
+                                   p_rho numeric, p_basic_epsilon numeric, p_basic_delta numeric,
                                    p_statement text, p_mechanism text, p_data_version bigint,
-                                   p_cache_key text)
+                                   p_cache_key text, p_epsilon_total numeric)
 RETURNS text
 LANGUAGE plpgsql VOLATILE SECURITY INVOKER
 SET search_path = pg_catalog, pg_temp
@@ -61,6 +65,9 @@ BEGIN
     WHERE role = p_role AND dataset = p_dataset FOR UPDATE;
     IF NOT FOUND THEN
         RETURN 'no budget';
+    END IF;
+    IF b.epsilon_spent + p_epsilon <> p_epsilon_total OR p_epsilon < 0 OR p_delta < 0 THEN
+        RETURN 'internal error: the budget changed while it was priced';
     END IF;
     IF b.epsilon_spent + p_epsilon > b.epsilon_granted OR b.delta_spent + p_delta > b.delta_granted THEN
         RETURN format('insufficient budget: this query costs epsilon %s, delta %s; remaining epsilon %s, delta %s',
@@ -76,17 +83,21 @@ BEGIN
         END IF;
     END IF;
     UPDATE dp_internal.budgets SET epsilon_spent = epsilon_spent + p_epsilon,
-                                   delta_spent = delta_spent + p_delta
+                                   delta_spent = delta_spent + p_delta,
+                                   rho_spent = rho_spent + p_rho,
+                                   basic_epsilon_spent = basic_epsilon_spent + p_basic_epsilon,
+                                   basic_delta_spent = basic_delta_spent + p_basic_delta
     WHERE role = p_role AND dataset = p_dataset;
     UPDATE dp_internal.datasets SET epsilon_spent = epsilon_spent + p_epsilon,
                                     delta_spent = delta_spent + p_delta
     WHERE name = p_dataset AND (epsilon_cap IS NOT NULL OR delta_cap IS NOT NULL);
-    INSERT INTO dp_internal.ledger (role, dataset, statement, mechanism, epsilon, delta, data_version, cache_key)
-    VALUES (p_role, p_dataset, p_statement, p_mechanism, p_epsilon, p_delta, p_data_version, p_cache_key)
+    INSERT INTO dp_internal.ledger (role, dataset, statement, mechanism, epsilon, delta, rho, data_version, cache_key)
+    VALUES (p_role, p_dataset, p_statement, p_mechanism, p_epsilon, p_delta, p_rho, p_data_version, p_cache_key)
     RETURNING id INTO ledger_id;
     RETURN 'ok ' || ledger_id;
 END $$;
-REVOKE ALL ON FUNCTION dp_internal.charge(oid, text, numeric, numeric, text, text, bigint, text) FROM PUBLIC;
+REVOKE ALL ON FUNCTION dp_internal.charge(oid, text, numeric, numeric, numeric, numeric, numeric, text, text,
+                                          bigint, text, numeric) FROM PUBLIC;
 
 -- dp.create_view keeps the question here, not in the view's definition (pg_views is public).
 CREATE TABLE dp_internal.views (
@@ -148,7 +159,8 @@ $$;
 CREATE TYPE dp.cost_estimate AS (dataset text, epsilon_cost numeric, delta_cost numeric, cached boolean,
                                  epsilon_remaining numeric, delta_remaining numeric);
 CREATE TYPE dp.explain_line AS (column_name text, data_type text, mechanism text, epsilon numeric,
-                                delta numeric, noise_scale double precision, ci95 double precision, note text);
+                                delta numeric, noise_scale double precision, ci95 double precision, note text,
+                                rho double precision, bounds text, dropped_share double precision);
 CREATE TYPE dp.budget_line AS (dataset text, epsilon_granted numeric, epsilon_spent numeric,
                                epsilon_remaining numeric, delta_granted numeric, delta_spent numeric,
                                delta_remaining numeric, default_epsilon numeric, max_epsilon numeric);
@@ -172,12 +184,14 @@ RETURNS SETOF dp.explain_line
 LANGUAGE sql VOLATILE SECURITY INVOKER PARALLEL UNSAFE
 SET search_path = pg_catalog, pg_temp
 AS $$
-    SELECT r.column_name, r.data_type, r.mechanism, r.epsilon, r.delta, r.noise_scale, r.ci95, r.note
+    SELECT r.column_name, r.data_type, r.mechanism, r.epsilon, r.delta, r.noise_scale, r.ci95, r.note,
+           r.rho, r.bounds, r.dropped_share
     FROM pg_catalog.jsonb_to_recordset(dp_internal.executor_call('explain',
         pg_catalog.json_build_object('sql', sql, 'epsilon', epsilon, 'delta', delta,
             'timezone', pg_catalog.current_setting('TimeZone'))::text)::jsonb)
         AS r(column_name text, data_type text, mechanism text, epsilon numeric, delta numeric,
-             noise_scale double precision, ci95 double precision, note text)
+             noise_scale double precision, ci95 double precision, note text, rho double precision,
+             bounds text, dropped_share double precision)
 $$;
 
 CREATE FUNCTION dp.my_budget()
@@ -236,7 +250,7 @@ COMMENT ON AGGREGATE dp_internal.exact_sum(double precision, double precision, d
 COMMENT ON AGGREGATE dp_internal.exact_var(double precision, double precision, double precision) IS 'Internal: exact clamped moments state for the gateway (no noise; not executable by users)';
 COMMENT ON AGGREGATE dp_internal.exact_quantile(double precision, double precision, double precision, double precision) IS 'Internal: exact quantile histogram state for the gateway (no noise; not executable by users)';
 COMMENT ON TABLE dp_internal.bounded_copies IS 'Copies of protected tables with contribution-bounding ranks, one per GROUP BY column set and data version';
-COMMENT ON FUNCTION dp_internal.charge(oid, text, numeric, numeric, text, text, bigint, text) IS 'Internal: charge a budget and write the ledger (run by the executor, in a transaction it commits before computing)';
+COMMENT ON FUNCTION dp_internal.charge(oid, text, numeric, numeric, numeric, numeric, numeric, text, text, bigint, text, numeric) IS 'Internal: charge a budget and write the ledger (run by the executor, in a transaction it commits before computing)';
 COMMENT ON FUNCTION dp_internal.executor_call(text, text) IS 'Internal: hand a request to this session''s privileged executor (a background worker); the front door of every dp.* analyst function';
 COMMENT ON FUNCTION dp_internal.executor_retire() IS 'Internal: in the executor, leave after this request (its role holds no budget, so it keeps no worker slot)';
 COMMENT ON FUNCTION dp_internal.executor_pid() IS 'Internal: PID of this session''s executor, NULL when none runs';
@@ -248,7 +262,7 @@ COMMENT ON FUNCTION dp.query(text, double precision, double precision) IS 'Analy
 COMMENT ON FUNCTION dp_internal.query_params(text, integer[], "any") IS 'Internal: dp.query of a statement with $n parameters (the plain-SQL hook''s rewrite of prepared statements)';
 COMMENT ON FUNCTION dp.query_json(text, double precision, double precision) IS 'Analyst: like dp.query, one JSON object per row (no column definition list needed)';
 COMMENT ON FUNCTION dp.cost(text, double precision, double precision) IS 'Analyst: what a query would cost, whether it is cached, and the budget left; spends nothing';
-COMMENT ON FUNCTION dp.explain(text, double precision, double precision) IS 'Analyst: per output column, type, mechanism, epsilon, noise scale and 95% interval; spends nothing';
+COMMENT ON FUNCTION dp.explain(text, double precision, double precision) IS 'Analyst: per output column, type, mechanism, epsilon (and rho), noise scale, 95% interval, the contribution bounds and the estimated share of rows bounding drops; spends nothing';
 COMMENT ON FUNCTION dp.my_budget() IS 'Analyst: my budgets per dataset: granted, spent, remaining';
 COMMENT ON FUNCTION dp.create_view(text, text, double precision, double precision) IS 'Analyst: create a typed view that answers a DP query (cached while the data is unchanged)';
 COMMENT ON FUNCTION dp.dummy(regclass, integer, integer) IS 'Analyst: a TEMP table shaped like a protected table, filled from public metadata only (zero cost), to debug SQL';

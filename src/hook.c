@@ -569,9 +569,10 @@ rewrite_level(Query *query, const char *sql)
 		return;
 	if (reads_protected_table(query->rtable))
 	{
-		if (!query->hasAggs && query->groupClause == NIL && query->groupingSets == NIL)
-			read_synthetic_copies(query);
-		else if (!wants_split(query) || !split_level(query))
+		if (!query->hasAggs && query->groupClause == NIL && query->groupingSets == NIL &&
+			(query->distinctClause == NIL || query->hasDistinctOn))
+			read_synthetic_copies(query);	/* DISTINCT keys (a filter drop-down) is a DP question */
+		else if (query->distinctClause != NIL || !wants_split(query) || !split_level(query))
 			replace_with_gateway(query, sql ? sql : pg_get_querydef(query, false));
 		return;
 	}

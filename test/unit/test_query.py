@@ -30,12 +30,11 @@ def plan_of(sql, m=None, epsilon=1.0, delta=1e-6):
     ("SELECT count(*) FROM t WHERE 1/(x-5) > 0", "not allowed in WHERE"),
     ("SELECT count(*) FROM t WHERE length(g) = 1", "not allowed"),
     ("SELECT x FROM t", "must appear in GROUP BY"),
-    ("SELECT max(x) FROM t", "not supported"),
     ("SELECT count(*) FROM t GROUP BY ROLLUP (g)", "GROUPING SETS"),
     ("SELECT count(*) FROM t OFFSET 3", "OFFSET"),
     ("SELECT count(*) OVER () FROM t", "window"),
     ("SELECT dp_sum(x, 0, n) FROM t", "numeric literal"),
-    ("SELECT g FROM t GROUP BY g", "no aggregate"),
+    ("SELECT x FROM t", "must appear in GROUP BY"),
 ])
 def test_refusals_name_the_part_and_hint(sql, fragment):
     with pytest.raises(DPError) as e:
@@ -60,9 +59,20 @@ def test_rewrite_clamps_numeric_before_casting_and_bounds_units():
     p = plan_of("SELECT g, sum(x) FROM t WHERE n > 3 GROUP BY g", meta(unit="id", rows=3, groups=2))
     assert ('LEAST(GREATEST("x", CAST(\'0.0\' AS pg_catalog.numeric)), CAST(\'100.0\' AS pg_catalog.numeric))'
             in p.sql)
-    assert 'pg_catalog.row_number() OVER (PARTITION BY "id", "g")' in p.sql
+    # filter first: the WHERE applies to the table's rows, under the ranks of the bounding
+    assert 'FROM "public"."t" AS "t" WHERE ("n" OPERATOR(pg_catalog.>) 3)) AS "t"' in p.sql
+    # unbiased: rows and groups ranked by keyed hashes from the dataset's secret, not by key or order
+    assert 'pg_catalog.row_number() OVER (PARTITION BY "id", "g" ORDER BY dp_rp)' in p.sql
+    assert 'pg_catalog.dense_rank() OVER (PARTITION BY "id" ORDER BY dp_gp, "g")' in p.sql
+    assert 'pg_catalog.hashtextextended(CAST("t".ctid AS pg_catalog.text), (SELECT s.seed FROM ' \
+           'dp_internal.dataset_secrets s' in p.sql
     assert "dp_row OPERATOR(pg_catalog.<=) 3" in p.sql and "dp_group OPERATOR(pg_catalog.<=) 2" in p.sql
-    assert 'WHERE ("n" OPERATOR(pg_catalog.>) 3)' in p.sql
+    # on a bounded copy: units within the bounds keep what passes, the others are ranked again
+    on_copy = rewrite.rewrite_on_copy(p, "dp_internal.c")
+    assert 'WHERE ("dp_groups" OPERATOR(pg_catalog.<=) 2 AND "dp_maxrows" OPERATOR(pg_catalog.<=) 3) ' \
+           'AND (("n" OPERATOR(pg_catalog.>) 3)) UNION ALL' in on_copy.replace("dp_groups OPERATOR", '"dp_groups" OPERATOR').replace("dp_maxrows OPERATOR", '"dp_maxrows" OPERATOR')
+    plain = plan_of("SELECT g, sum(x) FROM t GROUP BY g", meta(unit="id", rows=3, groups=2))
+    assert "UNION" not in rewrite.rewrite_on_copy(plain, "dp_internal.c")
 
 
 def test_missing_bounds_and_unknown_columns():
@@ -139,14 +149,17 @@ def path_meta():
 
 def test_a_path_table_is_bounded_per_unit_found_along_its_path():
     p = plan_of("SELECT g, count(*) FROM line GROUP BY g", path_meta())
-    source = ('(SELECT dp_path0.*, dp_path2."customer_id" AS "customer_id" FROM "public"."line" AS dp_path0 '
+    source = ('(SELECT dp_path0.*, dp_path2."customer_id" AS "customer_id", dp_path0.ctid AS dp_ctid '
+              'FROM "public"."line" AS dp_path0 '
               'JOIN "shop"."invoice" AS dp_path1 ON dp_path1."id" OPERATOR(pg_catalog.=) dp_path0."invoice_id" '
               'JOIN "shop"."account" AS dp_path2 ON dp_path2."id" OPERATOR(pg_catalog.=) dp_path1."account_id" '
               'AND dp_path2."region" OPERATOR(pg_catalog.=) dp_path1."region")')
-    assert source in p.sql and 'PARTITION BY "customer_id", "g"' in p.sql
+    assert source in p.sql and 'PARTITION BY "customer_id", "g" ORDER BY dp_rp' in p.sql
+    # a path table's row is chosen by the identity of its own row, carried along the path
+    assert 'pg_catalog.hashtextextended(CAST("line".dp_ctid AS pg_catalog.text)' in p.sql
     assert p.rows_per_unit == 5 and p.groups_per_unit == 2
     copy = rewrite.bounded_copy_sql(p)
-    assert copy.startswith("SELECT t.*, ") and copy.endswith(f"FROM {source} AS t")
+    assert f"FROM {source} AS t" in copy and copy.startswith("SELECT s.*, ")
     # another path is another question (and another bounded copy: bounded.copy_for)
     other = path_meta()
     other.unit_path = other.unit_path[:1]

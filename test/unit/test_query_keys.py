@@ -186,8 +186,6 @@ def test_release_matches_exact_keys_by_value():
     ("SELECT date_trunc('month', d) AS d, count(*) FROM t GROUP BY d", None),   # the column, natively
     ("SELECT date_trunc('month', d) AS ts, count(*) FROM t GROUP BY ts", "42702"),
     ("SELECT date_trunc('month', d), count(*) FROM t", "0A000"),
-    ("SELECT min(age) FROM t", "0A000"),
-    ("SELECT max(age), count(*) FROM t", "0A000"),
     ("SELECT count(DISTINCT city) FROM t", "0A000"),
 ])
 def test_refusals_name_the_part_and_hint(sql, sqlstate):
@@ -344,7 +342,7 @@ def test_count_distinct_noise_has_unit_sensitivity():
     assert len(p.public_keys) == 10000
     exact = [(str(i), 10_000, 1000) for i in range(10000)]
     draws = np.concatenate([[r[1] - 1000 for r in release(p, exact)] for _ in range(3)])
-    b = 2 / p.measurements[0].epsilon
+    b = 2 / p.measurements[0].budget           # its share of epsilon, less the bounds estimate's
     log10p = H.dlap_gof_with_power(draws, b)
     H.report("count(DISTINCT unit)", log10p)
     assert H.dlap_gof(draws, 5 * b) < H.LOG10_POWER

@@ -101,7 +101,7 @@ def protect(table_oid, dataset, privacy_unit, max_rows_per_unit, max_groups_per_
                        [dataset, max_groups_per_unit], ["text", "int4"])
     else:
         db.execute("INSERT INTO dp_internal.datasets (name, privacy_unit, max_rows_per_unit, max_groups_per_unit) "
-                   "VALUES ($1, $2, coalesce($3, 1), coalesce($4, 1))",
+                   "VALUES ($1, $2, $3, $4)",      # NULL: chosen per question
                    [dataset, privacy_unit, max_rows_per_unit, max_groups_per_unit], ["text", "text", "int4", "int4"])
     # the table's own bound: a later dp.protect of another table never changes it
     own_bound = max_rows_per_unit if max_rows_per_unit is not None else \

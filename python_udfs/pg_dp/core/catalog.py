@@ -15,8 +15,8 @@ class TableMeta:
     table: str
     dataset: str
     unit_column: str | None
-    max_rows_per_unit: int
-    max_groups_per_unit: int
+    max_rows_per_unit: int | None        # None: chosen per question (gateway/contributions.py)
+    max_groups_per_unit: int | None
     data_version: int
     columns: dict            # name -> {"type", "notnull", "lower", "upper", "public_values"}
     source_sql: str | None = None   # a join, seen as one table whose columns are "alias.column"
@@ -128,11 +128,15 @@ def load_table(schema: str | None, table: str) -> TableMeta:
         columns[unit_column] = {"type": unit_type, "notnull": False, "lower": None, "upper": None,
                                 "public_values": None}
     return TableMeta(int(r["relid"]), r["nspname"], r["relname"], r["dataset"], unit_column,
-                     int(r["max_rows_per_unit"]), int(r["max_groups_per_unit"]), int(r["data_version"]),
+                     _bound(r["max_rows_per_unit"]), _bound(r["max_groups_per_unit"]), int(r["data_version"]),
                      columns, unit_path=None if path is None else path[0])
 
 
 PREREQUISITE = "55000"
+
+
+def _bound(value) -> int | None:
+    return None if value is None else int(value)
 
 
 def resolve_path(r, name: str):

@@ -257,10 +257,75 @@ def _integer_gaussian(scale: float):
     return dp.m.make_gaussian(dp.vector_domain(dp.atom_domain(T="i64")), dp.l2_distance(T="i64"), scale=scale)
 
 
-@lru_cache(maxsize=256)
+@lru_cache(maxsize=1024)
 def gaussian_scale(sensitivity: int, rho: float) -> float:
     """Scale of discrete Gaussian noise giving rho-zCDP for an integer vector of this L2 sensitivity."""
     return _calibrate_zcdp(_integer_gaussian, int(sensitivity), float(rho))
+
+
+_gaussian_pools: dict[float, list[int]] = {}
+
+
+def integer_gaussian_noise(scale: float, size: int) -> list[int]:
+    """`size` independent discrete Gaussian draws (OpenDP's exact sampler), pooled like Laplace's."""
+    pool = _gaussian_pools.pop(scale, [])
+    if len(pool) < size:
+        pool.extend(_integer_gaussian(scale)([0] * max(_POOL_BATCH, size - len(pool))))
+    draws, rest = pool[:size], pool[size:]
+    if len(_gaussian_pools) >= _POOL_SCALES:
+        _gaussian_pools.pop(next(iter(_gaussian_pools)))
+    _gaussian_pools[scale] = rest
+    return draws
+
+
+def gaussian_integer(value: int, sensitivity: int, rho: float) -> int:
+    """Release an exact integer statistic with rho-zCDP (discrete Gaussian), coarsened like
+    laplace_integer when the sensitivity is huge (the rounding is accounted for exactly)."""
+    value, sensitivity = int(value), int(sensitivity)
+    if sensitivity < 0:
+        raise ValueError("sensitivity must be non-negative")
+    if not (math.isfinite(rho) and rho > 0):
+        raise DPError("the privacy budget of this release is not positive", hint="Use a larger epsilon.")
+    if sensitivity == 0:
+        return value
+    shift = coarsen(sensitivity)
+    if shift:
+        coarse = (value + (1 << (shift - 1))) >> shift
+        coarse_sensitivity = -(-sensitivity >> shift) + 1
+    else:
+        coarse, coarse_sensitivity = value, sensitivity
+    scale = release_gaussian_scale(coarse_sensitivity, rho)
+    return (coarse + integer_gaussian_noise(scale, 1)[0]) << shift
+
+
+@lru_cache(maxsize=1024)
+def release_gaussian_scale(sensitivity: int, rho: float) -> float:
+    """Scale of discrete Gaussian noise giving rho-zCDP for an integer statistic of this sensitivity
+    (the gateway's releases: its error names bounds and epsilon, not synthesis)."""
+    if not (math.isfinite(rho) and rho > 0):
+        raise DPError("epsilon must be a finite number greater than zero",
+                      hint="Pass the privacy loss you accept for this release, e.g. 0.1 or 1.0.")
+    return _calibrate(_integer_gaussian, int(sensitivity), float(rho), power=2)
+
+
+def coarse_sensitivity(sensitivity: int) -> tuple[int, int]:
+    """(shift, sensitivity in units of 2**shift) as laplace_integer and gaussian_integer use them."""
+    shift = coarsen(int(sensitivity))
+    return shift, (-(-int(sensitivity) >> shift) + 1 if shift else int(sensitivity))
+
+
+@lru_cache(maxsize=256)
+def zcdp_min_scale(sensitivity: float, rho: float) -> float:
+    if not (math.isfinite(rho) and rho > 0):
+        raise DPError("epsilon must be a finite number greater than zero",
+                      hint="Pass the privacy loss you accept for this release, e.g. 0.1 or 1.0.")
+    return _calibrate(_zcdp_max, float(sensitivity), float(rho), power=2)
+
+
+def zcdp_argmin(scores, sensitivity: float, rho: float) -> int:
+    """Index of a low score, chosen with rho-zCDP (OpenDP Gumbel report-noisy-max on negated scores)."""
+    scale = zcdp_min_scale(float(sensitivity), float(rho))
+    return int(_zcdp_max(scale)([-float(s) for s in scores]))
 
 
 def gaussian_counts(counts, scale: float):

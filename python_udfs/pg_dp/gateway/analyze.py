@@ -55,6 +55,7 @@ from dataclasses import dataclass, field
 
 from ..core.errors import DPError
 from .parse import NOT_SUPPORTED, ast, deparse, too_complex  # first: loads pglast with RTLD_DEEPBIND
+from ..dp import aggregates
 from . import keyexprs
 from pglast.enums import A_Expr_Kind, JoinType, SetOperation, SortByDir, SortByNulls  # noqa: E402
 
@@ -72,17 +73,9 @@ TYPMOD_TYPES = {"numeric", "varchar", "bpchar", "timestamp", "timestamptz", "tim
 MAX_WHERE_NODES = 10_000
 MAX_DEPTH = 64
 MAX_IN_ITEMS = 1_000
-PLAIN_AGGREGATES = {
-    "count": "count", "sum": "sum", "avg": "avg", "variance": "var", "var_samp": "var",
-    "stddev": "stddev", "stddev_samp": "stddev", "var_pop": "var_pop", "stddev_pop": "stddev_pop",
-}
-# min and max have no DP release here: a DP quantile near 0 or 1 is the documented substitute
-MIN_MAX_HINT = ("min and max are not released (one row decides them); ask a DP quantile near the end instead:"
-                " percentile_cont(0.01) WITHIN GROUP (ORDER BY col) for min, percentile_cont(0.99) ... for max.")
-DP_AGGREGATES = {
-    "dp_count": "count", "dp_sum": "sum", "dp_avg": "avg", "dp_var": "var",
-    "dp_stddev": "stddev", "dp_quantile": "quantile", "dp_median": "quantile",
-}
+# aggregate names come from the aggregate table (dp/aggregates.py); min and max are DP quantiles there
+PLAIN_AGGREGATES = aggregates.PLAIN_NAMES
+DP_AGGREGATES = aggregates.DP_NAMES
 
 
 @dataclass
@@ -159,9 +152,6 @@ def _analyze(stmt: ast.SelectStmt) -> Query:
                "Write the question as one SELECT over a protected table.")
     if stmt.valuesLists:
         refuse("VALUES lists are not supported", "Query a protected table.")
-    if stmt.distinctClause:
-        refuse("SELECT DISTINCT is not supported",
-               "Use GROUP BY: its keys come from public value sets or DP partition selection.")
     if stmt.intoClause is not None:
         refuse("SELECT INTO is not supported", "Use dp.create_view to keep an answer.")
     if stmt.havingClause is not None:
@@ -182,9 +172,10 @@ def _analyze(stmt: ast.SelectStmt) -> Query:
             qualifiers.unqualified_table = tab     # "public"."t"."col" with FROM t: checked in plan
     if len(tables) > 1:
         qualifiers = _JoinQualifiers(qualifiers)
-    group_by, key_exprs, alias_keys = _group_by(stmt.groupClause, stmt.targetList, qualifiers)
+    group_clause = _distinct_as_group_by(stmt) if stmt.distinctClause else stmt.groupClause
+    group_by, key_exprs, alias_keys = _group_by(group_clause, stmt.targetList, qualifiers)
     outputs = [_output(i, t, group_by, qualifiers) for i, t in enumerate(stmt.targetList or ())]
-    if not any(o.aggregate for o in outputs):
+    if not any(o.aggregate for o in outputs) and not group_by:
         refuse("the query has no aggregate",
                "Ask for aggregates such as count(*) or avg(column); single rows are never released.")
     names = [o.name for o in outputs]
@@ -197,6 +188,24 @@ def _analyze(stmt: ast.SelectStmt) -> Query:
     limit = _limit(stmt)
     return Query(schema, table, alias, outputs, group_by, where, order_by, limit, deparse(stmt),
                  tables, join_columns, key_exprs, alias_keys, getattr(qualifiers, "schemas", set()))
+
+
+def _distinct_as_group_by(stmt):
+    """SELECT DISTINCT keys ... (a BI tool's filter drop-down) is GROUP BY those keys without an
+    aggregate: its answer is the public key set (free) or DP partition selection (charged)."""
+    if any(d is not None for d in stmt.distinctClause):
+        refuse("SELECT DISTINCT ON is not supported", "Use GROUP BY with aggregates.")
+    if stmt.groupClause:
+        refuse("SELECT DISTINCT with GROUP BY is not supported",
+               "GROUP BY alone already gives each key once.")
+    targets = list(stmt.targetList or ())
+    for t in targets:
+        if isinstance(t.val, ast.FuncCall) and _is_aggregate_call(t.val):
+            refuse("SELECT DISTINCT over aggregates is not supported",
+                   "Filter the noisy answer in an outer query instead.")
+        if isinstance(t.val, ast.ColumnRef) and not isinstance(t.val.fields[-1], ast.String):
+            refuse("SELECT DISTINCT * is not supported", "Name the key columns: SELECT DISTINCT col ...")
+    return [ast.A_Const(val=ast.Integer(ival=i + 1)) for i in range(len(targets))]
 
 
 class _Qualifiers(set):
@@ -318,6 +327,8 @@ def _group_by(group_clause, targets, qualifiers):
         if isinstance(node, ast.ColumnRef):
             columns.append(_column_name(node, qualifiers, "a GROUP BY key"))
             continue
+        node = copy.deepcopy(node)
+        _canonical_units(node)
         key = keyexprs.parse_key(node, lambda n, what: _column_name(n, qualifiers, what), check_condition,
                                  lambda n: canonical_text(n, qualifiers))
         exprs[key.text] = key
@@ -335,7 +346,31 @@ def canonical_text(node, qualifiers) -> str:
     for ref in column_refs(node):
         if all(isinstance(f, ast.String) for f in ref.fields):
             ref.fields = (ast.String(sval=_column_name(ref, qualifiers, "a column")),)
+    _canonical_units(node)
     return deparse(node)
+
+
+UNIT_FUNCTIONS = {"date_trunc", "date_part"}
+
+
+def _canonical_units(node):
+    """date_trunc('MONTH', d), date_trunc('month'::text, d) and date_trunc('month', d) are one key, as
+    for PostgreSQL (the unit is case-insensitive text): the unit is written as a lower-case constant."""
+    stack = [node]
+    while stack:
+        n = stack.pop()
+        if isinstance(n, ast.FuncCall) and [x.sval for x in n.funcname][-1] in UNIT_FUNCTIONS and n.args:
+            unit = n.args[0]
+            if isinstance(unit, ast.TypeCast) and isinstance(unit.arg, ast.A_Const) \
+                    and [x.sval for x in unit.typeName.names] in (["text"], ["pg_catalog", "text"]) \
+                    and not unit.typeName.typmods and not unit.typeName.arrayBounds:
+                unit = unit.arg
+            if isinstance(unit, ast.A_Const) and isinstance(unit.val, ast.String):
+                n.args = (ast.A_Const(val=ast.String(sval=unit.val.sval.lower())),) + tuple(n.args[1:])
+        if isinstance(n, ast.Node):
+            for slot in n:
+                v = getattr(n, slot)
+                stack.extend(x for x in (v if isinstance(v, (tuple, list)) else (v,)) if isinstance(x, ast.Node))
 
 
 def _is_aggregate_call(node: ast.FuncCall) -> bool:
@@ -422,8 +457,6 @@ def _aggregate(node: ast.FuncCall, qualifiers):
     name = _function_name(node)
     if node.over is not None:
         refuse(f"{name} cannot be used as a window function", "Use GROUP BY.")
-    if name in ("min", "max"):
-        refuse(f"{name} is not supported in a DP query", MIN_MAX_HINT)
     if node.agg_distinct:
         if name == "count" and len(node.args or ()) == 1 and node.agg_filter is None and node.over is None:
             column = _column_name(node.args[0], qualifiers, "the argument of count(DISTINCT ...)")
@@ -448,52 +481,45 @@ def _aggregate(node: ast.FuncCall, qualifiers):
         refuse(f"{name} WITHIN GROUP is not supported", "Use percentile_cont or dp_quantile.")
 
     if name in PLAIN_AGGREGATES:
-        func = PLAIN_AGGREGATES[name]
+        spec = aggregates.spec(PLAIN_AGGREGATES[name])
         if node.agg_star:
-            if func != "count":
+            if not spec.star:
                 refuse(f"{name}(*) is not valid", "Name a column.")
-            return Aggregate("count", None), name
+            return Aggregate(spec.func, None), name
         if len(args) != 1:
             refuse(f"{name} takes one column", f"Write {name}(column).")
         arg = args[0]
         if isinstance(arg, ast.A_Const) and isinstance(arg.val, ast.Integer) and (
-                func == "count" or (func == "sum" and arg.val.ival == 1)):
+                spec.func == "count" or (spec.func == "sum" and arg.val.ival == 1)):
             return Aggregate("count", None), name       # COUNT(1), SUM(1) (Tableau): count(*)
         column = _column_name(_measure_column(arg), qualifiers, f"the argument of {name}")
-        return Aggregate(func, column), name
+        return Aggregate(spec.func, column, q=spec.fixed_q), name
 
     if name in DP_AGGREGATES:
-        func = DP_AGGREGATES[name]
-        if node.agg_star:
-            if name != "dp_count":
-                refuse(f"{name}(*) is not valid", "Name a column.")
-            return Aggregate("count", None), name
-        if not args:
-            refuse(f"{name} needs arguments", "See \\da dp.*")
-        column = _column_name(args[0], qualifiers, f"the first argument of {name}")
-        rest = args[1:]
-        if func == "count":
-            if len(rest) > 1:
-                refuse("dp_count takes (column) or (column, epsilon)", "e.g. dp_count(id, 0.5)")
-            eps = _constant(rest[0], "epsilon of dp_count") if rest else None
-            return Aggregate("count", column, epsilon=eps), name
-        if name == "dp_quantile":
-            if len(rest) not in (1, 3, 4):
-                refuse("dp_quantile takes (column, q [, lower, upper [, epsilon]])",
-                       "e.g. dp_quantile(income, 0.9, 0, 100000)")
-            q = _constant(rest[0], "the quantile of dp_quantile")
-            rest = rest[1:]
-        else:
-            q = 0.5 if func == "quantile" else None
-            if len(rest) not in (0, 2, 3):
-                refuse(f"{name} takes (column [, lower, upper [, epsilon]])", f"e.g. {name}(age, 0, 100)")
-        lower = _constant(rest[0], f"the lower bound of {name}") if len(rest) >= 2 else None
-        upper = _constant(rest[1], f"the upper bound of {name}") if len(rest) >= 2 else None
-        eps = _constant(rest[2], f"epsilon of {name}") if len(rest) == 3 else None
-        return Aggregate(func, column, lower, upper, q, eps), name
+        return _dp_aggregate(name, aggregates.spec(DP_AGGREGATES[name]), node, args, qualifiers), name
 
     refuse(f"function {name} is not supported in a DP query",
            "Use count, sum, avg, variance, stddev, percentile_cont or the dp_* aggregates.")
+
+
+def _dp_aggregate(name, spec, node, args, qualifiers) -> Aggregate:
+    """A dp_* call by the layouts of its aggregate spec: (column [, q] [, lower, upper] [, epsilon])."""
+    if node.agg_star:
+        if not spec.star:
+            refuse(f"{name}(*) is not valid", "Name a column.")
+        return Aggregate(spec.func, None)
+    if not args:
+        refuse(f"{name} needs arguments", "See \\da dp.*")
+    column = _column_name(args[0], qualifiers, f"the first argument of {name}")
+    rest = args[1:]
+    layout = next((lay for lay in spec.dp_layouts if len(lay) == len(rest)), None)
+    if layout is None:
+        shapes = " or ".join(f"({', '.join(('column',) + lay)})" for lay in spec.dp_layouts)
+        refuse(f"{name} takes {shapes}", f"e.g. {name}({', '.join(('x',) + spec.dp_layouts[-1])})")
+    what = {"q": "the quantile", "lower": "the lower bound", "upper": "the upper bound", "epsilon": "epsilon"}
+    given = {arg: _constant(value, f"{what[arg]} of {name}") for arg, value in zip(layout, rest)}
+    return Aggregate(spec.func, column, given.get("lower"), given.get("upper"),
+                     given.get("q", spec.fixed_q), given.get("epsilon"))
 
 
 NUMBER_CASTS = {"int2", "int4", "int8", "numeric", "float4", "float8"}

@@ -9,24 +9,10 @@ from __future__ import annotations
 
 import json
 
-from ..core.errors import DPError
-from ..dp import mechanisms, release
+from ..dp import mechanisms
 from . import keyexprs
-from .plan import QUANTILE_CANDIDATES, Measurement, Plan
+from .plan import Measurement, Plan
 from .where import column_type
-
-def _parse_sum_state(text: str):
-    n, s1, s2, lower_units, upper_units, gexp, _flags, _eps = text.strip("()").split(",")
-    return int(n), int(s1), int(s2), int(lower_units), int(upper_units), int(gexp)
-
-
-def _parse_hist_state(text: str) -> list[int]:
-    head, body = text.strip("()").split(";")
-    counts = [0] * QUANTILE_CANDIDATES
-    for item in body.split():
-        i, c = item.split(":")
-        counts[int(i)] = int(c)
-    return counts
 
 
 def release_core(plan: Plan, rows: list[tuple]) -> list[list]:
@@ -69,34 +55,8 @@ def present(plan: Plan, core: list[list]) -> list[list]:
 
 
 def _release_one(plan: Plan, m: Measurement, stat):
-    eps = m.epsilon / plan.groups_per_unit
-    k = plan.rows_per_unit
-    if m.func == "count":
-        n = int(stat) if stat is not None else 0
-        return int(release.release_stats("count", n, 0, 0, 0, 0, 0, eps, k))
-    if m.func == "count_distinct":      # a unit adds at most one to the count of distinct units
-        n = int(stat) if stat is not None else 0
-        return int(release.release_stats("count", n, 0, 0, 0, 0, 0, eps, 1))
-    if m.func == "quantile":
-        counts = _parse_hist_state(stat) if stat is not None else [0] * QUANTILE_CANDIDATES
-        return release.release_quantile([sum(counts)] + counts, eps, m.lower, m.upper, m.q, k)
-    gexp, lower_units, upper_units = mechanisms.grid(m.lower, m.upper)
-    if stat is None:
-        n = s1 = s2 = 0
-    else:
-        n, s1, s2, lu, uu, ge = _parse_sum_state(stat)
-        if (lu, uu, ge) != (lower_units, upper_units, gexp):
-            raise DPError("internal error: grid mismatch between C and Python", sqlstate="XX000")
-    value = release.release_stats(m.func, n, s1, s2, lower_units, upper_units, gexp, eps, k)
-    if m.func == "sum":
-        # free post-processing: a sum of values within [lower, upper] has the sign the bounds allow
-        if m.lower >= 0:
-            value = max(0.0, value)
-        if m.upper <= 0:
-            value = min(0.0, value)
-    if m.result_type == "bigint":
-        return int(round(value))
-    return value
+    """One aggregate in one group: its spec's release, with the plan's noise and bounds."""
+    return m.spec.release(m, stat, plan.noise(m), plan.rows_per_unit)
 
 
 def _sort_key_value(v):

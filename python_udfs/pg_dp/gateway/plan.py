@@ -1,15 +1,28 @@
-"""The plan of a question: its measurements, their epsilon and bounds, its group keys, its charge.
+"""The plan of a question: its measurements, their budgets and bounds, its group keys, its charge.
 
 make_plan turns an analyzed query bound to a protected table (bind.py) into a Plan: one Measurement per
-aggregate (epsilon, bounds, the exact C state it reads), a KeyPlan per GROUP BY key (keyexprs.py: SQL,
-type, public key set), the exact charge, and the rewrite (rewrite.py).  The Plan's cache_identity is
-what the answer cache is keyed by.
+aggregate (its spec in dp/aggregates.py, its share of the budget, bounds, the exact C state it reads), a
+KeyPlan per GROUP BY key (keyexprs.py: SQL, type, public key set, intersected with what the WHERE allows:
+keysets.py), the contribution bounds per privacy unit (fixed by the DBA, or chosen per question from a DP
+estimate: contributions.py), the cost in the accountant's terms (dp/accountant.py) and the rewrite
+(rewrite.py).  Everything that can refuse a question refuses here, before any charge: the noise of every
+measurement is calibrated (an epsilon too small for the bounds is refused now, not after the charge).
+The Plan's cache_identity is what the answer cache is keyed by.
+
+Budgets.  The statement's epsilon is split evenly over the aggregates without an epsilon of their own
+and DP partition selection (when keys are not public); when contribution bounds are to be estimated and
+no estimate of this key set is cached, ESTIMATE_SHARE of every part goes to the estimate.  On a budget
+granted with delta > 0 the measurements (and the estimate) are Gaussian: their epsilons become one rho,
+the rho whose zCDP -> (epsilon, delta) conversion at the budget's delta is their sum, shared in the same
+proportions; partition selection stays Laplace thresholding (epsilon, delta).  On a budget without delta
+everything is pure epsilon (Laplace), as the dp_* aggregates are.
 """
 
 import copy
 import dataclasses
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from decimal import Decimal
+import hashlib
 import itertools
 import json
 import math
@@ -17,9 +30,10 @@ import re
 
 from ..core.catalog import TableMeta
 from ..core.errors import DPError
-from ..dp import mechanisms
+from ..dp import accountant, aggregates, mechanisms
+from ..dp.release import Noise
 from .analyze import Query
-from . import keyexprs
+from . import keyexprs, keysets
 from .parse import ast, cast, visitors
 from .rewrite import rewrite as _rewrite
 from .sqltext import float_literal, numeric_literal, quote_ident
@@ -29,23 +43,78 @@ INVALID = "22023"
 NOT_SUPPORTED = "0A000"
 UNDEFINED_COLUMN = "42703"
 MAX_PUBLIC_GROUPS = 100_000
-QUANTILE_CANDIDATES = 1025
+QUANTILE_CANDIDATES = aggregates.QUANTILE_CANDIDATES
+ESTIMATE_SHARE = 0.1           # of a question's budget, for a DP estimate of its contribution bounds
+AUTO_ROWS_CEILING = 256        # chosen bounds never exceed these (settings auto_max_rows/groups_per_unit)
+AUTO_GROUPS_CEILING = 1024
 
-INTEGER_TYPES = {"smallint", "integer", "bigint"}
-FLOAT_TYPES = {"real", "double precision"}
+INTEGER_TYPES = aggregates.INTEGER_TYPES
+FLOAT_TYPES = aggregates.FLOAT_TYPES
+
+
+@dataclass
+class Accounting:
+    """How the asking role's budget accounts: "pure" (delta 0: Laplace, epsilons add up) or "zcdp"
+    (Gaussian noise, rho adds up, converted at the budget's delta)."""
+    mode: str = "pure"
+    delta: Decimal = Decimal(0)
+
+    @staticmethod
+    def of(delta_granted) -> "Accounting":
+        if accountant.uses_zcdp(delta_granted):
+            return Accounting("zcdp", Decimal(delta_granted))
+        return Accounting()
+
+    @property
+    def noise(self) -> str:
+        return "gaussian" if self.mode == "zcdp" else "laplace"
+
+
+@dataclass
+class Bounds:
+    """How much one privacy unit may contribute: `rows` per group, `groups` groups.
+    mode "none": no privacy unit (a row is a unit); "fixed": the DBA's values; "auto": chosen per key
+    set from a DP estimate (contributions.py), never above the ceilings (a DBA's fixed value is one)."""
+    mode: str = "none"
+    rows: int = 1
+    groups: int = 1
+    rows_ceiling: int = 1
+    groups_ceiling: int = 1
+    rows_fixed: bool = True
+    groups_fixed: bool = True
+    estimate: object = None          # a contributions.Estimate once known (cached or fresh)
+    estimate_budget: float = 0.0     # epsilon or rho this question spends on a fresh estimate
+    auto_ceilings: tuple = (AUTO_ROWS_CEILING, AUTO_GROUPS_CEILING)   # the settings' (the estimate's range)
+
+    @property
+    def chosen(self) -> bool:
+        return self.mode != "auto" or self.estimate is not None
+
+    def describe(self, unit: str | None, grouped: bool) -> str:
+        if self.mode == "none":
+            return "one row per unit"
+        how = "" if self.chosen else "at most "
+        rows = f"{how}{self.rows} rows" + (" per group" if grouped else "")
+        text = (f"{how}{self.groups} groups, {rows}" if grouped else rows) + f" per {unit}"
+        return text + (" (chosen for this question)" if self.mode == "auto" and self.chosen else "")
 
 
 @dataclass
 class Measurement:
     output: int              # index in the select list
-    func: str
+    func: str                # its aggregate spec (dp/aggregates.py)
     column: str | None
-    epsilon: float           # for the whole aggregate (all groups)
+    epsilon: float           # its share of the statement's epsilon (all groups), as asked
     lower: float | None = None
     upper: float | None = None
     q: float | None = None
     result_type: str = "double precision"
     sql: str = ""
+    budget: float = 0.0      # what its noise is calibrated to: epsilon (Laplace) or rho (Gaussian), all groups
+
+    @property
+    def spec(self):
+        return aggregates.spec(self.func)
 
 
 @dataclass
@@ -59,12 +128,31 @@ class Plan:
     public_keys: list[tuple] | None         # every released key, when all keys are public
     selection_epsilon: float = 0.0
     selection_delta: float = 0.0
-    rows_per_unit: int = 1
-    groups_per_unit: int = 1
-    epsilon: Decimal = Decimal(0)    # charged, exact
+    bounds: Bounds = field(default_factory=Bounds)
+    epsilon: Decimal = Decimal(0)    # the statement's epsilon as asked (nominal; the charge: cost)
     delta: Decimal = Decimal(0)
     keys: list = None                # a keys.KeyPlan per GROUP BY key (plain columns too)
     timezone: str = "UTC"            # the analyst's session TimeZone, under which the exact query runs
+    accounting: Accounting = field(default_factory=Accounting)
+    cost: accountant.Cost = field(default_factory=accountant.Cost)
+    key_filters: list = None         # per key: what the WHERE allows (keysets.Allowed), for explain
+
+    @property
+    def rows_per_unit(self) -> int:
+        return self.bounds.rows
+
+    @property
+    def groups_per_unit(self) -> int:
+        return self.bounds.groups
+
+    @property
+    def free(self) -> bool:
+        """Keys only, all public: the answer is the public key set, no data is read, nothing is spent."""
+        return not self.measurements and self.public_keys is not None
+
+    def noise(self, m: Measurement) -> Noise:
+        """The noise of measurement m in one group: its budget shared by the groups a unit may reach."""
+        return Noise(self.accounting.noise, m.budget).split(self.bounds.groups if self.query.group_by else 1)
 
     @property
     def zone_dependent(self) -> bool:
@@ -76,42 +164,61 @@ class Plan:
 
     @property
     def key_set(self) -> str:
-        """The GROUP BY keys as the bounded copies know them (with the zone where it matters)."""
-        keys = ",".join(self.query.group_by)
+        """The GROUP BY keys as the bounded copies and estimates know them (their SQL, with the zone
+        where it matters): date_trunc('MONTH', d) and date_trunc('month', d) are one key set."""
+        keys = ",".join(kp.sql for kp in self.keys or ())
         return f"{keys}@{self.timezone}" if any(k.zone for k in self.keys or ()) else keys
 
     @property
     def mechanism(self) -> str:
-        parts = [f"{m.func}(eps={m.epsilon:g})" for m in self.measurements]
+        kind = "gaussian" if self.accounting.mode == "zcdp" else "laplace"
+        budget = "rho" if self.accounting.mode == "zcdp" else "eps"
+        parts = [f"{m.func}({kind} {budget}={m.budget:g})" for m in self.measurements]
         if self.selection_epsilon:
             parts.append(f"partition_selection(eps={self.selection_epsilon:g},delta={self.selection_delta:g})")
+        if self.bounds.estimate_budget:
+            parts.append(f"contribution_estimate({kind} {budget}={self.bounds.estimate_budget:g})")
         return "; ".join(parts)
 
     def cache_identity(self) -> str:
         """What is released, not how the statement is written (DESIGN.md #7): the data version, the
-        tables, the filter, the set of group keys and the multiset of measurements (aggregate,
-        column, bounds, epsilon), with how keys are chosen.  Aliases, the order of the select
-        list, ORDER BY and LIMIT are post-processing, so a chart asked again in another spelling
-        is the same question (and costs nothing)."""
+        tables, the filter, the set of group keys (by their SQL: date_trunc('MONTH', d) is
+        date_trunc('month', d)) and the multiset of measurements (aggregate, column, bounds, epsilon as
+        asked), the accounting (Laplace, or Gaussian at the budget's delta), the contribution bounds
+        (fixed values, or "auto" under the ceilings: an estimate is per data version), with how keys are
+        chosen.  Aliases, the order of the select list, ORDER BY and LIMIT are post-processing, so a
+        chart asked again in another spelling is the same question (and costs nothing)."""
         # written from the tree: qualifiers, spacing and redundant casts of constants are gone
         where = None
         if self.query.where is not None:
             where = where_sql(dataclasses.replace(self.query, where=_canonical_constants(self.query.where)), self.meta)
+        b = self.bounds
+        bounds = [b.mode, b.rows if b.rows_fixed else "auto", b.groups if b.groups_fixed else "auto",
+                  b.rows_ceiling, b.groups_ceiling]
         return json.dumps([self.meta.dataset, self.meta.data_version, self.meta.schema, self.meta.table,
                            # a join's columns are named by their aliases; one table is meta's, however written
                            [list(t) for t in self.query.tables] if self.query.join_columns else None,
                            self.query.join_columns, where,
-                           self.core_groups(), [list(_measured(self.measurements[j])) for j in self.core_order()],
-                           self.selection_epsilon, self.selection_delta, self.rows_per_unit, self.groups_per_unit,
+                           self.core_groups_identity(), [list(_measured(self.measurements[j])) for j in self.core_order()],
+                           self.selection_epsilon, self.selection_delta, bounds,
                            self.public_keys is not None,
+                           [self.accounting.mode, str(self.accounting.delta)],
                            # timestamptz keys and constants are read in the session's TimeZone
                            self.timezone if self.zone_dependent else None]
                           # a path table: whose rows are whose (re-protecting bumps the data version too)
-                          + ([self.meta.unit_path] if self.meta.unit_path else []), sort_keys=True, default=str)
+                          + ([self.meta.unit_path] if self.meta.unit_path else [])
+                          + ([self.meta.source_sql] if self.meta.source_sql else []), sort_keys=True, default=str)
 
     def core_groups(self) -> list[str]:
         """The group keys in the released core's order (sorted: the order they are written in is free)."""
-        return sorted(set(self.query.group_by))
+        return sorted(set(self.query.group_by), key=self._key_identity)
+
+    def core_groups_identity(self) -> list[str]:
+        return [self._key_identity(g) for g in self.core_groups()]
+
+    def _key_identity(self, name: str) -> str:
+        kp = self.keys[self.query.group_by.index(name)]
+        return f"{kp.sql}::{kp.type}"
 
     def core_order(self) -> list[int]:
         """Indexes of the measurements in the released core's order."""
@@ -148,8 +255,15 @@ def _measured(m: "Measurement") -> tuple:
     return (m.func, m.column, m.epsilon, m.lower, m.upper, m.q, m.result_type)
 
 
-def make_plan(query: Query, meta: TableMeta, epsilon: float, delta: float, timezone: str = "UTC") -> Plan:
-    """The plan of an analyzed query: measurements, exact charge and the rewrite (plan.sql).
+def make_plan(query: Query, meta: TableMeta, epsilon: float, delta: float, timezone: str = "UTC",
+              accounting: Accounting | None = None, ceilings: tuple[int, int] | None = None,
+              estimates=None) -> Plan:
+    """The plan of an analyzed query: measurements, bounds, cost and the rewrite (plan.sql).
+
+    accounting: the asking role's (Accounting.of its budget's delta); ceilings: the most rows and
+    groups per unit chosen bounds may reach; estimates(plan): the kept contribution estimate of the
+    plan's key set (contributions.lookup), or None -- then this question pays ESTIMATE_SHARE of its
+    budget for one (none is looked up without `estimates`).
 
     plan.sql is one complete SELECT that runs nothing but reads.  The caller must PREPARE it
     (without executing) before charging the budget: a wrong-typed constant (e.g. '2020-13-01'
@@ -159,6 +273,7 @@ def make_plan(query: Query, meta: TableMeta, epsilon: float, delta: float, timez
     rewrite_on_copy(plan, copy) has the same WHERE and aggregates over the bounded copy,
     whose columns are the table's: preparing plan.sql validates it too.
     """
+    accounting = accounting or Accounting()
     for column in sorted(query.columns_used()):
         if column not in meta.columns:
             raise DPError(f"column {column!r} does not exist in {meta.schema}.{meta.table}",
@@ -174,12 +289,12 @@ def make_plan(query: Query, meta: TableMeta, epsilon: float, delta: float, timez
             raise DPError(f"GROUP BY {name} names both a column of {meta.table} and an output alias",
                           hint="PostgreSQL would group by the column: write the expression or its position"
                                " (GROUP BY 1), or rename the alias.", sqlstate="42702")
-    k = meta.max_rows_per_unit if meta.unit_column else 1
-    g = meta.max_groups_per_unit if (meta.unit_column and query.group_by) else 1
 
     key_plans = [_key_plan(query, meta, c) for c in query.group_by]
-    public_keys = _public_keys(query, meta, key_plans)
+    key_filters = [keysets.allowed(query, meta, c, timezone) for c in query.group_by]
+    public_keys = _public_keys(query, meta, key_plans, key_filters)
     needs_selection = bool(query.group_by) and public_keys is None
+    bounds = _bounds(meta, bool(query.group_by), ceilings)
 
     implicit = sum(1 for o in query.outputs if o.aggregate and o.aggregate.epsilon is None) + needs_selection
     # shares are rounded down, so the noise never uses more than the charged epsilon
@@ -194,7 +309,7 @@ def make_plan(query: Query, meta: TableMeta, epsilon: float, delta: float, timez
             continue
         measurements.append(_measurement(i, out.aggregate, meta, share))
 
-    columns, group_types = [], []
+    columns = []
     m_by_output = {m.output: m for m in measurements}
     for i, out in enumerate(query.outputs):
         if out.group_column is not None:
@@ -203,18 +318,95 @@ def make_plan(query: Query, meta: TableMeta, epsilon: float, delta: float, timez
             columns.append((out.name, m_by_output[i].result_type))
     group_types = [kp.type for kp in key_plans]
 
-    plan = Plan(query, meta, "", measurements, columns, group_types, public_keys,
-                rows_per_unit=k, groups_per_unit=g, keys=key_plans, timezone=timezone or "UTC")
-    if needs_selection:
-        plan.selection_epsilon = share
-        plan.selection_delta = delta
-        mechanisms.selection_parameters(g, k, share, delta)  # validates delta early
+    plan = Plan(query, meta, "", measurements, columns, group_types, public_keys, bounds=bounds,
+                keys=key_plans, timezone=timezone or "UTC", accounting=accounting, key_filters=key_filters)
     explicit = [Decimal(repr(o.aggregate.epsilon)) for o in query.outputs
                 if o.aggregate and o.aggregate.epsilon is not None]
     plan.epsilon = (Decimal(str(epsilon)) if implicit else Decimal(0)) + sum(explicit, Decimal(0))
+    if plan.free:
+        plan.epsilon = Decimal(0)
+        plan.sql = _rewrite(plan)
+        return plan
+    selection = share if needs_selection else 0.0
+    estimate = estimates(plan) if estimates is not None and bounds.mode != "none" else None
+    _budgets(plan, selection, delta if needs_selection else 0.0, estimate)
+    if needs_selection:
+        plan.selection_epsilon = selection * (1 - ESTIMATE_SHARE if plan.bounds.estimate_budget else 1)
+        plan.selection_delta = delta
+        mechanisms.selection_parameters(bounds.groups_ceiling if not bounds.groups_fixed else bounds.groups,
+                                        bounds.rows_ceiling if not bounds.rows_fixed else bounds.rows,
+                                        plan.selection_epsilon, delta)  # validates delta early
     plan.delta = Decimal(str(delta)) if needs_selection else Decimal(0)
+    _calibrate(plan)
     plan.sql = _rewrite(plan)
     return plan
+
+
+def _bounds(meta: TableMeta, grouped: bool, ceilings) -> Bounds:
+    """The contribution bounds of a question: none without a privacy unit; the DBA's fixed values; or
+    chosen per question (auto) under the ceilings (a DBA's fixed value is the ceiling of its dimension)."""
+    if not meta.unit_column:
+        return Bounds()
+    rows_ceiling, groups_ceiling = ceilings or (AUTO_ROWS_CEILING, AUTO_GROUPS_CEILING)
+    rows_fixed = meta.max_rows_per_unit is not None
+    groups_fixed = meta.max_groups_per_unit is not None or not grouped
+    rows = meta.max_rows_per_unit if rows_fixed else rows_ceiling
+    groups = (meta.max_groups_per_unit if meta.max_groups_per_unit is not None else groups_ceiling) if grouped else 1
+    mode = "fixed" if rows_fixed and groups_fixed else "auto"
+    return Bounds(mode, int(rows), int(groups), int(rows if rows_fixed else rows_ceiling),
+                  int(groups if groups_fixed else groups_ceiling), rows_fixed, groups_fixed,
+                  auto_ceilings=(int(rows_ceiling), int(groups_ceiling)))
+
+
+def _budgets(plan: Plan, selection: float, selection_delta: float, estimate):
+    """Each measurement's budget (epsilon or rho), the estimate's, and the question's cost."""
+    b = plan.bounds
+    if b.mode != "none":
+        b.estimate = estimate
+        if estimate is not None:
+            b.rows, b.groups = estimate.bounds(b)
+    fresh_estimate = b.mode != "none" and estimate is None
+    scale = 1 - ESTIMATE_SHARE if fresh_estimate else 1.0
+    parts = [m.epsilon * scale for m in plan.measurements]
+    estimate_eps = ESTIMATE_SHARE * (sum(m.epsilon for m in plan.measurements) + selection) if fresh_estimate else 0.0
+    selection_eps = selection * scale
+    if plan.accounting.mode == "zcdp":
+        zcdp_eps = sum(parts) + estimate_eps
+        conversion_delta = float(plan.accounting.delta) - selection_delta
+        if conversion_delta <= 0:
+            raise DPError(f"this question needs delta {selection_delta} for partition selection, all of the "
+                          f"delta {plan.accounting.delta} your budget has",
+                          hint="Give the GROUP BY column public values (dp.set_public_values), or ask an "
+                               "administrator for more delta.", sqlstate="53400")
+        rho = accountant.rho_for(zcdp_eps, conversion_delta) if zcdp_eps > 0 else 0.0
+        for m, part in zip(plan.measurements, parts):
+            m.budget = rho * part / zcdp_eps
+        b.estimate_budget = rho * estimate_eps / zcdp_eps if estimate_eps else 0.0
+        plan.cost = accountant.Cost(rho=rho, epsilon=selection_eps, delta=selection_delta if selection else 0.0)
+    else:
+        for m, part in zip(plan.measurements, parts):
+            m.budget = part
+        b.estimate_budget = estimate_eps
+        plan.cost = accountant.Cost(epsilon=sum(parts) + estimate_eps + selection_eps,
+                                    delta=selection_delta if selection else 0.0)
+
+
+def _calibrate(plan: Plan):
+    """Calibrate every noise now (with the largest bounds the question may use): an epsilon too small
+    for the bounds is refused before the charge, not after it."""
+    b = plan.bounds
+    k = b.rows if b.chosen else b.rows_ceiling
+    g = b.groups if b.chosen else b.groups_ceiling
+    groups = g if plan.query.group_by else 1
+    for m in plan.measurements:
+        noise = Noise(plan.accounting.noise, m.budget).split(groups)
+        m.spec.explain(m, noise, k)
+        if m.spec.statistics > 1 or m.func == "sum":
+            gexp, lu, uu = mechanisms.grid(m.lower, m.upper)
+            noise.split(m.spec.statistics).scale(k * max(abs(lu), abs(uu), uu - lu) ** 2
+                                                 if m.spec.statistics == 3 else k * max(abs(lu), abs(uu), uu - lu))
+    if b.estimate_budget:
+        Noise(plan.accounting.noise, b.estimate_budget).split(2).scale(1)
 
 
 def _measurement(index, agg, meta: TableMeta, share: float) -> Measurement:
@@ -222,6 +414,7 @@ def _measurement(index, agg, meta: TableMeta, share: float) -> Measurement:
     if not (isinstance(eps, (int, float)) and math.isfinite(eps) and eps > 0):
         raise DPError("epsilon of each aggregate must be a finite number greater than zero",
                       hint="e.g. dp_avg(age, 0, 100, 0.5)", sqlstate=INVALID)
+    spec = aggregates.spec(agg.func)
     m = Measurement(index, agg.func, agg.column, float(eps), q=agg.q)
     if agg.func == "count_distinct":
         if agg.column != meta.unit_column:
@@ -229,24 +422,25 @@ def _measurement(index, agg, meta: TableMeta, share: float) -> Measurement:
                           f" ({meta.unit_column or 'none declared'}) can be counted distinct",
                           hint="count(DISTINCT <privacy unit>) counts the units; for other columns group by"
                                " them and count the groups.", sqlstate=NOT_SUPPORTED)
-        m.result_type = "bigint"
+        m.result_type = spec.result(None, None, None)
         m.sql = f"pg_catalog.count(DISTINCT {quote_ident(agg.column)})"
         return m
-    if agg.func == "count":
-        m.result_type = "bigint"
+    if not spec.bounded:
+        m.result_type = spec.result(None, None, None)
         m.sql = "pg_catalog.count(*)" if agg.column is None else f"pg_catalog.count({quote_ident(agg.column)})"
         return m
     col = meta.columns[agg.column]
-    if col["type"] not in INTEGER_TYPES | FLOAT_TYPES | {"numeric"}:
+    if col["type"] not in aggregates.NUMBER_TYPES:
         raise DPError(f"{agg.func} of column {agg.column!r} ({col['type']}) is not supported",
-                      hint="Only numeric columns can be summed, averaged or ranked.", sqlstate=NOT_SUPPORTED)
+                      hint="Only numeric columns can be summed, averaged, ranked or have a DP min/max.",
+                      sqlstate=NOT_SUPPORTED)
     lower = agg.lower if agg.lower is not None else col["lower"]
     upper = agg.upper if agg.upper is not None else col["upper"]
     if lower is None or upper is None:
+        shown = {"quantile": "dp_quantile", "median": "dp_median"}.get(agg.func, f"dp_{agg.func}")
         raise DPError(f"column {agg.column!r} has no bounds",
                       hint=f"An administrator can call dp.set_bounds('{meta.schema}.{meta.table}', "
-                           f"'{agg.column}', lower, upper), or pass bounds: dp_{agg.func if agg.func != 'quantile' else 'quantile'}"
-                           f"({agg.column}, lower, upper).",
+                           f"'{agg.column}', lower, upper), or pass bounds: {shown}({agg.column}, lower, upper).",
                       sqlstate=INVALID)
     lower, upper = float(lower), float(upper)
     if not (math.isfinite(lower) and math.isfinite(upper)) or lower > upper:
@@ -262,14 +456,9 @@ def _measurement(index, agg, meta: TableMeta, share: float) -> Measurement:
         value = keyexprs.clamp_sql(value, numeric_literal(lower), numeric_literal(upper))
     value = cast(value, "float8")
     bounds = f"{float_literal(lower)}, {float_literal(upper)}"
-    if agg.func in ("sum", "avg"):
-        m.sql = cast(f"dp_internal.exact_sum({value}, {bounds})", "text")
-        if agg.func == "sum" and col["type"] in INTEGER_TYPES and lower.is_integer() and upper.is_integer():
-            m.result_type = "bigint"
-    elif agg.func in ("var", "stddev", "var_pop", "stddev_pop"):
-        m.sql = cast(f"dp_internal.exact_var({value}, {bounds})", "text")
-    else:
-        m.sql = cast(f"dp_internal.exact_quantile({value}, {float_literal(agg.q)}, {bounds})", "text")
+    m.result_type = spec.result(col["type"], lower, upper)
+    m.sql = cast(spec.state.format(value=value, bounds=bounds,
+                                   q=float_literal(agg.q) if agg.q is not None else "NULL"), "text")
     return m
 
 
@@ -290,13 +479,17 @@ def _key_plan(query: Query, meta: TableMeta, name: str) -> "keyexprs.KeyPlan":
                             note="public value set" if public is not None else "")
 
 
-def _public_keys(query: Query, meta: TableMeta, key_plans):
-    """Every combination of the keys' public values, or None if one has none."""
+def _public_keys(query: Query, meta: TableMeta, key_plans, key_filters):
+    """Every combination of the keys' public values that the WHERE allows, or None if a key has none.
+    (keysets.py: a month bucket outside the filtered range, or a value the IN list excludes, cannot
+    hold a row, so it is not released: post-processing of the question itself, free.)"""
     if not query.group_by:
         return [()]
-    sets = [kp.public for kp in key_plans]
-    if any(s is None for s in sets):
-        return None
+    sets = []
+    for name, kp, allowed in zip(query.group_by, key_plans, key_filters):
+        if kp.public is None:
+            return None
+        sets.append(keysets.restrict(kp.public, keysets.space_for(query, meta, name), allowed))
     total = math.prod(len(s) for s in sets)
     if total > MAX_PUBLIC_GROUPS:
         raise DPError(f"the GROUP BY has {total} public key combinations, more than {MAX_PUBLIC_GROUPS}",

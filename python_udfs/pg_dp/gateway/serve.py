@@ -8,9 +8,13 @@ Order matters:
 2. the answer cache (same measurement, same data version: free) -- for roles
    that hold a budget on the dataset;
 3. the charge; the executor commits it (the `yield`) before anything is computed;
-4. the exact statistics, with statistics counters off (no pg_stat_* counter
-   moves because of a question), then OpenDP noise;
-5. the released answer is stored for the cache, with counters on again.
+4. the contribution bounds (fixed, or chosen from a DP estimate of the key set: contributions.py),
+   the exact statistics -- filtered first, then bounded (rewrite.py) --, with statistics counters
+   off (no pg_stat_* counter moves because of a question), then OpenDP noise;
+5. the released answer is stored for the cache, with counters on again, and recorded for the
+   analyst (dp.my_answers), with a NOTICE when bounding dropped a large share of the rows.
+A question whose keys are all public and that asks no aggregate (a filter drop-down) reads no data
+and costs nothing.
 """
 
 from decimal import Decimal
@@ -21,8 +25,8 @@ import math
 from ..core import catalog, db
 from ..core.encode import json_safe, text_value
 from ..core.errors import DPError
-from ..dp import ledger, mechanisms
-from . import answer as answering, bounded, explain as explaining, rewrite, where
+from ..dp import accountant, ledger, mechanisms
+from . import answer as answering, bounded, contributions, explain as explaining, rewrite, where
 from . import plan as planning
 from .analyze import analyze
 from .bind import bind_join
@@ -77,7 +81,9 @@ def plan_question(sql, epsilon=None, delta=None, session_epsilon=None, params=No
         meta = bind_join(query, [catalog.load_table(s, t) for s, t, _ in query.tables])
     else:
         meta = catalog.load_table(query.schema, query.table)
-    limits = catalog.query_epsilon(catalog.outer_role(), meta.dataset)
+    role = catalog.outer_role()
+    limits = catalog.query_epsilon(role, meta.dataset)
+    budget = ledger.budget(role, meta.dataset)
     if epsilon is not None:
         eps = _number(epsilon, "epsilon")
     elif session_epsilon is not None:
@@ -87,7 +93,11 @@ def plan_question(sql, epsilon=None, delta=None, session_epsilon=None, params=No
     else:
         eps = _decimal_setting("default_epsilon")
     dlt = _number(delta, "delta") if delta is not None else _decimal_setting("default_delta")
-    plan = planning.make_plan(query, meta, eps, float(dlt), timezone=timezone or "UTC")
+    plan = planning.make_plan(query, _unique_unit(meta), eps, float(dlt), timezone=timezone or "UTC",
+                              accounting=planning.Accounting.of(budget.delta_granted if budget else 0),
+                              ceilings=(_int_setting("auto_max_rows_per_unit", planning.AUTO_ROWS_CEILING),
+                                        _int_setting("auto_max_groups_per_unit", planning.AUTO_GROUPS_CEILING)),
+                              estimates=contributions.lookup)
     if limits and limits[1] is not None and plan.epsilon > Decimal(limits[1]):
         raise DPError(f"this statement costs epsilon {plan.epsilon}, more than the {limits[1]} a statement "
                       f"may cost you on dataset {meta.dataset}",
@@ -95,6 +105,31 @@ def plan_question(sql, epsilon=None, delta=None, session_epsilon=None, params=No
                       sqlstate=INSUFFICIENT)
     _validate(plan)
     return plan
+
+
+def _int_setting(key: str, default: int) -> int:
+    try:
+        return max(1, int(db.setting(key) or default))
+    except ValueError:
+        return default
+
+
+def _unique_unit(meta):
+    """A table whose privacy unit column is unique (its own key) has one row per unit: the bounds
+    chosen per question are 1 (public schema information, no estimate needed)."""
+    if not meta.unit_column or meta.unit_path or meta.source_sql or (
+            meta.max_rows_per_unit is not None and meta.max_groups_per_unit is not None):
+        return meta
+    unique = db.execute(
+        "SELECT EXISTS (SELECT 1 FROM pg_catalog.pg_index i JOIN pg_catalog.pg_attribute a "
+        "ON a.attrelid = i.indrelid AND a.attnum = i.indkey[0] WHERE i.indrelid = $1 AND i.indisunique "
+        "AND i.indnatts = 1 AND i.indpred IS NULL AND i.indexprs IS NULL AND a.attname = $2) AS u",
+        [meta.relid, meta.unit_column], ["oid", "name"])[0]["u"]
+    if not unique:
+        return meta
+    import dataclasses
+    return dataclasses.replace(meta, max_rows_per_unit=meta.max_rows_per_unit or 1,
+                               max_groups_per_unit=meta.max_groups_per_unit or 1)
 
 
 def _number(value, name) -> Decimal:
@@ -161,20 +196,27 @@ def answer(sql, epsilon=None, delta=None, expect=None, session_epsilon=None, par
     plan = plan_question(sql, epsilon, delta, session_epsilon, params, timezone)
     check_expected(plan, expect)
     role = catalog.outer_role()
+    columns = [[name, typ] for name, typ in plan.columns]
+    if plan.free:               # the public key set itself: no data read, nothing spent
+        core = answering.release_core(plan, [])
+        ledger.record_answer(role, plan.meta.dataset, plan.query.normalized, "fresh", None, _detail(plan))
+        return columns, answering.present(plan, core)
     _require_budget(role, plan.meta.dataset)
     key = _cache_key(plan)
-    columns = [[name, typ] for name, typ in plan.columns]
     cached = _cached(key)
     if cached is not None:
+        ledger.record_answer(role, plan.meta.dataset, plan.query.normalized, "cache", ledger.cached_ledger_id(key),
+                             _cached_detail(key, plan))
         return columns, answering.present(plan, cached)
-    ledger_id = ledger.charge(role, plan.meta.dataset, plan.epsilon, plan.delta, plan.query.normalized,
+    ledger_id = ledger.charge(role, plan.meta.dataset, plan.cost, plan.query.normalized,
                               plan.mechanism, plan.meta.data_version, key)
     yield                                   # the executor commits the charge
     try:
         db.execute("SELECT pg_catalog.set_config('track_counts', 'off', true)")
         set_time_zone(plan.timezone)
+        _choose_bounds(plan, ledger_id)
         copy = bounded.copy_for(plan)
-        exact_sql = rewrite.rewrite_on_copy(plan, copy) if copy else plan.sql
+        exact_sql = rewrite.rewrite_on_copy(plan, copy) if copy else rewrite.rewrite(plan)
         exact = db.execute_tuples(exact_sql, len(plan.query.group_by) + 1 + len(plan.measurements))
         set_time_zone("UTC")
     except Exception as e:
@@ -192,12 +234,57 @@ def answer(sql, epsilon=None, delta=None, expect=None, session_epsilon=None, par
                   f"{threshold} units at this epsilon and delta (the charge stands)",
                   hint="Ask with a larger epsilon, group by a column with public values "
                        "(dp.set_public_values), or group less finely.")
+    detail = _detail(plan)
+    _notice_dropped(plan, detail)
     # counters on again for the catalog (decided when a relation is opened, so autovacuum sees the writes)
     db.execute("SELECT pg_catalog.set_config('track_counts', 'on', true)")
     ledger.store_answer(key, plan.meta.dataset, plan.meta.data_version, json.dumps(columns),
                         json.dumps(core, default=_json_default), ledger_id)
+    ledger.record_answer(role, plan.meta.dataset, plan.query.normalized, "fresh", ledger_id, detail)
     # what leaves is what a cached answer gives: the stored core, presented
     return columns, answering.present(plan, json.loads(json.dumps(core, default=_json_default)))
+
+
+def _choose_bounds(plan, ledger_id: int):
+    """After the charge: the dataset's seed, and the contribution estimate (kept, or measured now with
+    the share of the budget the plan set aside) and the bounds it chooses."""
+    b = plan.bounds
+    if b.mode == "none":
+        return
+    contributions.ensure_seed(plan.meta.dataset)
+    if b.estimate is None:
+        b.estimate = contributions.compute(plan, ledger_id)
+        b.rows, b.groups = b.estimate.bounds(b)
+
+
+def _detail(plan) -> dict:
+    """What dp.my_answers shows of an answer (post-processing of the plan and the released estimate)."""
+    lines = explaining.explain(plan)
+    return {"mechanism": plan.mechanism, "bounds": plan.bounds.describe(plan.meta.unit_column, bool(plan.query.group_by))
+            if plan.bounds.mode != "none" else None,
+            "dropped_share": explaining.dropped_share(plan),
+            "columns": [{k: r[k] for k in ("column_name", "mechanism", "noise_scale", "ci95")} for r in lines
+                        if r["mechanism"] != "group key"]}
+
+
+def _cached_detail(key: str, plan) -> dict:
+    """The record of the fresh answer a cached one repeats (its bounds and share dropped), else the plan's."""
+    rows = db.execute("SELECT a.detail::text AS d FROM dp_internal.answer_log a JOIN dp_internal.answers c "
+                      "ON c.ledger_id = a.ledger_id WHERE c.cache_key = $1 AND a.origin = 'fresh' "
+                      "ORDER BY a.id LIMIT 1", [key], ["text"])
+    return json.loads(rows[0]["d"]) if rows else _detail(plan)
+
+
+def _notice_dropped(plan, detail: dict):
+    share = detail.get("dropped_share")
+    if share is None or share <= contributions.NOTICE_SHARE:
+        return
+    fix = ("let each question choose its bounds (dp.set_contribution_bounds(dataset, NULL, NULL)) or raise them"
+           if plan.bounds.mode == "fixed" else "ask an administrator to raise auto_max_rows_per_unit / "
+           "auto_max_groups_per_unit")
+    db.notice(f"bounding dropped about {100 * share:.0f}% of the rows of this answer ({detail['bounds']}): "
+              "its values are that much smaller than the data's",
+              hint=f"Group by coarser keys (a month instead of a day), or {fix}.")
 
 
 def _json_default(value):
@@ -281,14 +368,20 @@ def query_json_reply(sql, epsilon=None, delta=None, session_epsilon=None, timezo
 def cost_reply(sql, epsilon=None, delta=None, session_epsilon=None, timezone=None):
     plan = plan_question(sql, epsilon, delta, session_epsilon, timezone=timezone)
     role = catalog.outer_role()
-    _require_budget(role, plan.meta.dataset)
-    cached = _cached(_cache_key(plan)) is not None
-    remaining = catalog.remaining_budget(role, plan.meta.dataset)
+    if not plan.free:
+        _require_budget(role, plan.meta.dataset)
+    b = ledger.budget(role, plan.meta.dataset)
+    cached = plan.free or _cached(_cache_key(plan)) is not None
     zero = Decimal(0)
-    return json.dumps({"dataset": plan.meta.dataset,
-                       "epsilon_cost": str(zero if cached else plan.epsilon),
-                       "delta_cost": str(zero if cached else plan.delta), "cached": cached,
-                       "epsilon_remaining": str(remaining[0]), "delta_remaining": str(remaining[1])})
+    eps, dlt = zero, zero
+    if not cached and b is not None:
+        c = accountant.charge(b.spent, (b.epsilon_spent, b.delta_spent), plan.cost,
+                              (b.epsilon_granted, b.delta_granted), check=False)
+        eps, dlt = c.epsilon, c.delta
+    remaining = (b.epsilon_granted - b.epsilon_spent, b.delta_granted - b.delta_spent) if b else (zero, zero)
+    return json.dumps({"dataset": plan.meta.dataset, "epsilon_cost": str(eps), "delta_cost": str(dlt),
+                       "cached": cached, "epsilon_remaining": str(remaining[0]),
+                       "delta_remaining": str(remaining[1])})
 
 
 def explain_reply(sql, epsilon=None, delta=None, columns_only=False, session_epsilon=None, params=None,
@@ -299,7 +392,8 @@ def explain_reply(sql, epsilon=None, delta=None, columns_only=False, session_eps
     return json.dumps([
         {"column_name": r["column_name"], "data_type": r["data_type"], "mechanism": r["mechanism"],
          "epsilon": f"{r['epsilon']:.12g}", "delta": f"{r['delta']:.12g}",
-         "noise_scale": r["noise_scale"], "ci95": r["ci95"], "note": r["note"]}
+         "noise_scale": r["noise_scale"], "ci95": r["ci95"], "note": r["note"], "rho": r["rho"],
+         "bounds": r["bounds"], "dropped_share": r["dropped_share"]}
         for r in explaining.explain(plan)])
 
 
@@ -312,4 +406,10 @@ def synthetic_copy_reply(relid):
         "WHERE s.source = $1 AND n.nspname = $2 AND pg_catalog.has_table_privilege($3, s.relid, 'SELECT') "
         "ORDER BY s.created_at DESC LIMIT 1",
         [int(relid), db.setting("synthetic_schema") or "dp_synthetic", catalog.outer_role()], ["oid", "text", "oid"])
+    if rows:
+        source = db.execute("SELECT dataset FROM dp_internal.protected_tables WHERE relid = $1", [int(relid)], ["oid"])
+        if source:
+            ledger.record_answer(catalog.outer_role(), source[0]["dataset"],
+                                 f"rows of {int(relid)}::regclass", "synthetic", None,
+                                 {"mechanism": "DP synthetic copy", "copy": int(rows[0]["oid"])})
     return str(rows[0]["oid"]) if rows else ""

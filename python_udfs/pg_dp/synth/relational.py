@@ -41,7 +41,7 @@ import numpy as np
 
 from ..core import db
 from ..core.errors import DPError
-from ..dp import mechanisms
+from ..dp import accountant, mechanisms
 from . import domain as dom
 from . import write
 from .mst import COARSE
@@ -674,7 +674,8 @@ def synthesize_many(make_run, relids: list[int], epsilon, delta, dry_run: bool, 
             runs[relid].dry_run_notices()
         return
     statement = f"CALL dp_synthesize({label}, epsilon => {epsilon}" + (f", delta => {delta}" if delta else "") + ")"
-    ledger_ids = {d: rs[0].charge(d, sum(r.epsilon for r in rs), sum(r.delta for r in rs), statement)
+    ledger_ids = {d: rs[0].charge(d, sum(r.epsilon for r in rs), sum(r.delta for r in rs), statement,
+                                  cost=sum((r.cost() for r in rs), accountant.Cost()))
                   for d, rs in per_dataset.items()}
     yield                                       # the charges are committed before any row is read
     for relid in ordered:

@@ -27,7 +27,7 @@ import uuid
 import numpy as np
 
 from ..core import catalog, db
-from ..dp import ledger, mechanisms
+from ..dp import accountant, ledger, mechanisms
 from ..core.errors import DPError
 from . import dc as dcmod
 from . import domain as dom
@@ -400,8 +400,16 @@ class Run:
         return (f"CALL dp_synthesize({self.t.qualified}, epsilon => {self.epsilon}, delta => {self.delta}"
                 + (f", rows => {self.rows}" if self.rows else "") + ")")
 
-    def charge(self, dataset: str, epsilon: Decimal, delta: Decimal, statement: str) -> int:
-        ledger_id = ledger.charge(self.role, dataset, epsilon, delta, statement,
+    def cost(self) -> accountant.Cost:
+        """What this run releases, in the accountant's terms: the model's Gaussian measurements are
+        rho-zCDP (rho_for of its share), discovery and partition selection (epsilon, delta)."""
+        e_disc, d_disc, e_model, d_model = self.costs()
+        return accountant.Cost(rho=accountant.rho_for(float(e_model), float(d_model)),
+                               epsilon=float(e_disc), delta=float(d_disc))
+
+    def charge(self, dataset: str, epsilon: Decimal, delta: Decimal, statement: str,
+               cost: accountant.Cost | None = None) -> int:
+        ledger_id = ledger.charge(self.role, dataset, cost if cost is not None else self.cost(), statement,
                                   "synthesis: MST (Gaussian marginals, exponential selection) + DP counts "
                                   "(Laplace; the row count Gaussian in zCDP when nothing is discovered)",
                                   self.t.data_version, f"synthesis:{uuid.uuid4().hex}")
@@ -925,7 +933,7 @@ def _load(relid: int) -> Target:
     r = db.execute(
         "SELECT n.nspname, c.relname, p.dataset, p.unit_column, "
         "d.data_version + dp_internal.distributed_writes(p.dataset) AS data_version, p.unit_path::text AS unit_path, "
-        "coalesce(p.max_rows_per_unit, d.max_rows_per_unit) AS max_rows_per_unit, d.privacy_unit "
+        "coalesce(p.max_rows_per_unit, d.max_rows_per_unit, 1) AS max_rows_per_unit, d.privacy_unit "
         "FROM pg_catalog.pg_class c JOIN pg_catalog.pg_namespace n ON n.oid = c.relnamespace "
         "LEFT JOIN dp_internal.protected_tables p ON p.relid = c.oid "
         "LEFT JOIN dp_internal.datasets d ON d.name = p.dataset WHERE c.oid = $1", [relid], ["oid"])[0]
