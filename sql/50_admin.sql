@@ -57,7 +57,8 @@ DECLARE
     copy name;
 BEGIN
     FOR copy IN DELETE FROM dp_internal.bounded_copies WHERE relid = table_name RETURNING relname LOOP
-        EXECUTE format('DROP TABLE IF EXISTS dp_internal.%I', copy);
+        EXECUTE format('DROP TABLE IF EXISTS dp_internal.%I, dp_internal.%I, dp_internal.%I, dp_internal.%I',
+                       copy || '_a', copy || '_b', copy || '_c', copy || '_all');     -- gateway/bounded.py
     END LOOP;
 END $$;
 

@@ -16,8 +16,14 @@ Reference distributions are written down from the mechanisms' definitions
   eps_agg = statement epsilon / M; every public key is released, and a key
   with no (bounded) row releases max(0, DLap(b)) (counts are clamped at 0).
 * contribution bounding: each unit keeps at most max_rows_per_unit rows per
-  group and only its max_groups_per_unit first groups (in key order), so the
-  true count is the count of the bounded rows.
+  group in at most max_groups_per_unit groups, chosen by the documented rule
+  (lowest keyed hashes of the dataset's secret seed, gateway/rewrite.py), which
+  the superuser replays in SQL: the true count is the count of the bounded rows.
+* Gaussian (budgets with delta, zCDP): released - true ~ discrete Gaussian of
+  sigma = rows_per_unit * sqrt(groups_per_unit / (2 rho_agg)), rho_agg the
+  statement's rho (OpenDP's conversion of its epsilon at the budget's delta,
+  computed here with OpenDP) over its aggregates: the L2 sensitivity of a unit in
+  g groups is sqrt(g) rows_per_unit, not g rows_per_unit.
 * DP partition selection (keys with no public values): a key with n rows is
   released when n + Z >= T, Z ~ discrete Laplace(1 / eps_sel) (OpenDP
   make_laplace_threshold, keep "counts not less than the threshold"), T the
@@ -62,6 +68,11 @@ UNITS = 1200
 ROWS_PER_GROUP = 5
 MAX_ROWS, MAX_GROUPS = 3, 2
 N_UNIT = 400                   # statements -> 20 000 non-empty and 12 000 empty draws
+
+# (d) the same as (a) and (b) on budgets with delta: Gaussian noise, zCDP accounting
+N_GAUSS = 300                  # statements -> 21 000 non-empty and 6 000 empty draws
+N_GAUSS_UNIT = 200
+GAUSS_DELTA = 1e-6
 
 # (c) partition selection
 N_SEL = 600                    # statements
@@ -126,15 +137,28 @@ def analyst(pg, db, conn):
 
     for t in ("gs_pub", "gs_unit", "gs_sel"):
         conn.execute(f"ANALYZE {t}")
-        conn.execute(f"SELECT dp.grant_budget('{ROLE}', '{t}', 1000000, 0.5)")
+        # delta 0: pure epsilon, discrete Laplace; partition selection needs a delta (then: zCDP)
+        conn.execute(f"SELECT dp.grant_budget('{ROLE}', '{t}', 1000000, {0.5 if t == 'gs_sel' else 0})")
+    conn.execute(f"DROP ROLE IF EXISTS {ROLE}_z")
+    conn.execute(f"CREATE ROLE {ROLE}_z LOGIN")
+    for t in ("gs_pub", "gs_unit"):
+        conn.execute(f"SELECT dp.grant_budget('{ROLE}_z', '{t}', 1000000, {GAUSS_DELTA})")
 
     with pg.connect(db, user=ROLE) as c:
         c.execute("SET jit = off")
         with pytest.raises(psycopg.errors.InsufficientPrivilege):
             c.execute("SELECT count(*) FROM gs_pub")
         yield c
-    conn.execute(f"DROP OWNED BY {ROLE}")
+    conn.execute(f"DROP OWNED BY {ROLE}, {ROLE}_z")
     conn.execute(f"DROP ROLE {ROLE}")
+    conn.execute(f"DROP ROLE {ROLE}_z")
+
+
+@pytest.fixture(scope="module")
+def gaussian_analyst(pg, db, analyst):
+    with pg.connect(db, user=f"{ROLE}_z") as c:
+        c.execute("SET jit = off")
+        yield c
 
 
 def explain(analyst, sql, eps):
@@ -216,18 +240,31 @@ def test_gateway_releases_are_independent(pub_draws):
 UNIT_SQL = f"SELECT g, {count_list()} FROM gs_unit WHERE id > -{{i}} GROUP BY g"
 
 
-def bounded_counts():
-    """True counts after bounding: each unit keeps min(5, MAX_ROWS) rows in its MAX_GROUPS smallest groups."""
+def bounded_counts(conn):
+    """True counts after bounding, replayed by the superuser with the dataset's secret seed: each unit
+    keeps its MAX_GROUPS groups of lowest hashtextextended(unit | key, seed) and, in each, its MAX_ROWS
+    rows of lowest hashtextextended(ctid, seed) (gateway/rewrite.py)."""
     counts = {g: 0 for g in range(1, 9)}
-    for p in range(1, UNITS + 1):
-        groups = sorted({1 + (p + j) % 6 for j in range(3)})
-        for g in groups[:MAX_GROUPS]:
-            counts[g] += min(ROWS_PER_GROUP, MAX_ROWS)
+    counts.update(dict(conn.execute(f"""
+        SELECT g, count(*) FROM (
+            SELECT g, row_number() OVER (PARTITION BY pid, g ORDER BY hashtextextended(ctid::text, s.seed)) AS r,
+                   dense_rank() OVER (PARTITION BY pid ORDER BY hashtextextended(concat(pid::text, '|', g::text),
+                                                                                 s.seed), g) AS gr
+            FROM gs_unit, (SELECT seed FROM dp_internal.dataset_secrets WHERE dataset = 'gs_unit') s) x
+        WHERE r <= {MAX_ROWS} AND gr <= {MAX_GROUPS} GROUP BY g""").fetchall()))
     return counts
+
+
+def prime(analyst, template, eps, key_type):
+    """Ask once: the key set's contribution estimate (a share of this one statement) is then kept, and
+    every drawn statement spends its whole epsilon on its counts."""
+    analyst.execute(f"SELECT * FROM dp.query(%s, %s) AS r({column_defs(key_type)})",
+                    [template.format(i=0), Decimal(repr(eps))]).fetchall()
 
 
 @pytest.fixture(scope="module")
 def unit_draws(analyst):
+    prime(analyst, UNIT_SQL, EPS_STATEMENT, "int")
     return draw(analyst, UNIT_SQL, EPS_STATEMENT, N_UNIT, "int")
 
 
@@ -239,21 +276,23 @@ def test_unit_advertised_scale(analyst, unit_draws):
     assert len(scales) == AGGS and all(math.isclose(s, b, rel_tol=1e-12) for s in scales)
 
 
-def test_unit_bounded_counts_are_discrete_laplace(unit_draws):
+def test_unit_bounded_counts_are_discrete_laplace(unit_draws, conn):
     """Released - bounded true count ~ DLap(rows_per_unit * groups_per_unit / eps_agg)."""
-    truth = bounded_counts()
-    assert truth[6] == 0 and truth[7] == 0 and min(truth[g] for g in range(1, 6)) >= 1000
+    truth = bounded_counts(conn)
+    assert truth[7] == 0 and truth[8] == 0 and min(truth[g] for g in range(1, 7)) >= 1000
+    # every group keeps about 2/3 of its units, chosen at random (key order kept groups 1..5 whole)
+    assert all(abs(truth[g] / (3 * UNITS / 6 * MAX_ROWS) - 2 / 3) < 0.1 for g in range(1, 7)), truth
     b = MAX_ROWS * MAX_GROUPS / eps_agg(EPS_STATEMENT, AGGS)
-    noise = np.concatenate([unit_draws[g].ravel() - truth[g] for g in range(1, 6)])
+    noise = np.concatenate([unit_draws[g].ravel() - truth[g] for g in range(1, 7)])
     # without bounding the counts would be 5/3 to 5/2 times larger: far outside the noise
     H.report(f"gateway privacy unit (k={MAX_ROWS}, g={MAX_GROUPS}), {len(noise)} counts (b = {b:g})",
            H.dlap_gof_with_power(noise, b))
 
 
 def test_unit_empty_after_bounding_is_clamped_discrete_laplace(unit_draws):
-    """Group 6 has rows, but every unit in it reaches it third: after bounding it is empty, like 7 and 8."""
+    """Groups 7 and 8 have no row: released with noise, clamped at 0."""
     b = MAX_ROWS * MAX_GROUPS / eps_agg(EPS_STATEMENT, AGGS)
-    released = np.concatenate([unit_draws[g].ravel() for g in (6, 7, 8)])
+    released = np.concatenate([unit_draws[g].ravel() for g in (7, 8)])
     H.report(f"gateway privacy unit, keys empty after bounding, {len(released)} counts (max(0, DLap({b:g})))",
            H.dlap_gof_with_power(released, b, cdf_factory=H.clamped_dlap_cdf))
 
@@ -291,12 +330,16 @@ def selection(analyst, conn):
 
 
 def test_selection_keeps_big_key_with_count_noise(selection):
+    """The budget has a delta (partition selection needs one): the counts are Gaussian, their rho the
+    conversion of their epsilon at the delta the selection leaves."""
     _, draws = selection
-    b = 1.0 / eps_agg(EPS_SEL_STATEMENT, SEL_SHARES)
+    share = eps_agg(EPS_SEL_STATEMENT, SEL_SHARES)
+    rho = H.zcdp_rho(AGGS * share, 0.5 - DELTA) / AGGS
+    sigma = 1.0 / math.sqrt(2 * rho)
     big = draws.get("big")
     assert big is not None and big.shape == (N_SEL, AGGS), "the 1000-row key was not released every time"
-    H.report(f"gateway partition selection, count noise of the kept key, {big.size} counts (b = {b:g})",
-           H.dlap_gof_with_power(big.ravel() - BIG_ROWS, b))
+    H.report(f"gateway partition selection, count noise of the kept key, {big.size} counts (sigma = {sigma:g})",
+           H.dgauss_gof_with_power(big.ravel() - BIG_ROWS, sigma))
 
 
 def test_selection_release_rate_near_threshold(selection):
@@ -346,3 +389,49 @@ def test_selection_delta_is_within_the_charged_delta(selection, analyst):
     print(f"\n[statistical] partition selection: T = {threshold}, b = {b_sel:g}, "
           f"P(one-row key kept) = {p_one:.4g}, charged delta = {DELTA:g}")
     assert p_one <= DELTA
+
+
+# ---------------------------------------------------------------------------
+# (d) Gaussian noise on budgets with delta: public keys, and a privacy unit in g groups (L2)
+# ---------------------------------------------------------------------------
+
+def gauss_sigma(groups=1, rows=1):
+    """sigma of one count: the statement's rho (OpenDP) shared by AGGS counts and `groups` groups."""
+    rho = H.zcdp_rho(EPS_STATEMENT, GAUSS_DELTA) / AGGS / groups
+    return rows / math.sqrt(2 * rho)
+
+
+@pytest.fixture(scope="module")
+def gauss_draws(gaussian_analyst):
+    return draw(gaussian_analyst, PUB_SQL, EPS_STATEMENT, N_GAUSS, "int")
+
+
+def test_gaussian_public_keys_advertised_scale_and_counts(gaussian_analyst, gauss_draws, conn):
+    sigma = gauss_sigma()
+    rows = explain(gaussian_analyst, PUB_SQL.format(i=1), EPS_STATEMENT)
+    scales = [r[1] for r in rows if r[0].startswith("c")]
+    assert len(scales) == AGGS and all(math.isclose(s, sigma, rel_tol=1e-9) for s in scales), (scales, sigma)
+    noise = np.concatenate([gauss_draws[g].ravel() - n for g, n in PUB_ROWS.items()])
+    H.report(f"gateway Gaussian public keys, {len(noise)} counts (sigma = {sigma:g})",
+             H.dgauss_gof_with_power(noise, sigma))
+    released = np.concatenate([gauss_draws[8].ravel(), gauss_draws[None].ravel()])
+    H.report(f"gateway Gaussian empty public keys, {len(released)} counts (max(0, N({sigma:g})))",
+             H.dgauss_gof_with_power(released, sigma, cdf_factory=H.clamped_dgauss_cdf))
+    # zCDP accounting: N_GAUSS statements of epsilon 5 cost OpenDP's conversion of N_GAUSS rhos, not 5 N_GAUSS
+    spent = conn.execute("SELECT epsilon_spent FROM dp.budgets WHERE role = %s::regrole AND dataset = 'gs_pub'",
+                         [f"{ROLE}_z"]).fetchone()[0]
+    assert float(spent) < EPS_STATEMENT * math.sqrt(N_GAUSS) * 1.5
+
+
+def test_gaussian_unit_noise_scales_with_the_square_root_of_groups(gaussian_analyst, conn):
+    """A unit in g = 2 groups of k = 3 rows: sigma = k sqrt(g) sigma_1 (L2), where Laplace pays k g."""
+    prime(gaussian_analyst, UNIT_SQL, EPS_STATEMENT, "int")
+    draws = draw(gaussian_analyst, UNIT_SQL, EPS_STATEMENT, N_GAUSS_UNIT, "int")
+    sigma = gauss_sigma(groups=MAX_GROUPS, rows=MAX_ROWS)
+    truth = bounded_counts(conn)
+    noise = np.concatenate([draws[g].ravel() - truth[g] for g in range(1, 7)])
+    H.report(f"gateway Gaussian privacy unit (k={MAX_ROWS}, g={MAX_GROUPS}), {len(noise)} counts "
+             f"(sigma = {sigma:g})", H.dgauss_gof_with_power(noise, sigma))
+    # and not the sigma of an L1 (g-fold) calibration: sqrt(2) wider
+    assert H.dlap_gof(noise, sigma * math.sqrt(MAX_GROUPS),
+                      cdf=lambda k: H.dgauss_cdf(k, sigma * math.sqrt(MAX_GROUPS))) < H.LOG10_POWER

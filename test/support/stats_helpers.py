@@ -181,6 +181,66 @@ def dlap_gof_with_power(values, b, cdf_factory=None, start=0):
 
 
 # ---------------------------------------------------------------------------
+# Discrete Gaussian: P(k) proportional to exp(-k^2 / (2 sigma^2)) on the integers (OpenDP's
+# make_gaussian on integers, Canonne-Kamath-Steinke); sigma is OpenDP's `scale`.
+# ---------------------------------------------------------------------------
+
+@lru_cache(maxsize=64)
+def _dgauss_table(sigma):
+    half = int(math.ceil(40 * sigma)) + 10
+    ks = np.arange(-half, half + 1, dtype=float)
+    w = np.exp(-(ks * ks) / (2.0 * sigma * sigma))
+    cdf = np.cumsum(w) / w.sum()
+    return half, cdf
+
+
+def dgauss_cdf(k, sigma):
+    """P(X <= k) for X ~ discrete Gaussian(sigma) (k: any float array)."""
+    half, cdf = _dgauss_table(float(sigma))
+    k = np.floor(np.asarray(k, dtype=float))
+    idx = np.clip(k + half, -1, 2 * half).astype(int)
+    return np.where(idx < 0, 0.0, cdf[np.maximum(idx, 0)])
+
+
+def clamped_dgauss_cdf(sigma):
+    """CDF of max(0, X), X ~ discrete Gaussian(sigma): a count whose true value is 0."""
+    def cdf(k):
+        k = np.asarray(k, dtype=float)
+        return np.where(k < 0, 0.0, dgauss_cdf(k, sigma))
+    return cdf
+
+
+def dgauss_gof_with_power(values, sigma, cdf_factory=None, start=0):
+    """log10 p-values of integer `values` against discrete Gaussian(sigma), and against 0.7 sigma and
+    1.3 sigma (the same G test, bins laid out for each hypothesised scale)."""
+    out = {}
+    for factor in (1.0,) + WRONG_SCALES:
+        s = sigma * factor
+        cdf = cdf_factory(s) if cdf_factory else (lambda k, s=s: dgauss_cdf(k, s))
+        out[factor] = dlap_gof(values, s, cdf=cdf, start=start)
+    return out
+
+
+def zcdp_rho(epsilon, delta):
+    """The rho whose zCDP -> (epsilon, delta) conversion is epsilon, by OpenDP (bisection on its map)."""
+    import opendp.prelude as dp
+    dp.enable_features("contrib")
+
+    def eps_of(rho):
+        g = dp.m.make_gaussian(dp.atom_domain(T=float, nan=False), dp.absolute_distance(T=float),
+                               scale=1 / math.sqrt(2 * rho))
+        return dp.c.make_zCDP_to_approxDP(g).map(1.0).epsilon(delta)
+
+    low, high = 0.0, epsilon
+    for _ in range(200):
+        mid = (low + high) / 2
+        low, high = (mid, high) if eps_of(mid) <= epsilon else (low, mid)
+        if high - low <= high * 1e-14:
+            break
+    return low
+
+
+# ---------------------------------------------------------------------------
 # Two-sample comparison with a simulated reference
 # ---------------------------------------------------------------------------
 

@@ -67,12 +67,25 @@ def test_rewrite_clamps_numeric_before_casting_and_bounds_units():
     assert 'pg_catalog.hashtextextended(CAST("t".ctid AS pg_catalog.text), (SELECT s.seed FROM ' \
            'dp_internal.dataset_secrets s' in p.sql
     assert "dp_row OPERATOR(pg_catalog.<=) 3" in p.sql and "dp_group OPERATOR(pg_catalog.<=) 2" in p.sql
-    # on a bounded copy: units within the bounds keep what passes, the others are ranked again
-    on_copy = rewrite.rewrite_on_copy(p, "dp_internal.c")
-    assert 'WHERE ("dp_groups" OPERATOR(pg_catalog.<=) 2 AND "dp_maxrows" OPERATOR(pg_catalog.<=) 3) ' \
-           'AND (("n" OPERATOR(pg_catalog.>) 3)) UNION ALL' in on_copy.replace("dp_groups OPERATOR", '"dp_groups" OPERATOR').replace("dp_maxrows OPERATOR", '"dp_maxrows" OPERATOR')
+    # on a bounded copy: its parts are split by the bounds (units within them: every row kept)
+    parts = [select for _, select in rewrite.copy_parts_sql(p, "c")]
+    assert parts[0].endswith('FROM dp_internal."c_all" WHERE (dp_groups OPERATOR(pg_catalog.<=) 2 AND '
+                             "dp_maxrows OPERATOR(pg_catalog.<=) 3)")
+    assert "NOT (dp_groups" in parts[1] and "(dp_row OPERATOR(pg_catalog.<=) 3 AND dp_group OPERATOR(pg_catalog.<=) 2)" in parts[1]
+    where = '(("n" OPERATOR(pg_catalog.>) 3))'
+    # no unit disturbed by the WHERE: the kept rows that pass, no ranking
+    assert rewrite.rewrite_on_copy(p, "c", []).count("row_number") == 0
+    assert f'FROM dp_internal."c_b" AS "t" WHERE {where}' in rewrite.rewrite_on_copy(p, "c", [])
+    # disturbed units are ranked again over their rows that pass, the others keep their kept rows
+    some = rewrite.rewrite_on_copy(p, "c", [7, -9])
+    assert "NOT dp_uh OPERATOR(pg_catalog.=) ANY (CAST('{7,-9}' AS pg_catalog.int8[]))" in some
+    assert f"FROM dp_internal.\"c_c\" AS \"t\" WHERE dp_uh OPERATOR(pg_catalog.=) ANY (CAST('{{7,-9}}' AS " \
+           f"pg_catalog.int8[])) AND {where}" in some and "row_number" in some
+    # too many to list: every unit beyond the bounds is ranked again
+    assert f'FROM dp_internal."c_c" AS "t" WHERE {where}' in rewrite.rewrite_on_copy(p, "c", None)
+    assert rewrite.disturbed_units_sql(p, "c").startswith('SELECT DISTINCT dp_uh AS c0 FROM dp_internal."c_b"')
     plain = plan_of("SELECT g, sum(x) FROM t GROUP BY g", meta(unit="id", rows=3, groups=2))
-    assert "UNION" not in rewrite.rewrite_on_copy(plain, "dp_internal.c")
+    assert "row_number" not in rewrite.rewrite_on_copy(plain, "c")
 
 
 def test_missing_bounds_and_unknown_columns():

@@ -101,7 +101,7 @@ def strings_with_backslash_are_e_strings(sql_text):
 def test_attack_backslash_quote_keeps_two_plain_comparisons():
     sql = r"SELECT count(*) FROM t WHERE city = 'a\' AND city = ' OR f() --'"
     p = plan_of(sql)
-    for text in (p.sql, rewrite.rewrite_on_copy(p, "dp_internal.copy")):
+    for text in (p.sql, rewrite.rewrite_on_copy(p, "copy")):
         where = tree(text).whereClause
         values = [c.rexpr.val.sval for c in nodes(where, ast.A_Expr)
                   if isinstance(c.lexpr, ast.ColumnRef) and names(c.lexpr.fields) == ("city",)]
@@ -162,7 +162,12 @@ def test_attack_functions_operators_and_casts_schema_qualified():
            " AND n IS DISTINCT FROM 4 AND NOT (s IS NOT DISTINCT FROM 2) AND d >= '2020-01-01' GROUP BY g")
     for m in (meta(), meta(unit="id", rows=2, groups=3)):
         p = plan_of(sql, m)
-        for text in (p.sql, rewrite.rewrite_on_copy(p, "dp_internal.copy"), rewrite.bounded_copy_sql(p)):
+        texts = [p.sql, rewrite.rewrite_on_copy(p, "copy"), rewrite.bounded_copy_sql(p),
+                 rewrite.rewrite_on_copy(p, "copy", []), rewrite.rewrite_on_copy(p, "copy", [1]),
+                 rewrite.disturbed_units_sql(p, "copy")]
+        if m.unit_column:
+            texts += [select for _, select in rewrite.copy_parts_sql(p, "copy")]
+        for text in texts:
             if text is None:
                 continue
             t = tree(text)
@@ -334,4 +339,4 @@ def test_attack_rewrites_are_single_complete_statements():
     for m in (meta(), meta(unit="id", rows=2, groups=2)):
         p = plan_of(sql, m)
         tree(p.sql)
-        tree(rewrite.rewrite_on_copy(p, 'dp_internal."copy"'))
+        tree(rewrite.rewrite_on_copy(p, 'copy'))

@@ -39,13 +39,16 @@ INSUFFICIENT = "53400"
 
 @dataclass(frozen=True)
 class Cost:
-    """What one release (or a sum of releases) costs: a zCDP part and an approximate-DP part."""
+    """What one release (or a sum of releases) costs: a zCDP part and an approximate-DP part
+    (floats, or exact Decimals where the question states them: a pure-epsilon charge is as asked)."""
     rho: float = 0.0
-    epsilon: float = 0.0
-    delta: float = 0.0
+    epsilon: float | Decimal = 0.0
+    delta: float | Decimal = 0.0
 
     def __add__(self, other: "Cost") -> "Cost":
-        return Cost(self.rho + other.rho, self.epsilon + other.epsilon, self.delta + other.delta)
+        def add(a, b):
+            return _dec(a) + _dec(b) if isinstance(a, Decimal) or isinstance(b, Decimal) else a + b
+        return Cost(self.rho + other.rho, add(self.epsilon, other.epsilon), add(self.delta, other.delta))
 
     @property
     def zero(self) -> bool:
@@ -63,8 +66,8 @@ class Spent:
         return Spent(self.rho + _dec(cost.rho), self.epsilon + _dec(cost.epsilon), self.delta + _dec(cost.delta))
 
 
-def _dec(x: float) -> Decimal:
-    return Decimal(repr(float(x)))
+def _dec(x) -> Decimal:
+    return x if isinstance(x, Decimal) else Decimal(repr(float(x)))
 
 
 @lru_cache(maxsize=4096)
@@ -140,7 +143,17 @@ def guarantee(spent: Spent, delta_granted: Decimal) -> tuple[Decimal, Decimal]:
 
 
 def _up(x: Decimal) -> Decimal:
-    return x.quantize(QUANTUM, rounding=ROUND_CEILING) if x else Decimal(0)
+    """x rounded up to QUANTUM, without trailing zeros (1.5, not 1.5000000000)."""
+    if not x:
+        return Decimal(0)
+    up = x.quantize(QUANTUM, rounding=ROUND_CEILING) if x.as_tuple().exponent < QUANTUM.as_tuple().exponent else x
+    return _plain(up)
+
+
+def _plain(x: Decimal) -> Decimal:
+    """A decimal without trailing zeros or exponent (numeric shows it as written)."""
+    x = x.normalize()
+    return x.quantize(Decimal(1)) if x.as_tuple().exponent > 0 else x
 
 
 def uses_zcdp(delta_granted) -> bool:
@@ -183,8 +196,8 @@ def charge(before: Spent, shown_before: tuple[Decimal, Decimal], cost: Cost,
             return Charge(after, *shown_before, Decimal("Infinity"), Decimal(0))
         eps_after = max(eps_after, Decimal(shown_before[0]))
         delta_after = max(delta_after, Decimal(shown_before[1]))
-        return Charge(after, eps_after, delta_after, eps_after - Decimal(shown_before[0]),
-                      delta_after - Decimal(shown_before[1]))
+        return Charge(after, eps_after, delta_after, _plain(eps_after - Decimal(shown_before[0])),
+                      _plain(delta_after - Decimal(shown_before[1])))
     if after.delta > delta_granted or (after.rho > 0 and after.delta >= delta_granted):
         raise DPError(f"insufficient budget: this query needs delta {_dec(cost.delta)}; remaining delta "
                       f"{max(Decimal(0), delta_granted - before.delta)}",
@@ -194,11 +207,11 @@ def charge(before: Spent, shown_before: tuple[Decimal, Decimal], cost: Cost,
     eps_after = max(eps_after, Decimal(shown_before[0]))
     delta_after = max(delta_after, Decimal(shown_before[1]))
     if eps_after > epsilon_granted:
-        raise DPError(f"insufficient budget: this query costs epsilon {eps_after - Decimal(shown_before[0])}, "
-                      f"delta {delta_after - Decimal(shown_before[1])}; remaining epsilon "
-                      f"{epsilon_granted - Decimal(shown_before[0])}, delta "
-                      f"{max(Decimal(0), delta_granted - Decimal(shown_before[1]))}",
+        raise DPError(f"insufficient budget: this query costs epsilon {_plain(eps_after - Decimal(shown_before[0]))}, "
+                      f"delta {_plain(delta_after - Decimal(shown_before[1]))}; remaining epsilon "
+                      f"{_plain(epsilon_granted - Decimal(shown_before[0]))}, delta "
+                      f"{_plain(max(Decimal(0), delta_granted - Decimal(shown_before[1])))}",
                       hint="See dp.my_budget() and dp.cost(query); ask an administrator for more budget "
                            "or ask a cheaper question.", sqlstate=INSUFFICIENT)
-    return Charge(after, eps_after, delta_after, eps_after - Decimal(shown_before[0]),
-                  delta_after - Decimal(shown_before[1]))
+    return Charge(after, eps_after, delta_after, _plain(eps_after - Decimal(shown_before[0])),
+                  _plain(delta_after - Decimal(shown_before[1])))

@@ -2,10 +2,13 @@
 
 Bounding a privacy unit's contributions needs window functions over the whole
 table (a sort by unit): 13-15x a native aggregate on 10M rows.  The gateway keeps,
-per protected table and GROUP BY column set, a copy of the table with those ranks
-(pg_dp.query.plan.bounded_copy_sql), in dp_internal (no access for anyone but the
-extension owner), rebuilt when the table's data version changes.  Queries filter
-the copy on the ranks and run at native speed.  At most `bounded_copies` copies are
+per protected table, GROUP BY key set and contribution bounds, a copy of the table
+with each row's priorities and ranks (rewrite.bounded_copy_sql), split in three
+tables (rewrite.copy_parts_sql: the rows of units within the bounds, the kept rows of
+the others, their other rows), in dp_internal (no access for anyone but the
+extension owner), rebuilt when the table's data version changes.  Questions read
+the parts they need at native speed (rewrite.rewrite_on_copy: filter first, and only
+the units a WHERE disturbs are ranked again).  At most `bounded_copies` copies are
 kept per table (least recently used go first); 0 turns copies off.
 
 A table that reaches its privacy unit through foreign keys (invoice_line -> invoice ->
@@ -34,7 +37,7 @@ MAX_PLACEHOLDERS = 64     # such key sets remembered per table
 
 
 def copy_for(plan) -> str | None:
-    """A current bounded copy for this plan (built if needed), or None to bound per query.
+    """The name of a current bounded copy for this plan (built if needed), or None to bound per query.
 
     A copy is built the second time a GROUP BY column set is asked (the first
     time the query bounds itself), so cycling through new key sets costs the
@@ -47,10 +50,10 @@ def copy_for(plan) -> str | None:
     if build is None or _limit() == 0:
         return None
     meta = plan.meta
-    keys = plan.key_set          # the GROUP BY keys (and the time zone, when a key depends on it)
+    # the GROUP BY keys (and the time zone, when a key depends on it), and the bounds the parts are for
+    keys = f"{plan.key_set}|rows={plan.bounds.rows}|groups={plan.bounds.groups}"
     digest = hashlib.sha256(f"{meta.relid}:{keys}".encode()).hexdigest()[:12]
     name = f"bounded_{meta.relid}_{digest}"
-    qualified = f"dp_internal.{name}"
     try:
         with db.subtransaction():
             shape = db.execute(
@@ -72,22 +75,25 @@ def copy_for(plan) -> str | None:
                 "SELECT data_version, columns, built_at > pg_catalog.pg_postmaster_start_time() AS since_start, "
                 "pg_catalog.to_regclass($3) IS NOT NULL AS present "
                 "FROM dp_internal.bounded_copies WHERE relid = $1 AND keys = $2 FOR UPDATE",
-                [meta.relid, keys, qualified], ["oid", "text", "text"])
+                [meta.relid, keys, rewrite.copy_table(name, "c")], ["oid", "text", "text"])
             # stale: older data, another table shape (ALTER TABLE bumps no data version), or
             # built before a crash restart (which empties an unlogged table)
             if row and row[0]["data_version"] == meta.data_version and row[0]["columns"] == shape \
                     and row[0]["since_start"] and row[0]["present"]:
                 db.execute("UPDATE dp_internal.bounded_copies SET last_used = clock_timestamp() "
                            "WHERE relid = $1 AND keys = $2", [meta.relid, keys], ["oid", "text"])
-                return qualified
-            db.drop_table_if_present(qualified)
-            db.execute(f"CREATE UNLOGGED TABLE {qualified} AS {build}")
+                return name
+            _drop(name)
+            db.execute(f"CREATE UNLOGGED TABLE {rewrite.copy_table(name, 'all')} AS {build}")
+            for table, select in rewrite.copy_parts_sql(plan, name):
+                db.execute(f"CREATE UNLOGGED TABLE {table} AS {select}")
+            db.execute(f"DROP TABLE {rewrite.copy_table(name, 'all')}")
             db.execute(
                 "UPDATE dp_internal.bounded_copies SET relname = $3, data_version = $4, columns = $5, "
                 "built_at = clock_timestamp(), last_used = clock_timestamp() WHERE relid = $1 AND keys = $2",
                 [meta.relid, keys, name, meta.data_version, shape], ["oid", "text", "name", "int8", "text"])
             _evict(meta.relid)
-            return qualified
+            return name
     except Exception as e:
         if not db.is_spi_error(e):
             raise
@@ -108,4 +114,10 @@ def _evict(relid: int):
             "FROM dp_internal.bounded_copies WHERE relid = $1 AND data_version <> $3 "
             "ORDER BY last_used DESC OFFSET $2) RETURNING relname",
             [relid, _limit(), PLACEHOLDER], ["oid", "int4", "int8"]):
-        db.drop_table_if_present(f"dp_internal.{r['relname']}")
+        _drop(r["relname"])
+
+
+def _drop(name: str):
+    """A copy's tables (and a build left half-done)."""
+    for part in rewrite.PARTS + ("all",):
+        db.drop_table_if_present(rewrite.copy_table(name, part))

@@ -382,13 +382,15 @@ def _budgets(plan: Plan, selection: float, selection_delta: float, estimate):
         for m, part in zip(plan.measurements, parts):
             m.budget = rho * part / zcdp_eps
         b.estimate_budget = rho * estimate_eps / zcdp_eps if estimate_eps else 0.0
-        plan.cost = accountant.Cost(rho=rho, epsilon=selection_eps, delta=selection_delta if selection else 0.0)
+        plan.cost = accountant.Cost(rho=rho, epsilon=selection_eps,
+                                    delta=Decimal(str(selection_delta)) if selection else Decimal(0))
     else:
         for m, part in zip(plan.measurements, parts):
             m.budget = part
         b.estimate_budget = estimate_eps
-        plan.cost = accountant.Cost(epsilon=sum(parts) + estimate_eps + selection_eps,
-                                    delta=selection_delta if selection else 0.0)
+        # pure epsilon: the charge is the statement's epsilon as asked (the shares are rounded down)
+        plan.cost = accountant.Cost(epsilon=plan.epsilon,
+                                    delta=Decimal(str(selection_delta)) if selection else Decimal(0))
 
 
 def _calibrate(plan: Plan):

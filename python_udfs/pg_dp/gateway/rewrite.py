@@ -22,8 +22,9 @@ share: the share dropped is estimated by contributions.py and shown with the ans
 Bounded copies (bounded.py) hold, per key set and data version, every row with its priorities, its
 ranks within its unit when nothing is filtered (dp_row, dp_group), and its unit's group count and
 largest group (dp_groups, dp_maxrows).  A question without WHERE keeps the rows ranked within the
-bounds (native speed); with a WHERE, units within the bounds keep every row that passes (native
-speed), and only the units beyond them are ranked again over their filtered rows.
+bounds (native speed); with a WHERE, units within the bounds keep every row that passes, units beyond
+them whose kept rows all pass keep those (one scan finds the others), and only the remaining units are
+ranked again over their filtered rows.
 """
 
 from __future__ import annotations
@@ -157,39 +158,93 @@ def bounded_copy_sql(plan: Plan) -> str | None:
               f"pg_catalog.count(*) OVER (PARTITION BY {partition}) AS dp_n, {group_rank} AS dp_group "
               f"FROM ({base}) AS b")
     return (f"SELECT s.*, pg_catalog.max(s.dp_group) OVER (PARTITION BY {unit}) AS dp_groups, "
-            f"pg_catalog.max(s.dp_n) OVER (PARTITION BY {unit}) AS dp_maxrows FROM ({ranked}) AS s")
+            f"pg_catalog.max(s.dp_n) OVER (PARTITION BY {unit}) AS dp_maxrows, "
+            f"pg_catalog.hashtextextended(pg_catalog.concat(CAST({unit} AS pg_catalog.text)), 0) AS dp_uh "
+            f"FROM ({ranked}) AS s")
 
 
-def rewrite_on_copy(plan: Plan, copy: str) -> str:
-    """The rewrite of a unit-bounded question over its bounded copy (see bounded_copy_sql).
+MAX_RANKED_UNITS = 10_000      # units ranked again by name; beyond, every unit beyond the bounds is
+PARTS = ("a", "b", "c")        # a bounded copy's tables: see copy_parts_sql
 
-    `copy` is the copy's (quoted, qualified) name.  The statement has the same WHERE and aggregates
-    as plan.sql, over a table with the same columns (and more): preparing plan.sql validates it."""
+
+def _within(plan: Plan) -> tuple[str, str]:
+    """(unit within the bounds on the whole table, row kept on the whole table) over a copy's columns."""
+    k, g = str(int(plan.bounds.rows)), str(int(plan.bounds.groups))
+    within = f"({operator('dp_groups', '<=', g)} AND {operator('dp_maxrows', '<=', k)})"
+    kept = f"({operator('dp_row', '<=', k)} AND {operator('dp_group', '<=', g)})"
+    return within, kept
+
+
+def copy_table(name: str, part: str) -> str:
+    """The qualified name of one table of the bounded copy `name` (bounded.py's relname)."""
+    return f"dp_internal.{quote_ident(f'{name}_{part}')}"
+
+
+def copy_parts_sql(plan: Plan, name: str) -> list[tuple[str, str]]:
+    """(table, SELECT) splitting the copy's rows (bounded_copy_sql, kept in its table "all") into its three
+    tables, for the plan's bounds: a, the rows of units within the bounds (all kept, whatever the filter);
+    b, the rows kept of the units beyond them; c, their other rows.  A question reads the parts it needs."""
+    within, kept = _within(plan)
+    source = copy_table(name, "all")
+    return [(copy_table(name, "a"), f"SELECT * FROM {source} WHERE {within}"),
+            (copy_table(name, "b"), f"SELECT * FROM {source} WHERE NOT {within} AND {kept}"),
+            (copy_table(name, "c"), f"SELECT * FROM {source} WHERE NOT {within} AND NOT {kept}")]
+
+
+def disturbed_units_sql(plan: Plan, name: str) -> str | None:
+    """Units beyond the bounds whose rows kept on the whole table do not all pass the WHERE: only those
+    must be ranked again over their filtered rows (at most MAX_RANKED_UNITS + 1 of them, as dp_uh)."""
+    if plan.query.where is None or not plan.meta.unit_column:
+        return None
+    where = where_sql(plan.query, plan.meta)
+    return (f"SELECT DISTINCT dp_uh AS c0 FROM {copy_table(name, 'b')} AS {quote_ident(plan.query.alias or plan.meta.table)} "
+            f"WHERE ({where}) IS NOT TRUE LIMIT {MAX_RANKED_UNITS + 1}")
+
+
+def rewrite_on_copy(plan: Plan, name: str, disturbed: list[int] | None = None) -> str:
+    """The rewrite of a unit-bounded question over its bounded copy (bounded_copy_sql, copy_parts_sql).
+
+    `name` is the copy's name (bounded.py); `disturbed`: the units disturbed_units_sql found (None: not
+    looked for, or too many).  The statement has the same WHERE and aggregates as plan.sql, over tables
+    with the same columns (and more): preparing plan.sql validates it.
+
+    Filter first, per unit: a unit within the bounds on the whole table keeps every row that passes;
+    a unit beyond them whose kept rows all pass keeps exactly those (they are still its lowest-priority
+    groups and rows among the rows that pass); the others are ranked again over the rows that pass."""
     q = plan.query
     alias = quote_ident(q.alias or plan.meta.table)
     keys = [kp.sql for kp in plan.keys]
     select = _select_list(plan, keys)
     group = f" GROUP BY {', '.join(keys)}" if keys else ""
-    if not plan.meta.unit_column:      # nothing to bound (copies are made for units only)
-        where = f" WHERE {where_sql(q, plan.meta)}" if q.where is not None else ""
-        return f"SELECT {select} FROM {copy} AS {alias}{where}{group}"
-    if q.where is None:         # the ranks on the whole table are the ranks of the question's rows
-        return f"SELECT {select} FROM {copy} AS {alias} WHERE {' AND '.join(_bounding(plan, keys))}{group}"
-    where = where_sql(q, plan.meta)
-    k, g = str(int(plan.bounds.rows)), str(int(plan.bounds.groups))
-    within = f"({operator('dp_groups', '<=', g)} AND {operator('dp_maxrows', '<=', k)})"
     needed = ", ".join(_needed(plan))
+    a, b, c = (copy_table(name, p) for p in PARTS)
+    if not plan.meta.unit_column:       # copies are made for units only; a row is its own unit
+        where = f" WHERE ({where_sql(q, plan.meta)})" if q.where is not None else ""
+        return f"SELECT {select} FROM {a} AS {alias}{where}{group}"
+    if q.where is None:         # the ranks on the whole table are the ranks of the question's rows
+        return f"SELECT {select} FROM (SELECT {needed} FROM {a} UNION ALL SELECT {needed} FROM {b}) AS {alias}{group}"
+    where = f"({where_sql(q, plan.meta)})"
+    if disturbed is not None and not disturbed:
+        return (f"SELECT {select} FROM (SELECT {needed} FROM {a} AS {alias} WHERE {where} UNION ALL "
+                f"SELECT {needed} FROM {b} AS {alias} WHERE {where}) AS {alias}{group}")
     unit = quote_ident(plan.meta.unit_column)
-    # units within the bounds on the whole table are within them on any subset: every row that passes
     one = cast("1", "int8")
-    fast = f"SELECT {needed}, {one} AS dp_row, {one} AS dp_group FROM {copy} AS {alias} WHERE {within} AND ({where})"
     ranks = _ranks(unit, keys)
     if not keys:
         ranks.append(f"{one} AS dp_group")
-    # the others: ranked again over the rows that pass, by the same priorities
-    slow = (f"SELECT {needed}, {', '.join(ranks)} FROM {copy} AS {alias} "
-            f"WHERE NOT {within} AND ({where})")
-    return (f"SELECT {select} FROM ({fast} UNION ALL {slow}) AS {alias} "
+    parts = [f"SELECT {needed}, {one} AS dp_row, {one} AS dp_group FROM {a} AS {alias} WHERE {where}"]
+    if disturbed is None:       # every unit beyond the bounds is ranked again over its rows that pass
+        again = f"SELECT {needed}, dp_rp, dp_gp FROM {b} AS {alias} WHERE {where} UNION ALL " \
+                f"SELECT {needed}, dp_rp, dp_gp FROM {c} AS {alias} WHERE {where}"
+    else:
+        listed = cast(sql_literal("{" + ",".join(str(int(u)) for u in disturbed) + "}"), "int8[]")
+        parts.append(f"SELECT {needed}, {one} AS dp_row, {one} AS dp_group FROM {b} AS {alias} "
+                     f"WHERE {where} AND NOT dp_uh OPERATOR(pg_catalog.=) ANY ({listed})")
+        again = " UNION ALL ".join(
+            f"SELECT {needed}, dp_rp, dp_gp FROM {t} AS {alias} WHERE dp_uh OPERATOR(pg_catalog.=) ANY ({listed}) "
+            f"AND {where}" for t in (b, c))
+    parts.append(f"SELECT {needed}, {', '.join(ranks)} FROM ({again}) AS {alias}")
+    return (f"SELECT {select} FROM ({' UNION ALL '.join(parts)}) AS {alias} "
             f"WHERE {' AND '.join(_bounding(plan, keys))}{group}")
 
 

@@ -56,7 +56,9 @@ SELECT epsilon_spent, delta_spent FROM dp.my_budget();
 SELECT statement, mechanism, epsilon, delta FROM dp.ledger ORDER BY id;
 
 -- analyst errors: each names the offending part and gives a hint
-SELECT * FROM dp.query_json('SELECT max(age) FROM regress_staff');
+SELECT * FROM dp.query_json('SELECT string_agg(city, '','') FROM regress_staff');
+-- min and max are DP quantiles near the ends (salaries are 1000..5999)
+SELECT (r->>'max')::float8 BETWEEN 5850 AND 6000 AS max_ok FROM dp.query_json('SELECT max(salary) FROM regress_staff', 0.5) r;
 SELECT * FROM dp.query_json('SELECT age FROM regress_staff');
 SELECT * FROM dp.query_json('SELECT count(*) FROM regress_staff WHERE 1 / age > 0');
 SELECT * FROM dp.query_json('SELECT count(*) FROM regress_staff WHERE city::int > 0');

@@ -19,8 +19,12 @@ SELECT ward, abs(n - CASE ward WHEN 'north' THEN 15000 ELSE 5000 END) < 200 AS n
 FROM (SELECT ward, count(*) AS n, avg(days) AS mean_days FROM regress_visits GROUP BY ward) AS virtual_table
 ORDER BY ward;
 SELECT epsilon_spent, epsilon_remaining, default_epsilon, max_epsilon FROM dp.my_budget();
+-- max is a DP quantile near 1 (days are 0..29), and a filter drop-down is the public key set, free
+SELECT max(days) BETWEEN 27 AND 30 AS max_ok FROM regress_visits;
+SELECT ward FROM regress_visits GROUP BY ward ORDER BY ward;
+SELECT DISTINCT ward FROM regress_visits ORDER BY 1;
 -- refusals, nothing charged
-SELECT max(days) FROM regress_visits;
+SELECT string_agg(ward, ',') FROM regress_visits;
 SELECT days FROM regress_visits WHERE id = 7;
 SELECT count(*) FROM regress_visits WHERE id IN (SELECT id FROM regress_visits WHERE days = 3);
 WITH v AS (SELECT * FROM regress_visits) SELECT count(*) FROM v;
