@@ -68,6 +68,8 @@ CREATE TABLE dp_internal.ledger (
     epsilon       numeric NOT NULL,            -- what it added to the budget's epsilon_spent, delta_spent
     delta         numeric NOT NULL,
     rho           numeric NOT NULL DEFAULT 0,  -- its zCDP part (Gaussian releases)
+    asked_epsilon numeric,                     -- the epsilon the statement was asked at (zCDP: its rho's
+                                               -- conversion alone; the charge above is what it added)
     data_version  bigint NOT NULL,
     cache_key     text NOT NULL,
     at            timestamptz NOT NULL DEFAULT clock_timestamp()
@@ -213,7 +215,7 @@ WHERE b.role = (SELECT oid FROM pg_catalog.pg_roles WHERE rolname = current_user
 
 CREATE VIEW dp.ledger WITH (security_barrier) AS
 SELECT l.id, l.role::regrole AS role, l.dataset, l.statement, l.mechanism, l.epsilon, l.delta,
-       l.data_version, l.at, l.rho
+       l.data_version, l.at, l.rho, l.asked_epsilon
 FROM dp_internal.ledger l
 WHERE l.role = (SELECT oid FROM pg_catalog.pg_roles WHERE rolname = current_user)
    OR dp_internal.is_admin();

@@ -51,7 +51,7 @@ REVOKE ALL ON FUNCTION dp_internal.executor_handle(oid, text, text) FROM PUBLIC;
 CREATE FUNCTION dp_internal.charge(p_role oid, p_dataset text, p_epsilon numeric, p_delta numeric,
                                    p_rho numeric, p_basic_epsilon numeric, p_basic_delta numeric,
                                    p_statement text, p_mechanism text, p_data_version bigint,
-                                   p_cache_key text, p_epsilon_total numeric)
+                                   p_cache_key text, p_epsilon_total numeric, p_asked_epsilon numeric)
 RETURNS text
 LANGUAGE plpgsql VOLATILE SECURITY INVOKER
 SET search_path = pg_catalog, pg_temp
@@ -91,13 +91,15 @@ BEGIN
     UPDATE dp_internal.datasets SET epsilon_spent = epsilon_spent + p_epsilon,
                                     delta_spent = delta_spent + p_delta
     WHERE name = p_dataset AND (epsilon_cap IS NOT NULL OR delta_cap IS NOT NULL);
-    INSERT INTO dp_internal.ledger (role, dataset, statement, mechanism, epsilon, delta, rho, data_version, cache_key)
-    VALUES (p_role, p_dataset, p_statement, p_mechanism, p_epsilon, p_delta, p_rho, p_data_version, p_cache_key)
+    INSERT INTO dp_internal.ledger (role, dataset, statement, mechanism, epsilon, delta, rho, asked_epsilon,
+                                    data_version, cache_key)
+    VALUES (p_role, p_dataset, p_statement, p_mechanism, p_epsilon, p_delta, p_rho, p_asked_epsilon,
+            p_data_version, p_cache_key)
     RETURNING id INTO ledger_id;
     RETURN 'ok ' || ledger_id;
 END $$;
 REVOKE ALL ON FUNCTION dp_internal.charge(oid, text, numeric, numeric, numeric, numeric, numeric, text, text,
-                                          bigint, text, numeric) FROM PUBLIC;
+                                          bigint, text, numeric, numeric) FROM PUBLIC;
 
 -- dp.create_view keeps the question here, not in the view's definition (pg_views is public).
 CREATE TABLE dp_internal.views (
@@ -250,7 +252,7 @@ COMMENT ON AGGREGATE dp_internal.exact_sum(double precision, double precision, d
 COMMENT ON AGGREGATE dp_internal.exact_var(double precision, double precision, double precision) IS 'Internal: exact clamped moments state for the gateway (no noise; not executable by users)';
 COMMENT ON AGGREGATE dp_internal.exact_quantile(double precision, double precision, double precision, double precision) IS 'Internal: exact quantile histogram state for the gateway (no noise; not executable by users)';
 COMMENT ON TABLE dp_internal.bounded_copies IS 'Copies of protected tables with contribution-bounding ranks, one per GROUP BY column set and data version';
-COMMENT ON FUNCTION dp_internal.charge(oid, text, numeric, numeric, numeric, numeric, numeric, text, text, bigint, text, numeric) IS 'Internal: charge a budget and write the ledger (run by the executor, in a transaction it commits before computing)';
+COMMENT ON FUNCTION dp_internal.charge(oid, text, numeric, numeric, numeric, numeric, numeric, text, text, bigint, text, numeric, numeric) IS 'Internal: charge a budget and write the ledger (run by the executor, in a transaction it commits before computing)';
 COMMENT ON FUNCTION dp_internal.executor_call(text, text) IS 'Internal: hand a request to this session''s privileged executor (a background worker); the front door of every dp.* analyst function';
 COMMENT ON FUNCTION dp_internal.executor_retire() IS 'Internal: in the executor, leave after this request (its role holds no budget, so it keeps no worker slot)';
 COMMENT ON FUNCTION dp_internal.executor_pid() IS 'Internal: PID of this session''s executor, NULL when none runs';

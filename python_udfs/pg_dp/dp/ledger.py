@@ -65,8 +65,9 @@ def _lock_timeout():
 
 
 def charge(role: int, dataset: str, cost: accountant.Cost, statement: str,
-           mechanism: str, data_version: int, cache_key: str) -> int:
-    """Charge the role's budget (committed by the executor at the next yield); the ledger id, or a refusal."""
+           mechanism: str, data_version: int, cache_key: str, asked: Decimal | None = None) -> int:
+    """Charge the role's budget (committed by the executor at the next yield); the ledger id, or a refusal.
+    asked: the epsilon the statement was asked at (the ledger shows it next to what the charge added)."""
     _lock_timeout()
     try:
         with db.subtransaction():
@@ -76,12 +77,13 @@ def charge(role: int, dataset: str, cost: accountant.Cost, statement: str,
                               hint="Ask an administrator: dp.grant_budget(role, dataset, epsilon).", sqlstate=NO_BUDGET)
             c = price(b, cost)
             result = db.execute(
-                "SELECT dp_internal.charge($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12) AS r",
+                "SELECT dp_internal.charge($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13) AS r",
                 [role, dataset, str(c.epsilon), str(c.delta), str(c.spent.rho - b.spent.rho),
                  str(c.spent.epsilon - b.spent.epsilon), str(c.spent.delta - b.spent.delta),
-                 statement, mechanism, data_version, cache_key, str(c.epsilon_total)],
+                 statement, mechanism, data_version, cache_key, str(c.epsilon_total),
+                 None if asked is None else str(asked)],
                 ["oid", "text", "numeric", "numeric", "numeric", "numeric", "numeric", "text", "text", "int8",
-                 "text", "numeric"])[0]["r"]
+                 "text", "numeric", "numeric"])[0]["r"]
     except Exception as e:
         if db.is_spi_error(e) and db.sqlstate(e) == "55P03":
             raise DPError("the budget is locked by another transaction",

@@ -81,9 +81,10 @@ class Estimate:
     scale: float        # noise scale of a cell
     kind: str = "laplace"
 
-    def floor(self) -> float:
-        """The count an empty cell's noise exceeds with probability FALSE_CELLS / cells."""
-        cells = max(1, len(self.ga) * len(self.ga[0]))
+    def floor(self, cells: int | None = None) -> float:
+        """The count an empty cell's noise exceeds with probability FALSE_CELLS / cells (the 2-D
+        histogram's cells unless told)."""
+        cells = max(1, cells if cells is not None else len(self.ga) * len(self.ga[0]))
         p = FALSE_CELLS / cells
         if self.kind == "gaussian":
             low, high = 0.0, 40.0          # P(Z > t) = erfc(t / sqrt 2) / 2
@@ -94,24 +95,34 @@ class Estimate:
         return self.scale * math.log(1 / (2 * p))   # discrete Laplace: P(X > t) <= exp(-t / b) / 2
 
     def _quantile_edge(self, counts: list, e: list, ceiling: int) -> int:
-        clamped = [max(0.0, c) for c in counts]
-        total = sum(clamped)
+        """The edge below which QUANTILE of the units lie (counts: cleared, non-negative)."""
+        total = sum(counts)
         if total <= 0:
             return min(1, ceiling)
         run = 0.0
-        for i, c in enumerate(clamped):
+        for i, c in enumerate(counts):
             run += c
             if run >= QUANTILE * total:
                 return max(1, min(e[i], ceiling))
         return ceiling
 
+    def _cleared(self, counts: list, cells: int) -> list:
+        """Counts with the cells an empty cell's noise could reach set to 0 (the noise of hundreds of
+        empty cells would otherwise push a quantile up); when none clears, the counts clamped at 0."""
+        floor = self.floor(cells)
+        cleared = [c if c > floor else 0.0 for c in counts]
+        return cleared if sum(cleared) > 0 else [max(0.0, c) for c in counts]
+
     def bounds(self, b) -> tuple[int, int]:
         """(rows, groups) for plan.Bounds b: its fixed values, else the estimate's under the ceilings."""
-        rows = b.rows if b.rows_fixed else self._quantile_edge(self.m, self.m_edges, b.rows_ceiling)
+        rows = b.rows if b.rows_fixed else \
+            self._quantile_edge(self._cleared(self.m, len(self.m)), self.m_edges, b.rows_ceiling)
         if b.groups_fixed:
             groups = b.groups
         else:
-            per_g = [sum(row) for row in self.ga]
+            width = len(self.ga[0])
+            flat = self._cleared([c for row in self.ga for c in row], len(self.ga) * width)
+            per_g = [sum(flat[i * width:(i + 1) * width]) for i in range(len(self.ga))]
             groups = self._quantile_edge(per_g, self.g_edges, b.groups_ceiling)
         return int(rows), int(groups)
 

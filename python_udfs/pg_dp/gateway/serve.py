@@ -209,7 +209,7 @@ def answer(sql, epsilon=None, delta=None, expect=None, session_epsilon=None, par
                              _cached_detail(key, plan))
         return columns, answering.present(plan, cached)
     ledger_id = ledger.charge(role, plan.meta.dataset, plan.cost, plan.query.normalized,
-                              plan.mechanism, plan.meta.data_version, key)
+                              plan.mechanism, plan.meta.data_version, key, asked=plan.epsilon)
     yield                                   # the executor commits the charge
     try:
         db.execute("SELECT pg_catalog.set_config('track_counts', 'off', true)")

@@ -412,7 +412,7 @@ class Run:
         ledger_id = ledger.charge(self.role, dataset, cost if cost is not None else self.cost(), statement,
                                   "synthesis: MST (Gaussian marginals, exponential selection) + DP counts "
                                   "(Laplace; the row count Gaussian in zCDP when nothing is discovered)",
-                                  self.t.data_version, f"synthesis:{uuid.uuid4().hex}")
+                                  self.t.data_version, f"synthesis:{uuid.uuid4().hex}", asked=epsilon)
         self.phase(f"charged epsilon {epsilon}, delta {delta} to dataset {dataset} (ledger id {ledger_id})")
         return ledger_id
 
