@@ -308,3 +308,33 @@ def test_min_and_max_as_dp_quantiles(conn, dash):
         # 50,000 orders a region: the DP 1st percentile lies between the true 0.5th and 2nd
         assert float(lo1) - 1 <= rows[region]["lo"] <= float(lo2) + 1, (region, rows[region], truth[region])
         assert float(hi1) - 1 <= rows[region]["hi"] <= float(hi2) + 1, (region, rows[region], truth[region])
+
+
+def test_attack_tiny_epsilon_charged_then_refused(conn, pg, db):
+    """Before: dp.query(..., 1e-300) was charged 1e-300 (a ledger row, a spent budget), then refused with
+    "epsilon is too small for these bounds".  Every noise is calibrated before the charge now."""
+    conn.execute("DROP ROLE IF EXISTS dash_tiny")
+    conn.execute("CREATE ROLE dash_tiny LOGIN")
+    conn.execute("SELECT dp.grant_budget('dash_tiny', 'shop_fixed', 1)")
+    try:
+        with pg.connect(db, user="dash_tiny") as c:
+            for sql in ["SELECT sum(amount) FROM orders_fixed", "SELECT region, avg(amount) FROM orders_fixed GROUP BY region"]:
+                with pytest.raises(Exception) as e:
+                    ask(c, sql, 1e-300)
+                assert "epsilon" in str(e.value)
+        assert conn.execute("SELECT count(*) FROM dp.ledger WHERE role = 'dash_tiny'::regrole").fetchone()[0] == 0
+        assert spent(conn, "dash_tiny", "shop_fixed") == 0
+    finally:
+        conn.execute("DROP OWNED BY dash_tiny")
+        conn.execute("DROP ROLE dash_tiny")
+
+
+def test_a_large_dropped_share_says_so_with_the_fix(pg, db):
+    """The answer that lost 60% of its rows to bounding (the issue's DBA bounds) comes with a NOTICE
+    naming the fix, and dp.explain's note says how much is dropped."""
+    with pg.connect(db, user="dash") as c:
+        notices = []
+        c.add_notice_handler(lambda d: notices.append((d.message_primary, d.message_hint)))
+        ask(c, "SELECT date_trunc('week', order_date) AS w, count(*) AS n FROM orders_fixed "
+               "GROUP BY date_trunc('week', order_date)", 0.8)
+        assert any("bounding dropped about" in m and "coarser keys" in h for m, h in notices), notices

@@ -384,8 +384,10 @@ def test_selection_delta_is_within_the_charged_delta(selection, analyst):
     threshold, _ = selection
     b_sel = 1.0 / eps_agg(EPS_SEL_STATEMENT, SEL_SHARES)
     p_one = dlap_tail(threshold - 1, b_sel)      # the key's count is 1: kept iff 1 + Z >= T
-    charged = analyst.execute("SELECT delta FROM dp.ledger WHERE dataset = 'gs_sel' ORDER BY id LIMIT 1").fetchone()[0]
-    assert float(charged) == DELTA
+    # the approximate-DP delta each selection adds to the budget (its Gaussian counts use the rest)
+    charged = analyst.execute("SELECT basic_delta_spent FROM dp_internal.budgets WHERE dataset = 'gs_sel'").fetchone()
+    statements = analyst.execute("SELECT count(*) FROM dp.ledger WHERE dataset = 'gs_sel'").fetchone()[0]
+    assert float(charged[0]) == pytest.approx(DELTA * statements, rel=1e-9)
     print(f"\n[statistical] partition selection: T = {threshold}, b = {b_sel:g}, "
           f"P(one-row key kept) = {p_one:.4g}, charged delta = {DELTA:g}")
     assert p_one <= DELTA
@@ -417,10 +419,17 @@ def test_gaussian_public_keys_advertised_scale_and_counts(gaussian_analyst, gaus
     released = np.concatenate([gauss_draws[8].ravel(), gauss_draws[None].ravel()])
     H.report(f"gateway Gaussian empty public keys, {len(released)} counts (max(0, N({sigma:g})))",
              H.dgauss_gof_with_power(released, sigma, cdf_factory=H.clamped_dgauss_cdf))
-    # zCDP accounting: N_GAUSS statements of epsilon 5 cost OpenDP's conversion of N_GAUSS rhos, not 5 N_GAUSS
-    spent = conn.execute("SELECT epsilon_spent FROM dp.budgets WHERE role = %s::regrole AND dataset = 'gs_pub'",
-                         [f"{ROLE}_z"]).fetchone()[0]
-    assert float(spent) < EPS_STATEMENT * math.sqrt(N_GAUSS) * 1.5
+    # zCDP accounting: N_GAUSS statements of epsilon 5 cost OpenDP's conversion of N_GAUSS times their rho,
+    # far less than basic composition's 5 N_GAUSS
+    spent, rho = conn.execute("SELECT epsilon_spent, rho_spent FROM dp.budgets WHERE role = %s::regrole "
+                              "AND dataset = 'gs_pub'", [f"{ROLE}_z"]).fetchone()
+    assert float(rho) == pytest.approx(N_GAUSS * H.zcdp_rho(EPS_STATEMENT, GAUSS_DELTA), rel=1e-9)
+    import opendp.prelude as dp
+    dp.enable_features("contrib")
+    gauss = dp.m.make_gaussian(dp.atom_domain(T=float, nan=False), dp.absolute_distance(T=float),
+                               scale=1 / math.sqrt(2 * float(rho)))
+    assert float(spent) == pytest.approx(dp.c.make_zCDP_to_approxDP(gauss).map(1.0).epsilon(GAUSS_DELTA), abs=1e-9)
+    assert float(spent) < 0.2 * EPS_STATEMENT * N_GAUSS
 
 
 def test_gaussian_unit_noise_scales_with_the_square_root_of_groups(gaussian_analyst, conn):

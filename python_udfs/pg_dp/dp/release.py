@@ -65,6 +65,12 @@ class Noise:
         scale = self.scale(sensitivity)
         return scale * (Z95 if self.kind == "gaussian" else LN20)
 
+    def argmin_scale(self, sensitivity: int) -> float:
+        """The temperature of argmin: a score that much higher is e times less likely to be chosen."""
+        if self.kind == "gaussian":
+            return mechanisms.zcdp_min_scale(float(sensitivity), self.budget)
+        return mechanisms.noisy_min_scale(sensitivity, self.budget)
+
     def argmin(self, scores: list[int], sensitivity: int) -> int:
         if self.kind == "gaussian":
             return mechanisms.zcdp_argmin(scores, sensitivity, self.budget)

@@ -10,12 +10,15 @@ auto_max_groups_per_unit).
 
 The estimate: for every unit, over the key set's rows of the table (before any WHERE, so that one
 estimate serves every filter of a dashboard), its number of groups G, its mean rows per group A and
-its largest group M; released as two noisy histograms over geometric bins (1, 2, 3, 4, 6, 8, 12, 16,
-..., and finer for A near 1): (G, A) jointly and M.  A unit is in one cell of each, so each histogram has sensitivity 1; they
-share ESTIMATE_SHARE of the question's budget (plan.py) -- Laplace or Gaussian like the question.
-Then, as post-processing:
-  * g = the bin edge below which QUANTILE of the units' G lie; k = the same for M;
-  * the share of rows dropped by (k, g): 1 - sum n (min(G, g) min(A, k)) / sum n G A over the cells
+its largest group M, on geometric bins (1, 2, 3, 4, 6, 8, 12, 16, ..., and finer for A near 1).  Three
+releases share ESTIMATE_SHARE of the question's budget equally (plan.py), each of sensitivity one unit,
+Laplace or Gaussian like the question:
+  * g = a bin edge of G chosen with the exponential mechanism (OpenDP's noisy max, like the DP
+    quantiles) for the QUANTILE of the units' G: score |(1 - q) #{G <= edge} - q #{G > edge}|, plus a
+    penalty of one mechanism temperature per bin, which breaks ties towards the smaller edge (every
+    edge past the largest G scores the same); k = the same for M;
+  * a noisy histogram of (G, A); the share of rows dropped by (k, g), post-processing of it:
+    1 - sum n (min(G, g) min(A, k)) / sum n G A over the cells
     whose noisy count clears a threshold that an empty cell's noise passes with probability
     FALSE_CELLS / cells (a unit with G > g keeps g random groups; its groups have A rows on average,
     of which k are kept): an estimate, never exact.
@@ -77,9 +80,10 @@ class Estimate:
     a_edges: list
     m_edges: list
     ga: list            # noisy unit counts [G bin][A bin]
-    m: list             # noisy unit counts [M bin]
     scale: float        # noise scale of a cell
     kind: str = "laplace"
+    g_index: int = 0    # the bins chosen for G and M (exponential mechanism)
+    m_index: int = 0
 
     def floor(self, cells: int | None = None) -> float:
         """The count an empty cell's noise exceeds with probability FALSE_CELLS / cells (the 2-D
@@ -94,40 +98,15 @@ class Estimate:
             return high * self.scale
         return self.scale * math.log(1 / (2 * p))   # discrete Laplace: P(X > t) <= exp(-t / b) / 2
 
-    def _quantile_edge(self, counts: list, e: list, ceiling: int) -> int:
-        """The edge below which QUANTILE of the units lie (counts: cleared, non-negative)."""
-        total = sum(counts)
-        if total <= 0:
-            return min(1, ceiling)
-        run = 0.0
-        for i, c in enumerate(counts):
-            run += c
-            if run >= QUANTILE * total:
-                return max(1, min(e[i], ceiling))
-        return ceiling
-
-    def _cleared(self, counts: list, cells: int) -> list:
-        """Counts with the cells an empty cell's noise could reach set to 0 (the noise of hundreds of
-        empty cells would otherwise push a quantile up); when none clears, the counts clamped at 0."""
-        floor = self.floor(cells)
-        cleared = [c if c > floor else 0.0 for c in counts]
-        return cleared if sum(cleared) > 0 else [max(0.0, c) for c in counts]
-
     def bounds(self, b) -> tuple[int, int]:
         """(rows, groups) for plan.Bounds b: its fixed values, else the estimate's under the ceilings."""
-        rows = b.rows if b.rows_fixed else \
-            self._quantile_edge(self._cleared(self.m, len(self.m)), self.m_edges, b.rows_ceiling)
-        if b.groups_fixed:
-            groups = b.groups
-        else:
-            width = len(self.ga[0])
-            flat = self._cleared([c for row in self.ga for c in row], len(self.ga) * width)
-            per_g = [sum(flat[i * width:(i + 1) * width]) for i in range(len(self.ga))]
-            groups = self._quantile_edge(per_g, self.g_edges, b.groups_ceiling)
+        rows = b.rows if b.rows_fixed else max(1, min(self.m_edges[self.m_index], b.rows_ceiling))
+        groups = b.groups if b.groups_fixed else max(1, min(self.g_edges[self.g_index], b.groups_ceiling))
         return int(rows), int(groups)
 
-    def dropped(self, rows: int, groups: int) -> float:
-        """Estimated share of the key set's rows that bounding to (rows, groups) drops."""
+    def dropped(self, rows: int, groups: int) -> float | None:
+        """Estimated share of the key set's rows that bounding to (rows, groups) drops (None: too few
+        units for the estimate to tell)."""
         floor = self.floor()
         kept = total = 0.0
         for i, row in enumerate(self.ga):
@@ -138,16 +117,37 @@ class Estimate:
                 a = _representative(self.a_edges, j, continuous=True)
                 total += n * g * a
                 kept += n * min(g, groups) * min(a, rows)
-        return 0.0 if total <= 0 else max(0.0, min(1.0, 1 - kept / total))
+        return None if total <= 0 else max(0.0, min(1.0, 1 - kept / total))
 
     def to_json(self) -> str:
         return json.dumps({"g_edges": self.g_edges, "a_edges": self.a_edges, "m_edges": self.m_edges,
-                           "ga": self.ga, "m": self.m, "scale": self.scale, "kind": self.kind})
+                           "ga": self.ga, "scale": self.scale, "kind": self.kind, "g_index": self.g_index,
+                           "m_index": self.m_index})
 
     @staticmethod
     def from_json(text: str) -> "Estimate":
         d = json.loads(text)
-        return Estimate(d["g_edges"], d["a_edges"], d["m_edges"], d["ga"], d["m"], d["scale"], d["kind"])
+        return Estimate(d["g_edges"], d["a_edges"], d["m_edges"], d["ga"], d["scale"], d["kind"], d["g_index"],
+                        d["m_index"])
+
+
+Q_SCALE = 10                 # quantile scores in tenths of a unit: q = 0.9 makes them integers
+
+
+def _quantile_bin(counts: list, noise: Noise) -> int:
+    """The bin of the QUANTILE of units (counts: exact units per bin), by the exponential mechanism.
+
+    Score of bin i: |(1 - q) #{<= bin i} - q #{> bin i}| (in tenths), which one unit moves by at most
+    max(q, 1 - q); plus i times the mechanism's temperature, so that of equally good bins (all those
+    past the last unit) the smallest is the likeliest by far.  The penalty depends on no row."""
+    q = round(QUANTILE * Q_SCALE)
+    total, below, scores = sum(counts), 0, []
+    for c in counts:
+        below += c
+        scores.append(abs((Q_SCALE - q) * below - q * (total - below)))
+    sensitivity = max(q, Q_SCALE - q)
+    step = noise.argmin_scale(sensitivity)
+    return noise.argmin([s + int(math.ceil(i * step)) for i, s in enumerate(scores)], sensitivity)
 
 
 def _identity(plan) -> tuple[int, str, str]:
@@ -189,10 +189,9 @@ def compute(plan, ledger_id: int) -> Estimate:
     for gb, ab, mb, n in exact:
         ga[int(gb)][int(ab)] += int(n)
         m[int(mb)] += int(n)
-    noise = Noise(plan.accounting.noise, b.estimate_budget).split(2)
-    noisy_ga = [[noise.integer(n, 1) for n in row] for row in ga]
-    noisy_m = [noise.integer(n, 1) for n in m]
-    est = Estimate(g_edges, a_edges, m_edges, noisy_ga, noisy_m, noise.scale(1), noise.kind)
+    noise = Noise(plan.accounting.noise, b.estimate_budget).split(3)     # three releases, a unit in each
+    est = Estimate(g_edges, a_edges, m_edges, [[noise.integer(n, 1) for n in row] for row in ga],
+                   noise.scale(1), noise.kind, _quantile_bin([sum(row) for row in ga], noise), _quantile_bin(m, noise))
     relid, source, keys = _identity(plan)
     db.execute("DELETE FROM dp_internal.contribution_estimates WHERE relid = $1 AND data_version <> $2",
                [relid, plan.meta.data_version], ["oid", "int8"])

@@ -36,6 +36,8 @@ def bounds_note(plan: Plan) -> str:
     share = dropped_share(plan)
     if share is not None:
         text += f"; about {100 * share:.0f}% of the rows dropped by bounding (DP estimate)"
+    elif b.estimate is not None:
+        text += "; the share of rows dropped is not known (too few units for its estimate)"
     elif b.mode == "auto":
         text += f"; chosen when first asked, from a DP estimate ({100 * ESTIMATE_SHARE:g}% of that question's budget)"
     return text + _path_note(plan)

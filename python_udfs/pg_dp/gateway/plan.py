@@ -408,7 +408,7 @@ def _calibrate(plan: Plan):
             noise.split(m.spec.statistics).scale(k * max(abs(lu), abs(uu), uu - lu) ** 2
                                                  if m.spec.statistics == 3 else k * max(abs(lu), abs(uu), uu - lu))
     if b.estimate_budget:
-        Noise(plan.accounting.noise, b.estimate_budget).split(2).scale(1)
+        Noise(plan.accounting.noise, b.estimate_budget).split(3).scale(1)
 
 
 def _measurement(index, agg, meta: TableMeta, share: float) -> Measurement:
