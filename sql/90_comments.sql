@@ -77,7 +77,7 @@ COMMENT ON FUNCTION dp_internal.quantile_final(dp_internal.hist_state) IS 'Inter
 COMMENT ON FUNCTION dp_internal.median_final(dp_internal.hist_state) IS 'Internal: final function of dp_median (exponential mechanism)';
 
 COMMENT ON TYPE dp.cost_estimate IS 'Analyst: the row of dp.cost (the dataset charged, epsilon/delta cost, whether the answer is cached, the budget that would remain)';
-COMMENT ON TYPE dp.explain_line IS 'Analyst: a row of dp.explain (per output column: mechanism, epsilon/delta share, noise scale, 95% interval)';
+COMMENT ON TYPE dp.explain_line IS 'Analyst: a row of dp.explain (per output column: mechanism, epsilon/delta share, noise scale, 95% interval, rho, contribution bounds, estimated share of rows dropped)';
 COMMENT ON TYPE dp.budget_line IS 'Analyst: a row of dp.my_budget (granted, spent and remaining epsilon/delta per dataset, default and maximum epsilon per statement)';
 COMMENT ON FUNCTION dp_internal.synthesize_request(jsonb, double precision, double precision, text, bigint, boolean) IS
     'Internal: the request of every dp_synthesize overload, handed to the executor (the role charged is the current user)';
