@@ -260,6 +260,9 @@ BEGIN
         RAISE EXCEPTION 'dataset "%" does not exist', dataset
             USING ERRCODE = 'invalid_parameter_value', HINT = 'See dp.datasets.';
     END IF;
+    -- the tables' own row bounds (dp.protect's max_rows_per_unit) follow: the dataset's is now theirs
+    UPDATE dp_internal.protected_tables p SET max_rows_per_unit = set_contribution_bounds.max_rows_per_unit
+    WHERE p.dataset = set_contribution_bounds.dataset;
 END $$;
 
 COMMENT ON TABLE dp_internal.settings IS 'pg_dp settings (changed by dp.set_setting): defaults, lock timeout, shadow schema, bounded copies';
@@ -284,5 +287,5 @@ COMMENT ON TABLE dp_internal.dataset_secrets IS 'Per dataset, the secret seed of
 COMMENT ON TABLE dp_internal.contribution_estimates IS 'DP estimates of per-unit contributions per table, key set and data version: the bounds questions choose and the share they drop';
 COMMENT ON TABLE dp_internal.answer_log IS 'Every answer given to a role, fresh, cached or synthetic, with what it measured (dp.my_answers)';
 COMMENT ON SEQUENCE dp_internal.answer_log_id_seq IS 'Ids of dp_internal.answer_log rows';
-COMMENT ON FUNCTION dp.set_contribution_bounds(text, integer, integer) IS 'DBA: fix a dataset''s rows and groups per privacy unit, or NULL to let each question choose them from a DP estimate';
+COMMENT ON FUNCTION dp.set_contribution_bounds(text, integer, integer) IS 'DBA: fix a dataset''s rows (for all its tables) and groups per privacy unit, or NULL to let each question choose them from a DP estimate';
 COMMENT ON SEQUENCE dp_internal.ledger_id_seq IS 'Ids of dp_internal.ledger rows';

@@ -338,3 +338,33 @@ def test_a_large_dropped_share_says_so_with_the_fix(pg, db):
         ask(c, "SELECT date_trunc('week', order_date) AS w, count(*) AS n FROM orders_fixed "
                "GROUP BY date_trunc('week', order_date)", 0.8)
         assert any("bounding dropped about" in m and "coarser keys" in h for m, h in notices), notices
+
+
+def test_the_dba_fixes_or_frees_contribution_bounds(conn, dash):
+    """dp.set_contribution_bounds: numbers fix them, NULL lets each question choose; bad input refused."""
+    import psycopg
+    with pytest.raises(psycopg.errors.InvalidParameterValue):
+        conn.execute("SELECT dp.set_contribution_bounds('shop_fixed', 0, 4)")
+    with pytest.raises(psycopg.errors.InvalidParameterValue):
+        conn.execute("SELECT dp.set_contribution_bounds('nope', 1, 1)")
+    with pytest.raises(psycopg.errors.InsufficientPrivilege):
+        dash.execute("SELECT dp.set_contribution_bounds('shop_fixed', NULL, NULL)")
+    sql = "SELECT region, count(*) AS n FROM orders_fixed GROUP BY region"
+    assert explain(dash, sql, 1.0)["n"]["bounds"] == "4 groups, 20 rows per group per customer_id"
+    conn.execute("SELECT dp.set_contribution_bounds('shop_fixed', NULL, NULL)")
+    try:
+        assert conn.execute("SELECT max_rows_per_unit, max_groups_per_unit FROM dp.datasets "
+                            "WHERE dataset = 'shop_fixed'").fetchone() == (None, None)
+        rows = ask(dash, sql, 1.0)
+        # each customer has one region: one group, all 10 of its rows (no drop)
+        truth = dict(conn.execute("SELECT region, count(*) FROM orders_fixed GROUP BY 1").fetchall())
+        line = explain(dash, sql, 1.0)["n"]
+        # rows: every customer's 10 fit (bin (8, 12] or a later one); groups: 1 most likely (each later
+        # bin e^2 less likely: a tie), and any group bound keeps a customer's one region whole
+        import re
+        g, k = (int(x) for x in re.match(r"(\d+) groups, (\d+) rows", line["bounds"]).groups())
+        assert g >= 1 and k >= 12 and "chosen" in line["bounds"], line["bounds"]
+        for r in rows:
+            assert abs(r["n"] - truth[r["region"]]) <= noise_bound(line, 4) + 0.02 * truth[r["region"]]
+    finally:
+        conn.execute("SELECT dp.set_contribution_bounds('shop_fixed', 20, 4)")

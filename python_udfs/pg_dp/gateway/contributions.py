@@ -15,8 +15,8 @@ releases share ESTIMATE_SHARE of the question's budget equally (plan.py), each o
 Laplace or Gaussian like the question:
   * g = a bin edge of G chosen with the exponential mechanism (OpenDP's noisy max, like the DP
     quantiles) for the QUANTILE of the units' G: score |(1 - q) #{G <= edge} - q #{G > edge}|, plus a
-    penalty of one mechanism temperature per bin, which breaks ties towards the smaller edge (every
-    edge past the largest G scores the same); k = the same for M;
+    penalty of TIE_BREAK mechanism temperatures per bin, which breaks ties towards the smaller edge
+    (every edge past the largest G scores the same); k = the same for M;
   * a noisy histogram of (G, A); the share of rows dropped by (k, g), post-processing of it:
     1 - sum n (min(G, g) min(A, k)) / sum n G A over the cells
     whose noisy count clears a threshold that an empty cell's noise passes with probability
@@ -132,21 +132,23 @@ class Estimate:
 
 
 Q_SCALE = 10                 # quantile scores in tenths of a unit: q = 0.9 makes them integers
+TIE_BREAK = 2.0              # temperatures of penalty per bin: the next bin of a tie is e^2 less likely
 
 
 def _quantile_bin(counts: list, noise: Noise) -> int:
     """The bin of the QUANTILE of units (counts: exact units per bin), by the exponential mechanism.
 
     Score of bin i: |(1 - q) #{<= bin i} - q #{> bin i}| (in tenths), which one unit moves by at most
-    max(q, 1 - q); plus i times the mechanism's temperature, so that of equally good bins (all those
-    past the last unit) the smallest is the likeliest by far.  The penalty depends on no row."""
+    max(q, 1 - q); plus i times TIE_BREAK temperatures of the mechanism, so that of equally good bins
+    (all those past the last unit) the smallest is the likeliest by far (86%).  The penalty depends
+    on no row."""
     q = round(QUANTILE * Q_SCALE)
     total, below, scores = sum(counts), 0, []
     for c in counts:
         below += c
         scores.append(abs((Q_SCALE - q) * below - q * (total - below)))
     sensitivity = max(q, Q_SCALE - q)
-    step = noise.argmin_scale(sensitivity)
+    step = TIE_BREAK * noise.argmin_scale(sensitivity)
     return noise.argmin([s + int(math.ceil(i * step)) for i, s in enumerate(scores)], sensitivity)
 
 
