@@ -112,7 +112,8 @@ CREATE TABLE dp_internal.answer_log (
     role          oid NOT NULL,
     dataset       text NOT NULL,
     statement     text NOT NULL,
-    origin        text NOT NULL CHECK (origin IN ('fresh', 'cache', 'synthetic')),
+    origin        text NOT NULL CHECK (origin IN ('fresh', 'cache', 'synthetic', 'public')),
+                                               -- public: a public key set, no data read, nothing spent
     ledger_id     bigint,                      -- the charge that released it
     detail        jsonb NOT NULL,              -- measurements, 95% intervals, bounds, share dropped
     at            timestamptz NOT NULL DEFAULT clock_timestamp()
@@ -282,7 +283,7 @@ COMMENT ON FUNCTION dp_internal.timestamptz_line(timestamptz) IS 'A timestamptz 
 COMMENT ON FUNCTION dp_internal.line_text(numeric, oid) IS 'A stored bound written as a value of its column''s type';
 COMMENT ON VIEW dp.budgets IS 'Privacy budgets: an analyst sees their own, an administrator all';
 COMMENT ON VIEW dp.ledger IS 'Releases charged to budgets: an analyst sees their own, an administrator all';
-COMMENT ON VIEW dp.my_answers IS 'Analyst: every answer I was given (fresh, from the cache or a synthetic copy): what it measured, its charge, its 95% intervals, the contribution bounds used and the estimated share of rows bounding dropped';
+COMMENT ON VIEW dp.my_answers IS 'Analyst: every answer I was given (fresh, from the cache, a synthetic copy or a public key set): what it measured, its charge, its 95% intervals, the contribution bounds used and the estimated share of rows bounding dropped';
 COMMENT ON TABLE dp_internal.dataset_secrets IS 'Per dataset, the secret seed of the random choice of rows a privacy unit keeps under bounding (owner only)';
 COMMENT ON TABLE dp_internal.contribution_estimates IS 'DP estimates of per-unit contributions per table, key set and data version: the bounds questions choose and the share they drop';
 COMMENT ON TABLE dp_internal.answer_log IS 'Every answer given to a role, fresh, cached or synthetic, with what it measured (dp.my_answers)';

@@ -291,6 +291,8 @@ def test_filter_drop_down_from_public_values_is_free(conn, pg, db):
         assert [r[0] for r in rows] == orders.REGIONS
         rows = c.execute("SELECT region, channel FROM orders GROUP BY region, channel").fetchall()
         assert len(rows) == 12
+        record = last_answer(c)
+        assert record["origin"] == "public" and record["epsilon"] is None
     assert spent(conn, "dash", "shop") == before
 
 

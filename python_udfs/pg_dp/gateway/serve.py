@@ -199,7 +199,7 @@ def answer(sql, epsilon=None, delta=None, expect=None, session_epsilon=None, par
     columns = [[name, typ] for name, typ in plan.columns]
     if plan.free:               # the public key set itself: no data read, nothing spent
         core = answering.release_core(plan, [])
-        ledger.record_answer(role, plan.meta.dataset, plan.query.normalized, "fresh", None, _detail(plan))
+        ledger.record_answer(role, plan.meta.dataset, plan.query.normalized, "public", None, _detail(plan))
         return columns, answering.present(plan, core)
     _require_budget(role, plan.meta.dataset)
     key = _cache_key(plan)
