@@ -12,7 +12,8 @@ skewed categories with NULLs, regions, amounts in [1, 500].  The DBA protects it
 (--bounds fixed: 20 rows and 4 groups per customer) or leaves them to each question (auto).  A
 BI role gets a budget of exactly --epsilon, --delta and asks the 20 charts below as plain SQL
 (the Superset shape, through the hook), each at the epsilon that makes all 20 fit the budget:
---accounting basic: epsilon / 20 each (basic composition); zcdp: the epsilon whose rho is 1/20
+--accounting basic: a budget without delta (pure epsilon, Laplace; before this change the gateway
+was Laplace with basic composition whatever the delta), epsilon / 20 each; zcdp: the epsilon whose rho is 1/20
 of the rho that OpenDP converts to (epsilon, delta) (pg_dp's accountant charges the conversion
 of the total, so the 20 fit exactly).  Every chart must be answered (the budget must last).
 
@@ -98,7 +99,9 @@ def main():
             else:
                 orders.protect(c, "orders", "shop")
             c.execute("CREATE ROLE bi LOGIN")
-            c.execute("SELECT dp.grant_budget('bi', 'shop', %s::numeric, %s::numeric)", (args.epsilon, args.delta))
+            # basic: a budget without delta, so pure epsilon (Laplace) adding up; zcdp: with --delta
+            grant_delta = args.delta if args.accounting == "zcdp" else 0
+            c.execute("SELECT dp.grant_budget('bi', 'shop', %s::numeric, %s::numeric)", (args.epsilon, grant_delta))
             c.execute(f"ALTER DATABASE {db} SET session_preload_libraries = 'pg_dp'")
             c.execute(f"ALTER DATABASE {db} SET pg_dp.epsilon = {eps!r}")
         results = []

@@ -379,13 +379,14 @@ def test_selection_one_row_key_almost_never_released(selection):
     assert released <= allowed
 
 
-def test_selection_delta_is_within_the_charged_delta(selection, analyst):
+def test_selection_delta_is_within_the_charged_delta(selection, analyst, conn):
     """The delta charged for selection bounds the probability that a one-unit key is released."""
     threshold, _ = selection
     b_sel = 1.0 / eps_agg(EPS_SEL_STATEMENT, SEL_SHARES)
     p_one = dlap_tail(threshold - 1, b_sel)      # the key's count is 1: kept iff 1 + Z >= T
     # the approximate-DP delta each selection adds to the budget (its Gaussian counts use the rest)
-    charged = analyst.execute("SELECT basic_delta_spent FROM dp_internal.budgets WHERE dataset = 'gs_sel'").fetchone()
+    charged = conn.execute("SELECT basic_delta_spent FROM dp_internal.budgets WHERE dataset = 'gs_sel' "
+                           "AND role = %s::regrole", [ROLE]).fetchone()
     statements = analyst.execute("SELECT count(*) FROM dp.ledger WHERE dataset = 'gs_sel'").fetchone()[0]
     assert float(charged[0]) == pytest.approx(DELTA * statements, rel=1e-9)
     print(f"\n[statistical] partition selection: T = {threshold}, b = {b_sel:g}, "
