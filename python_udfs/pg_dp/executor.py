@@ -1,4 +1,4 @@
-"""The engine side of the privileged executor (src/executor.c).
+"""The engine side of the privileged executor (src/worker/serve.c).
 
 The executor -- a background worker connected as the extension owner, one per
 analyst session -- calls `handle(role, kind, payload)` once per phase of a
@@ -63,7 +63,7 @@ def handle(role: int, kind: str, payload: str) -> str:
     global _inflight
     try:
         if kind == "warmup" and int(role) == 0:
-            # a spare executor (src/spares.c; role 0, never a caller's) loads what a
+            # a spare executor (src/worker/spares.c; role 0, never a caller's) loads what a
             # session's first question needs
             for module in ("pg_dp.gateway", "pg_dp.query.keys"):
                 importlib.import_module(module)
