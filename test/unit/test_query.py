@@ -84,7 +84,14 @@ def test_rewrite_clamps_numeric_before_casting_and_bounds_units():
     # too many to list: every unit beyond the bounds is ranked again
     assert f'FROM dp_internal."c_c" AS "t" WHERE {where}' in rewrite.rewrite_on_copy(p, "c", None)
     assert rewrite.disturbed_units_sql(p, "c").startswith('SELECT DISTINCT dp_uh AS c0 FROM dp_internal."c_b"')
+    # one scan first: the rows that pass, and the kept rows of units beyond the bounds that do not
+    first = rewrite.first_pass_on_copy(p, "c")
+    assert f'FROM dp_internal."c_a" AS "t" WHERE {where} UNION ALL' in first
+    assert f'{where} IS TRUE AS dp_pass FROM dp_internal."c_b"' in first and "c_c" not in first
+    assert "pg_catalog.count(*) FILTER (WHERE NOT dp_pass) AS c3" in first
+    assert "dp_internal.exact_sum(" in first and ") FILTER (WHERE dp_pass) AS pg_catalog.text) AS c2" in first
     plain = plan_of("SELECT g, sum(x) FROM t GROUP BY g", meta(unit="id", rows=3, groups=2))
+    assert rewrite.first_pass_on_copy(plain, "c") is None
     assert "row_number" not in rewrite.rewrite_on_copy(plain, "c")
 
 

@@ -164,7 +164,7 @@ def test_attack_functions_operators_and_casts_schema_qualified():
         p = plan_of(sql, m)
         texts = [p.sql, rewrite.rewrite_on_copy(p, "copy"), rewrite.bounded_copy_sql(p),
                  rewrite.rewrite_on_copy(p, "copy", []), rewrite.rewrite_on_copy(p, "copy", [1]),
-                 rewrite.disturbed_units_sql(p, "copy")]
+                 rewrite.disturbed_units_sql(p, "copy"), rewrite.first_pass_on_copy(p, "copy")]
         if m.unit_column:
             texts += [select for _, select in rewrite.copy_parts_sql(p, "copy")]
         for text in texts:

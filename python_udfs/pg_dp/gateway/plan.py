@@ -109,12 +109,18 @@ class Measurement:
     upper: float | None = None
     q: float | None = None
     result_type: str = "double precision"
-    sql: str = ""
+    agg: str = ""            # the aggregate call of its exact state (rewrite.py may add a FILTER)
+    text: bool = False       # its state is read as text (the C states)
     budget: float = 0.0      # what its noise is calibrated to: epsilon (Laplace) or rho (Gaussian), all groups
 
     @property
     def spec(self):
         return aggregates.spec(self.func)
+
+    def sql(self, only: str | None = None) -> str:
+        """Its exact state in the rewrite's select list (counting only rows where `only`, if given)."""
+        call = f"{self.agg} FILTER (WHERE {only})" if only else self.agg
+        return cast(call, "text") if self.text else call
 
 
 @dataclass
@@ -425,11 +431,11 @@ def _measurement(index, agg, meta: TableMeta, share: float) -> Measurement:
                           hint="count(DISTINCT <privacy unit>) counts the units; for other columns group by"
                                " them and count the groups.", sqlstate=NOT_SUPPORTED)
         m.result_type = spec.result(None, None, None)
-        m.sql = f"pg_catalog.count(DISTINCT {quote_ident(agg.column)})"
+        m.agg = f"pg_catalog.count(DISTINCT {quote_ident(agg.column)})"
         return m
     if not spec.bounded:
         m.result_type = spec.result(None, None, None)
-        m.sql = "pg_catalog.count(*)" if agg.column is None else f"pg_catalog.count({quote_ident(agg.column)})"
+        m.agg = "pg_catalog.count(*)" if agg.column is None else f"pg_catalog.count({quote_ident(agg.column)})"
         return m
     col = meta.columns[agg.column]
     if col["type"] not in aggregates.NUMBER_TYPES:
@@ -459,8 +465,8 @@ def _measurement(index, agg, meta: TableMeta, share: float) -> Measurement:
     value = cast(value, "float8")
     bounds = f"{float_literal(lower)}, {float_literal(upper)}"
     m.result_type = spec.result(col["type"], lower, upper)
-    m.sql = cast(spec.state.format(value=value, bounds=bounds,
-                                   q=float_literal(agg.q) if agg.q is not None else "NULL"), "text")
+    m.agg = spec.state.format(value=value, bounds=bounds, q=float_literal(agg.q) if agg.q is not None else "NULL")
+    m.text = True
     return m
 
 

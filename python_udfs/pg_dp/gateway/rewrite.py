@@ -112,8 +112,10 @@ def _bounding(plan: Plan, keys: list[str]) -> list[str]:
     return where
 
 
-def _select_list(plan: Plan, keys: list[str]) -> str:
-    items = [cast(k, "text") for k in keys] + ["pg_catalog.count(*)"] + [m.sql for m in plan.measurements]
+def _select_list(plan: Plan, keys: list[str], only: str | None = None) -> str:
+    """Keys as text, the rows, each measurement's exact state (of the rows where `only`, if given)."""
+    count = f"pg_catalog.count(*) FILTER (WHERE {only})" if only else "pg_catalog.count(*)"
+    items = [cast(k, "text") for k in keys] + [count] + [m.sql(only) for m in plan.measurements]
     return ", ".join(f"{item} AS c{i}" for i, item in enumerate(items))
 
 
@@ -189,6 +191,28 @@ def copy_parts_sql(plan: Plan, name: str) -> list[tuple[str, str]]:
     return [(copy_table(name, "a"), f"SELECT * FROM {source} WHERE {within}"),
             (copy_table(name, "b"), f"SELECT * FROM {source} WHERE NOT {within} AND {kept}"),
             (copy_table(name, "c"), f"SELECT * FROM {source} WHERE NOT {within} AND NOT {kept}")]
+
+
+def first_pass_on_copy(plan: Plan, name: str) -> str | None:
+    """With a WHERE: one scan that answers the question when no unit beyond the bounds has a kept row
+    the WHERE rejects (the usual case for a filter on what units are, or none): the statistics of the
+    rows that pass, among the rows of units within the bounds and the kept rows of the others, and in
+    a last column the kept rows that do not pass.  That column is 0 everywhere, or the question needs
+    the units it names ranked again (disturbed_units_sql, rewrite_on_copy)."""
+    if plan.query.where is None or not plan.meta.unit_column:
+        return None
+    q = plan.query
+    alias = quote_ident(q.alias or plan.meta.table)
+    keys = [kp.sql for kp in plan.keys]
+    where = f"({where_sql(q, plan.meta)})"
+    needed = ", ".join(_needed(plan))
+    a, b = copy_table(name, "a"), copy_table(name, "b")
+    rows = (f"SELECT {needed}, TRUE AS dp_pass FROM {a} AS {alias} WHERE {where} UNION ALL "
+            f"SELECT {needed}, {where} IS TRUE AS dp_pass FROM {b} AS {alias}")
+    group = f" GROUP BY {', '.join(keys)}" if keys else ""
+    extra = len(keys) + 1 + len(plan.measurements)
+    return (f"SELECT {_select_list(plan, keys, 'dp_pass')}, pg_catalog.count(*) FILTER (WHERE NOT dp_pass) "
+            f"AS c{extra} FROM ({rows}) AS {alias}{group}")
 
 
 def disturbed_units_sql(plan: Plan, name: str) -> str | None:

@@ -216,8 +216,8 @@ def answer(sql, epsilon=None, delta=None, expect=None, session_epsilon=None, par
         set_time_zone(plan.timezone)
         _choose_bounds(plan, ledger_id)
         copy = bounded.copy_for(plan)
-        exact_sql = _on_copy(plan, copy) if copy else rewrite.rewrite(plan)
-        exact = db.execute_tuples(exact_sql, len(plan.query.group_by) + 1 + len(plan.measurements))
+        width = len(plan.query.group_by) + 1 + len(plan.measurements)
+        exact = _on_copy(plan, copy, width) if copy else db.execute_tuples(rewrite.rewrite(plan), width)
         set_time_zone("UTC")
     except Exception as e:
         if not db.is_spi_error(e):
@@ -245,15 +245,20 @@ def answer(sql, epsilon=None, delta=None, expect=None, session_epsilon=None, par
     return columns, answering.present(plan, json.loads(json.dumps(core, default=_json_default)))
 
 
-def _on_copy(plan, copy: str) -> str:
-    """The exact query over a bounded copy, ranking again only the units the WHERE disturbs."""
-    find = rewrite.disturbed_units_sql(plan, copy)
-    disturbed = None
-    if find is not None:
-        disturbed = [int(r[0]) for r in db.execute_tuples(find, 1)]
-        if len(disturbed) > rewrite.MAX_RANKED_UNITS:
-            disturbed = None
-    return rewrite.rewrite_on_copy(plan, copy, disturbed)
+def _on_copy(plan, copy: str, width: int) -> list[tuple]:
+    """The exact statistics over a bounded copy: with a WHERE, one scan when it disturbs no unit's kept
+    rows; else ranking again only the units it disturbs."""
+    first = rewrite.first_pass_on_copy(plan, copy)
+    if first is None:
+        return db.execute_tuples(rewrite.rewrite_on_copy(plan, copy), width)
+    rows = db.execute_tuples(first, width + 1)
+    if not any(r[-1] for r in rows):
+        # groups that only rejected rows reached are not groups of the question (filter first)
+        return [r[:-1] for r in rows if r[len(plan.query.group_by)]]
+    disturbed = [int(r[0]) for r in db.execute_tuples(rewrite.disturbed_units_sql(plan, copy), 1)]
+    if len(disturbed) > rewrite.MAX_RANKED_UNITS:
+        disturbed = None
+    return db.execute_tuples(rewrite.rewrite_on_copy(plan, copy, disturbed), width)
 
 
 def _choose_bounds(plan, ledger_id: int):
