@@ -25,9 +25,13 @@ SELECT * FROM dp.query('SELECT sex, income, count(*), avg(hours_per_week) FROM a
          AS t(sex text, income text, people bigint, mean_hours float8);
 \echo '== Occupations are not a public list: DP partition selection picks the groups (costs delta)'
 SELECT * FROM dp.query_json('SELECT occupation, count(*) AS people FROM adult GROUP BY occupation ORDER BY people DESC LIMIT 5', 0.5);
+\echo '== The budget has a delta: questions add up in zCDP (2.5 asked so far, less spent)'
 SELECT dataset, epsilon_spent, epsilon_remaining, delta_spent FROM dp.my_budget();
+\echo '== Filter drop-downs (public values) are free; min and max are DP quantiles near the ends'
+SELECT DISTINCT sex FROM adult ORDER BY 1;
+SELECT min(age), max(age) FROM adult;
 \echo '== Over budget: refused before anything is computed'
-SELECT * FROM dp.query_json('SELECT avg(age) FROM adult', 1.0);
+SELECT * FROM dp.query_json('SELECT avg(age) FROM adult', 3.0);
 \echo '== Not in the DP subset: refused with the reason'
 SELECT * FROM dp.query_json('SELECT max(age) FROM adult WHERE 1 / hours_per_week > 0');
 SELECT statement, epsilon, delta FROM dp.ledger ORDER BY id;
