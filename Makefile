@@ -11,7 +11,7 @@ OBJS        = src/pg_dp.o \
               src/aggregates/layout.o src/aggregates/params.o src/aggregates/sum_state.o \
               src/aggregates/hist_state.o src/aggregates/state_text.o src/aggregates/final.o \
               src/aggregates/native.o \
-              src/worker/session.o src/worker/serve.o src/worker/spares.o src/worker/frontdoor.o \
+              src/worker/session.o src/worker/serve.o src/worker/pool.o src/worker/spares.o src/worker/frontdoor.o \
               src/sql_hook/hook.o \
               src/citus/citus.o src/citus/wrappers.o
 DATA_built  = pg_dp--$(EXTVERSION).sql
