@@ -10,7 +10,7 @@ MODULE_big  = pg_dp
 OBJS        = src/pg_dp.o \
               src/aggregates/layout.o src/aggregates/params.o src/aggregates/sum_state.o \
               src/aggregates/hist_state.o src/aggregates/state_text.o src/aggregates/final.o \
-              src/aggregates/native.o \
+              src/aggregates/native.o src/aggregates/release.o src/aggregates/opendp.o \
               src/worker/session.o src/worker/serve.o src/worker/pool.o src/worker/spares.o src/worker/frontdoor.o \
               src/sql_hook/hook.o \
               src/citus/citus.o src/citus/wrappers.o
@@ -20,7 +20,12 @@ EXTRA_CLEAN = pg_dp--$(EXTVERSION).sql results regression.diffs regression.out p
 REGRESS      = $(patsubst sql/%.sql,%,$(sort $(wildcard sql/*.sql)))
 REGRESS_OPTS = --load-extension=plpython3u --load-extension=pg_dp
 
-PG_CPPFLAGS = -I$(srcdir)/src
+# OpenDP's C library, the one the server's Python imports (the aggregates' noise without
+# Python; src/aggregates/opendp.c), and the Python library it refers to.  Found at build time.
+OPENDP_LIBRARY ?= $(shell $(PYTHON) -c "import importlib.util, os; s = importlib.util.find_spec('opendp'); print(os.path.join(os.path.dirname(s.origin), 'lib', 'opendp.abi3.so') if s else '')" 2>/dev/null)
+PYTHON_LIBRARY ?= $(shell $(PYTHON) -c "import sysconfig; print(sysconfig.get_config_var('INSTSONAME') or '')" 2>/dev/null)
+
+PG_CPPFLAGS = -I$(srcdir)/src -DPG_DP_OPENDP_LIBRARY='"$(OPENDP_LIBRARY)"' -DPG_DP_PYTHON_LIBRARY='"$(PYTHON_LIBRARY)"'
 PG_CFLAGS   = -Wall -Wextra -Wno-unused-parameter -Wno-sign-compare -Wno-missing-field-initializers
 
 # The install script is assembled from extension/*.sql, one file per topic.
