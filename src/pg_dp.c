@@ -25,7 +25,7 @@ void		_PG_init(void);
 double		dp_session_epsilon = 0;
 int			dp_executor_spares = 1;
 bool		dp_citus_native_aggregates = true;
-int			dp_pool_executors = 2;
+int			dp_pool_executors = 3;
 int			dp_pool_synthesis_executors = 1;
 int			dp_role_concurrency = 1;
 int			dp_role_queue = 64;
@@ -43,8 +43,8 @@ processors(void)
 /*
  * The pool: its size is fixed when the server starts; the limits per role
  * apply at once after a reload.  Defaults from the processors: one executor
- * more than there are processors (one may wait on I/O), and half of them for
- * one role, so that a role with many sessions leaves the others processors.
+ * more than there are processors (one may wait for I/O), and all executors but
+ * one for any one role, so that another role always finds one free.
  */
 static void
 define_pool_settings(void)
@@ -64,9 +64,10 @@ define_pool_settings(void)
 	}
 	DefineCustomIntVariable("pg_dp.role_concurrency",
 							"Questions of one role that the pool's executors answer at the same time.",
-							"More wait in the queue, which serves the roles in turn. The default is half the "
-							"processors (at least 1).",
-							&dp_role_concurrency, Max(1, processors() / 2), 1, 64, PGC_SIGHUP, 0, NULL, NULL, NULL);
+							"More wait in the queue, which serves the roles in turn. The default is "
+							"pg_dp.executors - 1 (at least 1): another role always finds an executor.",
+							&dp_role_concurrency, Max(1, dp_pool_executors - 1), 1, 64, PGC_SIGHUP, 0,
+							NULL, NULL, NULL);
 	DefineCustomIntVariable("pg_dp.role_queue",
 							"Requests of one role that may wait for an executor of the pool.",
 							"A request beyond it is refused (SQLSTATE 53000).",

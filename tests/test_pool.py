@@ -27,7 +27,7 @@ SETTINGS = {
     "shared_preload_libraries": "'pg_dp'",
     "pg_dp.executors": str(EXECUTORS),
     "pg_dp.synthesis_executors": "1",
-    "pg_dp.role_concurrency": "1",
+    "pg_dp.role_concurrency": str(EXECUTORS - 1),   # the default: another role always finds one
     "pg_dp.role_queue": "64",
     "pg_dp.free_requests_per_second": "20",
 }
@@ -190,7 +190,7 @@ def test_doctor_says_which_executor_mode_runs(pool, admin, conn):
     pooled = admin.execute("SELECT issue, detail FROM dp.doctor(known_limits => true) "
                            "WHERE issue LIKE 'executor%'").fetchall()
     assert len(pooled) == 1 and pooled[0][0] == "executor pool", pooled
-    for words in (f"{EXECUTORS} executors", "pg_dp.role_concurrency = 1", "pg_dp.role_queue = 64",
+    for words in (f"{EXECUTORS} executors", f"pg_dp.role_concurrency = {EXECUTORS - 1}", "pg_dp.role_queue = 64",
                   "pg_dp.free_requests_per_second = 20"):
         assert words in pooled[0][1], pooled
     # the server of the other tests: no shared_preload_libraries, one executor per session
@@ -333,7 +333,7 @@ def test_attack_role_without_budget_cannot_hold_the_executors(pool, admin):
             t.join()
         reload(admin, free_requests_per_second=None)
     assert not errors, errors
-    assert 1 <= most <= 1                                # pg_dp.role_concurrency = 1
+    assert 1 <= most <= EXECUTORS - 1                    # pg_dp.role_concurrency
     _, _, throttled, _ = role_account(admin, "eve")
     assert throttled > 0
     assert wait_for(lambda: not any(e[3] == "eve" for e in executors(admin)), limit=5)
@@ -410,11 +410,12 @@ def test_attack_flooding_role_cannot_slow_another_role(pool, admin):
 
 
 def test_attack_cancelled_caller_frees_its_place_at_once(pool, admin):
-    """alice's place in the queue (pg_dp.role_queue = 1 here) is taken by a waiting request;
+    """alice's place in the queue (pg_dp.role_queue = 1 and pg_dp.role_concurrency = 1 here) is
+    taken by a waiting request;
     a cancel of that session frees it at once, so that her next question is accepted, and
     a cancel of her running request frees its executor (the same process) for the next."""
     warm(pool)
-    reload(admin, role_queue=1)
+    reload(admin, role_queue=1, role_concurrency=1)
     slow_sql = "SELECT percentile_cont(0.5) WITHIN GROUP (ORDER BY v), count(*) FROM slow WHERE id > -{}"
     outcomes = {}
 
@@ -449,4 +450,4 @@ def test_attack_cancelled_caller_frees_its_place_at_once(pool, admin):
             assert executor in {e[4] for e in executors(admin)}                  # not restarted
             assert role_account(admin, "alice")[:2] == (0, 0)
     finally:
-        reload(admin, role_queue=None)
+        reload(admin, role_queue=None, role_concurrency=None)
