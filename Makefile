@@ -17,8 +17,9 @@ OBJS        = src/pg_dp.o \
 DATA_built  = pg_dp--$(EXTVERSION).sql
 EXTRA_CLEAN = pg_dp--$(EXTVERSION).sql results regression.diffs regression.out python_udfs/build python_udfs/*.egg-info
 
-REGRESS      = $(patsubst sql/%.sql,%,$(sort $(wildcard sql/*.sql)))
-REGRESS_OPTS = --load-extension=plpython3u --load-extension=pg_dp
+# pg_regress files live in test/regress/{sql,expected}; the install SQL in sql/ (as pgvector).
+REGRESS      = $(patsubst test/regress/sql/%.sql,%,$(sort $(wildcard test/regress/sql/*.sql)))
+REGRESS_OPTS = --inputdir=test/regress --load-extension=plpython3u --load-extension=pg_dp
 
 # OpenDP's C library, the one the server's Python imports (the aggregates' noise without
 # Python; src/aggregates/opendp.c), and the Python library it refers to.  Found at build time.
@@ -28,8 +29,8 @@ PYTHON_LIBRARY ?= $(shell $(PYTHON) -c "import sysconfig; print(sysconfig.get_co
 PG_CPPFLAGS = -I$(srcdir)/src -DPG_DP_OPENDP_LIBRARY='"$(OPENDP_LIBRARY)"' -DPG_DP_PYTHON_LIBRARY='"$(PYTHON_LIBRARY)"'
 PG_CFLAGS   = -Wall -Wextra -Wno-unused-parameter -Wno-sign-compare -Wno-missing-field-initializers
 
-# The install script is assembled from extension/*.sql, one file per topic.
-EXTENSION_SQL = $(sort $(wildcard extension/*.sql))
+# The install script is assembled from sql/*.sql, one file per topic.
+EXTENSION_SQL = $(sort $(wildcard sql/*.sql))
 
 PGXS := $(shell $(PG_CONFIG) --pgxs 2>/dev/null)
 ifneq ($(PGXS),)
@@ -71,10 +72,10 @@ test: deps       ## all tests: pg_regress on a throwaway cluster, then pytest ag
 	$(MAKE) install
 	scripts/citus.sh build-if-vendored
 	scripts/with-temp-cluster.sh $(MAKE) installcheck
-	$(PYTHON) -m pytest -q tests
+	$(PYTHON) -m pytest -q test
 
 pytest:          ## only the pytest suite (after make install)
-	$(PYTHON) -m pytest -q tests
+	$(PYTHON) -m pytest -q test
 
 bench:           ## aggregate benchmark on 10M rows (bench/RESULTS.md)
 	$(PYTHON) bench/aggregates.py
@@ -82,6 +83,6 @@ bench:           ## aggregate benchmark on 10M rows (bench/RESULTS.md)
 dist:            ## source archive for PGXN
 	git archive --format zip --prefix=pg_dp-$(EXTVERSION)/ -o pg_dp-$(EXTVERSION).zip HEAD
 
-test-citus: deps ## pg_dp on Citus: build Citus from ../shared/vendor if missing, coordinator + 2 workers, tests/test_citus.py
+test-citus: deps ## pg_dp on Citus: build Citus from ../shared/vendor if missing, coordinator + 2 workers, test/integration/test_citus.py
 	$(MAKE) install
 	scripts/citus.sh test

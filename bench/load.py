@@ -4,7 +4,7 @@
     /usr/bin/python3 bench/load.py                        # 90 sessions of 3 roles, pool defaults
     /usr/bin/python3 bench/load.py --sessions 90 --questions 8 --think 0.5 --markdown
 
-Starts a throwaway server (tests/pgserver.py) with `shared_preload_libraries = 'pg_dp'`
+Starts a throwaway server (test/support/pgserver.py) with `shared_preload_libraries = 'pg_dp'`
 (the pool: pg_dp.executors and the per-role limits at their defaults, or as given) and
 `max_connections = 120`, a 10 000-row protected table with 10 public group keys, and
 --roles analyst roles with large budgets.  Then --sessions connections (threads), spread
@@ -35,7 +35,7 @@ import time
 from decimal import Decimal
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
-sys.path.insert(0, os.path.join(ROOT, "tests"))
+sys.path.insert(0, os.path.join(ROOT, "test", "support"))
 
 import psycopg  # noqa: E402
 

@@ -14,7 +14,7 @@
  *     and anyelement would fail the same way.
  * So on a database where the citus extension exists, every dp_count(*) becomes
  * dp_count(true) and every dp_count(x) dp_count(NULLIF(x IS NOT NULL, false)),
- * as calls of dp_internal.count_bool (extension/85_citus.sql), which counts the
+ * as calls of dp_internal.count_bool (sql/85_citus.sql), which counts the
  * same rows, where the native form below does not apply; the epsilon argument stays as it is.  The privacy parameters of every
  * dp_* aggregate are checked for constancy here too (check_dp_parameters).
  * Elsewhere nothing changes.

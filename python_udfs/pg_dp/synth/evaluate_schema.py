@@ -46,9 +46,9 @@ import math
 
 import numpy as np
 
-from .. import catalog, db
-from ..encode import json_safe
-from ..errors import DPError
+from ..core import catalog, db
+from ..core.encode import json_safe
+from ..core.errors import DPError
 
 BINS = 16
 TOP_VALUES = 32

@@ -38,7 +38,7 @@ from typing import Callable, Sequence
 
 import numpy as np
 
-from .. import mechanisms
+from ..dp import mechanisms
 
 Clique = tuple[str, ...]
 # measure(cliques, compress) -> exact count arrays, one per clique, shaped by the attributes'

@@ -1,6 +1,6 @@
 """Several tables in one dp_synthesize call: order, budget split, and children under parents.
 
-The method (README "Synthesizing a schema"), in the spirit of PrivLava (Cai et al. 2023)
+The method (docs/synthesis.md, "Synthesizing a schema"), in the spirit of PrivLava (Cai et al. 2023)
 and of Alimohammadi et al. 2024 (cross-table marginals over the parent-child join):
 
 - tables are synthesized parents first (foreign keys among the protected tables of the
@@ -39,9 +39,11 @@ import math
 
 import numpy as np
 
-from .. import db, mechanisms
-from ..errors import DPError
+from ..core import db
+from ..core.errors import DPError
+from ..dp import mechanisms
 from . import domain as dom
+from . import write
 from .mst import COARSE
 
 MAX_FANOUT = 128
@@ -678,12 +680,11 @@ def synthesize_many(make_run, relids: list[int], epsilon, delta, dry_run: bool, 
     for relid in ordered:
         runs[relid].work(ledger_ids[runs[relid].t.dataset])
     if schema is not None:
-        from . import public, run as runmod
         declared = [int(r["r"]) for r in db.execute(
             "SELECT p.relid::int8 AS r FROM dp_internal.public_tables p JOIN pg_catalog.pg_class c ON c.oid = p.relid "
             "JOIN pg_catalog.pg_namespace n ON n.oid = c.relnamespace WHERE n.nspname = $1 ORDER BY 1",
             [schema], ["text"])]
         if declared:
-            public.copy_all(declared, first.schema, first.caller, runmod.foreign_code)
+            write.copy_public(declared, first.schema, first.caller)
     first.notice(f"dp_synthesize {label}: wrote {len(ordered)} synthetic table(s) to {first.schema}")
 

@@ -26,11 +26,12 @@ import uuid
 
 import numpy as np
 
-from .. import catalog, db, ledger, mechanisms
-from ..errors import DPError
+from ..core import catalog, db
+from ..dp import ledger, mechanisms
+from ..core.errors import DPError
 from . import dc as dcmod
 from . import domain as dom
-from . import identifiers, keys, mst, public, relational
+from . import identifiers, keys, mst, relational, write
 
 COUNT_SHARE = Decimal("0.05")         # of epsilon: the DP row count (Laplace), when discovery runs
 COUNT_RHO_SHARE = 0.02                # of rho otherwise: the row count as a Gaussian, composed in zCDP
@@ -45,10 +46,8 @@ MAX_ROUNDS = 5                        # sampling rounds to replace rows breaking
 SRC = "pg_dp_synth_src"
 CODES = "pg_dp_synth_codes"
 COMPRESSED = "pg_dp_synth_compressed"
-STAGE = "pg_dp_synth_stage"
 TRIALS = 5                            # random tables the trial repairs (each must settle)
 TRIAL_ROWS = 1_000                    # rows of the pre-charge trial of the denial-constraint repair
-STAGE_CHUNK = 50_000                  # rows turned into text and sent to the server at a time
 
 
 @dataclass
@@ -107,7 +106,7 @@ class Run:
                                "(dp.set_public_values), or synthesize a view-free copy of the table without it.",
                           sqlstate="0A000")
         self.schema = self._target_schema(target_schema)
-        code = foreign_code(self.t.relid)
+        code = write.foreign_code(self.t.relid)
         if code:
             raise DPError(f"{self.t.qualified} runs functions of other roles when written: {', '.join(code)}",
                           hint="The copy is written with the extension owner's rights; an administrator can "
@@ -169,7 +168,7 @@ class Run:
                         hint=f"If its rows are public, declare it: SELECT dp.declare_public('{info['q']}'); "
                              "if they are sensitive, protect it in this dataset.")
             return None
-        if not info["protected"] and foreign_code(ref):
+        if not info["protected"] and write.foreign_code(ref):
             self.notice(f"foreign key {fk['conname']} is not kept: {info['q']} runs functions of other roles "
                         "when written", hint="Its copy would run them with the extension owner's rights.")
             return None
@@ -233,7 +232,7 @@ class Run:
                   and not _ref_info(int(k["ref"]))["declared"] for c in k["cols"]}
         taken = {c for k in self.links if k.get("histogram") for c in k["cols"]}
         clash = [c for c in cols if c in self.t.keys or c == self.t.unit or c in others or c in taken]
-        if not info["declared"] or foreign_code(ref) or clash:
+        if not info["declared"] or write.foreign_code(ref) or clash:
             why = (f"{', '.join(clash)} " + ("is" if len(clash) == 1 else "are") + " generated otherwise" if clash
                    else f"{info['q']} is not declared public" if not info["declared"]
                    else f"{info['q']} runs functions of other roles when written")
@@ -463,7 +462,7 @@ class Run:
             self.notice(f"writing {self.row_cap} rows instead of {n}: {self.row_cap_reason}")
             n = self.row_cap
         written = self._write(self._sample(n), n, ledger_id)
-        for name in (SRC, CODES, COMPRESSED, STAGE):
+        for name in (SRC, CODES, COMPRESSED, write.STAGE):
             _drop_temp(name)
         self.phase(f"wrote {written} rows to {db.quote_ident(self.schema)}.{db.quote_ident(self.t.name)}")
 
@@ -801,49 +800,13 @@ class Run:
                                                           out[link["refcol"]], spare[0])
         return out
 
-    def _stage(self, values: dict[str, np.ndarray], keep: np.ndarray) -> int:
-        """Write the kept rows to a TEMP table, a chunk at a time (text is built per chunk)."""
-        names = [c.name for c in self.t.columns]
-        _drop_temp(STAGE)
-        db.execute(f"CREATE TEMP TABLE {STAGE} ON COMMIT DROP AS SELECT "
-                   + ", ".join(f"{db.quote_ident(c.name)}::{c.sql_type} AS {db.quote_ident(c.name)}"
-                               if c.name in self.t.domains else db.quote_ident(c.name) for c in self.t.columns)
-                   + f", 0::int8 AS pg_dp_idx FROM {self.t.qualified} WITH NO DATA")
-        rows = np.flatnonzero(keep)
-        casts = ", ".join(f"${i + 1}::text[]" for i in range(len(names)))
-        cols = ", ".join(f"u.c{i}::{c.sql_type}" for i, c in enumerate(self.t.columns))
-        sql = (f"INSERT INTO {STAGE} SELECT {cols}, u.idx FROM unnest({casts}, ${len(names) + 1}::int8[]) "
-               f"AS u({', '.join(f'c{i}' for i in range(len(names)))}, idx)")
-        types = ["text[]"] * len(names) + ["int8[]"]
-        for start in range(0, rows.size, STAGE_CHUNK):
-            chunk = rows[start:start + STAGE_CHUNK]
-            text = self._text(values, chunk, start + 1)
-            db.execute(sql, [text[nm] for nm in names] + [list(range(start, start + chunk.size))], types)
-            db.check_interrupts()
-        return int(rows.size)
-
-    def _bad_rows(self) -> set[int]:
-        bad = set()
-        for name, domain in self.t.domains.items():
-            bad |= {r["i"] for r in db.execute(
-                "SELECT i FROM dp_internal.domain_misfits($1::regclass, $2, $3::regtype) i",
-                [f"pg_temp.{STAGE}", name, domain], ["text", "name", "text"])}
-        for check in self.t.checks:
-            bad |= {r["i"] for r in db.execute(f"SELECT pg_dp_idx AS i FROM {STAGE} WHERE NOT coalesce(({check}), true)")}
-        for cols in self.t.uniques:
-            q = ", ".join(db.quote_ident(c) for c in cols)
-            bad |= {r["i"] for r in db.execute(
-                f"SELECT i FROM (SELECT pg_dp_idx AS i, row_number() OVER (PARTITION BY {q} ORDER BY pg_dp_idx) AS rn "
-                f"FROM {STAGE} WHERE " + " AND ".join(f"{db.quote_ident(c)} IS NOT NULL" for c in cols)
-                + ") s WHERE rn > 1")}
-        return bad
-
     def _write(self, values: dict[str, np.ndarray], n: int, ledger_id: int) -> int:
-        """Stage, drop rows breaking CHECK/UNIQUE (sampling more if needed), then swap in."""
+        """Stage, drop rows breaking CHECK/UNIQUE (sampling more if needed), then swap in (pg_dp.synth.write)."""
+        w = self.destination()
         for _ in range(MAX_ROUNDS):
             fixed, keep = self.repaired(values)
-            staged = self._stage(fixed, keep)
-            bad = self._bad_rows()
+            staged = write.stage(w, np.flatnonzero(keep), lambda rows, first: self._text(fixed, rows, first))
+            bad = write.misfits(w)
             good = staged - len(bad)
             if good >= n or not (self.t.checks or self.t.uniques or self.t.domains):
                 break
@@ -853,97 +816,24 @@ class Run:
             values = {k: np.concatenate([v[keep], extra[k]]) for k, v in fixed.items()}
         if bad:
             self.notice(f"dropped {len(bad)} sampled row(s) that broke CHECK or UNIQUE constraints")
-        return self._swap(bad, n, ledger_id)
-
-    def _swap(self, bad: set[int], n: int, ledger_id: int) -> int:
-        schema, name = db.quote_ident(self.schema), db.quote_ident(self.t.name)
-        fresh = db.quote_ident(f"{self.t.name[:40]}_pg_dp_new")
-        if not db.execute("SELECT 1 FROM pg_catalog.pg_namespace WHERE nspname = $1", [self.schema], ["text"]):
-            db.execute(f"CREATE SCHEMA {schema}")
-        old = db.execute(
-            "SELECT c.oid::int8 AS oid, s.relid IS NOT NULL AS ours FROM pg_catalog.pg_class c "
-            "JOIN pg_catalog.pg_namespace n ON n.oid = c.relnamespace "
-            "LEFT JOIN dp_internal.synthetic_tables s ON s.relid = c.oid "
-            "WHERE n.nspname = $1 AND c.relname = $2", [self.schema, self.t.name], ["text", "text"])
-        if old and not old[0]["ours"]:
-            raise DPError(f"{self.schema}.{self.t.name} exists and was not written by dp_synthesize",
-                          hint="Drop or rename it, or choose another shadow schema with "
-                               "dp.set_setting('synthetic_schema', ...).", sqlstate="42P07")
-        db.drop_table_if_present(f"{schema}.{fresh}")
-        db.execute(f"CREATE TABLE {schema}.{fresh} (LIKE {self.t.qualified} INCLUDING CONSTRAINTS "
-                   "INCLUDING INDEXES INCLUDING GENERATED INCLUDING COMMENTS INCLUDING DEFAULTS INCLUDING IDENTITY)")
-        for column in self.t.serials:
-            # a default taking the source's sequence would hand out (and tell) the source's next
-            # keys: the copy gets a sequence of its own, set past its keys once they are written
-            seq = f"{schema}.{db.quote_ident(f'{self.t.name[:24]}_{column[:20]}_pg_dp_new_seq')}"
-            db.execute(f"DROP SEQUENCE IF EXISTS {seq}")
-            db.execute(f"CREATE SEQUENCE {seq} OWNED BY {schema}.{fresh}.{db.quote_ident(column)}")
-            db.execute(f"ALTER TABLE {schema}.{fresh} ALTER COLUMN {db.quote_ident(column)} SET DEFAULT "
-                       f"pg_catalog.nextval({db.quote_literal(seq)}::pg_catalog.regclass)")
-        public.copy_all([link["ref"] for link in self.links if link["kind"] == "vocabulary"], self.schema,
-                        self.caller, foreign_code)
-        names = ", ".join(db.quote_ident(c.name) for c in self.t.columns)
-        skip = f"WHERE pg_dp_idx <> ALL ($1::int8[]) " if bad else ""
-        overriding = " OVERRIDING SYSTEM VALUE" if self.t.identity_always else ""
-        db.execute(f"INSERT INTO {schema}.{fresh} ({names}){overriding} SELECT {names} FROM {STAGE} {skip}"
-                   f"ORDER BY pg_dp_idx LIMIT {int(n)}", [sorted(bad)] if bad else [], ["int8[]"] if bad else [])
-        keys.fill_self_references(self, f"{schema}.{fresh}")
-        written = db.execute(f"SELECT count(*) AS n FROM {schema}.{fresh}")[0]["n"]
-        self._advance_sequences(f"{schema}.{fresh}")
-        grants = []
-        if old:
-            grants = db.execute(
-                "SELECT a.privilege_type AS p, CASE WHEN a.grantee = 0 THEN 'PUBLIC' "
-                "ELSE pg_catalog.quote_ident(pg_catalog.pg_get_userbyid(a.grantee)) END AS g "
-                "FROM pg_catalog.pg_class c, LATERAL pg_catalog.aclexplode(c.relacl) a "
-                "WHERE c.oid = $1 AND a.grantee <> c.relowner", [old[0]["oid"]], ["oid"])
-            dependents = [r["d"] for r in db.execute(
-                "SELECT pg_catalog.format('%s on %s', conname, conrelid::regclass) AS d FROM pg_catalog.pg_constraint "
-                "WHERE contype = 'f' AND confrelid = $1 AND conrelid <> $1", [old[0]["oid"]], ["oid"])]
-            db.execute(f"DROP TABLE {schema}.{name} CASCADE")
-            if dependents:
-                self.notice("dropped foreign key(s) " + ", ".join(dependents) + " that referenced the previous copy",
-                            hint="Synthesize the referencing tables again to restore them.")
-        db.execute(f"ALTER TABLE {schema}.{fresh} RENAME TO {name}")
-        for column in self.t.serials:
-            db.execute(f"ALTER SEQUENCE {schema}.{db.quote_ident(f'{self.t.name[:24]}_{column[:20]}_pg_dp_new_seq')} "
-                       f"RENAME TO {db.quote_ident(f'{self.t.name[:24]}_{column[:20]}_pg_dp_seq')}")
-        for link in self.links:
-            cols = ", ".join(db.quote_ident(c) for c in link.get("cols", [link["column"]]))
-            refcols = ", ".join(db.quote_ident(c) for c in link.get("refcols", [link["refcol"]]))
-            db.execute(f"ALTER TABLE {schema}.{name} ADD CONSTRAINT {db.quote_ident(link['name'])} FOREIGN KEY "
-                       f"({cols}) REFERENCES {link['target'] or f'{schema}.{name}'} ({refcols})")
-        db.execute(f"GRANT USAGE ON SCHEMA {schema} TO {self.caller}")
-        db.execute(f"GRANT SELECT ON {schema}.{name} TO {self.caller}")
-        for g in grants:
-            db.execute(f"GRANT {g['p']} ON {schema}.{name} TO {g['g']}")
-        relid = db.regclass_oid(f"{schema}.{name}")
         provenance = {"source": self.t.qualified, "epsilon": str(self.epsilon), "delta": str(self.delta),
-                      "method": "MST (select-measure-generate), mbi graphical model", "rows": written,
-                      "at": dt.datetime.now(dt.timezone.utc).isoformat(timespec="seconds"), "ledger_id": ledger_id,
-                      "data_version": self.t.data_version,
+                      "method": "MST (select-measure-generate), mbi graphical model",
+                      "ledger_id": ledger_id, "data_version": self.t.data_version,
                       "denial_constraints": [d.text for d in self.t.dcs],
                       "regenerated": [c.name for c in self.t.columns if c.kind == "identifier"]}
-        db.execute(f"COMMENT ON TABLE {schema}.{name} IS " + db.quote_literal(
-            f"DP synthetic copy of {self.t.qualified} made by pg_dp dp_synthesize: epsilon {self.epsilon}, "
-            f"delta {self.delta}, {provenance['method']}, {written} rows, {provenance['at']}"))
-        db.execute("INSERT INTO dp_internal.synthetic_tables (relid, source, provenance) VALUES ($1, $2, $3::jsonb) "
-                   "ON CONFLICT (relid) DO UPDATE SET source = excluded.source, provenance = excluded.provenance",
-                   [relid, self.t.relid, json.dumps(provenance)], ["oid", "oid", "text"])
-        db.execute("DELETE FROM dp_internal.synthetic_tables s WHERE NOT EXISTS "
-                   "(SELECT 1 FROM pg_catalog.pg_class c WHERE c.oid = s.relid)")
-        return written
+        return write.swap(w, bad, n, provenance, lambda table: keys.fill_self_references(self, table))
 
-    def _advance_sequences(self, table: str):
-        """Sequences of the copy (identity columns, its own serials) start past its keys, so
-        that inserts into the copy that leave the key out still work."""
-        for r in db.execute(
-                "SELECT a.attname, pg_catalog.pg_get_serial_sequence($1, a.attname) AS seq "
-                "FROM pg_catalog.pg_attribute a WHERE a.attrelid = $1::regclass AND a.attnum > 0 "
-                "AND NOT a.attisdropped", [table], ["text"]):
-            if r["seq"] and self.t.column(r["attname"]).fam == "integer":
-                db.execute(f"SELECT pg_catalog.setval($1::regclass, coalesce((SELECT max({db.quote_ident(r['attname'])}) "
-                           f"FROM {table}), 0) + 1, false)", [r["seq"]], ["text"])
+    def destination(self) -> write.TableWrite:
+        """What pg_dp.synth.write needs to write this table's copy."""
+        return write.TableWrite(
+            source=self.t.relid, source_name=self.t.qualified, schema=self.schema, name=self.t.name,
+            columns=[(c.name, c.sql_type) for c in self.t.columns], caller=self.caller,
+            domains=dict(self.t.domains), checks=list(self.t.checks), uniques=[list(u) for u in self.t.uniques],
+            serials=list(self.t.serials), integers={c.name for c in self.t.columns if c.fam == "integer"},
+            identity_always=self.t.identity_always,
+            foreign_keys=[write.ForeignKey(k["name"], list(k.get("cols", [k["column"]])),
+                                           list(k.get("refcols", [k["refcol"]])), k["target"]) for k in self.links],
+            vocabularies=[k["ref"] for k in self.links if k["kind"] == "vocabulary"])
 
     # ------------------------------------------------------------ progress
     def phase(self, message: str):
@@ -971,7 +861,7 @@ def _ref_info(relid: int) -> dict:
 
 
 def _drop_temp(name: str):
-    db.drop_table_if_present(f"pg_temp.{name}")
+    write.drop_temp(name)
 
 
 def _compressed_codes(modelled, index, compress) -> str:
@@ -1208,29 +1098,3 @@ def synthesize_steps(source=None, epsilon=None, delta=None, target_schema=None, 
 
     yield from relational.synthesize_many(make, relids, epsilon, delta, dry_run, label, schema)
     return ""
-
-
-def foreign_code(relid: int) -> list[str]:
-    """Functions of non-superusers that writing a copy of a table would run.
-
-    CHECK constraints, defaults, generated columns, index expressions and the
-    constraints of domain types of the table can call them; run by the executor
-    they would run with the extension owner's rights, so a table that has them is
-    refused before anything is charged (a vocabulary: its key is not kept).
-    """
-    return [r["f"] for r in db.execute(
-        """
-        WITH objects AS (
-            SELECT 'pg_catalog.pg_constraint'::regclass AS classid, oid AS objid
-            FROM pg_catalog.pg_constraint WHERE conrelid = $1
-               OR contypid IN (SELECT atttypid FROM pg_catalog.pg_attribute
-                               WHERE attrelid = $1 AND attnum > 0 AND NOT attisdropped)
-            UNION ALL SELECT 'pg_catalog.pg_attrdef'::regclass, oid FROM pg_catalog.pg_attrdef WHERE adrelid = $1
-            UNION ALL SELECT 'pg_catalog.pg_class'::regclass, indexrelid FROM pg_catalog.pg_index WHERE indrelid = $1)
-        SELECT DISTINCT d.refobjid::regprocedure::text AS f
-        FROM objects o JOIN pg_catalog.pg_depend d ON d.classid = o.classid AND d.objid = o.objid
-        JOIN pg_catalog.pg_proc p ON p.oid = d.refobjid AND d.refclassid = 'pg_catalog.pg_proc'::regclass
-        JOIN pg_catalog.pg_roles r ON r.oid = p.proowner
-        WHERE NOT r.rolsuper
-        ORDER BY 1
-        """, [relid], ["oid"])]
