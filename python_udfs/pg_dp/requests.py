@@ -20,7 +20,9 @@ evaluate          synth.report.evaluate_reply               source, synthetic, t
 evaluate_schema   synth.evaluate_schema.evaluate_reply      real_schema, synthetic_schema
 
 Adding a request kind: a handler function, one line in HANDLERS, the SQL function that sends it
-(extension/60_gateway.sql or 70_synth.sql) and its test.
+(sql/60_gateway.sql or 70_synth.sql) and its test; a long, large kind goes into the pool's
+synthesis lane and a kind that costs nothing into the rate limit on free requests: both lists are
+in src/worker/session.c (request_lane, free_request_kind).
 """
 
 # kind -> (module, function); modules are imported on first use (synthesis pulls in
