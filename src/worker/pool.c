@@ -536,6 +536,18 @@ dp_pool_submit(const PoolSubmit *request)
 	LWLockRelease(pool->lock);
 }
 
+bool
+dp_pool_lane_running(int lane)
+{
+	bool		running = false;
+
+	LWLockAcquire(pool->lock, LW_SHARED);
+	for (int i = 0; i < pool->nworkers && !running; i++)
+		running = pool->workers[i].lane == lane && pool->workers[i].pid != 0;
+	LWLockRelease(pool->lock);
+	return running;
+}
+
 int
 dp_pool_request_state(uint64 id, pid_t *executor_pid)
 {

@@ -57,6 +57,9 @@ extern double dp_pool_admit(Oid role, bool free_kind);
 /* Enqueue (an ERROR when the role has too many requests waiting) and wake an executor. */
 extern void dp_pool_submit(const PoolSubmit *request);
 
+/* Whether any executor of the lane runs (none: pg_dp.executors more than max_worker_processes allows). */
+extern bool dp_pool_lane_running(int lane);
+
 /* The state of this backend's request `id`, and the PID of the executor serving it (RUNNING). */
 extern int	dp_pool_request_state(uint64 id, pid_t *executor_pid);
 

@@ -535,6 +535,7 @@ pool_roundtrip(Oid role, const char *kind, const char *payload)
 	text	   *volatile result = NULL;
 	volatile bool in_pool = false;
 	double		wait;
+	volatile TimestampTz absent_since = 0;
 
 	if (!pool_exit_registered)
 	{
@@ -626,6 +627,16 @@ pool_roundtrip(Oid role, const char *kind, const char *payload)
 						 errmsg("the pg_dp executor exited while answering"),
 						 errhint("See the server log; ask again.")));
 			}
+			if (dp_pool_lane_running(submit.lane))
+				absent_since = 0;
+			else if (absent_since == 0)
+				absent_since = GetCurrentTimestamp();
+			else if (TimestampDifferenceExceeds(absent_since, GetCurrentTimestamp(), 10 * 1000))
+				ereport(ERROR,
+						(errcode(ERRCODE_INSUFFICIENT_RESOURCES),
+						 errmsg("no pg_dp executor is running"),
+						 errhint("The server could not start the executors of the pool: see its log, and "
+								 "max_worker_processes against pg_dp.executors + pg_dp.synthesis_executors.")));
 			(void) WaitLatch(MyLatch, WL_LATCH_SET | WL_TIMEOUT | WL_EXIT_ON_PM_DEATH, 1000,
 							 PG_WAIT_EXTENSION);
 			ResetLatch(MyLatch);
