@@ -89,6 +89,7 @@ typedef struct PoolWorker
 	Oid			next_database;	/* where to connect after a restart (a waiting request's) */
 	Oid			next_owner;
 	bool		leave;			/* asked to leave for next_database */
+	bool		woken;			/* woken for a new request, not looked at the queue yet */
 	bool		failed;			/* its last process ended with an error */
 	int			entry;			/* the request it serves (BUSY), else -1 */
 	uint64		request_id;
@@ -248,7 +249,28 @@ static void
 wake_worker(PoolWorker *w)
 {
 	if (w->pid != 0)
+	{
+		w->woken = true;
 		wake(w->pgprocno);
+	}
+}
+
+/* Wake one idle executor of this database (not one already woken), e.g. for a request waiting. */
+static bool
+wake_idle(int lane, Oid database, Oid owner, int except)
+{
+	for (int i = 0; i < pool->nworkers; i++)
+	{
+		PoolWorker *w = &pool->workers[i];
+
+		if (i != except && w->state == W_IDLE && !w->leave && !w->woken &&
+			w->lane == lane && w->database == database && w->owner == owner)
+		{
+			wake_worker(w);
+			return true;
+		}
+	}
+	return false;
 }
 
 
@@ -443,16 +465,9 @@ dispatch(int lane, Oid database, Oid owner)
 {
 	PoolWorker *idle_elsewhere = NULL;
 
-	for (int i = 0; i < pool->nworkers; i++)
-	{
-		PoolWorker *w = &pool->workers[i];
-
-		if (w->state == W_IDLE && !w->leave && worker_serves(w, lane, database, owner))
-		{
-			wake_worker(w);
-			return;
-		}
-	}
+	/* an idle executor of the database that no other new request has woken already */
+	if (wake_idle(lane, database, owner, -1))
+		return;
 	if (database_has_executor(lane, database, owner))
 		return;					/* it is starting, or busy: it takes the request when done */
 	for (int i = 0; i < pool->nworkers; i++)
@@ -636,6 +651,7 @@ dp_pool_worker_start(int index)
 	w->database = InvalidOid;
 	w->owner = InvalidOid;
 	w->leave = false;
+	w->woken = false;
 	w->entry = -1;
 	w->request_id = 0;
 	LWLockRelease(pool->lock);
@@ -725,6 +741,7 @@ dp_pool_worker_next(int index, PoolAssignment *a)
 				owner;
 
 	LWLockAcquire(pool->lock, LW_EXCLUSIVE);
+	w->woken = false;
 	if (w->leave)
 	{
 		w->state = W_LEAVING;
@@ -772,6 +789,9 @@ dp_pool_worker_next(int index, PoolAssignment *a)
 		a->nonce = best->nonce;
 		/* a cancel signalled for this executor's previous request must not stop this one */
 		QueryCancelPending = false;
+		/* more waiting (several arrived at once): another idle executor takes the next */
+		if (database_has_queued(w->lane, w->database, w->owner))
+			(void) wake_idle(w->lane, w->database, w->owner, index);
 		LWLockRelease(pool->lock);
 		return POOL_SERVE;
 	}
@@ -816,7 +836,7 @@ dp_pool_worker_finish(int index, const PoolAssignment *a)
 	{
 		/* a request of a role that was at its limit may be next: wake the idle executors */
 		for (int i = 0; i < pool->nworkers; i++)
-			if (i != index && pool->workers[i].state == W_IDLE &&
+			if (i != index && pool->workers[i].state == W_IDLE && !pool->workers[i].leave &&
 				worker_serves(&pool->workers[i], w->lane, w->database, w->owner))
 				wake_worker(&pool->workers[i]);
 	}
