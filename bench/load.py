@@ -9,7 +9,8 @@ Starts a throwaway server (test/support/pgserver.py) with `shared_preload_librar
 `max_connections = 120`, a 10 000-row protected table with 10 public group keys, and
 --roles analyst roles with large budgets.  Then --sessions connections (threads), spread
 evenly over the roles, all open at once, each asking --questions requests in turn with a
-random think time (uniform 0 .. 2 x --think seconds) between them:
+random think time (uniform 0 .. 2 x --think seconds) between them (the sessions are
+threads of --processes client processes, so that one Python's lock does not delay replies):
 
 - a cached question (one of 5 fixed questions, asked once per role before the run: free);
 - a new small question (a statement no one asked, epsilon 0.01: charged);
@@ -26,6 +27,7 @@ fails, a request is refused or fails.
 """
 
 import argparse
+import multiprocessing
 import os
 import random
 import statistics
@@ -76,6 +78,8 @@ def setup(args, pg):
     with pg.connect() as conn:
         conn.execute("CREATE EXTENSION pg_dp CASCADE")
         conn.execute("ALTER DATABASE postgres SET search_path = public, dp")
+        if args.per_session:
+            conn.execute("ALTER DATABASE postgres SET session_preload_libraries = 'pg_dp'")
         conn.execute("SELECT setseed(0.42)")
         conn.execute("CREATE TABLE t AS SELECT s::bigint AS id, floor(random() * 10)::int AS g,"
                      " random() * 100 AS x FROM generate_series(1, 10000) s")
@@ -103,12 +107,64 @@ def ledger_sum(conn, role, after_id):
                         "WHERE role = %s::regrole AND id > %s", [role, after_id]).fetchone()
 
 
+def client_process(conninfo, sessions, roles, args, released, barrier, results):
+    """One client process: its sessions in threads (several processes, so that the client's own
+    Python does not queue the replies); its records go to `results`."""
+    conns = {i: psycopg.connect(conninfo.format(role=roles[i % len(roles)]), autocommit=True) for i in sessions}
+    records = []
+    lock = threading.Lock()
+    ready = threading.Barrier(len(sessions) + 1)
+
+    def session(i):
+        rng = random.Random(i)
+        conn, role = conns[i], roles[i % len(roles)]
+        ready.wait()
+        for j in range(args.questions):
+            time.sleep(rng.uniform(0, 2 * args.think))
+            kind = ("cached", "new", "cost")[(i + j) % 3]
+            k = i * 1000 + j + 1
+            if kind == "cached":
+                sql = CACHED[(i + j) % len(CACHED)]
+                query = ("SELECT * FROM dp.query_json(%s, 0.5)", [sql])
+            elif kind == "new":
+                sql = f"SELECT g, count(*), avg(x) FROM t WHERE id > -{k} GROUP BY g"
+                query = ("SELECT * FROM dp.query_json(%s, %s)", [sql, NEW_EPSILON])
+            else:
+                sql = f"SELECT count(*) FROM t WHERE id > -{k}"
+                query = ("SELECT * FROM dp.cost(%s, 0.5)", [sql])
+            t0 = time.perf_counter()
+            try:
+                rows = conn.execute(*query).fetchall()
+                outcome = "ok"
+                if kind == "cached" and rows != released[(role, sql)]:
+                    outcome = "error: a cached answer differs from the one released"
+            except psycopg.Error as e:
+                outcome = f"refused {e.sqlstate}" if e.sqlstate and e.sqlstate.startswith("53") \
+                    else f"error {e.sqlstate}: {str(e).splitlines()[0]}"
+            with lock:
+                records.append((kind, role, outcome, time.perf_counter() - t0))
+
+    threads = [threading.Thread(target=session, args=(i,)) for i in sessions]
+    for t in threads:
+        t.start()
+    barrier.wait()              # every process has its sessions open
+    ready.wait()
+    for t in threads:
+        t.join()
+    for c in conns.values():
+        c.close()
+    results.put(records)
+
+
 def main():
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--sessions", type=int, default=90)
     ap.add_argument("--roles", type=int, default=3)
     ap.add_argument("--questions", type=int, default=6, help="requests per session (default 6)")
     ap.add_argument("--think", type=float, default=0.5, help="mean think time between requests, s (default 0.5)")
+    ap.add_argument("--per-session", action="store_true",
+                    help="without the pool: session_preload_libraries, max_worker_processes 16 (for comparison)")
+    ap.add_argument("--processes", type=int, default=6, help="client processes the sessions are spread over (default 6)")
     ap.add_argument("--setting", action="append", default=[], metavar="NAME=VALUE",
                     help="a server setting, e.g. pg_dp.role_concurrency=2 (repeatable)")
     ap.add_argument("--markdown", action="store_true")
@@ -116,6 +172,9 @@ def main():
     args = ap.parse_args()
 
     settings = {"shared_preload_libraries": "'pg_dp'", "max_connections": "120", "fsync": "off"}
+    if args.per_session:
+        # the per-session design, for comparison: a background worker per session
+        settings = {"max_connections": "120", "fsync": "off", "max_worker_processes": "16"}
     for s in args.setting:
         name, _, value = s.partition("=")
         settings[name] = value
@@ -136,48 +195,16 @@ def main():
             last_ledger = admin.execute("SELECT coalesce(max(id), 0) FROM dp_internal.ledger").fetchone()[0]
             rss_idle = executor_rss_mb(admin)
 
-        conns = []
-        log(args, f"opening {args.sessions} sessions ...")
-        for i in range(args.sessions):
-            conns.append(pg.connect(user=roles[i % args.roles]))
-        records = []
-        lock = threading.Lock()
-        barrier = threading.Barrier(args.sessions + 1)
-        serial = iter(range(1, 10 ** 9))
-
-        def session(i):
-            rng = random.Random(i)
-            conn, role = conns[i], roles[i % args.roles]
-            barrier.wait()
-            for j in range(args.questions):
-                time.sleep(rng.uniform(0, 2 * args.think))
-                kind = ("cached", "new", "cost")[(i + j) % 3]
-                with lock:
-                    k = next(serial)
-                if kind == "cached":
-                    sql = CACHED[(i + j) % len(CACHED)]
-                    query = ("SELECT * FROM dp.query_json(%s, 0.5)", [sql])
-                elif kind == "new":
-                    sql = f"SELECT g, count(*), avg(x) FROM t WHERE id > -{k} GROUP BY g"
-                    query = ("SELECT * FROM dp.query_json(%s, %s)", [sql, NEW_EPSILON])
-                else:
-                    sql = f"SELECT count(*) FROM t WHERE id > -{k}"
-                    query = ("SELECT * FROM dp.cost(%s, 0.5)", [sql])
-                t0 = time.perf_counter()
-                try:
-                    rows = conn.execute(*query).fetchall()
-                    outcome = "ok"
-                    if kind == "cached" and rows != released[(role, sql)]:
-                        outcome = "error: a cached answer differs from the one released"
-                except psycopg.Error as e:
-                    outcome = f"refused {e.sqlstate}" if e.sqlstate and e.sqlstate.startswith("53") \
-                        else f"error {e.sqlstate}: {str(e).splitlines()[0]}"
-                with lock:
-                    records.append((kind, role, outcome, time.perf_counter() - t0))
-
-        threads = [threading.Thread(target=session, args=(i,)) for i in range(args.sessions)]
-        for t in threads:
-            t.start()
+        log(args, f"opening {args.sessions} sessions in {args.processes} client processes ...")
+        ctx = multiprocessing.get_context("fork")
+        barrier = ctx.Barrier(args.processes + 1)
+        results = ctx.Queue()
+        groups = [list(range(p, args.sessions, args.processes)) for p in range(args.processes)]
+        procs = [ctx.Process(target=client_process, args=(pg.conninfo(user="postgres").replace(
+                 "user=postgres", "user={role}"), group, roles, args, released, barrier, results))
+                 for group in groups]
+        for proc in procs:
+            proc.start()
         peak = [0.0]
         stop = threading.Event()
 
@@ -193,13 +220,14 @@ def main():
         load_before = os.getloadavg()[0]
         barrier.wait()
         start = time.perf_counter()
-        for t in threads:
-            t.join()
+        records = []
+        for _ in procs:
+            records.extend(results.get())
         wall = time.perf_counter() - start
+        for proc in procs:
+            proc.join()
         stop.set()
         sampler.join()
-        for c in conns:
-            c.close()
 
         with pg.connect() as admin:
             rss_end = executor_rss_mb(admin)
@@ -222,7 +250,8 @@ def main():
                for kind in ("cached", "new", "cost")}
 
         out = print
-        out(f"\n### Executor pool under load: {args.sessions} sessions of {args.roles} roles, "
+        out(f"\n### {'One executor per session' if args.per_session else 'Executor pool'} under load: "
+            f"{args.sessions} sessions of {args.roles} roles, "
             f"{args.questions} requests each, think time 0-{2 * args.think:g} s "
             f"(load average before the run {load_before:.2f})\n")
         out("Pool: " + ", ".join(f"`{n} = {v}`" for n, v in pool_settings) + f"; {executors} executors.\n")

@@ -552,6 +552,17 @@ dp_pool_submit(const PoolSubmit *request)
 }
 
 bool
+dp_pool_entry_free(void)
+{
+	bool		free_;
+
+	LWLockAcquire(pool->lock, LW_SHARED);
+	free_ = my_entry()->state == POOL_REQUEST_FREE;
+	LWLockRelease(pool->lock);
+	return free_;
+}
+
+bool
 dp_pool_lane_running(int lane)
 {
 	bool		running = false;

@@ -57,6 +57,12 @@ extern double dp_pool_admit(Oid role, bool free_kind);
 /* Enqueue (an ERROR when the role has too many requests waiting) and wake an executor. */
 extern void dp_pool_submit(const PoolSubmit *request);
 
+/*
+ * Whether this backend's queue entry is free: a request it gave up, or one of an
+ * earlier backend of the same PGPROC that exited, may still be finishing.
+ */
+extern bool dp_pool_entry_free(void);
+
 /* Whether any executor of the lane runs (none: pg_dp.executors more than max_worker_processes allows). */
 extern bool dp_pool_lane_running(int lane);
 

@@ -477,12 +477,15 @@ pool_segment_for(Size needed)
 	return hdr;
 }
 
-/* Wait while this session's previous request still has its entry (its executor is finishing it). */
+/*
+ * Wait while this backend's queue entry is still taken: by this session's
+ * previous request (its executor is finishing it), or by a request of an
+ * earlier backend that had the same PGPROC and exited while it ran.
+ */
 static void
 pool_wait_previous(void)
 {
-	while (pool_session.last_id != 0 &&
-		   dp_pool_request_state(pool_session.last_id, NULL) != POOL_REQUEST_FREE)
+	while (!dp_pool_entry_free())
 	{
 		(void) WaitLatch(MyLatch, WL_LATCH_SET | WL_TIMEOUT | WL_EXIT_ON_PM_DEATH, 100, PG_WAIT_EXTENSION);
 		ResetLatch(MyLatch);
