@@ -186,6 +186,26 @@ def test_session_state_travels_with_the_request(pool, admin):
             assert abs(got_b - truth(admin, f"SELECT count(*) FROM people WHERE v > {high}")) <= TOLERANCE
 
 
+def test_a_session_after_a_terminated_one_is_served(pool, admin):
+    """A session terminated while its question runs leaves its request to be stopped; the
+    next session, which gets the same PGPROC and so the same queue entry, waits for the
+    entry instead of failing its first question."""
+    warm(pool)
+    for k in range(3):
+        victim = pool.connect(DB, user="alice")
+        pid = victim.execute("SELECT pg_backend_pid()").fetchone()[0]
+        thread = threading.Thread(target=lambda: pytest.raises(psycopg.Error, ask, victim,
+                                  f"SELECT percentile_cont(0.5) WITHIN GROUP (ORDER BY v) FROM slow WHERE id > -{k}"))
+        thread.start()
+        assert wait_for(lambda: role_account(admin, "alice")[0] == 1)
+        admin.execute("SELECT pg_terminate_backend(%s)", (pid,))
+        thread.join()
+        victim.close()
+        with pool.connect(DB, user="bob") as b:
+            assert abs(count(b, f"SELECT count(*) FROM people WHERE v >= {k + 3}")
+                       - truth(admin, f"SELECT count(*) FROM people WHERE v >= {k + 3}")) <= TOLERANCE
+
+
 def test_doctor_says_which_executor_mode_runs(pool, admin, conn):
     pooled = admin.execute("SELECT issue, detail FROM dp.doctor(known_limits => true) "
                            "WHERE issue LIKE 'executor%'").fetchall()
