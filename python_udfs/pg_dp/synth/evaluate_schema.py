@@ -279,12 +279,6 @@ def _parent_index(child_keys: list, parent_keys: list) -> np.ndarray:
     return np.array([where.get(k, -1) if k is not None else -1 for k in child_keys], dtype=np.int64)
 
 
-def _fanout(parent_keys: list, child_keys: list) -> dict[int, int]:
-    """{k: parents with k children} (children whose key names no parent are not counted)."""
-    index = _parent_index(child_keys, parent_keys)
-    return fanout_histogram(np.bincount(index[index >= 0], minlength=len(parent_keys)))
-
-
 def evaluate(real_schema: str, synthetic_schema: str | None = None) -> list[dict]:
     if not catalog.is_admin(catalog.outer_role()):
         raise DPError("permission denied to evaluate a synthetic schema",

@@ -1,11 +1,11 @@
-"""Several tables in one dp_synthesize call: order, budget split, and children under parents.
+"""Children under their parents: a child table generated under the synthetic rows of its parent.
 
 The method (README "Synthesizing a schema"), in the spirit of PrivLava (Cai et al. 2023)
-and of Alimohammadi et al. 2024 (cross-table marginals over the parent-child join):
+and of Alimohammadi et al. 2024 (cross-table marginals over the parent-child join).
+Which tables a call writes and in which order is pg_dp.synth.schema's; the budget split
+and the one charge per dataset are pg_dp.synth.run's.  Functions here read a table's
+TableState and return what they compute (Anchor, Fanout, Slots); the run stores it.
 
-- tables are synthesized parents first (foreign keys among the protected tables of the
-  call, those declared on partitions included); the charged epsilon and delta are split
-  evenly over the tables, and each dataset is charged once, before anything is read;
 - a child whose foreign key lies on its privacy unit's path (invoice.customer_id ->
   customer, invoice_line.invoice_id -> invoice: a parent's children are the same person's)
   is generated under its synthetic parents:
@@ -32,18 +32,18 @@ and of Alimohammadi et al. 2024 (cross-table marginals over the parent-child joi
 
 from __future__ import annotations
 
-from dataclasses import replace
-from decimal import Decimal
+from dataclasses import dataclass, replace
 import itertools
 import math
+from typing import NamedTuple
 
 import numpy as np
 
 from .. import db, mechanisms
-from ..errors import DPError
 from . import domain as dom
-from . import write
-from .mst import COARSE
+from .methods.base import base_name
+from .state import TableState
+from .table import Target
 
 MAX_FANOUT = 128
 PARENT_ATTRIBUTES = 3
@@ -57,90 +57,30 @@ NONE_LEAD = 5              # noise scales the choice of no parent attribute star
 MORE_ROUNDS = 3           # draws of children for parent slots left without a match
 
 
-# ----------------------------------------------------------------- which tables, in which order
-def resolve(schema: str | None, dataset: str | None, sources: list | None) -> list[int]:
-    """Protected tables of a schema or a dataset, or the given ones (partitions go with their table)."""
-    root = ("NOT c.relispartition AND NOT EXISTS (SELECT 1 FROM pg_catalog.pg_inherits i JOIN "
-            "dp_internal.protected_tables q ON q.relid = i.inhparent WHERE i.inhrelid = p.relid)")
-    if schema is not None:
-        rows = db.execute("SELECT p.relid::int8 AS r FROM dp_internal.protected_tables p JOIN pg_catalog.pg_class c "
-                          "ON c.oid = p.relid JOIN pg_catalog.pg_namespace n ON n.oid = c.relnamespace "
-                          f"WHERE n.nspname = $1 AND {root} ORDER BY 1", [schema], ["text"])
-        what = f"schema {schema}"
-    elif dataset is not None:
-        rows = db.execute("SELECT p.relid::int8 AS r FROM dp_internal.protected_tables p JOIN pg_catalog.pg_class c "
-                          f"ON c.oid = p.relid WHERE p.dataset = $1 AND {root} ORDER BY 1", [dataset], ["text"])
-        what = f"dataset {dataset}"
-    else:
-        rows = [{"r": int(r)} for r in dict.fromkeys(sources or [])]
-        what = "the tables given"
-    relids = [int(r["r"]) for r in rows]
-    if not relids:
-        raise DPError(f"{what} has no protected table to synthesize", sqlstate="42P01",
-                      hint="Protect tables first (dp.protect); dp.protected_tables lists them.")
-    return relids
+class Anchor(NamedTuple):
+    """A child date (timestamp) column computed as its parent's date plus a modelled offset."""
+    child: str                  # the child's column
+    parent: str                 # the parent's date column it follows
+    offset: dom.Column          # pg_dp_after_i, modelled (days or seconds after the parent's date)
 
 
-def _root(relid: int) -> int:
-    r = db.execute("WITH RECURSIVE up(r, d) AS (SELECT $1::oid, 0 UNION ALL SELECT i.inhparent, u.d + 1 FROM up u "
-                   "JOIN pg_catalog.pg_inherits i ON i.inhrelid = u.r WHERE u.d < 64) "
-                   "SELECT r::int8 AS r FROM up ORDER BY d DESC LIMIT 1", [relid], ["oid"])
-    return int(r[0]["r"])
+@dataclass
+class Fanout:
+    """The noisy number of children per parent (post-processed), by parent attribute group."""
+    by: tuple | None            # ((parent column, groups), ...) the histogram is split by; None: one row
+    hist: np.ndarray            # [group, 0..cap children] noisy counts of parents, thresholded and clipped
+    cap: int
 
 
-def order(relids: list[int]) -> tuple[list[int], list[str]]:
-    """Parents first (keys declared on partitions count for their table); cycles broken with a note."""
-    wanted = set(relids)
-    needs = {r: set() for r in relids}
-    for r in relids:
-        for k in db.execute(
-                "WITH RECURSIVE down(r, d) AS (SELECT $1::oid, 0 UNION ALL SELECT i.inhrelid, w.d + 1 FROM down w "
-                "JOIN pg_catalog.pg_inherits i ON i.inhparent = w.r WHERE w.d < 64) "
-                "SELECT DISTINCT k.confrelid::int8 AS ref FROM pg_catalog.pg_constraint k JOIN down ON down.r = k.conrelid "
-                "WHERE k.contype = 'f'", [r], ["oid"]):
-            ref = _root(int(k["ref"]))
-            if ref in wanted and ref != r:
-                needs[r].add(ref)
-    done, notes = [], []
-    while len(done) < len(relids):
-        ready = [r for r in relids if r not in done and needs[r] <= set(done)]
-        if not ready:
-            r = next(r for r in relids if r not in done)
-            notes.append(f"foreign keys form a cycle through {_name(r)}: it is synthesized before some of its parents")
-            ready = [r]
-        done += ready
-    return done, notes
-
-
-def _name(relid: int) -> str:
-    return db.execute("SELECT $1::oid::regclass::text AS n", [relid], ["oid"])[0]["n"]
-
-
-def partition_foreign_keys(relid: int, own: list[dict]) -> list[dict]:
-    """Foreign keys declared on partitions (or children) of a table, not on the table itself."""
-    seen = {(tuple(k["cols"]), _root(int(k["ref"]))) for k in own}
-    found = []
-    for k in db.execute(
-            "WITH RECURSIVE down(r, d) AS (SELECT i.inhrelid, 1 FROM pg_catalog.pg_inherits i WHERE i.inhparent = $1 "
-            "UNION ALL SELECT i.inhrelid, w.d + 1 FROM down w JOIN pg_catalog.pg_inherits i ON i.inhparent = w.r "
-            "WHERE w.d < 64) "
-            "SELECT k.contype, pg_catalog.pg_get_constraintdef(k.oid) AS def, k.conname, k.confrelid::int8 AS ref, "
-            "ARRAY(SELECT a.attname::text FROM unnest(k.conkey) WITH ORDINALITY c(n, o) JOIN pg_catalog.pg_attribute a "
-            "ON a.attrelid = k.conrelid AND a.attnum = c.n ORDER BY c.o) AS cols, "
-            "ARRAY(SELECT a.attname::text FROM unnest(k.confkey) WITH ORDINALITY c(n, o) JOIN pg_catalog.pg_attribute a "
-            "ON a.attrelid = k.confrelid AND a.attnum = c.n ORDER BY c.o) AS refcols, "
-            "k.conrelid::regclass::text AS declared_on "
-            "FROM pg_catalog.pg_constraint k JOIN down ON down.r = k.conrelid WHERE k.contype = 'f' "
-            "ORDER BY k.conname", [relid], ["oid"]):
-        ref = _root(int(k["ref"]))
-        key = (tuple(k["cols"]), ref)
-        if key in seen:
-            continue
-        seen.add(key)
-        k = dict(k)
-        k["ref"] = ref
-        found.append(k)
-    return found
+@dataclass
+class Slots:
+    """The synthetic parents, and one slot per child they get (post-processing of the fan-out)."""
+    parents: np.ndarray         # for each child slot, the index of its parent
+    keys: np.ndarray            # the parents' keys (text)
+    attrs: list[np.ndarray]     # their codes of the child's parent attributes (TableState.cond)
+    dates: dict[str, np.ndarray]    # the parent dates children's dates follow (number line, NaN = NULL)
+    fanout_codes: np.ndarray    # their group of the fan-out histogram
+    agreement: list[tuple[str, dict]]   # child columns that take their parent's value: (column, key -> value)
 
 
 # ----------------------------------------------------------------- children under parents
@@ -155,61 +95,63 @@ def unit_column(t) -> str | None:
     return None
 
 
-def same_unit(child, parent, fk, column: str, refcol: str) -> bool:
+def same_unit(child: Target, parent: Target, link) -> bool:
     """Is the parent's row the same privacy unit's as its children (the key lies on the unit's path)?"""
-    if unit_column(parent.t) is None:
+    if unit_column(parent) is None:
         return False            # its rows are bounded per unit only when it holds the unit's value
-    if child.t.path:
-        return child.t.path[0]["conname"] == fk["conname"]
-    return child.t.unit is not None and column == child.t.unit and refcol == parent.t.unit
+    if child.path:
+        return child.path[0]["conname"] == link.name
+    return child.unit is not None and link.column == child.unit and link.refcol == parent.unit
 
 
-def plan_anchors(run) -> None:
+def choose_parent(t: Target, links: list):
+    """The link the rows are generated under: the first key to a table of the call on the unit's path."""
+    return next((k for k in links if k.parent is not None and same_unit(t, k.parent.t, k)), None)
+
+
+def plan_anchors(t: Target, parent: TableState) -> list[Anchor]:
     """Before the charge, from the schema alone: each date (timestamp) column of a child is
     modelled as an offset from its parent's first date (timestamp) column, so that a line
     ships within days of its order whatever order it is attached to (TPC-H l_shipdate =
     o_orderdate + 1..121 days).  The offset gets DP bounds; the child column's own declared
-    bounds still hold (values are clipped into them)."""
-    parent = run.parent["run"]
-    run.anchors = []
-    for c in run.t.columns:
-        if c.kind != "numeric" or c.fam not in ("date", "timestamp") or c.name in run.t.keys:
+    bounds still hold (values are clipped into them).  The offsets' bounds are estimated with DP
+    (pg_dp.synth.run adds them to the table's derived columns); the child columns are not modelled."""
+    anchors: list[Anchor] = []
+    for c in t.columns:
+        if c.kind != "numeric" or c.fam not in ("date", "timestamp") or c.name in t.keys:
             continue
         p = next((p for p in parent.t.columns if p.kind == "numeric" and p.fam == c.fam
                   and p.name not in parent.t.keys), None)
         if p is None:
             continue
         date = c.fam == "date"
-        offset = dom.Column(f"pg_dp_after_{len(run.anchors)}", "integer" if date else "double precision",
+        offset = dom.Column(f"pg_dp_after_{len(anchors)}", "integer" if date else "double precision",
                             "integer" if date else "float", True, "numeric",
                             source=f"{'days' if date else 'seconds'} after {parent.t.name}.{p.name}")
-        if c.name not in run.t.needs_bounds and p.name not in parent.t.needs_bounds:
+        if c.name not in t.needs_bounds and p.name not in parent.t.needs_bounds:
             # a fallback only (DP bounds of the offset are estimated): what the declared bounds allow
             offset.lower, offset.upper = c.lower - p.upper, c.upper - p.lower
-        run.anchors.append((c.name, p.name, offset))
-        run.t.derived.append(offset)
-        run.t.needs_bounds.append(offset.name)
-        if c.name in run.t.needs_bounds:        # not modelled itself: parent's value + offset
-            run.t.needs_bounds.remove(c.name)
+        anchors.append(Anchor(c.name, p.name, offset))
+    return anchors
 
 
-def anchored(run) -> set[str]:
+def anchored(st: TableState) -> set[str]:
     """Child columns computed from their parent's date and a modelled offset."""
-    return {child for child, _, _ in getattr(run, "anchors", [])}
+    return {a.child for a in st.anchors}
 
 
-def parent_attributes(run) -> list:
+def parent_attributes(st: TableState) -> list:
     """The parent attributes the child is modelled with: the dates its own dates follow first
     (so that what depends on the absolute date, TPC-H's l_linestatus, can follow it), then the
     smallest domains; a constant tells nothing."""
-    parent = run.parent["run"]
+    parent = st.parent.parent
     usable = [c for c in parent.modelled if not c.name.startswith("pg_dp_") and 1 < c.size <= MAX_ATTRIBUTE_SIZE]
-    dates = list(dict.fromkeys(p for _, p, _ in run.anchors))
+    dates = list(dict.fromkeys(a.parent for a in st.anchors))
     first = [c for name in dates for c in usable if c.name == name]
     return (first + sorted((c for c in usable if c not in first), key=lambda c: c.size))[:PARENT_ATTRIBUTES]
 
 
-def measure_fanout(run, epsilon: float) -> None:
+def measure_fanout(st: TableState, epsilon: float) -> Fanout:
     """The noisy fan-out: children per parent row (capped), over the parent's rows bounded per
     unit (a uniform sample of at most the parent's own tau, else max_rows(parent): a unit
     moves at most that many of them), against the parent attribute that
@@ -219,11 +161,10 @@ def measure_fanout(run, epsilon: float) -> None:
     how far its joint with the fan-out is from independence (L1, under 4 per row) less the
     noise its extra cells would add (TPC-H: lines per order follow o_totalprice, not
     o_orderstatus).  Reads the tables themselves (not the child's sample)."""
-    link, parent = run.parent, run.parent["run"]
-    run.cond = parent_attributes(run)
-    cap = max(1, min(MAX_FANOUT, run.t.max_rows, numbering_limit(run)))
+    link, parent = st.parent, st.parent.parent
+    cap = max(1, min(MAX_FANOUT, st.t.max_rows, numbering_limit(st)))
     # the parent's rows: at most its own tau per unit (a uniform sample, as its marginals were)
-    bound = int(getattr(parent, "tau", None) or parent.t.max_rows)
+    bound = int(parent.tau or parent.t.max_rows)
     attrs = [c for c in parent.modelled if not c.name.startswith("pg_dp_") and 1 < c.size <= MAX_ATTRIBUTE_SIZE]
     # one attribute in up to 8 groups, or two in up to 4 each (vip x country: 6)
     candidates = [((c, min(c.size, FANOUT_CONDITION_SIZE)),) for c in attrs] + \
@@ -239,8 +180,8 @@ def measure_fanout(run, epsilon: float) -> None:
             f"SELECT least(coalesce(f.n, 0), {cap})::int AS k{codes} "
             f"FROM (SELECT x.*, row_number() OVER (PARTITION BY x.{unit} ORDER BY random()) AS pg_dp_rn "
             f"FROM {parent.t.qualified} x) p "
-            f"LEFT JOIN (SELECT {db.quote_ident(link['column'])} AS key, count(*) AS n FROM {run.t.qualified} "
-            f"WHERE {db.quote_ident(link['column'])} IS NOT NULL GROUP BY 1) f ON f.key = p.{db.quote_ident(link['refcol'])} "
+            f"LEFT JOIN (SELECT {db.quote_ident(link.column)} AS key, count(*) AS n FROM {st.t.qualified} "
+            f"WHERE {db.quote_ident(link.column)} IS NOT NULL GROUP BY 1) f ON f.key = p.{db.quote_ident(link.refcol)} "
             f"WHERE p.pg_dp_rn <= {bound}) j GROUP BY GROUPING SETS ({sets})"):
         which = next((i for i in range(len(candidates)) if r[f"g{i}"] is not None), None)
         if which is None:
@@ -257,13 +198,12 @@ def measure_fanout(run, epsilon: float) -> None:
         scores = [int(round(lead))] + [int(round(dependence_l1(h))) - int(round((g - 1) * (cap + 1) * scale))
                                        for h, g in zip(exact[1:], groups)]
         pick = mechanisms.noisy_argmin([-x for x in scores], 4 * bound + 1, e_select)
-    run.fanout_by = candidates[pick - 1] if pick else None
+    by = candidates[pick - 1] if pick else None
     chosen = exact[pick]
     noise = np.asarray(mechanisms.integer_laplace_noise(scale, chosen.size), dtype=np.float64).reshape(chosen.shape)
-    run.fanout = threshold_fanout(chosen + noise, scale)
-    run.fanout_cap = cap
-    run.phase(f"measured the fan-out per {parent.t.name} (Laplace scale {scale:.3g}, up to {cap} children)"
-              + (", by " + " x ".join(f"{c.name} ({g} groups)" for c, g in run.fanout_by) if pick else ""))
+    st.phase(f"measured the fan-out per {parent.t.name} (Laplace scale {scale:.3g}, up to {cap} children)"
+             + (", by " + " x ".join(f"{c.name} ({g} groups)" for c, g in by) if pick else ""))
+    return Fanout(by, threshold_fanout(chosen + noise, scale), cap)
 
 
 def fanout_code(condition, prefix: str = "") -> str:
@@ -286,20 +226,20 @@ def dependence_l1(joint: np.ndarray) -> float:
     return float(np.abs(joint - np.outer(joint.sum(axis=1), joint.sum(axis=0)) / total).sum())
 
 
-def unit_rows(run) -> np.ndarray | None:
+def unit_rows(st: TableState) -> np.ndarray | None:
     """Distribution of the child's rows per unit (0 .. max_rows), a post-processing of the noisy
     fan-outs along the path: a unit has one row of the unit table, and each row of a table has
     children by its noisy fan-out (the fan-outs of a unit's rows taken as independent).  None
     when the parent's rows per unit are unknown (a parent that is neither the unit table nor a
     child synthesized in this call)."""
-    parent = run.parent["run"]
+    parent = st.parent.parent
     if parent.t.unit is not None and parent.t.unit in parent.t.keys:
         per_parent = np.array([0.0, 1.0])              # the unit table: one row per unit
     else:
-        per_parent = getattr(parent, "unit_rows", None)
+        per_parent = parent.unit_rows
     if per_parent is None:
         return None
-    return compound(per_parent, run.fanout.sum(axis=0), run.t.max_rows)
+    return compound(per_parent, st.fanout.hist.sum(axis=0), st.t.max_rows)
 
 
 def compound(per_unit: np.ndarray, fanout: np.ndarray, limit: int) -> np.ndarray:
@@ -338,22 +278,22 @@ def sample_size(per_unit: np.ndarray | None, max_rows: int) -> int:
     return int(max(1, min(int(max_rows), int(np.searchsorted(some, SAMPLE_QUANTILE - 1e-9)) + 1)))
 
 
-def join_parent(run) -> list:
+def join_parent(st: TableState) -> tuple[str, list]:
     """The child's measured rows with the chosen parent attributes and the date offsets
-    (pg_dp_after_i: child date - parent date) joined in; returns the extra modelled columns."""
-    link, parent = run.parent, run.parent["run"]
-    attrs = run.cond
+    (pg_dp_after_i: child date - parent date) joined in, as a TEMP table; returns its name
+    and the extra modelled columns."""
+    link, parent = st.parent, st.parent.parent
+    attrs = st.cond
     extra = [replace(c, name=f"pg_dp_parent_{i}", nullable=True) for i, c in enumerate(attrs)]
     db.drop_table_if_present(f"pg_temp.{PARENT_SRC}")
     picks = "".join(f", p.{db.quote_ident(c.name)} AS pg_dp_parent_{i}" for i, c in enumerate(attrs))
-    for child, pcol, offset in run.anchors:
-        fam = run.t.column(child).fam
+    for child, pcol, offset in st.anchors:
+        fam = st.t.column(child).fam
         picks += (f", {dom.value_sql('s.' + db.quote_ident(child), fam)} - "
                   f"{dom.value_sql('p.' + db.quote_ident(pcol), fam)} AS {db.quote_ident(offset.name)}")
-    db.execute(f"CREATE TEMP TABLE {PARENT_SRC} ON COMMIT DROP AS SELECT s.*{picks} FROM {run.src} s "
-               f"LEFT JOIN {parent.t.qualified} p ON p.{db.quote_ident(link['refcol'])} = s.{db.quote_ident(link['column'])}")
-    run.src = PARENT_SRC
-    return extra
+    db.execute(f"CREATE TEMP TABLE {PARENT_SRC} ON COMMIT DROP AS SELECT s.*{picks} FROM {st.src} s "
+               f"LEFT JOIN {parent.t.qualified} p ON p.{db.quote_ident(link.refcol)} = s.{db.quote_ident(link.column)}")
+    return PARENT_SRC, extra
 
 
 def threshold_fanout(noisy: np.ndarray, scale: float) -> np.ndarray:
@@ -378,29 +318,29 @@ def threshold_fanout(noisy: np.ndarray, scale: float) -> np.ndarray:
     return out.reshape(noisy.shape)
 
 
-def _numbering(run):
-    """(column, cols) of each UNIQUE (parent key, integer column) of a child."""
-    link = run.parent["column"]
-    numbers = {c.name: c for c in run.t.columns if c.fam == "integer" and c.kind == "numeric"}
-    for cols in run.t.uniques:
+def _numbering(st: TableState):
+    """The integer column of each UNIQUE (parent key, integer column) of a child."""
+    link = st.parent.column
+    numbers = {c.name: c for c in st.t.columns if c.fam == "integer" and c.kind == "numeric"}
+    for cols in st.t.uniques:
         others = [c for c in cols if c != link]
         if len(cols) == 2 and link in cols and others[0] in numbers:
             yield numbers[others[0]]
 
 
-def numbering_limit(run) -> int:
+def numbering_limit(st: TableState) -> int:
     """Most children a parent can have under a UNIQUE (parent key, number) whose number has
     public bounds (l_linenumber 1..7: 7 lines per order); the fan-out is measured up to it."""
-    limits = [int(c.upper - c.lower) + 1 for c in _numbering(run) if c.upper >= c.lower]
+    limits = [int(c.upper - c.lower) + 1 for c in _numbering(st) if c.upper >= c.lower]
     return max(1, min(limits)) if limits else MAX_FANOUT
 
 
-def distinct_within_parent(run, values: dict, parents: np.ndarray):
+def distinct_within_parent(st: TableState, values: dict, parents: np.ndarray):
     """A UNIQUE (parent key, number) -- TPC-H's (l_orderkey, l_linenumber) -- is met by value
     re-assignment, not by dropping rows: within each parent, the sampled numbers are sorted and
     made strictly increasing (each at least the previous + 1, kept under the column's upper
     bound), so a parent's children keep distinct numbers close to the sampled ones."""
-    for col in _numbering(run):
+    for col in _numbering(st):
         if col.name not in values:
             continue
         try:
@@ -425,56 +365,47 @@ def distinct_within_parent(run, values: dict, parents: np.ndarray):
         values[col.name] = out.astype(np.int64)
 
 
-def _parent_rows(run) -> tuple[np.ndarray, list[np.ndarray], dict[str, np.ndarray]]:
-    """Keys of the synthetic parents (as text), their codes of the chosen attributes, and the
-    values of the dates their children's dates follow (on the number line, NaN for NULL)."""
-    link, parent = run.parent, run.parent["run"]
-    codes = "".join(f", {c.encode_sql(db.quote_ident(c.name))} AS a{i}" for i, c in enumerate(run.cond))
-    dates = list(dict.fromkeys(p for _, p, _ in run.anchors))
+def child_rows(st: TableState) -> Slots:
+    """Draw every synthetic parent's number of children (post-processing of the noisy fan-out):
+    the parents' keys, attributes, fan-out groups and dates are read from the parent's copy."""
+    link, parent = st.parent, st.parent.parent
+    codes = "".join(f", {c.encode_sql(db.quote_ident(c.name))} AS a{i}" for i, c in enumerate(st.cond))
+    dates = list(dict.fromkeys(a.parent for a in st.anchors))
     values = "".join(f", {dom.value_sql(db.quote_ident(p), parent.t.column(p).fam)} AS d{j}"
                      for j, p in enumerate(dates))
-    fan = fanout_code(run.fanout_by) if run.fanout_by else "0"
-    rows = db.execute(f"SELECT {db.quote_ident(link['refcol'])}::text AS key, {fan} AS f{codes}{values} "
-                      f"FROM {link['target']} WHERE {db.quote_ident(link['refcol'])} IS NOT NULL")
+    fan = fanout_code(st.fanout.by) if st.fanout.by else "0"
+    rows = db.execute(f"SELECT {db.quote_ident(link.refcol)}::text AS key, {fan} AS f{codes}{values} "
+                      f"FROM {link.target} WHERE {db.quote_ident(link.refcol)} IS NOT NULL")
     keys = np.array([r["key"] for r in rows], dtype=object)
-    run.slot_fanout_codes = np.array([r["f"] for r in rows], dtype=np.int64)
-    return (keys, [np.array([r[f"a{i}"] for r in rows], dtype=np.int64) for i in range(len(run.cond))],
-            {p: np.array([np.nan if r[f"d{j}"] is None else r[f"d{j}"] for r in rows], dtype=np.float64)
-             for j, p in enumerate(dates)})
-
-
-def child_rows(run) -> int:
-    """Draw every synthetic parent's number of children (post-processing of the noisy fan-out)."""
-    keys, attrs, run.slot_dates = _parent_rows(run)
-    hist = run.fanout
+    first = np.array([r["f"] for r in rows], dtype=np.int64)
+    attrs = [np.array([r[f"a{i}"] for r in rows], dtype=np.int64) for i in range(len(st.cond))]
+    slot_dates = {p: np.array([np.nan if r[f"d{j}"] is None else r[f"d{j}"] for r in rows], dtype=np.float64)
+                  for j, p in enumerate(dates)}
+    hist = st.fanout.hist
     overall = hist.sum(axis=0)
     overall = overall if overall.sum() > 0 else np.ones_like(overall)
-    first = run.slot_fanout_codes
     k = np.zeros(keys.size, dtype=np.int64)
     for a in np.unique(first):
         where = np.flatnonzero(first == a)
         row = hist[a] if a < hist.shape[0] and hist[a].sum() > 0 else overall
-        k[where] = run.rng.choice(row.size, size=where.size, p=row / row.sum())
-    run.slots = np.repeat(np.arange(keys.size), k)
-    run.slot_keys, run.slot_attrs = keys, attrs
-    run.agreement = _agreement(run)
-    run.phase(f"drew {int(k.sum())} children for {keys.size} synthetic parents")
-    return max(1, int(k.sum()))
+        k[where] = st.rng.choice(row.size, size=where.size, p=row / row.sum())
+    st.phase(f"drew {int(k.sum())} children for {keys.size} synthetic parents")
+    return Slots(np.repeat(np.arange(keys.size), k), keys, attrs, slot_dates, first, _agreement(st))
 
 
-def _agreement(run) -> list[tuple[str, dict]]:
+def _agreement(st: TableState) -> list[tuple[str, dict]]:
     """Child columns that must equal their parent's: both reference the same table."""
-    link, parent = run.parent, run.parent["run"]
+    link, parent = st.parent, st.parent.parent
     out = []
-    for other in run.links:
+    for other in st.links:
         if other is link:
             continue
         for theirs in parent.links:
-            if theirs["ref"] == other["ref"]:
+            if theirs.ref == other.ref:
                 values = {r["k"]: r["v"] for r in db.execute(
-                    f"SELECT {db.quote_ident(link['refcol'])}::text AS k, {db.quote_ident(theirs['column'])}::text AS v "
-                    f"FROM {link['target']}")}
-                out.append((other["column"], values))
+                    f"SELECT {db.quote_ident(link.refcol)}::text AS k, {db.quote_ident(theirs.column)}::text AS v "
+                    f"FROM {link.target}")}
+                out.append((other.column, values))
                 break
     return out
 
@@ -494,9 +425,9 @@ def match(slot_keys: np.ndarray, child_keys: np.ndarray, rng: np.random.Generato
     return chosen
 
 
-def _combination(run, codes: list[np.ndarray]) -> np.ndarray:
-    """One integer per row for the codes of the first len(codes) parent attributes."""
-    sizes = [c.size + 1 for c in run.cond[:len(codes)]]     # + the NULL code of the nullable copies
+def _combination(cond: list, codes: list[np.ndarray]) -> np.ndarray:
+    """One integer per row for the codes of the first len(codes) parent attributes (cond)."""
+    sizes = [c.size + 1 for c in cond[:len(codes)]]     # + the NULL code of the nullable copies
     return np.ravel_multi_index([np.minimum(np.asarray(a, dtype=np.int64), s - 1) for a, s in zip(codes, sizes)],
                                 sizes)
 
@@ -520,21 +451,21 @@ def dependent_beyond_noise(noisy: np.ndarray, stddev: float) -> bool:
     return d > df + total / stddev ** 2 + DEPENDENCE_Z * math.sqrt(2 * df)
 
 
-def informative_parents(run) -> list[bool]:
-    """Which of the chosen parent attributes (run.cond) the children are matched on: those the
+def informative_parents(st: TableState) -> list[bool]:
+    """Which of the chosen parent attributes (st.cond) the children are matched on: those the
     child's model ties to a child column beyond noise (a measured 2-way marginal that passes
     ``dependent_beyond_noise``, or a larger clique), and the dates the child's dates follow.
     Matching on an attribute whose measured ties are noise would plant that noise in the
     copy (TPC-H customer -> orders: no order column depends on its customer, and uniform
     attachment is the truth)."""
-    k = len(run.cond)
-    plan = getattr(run, "plan", None)
+    k = len(st.cond)
+    plan = st.plan
     if plan is None:
         return [True] * k
-    dates = {p for _, p, _ in getattr(run, "anchors", [])}
-    useful = [c.name in dates for c in run.cond]
+    dates = {a.parent for a in st.anchors}
+    useful = [c.name in dates for c in st.cond]
     for m in plan.two_way:
-        names = [a.split(COARSE)[0] for a in m.clique]          # a coarse attribute stands for its column
+        names = [base_name(a) for a in m.clique]          # a coarse attribute stands for its column
         parents = [int(a.rsplit("_", 1)[1]) for a in names if a.startswith("pg_dp_parent_")]
         children = [a for a in names if not a.startswith("pg_dp_parent_")]
         if not parents or not children:
@@ -546,7 +477,7 @@ def informative_parents(run) -> list[bool]:
     return useful
 
 
-def draw_children(run, draw, n: int) -> tuple[dict[str, np.ndarray], np.ndarray]:
+def draw_children(st: TableState, draw, n: int) -> tuple[dict[str, np.ndarray], np.ndarray]:
     """Codes of one child per parent slot (n = the slots), each drawn given its parent's
     attributes: rows are drawn from the model, and each slot takes a row with its parent's
     attributes (conditional sampling, by post-processing).  Slots whose combination ran out
@@ -556,28 +487,29 @@ def draw_children(run, draw, n: int) -> tuple[dict[str, np.ndarray], np.ndarray]
     each combination of parent attributes has comes from the synthetic parents and their
     fan-outs (the child's sample of tau rows per unit may under-represent some).
     Returns (codes in slot order, the parent of each row)."""
+    slots = st.slots
     codes = draw(n)
-    useful = informative_parents(run)
+    useful = informative_parents(st)
     if not any(useful):
-        return codes, run.slots[run.rng.permutation(n)]
-    k = len(run.cond)
+        return codes, slots.parents[st.rng.permutation(n)]
+    k = len(st.cond)
 
     def attr(values, i):        # a parent attribute the model ties to nothing counts as one value
         return values if useful[i] else np.zeros(len(values), dtype=np.int64)
 
     def keys(rows, level=k):
-        return _combination(run, [attr(rows[f"pg_dp_parent_{i}"], i) for i in range(level)])
+        return _combination(st.cond, [attr(rows[f"pg_dp_parent_{i}"], i) for i in range(level)])
 
-    slot_attrs = [attr(a[run.slots], i) for i, a in enumerate(run.slot_attrs)]
-    slot_keys = _combination(run, slot_attrs)
-    chosen = match(slot_keys, keys(codes), run.rng)
+    slot_attrs = [attr(a[slots.parents], i) for i, a in enumerate(slots.attrs)]
+    slot_keys = _combination(st.cond, slot_attrs)
+    chosen = match(slot_keys, keys(codes), st.rng)
     pools, drawn = [codes], n
     for _ in range(MORE_ROUNDS):
         short = np.flatnonzero(chosen < 0)
         if not short.size:
             break
         more = draw(int(min(max(1000, 4 * short.size), max(1000, n // 4))))
-        got = match(slot_keys[short], keys(more), run.rng)
+        got = match(slot_keys[short], keys(more), st.rng)
         hit = got >= 0
         pools.append({a: v[got[hit]] for a, v in more.items()})      # only the rows taken are kept
         chosen[short[hit]] = drawn + np.arange(int(hit.sum()))
@@ -591,40 +523,40 @@ def draw_children(run, draw, n: int) -> tuple[dict[str, np.ndarray], np.ndarray]
             break
         free = np.flatnonzero(~used)
         if level:
-            got = match(_combination(run, [a[left] for a in slot_attrs[:level]]),
+            got = match(_combination(st.cond, [a[left] for a in slot_attrs[:level]]),
                         keys({f"pg_dp_parent_{i}": codes[f"pg_dp_parent_{i}"][free] for i in range(level)}, level),
-                        run.rng)
+                        st.rng)
         else:
-            got = run.rng.permutation(free.size)[:left.size]
+            got = st.rng.permutation(free.size)[:left.size]
         hit = got >= 0
         chosen[left[hit]] = free[got[hit]]
         used[free[got[hit]]] = True
-    run.phase(f"matched {matched} of {n} children to parents with the same attributes "
+    st.phase(f"matched {matched} of {n} children to parents with the same attributes "
               f"({len(pools) - 1} more draw(s)), the rest on fewer")
     out = {a: np.concatenate([p[a] for p in pools])[chosen] for a in codes} if len(pools) > 1 else \
         {a: v[chosen] for a, v in codes.items()}
-    return out, run.slots
+    return out, slots.parents
 
 
-def attach(run, values: dict, parents: np.ndarray | None, n: int):
+def attach(st: TableState, values: dict, parents: np.ndarray | None, n: int):
     """Give every sampled child its parent (from draw_children; rows sampled again to replace
     broken ones take any parent), then what follows from the parent: numbers distinct within
     it, the columns that must agree with it, and the dates that follow its dates."""
-    link = run.parent
-    if not run.slot_keys.size:
-        values[link["column"]] = np.array([None] * n, dtype=object)
-        for child, _, _ in run.anchors:
-            values[child] = np.full(n, np.nan)
+    link, slots = st.parent, st.slots
+    if not slots.keys.size:
+        values[link.column] = np.array([None] * n, dtype=object)
+        for a in st.anchors:
+            values[a.child] = np.full(n, np.nan)
         return
     if parents is None or parents.size != n:
-        parents = run.rng.integers(0, run.slot_keys.size, size=n)
-    parent_keys = run.slot_keys[parents]
-    values[link["column"]] = parent_keys
-    distinct_within_parent(run, values, parent_keys)
-    for column, mapping in run.agreement:
+        parents = st.rng.integers(0, slots.keys.size, size=n)
+    parent_keys = slots.keys[parents]
+    values[link.column] = parent_keys
+    distinct_within_parent(st, values, parent_keys)
+    for column, mapping in slots.agreement:
         values[column] = np.array([mapping.get(k) for k in parent_keys], dtype=object)
-    for child, pcol, offset in run.anchors:
-        values[child] = follow(run.t.column(child), run.slot_dates[pcol][parents], values[offset.name], run.rng)
+    for child, pcol, offset in st.anchors:
+        values[child] = follow(st.t.column(child), slots.dates[pcol][parents], values[offset.name], st.rng)
 
 
 def follow(col, parent: np.ndarray, offset: np.ndarray, rng: np.random.Generator) -> np.ndarray:
@@ -643,47 +575,3 @@ def follow(col, parent: np.ndarray, offset: np.ndarray, rng: np.random.Generator
         out = np.where(np.isnan(out), out, np.clip(out, col.lower, col.upper))
     low, high = dom.type_range(col.sql_type, col.fam)
     return np.where(np.isnan(out), out, np.clip(out, low, high))
-
-
-# ----------------------------------------------------------------- one call
-def synthesize_many(make_run, relids: list[int], epsilon, delta, dry_run: bool, label: str, schema: str | None):
-    """The handler's phases for several tables: plan (and dry run), one charge per dataset, then
-    every table in order in one transaction, so that the shadow schema changes all at once."""
-    ordered, notes = order(relids)
-    share_e = Decimal(str(float(epsilon))) / len(ordered)
-    share_d = (Decimal(str(float(delta))) if delta is not None else Decimal(db.setting("default_delta"))) / len(ordered)
-    runs: dict[int, object] = {}
-    for relid in ordered:
-        runs[relid] = make_run(relid, share_e, share_d, dict(runs))
-    first = runs[ordered[0]]
-    for line in notes:
-        first.notice(line, hint="Break the cycle with a nullable key; its children then attach uniformly.")
-    per_dataset: dict[str, list] = {}
-    for relid in ordered:
-        per_dataset.setdefault(runs[relid].t.dataset, []).append(runs[relid])
-    first.notice(f"plan for {label}: {len(ordered)} table(s) in this order: "
-                 + ", ".join(runs[r].t.qualified for r in ordered)
-                 + f"; epsilon {float(share_e):.6g} and delta {float(share_d):.3g} each; total "
-                 + "; ".join(f"dataset {d}: epsilon {sum(r.epsilon for r in rs)}, delta {sum(r.delta for r in rs)}"
-                             for d, rs in per_dataset.items()))
-    for relid in ordered:
-        runs[relid].plan_notice()
-    if dry_run:
-        for relid in ordered:
-            runs[relid].dry_run_notices()
-        return
-    statement = f"CALL dp_synthesize({label}, epsilon => {epsilon}" + (f", delta => {delta}" if delta else "") + ")"
-    ledger_ids = {d: rs[0].charge(d, sum(r.epsilon for r in rs), sum(r.delta for r in rs), statement)
-                  for d, rs in per_dataset.items()}
-    yield                                       # the charges are committed before any row is read
-    for relid in ordered:
-        runs[relid].work(ledger_ids[runs[relid].t.dataset])
-    if schema is not None:
-        declared = [int(r["r"]) for r in db.execute(
-            "SELECT p.relid::int8 AS r FROM dp_internal.public_tables p JOIN pg_catalog.pg_class c ON c.oid = p.relid "
-            "JOIN pg_catalog.pg_namespace n ON n.oid = c.relnamespace WHERE n.nspname = $1 ORDER BY 1",
-            [schema], ["text"])]
-        if declared:
-            write.copy_public(declared, first.schema, first.caller)
-    first.notice(f"dp_synthesize {label}: wrote {len(ordered)} synthetic table(s) to {first.schema}")
-

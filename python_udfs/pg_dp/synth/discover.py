@@ -1,0 +1,170 @@
+"""The rows a table's synthesis measures, and what DP finds out about them before the model.
+
+- ``snapshot``: every row, or at most max_rows_per_unit rows per privacy unit (a child: a
+  uniform sample of at most tau of each unit's rows); the unit is found along the path of
+  foreign keys when the table does not hold it.  Returns the sensitivity.
+- ``discover``: the DP row count, then (when the public metadata is not enough) DP bounds
+  of numbers, dates and timestamps (noisy log2 buckets), frequent text values (partition
+  selection) and distinct counts of regenerated columns; their shares are pg_dp.synth.budget's.
+  Bounds and values found are set on the table's columns.
+"""
+
+from __future__ import annotations
+
+import math
+
+import numpy as np
+
+from .. import db, mechanisms
+from . import budget
+from . import domain as dom
+from .state import TableState
+from .table import Target, fallback_bounds
+from .write import drop_temp
+
+SRC = "pg_dp_synth_src"
+VALUES_PART = 0.6                     # of the discovery share, for the text values
+COVERAGE = 0.5                        # discovered values must cover this share of rows to be modelled
+BOUNDS_NEAR_P = 1e-5                  # DP bounds: chance that an empty bucket next to the data widens them
+BOUNDS_FAR_P = 1e-10                  # ... and that any empty bucket far away does (see _bounds)
+
+
+def snapshot(t: Target, tau: int | None = None) -> tuple[str, int]:
+    """The rows measured: every row, or at most max_rows per privacy unit (a child: a uniform
+    sample of at most tau of each unit's rows, chosen by random() in each unit's own rows, so
+    that a unit still moves at most tau rows).  Returns (the table measured, the sensitivity)."""
+    bound = int(tau) if tau is not None else t.max_rows
+    pick = " ORDER BY random()" if tau is not None else ""
+    drop_temp(SRC)
+    if t.path:
+        # the unit is found along the path of foreign keys (rows whose path ends nowhere have none)
+        joins, alias = [], "s"
+        for i, step in enumerate(t.path):
+            ref = db.execute("SELECT pg_catalog.format('%I.%I', n.nspname, c.relname) AS q FROM pg_catalog.pg_class c "
+                             "JOIN pg_catalog.pg_namespace n ON n.oid = c.relnamespace WHERE c.oid = $1",
+                             [step["ref"]], ["oid"])[0]["q"]
+            on = " AND ".join(f"{alias}.{db.quote_ident(a)} = j{i}.{db.quote_ident(b)}"
+                              for a, b in zip(step["cols"], step["refcols"]))
+            joins.append(f"JOIN {ref} j{i} ON {on}")
+            alias = f"j{i}"
+        unit = f"{alias}.{db.quote_ident(t.path_unit)}"
+        db.execute(f"CREATE TEMP TABLE {SRC} ON COMMIT DROP AS SELECT * FROM (SELECT s.*, "
+                   f"row_number() OVER (PARTITION BY {unit}{pick}) AS pg_dp_rn FROM {t.qualified} s "
+                   + " ".join(joins) + f") b WHERE pg_dp_rn <= {bound}")
+        return SRC, bound
+    if t.unit:
+        u = db.quote_ident(t.unit)
+        db.execute(f"CREATE TEMP TABLE {SRC} ON COMMIT DROP AS SELECT * FROM (SELECT s.*, "
+                   f"row_number() OVER (PARTITION BY s.{u}{pick}) AS pg_dp_rn FROM {t.qualified} s) b "
+                   f"WHERE pg_dp_rn <= {bound}")
+        return SRC, bound
+    return t.qualified, 1
+
+
+def discover(st: TableState, epsilon: float, delta: float) -> dict:
+    """Noisy row count, bounds, frequent values, then distinct counts of regenerated columns."""
+    sensitivity = st.sensitivity
+    e_count = float(st.epsilon * budget.COUNT_SHARE)
+    rest = max(0.0, epsilon - e_count)
+    values = rest * VALUES_PART if st.t.needs_values else 0.0
+    share = (rest - values) / (1 + bool(st.t.needs_bounds))
+    total = db.execute(f"SELECT count(*) AS n FROM {st.src}")[0]["n"]
+    # rows (at most max_rows per unit: sensitivity max_rows); the units are counted with
+    # the other regenerated columns (sensitivity 1), so rows per unit = rows / units
+    rho = budget.count_rho(st)
+    if rho is not None:         # composed with the model in zCDP (its rho is taken from the model's)
+        noisy = mechanisms.gaussian_counts([total], mechanisms.gaussian_scale(sensitivity, rho))[0]
+        counts = {"total": max(1, int(round(noisy)))}
+        st.phase(f"counted rows (DP, expected error {budget.count_error(st, sensitivity):.3g})")
+        return counts
+    counts = {"total": max(1, mechanisms.laplace_integer(total, sensitivity, e_count))}
+    st.phase(f"counted rows (DP, expected error {budget.count_error(st, sensitivity):.3g})")
+    if not rest:
+        return counts
+    if st.t.needs_bounds:
+        _bounds(st, share, sensitivity)
+    if st.t.needs_values:
+        _values(st, values, delta, sensitivity, counts["total"])
+    counts.update(_distinct(st, share, sensitivity))
+    return counts
+
+
+def _distinct(st: TableState, epsilon: float, sensitivity: int) -> dict:
+    """Noisy numbers of distinct values of the regenerated (non-key) columns."""
+    names = [c.name for c in st.t.columns if c.kind == "identifier" and c.name not in st.t.keys
+             and not c.choices]
+    if not names:
+        return {}
+    exact = db.execute("SELECT " + ", ".join(f"count(DISTINCT {db.quote_ident(n)}) AS d{i}"
+                                             for i, n in enumerate(names)) + f" FROM {st.src}")[0]
+    eps = epsilon / len(names)
+    out = {n: max(1, mechanisms.laplace_integer(exact[f"d{i}"], 1 if n == st.t.unit else sensitivity, eps))
+           for i, n in enumerate(names)}
+    st.phase(f"counted distinct values of {len(names)} regenerated column(s)")
+    return out
+
+
+def _bounds(st: TableState, epsilon: float, sensitivity: int):
+    eps = epsilon / len(st.t.needs_bounds)
+    scale = mechanisms.integer_laplace_scale(sensitivity, eps)
+    # P(discrete Laplace noise >= t) <= exp(-t / scale): an empty bucket next to the data
+    # passes `near` with probability <= BOUNDS_NEAR_P, any of them passes `far` with <= BOUNDS_FAR_P
+    near = scale * math.log(1 / BOUNDS_NEAR_P)
+    far = scale * math.log(len(dom.all_buckets()) / BOUNDS_FAR_P)
+    for name in st.t.needs_bounds:
+        col = st.t.column(name)
+        u = dom.value_sql(db.quote_ident(name), col.fam)
+        exact = {r["b"]: r["n"] for r in db.execute(
+            f"SELECT {dom.bucket_sql(u)} AS b, count(*) AS n FROM {st.src} WHERE {db.quote_ident(name)} IS NOT NULL "
+            "GROUP BY 1")}
+        noisy = dict(zip(dom.all_buckets(), mechanisms.integer_laplace_noise(scale, len(dom.all_buckets()))))
+        noisy = {b: exact.get(b, 0) + v for b, v in noisy.items()}
+        found = dom.bounds_from_buckets(noisy, near, far)
+        # without any: a child date's offset keeps what its declared bounds allow
+        col.lower, col.upper = found if found else (col.lower, col.upper) if col.upper > col.lower \
+            else fallback_bounds(col.fam)
+        low, high = dom.type_range(col.sql_type, col.fam)
+        col.lower, col.upper = max(col.lower, low), min(col.upper, high)
+        if col.fam in ("integer", "date"):
+            col.lower, col.upper = math.floor(col.lower), math.ceil(col.upper)
+        col.source = "DP bounds"
+        if not found:
+            st.notice(f"column {name}: too few values to estimate bounds with DP; using "
+                        f"[{col.to_text(np.array([col.lower]))[0]}, {col.to_text(np.array([col.upper]))[0]}]",
+                        hint=f"Declare bounds: dp.set_bounds('{st.t.qualified}', '{name}', lower, upper).")
+    st.phase(f"estimated bounds of {len(st.t.needs_bounds)} column(s)")
+
+
+def _values(st: TableState, epsilon: float, delta: float, sensitivity: int, total: int):
+    names = st.t.needs_values
+    counts = {}
+    for i, name in enumerate(names):
+        for r in db.execute(f"SELECT {db.quote_ident(name)}::text AS v, count(*) AS n FROM {st.src} "
+                            f"WHERE {db.quote_ident(name)} IS NOT NULL GROUP BY 1"):
+            counts[f"{i}\x1f{r['v']}"] = r["n"]
+    # a unit's (at most `sensitivity`) rows touch up to that many values in each column
+    kept = mechanisms.select_partitions(counts, len(names) * sensitivity, sensitivity, epsilon, delta)
+    for i, name in enumerate(names):
+        col = st.t.column(name)
+        found = sorted(((k.split("\x1f", 1)[1], v) for k, v in kept.items() if k.startswith(f"{i}\x1f")),
+                       key=lambda kv: -kv[1])
+        covered = sum(v for _, v in found)
+        if name in st.t.opaque and not found:
+            # nothing to draw from, and no made-up text fits the type
+            empty = "{}" if st.t.opaque[name] == "A" else None
+            col.kind, col.source, col.choices = "identifier", "no values found with DP", [empty]
+            st.notice(f"column {name}: no value is frequent enough to release; every synthetic row gets "
+                        + ("an empty array" if empty else "NULL"),
+                        hint=f"Declare public values: dp.set_public_values('{st.t.qualified}', '{name}', "
+                             "ARRAY[...]).")
+        elif found and (covered >= COVERAGE * total or name in st.t.opaque):
+            col.kind, col.values, col.other = "categorical", [v for v, _ in found], True
+            col.other_weights = [float(v) for _, v in found]
+            col.source = "DP partition selection"
+        else:
+            col.kind, col.source = "identifier", "too many distinct values to model"
+            st.notice(f"column {name}: values are too many or too rare to release; "
+                        "synthetic values are generated identifiers",
+                        hint=f"Declare public values: dp.set_public_values('{st.t.qualified}', '{name}', ARRAY[...]).")
+    st.phase(f"found frequent values of {len(names)} column(s)")
+
