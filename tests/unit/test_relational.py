@@ -146,9 +146,11 @@ def test_a_child_date_is_its_parents_plus_the_offset_inside_declared_bounds():
     assert out[0] == 15 and out[2] == 100            # clipped into the declared bounds
     assert out[1] in (55.0, 80.0, 51.0)              # NOT NULL: another row's offset
     assert out[3] == 0                               # no parent date: the lower bound
-    col.nullable, col.source = True, "DP bounds"
+    col.nullable, col.source = True, "DP bounds"       # the child column's own DP bounds hold too
     out = relational.follow(col, np.array([90.0, np.nan]), np.array([30.0, 1.0]), rng)
-    assert out[0] == 120 and np.isnan(out[1])
+    assert out[0] == 100 and np.isnan(out[1])
+    col.source = "no bounds"
+    assert relational.follow(col, np.array([90.0]), np.array([30.0]), rng)[0] == 120
 
 
 def test_fanout_choice_score_moves_under_four_per_row():

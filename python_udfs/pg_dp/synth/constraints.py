@@ -10,6 +10,7 @@ and met after sampling by changing values, never by dropping rows (pg_dp.synth.d
 
 from __future__ import annotations
 
+import datetime as dt
 import math
 
 import numpy as np
@@ -18,6 +19,7 @@ from .. import db
 from ..errors import DPError
 from . import dc as dcmod
 from . import domain as dom
+from . import identifiers
 from .state import TableState
 from .table import MAX_ROWS, Target, repair_domain, value_count
 
@@ -30,14 +32,42 @@ def to_repair(t: Target) -> list:
     return [d for d in t.dcs if not set(d.attributes) & set(t.keys)]
 
 
+def _on_the_line(t: Target, dcs) -> dict:
+    """Categorical columns of constraints whose values are numbers or dates (public values declared
+    on a numeric column: a salary on a grid): the repair must order them as numbers, not as text
+    ('95000' > '100000'), or an order "within a state, a higher salary never has a lower rate"
+    would be met on the wrong order and broken in the copy."""
+    names = {a for d in dcs for a in d.attributes}
+    out = {}
+    for c in t.columns:
+        if c.name in names and c.kind == "categorical" and c.fam in ("integer", "float", "numeric", "date"):
+            def number(v, fam=c.fam):
+                if v is None or (isinstance(v, float) and math.isnan(v)):
+                    return math.nan
+                return float((dt.date.fromisoformat(str(v)) - dom.EPOCH).days) if fam == "date" else float(v)
+            out[c.name] = (number, {number(v): v for v in c.values})
+    return out
+
+
+def _to_line(values: dict, conv: dict) -> dict:
+    return {k: np.array([conv[k][0](x) for x in v], dtype=np.float64) if k in conv else v for k, v in values.items()}
+
+
+def _from_line(values: dict, conv: dict) -> dict:
+    return {k: np.array([None if math.isnan(x) else conv[k][1].get(x, str(x)) for x in v], dtype=object)
+            if k in conv else v for k, v in values.items()}
+
+
 def repair(st: TableState, values: dict[str, np.ndarray]):
     """(values with every constraint met, rows kept: all of them)."""
     dcs = to_repair(st.t)
     if not dcs:
         return values, np.ones(len(next(iter(values.values()))), dtype=bool)
     domains = {c.name: repair_domain(c) for c in st.t.columns if repair_domain(c) is not None}
-    fixed, keep, stats = dcmod.repair(values, dcs, st.rng, domains, tick=db.check_interrupts,
-                                      bounds=order_bounds(st.t))
+    conv = _on_the_line(st.t, dcs)
+    fixed, keep, stats = dcmod.repair(_to_line(values, conv), dcs, st.rng, _to_line(domains, conv),
+                                      tick=db.check_interrupts, bounds=order_bounds(st.t))
+    fixed = _from_line(fixed, conv)
     st.phase(f"repaired denial constraints: {stats.get('changed_values', 0)} value(s) changed "
              f"in {stats.get('rounds', 0)} pass(es), no row dropped")
     return fixed, keep
@@ -55,8 +85,9 @@ def order_bounds(t: Target) -> dict[str, tuple[float, float, float]]:
 
 
 def capacity(st: TableState) -> tuple[int | None, str]:
-    """Refuse, before anything is charged, denial constraints that no values can meet, and
-    a row count over what the unique ones (all EQ) can hold; (the most rows they allow, why)."""
+    """Refuse, before anything is charged, denial constraints that no values can meet, and a
+    row count over what the unique ones (all EQ) or the regenerated keys' types (a varchar(5)
+    key: 36^5 - 1 new keys) can hold; (the most rows they allow, why)."""
     t, rows = st.t, st.rows
     dcs = to_repair(t)
     hint = "Drop it with dp.drop_constraint(id) (ids in dp.denial_constraints)."
@@ -82,11 +113,17 @@ def capacity(st: TableState) -> tuple[int | None, str]:
     sizes = {c.name: math.inf if c.name in unknown else value_count(c) for c in t.columns}
     limits = sorted(((cap, d) for d, cap in dcmod.capacity(dcs, sizes)), key=lambda x: x[0])
     _trial_repair(t, dcs, unknown, int(min(rows or TRIAL_ROWS, limits[0][0] if limits else math.inf, TRIAL_ROWS)))
-    if not limits or not math.isfinite(limits[0][0]):
+    reasons = [(cap, f'denial constraint "{d.text}" allows at most {int(cap)} rows (distinct values of '
+                + ", ".join(dcmod.free_attributes(d, dcs)) + ")") for cap, d in limits[:1]]
+    # a regenerated key holds one new value per row: its type and length bound the rows
+    for c in t.columns:
+        room = identifiers.capacity(c.fam, c.sql_type) if c.name in t.keys else math.inf
+        if math.isfinite(room):
+            reasons.append((room, f"key {c.name} ({c.sql_type}) holds at most {int(room)} distinct new values"))
+    reasons = sorted((r for r in reasons if math.isfinite(r[0])), key=lambda r: r[0])
+    if not reasons:
         return None, ""
-    cap, d = limits[0]
-    reason = (f'denial constraint "{d.text}" allows at most {int(cap)} rows (distinct values of '
-              + ", ".join(dcmod.free_attributes(d, dcs)) + ")")
+    cap, reason = reasons[0]
     if rows is not None and rows > cap:
         raise DPError(f"{rows} rows cannot meet {reason}",
                       hint=f"Ask for at most {int(cap)} rows, declare larger domains, or drop the constraint.",
@@ -118,7 +155,9 @@ def _trial_repair(t: Target, dcs, unknown: set, n: int):
             else:
                 values[name] = np.array([f"id{k}" for k in rng.integers(0, n, n)], dtype=object)
         try:
-            dcmod.repair(values, dcs, rng, domains, tick=db.check_interrupts, bounds=bounds)
+            conv = _on_the_line(t, dcs)
+            dcmod.repair(_to_line(values, conv), dcs, rng, _to_line(domains, conv), tick=db.check_interrupts,
+                         bounds=bounds)
         except DPError as e:
             raise DPError(f"these denial constraints cannot be met together: {e.message}",
                           hint="A trial on random rows of the declared domains did not settle; drop some of "

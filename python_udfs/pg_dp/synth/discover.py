@@ -19,7 +19,7 @@ from .. import db, mechanisms
 from . import budget
 from . import domain as dom
 from .state import TableState
-from .table import Target, fallback_bounds
+from .table import Target
 from .write import drop_temp
 
 SRC = "pg_dp_synth_src"
@@ -120,18 +120,28 @@ def _bounds(st: TableState, epsilon: float, sensitivity: int):
         noisy = dict(zip(dom.all_buckets(), mechanisms.integer_laplace_noise(scale, len(dom.all_buckets()))))
         noisy = {b: exact.get(b, 0) + v for b, v in noisy.items()}
         found = dom.bounds_from_buckets(noisy, near, far)
-        # without any: a child date's offset keeps what its declared bounds allow
+        # without any: a child date's offset keeps what its declared bounds allow; any other
+        # column takes the fullest noisy bucket (never fixed bounds such as [0, 1])
         col.lower, col.upper = found if found else (col.lower, col.upper) if col.upper > col.lower \
-            else fallback_bounds(col.fam)
+            else dom.mode_bucket(noisy)
         low, high = dom.type_range(col.sql_type, col.fam)
         col.lower, col.upper = max(col.lower, low), min(col.upper, high)
         if col.fam in ("integer", "date"):
             col.lower, col.upper = math.floor(col.lower), math.ceil(col.upper)
         col.source = "DP bounds"
         if not found:
-            st.notice(f"column {name}: too few values to estimate bounds with DP; using "
-                        f"[{col.to_text(np.array([col.lower]))[0]}, {col.to_text(np.array([col.upper]))[0]}]",
-                        hint=f"Declare bounds: dp.set_bounds('{st.t.qualified}', '{name}', lower, upper).")
+            using = f"[{col.to_text(np.array([col.lower]))[0]}, {col.to_text(np.array([col.upper]))[0]}]"
+            anchor = next((a for a in st.anchors if a.offset.name == name), None)
+            if anchor is not None:          # an offset: the hint names the columns the DBA can declare
+                parent = st.parent.parent.t
+                st.notice(f"column {anchor.child}: too few values to estimate with DP how long after "
+                          f"{parent.name}.{anchor.parent} it falls; using {using} "
+                          + ("days" if col.fam == "integer" else "seconds"),
+                          hint=f"Declare bounds of both dates: dp.set_bounds('{st.t.qualified}', '{anchor.child}', "
+                               f"lower, upper) and dp.set_bounds('{parent.qualified}', '{anchor.parent}', lower, upper).")
+            else:
+                st.notice(f"column {name}: too few values to estimate bounds with DP; using {using} (the fullest "
+                          "noisy bucket)", hint=f"Declare bounds: dp.set_bounds('{st.t.qualified}', '{name}', lower, upper).")
     st.phase(f"estimated bounds of {len(st.t.needs_bounds)} column(s)")
 
 

@@ -311,7 +311,8 @@ def _literal(value: str) -> str:
 
 def bounds_from_buckets(noisy: dict[int, float], threshold: float,
                         far: float | None = None) -> tuple[float, float] | None:
-    """Bounds from a noisy histogram of log2 buckets (see bucket_sql); None if no bucket passes.
+    """Bounds from a noisy histogram of log2 buckets (see bucket_sql); None if no bucket passes
+    (see mode_bucket for what then).
 
     From the passing bucket with the largest noisy count, out over the adjacent buckets
     that pass `threshold` (the first bucket that fails stops it), widened to any bucket
@@ -332,6 +333,16 @@ def bounds_from_buckets(noisy: dict[int, float], threshold: float,
         wide = [b for b, c in noisy.items() if c >= far]
         low, high = min([low] + wide), max([high] + wide)
     return bucket_edges(low)[0], bucket_edges(high)[1]
+
+
+def mode_bucket(noisy: dict[int, float]) -> tuple[float, float]:
+    """The edges of the bucket with the largest noisy count (a post-processing of the same noisy
+    histogram): the bounds when no bucket passes the threshold.  Where the rows outnumber the
+    noise only a little (a child table's column at a small share of epsilon), the fullest
+    bucket is still the data's, and its edges are of the data's magnitude, where fixed bounds
+    such as [0, 1] would put every value of an id or an amount at 0 or 1."""
+    b = max(noisy, key=lambda k: (noisy[k], -abs(k)))
+    return bucket_edges(b)
 
 
 BUCKET_MAX = 62

@@ -41,6 +41,7 @@ import numpy as np
 
 from .. import db, mechanisms
 from . import domain as dom
+from . import keys
 from .methods.base import base_name
 from .state import TableState
 from .table import Target
@@ -64,6 +65,14 @@ class Anchor(NamedTuple):
     offset: dom.Column          # pg_dp_after_i, modelled (days or seconds after the parent's date)
 
 
+class Agreement(NamedTuple):
+    """A child column that names what its parent's column names (a second path to the same table)."""
+    column: str                 # the child's column (its link's)
+    theirs: str                 # the parent's column referencing the same table
+    flag: dom.Column | None     # None: takes the parent's value (the child's privacy unit: paths agree by
+                                # construction); else a modelled 'same' / 'other' column (the paths may differ)
+
+
 @dataclass
 class Fanout:
     """The noisy number of children per parent (post-processed), by parent attribute group."""
@@ -80,7 +89,7 @@ class Slots:
     attrs: list[np.ndarray]     # their codes of the child's parent attributes (TableState.cond)
     dates: dict[str, np.ndarray]    # the parent dates children's dates follow (number line, NaN = NULL)
     fanout_codes: np.ndarray    # their group of the fan-out histogram
-    agreement: list[tuple[str, dict]]   # child columns that take their parent's value: (column, key -> value)
+    agreement: list[tuple[Agreement, dict]]   # second paths, and the parents' values (parent key -> value)
 
 
 # ----------------------------------------------------------------- children under parents
@@ -96,32 +105,76 @@ def unit_column(t) -> str | None:
 
 
 def same_unit(child: Target, parent: Target, link) -> bool:
-    """Is the parent's row the same privacy unit's as its children (the key lies on the unit's path)?"""
+    """Is the parent's row the same privacy unit's as its children (the key lies on the unit's path)?
+
+    - the child reaches the unit through this key (its recorded path starts with it), or its
+      unit column is this key to the unit table (invoice.customer_id -> customer);
+    - or the child holds the unit itself and names a parent that holds it too (payments.order_id
+      -> orders next to payments.customer_id, orders.customer_id): the child is generated under
+      that parent, its unit column takes the parent's (the two paths agree by construction), and
+      the fan-out counts only children whose unit is their parent's, so that a unit still moves
+      only its own parents' cells."""
     if unit_column(parent) is None:
         return False            # its rows are bounded per unit only when it holds the unit's value
     if child.path:
         return child.path[0]["conname"] == link.name
-    return child.unit is not None and link.column == child.unit and link.refcol == parent.unit
+    if child.unit is None:
+        return False
+    return link.column == child.unit and link.refcol == parent.unit or link.column != child.unit
+
+
+def _is_unit_table(t: Target) -> bool:
+    return t.unit is not None and t.unit in t.keys
 
 
 def choose_parent(t: Target, links: list):
-    """The link the rows are generated under: the first key to a table of the call on the unit's path."""
-    return next((k for k in links if k.parent is not None and same_unit(t, k.parent.t, k)), None)
+    """The link the rows are generated under: a key to a table of the call on the unit's path,
+    the most specific one (a parent that is not the unit table itself: payments under their
+    order rather than their customer, whose value the order then gives)."""
+    found = [k for k in links if k.parent is not None and same_unit(t, k.parent.t, k)]
+    return next((k for k in found if not _is_unit_table(k.parent.t)), found[0] if found else None)
+
+
+def plan_agreements(t: Target, links: list, parent_link) -> list[Agreement]:
+    """The child's other keys to protected tables that its parent references too (a second path
+    to the same table).  The child's unit column takes its parent's value (the paths agree by
+    construction); any other such key may legitimately differ (a return made by someone else
+    than the buyer) and gets a modelled 'same' / 'other' column, measured with the child's
+    other marginals; 'other' keeps a weight only when its noisy count stands above the noise."""
+    if parent_link is None:
+        return []
+    out = []
+    for other in links:
+        if other is parent_link or other.kind not in ("synthetic parent (this call)", "synthetic parent"):
+            continue
+        theirs = next((k for k in parent_link.parent.links if k.ref == other.ref and len(k.cols) == 1), None)
+        if theirs is None:
+            continue
+        flag = None
+        if other.column != t.unit:
+            flag = dom.Column(f"pg_dp_same_{len(out)}", "text", "text", t.column(other.column).nullable,
+                              "categorical", values=["same", "other"],
+                              source=f"{other.column} same as {parent_link.parent.t.name}.{theirs.column} or not")
+        out.append(Agreement(other.column, theirs.column, flag))
+    return out
 
 
 def plan_anchors(t: Target, parent: TableState) -> list[Anchor]:
     """Before the charge, from the schema alone: each date (timestamp) column of a child is
     modelled as an offset from its parent's first date (timestamp) column, so that a line
     ships within days of its order whatever order it is attached to (TPC-H l_shipdate =
-    o_orderdate + 1..121 days).  The offset gets DP bounds; the child column's own declared
-    bounds still hold (values are clipped into them).  The offsets' bounds are estimated with DP
-    (pg_dp.synth.run adds them to the table's derived columns); the child columns are not modelled."""
+    o_orderdate + 1..121 days).  The offset gets DP bounds; the child column keeps its own
+    bounds (declared, or estimated with DP), and values are clipped into them, so that no child
+    date leaves the source's range.  Audit columns (Target.audit: last_update) neither follow
+    nor are followed.  The offsets are added to the table's derived columns by pg_dp.synth.run;
+    the child columns are not modelled."""
     anchors: list[Anchor] = []
     for c in t.columns:
-        if c.kind != "numeric" or c.fam not in ("date", "timestamp") or c.name in t.keys:
+        if c.kind != "numeric" or c.fam not in ("date", "timestamp") or c.name in t.keys or c.name in t.audit:
             continue
+        # the parent's first date of the same type that records an event (not when its row was written)
         p = next((p for p in parent.t.columns if p.kind == "numeric" and p.fam == c.fam
-                  and p.name not in parent.t.keys), None)
+                  and p.name not in parent.t.keys and p.name not in parent.t.audit), None)
         if p is None:
             continue
         date = c.fam == "date"
@@ -162,7 +215,7 @@ def measure_fanout(st: TableState, epsilon: float) -> Fanout:
     noise its extra cells would add (TPC-H: lines per order follow o_totalprice, not
     o_orderstatus).  Reads the tables themselves (not the child's sample)."""
     link, parent = st.parent, st.parent.parent
-    cap = max(1, min(MAX_FANOUT, st.t.max_rows, numbering_limit(st)))
+    cap = max(1, min(MAX_FANOUT, rows_limit(st.t), numbering_limit(st)))
     # the parent's rows: at most its own tau per unit (a uniform sample, as its marginals were)
     bound = int(parent.tau or parent.t.max_rows)
     attrs = [c for c in parent.modelled if not c.name.startswith("pg_dp_") and 1 < c.size <= MAX_ATTRIBUTE_SIZE]
@@ -175,13 +228,18 @@ def measure_fanout(st: TableState, epsilon: float) -> Fanout:
     sets = ", ".join(["(k)"] + [f"(k, g{i})" for i in range(len(candidates))])
     exact = [np.zeros((g, cap + 1), dtype=np.int64) for g in [1] + groups]
     unit = db.quote_ident(unit_column(parent.t))
+    # a child holding the unit itself under a parent that holds it too: only the children whose
+    # unit is their parent's count (so one unit's rows change only its own parents' cells)
+    own = st.t.unit is not None and link.column != st.t.unit
+    u_pick, u_join = (f", {db.quote_ident(st.t.unit)} AS u", f" AND f.u = p.{unit}") if own else ("", "")
     for r in db.execute(
             f"SELECT {', '.join(names)}, count(*) AS n FROM ("
             f"SELECT least(coalesce(f.n, 0), {cap})::int AS k{codes} "
             f"FROM (SELECT x.*, row_number() OVER (PARTITION BY x.{unit} ORDER BY random()) AS pg_dp_rn "
             f"FROM {parent.t.qualified} x) p "
-            f"LEFT JOIN (SELECT {db.quote_ident(link.column)} AS key, count(*) AS n FROM {st.t.qualified} "
-            f"WHERE {db.quote_ident(link.column)} IS NOT NULL GROUP BY 1) f ON f.key = p.{db.quote_ident(link.refcol)} "
+            f"LEFT JOIN (SELECT {db.quote_ident(link.column)} AS key{u_pick}, count(*) AS n FROM {st.t.qualified} "
+            f"WHERE {db.quote_ident(link.column)} IS NOT NULL GROUP BY 1{', 2' if own else ''}) f "
+            f"ON f.key = p.{db.quote_ident(link.refcol)}{u_join} "
             f"WHERE p.pg_dp_rn <= {bound}) j GROUP BY GROUPING SETS ({sets})"):
         which = next((i for i in range(len(candidates)) if r[f"g{i}"] is not None), None)
         if which is None:
@@ -239,7 +297,7 @@ def unit_rows(st: TableState) -> np.ndarray | None:
         per_parent = parent.unit_rows
     if per_parent is None:
         return None
-    return compound(per_parent, st.fanout.hist.sum(axis=0), st.t.max_rows)
+    return compound(per_parent, st.fanout.hist.sum(axis=0), rows_limit(st.t))
 
 
 def compound(per_unit: np.ndarray, fanout: np.ndarray, limit: int) -> np.ndarray:
@@ -251,6 +309,7 @@ def compound(per_unit: np.ndarray, fanout: np.ndarray, limit: int) -> np.ndarray
     if per_unit.sum() <= 0 or fanout.sum() <= 0:
         return np.r_[np.zeros(limit), 1.0]
     per_unit, fanout = per_unit / per_unit.sum(), fanout / fanout.sum()
+    per_unit = per_unit[:int(np.flatnonzero(per_unit).max()) + 1]      # no convolution past the last unit size
     out = np.zeros(limit + 1)
     power = np.r_[1.0, np.zeros(limit)]                  # the sum of k parents' children, k = 0
     for k, p in enumerate(per_unit):
@@ -260,6 +319,18 @@ def compound(per_unit: np.ndarray, fanout: np.ndarray, limit: int) -> np.ndarray
             power[limit] += full[limit + 1:].sum()
         out += p * power
     return out
+
+
+FITTED_ROWS = 4096          # rows per unit a child without a max_rows_per_unit of its own may have
+
+
+def rows_limit(t: Target) -> int:
+    """Most rows per unit of a child: its own max_rows_per_unit, or, when the DBA set none (the
+    dataset's bound, often 1, is the unit table's), FITTED_ROWS: the rows per unit are then
+    fitted with DP from the noisy fan-outs along the path (children per parent up to
+    MAX_FANOUT; tau their median, see sample_size).  Neither is a sensitivity: the fan-out's is
+    the parent's rows per unit, the child's marginals' is tau."""
+    return int(t.max_rows) if t.own_max_rows else FITTED_ROWS
 
 
 def sample_size(per_unit: np.ndarray | None, max_rows: int) -> int:
@@ -287,6 +358,12 @@ def join_parent(st: TableState) -> tuple[str, list]:
     extra = [replace(c, name=f"pg_dp_parent_{i}", nullable=True) for i, c in enumerate(attrs)]
     db.drop_table_if_present(f"pg_temp.{PARENT_SRC}")
     picks = "".join(f", p.{db.quote_ident(c.name)} AS pg_dp_parent_{i}" for i, c in enumerate(attrs))
+    for a in st.agreements:
+        if a.flag is not None:
+            mine, theirs = db.quote_ident(a.column), db.quote_ident(a.theirs)
+            picks += (f", CASE WHEN s.{mine} IS NULL THEN NULL WHEN s.{mine} = p.{theirs} THEN 'same' "
+                      f"ELSE 'other' END AS {db.quote_ident(a.flag.name)}")
+            extra.append(a.flag)
     for child, pcol, offset in st.anchors:
         fam = st.t.column(child).fam
         picks += (f", {dom.value_sql('s.' + db.quote_ident(child), fam)} - "
@@ -393,21 +470,12 @@ def child_rows(st: TableState) -> Slots:
     return Slots(np.repeat(np.arange(keys.size), k), keys, attrs, slot_dates, first, _agreement(st))
 
 
-def _agreement(st: TableState) -> list[tuple[str, dict]]:
-    """Child columns that must equal their parent's: both reference the same table."""
-    link, parent = st.parent, st.parent.parent
-    out = []
-    for other in st.links:
-        if other is link:
-            continue
-        for theirs in parent.links:
-            if theirs.ref == other.ref:
-                values = {r["k"]: r["v"] for r in db.execute(
-                    f"SELECT {db.quote_ident(link.refcol)}::text AS k, {db.quote_ident(theirs.column)}::text AS v "
-                    f"FROM {link.target}")}
-                out.append((other.column, values))
-                break
-    return out
+def _agreement(st: TableState) -> list[tuple[Agreement, dict]]:
+    """The synthetic parents' values of the columns that second paths follow (parent key -> value)."""
+    link = st.parent
+    return [(a, {r["k"]: r["v"] for r in db.execute(
+        f"SELECT {db.quote_ident(link.refcol)}::text AS k, {db.quote_ident(a.theirs)}::text AS v FROM {link.target}")})
+        for a in st.agreements]
 
 
 def match(slot_keys: np.ndarray, child_keys: np.ndarray, rng: np.random.Generator) -> np.ndarray:
@@ -553,8 +621,19 @@ def attach(st: TableState, values: dict, parents: np.ndarray | None, n: int):
     parent_keys = slots.keys[parents]
     values[link.column] = parent_keys
     distinct_within_parent(st, values, parent_keys)
-    for column, mapping in slots.agreement:
-        values[column] = np.array([mapping.get(k) for k in parent_keys], dtype=object)
+    for a, mapping in slots.agreement:
+        theirs = np.array([mapping.get(k) for k in parent_keys], dtype=object)
+        if a.flag is None:              # the child's unit: its parent's
+            values[a.column] = theirs
+            continue
+        same = values[a.flag.name] == "same"
+        rare = keys.model_threshold(st, a.flag.name)
+        if rare is None or rare[0][1] < rare[1]:    # 'other' within the noise: the paths agree
+            same = values[a.flag.name] != None      # noqa: E711 (an object array: NULL stays NULL)
+        out = np.array(values[a.column], dtype=object)
+        out[same] = theirs[same]
+        out[values[a.flag.name] == None] = None     # noqa: E711
+        values[a.column] = out
     for child, pcol, offset in st.anchors:
         values[child] = follow(st.t.column(child), slots.dates[pcol][parents], values[offset.name], st.rng)
 
@@ -571,7 +650,7 @@ def follow(col, parent: np.ndarray, offset: np.ndarray, rng: np.random.Generator
             step = known[rng.integers(0, known.size, size=int(missing.sum()))] if known.size else 0.0
             out[missing] = np.asarray(parent, dtype=np.float64)[missing] + step
             out[np.isnan(out)] = col.lower
-    if col.source == "declared bounds":
+    if col.source in ("declared bounds", "DP bounds"):
         out = np.where(np.isnan(out), out, np.clip(out, col.lower, col.upper))
     low, high = dom.type_range(col.sql_type, col.fam)
     return np.where(np.isnan(out), out, np.clip(out, low, high))

@@ -45,8 +45,9 @@ class Run:
         epsilon = _positive(epsilon, "epsilon")
         delta = Decimal(str(delta)) if delta is not None else Decimal(db.setting("default_delta"))
         if not (0 < delta < 1):
-            raise DPError("delta must be between 0 and 1 for synthesis",
-                          hint="Synthesis adds Gaussian noise, which needs a small delta such as 1e-6.")
+            raise DPError(f"delta must be between 0 and 1 for synthesis (got {delta})", sqlstate="22023",
+                          hint="Synthesis adds Gaussian noise, which needs a small delta such as 1e-6; "
+                               "leave delta out for the default (dp.set_setting('default_delta', ...)).")
         if rows is not None and rows < 1:
             raise DPError("rows must be at least 1", hint="Leave rows out to get as many rows as the source (DP count).")
         self.dry_run = bool(dry_run)
@@ -71,13 +72,12 @@ class Run:
         # siblings: relid -> TableState of the tables synthesized earlier in the same call
         st.links = links.plan(t, shadow, siblings or {}, self.notice)
         st.parent = relational.choose_parent(t, st.links)
+        st.agreements = relational.plan_agreements(t, st.links, st.parent)
         if st.parent is not None:
             st.anchors = relational.plan_anchors(t, st.parent.parent)
-            for a in st.anchors:            # the offset is modelled (DP bounds), the child column is not
-                t.derived.append(a.offset)
+            for a in st.anchors:            # the offset is modelled (DP bounds); the child column is
+                t.derived.append(a.offset)  # not, but keeps its bounds (its values are clipped into them)
                 t.needs_bounds.append(a.offset.name)
-                if a.child in t.needs_bounds:
-                    t.needs_bounds.remove(a.child)
 
     # ------------------------------------------------------------------ plan
     def _target_schema(self, requested, source_schema: str) -> str:
@@ -108,6 +108,10 @@ class Run:
         for a in st.anchors:
             lines.append(f"{a.child}: {st.parent.parent.t.name}.{a.parent} plus an offset modelled with the parent's "
                          "attributes (bounds estimated with DP)")
+        for a in st.agreements:
+            lines.append(f"{a.column}: {st.parent.parent.t.name}.{a.theirs} of its parent"
+                         + (" (the privacy unit: the two paths agree by construction)" if a.flag is None else
+                            " or another one, as often as a modelled same/other column says"))
         lines += [f"generated column {g}: computed by the server" for g in t.generated]
         lines += [f"denial constraint: {d.text}" for d in t.dcs]
         lines += [f"foreign key ({', '.join(k.cols)}) -> {k.target or 'the copy itself'} "
@@ -177,10 +181,11 @@ class Run:
             st.cond = relational.parent_attributes(st)
             st.fanout = relational.measure_fanout(st, e_fan)
             st.unit_rows = relational.unit_rows(st)
-            st.tau = relational.sample_size(st.unit_rows, t.max_rows)
+            st.tau = relational.sample_size(st.unit_rows, relational.rows_limit(t))
             st.src, st.sensitivity = discover.snapshot(t, st.tau)
             self.phase(f"children's marginals measured over a uniform sample of at most {st.tau} rows per unit "
-                       f"(sensitivity {st.tau}; max_rows_per_unit {t.max_rows})")
+                       f"(sensitivity {st.tau}; max_rows_per_unit "
+                       + (f"{t.max_rows})" if t.own_max_rows else "not set: fitted with DP from the fan-outs)"))
             st.src, extra = relational.join_parent(st)
         else:
             st.src, st.sensitivity = discover.snapshot(t)
@@ -271,6 +276,12 @@ def synthesize_steps(source=None, epsilon=None, delta=None, target_schema=None, 
         raise DPError("rows applies to one table only", sqlstate="22023",
                       hint="Leave rows out: each table gets its DP row count (children: the fan-out of their parents).")
     epsilon = _positive(epsilon, "epsilon")
+    if delta is not None and not (0 < float(delta) < 1):
+        # checked on the whole call: split over the tables, delta = 1 would pass each table's check
+        # and then be refused as more than the budget
+        raise DPError(f"delta must be between 0 and 1 for synthesis (got {delta})", sqlstate="22023",
+                      hint="Synthesis adds Gaussian noise, which needs a small delta such as 1e-6; "
+                           "leave delta out for the default (dp.set_setting('default_delta', ...)).")
     if sources is not None and not (isinstance(sources, list) and all(isinstance(r, int) for r in sources)):
         raise DPError("malformed pg_dp request", sqlstate="22023")
     relids = schemas.resolve(schema, dataset, sources)

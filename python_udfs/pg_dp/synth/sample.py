@@ -43,7 +43,8 @@ def sample(st: TableState, n: int) -> dict[str, np.ndarray]:
             continue
         groups = [values[d.dependent] for d in st.t.dcs
                   if d.kind == "fd" and d.determinants == (c.name,) and d.dependent in values]
-        values[c.name] = identifiers.assign_ids(n, st.counts.get(c.name, n), st.rng, groups)
+        distinct = min(st.counts.get(c.name, n), identifiers.capacity(c.fam, c.sql_type))
+        values[c.name] = identifiers.assign_ids(n, distinct, st.rng, groups)
     for link in keys.histogram_links(st):
         values.update(keys.draw(st, link, n))
     if st.parent:
@@ -57,17 +58,19 @@ def render(st: TableState, values: dict[str, np.ndarray], rows: np.ndarray, firs
     out = {}
     for c in st.t.columns:
         if c.name in st.t.keys:
-            out[c.name] = identifiers.as_text(identifiers.key_values(rows.size, c.fam, first), c.fam, c.name)
+            out[c.name] = identifiers.as_text(identifiers.key_values(rows.size, c.fam, first), c.fam, c.name,
+                                              c.sql_type)
         elif c.kind == "identifier" and c.choices:
             out[c.name] = list(values[c.name][rows])
         elif c.kind == "identifier":
-            out[c.name] = identifiers.as_text(values[c.name][rows], c.fam, c.name)
+            out[c.name] = identifiers.as_text(values[c.name][rows], c.fam, c.name, c.sql_type)
         else:
             out[c.name] = c.to_text(values[c.name][rows])
     for link in st.links:
         if link.kind == "self":
             ref = st.t.column(link.refcol)
-            spare = identifiers.as_text(identifiers.key_values(1, ref.fam, first + rows.size), ref.fam, ref.name)
+            spare = identifiers.as_text(identifiers.key_values(1, ref.fam, first + rows.size), ref.fam, ref.name,
+                                        ref.sql_type)
             out[link.column] = keys.neighbour_keys([v is not None for v in values[link.column][rows]],
                                                    out[link.refcol], spare[0])
     return out

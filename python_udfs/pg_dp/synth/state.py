@@ -40,6 +40,7 @@ class TableState:
     links: list[Link] = field(default_factory=list)          # the foreign keys the copy keeps
     parent: Link | None = None                  # the link whose parents the rows are generated under
     anchors: list = field(default_factory=list)               # relational.Anchor: child dates after parent dates
+    agreements: list = field(default_factory=list)            # relational.Agreement: second paths to a table
     row_cap: int | None = None                  # most rows the denial constraints allow
     row_cap_reason: str = ""
     # ---- after the charge

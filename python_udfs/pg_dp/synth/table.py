@@ -11,9 +11,9 @@ unit and the path of foreign keys to it.  What cannot be copied is listed in
 from __future__ import annotations
 
 from dataclasses import dataclass, field
-import datetime as dt
 import json
 import math
+import re
 
 import numpy as np
 
@@ -24,6 +24,17 @@ from . import domain as dom
 from . import schema
 
 MAX_ROWS = 100_000_000                # rows a copy may ask for
+# a date or timestamp column named as the columns that record a row's last change are
+# (last_update, updated_at, modified, ...) tells when the row was written, not an event of the
+# data: it is modelled on its own (a range with DP bounds), never as the date a child's dates
+# follow.  A column whose default is the time of the write (now()) is such a column only when
+# its name says so too: created_at DEFAULT now() is an order's own date.
+AUDIT_NAME = re.compile(r"(^|_)(last_?update[ds]?|updated(_at|_on)?|last_?modified|modified(_at|_on)?|"
+                        r"last_?changed|changed(_at|_on)|row_?version)$", re.IGNORECASE)
+
+
+def is_audit(name: str, default_expr: str | None = None) -> bool:
+    return bool(AUDIT_NAME.search(name))
 
 
 @dataclass
@@ -34,7 +45,7 @@ class Target:
     qualified: str
     dataset: str
     unit: str | None
-    max_rows: int
+    max_rows: int                 # rows per privacy unit (the table's own max_rows_per_unit, else the dataset's)
     data_version: int
     columns: list[dom.Column] = field(default_factory=list)
     generated: list[str] = field(default_factory=list)
@@ -53,6 +64,8 @@ class Target:
     needs_bounds: list[str] = field(default_factory=list)
     needs_values: list[str] = field(default_factory=list)
     derived: list[dom.Column] = field(default_factory=list)   # modelled, not written: a child date's offset
+    own_max_rows: bool = True                                 # max_rows_per_unit set for this table (not inherited)
+    audit: list[str] = field(default_factory=list)            # last_update-style columns (see is_audit)
 
     def column(self, name: str) -> dom.Column:
         return next(c for c in self.columns + self.derived if c.name == name)
@@ -62,7 +75,8 @@ def load(relid: int) -> Target:
     r = db.execute(
         "SELECT n.nspname, c.relname, p.dataset, p.unit_column, "
         "d.data_version + dp_internal.distributed_writes(p.dataset) AS data_version, p.unit_path::text AS unit_path, "
-        "coalesce(p.max_rows_per_unit, d.max_rows_per_unit) AS max_rows_per_unit, d.privacy_unit "
+        "coalesce(p.max_rows_per_unit, d.max_rows_per_unit) AS max_rows_per_unit, d.privacy_unit, "
+        "p.max_rows_per_unit IS NOT NULL AS own_max_rows "
         "FROM pg_catalog.pg_class c JOIN pg_catalog.pg_namespace n ON n.oid = c.relnamespace "
         "LEFT JOIN dp_internal.protected_tables p ON p.relid = c.oid "
         "LEFT JOIN dp_internal.datasets d ON d.name = p.dataset WHERE c.oid = $1", [relid], ["oid"])[0]
@@ -73,6 +87,7 @@ def load(relid: int) -> Target:
                       sqlstate="42P01")
     t = Target(relid, r["nspname"], r["relname"], qualified, r["dataset"], r["unit_column"],
                int(r["max_rows_per_unit"]), int(r["data_version"]))
+    t.own_max_rows = bool(r["own_max_rows"])
     if r["unit_path"]:
         t.path, t.path_unit = json.loads(r["unit_path"]), r["privacy_unit"]
     for k in db.execute(
@@ -134,6 +149,8 @@ def load(relid: int) -> Target:
         if c["attidentity"] == "a":
             t.identity_always = True
         t.columns.append(_classify(t, c))
+        if t.columns[-1].fam in ("date", "timestamp") and is_audit(c["attname"]):
+            t.audit.append(c["attname"])
     for k in schema.partition_foreign_keys(relid, t.foreign_keys):
         db.notice(f"foreign key {k['conname']} is declared on {k['declared_on']}, a partition or child of "
                   f"{qualified}: it is kept for the whole synthetic table")
@@ -195,15 +212,6 @@ def _classify(t: Target, c) -> dom.Column:
         col.kind = "categorical"
         t.needs_values.append(c["attname"])
     return col
-
-
-def fallback_bounds(fam: str) -> tuple[float, float]:
-    """Bounds when DP finds none (too few rows): fixed, never from the data; dates and
-    timestamps from 2000-01-01 to today rather than a day of 2000."""
-    if fam in ("date", "timestamp"):
-        days = float((dt.date.today() - dom.EPOCH).days)
-        return (0.0, days) if fam == "date" else (0.0, days * 86400.0)
-    return 0.0, 1.0
 
 
 def key_values(table: str, column: str, limit: int | None = None) -> list[str]:
