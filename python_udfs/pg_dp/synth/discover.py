@@ -104,28 +104,63 @@ def _distinct(st: TableState, epsilon: float, sensitivity: int) -> dict:
     return out
 
 
+REFINE_BINS = 64              # equal-width bins the log2 bounds are refined over (dates, timestamps)
+REFINE_SHARE = 0.5            # of a date's bounds epsilon: the refinement
+
+
+def _refine(st: TableState, col, name: str, epsilon: float, sensitivity: int) -> tuple[float, float] | None:
+    """Tighter bounds inside log2 ones (a date's log2 bucket spans decades: 2022-06 to 2044 for
+    2023-2024 data): a noisy histogram of REFINE_BINS equal-width bins over them (Laplace, the
+    same sensitivity), cut to the first and the last bin whose noisy count passes a threshold no
+    empty bin reaches but with p <= BOUNDS_FAR_P (union bound over the bins).  None when none passes."""
+    scale = mechanisms.integer_laplace_scale(sensitivity, epsilon)
+    width = (col.upper - col.lower) / REFINE_BINS
+    u = dom.value_sql(db.quote_ident(name), col.fam)
+    exact = {r["b"]: r["n"] for r in db.execute(
+        f"SELECT least({REFINE_BINS - 1}, greatest(0, floor(({u} - {col.lower!r}) / {width!r})))::int AS b, "
+        f"count(*) AS n FROM {st.src} WHERE {db.quote_ident(name)} IS NOT NULL GROUP BY 1")}
+    noisy = np.array([exact.get(b, 0) for b in range(REFINE_BINS)], dtype=np.float64) + \
+        np.asarray(mechanisms.integer_laplace_noise(scale, REFINE_BINS), dtype=np.float64)
+    passing = np.flatnonzero(noisy >= scale * math.log(REFINE_BINS / BOUNDS_FAR_P))
+    if not passing.size:
+        return None
+    return col.lower + passing.min() * width, col.lower + (passing.max() + 1) * width
+
+
 def _bounds(st: TableState, epsilon: float, sensitivity: int):
     eps = epsilon / len(st.t.needs_bounds)
+    refine = {n for n in st.t.needs_bounds if st.t.column(n).fam in ("date", "timestamp")
+              and not n.startswith("pg_dp_")}
     scale = mechanisms.integer_laplace_scale(sensitivity, eps)
-    # P(discrete Laplace noise >= t) <= exp(-t / scale): an empty bucket next to the data
-    # passes `near` with probability <= BOUNDS_NEAR_P, any of them passes `far` with <= BOUNDS_FAR_P
-    near = scale * math.log(1 / BOUNDS_NEAR_P)
-    far = scale * math.log(len(dom.all_buckets()) / BOUNDS_FAR_P)
+    scale_dates = mechanisms.integer_laplace_scale(sensitivity, eps * (1 - REFINE_SHARE))
     for name in st.t.needs_bounds:
         col = st.t.column(name)
+        s = scale_dates if name in refine else scale
+        # P(discrete Laplace noise >= t) <= exp(-t / scale): an empty bucket next to the data
+        # passes `near` with probability <= BOUNDS_NEAR_P, any of them passes `far` with <=
+        # BOUNDS_FAR_P; the fullest bucket stands for the data when no empty bucket reaches
+        # `weak` but with p <= 1%
+        near, far, weak = (s * math.log(1 / BOUNDS_NEAR_P), s * math.log(len(dom.all_buckets()) / BOUNDS_FAR_P),
+                           s * math.log(len(dom.all_buckets()) / 0.01))
         u = dom.value_sql(db.quote_ident(name), col.fam)
         exact = {r["b"]: r["n"] for r in db.execute(
             f"SELECT {dom.bucket_sql(u)} AS b, count(*) AS n FROM {st.src} WHERE {db.quote_ident(name)} IS NOT NULL "
             "GROUP BY 1")}
-        noisy = dict(zip(dom.all_buckets(), mechanisms.integer_laplace_noise(scale, len(dom.all_buckets()))))
+        noisy = dict(zip(dom.all_buckets(), mechanisms.integer_laplace_noise(s, len(dom.all_buckets()))))
         noisy = {b: exact.get(b, 0) + v for b, v in noisy.items()}
         found = dom.bounds_from_buckets(noisy, near, far)
         # without any: a child date's offset keeps what its declared bounds allow; any other
         # column takes the fullest noisy bucket (never fixed bounds such as [0, 1])
         col.lower, col.upper = found if found else (col.lower, col.upper) if col.upper > col.lower \
-            else dom.mode_bucket(noisy)
+            else dom.mode_bucket(noisy, weak) or dom.fallback_bounds(col.fam)
         low, high = dom.type_range(col.sql_type, col.fam)
         col.lower, col.upper = max(col.lower, low), min(col.upper, high)
+        if col.lower >= col.upper:          # a bucket outside the type's range: nothing usable
+            col.lower, col.upper = dom.fallback_bounds(col.fam)
+        if name in refine:                  # the other half of its epsilon: tighter bounds inside
+            tight = _refine(st, col, name, eps * REFINE_SHARE, sensitivity) if found else None
+            if tight:
+                col.lower, col.upper = tight
         if col.fam in ("integer", "date"):
             col.lower, col.upper = math.floor(col.lower), math.ceil(col.upper)
         col.source = "DP bounds"
@@ -140,8 +175,8 @@ def _bounds(st: TableState, epsilon: float, sensitivity: int):
                           hint=f"Declare bounds of both dates: dp.set_bounds('{st.t.qualified}', '{anchor.child}', "
                                f"lower, upper) and dp.set_bounds('{parent.qualified}', '{anchor.parent}', lower, upper).")
             else:
-                st.notice(f"column {name}: too few values to estimate bounds with DP; using {using} (the fullest "
-                          "noisy bucket)", hint=f"Declare bounds: dp.set_bounds('{st.t.qualified}', '{name}', lower, upper).")
+                st.notice(f"column {name}: too few values to estimate bounds with DP; using {using}",
+                      hint=f"Declare bounds: dp.set_bounds('{st.t.qualified}', '{name}', lower, upper).")
     st.phase(f"estimated bounds of {len(st.t.needs_bounds)} column(s)")
 
 

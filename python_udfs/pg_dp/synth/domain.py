@@ -335,14 +335,24 @@ def bounds_from_buckets(noisy: dict[int, float], threshold: float,
     return bucket_edges(low)[0], bucket_edges(high)[1]
 
 
-def mode_bucket(noisy: dict[int, float]) -> tuple[float, float]:
-    """The edges of the bucket with the largest noisy count (a post-processing of the same noisy
-    histogram): the bounds when no bucket passes the threshold.  Where the rows outnumber the
-    noise only a little (a child table's column at a small share of epsilon), the fullest
-    bucket is still the data's, and its edges are of the data's magnitude, where fixed bounds
-    such as [0, 1] would put every value of an id or an amount at 0 or 1."""
+def mode_bucket(noisy: dict[int, float], bar: float) -> tuple[float, float] | None:
+    """The edges of the bucket with the largest noisy count when that count passes `bar` (a
+    post-processing of the same noisy histogram): the bounds when no bucket passes the
+    threshold.  Where the rows outnumber the noise only a little (a child table's column at a
+    small share of epsilon), the fullest bucket is still the data's, and its edges are of the
+    data's magnitude, where fixed bounds such as [0, 1] would put every value of an id or an
+    amount at 0 or 1.  None when even the fullest bucket could be noise."""
     b = max(noisy, key=lambda k: (noisy[k], -abs(k)))
-    return bucket_edges(b)
+    return bucket_edges(b) if noisy[b] >= bar else None
+
+
+def fallback_bounds(fam: str) -> tuple[float, float]:
+    """Bounds when DP finds nothing at all (the noise swamps every bucket): fixed, never from the
+    data; dates and timestamps from 2000-01-01 to today."""
+    if fam in ("date", "timestamp"):
+        days = float((dt.date.today() - EPOCH).days)
+        return (0.0, days) if fam == "date" else (0.0, days * 86400.0)
+    return 0.0, 1.0
 
 
 BUCKET_MAX = 62

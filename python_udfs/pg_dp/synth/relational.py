@@ -73,12 +73,43 @@ class Agreement(NamedTuple):
                                 # construction); else a modelled 'same' / 'other' column (the paths may differ)
 
 
+EXACT_FANOUT = 16            # children per parent measured one by one up to here, then in bins ~ x1.5
+
+
+def fanout_edges(cap: int) -> np.ndarray:
+    """Lower edges of the fan-out histogram's bins: 0, 1, ..., 15, then 16, 24, 32, 48, 64, 96, 128
+    (each up to the next edge, the last up to cap).  Fewer cells than one per count (20 instead of
+    129 up to 128): each empty cell adds noise, and a heavy tail needs its shape, not every count."""
+    edges = list(range(min(cap, EXACT_FANOUT - 1) + 1))
+    e = EXACT_FANOUT
+    while e <= cap:
+        edges.append(e)
+        e = e + e // 2 if (e & (e - 1)) == 0 else 1 << e.bit_length()
+    return np.array(edges, dtype=np.int64)
+
+
 @dataclass
 class Fanout:
     """The noisy number of children per parent (post-processed), by parent attribute group."""
     by: tuple | None            # ((parent column, groups), ...) the histogram is split by; None: one row
-    hist: np.ndarray            # [group, 0..cap children] noisy counts of parents, thresholded and clipped
+    hist: np.ndarray            # [group, bin] noisy counts of parents, thresholded and clipped
     cap: int
+    edges: np.ndarray           # lower edge of each bin (fanout_edges)
+
+    def counts(self) -> np.ndarray:
+        """Distribution of children per parent over 0..cap, each bin's mass spread evenly over its counts."""
+        out = np.zeros(self.cap + 1)
+        total = self.hist.sum(axis=0)
+        for b, lo in enumerate(self.edges):
+            hi = self.edges[b + 1] if b + 1 < len(self.edges) else self.cap + 1
+            out[lo:hi] += total[b] / (hi - lo)
+        return out
+
+    def draw(self, row: np.ndarray, size: int, rng: np.random.Generator) -> np.ndarray:
+        """Children of `size` parents from one row of the histogram: a bin, then a count in it."""
+        b = rng.choice(row.size, size=size, p=row / row.sum())
+        hi = np.r_[self.edges[1:], self.cap + 1][b]
+        return self.edges[b] + np.floor(rng.random(size) * (hi - self.edges[b])).astype(np.int64)
 
 
 @dataclass
@@ -226,7 +257,9 @@ def measure_fanout(st: TableState, epsilon: float) -> Fanout:
     codes = "".join(f", {fanout_code(cand, 'p.')} AS g{i}" for i, cand in enumerate(candidates))
     names = ["k"] + [f"g{i}" for i in range(len(candidates))]
     sets = ", ".join(["(k)"] + [f"(k, g{i})" for i in range(len(candidates))])
-    exact = [np.zeros((g, cap + 1), dtype=np.int64) for g in [1] + groups]
+    edges = fanout_edges(cap)
+    bin_of = np.searchsorted(edges, np.arange(cap + 1), side="right") - 1
+    exact = [np.zeros((g, edges.size), dtype=np.int64) for g in [1] + groups]
     unit = db.quote_ident(unit_column(parent.t))
     # a child holding the unit itself under a parent that holds it too: only the children whose
     # unit is their parent's count (so one unit's rows change only its own parents' cells)
@@ -243,9 +276,9 @@ def measure_fanout(st: TableState, epsilon: float) -> Fanout:
             f"WHERE p.pg_dp_rn <= {bound}) j GROUP BY GROUPING SETS ({sets})"):
         which = next((i for i in range(len(candidates)) if r[f"g{i}"] is not None), None)
         if which is None:
-            exact[0][0, int(r["k"])] += int(r["n"])
+            exact[0][0, bin_of[int(r["k"])]] += int(r["n"])
         else:
-            exact[which + 1][int(r[f"g{which}"]), int(r["k"])] += int(r["n"])
+            exact[which + 1][int(r[f"g{which}"]), bin_of[int(r["k"])]] += int(r["n"])
     e_select = epsilon * FANOUT_SELECT_SHARE if candidates else 0.0
     scale = mechanisms.integer_laplace_scale(bound, epsilon - e_select)
     pick = 0
@@ -253,7 +286,7 @@ def measure_fanout(st: TableState, epsilon: float) -> Fanout:
         # "none" starts NONE_LEAD noise scales ahead: where the noise swamps every score (59
         # customers), the fan-out is not split at random
         lead = NONE_LEAD * mechanisms.noisy_min_scale(4 * bound + 1, e_select)
-        scores = [int(round(lead))] + [int(round(dependence_l1(h))) - int(round((g - 1) * (cap + 1) * scale))
+        scores = [int(round(lead))] + [int(round(dependence_l1(h))) - int(round((g - 1) * edges.size * scale))
                                        for h, g in zip(exact[1:], groups)]
         pick = mechanisms.noisy_argmin([-x for x in scores], 4 * bound + 1, e_select)
     by = candidates[pick - 1] if pick else None
@@ -261,7 +294,7 @@ def measure_fanout(st: TableState, epsilon: float) -> Fanout:
     noise = np.asarray(mechanisms.integer_laplace_noise(scale, chosen.size), dtype=np.float64).reshape(chosen.shape)
     st.phase(f"measured the fan-out per {parent.t.name} (Laplace scale {scale:.3g}, up to {cap} children)"
              + (", by " + " x ".join(f"{c.name} ({g} groups)" for c, g in by) if pick else ""))
-    return Fanout(by, threshold_fanout(chosen + noise, scale), cap)
+    return Fanout(by, threshold_fanout(chosen + noise, scale), cap, edges)
 
 
 def fanout_code(condition, prefix: str = "") -> str:
@@ -297,7 +330,7 @@ def unit_rows(st: TableState) -> np.ndarray | None:
         per_parent = parent.unit_rows
     if per_parent is None:
         return None
-    return compound(per_parent, st.fanout.hist.sum(axis=0), rows_limit(st.t))
+    return compound(per_parent, st.fanout.counts(), rows_limit(st.t))
 
 
 def compound(per_unit: np.ndarray, fanout: np.ndarray, limit: int) -> np.ndarray:
@@ -343,8 +376,10 @@ def sample_size(per_unit: np.ndarray | None, max_rows: int) -> int:
     noise grows with tau and rows do not.  Units with more rows are under-represented: the
     children's attributes given the parent's are what the sample must get right, and the
     parents' attributes come from the parents and their fan-outs."""
-    if per_unit is None or len(per_unit) < 2 or per_unit[1:].sum() <= 0:
+    if per_unit is None:
         return int(max_rows)
+    if len(per_unit) < 2 or per_unit[1:].sum() <= 0:
+        return 1                # no unit has rows, as far as the noisy fan-outs tell
     some = np.cumsum(per_unit[1:]) / per_unit[1:].sum()
     return int(max(1, min(int(max_rows), int(np.searchsorted(some, SAMPLE_QUANTILE - 1e-9)) + 1)))
 
@@ -381,15 +416,21 @@ def threshold_fanout(noisy: np.ndarray, scale: float) -> np.ndarray:
     real ones have at most 41); clipped at 0, the noise of each empty cell still adds
     scale / 2 of mass on average, a phantom tail.  The tail mass T(k) (all parents with >= k
     children, summed over the rows) carries noise of sd scale * sqrt(2 m) over its m cells;
-    cells past the last k whose T(k) exceeds 4 such sd are set to 0, the others clipped at 0."""
+    cells from the first k whose T(k) does not exceed 4 such sd are set to 0, the others
+    clipped at 0.  (Cutting after the last passing k instead let one pure-noise tail of the
+    128 that passes by chance, about 0.1% each, keep every phantom cell before it: 41 payments
+    an order where the real ones have 1 to 3.)"""
     noisy = np.asarray(noisy, dtype=np.float64)
     grid = noisy.reshape(-1, noisy.shape[-1])
     tail = np.cumsum(grid.sum(axis=0)[::-1])[::-1]
     cells = grid.shape[0] * np.arange(grid.shape[1], 0, -1)
-    passed = np.flatnonzero(tail >= 4 * scale * np.sqrt(2 * cells))
+    failed = np.flatnonzero(tail < 4 * scale * np.sqrt(2 * cells))
     out = np.clip(grid, 0, None)
-    if passed.size:
-        out[:, passed.max() + 1:] = 0
+    if failed.size:
+        # where even T(0) is within the noise (a few hundred parents at a small epsilon), the
+        # support ends after the fullest cell rather than spanning every phantom one
+        cut = failed.min() if failed.min() > 0 else int(np.argmax(out.sum(axis=0))) + 1
+        out[:, cut:] = 0
     if out.sum() <= 0:
         out = np.clip(grid, 0, None)
     return out.reshape(noisy.shape)
@@ -405,11 +446,50 @@ def _numbering(st: TableState):
             yield numbers[others[0]]
 
 
+def _choices(st: TableState):
+    """The categorical column of each UNIQUE (parent key, categorical column) of a child: a link
+    table's (order_id, tag_id), an order line's (order_id, product_id) over a small vocabulary."""
+    link = st.parent.column
+    cats = {c.name: c for c in st.t.columns if c.kind == "categorical" and c.values and not c.other}
+    for cols in st.t.uniques:
+        others = [c for c in cols if c != link]
+        if len(cols) == 2 and link in cols and others[0] in cats:
+            yield cats[others[0]]
+
+
 def numbering_limit(st: TableState) -> int:
     """Most children a parent can have under a UNIQUE (parent key, number) whose number has
-    public bounds (l_linenumber 1..7: 7 lines per order); the fan-out is measured up to it."""
+    public bounds (l_linenumber 1..7: 7 lines per order), or a UNIQUE (parent key, categorical)
+    (8 tags: 8 tags an order); the fan-out is measured up to it."""
     limits = [int(c.upper - c.lower) + 1 for c in _numbering(st) if c.upper >= c.lower]
+    limits += [len(c.values) for c in _choices(st)]
     return max(1, min(limits)) if limits else MAX_FANOUT
+
+
+def _distinct_choices(v: np.ndarray, parents: np.ndarray, domain: list, rng: np.random.Generator) -> np.ndarray:
+    """A parent's repeated values of a UNIQUE (parent key, categorical) column take values of the
+    domain the parent does not have yet, uniformly (a parent with more children than values keeps
+    its repeats: the UNIQUE check then drops them)."""
+    out = np.array(v, dtype=object)
+    order = np.argsort(parents.astype(str), kind="stable")
+    keys = parents.astype(str)[order]
+    starts = np.flatnonzero(np.r_[True, keys[1:] != keys[:-1]])
+    for a, b in zip(starts, np.r_[starts[1:], keys.size]):
+        rows = order[a:b]
+        if rows.size < 2:
+            continue
+        seen, dup = set(), []
+        for r in rows:
+            if out[r] is None or out[r] not in seen:
+                seen.add(out[r])
+            else:
+                dup.append(r)
+        if dup:
+            free = [x for x in domain if x not in seen]
+            picks = rng.permutation(len(free))[:len(dup)]
+            for r, p in zip(dup, picks):
+                out[r] = free[p]
+    return out
 
 
 def distinct_within_parent(st: TableState, values: dict, parents: np.ndarray):
@@ -417,6 +497,9 @@ def distinct_within_parent(st: TableState, values: dict, parents: np.ndarray):
     re-assignment, not by dropping rows: within each parent, the sampled numbers are sorted and
     made strictly increasing (each at least the previous + 1, kept under the column's upper
     bound), so a parent's children keep distinct numbers close to the sampled ones."""
+    for col in _choices(st):
+        if col.name in values:
+            values[col.name] = _distinct_choices(values[col.name], parents, col.values, st.rng)
     for col in _numbering(st):
         if col.name not in values:
             continue
@@ -465,7 +548,7 @@ def child_rows(st: TableState) -> Slots:
     for a in np.unique(first):
         where = np.flatnonzero(first == a)
         row = hist[a] if a < hist.shape[0] and hist[a].sum() > 0 else overall
-        k[where] = st.rng.choice(row.size, size=where.size, p=row / row.sum())
+        k[where] = st.fanout.draw(row, where.size, st.rng)
     st.phase(f"drew {int(k.sum())} children for {keys.size} synthetic parents")
     return Slots(np.repeat(np.arange(keys.size), k), keys, attrs, slot_dates, first, _agreement(st))
 

@@ -181,7 +181,10 @@ class Run:
             st.cond = relational.parent_attributes(st)
             st.fanout = relational.measure_fanout(st, e_fan)
             st.unit_rows = relational.unit_rows(st)
-            st.tau = relational.sample_size(st.unit_rows, relational.rows_limit(t))
+            limit = relational.rows_limit(t)
+            if st.unit_rows is None and not t.own_max_rows:     # rows per unit unknown: a parent's children
+                limit = relational.sample_size(np.r_[0.0, st.fanout.counts()[1:]], limit)
+            st.tau = relational.sample_size(st.unit_rows, limit)
             st.src, st.sensitivity = discover.snapshot(t, st.tau)
             self.phase(f"children's marginals measured over a uniform sample of at most {st.tau} rows per unit "
                        f"(sensitivity {st.tau}; max_rows_per_unit "
