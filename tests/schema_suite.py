@@ -93,7 +93,7 @@ def store(conn, customers: int = 2000, schema: str = "store", seed: float = 0.11
     conn.execute(f"""CREATE TABLE {s}.order_tag (order_id int NOT NULL REFERENCES {s}.orders,
         tag_id int NOT NULL REFERENCES {s}.tag, PRIMARY KEY (order_id, tag_id))""")
     conn.execute(f"""INSERT INTO {s}.order_tag SELECT DISTINCT o.order_id, 1 + floor(random() * 8)::int
-        FROM {s}.orders o, LATERAL generate_series(1, floor(random() * 4)::int) i""")
+        FROM {s}.orders o, LATERAL generate_series(1, floor(random() * 4 + 0 * o.order_id)::int) i""")
     for t in ("country", "shipper", "tag"):
         conn.execute(f"SELECT dp.declare_public('{s}.{t}')")
     conn.execute(f"SELECT dp.protect('{s}.customers', dataset => '{s}', privacy_unit => 'customer_id')")
@@ -134,16 +134,17 @@ def sales(conn, customers: int = 300, schema: str = "sales", seed: float = 0.23)
         d, CASE WHEN random() < 0.95 THEN d + 1 + floor(random() * 20)::int END,
         CASE c.country WHEN 'USA' THEN 1 WHEN 'Germany' THEN 2 WHEN 'UK' THEN 3 ELSE 1 + floor(random() * 4)::int END,
         round((random() * 200)::numeric, 2)
-        FROM {s}.customers c, LATERAL generate_series(1, 1 + floor(power(random(), 2) * 20)::int) i,
-        LATERAL (SELECT DATE '1996-07-04' + floor(random() * 670)::int) x(d)""")
+        FROM {s}.customers c, LATERAL generate_series(1, 1 + floor(power(random() + 0 * length(c.customer_id), 2)
+                                                                      * 20)::int) i,
+        LATERAL (SELECT DATE '1996-07-04' + floor(random() * 670 + 0 * i)::int) x(d)""")
     conn.execute(f"""CREATE TABLE {s}.order_lines (order_id int NOT NULL REFERENCES {s}.orders,
         product_id int NOT NULL REFERENCES {s}.products, unit_price numeric(10,2) NOT NULL,
         quantity smallint NOT NULL, discount real NOT NULL, PRIMARY KEY (order_id, product_id))""")
     conn.execute(f"""INSERT INTO {s}.order_lines SELECT DISTINCT ON (o.order_id, p) o.order_id, p,
         round((5 + (p * 13) % 90)::numeric, 2), 1 + floor(random() * 30)::int,
         (ARRAY[0, 0, 0, 0.05, 0.1, 0.2])[1 + floor(random() * 6)::int]
-        FROM {s}.orders o, LATERAL generate_series(1, 1 + floor(random() * 4)::int) i,
-        LATERAL (SELECT 1 + floor(random() * 77)::int) x(p)""")
+        FROM {s}.orders o, LATERAL generate_series(1, 1 + floor(random() * 4 + 0 * o.order_id)::int) i,
+        LATERAL (SELECT 1 + floor(random() * 77 + 0 * i)::int) x(p)""")
     for t in ("shippers", "products"):
         conn.execute(f"SELECT dp.declare_public('{s}.{t}')")
     conn.execute(f"SELECT dp.protect('{s}.customers', dataset => '{s}', privacy_unit => 'customer_id')")

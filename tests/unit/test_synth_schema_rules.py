@@ -135,7 +135,7 @@ def test_bounds_without_a_passing_bucket_take_the_fullest_one_never_zero_to_one(
 
 def test_discovery_spends_exactly_its_share_refined_date_bounds_included(monkeypatch):
     """The DP bounds of a date column are refined inside their log2 buckets (a second histogram,
-    half of the column's share): every Laplace draw of the discovery, mapped by OpenDP's own
+    most of the column's share, dates weighing 3 numbers): every Laplace draw of the discovery, mapped by OpenDP's own
     measurement (d_in = the rows one unit moves), adds up to the discovery's epsilon."""
     from decimal import Decimal
 
@@ -156,7 +156,7 @@ def test_discovery_spends_exactly_its_share_refined_date_bounds_included(monkeyp
         if "count(*) AS n FROM x\"" in sql or sql.startswith("SELECT count(*) AS n FROM x"):
             return [{"n": 9000}]
         if "floor((" in sql:            # the refinement's equal-width bins: data in bins 20..40
-            return [{"b": b, "n": 9000} for b in range(20, 41)]
+            return [{"b": b, "n": 9000} for b in range(5, 9)]
         if "paid_on" in sql:
             return [{"b": 14, "n": 9000}]
         return [{"b": 9, "n": 9000}]
@@ -173,8 +173,10 @@ def test_discovery_spends_exactly_its_share_refined_date_bounds_included(monkeyp
     # date's log2 histogram and its refinement half each, the amount's log2 histogram all of it
     # (the distinct counts' half is not spent: no column is regenerated but the key)
     e_count = float(st.epsilon * budget.COUNT_SHARE)
-    share = (float(e_disc) - e_count) / 2 / 2
-    assert sorted(spent) == pytest.approx(sorted([e_count, share / 2, share / 2, share]), rel=1e-6)
+    share = (float(e_disc) - e_count) / 2 / (1 + discover.DATE_WEIGHT)       # a number's; a date's is 3x
+    date = discover.DATE_WEIGHT * share
+    assert sorted(spent) == pytest.approx(sorted([e_count, date * (1 - discover.REFINE_SHARE),
+                                                  date * discover.REFINE_SHARE, share]), rel=1e-6)
     assert sum(spent) <= float(e_disc) + 1e-12
     lo, hi = t.column("paid_on").lower, t.column("paid_on").upper
     assert dom.bucket_edges(14)[0] < lo and hi < dom.bucket_edges(14)[1]      # refined inside the bucket

@@ -104,15 +104,18 @@ def _distinct(st: TableState, epsilon: float, sensitivity: int) -> dict:
     return out
 
 
-REFINE_BINS = 64              # equal-width bins the log2 bounds are refined over (dates, timestamps)
-REFINE_SHARE = 0.5            # of a date's bounds epsilon: the refinement
+REFINE_BINS = 16              # equal-width bins the log2 bounds are refined over (dates, timestamps)
+REFINE_SHARE = 0.75           # of a date's bounds epsilon: the refinement (the log2 bucket of dates is easy)
+REFINE_P = 1e-3               # chance that an empty bin next to the data widens the refined bounds
+DATE_WEIGHT = 3               # a date's share of the bounds epsilon against a number's
 
 
 def _refine(st: TableState, col, name: str, epsilon: float, sensitivity: int) -> tuple[float, float] | None:
     """Tighter bounds inside log2 ones (a date's log2 bucket spans decades: 2022-06 to 2044 for
     2023-2024 data): a noisy histogram of REFINE_BINS equal-width bins over them (Laplace, the
-    same sensitivity), cut to the first and the last bin whose noisy count passes a threshold no
-    empty bin reaches but with p <= BOUNDS_FAR_P (union bound over the bins).  None when none passes."""
+    same sensitivity), grown from its fullest bin over the adjacent bins whose noisy count passes
+    a threshold an empty bin reaches with p <= REFINE_P (an empty bin next to the data widens the
+    bounds by one bin; one further away cannot).  None when the fullest bin does not pass."""
     scale = mechanisms.integer_laplace_scale(sensitivity, epsilon)
     width = (col.upper - col.lower) / REFINE_BINS
     u = dom.value_sql(db.quote_ident(name), col.fam)
@@ -121,18 +124,23 @@ def _refine(st: TableState, col, name: str, epsilon: float, sensitivity: int) ->
         f"count(*) AS n FROM {st.src} WHERE {db.quote_ident(name)} IS NOT NULL GROUP BY 1")}
     noisy = np.array([exact.get(b, 0) for b in range(REFINE_BINS)], dtype=np.float64) + \
         np.asarray(mechanisms.integer_laplace_noise(scale, REFINE_BINS), dtype=np.float64)
-    passing = np.flatnonzero(noisy >= scale * math.log(REFINE_BINS / BOUNDS_FAR_P))
-    if not passing.size:
+    threshold = scale * math.log(1 / REFINE_P)
+    low = high = int(np.argmax(noisy))
+    if noisy[low] < threshold:
         return None
-    return col.lower + passing.min() * width, col.lower + (passing.max() + 1) * width
+    while low > 0 and noisy[low - 1] >= threshold:
+        low -= 1
+    while high < REFINE_BINS - 1 and noisy[high + 1] >= threshold:
+        high += 1
+    return col.lower + low * width, col.lower + (high + 1) * width
 
 
 def _bounds(st: TableState, epsilon: float, sensitivity: int):
-    eps = epsilon / len(st.t.needs_bounds)
     refine = {n for n in st.t.needs_bounds if st.t.column(n).fam in ("date", "timestamp")
               and not n.startswith("pg_dp_")}
+    eps = epsilon / (len(st.t.needs_bounds) + (DATE_WEIGHT - 1) * len(refine))   # a number's share
     scale = mechanisms.integer_laplace_scale(sensitivity, eps)
-    scale_dates = mechanisms.integer_laplace_scale(sensitivity, eps * (1 - REFINE_SHARE))
+    scale_dates = mechanisms.integer_laplace_scale(sensitivity, DATE_WEIGHT * eps * (1 - REFINE_SHARE))
     for name in st.t.needs_bounds:
         col = st.t.column(name)
         s = scale_dates if name in refine else scale
@@ -158,7 +166,7 @@ def _bounds(st: TableState, epsilon: float, sensitivity: int):
         if col.lower >= col.upper:          # a bucket outside the type's range: nothing usable
             col.lower, col.upper = dom.fallback_bounds(col.fam)
         if name in refine:                  # the other half of its epsilon: tighter bounds inside
-            tight = _refine(st, col, name, eps * REFINE_SHARE, sensitivity) if found else None
+            tight = _refine(st, col, name, DATE_WEIGHT * eps * REFINE_SHARE, sensitivity) if found else None
             if tight:
                 col.lower, col.upper = tight
         if col.fam in ("integer", "date"):

@@ -219,6 +219,22 @@ def plan_anchors(t: Target, parent: TableState) -> list[Anchor]:
     return anchors
 
 
+def useful_anchors(st: TableState) -> list[Anchor]:
+    """After discovery (post-processing of the DP bounds): the anchors whose offset's range is
+    narrower than the child column's own; a child date that spreads over its parent's date
+    more widely than over its own range does not follow it (an order placed any time after the
+    customer signed up) and is modelled on its own."""
+    keep = []
+    for a in st.anchors:
+        child = st.t.column(a.child)
+        if child.upper > child.lower and a.offset.upper - a.offset.lower >= child.upper - child.lower:
+            st.phase(f"{a.child}: modelled on its own (its DP range is narrower than its offset from "
+                     f"{st.parent.parent.t.name}.{a.parent})")
+            continue
+        keep.append(a)
+    return keep
+
+
 def anchored(st: TableState) -> set[str]:
     """Child columns computed from their parent's date and a modelled offset."""
     return {a.child for a in st.anchors}

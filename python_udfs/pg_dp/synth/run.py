@@ -193,6 +193,8 @@ class Run:
         else:
             st.src, st.sensitivity = discover.snapshot(t)
         counts = discover.discover(st, float(e_disc), float(d_disc))
+        if st.anchors:
+            st.anchors = relational.useful_anchors(st)
         for link in st.links:
             if link.kind == links.SIBLING:        # a parent written earlier in this call
                 t.column(link.column).choices = key_values(link.target, link.refcol) or [None]
