@@ -182,7 +182,7 @@ def tax(conn, rows: int = 20000, table: str = "tax", constraints: bool = True, g
         -- within a state the rate never falls as the salary rises (steps by state)
         least(45, (sal / 20000) + si), 
         CASE WHEN m = 'S' THEN 1000 + 500 * si ELSE 0 END, CASE WHEN hc THEN 2000 + 250 * si ELSE 0 END
-        FROM (SELECT g, si, {states}[1 + si] AS st, 'z' || (si * 25 + zi) AS z, zi,
+        FROM (SELECT g, si, ({states})[1 + si] AS st, 'z' || (si * 25 + zi) AS z, zi,
                      CASE WHEN random() < 0.45 THEN 'S' ELSE 'M' END AS m, random() < 0.4 AS hc,
                      5000 * least(40, 2 + floor(-ln(random() + 1e-9) * (4 + si))::int) AS sal
               FROM (SELECT g, floor(power(random(), 1.5) * {len(STATES)})::int AS si,
