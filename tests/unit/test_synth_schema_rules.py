@@ -126,11 +126,14 @@ def test_a_link_tables_values_are_distinct_within_each_parent():
     assert out[0] == "t1" and out[2] == "t2" and out[3] == "t3"     # first occurrences kept
 
 
-def test_bounds_without_a_passing_bucket_take_the_fullest_one_never_zero_to_one():
+def test_bounds_without_a_passing_bucket_take_the_fullest_ones_never_zero_to_one():
+    """discover._bounds: no bucket passes the usual thresholds (a child's column at a small share
+    of epsilon); the fullest bucket and its neighbours passing the weak one (an empty bucket
+    reaches it with p <= 1%) give the bounds: an amount's magnitude, not [0, 1]."""
     noisy = {b: 0.0 for b in dom.all_buckets()}
-    noisy[14] = 900.0                                   # 8,192..16,384: an id or an amount
-    assert dom.mode_bucket(noisy, bar=500.0) == dom.bucket_edges(14)
-    assert dom.mode_bucket(noisy, bar=1000.0) is None    # the fullest could be noise: the caller falls back
+    noisy[14], noisy[15] = 900.0, 700.0                  # 8,192..32,768: an id or an amount
+    assert dom.bounds_from_buckets(noisy, 1000.0) is None
+    assert dom.bounds_from_buckets(noisy, 600.0) == (dom.bucket_edges(14)[0], dom.bucket_edges(15)[1])
 
 
 def test_discovery_spends_exactly_its_share_refined_date_bounds_included(monkeypatch):
@@ -142,7 +145,7 @@ def test_discovery_spends_exactly_its_share_refined_date_bounds_included(monkeyp
     from pg_dp import mechanisms
     from pg_dp.synth import budget, discover
 
-    t = SimpleNamespace(needs_bounds=["paid_on", "amount"], needs_values=[], unit=None, keys=[], path=[],
+    t = SimpleNamespace(needs_bounds=["paid_on", "amount"], needs_values=[], unit=None, keys=[], path=[], audit=[],
                         qualified="s.payments", opaque={}, columns=[
                             dom.Column("paid_on", "date", "date", False, "numeric"),
                             dom.Column("amount", "numeric(10,2)", "numeric", False, "numeric")])
@@ -169,14 +172,14 @@ def test_discovery_spends_exactly_its_share_refined_date_bounds_included(monkeyp
     e_disc, d_disc, _, _ = budget.costs(st)
     counts = discover.discover(st, float(e_disc), float(d_disc))
     assert counts["total"] > 0
-    # the row count (5% of epsilon), then the bounds' half of the rest split over two columns: the
-    # date's log2 histogram and its refinement half each, the amount's log2 histogram all of it
-    # (the distinct counts' half is not spent: no column is regenerated but the key)
+    # the row count (5% of epsilon), then the rest for the bounds (no column needs a distinct
+    # count), split over two columns: the date's (3 shares) in its log2 histogram and its
+    # refinement, the amount's (1 share) in its log2 histogram
     e_count = float(st.epsilon * budget.COUNT_SHARE)
-    share = (float(e_disc) - e_count) / 2 / (1 + discover.DATE_WEIGHT)       # a number's; a date's is 3x
+    share = (float(e_disc) - e_count) / (1 + discover.DATE_WEIGHT)       # a number's; a date's is 3x
     date = discover.DATE_WEIGHT * share
     assert sorted(spent) == pytest.approx(sorted([e_count, date * (1 - discover.REFINE_SHARE),
                                                   date * discover.REFINE_SHARE, share]), rel=1e-6)
-    assert sum(spent) <= float(e_disc) + 1e-12
+    assert sum(spent) == pytest.approx(float(e_disc), rel=1e-6)
     lo, hi = t.column("paid_on").lower, t.column("paid_on").upper
     assert dom.bucket_edges(14)[0] < lo and hi < dom.bucket_edges(14)[1]      # refined inside the bucket

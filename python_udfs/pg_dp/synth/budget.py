@@ -24,7 +24,9 @@ from .table import Target
 COUNT_SHARE = Decimal("0.05")         # of epsilon: the DP row count (Laplace), when discovery runs
 COUNT_RHO_SHARE = 0.02                # of rho otherwise: the row count as a Gaussian, composed in zCDP
 FANOUT_SHARE = 0.2                    # of a child's epsilon: the fan-out per parent, by parent attribute
-DISCOVERY_SHARE = Decimal("0.1")      # of epsilon, when discovery is needed at all ...
+DISCOVERY_SHARE = Decimal("0.1")      # of epsilon, when discovery is needed at all, plus ...
+BOUNDS_SHARE = Decimal("0.02")        # ... this much a column of DP bounds past the third (at most ...
+DISCOVERY_MAX = Decimal("0.25")       # ... this share in all): a child's many dates and amounts
 VALUES_SHARE = Decimal("0.25")        # ... or when text values must be found (partition selection is costly)
 
 
@@ -49,7 +51,8 @@ def costs(st: TableState) -> tuple[Decimal, Decimal, Decimal, Decimal]:
     (the model's share includes the row count when count_rho() says so)."""
     if count_rho(st) is not None:
         return Decimal(0), Decimal(0), st.epsilon, st.delta
-    share = VALUES_SHARE if st.t.needs_values else DISCOVERY_SHARE
+    share = VALUES_SHARE if st.t.needs_values else \
+        min(DISCOVERY_MAX, DISCOVERY_SHARE + BOUNDS_SHARE * max(0, len(st.t.needs_bounds) - 3))
     # the row count is always a DP count of its own (never a sum of noisy marginals)
     e_disc = st.epsilon * COUNT_SHARE + (st.epsilon * share if discovers(st.t) else Decimal(0))
     d_disc = st.delta / 2 if st.t.needs_values else Decimal(0)

@@ -67,7 +67,10 @@ def discover(st: TableState, epsilon: float, delta: float) -> dict:
     e_count = float(st.epsilon * budget.COUNT_SHARE)
     rest = max(0.0, epsilon - e_count)
     values = rest * VALUES_PART if st.t.needs_values else 0.0
-    share = (rest - values) / (1 + bool(st.t.needs_bounds))
+    # bounds and distinct counts share what is left; all of it goes to the bounds when no column
+    # needs a distinct count (known before the values are found only when none must be found)
+    counting = bool(st.t.needs_values or _distinct_names(st))
+    share = (rest - values) / (1 + bool(st.t.needs_bounds and counting))
     total = db.execute(f"SELECT count(*) AS n FROM {st.src}")[0]["n"]
     # rows (at most max_rows per unit: sensitivity max_rows); the units are counted with
     # the other regenerated columns (sensitivity 1), so rows per unit = rows / units
@@ -89,10 +92,14 @@ def discover(st: TableState, epsilon: float, delta: float) -> dict:
     return counts
 
 
+def _distinct_names(st: TableState) -> list[str]:
+    """The regenerated (non-key) columns whose number of distinct values is counted."""
+    return [c.name for c in st.t.columns if c.kind == "identifier" and c.name not in st.t.keys and not c.choices]
+
+
 def _distinct(st: TableState, epsilon: float, sensitivity: int) -> dict:
     """Noisy numbers of distinct values of the regenerated (non-key) columns."""
-    names = [c.name for c in st.t.columns if c.kind == "identifier" and c.name not in st.t.keys
-             and not c.choices]
+    names = _distinct_names(st)
     if not names:
         return {}
     exact = db.execute("SELECT " + ", ".join(f"count(DISTINCT {db.quote_ident(n)}) AS d{i}"
@@ -105,7 +112,7 @@ def _distinct(st: TableState, epsilon: float, sensitivity: int) -> dict:
 
 
 REFINE_BINS = 16              # equal-width bins the log2 bounds are refined over (dates, timestamps)
-REFINE_SHARE = 0.75           # of a date's bounds epsilon: the refinement (the log2 bucket of dates is easy)
+REFINE_SHARE = 0.5            # of a date's bounds epsilon: the refinement
 REFINE_P = 1e-3               # chance that an empty bin next to the data widens the refined bounds
 DATE_WEIGHT = 3               # a date's share of the bounds epsilon against a number's
 
@@ -137,13 +144,16 @@ def _refine(st: TableState, col, name: str, epsilon: float, sensitivity: int) ->
 
 def _bounds(st: TableState, epsilon: float, sensitivity: int):
     refine = {n for n in st.t.needs_bounds if st.t.column(n).fam in ("date", "timestamp")
-              and not n.startswith("pg_dp_")}
-    eps = epsilon / (len(st.t.needs_bounds) + (DATE_WEIGHT - 1) * len(refine))   # a number's share
+              and not n.startswith("pg_dp_") and n not in st.t.audit}
+    # dates (refined) and a child date's offsets from its parent's weigh DATE_WEIGHT numbers
+    offsets = {n for n in st.t.needs_bounds if n.startswith("pg_dp_after_")}
+    eps = epsilon / (len(st.t.needs_bounds) + (DATE_WEIGHT - 1) * len(refine | offsets))   # a number's share
     scale = mechanisms.integer_laplace_scale(sensitivity, eps)
     scale_dates = mechanisms.integer_laplace_scale(sensitivity, DATE_WEIGHT * eps * (1 - REFINE_SHARE))
+    scale_offsets = mechanisms.integer_laplace_scale(sensitivity, DATE_WEIGHT * eps)
     for name in st.t.needs_bounds:
         col = st.t.column(name)
-        s = scale_dates if name in refine else scale
+        s = scale_dates if name in refine else scale_offsets if name in offsets else scale
         # P(discrete Laplace noise >= t) <= exp(-t / scale): an empty bucket next to the data
         # passes `near` with probability <= BOUNDS_NEAR_P, any of them passes `far` with <=
         # BOUNDS_FAR_P; the fullest bucket stands for the data when no empty bucket reaches
@@ -158,20 +168,25 @@ def _bounds(st: TableState, epsilon: float, sensitivity: int):
         noisy = {b: exact.get(b, 0) + v for b, v in noisy.items()}
         found = dom.bounds_from_buckets(noisy, near, far)
         # without any: a child date's offset keeps what its declared bounds allow; any other
-        # column takes the fullest noisy bucket (never fixed bounds such as [0, 1])
+        # column takes the fullest noisy bucket and its neighbours that pass the weak threshold
+        # (an empty bucket reaches it with p <= 1%), never fixed bounds such as [0, 1]
+        weakly = None if found or col.upper > col.lower else dom.bounds_from_buckets(noisy, weak)
         col.lower, col.upper = found if found else (col.lower, col.upper) if col.upper > col.lower \
-            else dom.mode_bucket(noisy, weak) or dom.fallback_bounds(col.fam)
+            else weakly or dom.fallback_bounds(col.fam)
         low, high = dom.type_range(col.sql_type, col.fam)
         col.lower, col.upper = max(col.lower, low), min(col.upper, high)
         if col.lower >= col.upper:          # a bucket outside the type's range: nothing usable
             col.lower, col.upper = dom.fallback_bounds(col.fam)
         if name in refine:                  # the other half of its epsilon: tighter bounds inside
-            tight = _refine(st, col, name, DATE_WEIGHT * eps * REFINE_SHARE, sensitivity) if found else None
+            tight = _refine(st, col, name, DATE_WEIGHT * eps * REFINE_SHARE, sensitivity) \
+                if found or weakly else None
             if tight:
                 col.lower, col.upper = tight
         if col.fam in ("integer", "date"):
             col.lower, col.upper = math.floor(col.lower), math.ceil(col.upper)
-        col.source = "DP bounds"
+        # bounds no bucket stood for (fixed ones) are not the data's: nothing is clipped into them,
+        # and a child date's offset with such bounds is not followed (relational.useful_anchors)
+        col.source = "DP bounds" if found or weakly else "fallback bounds"
         if not found:
             using = f"[{col.to_text(np.array([col.lower]))[0]}, {col.to_text(np.array([col.upper]))[0]}]"
             anchor = next((a for a in st.anchors if a.offset.name == name), None)

@@ -311,8 +311,7 @@ def _literal(value: str) -> str:
 
 def bounds_from_buckets(noisy: dict[int, float], threshold: float,
                         far: float | None = None) -> tuple[float, float] | None:
-    """Bounds from a noisy histogram of log2 buckets (see bucket_sql); None if no bucket passes
-    (see mode_bucket for what then).
+    """Bounds from a noisy histogram of log2 buckets (see bucket_sql); None if no bucket passes.
 
     From the passing bucket with the largest noisy count, out over the adjacent buckets
     that pass `threshold` (the first bucket that fails stops it), widened to any bucket
@@ -333,17 +332,6 @@ def bounds_from_buckets(noisy: dict[int, float], threshold: float,
         wide = [b for b, c in noisy.items() if c >= far]
         low, high = min([low] + wide), max([high] + wide)
     return bucket_edges(low)[0], bucket_edges(high)[1]
-
-
-def mode_bucket(noisy: dict[int, float], bar: float) -> tuple[float, float] | None:
-    """The edges of the bucket with the largest noisy count when that count passes `bar` (a
-    post-processing of the same noisy histogram): the bounds when no bucket passes the
-    threshold.  Where the rows outnumber the noise only a little (a child table's column at a
-    small share of epsilon), the fullest bucket is still the data's, and its edges are of the
-    data's magnitude, where fixed bounds such as [0, 1] would put every value of an id or an
-    amount at 0 or 1.  None when even the fullest bucket could be noise."""
-    b = max(noisy, key=lambda k: (noisy[k], -abs(k)))
-    return bucket_edges(b) if noisy[b] >= bar else None
 
 
 def fallback_bounds(fam: str) -> tuple[float, float]:

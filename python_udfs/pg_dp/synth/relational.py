@@ -227,6 +227,10 @@ def useful_anchors(st: TableState) -> list[Anchor]:
     keep = []
     for a in st.anchors:
         child = st.t.column(a.child)
+        if a.offset.source == "fallback bounds":
+            st.phase(f"{a.child}: modelled on its own (no DP bounds of its offset from "
+                     f"{st.parent.parent.t.name}.{a.parent})")
+            continue
         if child.upper > child.lower and a.offset.upper - a.offset.lower >= child.upper - child.lower:
             st.phase(f"{a.child}: modelled on its own (its DP range is narrower than its offset from "
                      f"{st.parent.parent.t.name}.{a.parent})")
