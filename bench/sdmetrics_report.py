@@ -21,12 +21,11 @@ import pandas as pd
 def load(folder, metadata):
     out = {}
     for name, meta in metadata["tables"].items():
-        frame = pd.read_csv(os.path.join(folder, f"{name}.csv"), keep_default_na=True)
+        text = {c: "string" for c, spec in meta["columns"].items() if spec["sdtype"] in ("categorical", "id")}
+        frame = pd.read_csv(os.path.join(folder, f"{name}.csv"), keep_default_na=True, dtype=text)
         for column, spec in meta["columns"].items():
             if spec["sdtype"] == "datetime":
                 frame[column] = pd.to_datetime(frame[column], errors="coerce")
-            elif spec["sdtype"] == "categorical" or spec["sdtype"] == "id":
-                frame[column] = frame[column].astype("string")
         out[name] = frame
     return out
 

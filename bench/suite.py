@@ -129,7 +129,7 @@ def sdmetrics(conn, schema, tables, args, where="dp_synthetic"):
         for side, s in (("real", schema), ("synthetic", where)):
             os.makedirs(os.path.join(folder, side), exist_ok=True)
             with open(os.path.join(folder, side, f"{t}.csv"), "wb") as f, \
-                    conn.cursor().copy(f"COPY {s}.{t} TO STDOUT WITH (FORMAT csv, HEADER)") as cp:
+                    conn.cursor().copy(f"COPY (SELECT * FROM {s}.{t}) TO STDOUT WITH (FORMAT csv, HEADER)") as cp:
                 for chunk in cp:
                     f.write(chunk)
     for r in conn.execute(
