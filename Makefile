@@ -6,17 +6,26 @@ PG_CONFIG  ?= /usr/lib/postgresql/15/bin/pg_config
 PYTHON     ?= /usr/bin/python3
 
 MODULE_big  = pg_dp
-OBJS        = src/pg_dp.o src/executor.o src/frontdoor.o src/hook.o src/citus.o src/spares.o
+# src/: pg_dp.c (entry point, settings), one folder per part (docs/ARCHITECTURE.md)
+OBJS        = src/pg_dp.o \
+              src/aggregates/layout.o src/aggregates/params.o src/aggregates/sum_state.o \
+              src/aggregates/hist_state.o src/aggregates/state_text.o src/aggregates/final.o \
+              src/aggregates/native.o \
+              src/worker/session.o src/worker/serve.o src/worker/spares.o src/worker/frontdoor.o \
+              src/sql_hook/hook.o \
+              src/citus/citus.o src/citus/wrappers.o
 DATA_built  = pg_dp--$(EXTVERSION).sql
 EXTRA_CLEAN = pg_dp--$(EXTVERSION).sql results regression.diffs regression.out python_udfs/build python_udfs/*.egg-info
 
-REGRESS      = $(patsubst sql/%.sql,%,$(sort $(wildcard sql/*.sql)))
-REGRESS_OPTS = --load-extension=plpython3u --load-extension=pg_dp
+# pg_regress files live in test/regress/{sql,expected}; the install SQL in sql/ (as pgvector).
+REGRESS      = $(patsubst test/regress/sql/%.sql,%,$(sort $(wildcard test/regress/sql/*.sql)))
+REGRESS_OPTS = --inputdir=test/regress --load-extension=plpython3u --load-extension=pg_dp
 
+PG_CPPFLAGS = -I$(srcdir)/src
 PG_CFLAGS   = -Wall -Wextra -Wno-unused-parameter -Wno-sign-compare -Wno-missing-field-initializers
 
-# The install script is assembled from extension/*.sql, one file per topic.
-EXTENSION_SQL = $(sort $(wildcard extension/*.sql))
+# The install script is assembled from sql/*.sql, one file per topic.
+EXTENSION_SQL = $(sort $(wildcard sql/*.sql))
 
 PGXS := $(shell $(PG_CONFIG) --pgxs 2>/dev/null)
 ifneq ($(PGXS),)
@@ -58,10 +67,10 @@ test: deps       ## all tests: pg_regress on a throwaway cluster, then pytest ag
 	$(MAKE) install
 	scripts/citus.sh build-if-vendored
 	scripts/with-temp-cluster.sh $(MAKE) installcheck
-	$(PYTHON) -m pytest -q tests
+	$(PYTHON) -m pytest -q test
 
 pytest:          ## only the pytest suite (after make install)
-	$(PYTHON) -m pytest -q tests
+	$(PYTHON) -m pytest -q test
 
 bench:           ## aggregate benchmark on 10M rows (bench/RESULTS.md)
 	$(PYTHON) bench/aggregates.py
@@ -69,7 +78,7 @@ bench:           ## aggregate benchmark on 10M rows (bench/RESULTS.md)
 dist:            ## source archive for PGXN
 	git archive --format zip --prefix=pg_dp-$(EXTVERSION)/ -o pg_dp-$(EXTVERSION).zip HEAD
 
-test-citus: deps ## pg_dp on Citus: build Citus from ../shared/vendor if missing, coordinator + 2 workers, tests/test_citus.py
+test-citus: deps ## pg_dp on Citus: build Citus from ../shared/vendor if missing, coordinator + 2 workers, test/integration/test_citus.py
 	$(MAKE) install
 	scripts/citus.sh test
 

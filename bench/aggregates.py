@@ -6,7 +6,7 @@ One command, run from the repository root (pg_dp must be installed system-wide):
     /usr/bin/python3 bench/aggregates.py                 # 10M rows, 5 runs per query
     /usr/bin/python3 bench/aggregates.py --rows 200000 --runs 3 --markdown
 
-It starts a throwaway PostgreSQL 15 server (tests/pgserver.py), loads a table
+It starts a throwaway PostgreSQL 15 server (test/support/pgserver.py), loads a table
 
     t(id bigint, g int  -- 10 groups, g2 int -- ~100k groups, x float8 in [0,100), i int4 in [0,100])
 
@@ -31,7 +31,7 @@ import sys
 import time
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
-sys.path.insert(0, os.path.join(ROOT, "tests"))
+sys.path.insert(0, os.path.join(ROOT, "test", "support"))
 
 from pgserver import PgServer  # noqa: E402
 
@@ -247,7 +247,7 @@ def bench_python(args, pg):
         }
         # One OpenDP discrete-Laplace release, without pg_dp's release() around it.
         conn.execute("CREATE OR REPLACE FUNCTION pg_temp.bench_opendp() RETURNS float8 LANGUAGE plpython3u VOLATILE AS $$\n"
-                     "from pg_dp import mechanisms\n"
+                     "from pg_dp.dp import mechanisms\n"
                      "return float(mechanisms.laplace_integer(1000, 1, 1.0))\n$$")
         try:
             conn.execute("SELECT pg_temp.bench_opendp()")

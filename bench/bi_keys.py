@@ -3,7 +3,7 @@
 
     /usr/bin/python3 bench/bi_keys.py [--rows 1000000] [--runs 3]
 
-Starts a throwaway server (tests/pgserver.py), loads `orders` (--rows rows: a date,
+Starts a throwaway server (test/support/pgserver.py), loads `orders` (--rows rows: a date,
 a timestamptz, an int, a float8), protects it with bounds on each column, and asks
 each shape as the owner (native) and as a restricted role through the hook
 (session_preload_libraries = 'pg_dp'), alternated, after one untimed warm-up each.
@@ -18,7 +18,7 @@ import statistics
 import sys
 import time
 
-sys.path.insert(0, os.path.join(os.path.dirname(os.path.dirname(os.path.abspath(__file__))), "tests"))
+sys.path.insert(0, os.path.join(os.path.dirname(os.path.dirname(os.path.abspath(__file__))), "test", "support"))
 
 from pgserver import PgServer  # noqa: E402
 

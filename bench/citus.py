@@ -7,7 +7,7 @@ installed (`scripts/citus.sh build` makes it from ../shared/vendor):
     /usr/bin/python3 bench/citus.py                          # 2M rows, 32 shards, 5 runs
     /usr/bin/python3 bench/citus.py --rows 200000 --runs 3   # quick check
 
-It starts the cluster of tests/citusserver.py (Unix sockets, as the postgres OS
+It starts the cluster of test/support/citusserver.py (Unix sockets, as the postgres OS
 user), loads table t (id bigint distribution column, g int 10 groups, x float8
 uniform in [0, 100), i int4 in [0, 100]) and a plain copy t_local on the
 coordinator, then reports:
@@ -33,7 +33,7 @@ import time
 from decimal import Decimal
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
-sys.path.insert(0, os.path.join(ROOT, "tests"))
+sys.path.insert(0, os.path.join(ROOT, "test", "support"))
 
 import psycopg  # noqa: E402
 

@@ -3,7 +3,7 @@
 
     /usr/bin/python3 bench/cold_start.py [--runs 7] [--pause 1.0]
 
-Starts a throwaway server (tests/pgserver.py) with a 1 000-row protected table
+Starts a throwaway server (test/support/pgserver.py) with a 1 000-row protected table
 and an unprotected copy of it, `session_preload_libraries = 'pg_dp'` on the
 database and a restricted role with a budget.  Then, --runs times: a new
 connection of that role runs a native `SELECT g, count(*) ... GROUP BY g` on
@@ -21,7 +21,7 @@ import statistics
 import sys
 import time
 
-sys.path.insert(0, os.path.join(os.path.dirname(os.path.dirname(os.path.abspath(__file__))), "tests"))
+sys.path.insert(0, os.path.join(os.path.dirname(os.path.dirname(os.path.abspath(__file__))), "test", "support"))
 
 from pgserver import PgServer  # noqa: E402
 

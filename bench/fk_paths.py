@@ -3,7 +3,7 @@
 
     /usr/bin/python3 bench/fk_paths.py [--rows 1000000] [--runs 3]
 
-Starts a throwaway server (tests/pgserver.py) and loads customer (rows / 20), invoice
+Starts a throwaway server (test/support/pgserver.py) and loads customer (rows / 20), invoice
 (rows / 5, customer_id) and line (--rows rows, invoice_id, a genre with a CHECK IN list,
 a price), protected as one dataset: line reaches the unit customer_id through
 line.invoice_id -> invoice (max_rows_per_unit 20).  Each shape is asked as the owner
@@ -25,7 +25,7 @@ import os
 import statistics
 import sys
 
-sys.path.insert(0, os.path.join(os.path.dirname(os.path.dirname(os.path.abspath(__file__))), "tests"))
+sys.path.insert(0, os.path.join(os.path.dirname(os.path.dirname(os.path.abspath(__file__))), "test", "support"))
 
 
 from bi_keys import bench_server, timed  # noqa: E402  (bench/ is sys.path[0]): client seconds until every row is fetched

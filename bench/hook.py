@@ -1,9 +1,9 @@
 #!/usr/bin/python3
-"""Benchmark: what the plain-SQL hook (src/hook.c) costs statements it leaves alone.
+"""Benchmark: what the plain-SQL hook (src/sql_hook/hook.c) costs statements it leaves alone.
 
     /usr/bin/python3 bench/hook.py [--seconds 60] [--clients 16] [--rounds 2] [--scale 10]
 
-Starts a throwaway server (tests/pgserver.py), initialises pgbench at --scale,
+Starts a throwaway server (test/support/pgserver.py), initialises pgbench at --scale,
 then runs `pgbench -S` (select-only, --clients clients) alternately without and
 with `session_preload_libraries = 'pg_dp'` on the database, --rounds times, and
 prints each TPS and the ratio with/without (pg_dp must be installed).
@@ -15,7 +15,7 @@ import re
 import subprocess
 import sys
 
-sys.path.insert(0, os.path.join(os.path.dirname(os.path.dirname(os.path.abspath(__file__))), "tests"))
+sys.path.insert(0, os.path.join(os.path.dirname(os.path.dirname(os.path.abspath(__file__))), "test", "support"))
 
 from pgserver import PGBIN, PgServer  # noqa: E402
 

@@ -6,7 +6,7 @@ One command, run from the repository root (pg_dp must be installed system-wide):
     /usr/bin/python3 bench/ledger.py                       # 10M rows, 5 runs per query
     /usr/bin/python3 bench/ledger.py --rows 200000 --runs 3 --markdown
 
-It starts a throwaway PostgreSQL 15 server (tests/pgserver.py), protects
+It starts a throwaway PostgreSQL 15 server (test/support/pgserver.py), protects
 tables with dp.protect, grants budgets with dp.grant_budget, and asks the
 gateway as analyst roles that have no SELECT on the tables:
 
@@ -21,7 +21,7 @@ gateway as analyst roles that have no SELECT on the tables:
    breakdown of one query (parse, analyze, catalog, plan, cache look-up,
    charge, exact query, noise, storing the answer, as the executor runs them).
 3. A --rows table (10M by default): dp.query, and the same statement as plain
-   SQL through the hook (src/hook.c), against the native aggregate,
+   SQL through the hook (src/sql_hook/hook.c), against the native aggregate,
    count(*), avg(x) with and without GROUP BY over a public key set, first
    row-level, then with a privacy unit and contribution bounding.  Also the
    gateway's rewritten SQL run directly, to split the cost between executing
@@ -44,7 +44,7 @@ import time
 from decimal import Decimal
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
-sys.path.insert(0, os.path.join(ROOT, "tests"))
+sys.path.insert(0, os.path.join(ROOT, "test", "support"))
 
 import psycopg  # noqa: E402
 
@@ -138,10 +138,10 @@ def setup(args, pg):
         conn.execute(
             "CREATE FUNCTION public.bench_rewrite(sql text) RETURNS text LANGUAGE plpython3u"
             " SET search_path = pg_catalog, pg_temp AS $$\n"
-            "from pg_dp import catalog, db\n"
-            "from pg_dp.gateway import make_plan\n"
+            "from pg_dp.core import catalog, db\n"
+            "from pg_dp.gateway.serve import plan_question\n"
             "catalog.set_caller(db.execute(\"SELECT oid::int8 AS r FROM pg_catalog.pg_roles WHERE rolname = current_user\")[0][\"r\"])\n"
-            "return make_plan(sql, 1.0).sql\n$$")
+            "return plan_question(sql, 1.0).sql\n$$")
         conn.execute("CREATE FUNCTION public.bench_breakdown(sql text) RETURNS text LANGUAGE plpython3u"
                      " SET search_path = pg_catalog, pg_temp AS $$\n" + BREAKDOWN_BODY + "$$")
         conn.execute("REVOKE ALL ON FUNCTION public.bench_rewrite(text), public.bench_breakdown(text) FROM PUBLIC")
@@ -289,10 +289,11 @@ def bench_concurrency(args, pg):
 BREAKDOWN_BODY = r"""
 import json, time
 from decimal import Decimal
-from pg_dp import catalog, db, gateway, ledger
-from pg_dp.query import plan as planning
-from pg_dp.query.analyze import analyze
-from pg_dp.query.parse import parse_select
+from pg_dp.core import catalog, db
+from pg_dp.dp import ledger
+from pg_dp.gateway import answer, plan as planning, serve as gateway
+from pg_dp.gateway.analyze import analyze
+from pg_dp.gateway.parse import parse_select
 t = [time.perf_counter()]
 def lap():
     t.append(time.perf_counter())
@@ -308,7 +309,7 @@ catalog.set_caller(role)
 lid = ledger.charge(role, plan.meta.dataset, plan.epsilon, plan.delta, plan.query.normalized,
                     plan.mechanism, plan.meta.data_version, key); lap()
 exact = db.execute_tuples(plan.sql, len(plan.query.group_by) + 1 + len(plan.measurements)); lap()
-rows = planning.release_core(plan, exact); lap()
+rows = answer.release_core(plan, exact); lap()
 columns = [[n, ty] for n, ty in plan.columns]
 ledger.store_answer(key, plan.meta.dataset, plan.meta.data_version, json.dumps(columns), json.dumps(rows), lid); lap()
 return json.dumps([(b - a) * 1000 for a, b in zip(t, t[1:])])

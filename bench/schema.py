@@ -9,10 +9,10 @@ One command, run from the repository root (pg_dp must be installed system-wide):
 Cases:
   tpch     TPC-H generated at run time with DuckDB's TPC-H extension (duckdb + duckdb-ext-tpch,
            `CALL dbgen(sf)`, CSV, COPY): customer, orders, lineitem protected (unit c_custkey),
-           region, nation, part, supplier, partsupp declared public (tests/datasets.py tpch_schema)
+           region, nation, part, supplier, partsupp declared public (test/support/datasets.py tpch_schema)
   chinook  ../shared/data/chinook: customer, invoice, invoice_line protected, the catalogue public
   zipf     a generated customer -> orders schema with Zipf fan-out and parent-dependent children
-           (tests/datasets.py zipf_schema)
+           (test/support/datasets.py zipf_schema)
 
 For each: wall time of `CALL dp_synthesize('<schema>', epsilon => E)` from the client, the
 executor's peak resident memory (VmHWM of dp_internal.executor_pid(), where synthesis runs),
@@ -28,7 +28,7 @@ import sys
 import time
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
-sys.path.insert(0, os.path.join(ROOT, "tests"))
+sys.path.insert(0, os.path.join(ROOT, "test", "support"))
 sys.path.insert(0, os.path.join(ROOT, "bench"))
 
 import datasets  # noqa: E402

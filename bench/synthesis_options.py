@@ -25,7 +25,7 @@ sys.path.insert(0, os.path.join(ROOT, "python_udfs"))
 
 import numpy as np  # noqa: E402
 
-from pg_dp import mechanisms  # noqa: E402
+from pg_dp.dp import mechanisms  # noqa: E402
 from pg_dp.synth.methods import mst, pgm  # noqa: E402
 
 

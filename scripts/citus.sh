@@ -1,9 +1,9 @@
 #!/usr/bin/env bash
 # pg_dp on Citus: build Citus from the vendored source when it is missing, then
-# run the Citus test module (tests/test_citus.py starts a coordinator and two
+# run the Citus test module (test/integration/test_citus.py starts a coordinator and two
 # workers on Unix sockets, as the postgres OS user, and stops them).
 #   scripts/citus.sh build     build + install Citus 13.2.2 if citus.so is missing
-#   scripts/citus.sh test      build (if needed), then pytest tests/test_citus.py
+#   scripts/citus.sh test      build (if needed), then pytest test/integration/test_citus.py
 #   scripts/citus.sh build-if-vendored   build when ../shared/vendor exists, else say why not
 # Needs root for the build (apt build dependencies, make install into the
 # PostgreSQL tree).  Idempotent: a second run only checks that citus.so exists.
@@ -51,11 +51,11 @@ case "${1:-test}" in
         build
         ;;
     build-if-vendored)
-        # make test: tests/test_citus.py runs with the rest of pytest when Citus is there
+        # make test: test/integration/test_citus.py runs with the rest of pytest when Citus is there
         if [ -d "$VENDOR" ]; then
             build
         else
-            echo "citus: SKIPPED -- $VENDOR (the vendored Citus source) is absent: tests/test_citus.py will be skipped"
+            echo "citus: SKIPPED -- $VENDOR (the vendored Citus source) is absent: test/integration/test_citus.py will be skipped"
         fi
         ;;
     test)
@@ -65,7 +65,7 @@ case "${1:-test}" in
         fi
         build
         cd "$ROOT"
-        exec "$PYTHON" -m pytest -q -p no:cacheprovider tests/test_citus.py "${@:2}"
+        exec "$PYTHON" -m pytest -q -p no:cacheprovider test/integration/test_citus.py "${@:2}"
         ;;
     *)
         echo "usage: $0 [build|build-if-vendored|test [pytest args]]" >&2

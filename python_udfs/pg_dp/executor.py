@@ -1,4 +1,4 @@
-"""The engine side of the privileged executor (src/executor.c).
+"""The engine side of the privileged executor (src/worker/serve.c; requests.py lists the request kinds).
 
 The executor -- a background worker connected as the extension owner, one per
 analyst session -- calls `handle(role, kind, payload)` once per phase of a
@@ -22,29 +22,14 @@ import importlib
 import inspect
 import json
 
-from . import catalog, db
-from .errors import DPError
+from .core import catalog, db
+from .requests import HANDLERS, WARM_MODULES
+from .core.errors import DPError
 
 SEPARATOR = "\x1f"
 INTERNAL = "XX000"
 
 _inflight = None      # the generator of the request in progress, between phases
-
-
-# kind -> (module, function); modules are imported on first use (synthesis pulls in
-# numpy, mbi and JAX, which a session asking questions never needs)
-HANDLERS = {
-    "query": ("pg_dp.gateway", "query_reply"),
-    "query_json": ("pg_dp.gateway", "query_json_reply"),
-    "cost": ("pg_dp.gateway", "cost_reply"),
-    "explain": ("pg_dp.gateway", "explain_reply"),
-    "synthetic_copy": ("pg_dp.gateway", "synthetic_copy_reply"),
-    "create_view": ("pg_dp.views", "register"),
-    "view": ("pg_dp.views", "answer"),
-    "synthesize": ("pg_dp.synth.run", "synthesize_steps"),
-    "evaluate": ("pg_dp.synth.report", "evaluate_reply"),
-    "evaluate_schema": ("pg_dp.synth.evaluate_schema", "evaluate_reply"),
-}
 
 
 def _handler(kind: str):
@@ -63,9 +48,9 @@ def handle(role: int, kind: str, payload: str) -> str:
     global _inflight
     try:
         if kind == "warmup" and int(role) == 0:
-            # a spare executor (src/spares.c; role 0, never a caller's) loads what a
+            # a spare executor (src/worker/spares.c; role 0, never a caller's) loads what a
             # session's first question needs
-            for module in ("pg_dp.gateway", "pg_dp.query.keys"):
+            for module in WARM_MODULES:
                 importlib.import_module(module)
             return "R"
         if kind == "continue":

@@ -16,7 +16,7 @@ from __future__ import annotations
 from decimal import Decimal
 import math
 
-from .. import mechanisms
+from ..dp import mechanisms
 from . import domain as dom
 from .state import TableState
 from .table import Target

@@ -35,7 +35,7 @@ from typing import Any, Callable, Iterable, Iterator, Mapping, Sequence
 
 import numpy as np
 
-from pg_dp.errors import DPError
+from ..core.errors import DPError
 
 OPS = ("EQ", "IQ", "LT", "GT", "LTE", "GTE")
 _FLIP = {"EQ": "EQ", "IQ": "IQ", "LT": "GT", "GT": "LT", "LTE": "GTE", "GTE": "LTE"}

@@ -1,5 +1,5 @@
 """Foreign keys kept outside the parent x child model: keys to declared public tables (one
-column or several) and self-references (README "Synthesizing a schema").
+column or several) and self-references (docs/synthesis.md, "Synthesizing a schema").
 
 - A key to a declared public table is a choice among that table's keys (its rows, for a key
   of several columns).  A vocabulary of at most MODEL_KEYS keys stays a categorical column
@@ -32,7 +32,8 @@ import math
 
 import numpy as np
 
-from .. import db, mechanisms
+from ..core import db
+from ..dp import mechanisms
 
 MODEL_KEYS = 64           # vocabularies up to this many keys stay categorical columns of the model
 KEY_RHO_SHARE = 0.1       # of the model's rho, for each histogram of keys ...

@@ -23,7 +23,7 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from typing import Any, Callable
 
-from .. import db
+from ..core import db
 from . import keys, write
 from .table import Target, key_values, ref_info
 

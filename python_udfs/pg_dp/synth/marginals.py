@@ -14,7 +14,8 @@ import math
 
 import numpy as np
 
-from .. import db, mechanisms
+from ..core import db
+from ..dp import mechanisms
 from . import budget, keys
 from . import domain as dom
 from .state import TableState

@@ -39,7 +39,8 @@ from typing import NamedTuple
 
 import numpy as np
 
-from .. import db, mechanisms
+from ..core import db
+from ..dp import mechanisms
 from . import domain as dom
 from . import keys
 from .methods.base import base_name

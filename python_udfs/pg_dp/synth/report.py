@@ -6,9 +6,9 @@ import json
 
 import numpy as np
 
-from .. import catalog, db
-from ..encode import json_safe
-from ..errors import DPError
+from ..core import catalog, db
+from ..core.encode import json_safe
+from ..core.errors import DPError
 from . import dc as dcmod
 from . import evaluate as ev
 

@@ -27,8 +27,9 @@ import uuid
 
 import numpy as np
 
-from .. import catalog, db, ledger
-from ..errors import DPError
+from ..core import catalog, db
+from ..dp import ledger
+from ..core.errors import DPError
 from . import budget, constraints, discover, keys, links, marginals, methods, relational, sample, write
 from . import schema as schemas
 from .state import TableState

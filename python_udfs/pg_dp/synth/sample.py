@@ -13,7 +13,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from .. import db
+from ..core import db
 from . import identifiers, keys, relational
 from .state import TableState
 

@@ -7,8 +7,8 @@ on partitions count for their table.  Tables are synthesized parents first.
 
 from __future__ import annotations
 
-from .. import db
-from ..errors import DPError
+from ..core import db
+from ..core.errors import DPError
 
 
 def resolve(schema: str | None, dataset: str | None, sources: list | None) -> list[int]:

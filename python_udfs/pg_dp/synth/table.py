@@ -17,8 +17,8 @@ import re
 
 import numpy as np
 
-from .. import db
-from ..errors import DPError
+from ..core import db
+from ..core.errors import DPError
 from . import dc as dcmod
 from . import domain as dom
 from . import schema

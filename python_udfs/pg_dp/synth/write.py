@@ -45,8 +45,8 @@ from typing import Callable
 
 import numpy as np
 
-from .. import db
-from ..errors import DPError
+from ..core import db
+from ..core.errors import DPError
 
 STAGE = "pg_dp_synth_stage"
 STAGE_CHUNK = 50_000                  # rows turned into text and sent to the server at a time

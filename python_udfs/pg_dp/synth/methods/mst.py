@@ -37,7 +37,7 @@ from typing import Callable, Sequence
 
 import numpy as np
 
-from ... import mechanisms
+from ...dp import mechanisms
 from . import pgm
 from .base import COARSE, Clique, Measure, MAX_MEASURE_CELLS, NoisyMarginal, Plan, base_name, coarse_name
 

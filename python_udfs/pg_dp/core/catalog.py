@@ -1,0 +1,202 @@
+"""Read a protected table's public metadata from the catalog."""
+
+import json
+from dataclasses import dataclass
+
+from . import db
+from .errors import DPError
+
+
+@dataclass
+class TableMeta:
+    """What the catalog says about a protected table (plain values, no plpy)."""
+    relid: int
+    schema: str
+    table: str
+    dataset: str
+    unit_column: str | None
+    max_rows_per_unit: int
+    max_groups_per_unit: int
+    data_version: int
+    columns: dict            # name -> {"type", "notnull", "lower", "upper", "public_values"}
+    source_sql: str | None = None   # a join, seen as one table whose columns are "alias.column"
+    # a table reaching its unit through foreign keys: [{"schema", "table", "cols", "refcols", "ops"}, ...]
+    # (catalog.resolve_path); unit_column then names the unit found at the path's end
+    unit_path: list | None = None
+
+
+_caller: int | None = None
+
+
+def set_caller(role: int):
+    """The role a request of the executor is for (taken by the caller's backend, not from SQL)."""
+    global _caller
+    _caller = role
+
+
+def outer_role() -> int:
+    """Whose request this is: the role that is checked and charged.
+
+    In the executor this is the caller's role; current_user there is the
+    extension owner and must never be taken for the caller.
+    """
+    if _caller is None:
+        raise DPError("internal error: pg_dp request without a caller", sqlstate="XX000")
+    return _caller
+
+
+def is_admin(role: int) -> bool:
+    return bool(db.execute("SELECT pg_catalog.has_table_privilege($1::oid, 'dp_internal.datasets', 'UPDATE') AS a",
+                           [role], ["int8"])[0]["a"])
+
+
+def may_keep_executor(role: int) -> bool:
+    """Whether the role's session keeps its executor between requests: a budget holder or an administrator."""
+    return bool(db.execute("SELECT EXISTS (SELECT 1 FROM dp_internal.budgets WHERE role = $1) AS k",
+                           [role], ["oid"])[0]["k"]) or is_admin(role)
+
+
+def query_epsilon(role: int, dataset: str):
+    """(default, maximum) epsilon per statement the DBA set for the role on the dataset, or None."""
+    rows = db.execute("SELECT default_epsilon AS d, max_epsilon AS m FROM dp_internal.budgets "
+                      "WHERE role = $1 AND dataset = $2", [role, dataset], ["oid", "text"])
+    return (rows[0]["d"], rows[0]["m"]) if rows else None
+
+
+def remaining_budget(role: int, dataset: str):
+    """(epsilon, delta) the role has left on the dataset, or None without a budget."""
+    rows = db.execute("SELECT epsilon_granted - epsilon_spent AS e, delta_granted - delta_spent AS d "
+                      "FROM dp_internal.budgets WHERE role = $1 AND dataset = $2",
+                      [role, dataset], ["oid", "text"])
+    return (rows[0]["e"], rows[0]["d"]) if rows else None
+
+
+def load_table(schema: str | None, table: str) -> TableMeta:
+    rows = db.execute(
+        """
+        SELECT p.relid::int8 AS relid, n.nspname, c.relname, p.dataset, p.unit_column,
+               coalesce(p.max_rows_per_unit, d.max_rows_per_unit) AS max_rows_per_unit,
+               d.max_groups_per_unit, d.data_version + dp_internal.distributed_writes(p.dataset) AS data_version,
+               p.unit_path::text AS unit_path, d.privacy_unit
+        FROM dp_internal.protected_tables p
+        JOIN pg_catalog.pg_class c ON c.oid = p.relid
+        JOIN pg_catalog.pg_namespace n ON n.oid = c.relnamespace
+        JOIN dp_internal.datasets d ON d.name = p.dataset
+        WHERE c.relname = $1 AND ($2::text IS NULL OR n.nspname = $2)
+        """,
+        [table, schema], ["text", "text"])
+    name = f"{schema}.{table}" if schema else table
+    if not rows:
+        raise DPError(f"table {name} is not protected by pg_dp",
+                      hint="Ask an administrator to protect it: SELECT dp.protect('schema.table').",
+                      sqlstate="42P01")
+    if len(rows) > 1:
+        raise DPError(f"table name {name} is ambiguous",
+                      hint="Qualify it with its schema: schema.table.", sqlstate="42P09")
+    r = rows[0]
+    path = resolve_path(r, name) if r["unit_path"] else None
+    cols = db.execute(
+        """
+        SELECT a.attname, pg_catalog.format_type(a.atttypid, a.atttypmod) AS type,
+               pg_catalog.format_type(a.atttypid, NULL) AS base_type, a.attnotnull,
+               c.lower_bound, c.upper_bound, c.public_values
+        FROM pg_catalog.pg_attribute a
+        LEFT JOIN dp_internal.columns c ON c.relid = a.attrelid AND c.attname = a.attname
+        WHERE a.attrelid = $1 AND a.attnum > 0 AND NOT a.attisdropped
+        ORDER BY a.attnum
+        """,
+        [r["relid"]], ["oid"])
+    columns = {
+        c["attname"]: {
+            "type": c["base_type"] if c["base_type"] in ("numeric",) else c["type"],
+            "notnull": c["attnotnull"],
+            "lower": c["lower_bound"], "upper": c["upper_bound"],
+            "public_values": c["public_values"],
+        }
+        for c in cols
+    }
+    unit_column = r["unit_column"]
+    if path is not None:
+        steps, unit_type = path
+        unit_column = r["privacy_unit"]
+        if unit_column in columns:
+            raise DPError(f"table {name} has a column {unit_column} of its own now, but reaches its privacy unit "
+                          "through foreign keys", sqlstate=PREREQUISITE,
+                          hint=f"An administrator protects it again (SELECT dp.protect('{name}')) to decide which "
+                               "one is the unit.")
+        # the unit, found along the path: it may be counted distinct, grouped or filtered like a unit column
+        columns[unit_column] = {"type": unit_type, "notnull": False, "lower": None, "upper": None,
+                                "public_values": None}
+    return TableMeta(int(r["relid"]), r["nspname"], r["relname"], r["dataset"], unit_column,
+                     int(r["max_rows_per_unit"]), int(r["max_groups_per_unit"]), int(r["data_version"]),
+                     columns, unit_path=None if path is None else path[0])
+
+
+PREREQUISITE = "55000"
+
+
+def resolve_path(r, name: str):
+    """The recorded foreign-key path of a table to its privacy unit, checked against today's catalog:
+    ([{"schema", "table", "cols", "refcols", "ops"}, ...], the unit column's type).
+
+    Every table on the path must still be protected in the table's dataset (its writes bump the
+    data version, nobody but its owner reads or writes it: otherwise whoever may write it could
+    decide whose rows are whose), every foreign key must still exist (so each row reaches at
+    most one row of the next table: the referenced columns are unique), and the last table must
+    still hold the unit.  The joins use the keys' own equality operators (conpfeqop)."""
+    recorded = json.loads(r["unit_path"])
+    steps, current, current_name = [], int(r["relid"]), name
+    hint_again = (f"An administrator protects {name} again (SELECT dp.protect('{name}', dataset => "
+                  f"'{r['dataset']}')) to record its path anew.")
+    for i, step in enumerate(recorded):
+        found = db.execute(
+            """
+            SELECT n.nspname, c.relname, c.oid::regclass::text AS qname, p.dataset, p.unit_column,
+                   (SELECT pg_catalog.array_agg(pg_catalog.format('OPERATOR(%I.%s)', on_.nspname, o.oprname)
+                                                ORDER BY u.i)
+                      FROM pg_catalog.unnest(k.conpfeqop) WITH ORDINALITY u(op, i)
+                      JOIN pg_catalog.pg_operator o ON o.oid = u.op
+                      JOIN pg_catalog.pg_namespace on_ ON on_.oid = o.oprnamespace) AS ops
+            FROM pg_catalog.pg_class c JOIN pg_catalog.pg_namespace n ON n.oid = c.relnamespace
+            LEFT JOIN dp_internal.protected_tables p ON p.relid = c.oid
+            LEFT JOIN LATERAL (
+                SELECT k.conpfeqop FROM pg_catalog.pg_constraint k
+                WHERE k.contype = 'f' AND k.conrelid = $2 AND k.confrelid = c.oid
+                  AND ARRAY(SELECT a.attname::text FROM pg_catalog.unnest(k.conkey) WITH ORDINALITY u(n, o)
+                            JOIN pg_catalog.pg_attribute a ON a.attrelid = k.conrelid AND a.attnum = u.n
+                            ORDER BY u.o) = $3::text[]
+                  AND ARRAY(SELECT a.attname::text FROM pg_catalog.unnest(k.confkey) WITH ORDINALITY u(n, o)
+                            JOIN pg_catalog.pg_attribute a ON a.attrelid = k.confrelid AND a.attnum = u.n
+                            ORDER BY u.o) = $4::text[]
+                ORDER BY k.oid LIMIT 1) k ON true
+            WHERE c.oid = $1
+            """,
+            [int(step["ref"]), current, list(step["cols"]), list(step["refcols"])],
+            ["oid", "oid", "text[]", "text[]"])
+        if not found:
+            raise DPError(f"table {name} reaches its privacy unit through a table that no longer exists",
+                          hint=hint_again, sqlstate=PREREQUISITE)
+        f = found[0]
+        if f["dataset"] != r["dataset"]:
+            raise DPError(f"table {name} reaches its privacy unit through table {f['qname']}, which is not "
+                          f"protected in dataset {r['dataset']}: its rows decide whose rows {name}'s are",
+                          hint=f"An administrator protects it: SELECT dp.protect('{f['qname']}', dataset => "
+                               f"'{r['dataset']}').", sqlstate=PREREQUISITE)
+        if f["ops"] is None:
+            raise DPError(f"the foreign key {step['conname']} of {current_name} to {f['qname']} on the path of "
+                          f"{name} to its privacy unit no longer exists", hint=hint_again, sqlstate=PREREQUISITE)
+        last = i == len(recorded) - 1
+        if last and f["unit_column"] != r["privacy_unit"]:
+            raise DPError(f"table {f['qname']} at the end of the path of {name} no longer holds the privacy unit "
+                          f"{r['privacy_unit']}", hint=hint_again, sqlstate=PREREQUISITE)
+        steps.append({"schema": f["nspname"], "table": f["relname"], "cols": list(step["cols"]),
+                      "refcols": list(step["refcols"]), "ops": list(f["ops"])})
+        current, current_name = int(step["ref"]), f["qname"]
+    unit_type = db.execute(
+        "SELECT pg_catalog.format_type(a.atttypid, a.atttypmod) AS t FROM pg_catalog.pg_attribute a "
+        "WHERE a.attrelid = $1 AND a.attname = $2 AND a.attnum > 0 AND NOT a.attisdropped",
+        [current, r["privacy_unit"]], ["oid", "name"])
+    if not unit_type:
+        raise DPError(f"table {current_name} at the end of the path of {name} no longer has the column "
+                      f"{r['privacy_unit']}", hint=hint_again, sqlstate=PREREQUISITE)
+    return steps, unit_type[0]["t"]
