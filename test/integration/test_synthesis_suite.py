@@ -58,8 +58,9 @@ def test_child_dates_follow_an_event_date_never_an_audit_column(conn, store):
     synthetic order as a real one is.  The offset's DP bounds grow from the fullest noisy log2
     bucket (1..9 days: buckets 1 to 4) over adjacent passing buckets; an empty bucket passes
     with p <= 1e-5 next to the data and p <= 1e-10 anywhere (two in a row next to it: 1e-10),
-    so offsets stay within [-1, 64] days but with p < 3e-10, or within what a fallback of [0, 1]
-    gives when none passes.  The returns' offsets likewise (5..40 days: within [-1, 128])."""
+    so offsets stay within [-1, 64] days but with p < 3e-10 (with no passing bucket at all, the
+    date would be modelled on its own, said in a NOTICE: p < 1e-12 at 9,000 payments).  The
+    returns' offsets likewise (5..40 days: within [-1, 128]) unless modelled on their own."""
     _, notices = store
     plans = [n for n in notices if n.startswith("plan for store.payments")]
     assert plans and "paid_on: orders.order_date plus an offset" in plans[0]
@@ -67,9 +68,12 @@ def test_child_dates_follow_an_event_date_never_an_audit_column(conn, store):
     lo, hi = conn.execute("SELECT min(p.paid_on - o.order_date), max(p.paid_on - o.order_date) "
                           "FROM dp_synthetic.payments p JOIN dp_synthetic.orders o USING (order_id)").fetchone()
     assert -1 <= lo and hi <= 64, (lo, hi)
+    # about 400 returns: their offset may have no DP bounds, and then the return date is modelled
+    # on its own (said in a NOTICE) rather than clipped into bounds that are not the data's
     lo, hi = conn.execute("SELECT min(r.returned_on - o.order_date), max(r.returned_on - o.order_date) "
                           "FROM dp_synthetic.returns r JOIN dp_synthetic.orders o USING (order_id)").fetchone()
-    assert lo is None or (-1 <= lo and hi <= 128), (lo, hi)
+    on_its_own = any("returned_on: modelled on its own" in n for n in notices)
+    assert on_its_own or lo is None or (-1 <= lo and hi <= 128), (lo, hi)
     rows = conn.execute("SELECT detail FROM dp.evaluate_schema('store') WHERE metric = 'out_of_range' "
                         "AND table_name = 'payments' AND subject = 'paid_on'").fetchall()
     assert rows and "beyond_one_bin" in rows[0][0]
