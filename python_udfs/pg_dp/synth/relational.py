@@ -730,13 +730,17 @@ def attach(st: TableState, values: dict, parents: np.ndarray | None, n: int):
         if a.flag is None:              # the child's unit: its parent's
             values[a.column] = theirs
             continue
-        same = values[a.flag.name] == "same"
+        flag = values[a.flag.name]
         rare = keys.model_threshold(st, a.flag.name)
-        if rare is None or rare[0][1] < rare[1]:    # 'other' within the noise: the paths agree
-            same = values[a.flag.name] != None      # noqa: E711 (an object array: NULL stays NULL)
+        # 'other' and NULL keep rows only when their noisy counts stand above the noise (a key
+        # without rows passes with p <= RARE_P); otherwise those rows take the parent's value
+        other = rare is not None and rare[0][1] >= rare[1]
+        null = rare is not None and a.flag.nullable and rare[0][2] >= rare[1]
+        is_null = np.array([v is None for v in flag], dtype=bool)
+        same = (flag == "same") | ((flag == "other") & ~other) | (is_null & ~null)
         out = np.array(values[a.column], dtype=object)
         out[same] = theirs[same]
-        out[values[a.flag.name] == None] = None     # noqa: E711
+        out[is_null & null] = None
         values[a.column] = out
     for child, pcol, offset in st.anchors:
         values[child] = follow(st.t.column(child), slots.dates[pcol][parents], values[offset.name], st.rng)
