@@ -7,16 +7,16 @@ One command, run from the repository root (`make test-synthesis-suite` runs it i
     /usr/bin/python3 bench/suite.py --cases store sales --small
 
 Schemas (epsilon 3 per schema, one call each, scored by dp.evaluate_schema):
-  store    tests/schema_suite.py store: partitioned payments with keys on the partitions naming their
+  store    test/support/schema_suite.py store: partitioned payments with keys on the partitions naming their
            order and their customer, returns whose returner may differ, a link table, audit
            columns, heavy-tailed fan-out by segment, no max_rows_per_unit on three child tables
-  sales    tests/schema_suite.py sales: a varchar(5) customer key, orders, order lines keyed (order,
+  sales    test/support/schema_suite.py sales: a varchar(5) customer key, orders, order lines keyed (order,
            product), products and shippers public, employees neither protected nor declared
   chinook  ../shared/data/chinook (customer, invoice, invoice_line protected)
-  zipf     tests/datasets.py zipf_schema (Zipf fan-out, parent-dependent children)
-  tpch     TPC-H SF 0.1 through DuckDB's extension (tests/datasets.py tpch_schema; --sf)
+  zipf     test/support/datasets.py zipf_schema (Zipf fan-out, parent-dependent children)
+  tpch     TPC-H SF 0.1 through DuckDB's extension (test/support/datasets.py tpch_schema; --sf)
 Constrained tables (epsilon 1, dp.evaluate_synthetic), each with and without its constraints:
-  tax        tests/schema_suite.py tax: six hard denial constraints, salaries on a grid (bounds declared)
+  tax        test/support/schema_suite.py tax: six hard denial constraints, salaries on a grid (bounds declared)
   tax_grid   the same with the grid of salaries declared as public values
 
 Per schema: rows per table (real, synthetic, ratio), and per foreign key orphans, fan-out TVD

@@ -1,6 +1,6 @@
 """A schema-and-constraint suite for synthesis: generated schemas that have what real databases
-have and the tuned data sets do not (used by tests/test_synthesis_suite.py, small, and by
-bench/suite.py, full size; README "Synthesizing a schema").
+have and the tuned data sets do not (used by test/integration/test_synthesis_suite.py, small, and by
+bench/suite.py, full size; docs/synthesis.md "Synthesizing a schema").
 
 - ``store``: customers -> orders -> payments, payments partitioned by quarter with their foreign
   keys declared on the partitions, naming both their order and their customer (two paths that

@@ -1,6 +1,6 @@
 """Children under their parents: a child table generated under the synthetic rows of its parent.
 
-The method (README "Synthesizing a schema"), in the spirit of PrivLava (Cai et al. 2023)
+The method (docs/synthesis.md, "Synthesizing a schema"), in the spirit of PrivLava (Cai et al. 2023)
 and of Alimohammadi et al. 2024 (cross-table marginals over the parent-child join).
 Which tables a call writes and in which order is pg_dp.synth.schema's; the budget split
 and the one charge per dataset are pg_dp.synth.run's.  Functions here read a table's
