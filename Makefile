@@ -42,7 +42,7 @@ endif
 pg_dp--$(EXTVERSION).sql: $(EXTENSION_SQL)
 	cat $^ > $@
 
-.PHONY: help deps install-python demo test installcheck-temp pytest bench dist test-citus
+.PHONY: help deps install-python demo test installcheck-temp pytest bench dist test-citus test-synthesis-suite
 
 help:            ## list the targets
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | sed 's/:.*## /\t/' | expand -t 18
@@ -86,3 +86,11 @@ dist:            ## source archive for PGXN
 test-citus: deps ## pg_dp on Citus: build Citus from ../shared/vendor if missing, coordinator + 2 workers, test/integration/test_citus.py
 	$(MAKE) install
 	scripts/citus.sh test
+
+# SDMETRICS_PYTHON: a Python with sdmetrics (a bench-only dependency, never the server's), e.g. a
+# venv made with --system-site-packages; without it the SDMetrics reports are left out.
+SDMETRICS_PYTHON ?=
+
+test-synthesis-suite: ## synthesis on the schema-and-constraint suite at full size (~30 min): figures in bench/RESULTS.md
+	$(MAKE) install
+	$(PYTHON) bench/suite.py --cases store sales chinook zipf tax tax_grid $(if $(SDMETRICS_PYTHON),--sdmetrics $(SDMETRICS_PYTHON))
