@@ -54,8 +54,9 @@ define_pool_settings(void)
 		DefineCustomIntVariable("pg_dp.executors",
 								"Executors of the pool that answer pg_dp questions (pg_dp in shared_preload_libraries).",
 								"Each is a background worker (max_worker_processes) of about 100 MB once warm; "
-								"the default is the number of processors plus one.",
-								&dp_pool_executors, processors() + 1, 1, 64, PGC_POSTMASTER, 0, NULL, NULL, NULL);
+								"the default is the number of processors plus one, within max_worker_processes - 3.",
+								&dp_pool_executors, Max(1, Min(processors() + 1, max_worker_processes - 3)), 1, 64,
+								PGC_POSTMASTER, 0, NULL, NULL, NULL);
 		DefineCustomIntVariable("pg_dp.synthesis_executors",
 								"Executors of the pool that run dp_synthesize and evaluations, at most one run each.",
 								"Synthesis runs take up to a few GB each; they never use the question executors. "
@@ -101,6 +102,13 @@ _PG_init(void)
 	MarkGUCPrefixReserved("pg_dp");
 	dp_sql_hook_install();
 	if (process_shared_preload_libraries_in_progress)
+	{
+		if (dp_pool_executors + dp_pool_synthesis_executors > max_worker_processes)
+			ereport(WARNING,
+					(errmsg("pg_dp: %d executors do not fit in max_worker_processes = %d",
+							dp_pool_executors + dp_pool_synthesis_executors, max_worker_processes),
+					 errhint("Raise max_worker_processes, or lower pg_dp.executors and pg_dp.synthesis_executors.")));
 		dp_pool_init();
+	}
 
 }
