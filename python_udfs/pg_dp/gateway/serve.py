@@ -22,10 +22,10 @@ from ..core import catalog, db
 from ..core.encode import json_safe, text_value
 from ..core.errors import DPError
 from ..dp import ledger, mechanisms
-from . import answer as answering, bounded, explain as explaining, rewrite, where
+from . import answer as answering, bounded, explain as explaining, relations, rewrite, statement, where
 from . import plan as planning
 from .analyze import analyze
-from .bind import bind_join
+from .bind import bind
 from .parse import bind_params, parse_select
 from .sqltext import quote_ident
 
@@ -73,10 +73,7 @@ def plan_question(sql, epsilon=None, delta=None, session_epsilon=None, params=No
     typed constants of the statement, so the same values are the same question.
     A statement costing more than the role's maximum is refused here, before any charge."""
     query = analyze(bind_params(parse_select(sql), _typed_params(params)))
-    if len(query.tables) > 1:
-        meta = bind_join(query, [catalog.load_table(s, t) for s, t, _ in query.tables])
-    else:
-        meta = catalog.load_table(query.schema, query.table)
+    meta = bind(query)
     limits = catalog.query_epsilon(catalog.outer_role(), meta.dataset)
     if epsilon is not None:
         eps = _number(epsilon, "epsilon")
@@ -313,3 +310,164 @@ def synthetic_copy_reply(relid):
         "ORDER BY s.created_at DESC LIMIT 1",
         [int(relid), db.setting("synthetic_schema") or "dp_synthetic", catalog.outer_role()], ["oid", "text", "oid"])
     return str(rows[0]["oid"]) if rows else ""
+
+
+# ---------------------------------------------------------------------------------------------
+# Whole statements (the plain-SQL hook): DP measurements at the leaves, SQL above them.
+
+def _parse_statement(sql):
+    from .parse import MAX_STATEMENT_CHARS, SYNTAX_ERROR, pglast, too_complex
+    if not isinstance(sql, str) or not sql.strip():
+        raise DPError("the query is empty", hint="Pass one SELECT statement.", sqlstate=SYNTAX_ERROR)
+    if len(sql) > MAX_STATEMENT_CHARS:
+        raise too_complex(f"{len(sql)} characters, more than {MAX_STATEMENT_CHARS}")
+    try:
+        statements = pglast.parse_sql(sql)
+    except pglast.parser.ParseError as e:
+        raise DPError(f"syntax error in query: {e.args[0]}", hint="Check the SQL text.", sqlstate=SYNTAX_ERROR)
+    except RecursionError:
+        raise too_complex("its expressions are nested too deeply") from None
+    if len(statements) != 1:
+        raise DPError("the query must be exactly one statement", hint="Send one SELECT at a time.",
+                      sqlstate="0A000")
+    return statement.unwrap(statements[0].stmt)
+
+
+def split_statement(sql, search_path=None):
+    """statement.split of the caller's statement, names resolved with the caller's search_path."""
+    return statement.split(_parse_statement(sql), relations.Catalog(catalog.outer_role(), search_path))
+
+
+def _implicit_slots(plan) -> int:
+    """How many shares of the statement's epsilon a plan uses (aggregates without their own, selection)."""
+    return sum(1 for o in plan.query.outputs if o.aggregate and o.aggregate.epsilon is None) \
+        + (1 if plan.selection_epsilon else 0)
+
+
+def plan_statement(cores, epsilon=None, delta=None, session_epsilon=None, params=None, timezone=None):
+    """The plans of a statement's measurements.  The statement's epsilon (the argument, else the
+    session's pg_dp.epsilon, else the role's default, else default_epsilon) is split over all of
+    them, in proportion to the shares each uses, so one statement costs what one question costs;
+    the DBA's per-statement maximum is checked for the whole statement (per dataset)."""
+    if not isinstance(cores, list) or not cores or not all(isinstance(c, str) for c in cores) or len(cores) > 64:
+        raise DPError("malformed pg_dp request", sqlstate="22023")
+    first = [plan_question(c, epsilon, delta, session_epsilon, params, timezone) for c in cores]
+    if len(first) == 1:
+        plans = first
+    else:
+        by_dataset = {}
+        for p in first:
+            by_dataset.setdefault(p.meta.dataset, []).append(p)
+        plans = []
+        for p in first:
+            group = by_dataset[p.meta.dataset]
+            total = sum(_implicit_slots(q) for q in group)
+            slots = _implicit_slots(p)
+            implicit_eps = p.epsilon - sum((Decimal(repr(o.aggregate.epsilon)) for o in p.query.outputs
+                                            if o.aggregate and o.aggregate.epsilon is not None), Decimal(0))
+            if slots == 0 or total == slots:
+                plans.append(p)
+                continue
+            share = (implicit_eps * slots / total).quantize(Decimal("1e-12"), rounding="ROUND_DOWN")
+            plans.append(plan_question(cores[first.index(p)], float(share), delta, None, params, timezone))
+    for dataset in {p.meta.dataset for p in plans}:
+        limits = catalog.query_epsilon(catalog.outer_role(), dataset)
+        total = sum((p.epsilon for p in plans if p.meta.dataset == dataset), Decimal(0))
+        if limits and limits[1] is not None and total > Decimal(limits[1]):
+            raise DPError(f"this statement costs epsilon {total}, more than the {limits[1]} a statement may cost "
+                          f"you on dataset {dataset}",
+                          hint="Ask with a smaller epsilon (SET pg_dp.epsilon = ...), or fewer measurements.",
+                          sqlstate=INSUFFICIENT)
+    return plans
+
+
+def _field(text: str) -> str:
+    return f"V{len(text)}:{text}"
+
+
+def split_reply(sql, params=None, search_path=None, timezone=None, session_epsilon=None):
+    """For the plain-SQL hook, at parse analysis (nothing is charged): the outer statement, each
+    measurement's marker and core SQL, and the synthetic copies its row-level reads may read.
+    Every measurement is planned here, so what cannot be answered is refused before anything runs."""
+    s = split_statement(sql, search_path)
+    if s.measurements:
+        plans = plan_statement([m.sql for m in s.measurements], None, None, session_epsilon, params, timezone)
+        for p in plans:
+            _require_budget(catalog.outer_role(), p.meta.dataset)
+    for source, copy in s.copies:
+        db.notice(f"rows of {source.name} come from its DP synthetic copy {copy.schema}.{copy.name}",
+                  hint="Synthetic rows look like the table's, but no row is a real one; ask aggregates for DP "
+                       "answers on the real data.")
+    fields = [s.sql, str(len(s.measurements))]
+    for m in s.measurements:
+        fields += [m.marker, m.sql]
+    fields.append(str(len(s.copies)))
+    fields += [str(copy.oid) for _, copy in s.copies]
+    return "".join(_field(f) for f in fields)
+
+
+def statement_reply(cores, expect=None, params=None, session_epsilon=None, timezone=None):
+    """Generator: the answers of all the measurements of one statement, charged once (one ledger
+    entry per dataset, for the measurements not already answered on this data version).  Reply:
+    one field per measurement, each as dp.query's reply (encode_rows)."""
+    plans = plan_statement(cores, None, None, session_epsilon, params, timezone)
+    if expect is not None:
+        if not isinstance(expect, list) or len(expect) != len(plans):
+            raise DPError("malformed pg_dp request", sqlstate="22023")
+        for plan, e in zip(plans, expect):
+            check_expected(plan, e)
+    role = catalog.outer_role()
+    for plan in plans:
+        _require_budget(role, plan.meta.dataset)
+    keys = [_cache_key(plan) for plan in plans]
+    cached = [_cached(k) for k in keys]
+    ledger_ids = {}
+    for dataset in sorted({p.meta.dataset for p in plans}):
+        todo = [(p, k) for p, k, c in zip(plans, keys, cached) if c is None and p.meta.dataset == dataset]
+        if not todo:
+            continue
+        eps = sum((p.epsilon for p, _ in todo), Decimal(0))
+        dlt = sum((p.delta for p, _ in todo), Decimal(0))
+        text = " ; ".join(p.query.normalized for p, _ in todo)
+        mechanism = " ; ".join(p.mechanism for p, _ in todo)
+        key = hashlib.sha256("".join(k for _, k in todo).encode()).hexdigest() if len(todo) > 1 else todo[0][1]
+        ledger_ids[dataset] = ledger.charge(role, dataset, eps, dlt, text, mechanism, todo[0][0].meta.data_version,
+                                            key)
+    if ledger_ids:
+        yield                               # the executor commits the charge
+    parts = []
+    for plan, key, core in zip(plans, keys, cached):
+        columns = [[name, typ] for name, typ in plan.columns]
+        if core is None:
+            core = _compute(plan, key, ledger_ids[plan.meta.dataset], columns)
+        parts.append(encode_rows(columns, answering.present(plan, core)))
+    return "".join(_field(p) for p in parts)
+
+
+def _compute(plan, key, ledger_id, columns):
+    """The exact statistics of a charged plan, released; stored for the cache (as answer() does)."""
+    try:
+        db.execute("SELECT pg_catalog.set_config('track_counts', 'off', true)")
+        set_time_zone(plan.timezone)
+        copy = bounded.copy_for(plan)
+        exact_sql = rewrite.rewrite_on_copy(plan, copy) if copy else plan.sql
+        exact = db.execute_tuples(exact_sql, len(plan.query.group_by) + 1 + len(plan.measurements))
+        set_time_zone("UTC")
+    except Exception as e:
+        if not db.is_spi_error(e):
+            raise
+        db.log(f"pg_dp: exact query of ledger entry {ledger_id} failed: {e}")
+        raise DPError("the answer could not be computed; the charge stands",
+                      hint="An administrator finds the cause in the server log.", sqlstate="XX000")
+    core = answering.release_core(plan, exact)
+    if plan.public_keys is None and not core:
+        threshold = mechanisms.selection_parameters(plan.groups_per_unit, plan.rows_per_unit,
+                                                    plan.selection_epsilon, plan.selection_delta)[1]
+        db.notice(f"no group was released: DP partition selection keeps only groups of more than about "
+                  f"{threshold} units at this epsilon and delta (the charge stands)",
+                  hint="Ask with a larger epsilon, group by a column with public values "
+                       "(dp.set_public_values), or group less finely.")
+    db.execute("SELECT pg_catalog.set_config('track_counts', 'on', true)")
+    ledger.store_answer(key, plan.meta.dataset, plan.meta.data_version, json.dumps(columns),
+                        json.dumps(core, default=_json_default), ledger_id)
+    return json.loads(json.dumps(core, default=_json_default))
