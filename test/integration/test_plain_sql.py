@@ -25,7 +25,7 @@ def setup(conn, pg, db):
     conn.execute("GRANT SELECT ON open_data TO bi")
     conn.execute("SELECT dp.protect('people')")
     conn.execute("SELECT dp.set_bounds('people', 'age', 0, 100)")
-    conn.execute("SELECT dp.grant_budget('bi', 'people', 20, 1e-5)")
+    conn.execute("SELECT dp.grant_budget('bi', 'people', 30, 1e-5)")
     yield
     conn.execute("DROP OWNED BY bi")
     conn.execute("DROP ROLE bi")
@@ -85,16 +85,24 @@ def test_attack_explain_of_a_protected_table(bi):
         assert "EXPLAIN" in e.value.diag.message_primary
 
 
-def test_attack_other_paths_keep_permission_denied(bi, conn):
-    """Sub-queries in WHERE, CTEs, cursors, views and functions over the table are not rewritten."""
+def test_sub_selects_and_ctes_are_measurements_row_reads_are_refused(bi, conn):
+    """A row-level sub-select or CTE under an aggregate is part of the measurement, and a scalar
+    sub-select is a measurement of its own (issue 19); rows are still never read: a row-level read
+    in a sub-query of WHERE, a cursor, a view, COPY keep "permission denied" (no synthetic copy)."""
     before = spent(conn)
-    with pytest.raises(psycopg.errors.InsufficientPrivilege):     # rows, and no synthetic copy yet
-        bi.execute("SELECT count(*) FROM (SELECT * FROM people) s")
-    for sql in ["WITH p AS (SELECT * FROM people) SELECT count(*) FROM p",
-                "SELECT (SELECT count(*) FROM people WHERE id = 7)",
-                "SELECT count(*) FROM open_data WHERE k IN (SELECT age FROM people)"]:
-        with pytest.raises(psycopg.errors.InsufficientPrivilege):
+    # Laplace scale 1 at epsilon 1 (no unit): |noise| < 25 fails with probability e^-25 < 1.4e-11
+    for sql, truth in [("SELECT count(*) FROM (SELECT * FROM people WHERE age > 40) s", 30000 - 23 * 30000 // 70),
+                       ("WITH p AS (SELECT * FROM people) SELECT count(*) FROM p", 30000),
+                       ("SELECT (SELECT count(*) FROM people WHERE id = 7)", 1)]:
+        n = bi.execute(sql).fetchone()[0]
+        assert abs(n - truth) < 25 + 430, sql
+    assert spent(conn) == before + 3
+    before = spent(conn)
+    for sql in ["SELECT count(*) FROM open_data WHERE k IN (SELECT age FROM people)",
+                "SELECT count(*) FROM people WHERE age IN (SELECT age FROM people WHERE id = 7)"]:
+        with pytest.raises(psycopg.Error) as e:
             bi.execute(sql)
+        assert e.value.diag.sqlstate in ("42501", "0A000") and e.value.diag.message_hint
     bi.execute("BEGIN")
     with pytest.raises(psycopg.errors.InsufficientPrivilege):
         bi.execute("DECLARE c CURSOR FOR SELECT age FROM people WHERE id = 7")
@@ -165,8 +173,12 @@ def test_row_preview_reads_the_synthetic_copy(bi, conn):
     rows = bi.execute("SELECT kind, age FROM pets LIMIT 10").fetchall()
     assert len(rows) == 10 and {r[0] for r in rows} <= {"cat", "dog"}
     assert any("synthetic copy" in n for n in notices)
-    assert bi.execute("SELECT count(*) FROM (SELECT * FROM pets) p").fetchone()[0] == \
-        conn.execute("SELECT count(*) FROM dp_synthetic.pets").fetchone()[0]
+    # a row-level sub-select under a preview reads the copy too ...
+    copy = conn.execute("SELECT id, kind, age FROM dp_synthetic.pets ORDER BY id").fetchall()
+    assert bi.execute("SELECT * FROM (SELECT * FROM pets) p ORDER BY id").fetchall() == copy
+    # ... but under an aggregate it is part of a DP measurement of the real rows (a virtual dataset):
+    # Laplace scale 1 (epsilon 1, no unit), |noise| < 30 fails with probability e^-30
+    assert abs(bi.execute("SELECT count(*) FROM (SELECT * FROM pets) p").fetchone()[0] - 400) < 30
 
 
 def test_epsilon_without_a_wrapper(bi, conn):
