@@ -389,7 +389,7 @@ def _output(index, target, group_by, qualifiers) -> Output:
     if isinstance(node, ast.FuncCall) and _is_aggregate_call(node):
         aggregate, default_name = _aggregate(node, qualifiers)
         return Output(target.name or default_name, aggregate=aggregate)
-    if isinstance(node, (ast.FuncCall, ast.TypeCast, ast.A_Expr, ast.CaseExpr)):
+    if isinstance(node, (ast.FuncCall, ast.TypeCast, ast.A_Expr, ast.CaseExpr, ast.CoalesceExpr)):
         text = canonical_text(node, qualifiers)
         if text in group_by:
             return Output(target.name or _default_name(node), group_column=text)

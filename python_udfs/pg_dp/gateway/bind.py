@@ -56,6 +56,10 @@ def bind_join(query: Query, metas: list[TableMeta]) -> TableMeta:
         return owners[0]
 
     for key in query.key_exprs.values():
+        inner = key.consts.get("inner") if isinstance(key.consts, dict) else None
+        if inner is not None:
+            inner.column = canonical(inner.column) if inner.column else None
+            inner.columns = [canonical(c) for c in inner.columns]
         key.column = canonical(key.column) if key.column else None
         key.columns = [canonical(c) for c in key.columns]
         for cond, _ in key.whens:
