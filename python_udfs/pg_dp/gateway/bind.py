@@ -67,7 +67,7 @@ def bind_join(query: Query, metas: list[TableMeta]) -> TableMeta:
                 ref.fields = (ast.String(sval=canonical(query.ref_name(ref))),)
     query.group_by = [c if c in query.key_exprs else canonical(c) for c in query.group_by]
     for out in query.outputs:
-        if out.group_column:
+        if out.group_column and out.group_column not in query.key_exprs:
             out.group_column = canonical(out.group_column)
         if out.aggregate and out.aggregate.column:
             out.aggregate.column = canonical(out.aggregate.column)
@@ -82,8 +82,13 @@ def bind_join(query: Query, metas: list[TableMeta]) -> TableMeta:
               f"JOIN {quote_ident(b.schema)}.{quote_ident(b.table)} AS {quote_ident(aliases[1])} "
               f"ON " + operator(f"{quote_ident(aliases[0])}.{quote_ident(a.unit_column)}", "=",
                                 f"{quote_ident(aliases[1])}.{quote_ident(b.unit_column)}"))
-    return TableMeta(a.relid, a.schema, f"{a.table} JOIN {b.table}", a.dataset, unit, a.max_rows_per_unit,
-                     a.max_groups_per_unit, a.data_version, columns, source_sql=source)
+    # a unit's rows after the join: at most its rows in a times its rows in b, in either order of the
+    # tables (the rewrite bounds the joined rows per unit with this bound)
+    k = a.max_rows_per_unit * b.max_rows_per_unit
+    note = (f"{a.table} JOIN {b.table} on their privacy unit {a.unit_column}: each unit's joined rows are bounded "
+            f"after the join (at most {a.max_rows_per_unit} x {b.max_rows_per_unit} = {k})")
+    return TableMeta(a.relid, a.schema, f"{a.table} JOIN {b.table}", a.dataset, unit, k,
+                     a.max_groups_per_unit, a.data_version, columns, source_sql=source, joins=[note])
 
 
 def _join_select(query: Query, unit: str) -> str:

@@ -26,7 +26,7 @@ from . import answer as answering, bounded, explain as explaining, relations, re
 from . import plan as planning
 from .analyze import analyze
 from .bind import bind
-from .parse import bind_params, parse_select
+from .parse import ast, bind_params, parse_select
 from .sqltext import quote_ident
 
 NO_BUDGET = "42501"
@@ -275,29 +275,59 @@ def query_json_reply(sql, epsilon=None, delta=None, session_epsilon=None, timezo
                        for row in rows], default=_json_default)
 
 
+def _is_one_level(sql) -> bool:
+    """Whether dp.query reads the statement as it is: one SELECT without sub-selects or CTEs."""
+    stmt = _parse_statement(sql)
+    nested = []
+    statement._walk([stmt.fromClause, stmt.targetList, stmt.whereClause, stmt.havingClause],
+                    lambda n: nested.append(n) if isinstance(n, (ast.RangeSubselect, ast.SubLink)) else None)
+    return stmt.withClause is None and not nested and stmt.op == 0
+
+
+def _statement_plans(sql, epsilon, delta, session_epsilon, params, timezone):
+    """[(plan, names or None)]: the statement's measurements (dp.cost and dp.explain of any statement)."""
+    if _is_one_level(sql):
+        return [(plan_question(sql, epsilon, delta, session_epsilon, params, timezone), None)]
+    s = split_statement(sql)
+    if not s.measurements:
+        raise DPError("the statement asks no DP measurement", hint="Aggregate a protected table.",
+                      sqlstate="0A000")
+    plans = plan_statement([m.sql for m in s.measurements], epsilon, delta, session_epsilon, params, timezone)
+    return [(p, m.names) for p, m in zip(plans, s.measurements)]
+
+
 def cost_reply(sql, epsilon=None, delta=None, session_epsilon=None, timezone=None):
-    plan = plan_question(sql, epsilon, delta, session_epsilon, timezone=timezone)
+    plans = [p for p, _ in _statement_plans(sql, epsilon, delta, session_epsilon, None, timezone)]
     role = catalog.outer_role()
-    _require_budget(role, plan.meta.dataset)
-    cached = _cached(_cache_key(plan)) is not None
-    remaining = catalog.remaining_budget(role, plan.meta.dataset)
-    zero = Decimal(0)
-    return json.dumps({"dataset": plan.meta.dataset,
-                       "epsilon_cost": str(zero if cached else plan.epsilon),
-                       "delta_cost": str(zero if cached else plan.delta), "cached": cached,
+    for plan in plans:
+        _require_budget(role, plan.meta.dataset)
+    todo = [p for p in plans if _cached(_cache_key(p)) is None]
+    dataset = plans[0].meta.dataset
+    remaining = catalog.remaining_budget(role, dataset)
+    return json.dumps({"dataset": dataset,
+                       "epsilon_cost": str(sum((p.epsilon for p in todo), Decimal(0))),
+                       "delta_cost": str(sum((p.delta for p in todo), Decimal(0))), "cached": not todo,
                        "epsilon_remaining": str(remaining[0]), "delta_remaining": str(remaining[1])})
 
 
 def explain_reply(sql, epsilon=None, delta=None, columns_only=False, session_epsilon=None, params=None,
                   timezone=None):
-    plan = plan_question(sql, epsilon, delta, session_epsilon, params, timezone)
-    if columns_only:        # the answer's column types, one a line, for the plain-SQL hook (src/hook.c)
+    if columns_only:        # the answer's column types, one a line
+        plan = plan_question(sql, epsilon, delta, session_epsilon, params, timezone)
         return "\n".join(t for _, t in plan.columns)
-    return json.dumps([
-        {"column_name": r["column_name"], "data_type": r["data_type"], "mechanism": r["mechanism"],
-         "epsilon": f"{r['epsilon']:.12g}", "delta": f"{r['delta']:.12g}",
-         "noise_scale": r["noise_scale"], "ci95": r["ci95"], "note": r["note"]}
-        for r in explaining.explain(plan)])
+    plans = _statement_plans(sql, epsilon, delta, session_epsilon, params, timezone)
+    out = []
+    for i, (plan, names) in enumerate(plans, 1):
+        prefix = f"measurement {i}: " if len(plans) > 1 else ""
+        for r in explaining.explain(plan):
+            name = names.get(r["column_name"], r["column_name"]) if names is not None else r["column_name"]
+            out.append({"column_name": prefix + name, "data_type": r["data_type"], "mechanism": r["mechanism"],
+                        "epsilon": f"{r['epsilon']:.12g}", "delta": f"{r['delta']:.12g}",
+                        "noise_scale": r["noise_scale"], "ci95": r["ci95"], "note": r["note"]})
+        for note in plan.meta.joins or ():
+            out.append({"column_name": prefix + "(join)", "data_type": None, "mechanism": "join", "epsilon": "0",
+                        "delta": "0", "noise_scale": None, "ci95": None, "note": note})
+    return json.dumps(out)
 
 
 def synthetic_copy_reply(relid):

@@ -59,6 +59,7 @@ class Measurement:
     core: ast.SelectStmt
     marker: str
     sql: str = ""
+    names: dict = field(default_factory=dict)     # core column -> the analyst's name for it, where one is
 
 
 @dataclass
@@ -656,8 +657,13 @@ class _Decomposer:
         for released, quals, item in lifted_items:
             quals = outer_ref.lifted(resolve.expr(copy.deepcopy(quals)), item)
             from_item = ast.JoinExpr(jointype=JoinType.JOIN_INNER, larg=from_item, rarg=released, quals=quals)
+        outer_targets = tuple(ast.ResTarget(name=t.name, val=outer_ref(v)) for t, v in zip(targets, tvals))
+        for t in outer_targets:
+            names = _ref_names(t.val) if isinstance(t.val, ast.ColumnRef) else None
+            if names and len(names) == 2 and names[0] == dp_alias:
+                self.measurements[-1].names.setdefault(names[1], t.name)
         outer = ast.SelectStmt(
-            targetList=tuple(ast.ResTarget(name=t.name, val=outer_ref(v)) for t, v in zip(targets, tvals)),
+            targetList=outer_targets,
             fromClause=(from_item,),
             whereClause=outer_ref(having) if having is not None else None,
             sortClause=tuple(ast.SortBy(node=x.node if self._sort_is_output(x.node, out_names, resolve)
