@@ -29,7 +29,7 @@ endif
 pg_dp--$(EXTVERSION).sql: $(EXTENSION_SQL)
 	cat $^ > $@
 
-.PHONY: help deps install-python demo test installcheck-temp pytest bench dist test-citus
+.PHONY: help deps install-python demo test installcheck-temp pytest bench dist test-citus test-bi
 
 help:            ## list the targets
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | sed 's/:.*## /\t/' | expand -t 18
@@ -73,3 +73,9 @@ dist:            ## source archive for PGXN
 test-citus: deps ## pg_dp on Citus: build Citus from ../shared/vendor if missing, coordinator + 2 workers, test/integration/test_citus.py
 	$(MAKE) install
 	scripts/citus.sh test
+
+test-bi:         ## real BI software as a restricted role: Malloy (npm) and Superset (PyPI venv) in build/bi-tools, the star schema, JDBC/psycopg/SQLAlchemy
+	$(MAKE) install
+	scripts/bi-tools.sh
+	PG_DP_BI_TOOLS=$(CURDIR)/build/bi-tools $(PYTHON) -m pytest -q test/integration/test_bi_tools.py \
+		test/integration/test_bi_star.py test/integration/test_bi_clients.py test/attacks/test_attack_bi_sql.py

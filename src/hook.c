@@ -380,9 +380,38 @@ replace_once(const char *text, const char *from, const char *to)
 	return buf.data;
 }
 
-/* Row-level reads of the synthetic copies the gateway chose: read with the copy owner's rights. */
+/* Same columns at the same positions: a Query over one reads the other alike. */
+static bool
+same_columns(Oid a, Oid b)
+{
+	Relation	ra = relation_open(a, AccessShareLock);
+	Relation	rb = relation_open(b, AccessShareLock);
+	TupleDesc	da = RelationGetDescr(ra);
+	TupleDesc	db = RelationGetDescr(rb);
+	bool		same = da->natts == db->natts;
+
+	for (int i = 0; same && i < da->natts; i++)
+	{
+		Form_pg_attribute x = TupleDescAttr(da, i);
+		Form_pg_attribute y = TupleDescAttr(db, i);
+
+		same = x->attisdropped == y->attisdropped && x->atttypid == y->atttypid &&
+			x->atttypmod == y->atttypmod && strcmp(NameStr(x->attname), NameStr(y->attname)) == 0;
+	}
+	relation_close(rb, NoLock);		/* the locks stay until the end of the transaction */
+	relation_close(ra, NoLock);
+	return same;
+}
+
+/*
+ * Row-level reads (no aggregate above them: a BI tool's preview) of a protected table read the
+ * synthetic copy the gateway chose for this role (relations.synthetic_copy_oid), in its place,
+ * with the copy owner's rights (as a view's owner's): the gateway decided the role may read it.
+ * The copy's relkind is its own (a partitioned table's copy is a plain table).
+ */
 typedef struct CopyReads
 {
+	List	   *sources;
 	List	   *copies;
 } CopyReads;
 
@@ -394,31 +423,38 @@ copies_walker(Node *node, CopyReads *reads)
 	if (IsA(node, RangeTblEntry))
 	{
 		RangeTblEntry *rte = (RangeTblEntry *) node;
+		ListCell   *s;
+		ListCell   *c;
 
-		if (rte->rtekind == RTE_RELATION && list_member_oid(reads->copies, rte->relid) &&
-			rte->requiredPerms == ACL_SELECT)
+		if (rte->rtekind != RTE_RELATION)
+			return false;
+		forboth(s, reads->sources, c, reads->copies)
 		{
-			HeapTuple	tuple = SearchSysCache1(RELOID, ObjectIdGetDatum(rte->relid));
+			Oid			copy = lfirst_oid(c);
+			HeapTuple	tuple;
 
-			if (HeapTupleIsValid(tuple))
-			{
-				rte->checkAsUser = ((Form_pg_class) GETSTRUCT(tuple))->relowner;
-				ReleaseSysCache(tuple);
-			}
+			if (rte->relid != lfirst_oid(s))
+				continue;
+			if (!same_columns(rte->relid, copy))
+				ereport(ERROR,
+						(errcode(ERRCODE_INSUFFICIENT_PRIVILEGE),
+						 errmsg("the synthetic copy of %s no longer has the table's columns", get_rel_name(rte->relid)),
+						 errhint("An administrator synthesizes it again: CALL dp.dp_synthesize('%s', epsilon => 1).",
+								 get_rel_name(rte->relid))));
+			tuple = SearchSysCache1(RELOID, ObjectIdGetDatum(copy));
+			if (!HeapTupleIsValid(tuple))
+				elog(ERROR, "pg_dp: the synthetic copy %u is gone", copy);
+			rte->relid = copy;
+			rte->relkind = ((Form_pg_class) GETSTRUCT(tuple))->relkind;
+			rte->checkAsUser = ((Form_pg_class) GETSTRUCT(tuple))->relowner;
+			ReleaseSysCache(tuple);
+			break;
 		}
 		return false;
 	}
 	if (IsA(node, Query))
 		return query_tree_walker((Query *) node, copies_walker, reads, QTW_EXAMINE_RTES_BEFORE);
 	return expression_tree_walker(node, copies_walker, reads);
-}
-
-static void
-read_copies_as_owner(Node *query, List *copies)
-{
-	CopyReads	reads = {copies};
-
-	copies_walker(query, &reads);
 }
 
 /*
@@ -450,7 +486,7 @@ rewrite_statement(Query *query, const char *source)
 	List	   *cores = NIL;
 	List	   *markers = NIL;
 	List	   *typelists = NIL;
-	List	   *copies = NIL;
+	CopyReads	reads = {NIL, NIL};
 	Query	   *answer;
 	int			i;
 
@@ -485,7 +521,15 @@ rewrite_statement(Query *query, const char *source)
 		cores = lappend(cores, list_nth(fields, 3 + 2 * i));
 	}
 	for (i = 3 + 2 * count; i < list_length(fields); i++)
-		copies = lappend_oid(copies, (Oid) strtoul(list_nth(fields, i), NULL, 10));
+	{
+		char	   *pair = list_nth(fields, i);
+		char	   *colon = strchr(pair, ':');
+
+		if (colon == NULL)
+			elog(ERROR, "pg_dp: malformed reply of the executor");
+		reads.sources = lappend_oid(reads.sources, (Oid) strtoul(pair, NULL, 10));
+		reads.copies = lappend_oid(reads.copies, (Oid) strtoul(colon + 1, NULL, 10));
+	}
 
 	/* the types of each measurement's columns, as PostgreSQL gives them */
 	initStringInfo(&statement);
@@ -576,8 +620,8 @@ rewrite_statement(Query *query, const char *source)
 			params.types[n] = TEXTOID;
 
 	answer = analyze_text(outer, &params);
-	if (copies != NIL)
-		read_copies_as_owner((Node *) answer, copies);
+	if (reads.sources != NIL)
+		copies_walker((Node *) answer, &reads);
 	answer->stmt_location = query->stmt_location;
 	answer->stmt_len = query->stmt_len;
 	answer->canSetTag = query->canSetTag;

@@ -82,11 +82,12 @@ def bind_join(query: Query, metas: list[TableMeta]) -> TableMeta:
               f"JOIN {quote_ident(b.schema)}.{quote_ident(b.table)} AS {quote_ident(aliases[1])} "
               f"ON " + operator(f"{quote_ident(aliases[0])}.{quote_ident(a.unit_column)}", "=",
                                 f"{quote_ident(aliases[1])}.{quote_ident(b.unit_column)}"))
-    # a unit's rows after the join: at most its rows in a times its rows in b, in either order of the
-    # tables (the rewrite bounds the joined rows per unit with this bound)
-    k = a.max_rows_per_unit * b.max_rows_per_unit
+    # the rewrite bounds a unit's joined rows after the join, by the larger of the two tables' bounds
+    # (either order of the tables: a unit table with one row per unit joined with its facts keeps
+    # the facts' bound)
+    k = max(a.max_rows_per_unit, b.max_rows_per_unit)
     note = (f"{a.table} JOIN {b.table} on their privacy unit {a.unit_column}: each unit's joined rows are bounded "
-            f"after the join (at most {a.max_rows_per_unit} x {b.max_rows_per_unit} = {k})")
+            f"after the join (at most {k}, the larger of the two tables' bounds)")
     return TableMeta(a.relid, a.schema, f"{a.table} JOIN {b.table}", a.dataset, unit, k,
                      a.max_groups_per_unit, a.data_version, columns, source_sql=source, joins=[note])
 
@@ -146,6 +147,9 @@ def bind(query: Query) -> TableMeta:
         return catalog.load_table(query.schema, query.table)
     protected = [_is_protected(s, t) for s, t, _ in query.tables]
     if all(protected) and len(query.tables) == 2:
+        if query.join_columns is None:
+            raise DPError("two protected tables are joined with an inner JOIN on one equality only",
+                          hint="Write t1 JOIN t2 ON t1.unit = t2.unit (or USING (unit)).", sqlstate=NOT_SUPPORTED)
         return bind_join(query, [catalog.load_table(s, t) for s, t, _ in query.tables])
     if sum(protected) != 1:
         raise DPError("a DP question joins one protected table with tables you may read, or two protected "

@@ -432,7 +432,7 @@ def split_reply(sql, params=None, search_path=None, timezone=None, session_epsil
     for m in s.measurements:
         fields += [m.marker, m.sql]
     fields.append(str(len(s.copies)))
-    fields += [str(copy.oid) for _, copy in s.copies]
+    fields += [f"{source.oid}:{copy.oid}" for source, copy in s.copies]
     return "".join(_field(f) for f in fields)
 
 

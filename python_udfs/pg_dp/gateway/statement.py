@@ -308,7 +308,7 @@ class _Decomposer:
                     if id(what) not in seen_ctes:
                         seen_ctes.add(id(what))
                         self._closed_in(what.ctequery, env, found, seen_ctes)
-                elif what.closed:
+                elif what.closed and all(c[0].oid != what.oid for c in self.copies):
                     found.append(what)
                 return False
             if isinstance(n, ast.RangeSubselect) and self._is_marker(n.subquery):
@@ -433,10 +433,12 @@ class _Decomposer:
         kind = self.level_kind(s, env)
         if kind == "agg":
             return self.measure(s, env, depth)
-        if kind == "rows":
-            s = self.preview(s, env, depth)
+        # measurements below this level first (sub-selects, scalar sub-queries), then the rows
+        # this level reads itself, from synthetic copies
         self._process_from(s.fromClause, env, depth)
         self._process_sublinks(s, env, depth)
+        if kind == "rows":
+            s = self.preview(s, env, depth)
         return s
 
     def _process_with(self, s, env, depth):
@@ -525,10 +527,10 @@ class _Decomposer:
                                f"Ask aggregates (count, avg, ...) instead, or read a DP synthetic copy: "
                                f"CALL dp.dp_synthesize('{what.schema}.{what.name}', epsilon => 1) makes one in "
                                "the shadow schema.", PRIVILEGE)
-                    self.copies.append((what, copy_rel))
-                    alias = node.alias or ast.Alias(aliasname=node.relname)
-                    return ast.RangeVar(schemaname=copy_rel.schema, relname=copy_rel.name, inh=True,
-                                        relpersistence="p", alias=alias)
+                    # the name stays: the caller's backend reads the copy in its place (src/hook.c),
+                    # with the copy owner's rights where the gateway says the caller may read it
+                    if all(c[0].oid != what.oid for c in self.copies):
+                        self.copies.append((what, copy_rel))
                 return node
             if isinstance(node, ast.RangeSubselect):
                 kind = self.level_kind(node.subquery, env)
