@@ -334,3 +334,60 @@ def test_post_processing_is_sql_over_the_released_rows(bi, conn, sql, check):
     assert check(rows), rows
     assert spent(conn) - before <= Decimal("1.0")          # one charge for the whole statement at most
     assert bi.execute(sql).fetchall() == rows               # again: the same measurements, cached
+
+
+def test_functions_and_do_blocks_answer_as_plain_sql(pg, db, bi, conn):
+    """Inside PL/pgSQL (DO blocks, functions, variables as parameters) and SQL functions a statement
+    is answered as at the prompt, for the current user: in a SECURITY DEFINER function its owner,
+    who is charged (or, if the owner may read the table, reads it as PostgreSQL's rights say)."""
+    before = spent(conn)
+    notices = []
+    bi.add_notice_handler(lambda d: notices.append(d.message_primary))
+    bi.execute("DO $$ DECLARE n bigint; BEGIN SELECT count(*) INTO n FROM people WHERE age > 30; "
+               "RAISE NOTICE 'n=%', n; END $$")
+    n = int(next(m for m in notices if m.startswith("n="))[2:])
+    assert abs(n - 30000 * 57 // 70) < 60            # Laplace scale 1: fails with probability < e^-35
+    assert spent(conn) == before + 1
+    bi.execute("CREATE FUNCTION pg_temp.older(min_age int) RETURNS bigint LANGUAGE plpgsql AS "
+               "$$ DECLARE n bigint; BEGIN SELECT count(*) INTO n FROM people WHERE age > min_age; RETURN n; END $$")
+    assert abs(bi.execute("SELECT pg_temp.older(80)").fetchone()[0] - 30000 * 7 // 70) < 60
+    assert abs(bi.execute("SELECT pg_temp.older(80)").fetchone()[0] - 30000 * 7 // 70) < 60
+    assert spent(conn) == before + 2                 # the variable is a parameter: the same question, cached
+    bi.execute("CREATE FUNCTION pg_temp.total() RETURNS bigint LANGUAGE sql AS 'SELECT count(*) FROM people'")
+    assert abs(bi.execute("SELECT pg_temp.total()").fetchone()[0] - 30000) < 60
+    assert spent(conn) == before + 3
+    # a SECURITY DEFINER function runs as its owner: the owner's budget pays, the caller's does not
+    conn.execute("CREATE ROLE fn_owner LOGIN")
+    try:
+        conn.execute("SELECT dp.grant_budget('fn_owner', 'people', 5, 1e-5)")
+        conn.execute("CREATE FUNCTION public.owner_count() RETURNS bigint LANGUAGE plpgsql SECURITY DEFINER AS "
+                     "$$ DECLARE n bigint; BEGIN SELECT count(*) INTO n FROM people WHERE age < 25; RETURN n; END $$")
+        conn.execute("ALTER FUNCTION public.owner_count() OWNER TO fn_owner")
+        before = spent(conn)
+        bi.execute("SELECT public.owner_count()").fetchone()
+        assert spent(conn) == before
+        assert conn.execute("SELECT epsilon_spent FROM dp.budgets WHERE role = 'fn_owner'::regrole").fetchone()[0] == 1
+    finally:
+        conn.execute("DROP FUNCTION IF EXISTS public.owner_count()")
+        conn.execute("DROP OWNED BY fn_owner")
+        conn.execute("DROP ROLE fn_owner")
+
+
+def test_preview_of_a_partitioned_table_reads_its_copy(bi, conn):
+    """Issue 17: the copy of a partitioned table is a plain table; reading it in the table's place
+    used to keep the partitioned kind and return no row."""
+    conn.execute("CREATE TABLE events (id int, day date NOT NULL, kind text CHECK (kind IN ('x', 'y')) NOT NULL) "
+                 "PARTITION BY RANGE (day)")
+    conn.execute("CREATE TABLE events_2021 PARTITION OF events FOR VALUES FROM ('2021-01-01') TO ('2022-01-01')")
+    conn.execute("CREATE TABLE events_2022 PARTITION OF events FOR VALUES FROM ('2022-01-01') TO ('2023-01-01')")
+    conn.execute("INSERT INTO events SELECT g, DATE '2021-01-01' + g % 700, CASE WHEN g % 3 = 0 THEN 'x' ELSE 'y' END "
+                 "FROM generate_series(1, 2000) g")
+    conn.execute("SELECT dp.protect('events')")
+    conn.execute("SELECT dp.set_bounds('events', 'day', '2021-01-01', '2022-12-31')")
+    conn.execute("SELECT dp.grant_budget('bi', 'events', 5, 1e-5)")
+    bi.execute("CALL dp.dp_synthesize('public.events', epsilon => 1)")
+    copy = conn.execute("SELECT count(*) FROM dp_synthetic.events").fetchone()[0]
+    assert copy > 1000
+    rows = bi.execute("SELECT id, day, kind FROM events ORDER BY id, day, kind").fetchall()
+    assert rows == conn.execute("SELECT id, day, kind FROM dp_synthetic.events ORDER BY id, day, kind").fetchall()
+    assert len(bi.execute("SELECT * FROM events LIMIT 10").fetchall()) == 10
