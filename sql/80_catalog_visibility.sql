@@ -4,7 +4,7 @@
 -- SELECT reads rows, and INSERT, UPDATE or REFERENCES probe values (a unique violation, a foreign
 -- key check).  Instead pg_dp keeps a copy of the view that also lists the columns of protected
 -- tables -- their names, types, defaults and comments are public in pg_attribute anyway -- and the
--- plain-SQL hook (src/hook.c) makes queries of information_schema.columns read the copy.  The copy
+-- plain-SQL hook (src/sql_hook/hook.c) makes queries of information_schema.columns read the copy.  The copy
 -- is made from this server's own definition of the view at CREATE EXTENSION time.
 
 CREATE FUNCTION dp_internal.column_visible(relid oid) RETURNS boolean

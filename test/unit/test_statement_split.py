@@ -127,7 +127,7 @@ def test_preview_reads_the_synthetic_copy():
     Catalog.copies = {"orders": Rel("dp_synthetic", "orders", [], False, 9)}
     try:
         s = run("SELECT * FROM orders LIMIT 10")
-        # the name stays; the caller's backend reads the copy in its place (src/hook.c)
+        # the name stays; the caller's backend reads the copy in its place (src/sql_hook/hook.c)
         assert s.sql == "SELECT * FROM orders LIMIT 10" and [c.name for _, c in s.copies] == ["orders"]
         s = run("SELECT *, (SELECT count(*) FROM orders) AS n FROM orders LIMIT 10")
         assert len(s.measurements) == 1 and len(s.copies) == 1

@@ -209,7 +209,7 @@ def column_list(columns) -> str:
 
 
 def encode_rows(columns, rows) -> str:
-    """The reply of dp.query (src/frontdoor.c): a header line, then each value length-prefixed.
+    """The reply of dp.query (src/worker/frontdoor.c): a header line, then each value length-prefixed.
 
     Header: the number of columns and their list as "name type, ..." (for error hints).
     Values, row after row: N (NULL) or V<characters>:<value> (characters: the server's

@@ -1,6 +1,6 @@
 """A statement as a tree: DP measurements at the leaves, ordinary SQL above them.
 
-The plain-SQL hook (src/hook.c) sends every statement that reads a protected table the role may
+The plain-SQL hook (src/sql_hook/hook.c) sends every statement that reads a protected table the role may
 not read here, before anything runs.  `split` walks PostgreSQL's own parse tree (pglast) and
 returns
 
@@ -527,7 +527,7 @@ class _Decomposer:
                                f"Ask aggregates (count, avg, ...) instead, or read a DP synthetic copy: "
                                f"CALL dp.dp_synthesize('{what.schema}.{what.name}', epsilon => 1) makes one in "
                                "the shadow schema.", PRIVILEGE)
-                    # the name stays: the caller's backend reads the copy in its place (src/hook.c),
+                    # the name stays: the caller's backend reads the copy in its place (src/sql_hook/hook.c),
                     # with the copy owner's rights where the gateway says the caller may read it
                     if all(c[0].oid != what.oid for c in self.copies):
                         self.copies.append((what, copy_rel))

@@ -12,7 +12,7 @@
  *
  *     (SELECT answer.c1 AS dp_k1, ... FROM dp_internal.measure('<measurements>', i) AS answer(...))
  *
- * (measure.c: one charge for the whole statement), so the answer is DP, with the
+ * (worker/measure.c: one charge for the whole statement), so the answer is DP, with the
  * gateway's checks and errors, in the columns and types the statement has, and
  * everything above the measurements is PostgreSQL over released rows, analysed here
  * as the caller's own SQL.  Row-level reads no aggregate is above (a BI tool's preview)
@@ -59,16 +59,14 @@
 #include "access/htup_details.h"
 #include "mb/pg_wchar.h"
 
-#include "citus.h"
-#include "executor.h"
-#include "frontdoor.h"
+#include "citus/citus.h"
+#include "pg_dp.h"
+#include "worker/frontdoor.h"
+#include "worker/worker.h"
 
 #define PROTECTION_TRIGGER "dp_data_version"
 
-void		_PG_init(void);
-
 static post_parse_analyze_hook_type prev_post_parse_analyze = NULL;
-static double session_epsilon = 0;
 static bool hook_active = false;
 
 /* A table pg_dp protects carries its data-version trigger. */
@@ -785,17 +783,10 @@ dp_post_parse_analyze(ParseState *pstate, Query *query, JumbleState *jstate)
 	refuse_other_paths(query);
 }
 
+/* Called by _PG_init (pg_dp.c). */
 void
-_PG_init(void)
+dp_sql_hook_install(void)
 {
-	DefineCustomRealVariable("pg_dp.epsilon",
-							 "Epsilon of a DP statement that gives none (0: the role's default).",
-							 "Within the maximum the DBA set for the role (dp.set_query_epsilon); "
-							 "every release is charged.",
-							 &session_epsilon, 0, 0, 1e6, PGC_USERSET, 0, NULL, NULL, NULL);
-	pg_dp_citus_init();
-	dp_spares_init();
-	MarkGUCPrefixReserved("pg_dp");
 	prev_post_parse_analyze = post_parse_analyze_hook;
 	post_parse_analyze_hook = dp_post_parse_analyze;
 }

@@ -1,7 +1,7 @@
 /*
  * measure.c -- the DP measurements of one plain-SQL statement, charged once.
  *
- * The plain-SQL hook (hook.c) replaces each measurement of a statement (a SELECT level that
+ * The plain-SQL hook (sql_hook/hook.c) replaces each measurement of a statement (a SELECT level that
  * aggregates protected rows) by
  *
  *     dp_internal.measure('<statement>', i [, '{n, ...}', $n, ...]) AS answer(c1 <type>, ...)
@@ -25,8 +25,8 @@
 #include "utils/builtins.h"
 #include "utils/memutils.h"
 
-#include "executor.h"
-#include "frontdoor.h"
+#include "worker/frontdoor.h"
+#include "worker/worker.h"
 
 typedef struct StatementAnswers
 {

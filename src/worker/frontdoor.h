@@ -3,8 +3,8 @@
  * measurements (measure.c): turning an executor reply into rows, and the session's parts of a
  * request (its pg_dp.epsilon, TimeZone, $n parameters, the caller's column definition list).
  */
-#ifndef PG_DP_FRONTDOOR_H
-#define PG_DP_FRONTDOOR_H
+#ifndef PG_DP_WORKER_FRONTDOOR_H
+#define PG_DP_WORKER_FRONTDOOR_H
 
 #include "postgres.h"
 
