@@ -173,6 +173,10 @@ def test_row_preview_reads_the_synthetic_copy(bi, conn):
     rows = bi.execute("SELECT kind, age FROM pets LIMIT 10").fetchall()
     assert len(rows) == 10 and {r[0] for r in rows} <= {"cat", "dog"}
     assert any("synthetic copy" in n for n in notices)
+    # tools that drop NOTICEs: dp.explain and the copy's comment say the rows are synthetic
+    lines = bi.execute("SELECT mechanism, note FROM dp.explain('SELECT kind, age FROM pets LIMIT 10')").fetchall()
+    assert lines[0][0] == "synthetic copy" and "no row is a real one" in lines[0][1]
+    assert "synthetic copy" in bi.execute("SELECT obj_description('dp_synthetic.pets'::regclass)").fetchone()[0]
     # a row-level sub-select under a preview reads the copy too ...
     copy = conn.execute("SELECT id, kind, age FROM dp_synthetic.pets ORDER BY id").fetchall()
     assert bi.execute("SELECT * FROM (SELECT * FROM pets) p ORDER BY id").fetchall() == copy
@@ -353,7 +357,7 @@ def test_functions_and_do_blocks_answer_as_plain_sql(pg, db, bi, conn):
     assert abs(bi.execute("SELECT pg_temp.older(80)").fetchone()[0] - 30000 * 7 // 70) < 60
     assert abs(bi.execute("SELECT pg_temp.older(80)").fetchone()[0] - 30000 * 7 // 70) < 60
     assert spent(conn) == before + 2                 # the variable is a parameter: the same question, cached
-    bi.execute("CREATE FUNCTION pg_temp.total() RETURNS bigint LANGUAGE sql AS 'SELECT count(*) FROM people'")
+    bi.execute("CREATE FUNCTION pg_temp.total() RETURNS bigint LANGUAGE sql AS 'SELECT count(*) FROM people WHERE age <> 333'")
     assert abs(bi.execute("SELECT pg_temp.total()").fetchone()[0] - 30000) < 60
     assert spent(conn) == before + 3
     # a SECURITY DEFINER function runs as its owner: the owner's budget pays, the caller's does not

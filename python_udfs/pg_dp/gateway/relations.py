@@ -61,11 +61,14 @@ class Catalog:
         if schema == "pg_temp" or (schema is not None and schema.startswith("pg_temp")):
             namespaces, schema = [n for n in self._temp_namespaces()], None
         elif schema is None and not self.search_path:
-            # no search_path (dp.explain, dp.cost): the one schema the caller may use with such a table
-            namespaces = [int(r["oid"]) for r in db.execute(
-                "SELECT n.oid::int8 AS oid FROM pg_catalog.pg_class c JOIN pg_catalog.pg_namespace n "
+            # no search_path (dp.explain, dp.cost): the protected table of that name, else the one
+            # table of that name in a schema the caller may use
+            found = db.execute(
+                "SELECT n.oid::int8 AS oid, EXISTS (SELECT 1 FROM dp_internal.protected_tables p "
+                "WHERE p.relid = c.oid) AS protected FROM pg_catalog.pg_class c JOIN pg_catalog.pg_namespace n "
                 "ON n.oid = c.relnamespace WHERE c.relname = $1 AND n.nspname NOT LIKE 'pg\\_%' "
-                "AND pg_catalog.has_schema_privilege($2::oid, n.oid, 'USAGE')", [name, self.role], ["text", "oid"])]
+                "AND pg_catalog.has_schema_privilege($2::oid, n.oid, 'USAGE')", [name, self.role], ["text", "oid"])
+            namespaces = [int(r["oid"]) for r in found if r["protected"]] or [int(r["oid"]) for r in found]
             if len(namespaces) > 1:
                 raise DPError(f"table name {name} is ambiguous", hint="Qualify it with its schema: schema.table.",
                               sqlstate="42P09")

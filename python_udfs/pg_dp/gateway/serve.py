@@ -296,6 +296,25 @@ def _statement_plans(sql, epsilon, delta, session_epsilon, params, timezone):
     return [(p, m.names) for p, m in zip(plans, s.measurements)]
 
 
+def _preview_lines(sql) -> list:
+    """dp.explain lines of the row-level reads of a statement: which synthetic copy they read."""
+    try:
+        copies = split_statement(sql).copies
+    except DPError:
+        return []
+    lines = []
+    for source, copy in copies:
+        made = db.execute("SELECT s.provenance->>'epsilon' AS e, s.provenance->>'at' AS at, "
+                          "s.provenance->>'method' AS m FROM dp_internal.synthetic_tables s WHERE s.relid = $1",
+                          [copy.oid], ["oid"])
+        what = f" (epsilon {made[0]['e']}, {made[0]['m']}, made {made[0]['at']})" if made else ""
+        lines.append({"column_name": f"(rows of {source.name})", "data_type": None, "mechanism": "synthetic copy",
+                      "epsilon": "0", "delta": "0", "noise_scale": None, "ci95": None,
+                      "note": f"rows come from the DP synthetic copy {copy.schema}.{copy.name}{what}: no row is a "
+                              "real one; reading it costs nothing"})
+    return lines
+
+
 def cost_reply(sql, epsilon=None, delta=None, session_epsilon=None, timezone=None):
     plans = [p for p, _ in _statement_plans(sql, epsilon, delta, session_epsilon, None, timezone)]
     role = catalog.outer_role()
@@ -315,8 +334,9 @@ def explain_reply(sql, epsilon=None, delta=None, columns_only=False, session_eps
     if columns_only:        # the answer's column types, one a line
         plan = plan_question(sql, epsilon, delta, session_epsilon, params, timezone)
         return "\n".join(t for _, t in plan.columns)
-    plans = _statement_plans(sql, epsilon, delta, session_epsilon, params, timezone)
-    out = []
+    out = _preview_lines(sql)
+    plans = _statement_plans(sql, epsilon, delta, session_epsilon, params, timezone) if not out or \
+        split_statement(sql).measurements else []
     for i, (plan, names) in enumerate(plans, 1):
         prefix = f"measurement {i}: " if len(plans) > 1 else ""
         for r in explaining.explain(plan):
