@@ -80,6 +80,13 @@ def test_attack_join_to_a_dimension_the_caller_cannot_read(mallory, conn):
                 "WITH s AS (SELECT * FROM salaries) SELECT count(*) FROM orders o JOIN s ON o.product_id = s.product_id"]:
         e = refused(mallory, sql, ("42501",))
         assert "salaries" in e.diag.message_primary
+    # a table mallory may SELECT in a schema she may not use: its rows are out of her reach too
+    conn.execute("CREATE SCHEMA IF NOT EXISTS hidden")
+    conn.execute("CREATE TABLE IF NOT EXISTS hidden.codes (k int PRIMARY KEY, code text)")
+    conn.execute("GRANT SELECT ON hidden.codes TO mallory")
+    e = refused(mallory, "SELECT * FROM dp.cost('SELECT h.code, count(*) FROM public.orders o JOIN hidden.codes h "
+                         "ON o.product_id = h.k GROUP BY 1')", ("42501",))
+    assert "hidden" in e.diag.message_primary
     assert spent(conn) == before
 
 

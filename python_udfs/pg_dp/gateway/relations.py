@@ -8,7 +8,8 @@ protected table.
 A *dimension* is a table a DP measurement joins with a protected table (a star schema's products,
 regions, ...).  The executor reads it as the extension owner, so it must hold what the caller's
 own read would give and run nothing anybody wrote:
-  * the caller may SELECT the columns used (or the DBA declared the table public, dp.declare_public);
+  * the caller may SELECT the columns used and use the table's schema (or the DBA declared the
+    table public, dp.declare_public);
   * a plain or partitioned table or a materialized view, not a view (its query would run as the
     owner), a foreign table (its wrapper would), a temporary table (another session's buffers),
     nor a table with row-level security (the owner would see rows the caller cannot), nor one with
@@ -168,7 +169,7 @@ def load_dimension(schema: str, name: str, used: set, role: int | None = None) -
     rows = db.execute(
         """
         SELECT c.oid::int8 AS oid, c.relkind::text AS relkind, c.relpersistence::text AS persistence,
-               c.relrowsecurity AS rls,
+               c.relrowsecurity AS rls, pg_catalog.has_schema_privilege($3::oid, n.oid, 'USAGE') AS usage,
                EXISTS (SELECT 1 FROM dp_internal.public_tables t WHERE t.relid = c.oid) AS declared,
                EXISTS (SELECT 1 FROM dp_internal.protected_tables t WHERE t.relid = c.oid) AS protected,
                (WITH RECURSIVE tree(oid) AS (SELECT i.inhrelid FROM pg_catalog.pg_inherits i WHERE i.inhparent = c.oid
@@ -177,7 +178,7 @@ def load_dimension(schema: str, name: str, used: set, role: int | None = None) -
                 WHERE k.relkind NOT IN ('r', 'p') OR k.relrowsecurity OR k.relpersistence = 't') AS bad_children
         FROM pg_catalog.pg_class c JOIN pg_catalog.pg_namespace n ON n.oid = c.relnamespace
         WHERE n.nspname = $1 AND c.relname = $2
-        """, [schema, name], ["text", "text"])
+        """, [schema, name, int(role)], ["text", "text", "oid"])
     if not rows:
         raise DPError(f"relation \"{qualified}\" does not exist", hint="Check the name.", sqlstate="42P01")
     r = rows[0]
@@ -186,6 +187,10 @@ def load_dimension(schema: str, name: str, used: set, role: int | None = None) -
         raise DPError(f"table {qualified} is protected by pg_dp in another dataset, or cannot be joined this way",
                       hint="Join tables you may read, or protected tables of one dataset on their privacy unit.",
                       sqlstate=NOT_SUPPORTED)
+    if not r["usage"] and not r["declared"]:
+        raise DPError(f"permission denied for schema {schema}",
+                      hint="A DP measurement joins tables you may read yourself: ask for USAGE on the schema.",
+                      sqlstate=PRIVILEGE)
     if r["relkind"] not in ("r", "p", "m"):
         kind = {"v": "a view", "f": "a foreign table"}.get(r["relkind"], "not a table")
         raise DPError(f"{qualified} is {kind}: a DP measurement joins only tables and materialized views",
