@@ -351,15 +351,10 @@ def explain_reply(sql, epsilon=None, delta=None, columns_only=False, session_eps
 
 
 def synthetic_copy_reply(relid):
-    """The synthetic copy of a protected table that the caller may read ('' if none): the plain-SQL
-    hook answers row-level reads (BI tools' previews) from it."""
-    rows = db.execute(
-        "SELECT s.relid::int8 AS oid FROM dp_internal.synthetic_tables s "
-        "JOIN pg_catalog.pg_class c ON c.oid = s.relid JOIN pg_catalog.pg_namespace n ON n.oid = c.relnamespace "
-        "WHERE s.source = $1 AND n.nspname = $2 AND pg_catalog.has_table_privilege($3, s.relid, 'SELECT') "
-        "ORDER BY s.created_at DESC LIMIT 1",
-        [int(relid), db.setting("synthetic_schema") or "dp_synthetic", catalog.outer_role()], ["oid", "text", "oid"])
-    return str(rows[0]["oid"]) if rows else ""
+    """The synthetic copy of a protected table that the caller's row-level reads read ('' if none;
+    who reads which copy: relations.synthetic_copy_oid)."""
+    oid = relations.synthetic_copy_oid(int(relid), catalog.outer_role())
+    return "" if oid is None else str(oid)
 
 
 # ---------------------------------------------------------------------------------------------
