@@ -162,3 +162,10 @@ def test_figure_colname():
                             "EXTRACT(YEAR FROM d), COALESCE(a, 'b') FROM t")[0].stmt
     assert [figure_colname(t.val) for t in stmt.targetList] == [
         "count", "x", "y", "?column?", "case", "extract", "coalesce"]
+
+
+def test_distinct_is_a_measurement_of_its_keys():
+    s = run("SELECT DISTINCT status FROM orders ORDER BY status LIMIT 1000")
+    assert [m.sql for m in s.measurements] == [
+        "SELECT orders.status AS dp_k1 FROM public.orders AS orders GROUP BY orders.status"]
+    assert s.sql == "SELECT DISTINCT dp_m.dp_k1 AS status FROM (SELECT 'dpm_n_1') AS dp_m ORDER BY status LIMIT 1000"

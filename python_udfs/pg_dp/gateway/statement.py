@@ -339,8 +339,8 @@ class _Decomposer:
     def aggregates_here(self, s: ast.SelectStmt) -> bool:
         """Whether the level aggregates: GROUP BY, HAVING, or an aggregate in its select list,
         HAVING or ORDER BY (not in sub-selects, not window functions)."""
-        if s.groupClause or s.havingClause is not None:
-            return True
+        if s.groupClause or s.havingClause is not None or s.distinctClause == (None,):
+            return True         # SELECT DISTINCT is a GROUP BY of its select list
         return bool(self._aggregate_calls([s.targetList, s.sortClause]))
 
     def _is_aggregate(self, call: ast.FuncCall) -> bool:
@@ -612,6 +612,8 @@ class _Decomposer:
         keys = []
         for g in s.groupClause or ():
             keys.append(self._key(g, targets, tvals, resolve))
+        if s.distinctClause == (None,) and not s.groupClause and not self._aggregate_calls([tvals]):
+            keys = [copy.deepcopy(v) for v in tvals]     # SELECT DISTINCT a, b: the keys a, b
         key_texts = []
         for k in keys:
             text = deparse(k)
