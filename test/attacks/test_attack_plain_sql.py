@@ -80,8 +80,8 @@ def test_attack_gateway_refusals_hold_as_plain_sql(mallory, conn, sql):
 
 @pytest.mark.parametrize("sql", [
     "WITH p AS (SELECT * FROM patients WHERE id = 4242) SELECT count(*) FROM p",
-    "SELECT (SELECT count(*) FROM patients WHERE id = 4242)",
-    "SELECT n FROM (SELECT count(*) AS n FROM (SELECT * FROM patients) a WHERE a.id = 4242) b",
+    "SELECT (SELECT count(*) FROM patients WHERE id = 4243)",
+    "SELECT n FROM (SELECT count(*) AS n FROM (SELECT * FROM patients) a WHERE a.id = 4244) b",
 ])
 def test_attack_nested_questions_are_dp_measurements_charged_once(mallory, conn, sql):
     """A CTE, a scalar sub-select, nesting: the question about one row is a DP measurement
