@@ -455,6 +455,13 @@ def statement_reply(cores, expect=None, params=None, session_epsilon=None, timez
     """Generator: the answers of all the measurements of one statement, charged once (one ledger
     entry per dataset, for the measurements not already answered on this data version).  Reply:
     one field per measurement, each as dp.query's reply (encode_rows)."""
+    if isinstance(cores, list) and len(cores) == 1 and isinstance(cores[0], str):
+        # one measurement: exactly dp.query's question (its charge, cache and record)
+        if expect is not None and (not isinstance(expect, list) or len(expect) != 1):
+            raise DPError("malformed pg_dp request", sqlstate="22023")
+        columns, rows = yield from answer(cores[0], expect=None if expect is None else expect[0],
+                                         session_epsilon=session_epsilon, params=params, timezone=timezone)
+        return _field(encode_rows(columns, rows))
     plans = plan_statement(cores, None, None, session_epsilon, params, timezone)
     if expect is not None:
         if not isinstance(expect, list) or len(expect) != len(plans):
@@ -490,7 +497,8 @@ def statement_reply(cores, expect=None, params=None, session_epsilon=None, timez
 
 
 def _compute(plan, key, ledger_id, columns):
-    """The exact statistics of a charged plan, released; stored for the cache (as answer() does)."""
+    """The exact statistics of a charged plan, released; stored for the cache.  The same steps as
+    answer() after its charge, for each measurement of a statement of several: keep the two alike."""
     try:
         db.execute("SELECT pg_catalog.set_config('track_counts', 'off', true)")
         set_time_zone(plan.timezone)
