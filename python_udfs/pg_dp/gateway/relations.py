@@ -187,6 +187,9 @@ def load_dimension(schema: str, name: str, used: set, role: int | None = None) -
         raise DPError(f"table {qualified} is protected by pg_dp in another dataset, or cannot be joined this way",
                       hint="Join tables you may read, or protected tables of one dataset on their privacy unit.",
                       sqlstate=NOT_SUPPORTED)
+    if r["persistence"] == "t":
+        raise DPError(f"{qualified} is a temporary table: a DP measurement cannot join it",
+                      hint="Join a permanent table.", sqlstate=NOT_SUPPORTED)
     if not r["usage"] and not r["declared"]:
         raise DPError(f"permission denied for schema {schema}",
                       hint="A DP measurement joins tables you may read yourself: ask for USAGE on the schema.",
@@ -196,9 +199,6 @@ def load_dimension(schema: str, name: str, used: set, role: int | None = None) -
         raise DPError(f"{qualified} is {kind}: a DP measurement joins only tables and materialized views",
                       hint="A view's query or a foreign table's wrapper would run with pg_dp's rights: join the "
                            "underlying tables, or ask the DBA for a table.", sqlstate=NOT_SUPPORTED)
-    if r["persistence"] == "t":
-        raise DPError(f"{qualified} is a temporary table: a DP measurement cannot join it",
-                      hint="Join a permanent table.", sqlstate=NOT_SUPPORTED)
     if r["rls"] or r["bad_children"]:
         raise DPError(f"{qualified} has row-level security, or partitions or children that are not plain tables: "
                       "a DP measurement cannot join it", hint="Join a plain table without row-level security.",
