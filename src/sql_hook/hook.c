@@ -769,10 +769,8 @@ dp_post_parse_analyze(ParseState *pstate, Query *query, JumbleState *jstate)
 		}
 		return;
 	}
-	swap_catalog_views(query);
-	if (query->querySource != QSRC_ORIGINAL)
-		return;
-	if (query->commandType == CMD_SELECT && find_closed_relation((Node *) query, &relid))
+	if (query->querySource == QSRC_ORIGINAL && query->commandType == CMD_SELECT &&
+		find_closed_relation((Node *) query, &relid))
 	{
 		char	   *sql = statement_text(pstate, query);
 
@@ -780,6 +778,9 @@ dp_post_parse_analyze(ParseState *pstate, Query *query, JumbleState *jstate)
 							starts_with_keyword(sql, "table") || starts_with_keyword(sql, "prepare")))
 			rewrite_statement(query, sql);
 	}
+	swap_catalog_views(query);		/* the statement as it runs, rewritten or not */
+	if (query->querySource != QSRC_ORIGINAL)
+		return;
 	refuse_other_paths(query);
 }
 
