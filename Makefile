@@ -12,6 +12,7 @@ OBJS        = src/pg_dp.o \
               src/aggregates/hist_state.o src/aggregates/state_text.o src/aggregates/final.o \
               src/aggregates/native.o src/aggregates/release.o src/aggregates/opendp.o \
               src/worker/session.o src/worker/serve.o src/worker/pool.o src/worker/spares.o src/worker/frontdoor.o \
+              src/worker/measure.o \
               src/sql_hook/hook.o \
               src/citus/citus.o src/citus/wrappers.o
 DATA_built  = pg_dp--$(EXTVERSION).sql
@@ -42,7 +43,7 @@ endif
 pg_dp--$(EXTVERSION).sql: $(EXTENSION_SQL)
 	cat $^ > $@
 
-.PHONY: help deps install-python demo test installcheck-temp pytest bench dist test-citus test-synthesis-suite
+.PHONY: help deps install-python demo test installcheck-temp pytest bench dist test-citus test-synthesis-suite test-bi
 
 help:            ## list the targets
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | sed 's/:.*## /\t/' | expand -t 18
@@ -94,3 +95,9 @@ SDMETRICS_PYTHON ?=
 test-synthesis-suite: ## synthesis on the schema-and-constraint suite at full size (~30 min): figures in bench/RESULTS.md
 	$(MAKE) install
 	$(PYTHON) bench/suite.py --cases store sales chinook zipf tax tax_grid $(if $(SDMETRICS_PYTHON),--sdmetrics $(SDMETRICS_PYTHON))
+
+test-bi:         ## real BI software as a restricted role: Malloy (npm) and Superset (PyPI venv) in build/bi-tools, the star schema, JDBC/psycopg/SQLAlchemy
+	$(MAKE) install
+	scripts/bi-tools.sh
+	PG_DP_BI_TOOLS=$(CURDIR)/build/bi-tools $(PYTHON) -m pytest -q test/integration/test_bi_tools.py \
+		test/integration/test_bi_star.py test/integration/test_bi_clients.py test/attacks/test_attack_bi_sql.py

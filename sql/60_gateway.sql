@@ -181,6 +181,16 @@ CREATE FUNCTION dp_internal.query_params(sql text, numbers integer[], VARIADIC p
 RETURNS SETOF record
 AS 'MODULE_PATHNAME', 'dp_query_params' LANGUAGE C VOLATILE PARALLEL UNSAFE;
 
+-- The DP measurements of one plain-SQL statement (src/worker/measure.c): the plain-SQL hook writes
+-- one call per measurement; the first call of an execution asks the executor for all of them
+-- (one charge for the statement), the others take their part.
+CREATE FUNCTION dp_internal.measure(statement text, i integer)
+RETURNS SETOF record
+AS 'MODULE_PATHNAME', 'dp_measure' LANGUAGE C VOLATILE PARALLEL UNSAFE;
+CREATE FUNCTION dp_internal.measure_params(statement text, i integer, numbers integer[], VARIADIC params "any")
+RETURNS SETOF record
+AS 'MODULE_PATHNAME', 'dp_measure_params' LANGUAGE C VOLATILE PARALLEL UNSAFE;
+
 CREATE FUNCTION dp.query_json(sql text, epsilon double precision DEFAULT NULL, delta double precision DEFAULT NULL)
 RETURNS SETOF jsonb
 LANGUAGE sql VOLATILE SECURITY INVOKER PARALLEL UNSAFE
@@ -278,6 +288,7 @@ $$;
 
 GRANT EXECUTE ON FUNCTION dp.query(text, double precision, double precision),
     dp_internal.query_params(text, integer[], "any"), dp.query_json(text, double precision, double precision),
+    dp_internal.measure(text, integer), dp_internal.measure_params(text, integer, integer[], "any"),
     dp.view_answer(bigint),
     dp.cost(text, double precision, double precision), dp.explain(text, double precision, double precision), dp.my_budget(),
     dp.create_view(text, text, double precision, double precision), dp.dummy(regclass, integer, integer) TO PUBLIC;
@@ -300,6 +311,8 @@ COMMENT ON TABLE dp_internal.views IS 'Questions behind dp.create_view views (ke
 COMMENT ON SEQUENCE dp_internal.views_id_seq IS 'Ids of dp_internal.views rows';
 COMMENT ON FUNCTION dp.view_answer(bigint) IS 'Analyst: the DP answer behind a dp.create_view view (for roles that may read that view)';
 COMMENT ON FUNCTION dp.query(text, double precision, double precision) IS 'Analyst: answer a SELECT over a protected table with DP, charging the budget once; needs a column definition list: AS t(col type, ...)';
+COMMENT ON FUNCTION dp_internal.measure(text, integer) IS 'Internal: measurement i of a plain-SQL statement (the plain-SQL hook writes the call); all measurements of the statement are answered, and charged, together';
+COMMENT ON FUNCTION dp_internal.measure_params(text, integer, integer[], "any") IS 'Internal: dp_internal.measure of a statement with $n parameters';
 COMMENT ON FUNCTION dp_internal.query_params(text, integer[], "any") IS 'Internal: dp.query of a statement with $n parameters (the plain-SQL hook''s rewrite of prepared statements)';
 COMMENT ON FUNCTION dp.query_json(text, double precision, double precision) IS 'Analyst: like dp.query, one JSON object per row (no column definition list needed)';
 COMMENT ON FUNCTION dp.cost(text, double precision, double precision) IS 'Analyst: what a query would cost, whether it is cached, and the budget left; spends nothing';
