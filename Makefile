@@ -6,7 +6,7 @@ PG_CONFIG  ?= /usr/lib/postgresql/15/bin/pg_config
 PYTHON     ?= /usr/bin/python3
 
 MODULE_big  = pg_dp
-OBJS        = src/pg_dp.o src/executor.o src/frontdoor.o src/hook.o src/citus.o src/spares.o
+OBJS        = src/pg_dp.o src/executor.o src/frontdoor.o src/hook.o src/citus.o src/spares.o src/writer.o
 DATA_built  = pg_dp--$(EXTVERSION).sql
 EXTRA_CLEAN = pg_dp--$(EXTVERSION).sql results regression.diffs regression.out python_udfs/build python_udfs/*.egg-info
 

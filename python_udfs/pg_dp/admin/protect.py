@@ -4,7 +4,7 @@ import contextlib
 import json
 import re
 
-from ..core import db
+from ..core import db, trust
 from ..core.errors import DPError
 
 INVALID = "22023"
@@ -63,6 +63,8 @@ def protect(table_oid, dataset, privacy_unit, max_rows_per_unit, max_groups_per_
         raise DPError(f"table {qualified} is declared public", sqlstate="55000",
                       hint=f"Public tables are copied verbatim by dp_synthesize: SELECT dp.undeclare_public("
                            f"'{qualified}') first if its rows are sensitive.")
+    # the executor reads the table as the extension owner: its column types must not run another role's code
+    trust.require_no_column_code(table_oid, qualified, "protected")
     columns = {r["attname"]: r for r in db.execute(
         "SELECT a.attname, a.atttypid::int8 AS typid, t.typtype, a.attnotnull FROM pg_catalog.pg_attribute a "
         "JOIN pg_catalog.pg_type t ON t.oid = a.atttypid "

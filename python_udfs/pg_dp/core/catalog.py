@@ -3,7 +3,7 @@
 import json
 from dataclasses import dataclass
 
-from . import db
+from . import db, trust
 from .errors import DPError
 
 
@@ -94,6 +94,9 @@ def load_table(schema: str | None, table: str) -> TableMeta:
         raise DPError(f"table name {name} is ambiguous",
                       hint="Qualify it with its schema: schema.table.", sqlstate="42P09")
     r = rows[0]
+    # answering reads the table as the extension owner: refused, before any charge, while its column
+    # types would run another role's code (a cast, a domain's CHECK on a constant of the column's type)
+    trust.require_no_column_code(int(r["relid"]), name, "asked")
     path = resolve_path(r, name) if r["unit_path"] else None
     cols = db.execute(
         """

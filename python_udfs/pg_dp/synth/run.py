@@ -106,12 +106,8 @@ class Run:
                                "(dp.set_public_values), or synthesize a view-free copy of the table without it.",
                           sqlstate="0A000")
         self.schema = self._target_schema(target_schema)
-        code = write.foreign_code(self.t.relid)
-        if code:
-            raise DPError(f"{self.t.qualified} runs functions of other roles when written: {', '.join(code)}",
-                          hint="The copy is written with the extension owner's rights; an administrator can "
-                               "make a superuser own these functions, or drop the constraints that call them.",
-                          sqlstate="42501")
+        # refused before the charge: another role's code in the column types, a copy another role made
+        write.check_source(self.t.relid, self.schema, self.t.name, self.notice)
         self.siblings = siblings or {}             # relid -> Run of the tables synthesized in the same call
         self.parent = None                         # the link whose parent the rows are generated under
         self.links = []
@@ -821,7 +817,8 @@ class Run:
                       "ledger_id": ledger_id, "data_version": self.t.data_version,
                       "denial_constraints": [d.text for d in self.t.dcs],
                       "regenerated": [c.name for c in self.t.columns if c.kind == "identifier"]}
-        return write.swap(w, bad, n, provenance, lambda table: keys.fill_self_references(self, table))
+        return write.swap(w, bad, n, provenance,
+                          lambda table, execute: keys.fill_self_references(self, table, execute))
 
     def destination(self) -> write.TableWrite:
         """What pg_dp.synth.write needs to write this table's copy."""
@@ -972,21 +969,26 @@ def _load(relid: int) -> Target:
             t.uniques.append(list(i["cols"]))
     for c in db.execute(
             "SELECT a.attname, pg_catalog.format_type(a.atttypid, a.atttypmod) AS type, "
-            "pg_catalog.format_type(CASE WHEN t.typtype = 'd' THEN t.typbasetype ELSE a.atttypid END, NULL) AS base, "
-            "pg_catalog.format_type(t.typbasetype, t.typtypmod) AS domain_base, "
+            "pg_catalog.format_type(CASE WHEN t.typtype = 'd' THEN ub.oid ELSE a.atttypid END, NULL) AS base, "
+            "pg_catalog.format_type(ub.oid, ub.mod) AS domain_base, "
             "CASE WHEN t.typtype = 'd' THEN b.typcategory ELSE t.typcategory END AS category, "
             "CASE WHEN t.typtype = 'd' THEN b.typtype ELSE t.typtype END AS base_typtype, "
-            "t.typtype, a.attnotnull OR t.typnotnull AS attnotnull, a.attgenerated <> '' AS generated, "
+            "t.typtype, a.attnotnull OR coalesce(ub.nn, false) AS attnotnull, a.attgenerated <> '' AS generated, "
             "a.attidentity, m.lower_bound, m.upper_bound, m.public_values, m.values_source, "
             "ARRAY(SELECT e.enumlabel::text FROM pg_catalog.pg_enum e WHERE e.enumtypid = "
-            "CASE WHEN t.typtype = 'd' THEN t.typbasetype ELSE a.atttypid END ORDER BY e.enumsortorder) AS labels, "
+            "CASE WHEN t.typtype = 'd' THEN ub.oid ELSE a.atttypid END ORDER BY e.enumsortorder) AS labels, "
             "EXISTS (SELECT 1 FROM pg_catalog.pg_attrdef d JOIN pg_catalog.pg_depend p "
             "ON p.classid = 'pg_catalog.pg_attrdef'::regclass AND p.objid = d.oid "
             "AND p.refclassid = 'pg_catalog.pg_class'::regclass "
             "JOIN pg_catalog.pg_class s ON s.oid = p.refobjid AND s.relkind = 'S' "
             "WHERE d.adrelid = a.attrelid AND d.adnum = a.attnum) AS serial "
             "FROM pg_catalog.pg_attribute a JOIN pg_catalog.pg_type t ON t.oid = a.atttypid "
-            "LEFT JOIN pg_catalog.pg_type b ON b.oid = t.typbasetype "
+            "LEFT JOIN LATERAL (WITH RECURSIVE ch(oid, mod, depth, nn) AS (SELECT t.typbasetype, t.typtypmod, 1, "
+            "t.typnotnull WHERE t.typtype = 'd' UNION ALL SELECT y.typbasetype, y.typtypmod, ch.depth + 1, y.typnotnull "
+            "FROM ch JOIN pg_catalog.pg_type y ON y.oid = ch.oid WHERE y.typtype = 'd' AND ch.depth < 32) "
+            "SELECT ch.oid, ch.mod, bool_or(ch.nn) OVER () AS nn FROM ch ORDER BY ch.depth DESC LIMIT 1) ub ON true "
+            # a domain's last base, and whether any domain of the chain is NOT NULL
+            "LEFT JOIN pg_catalog.pg_type b ON b.oid = ub.oid "
             "LEFT JOIN dp_internal.columns m ON m.relid = a.attrelid AND m.attname = a.attname "
             "WHERE a.attrelid = $1 AND a.attnum > 0 AND NOT a.attisdropped ORDER BY a.attnum", [relid], ["oid"]):
         if c["generated"]:
