@@ -38,7 +38,9 @@ CREATE FUNCTION dp.protect(
     dataset text DEFAULT NULL,
     privacy_unit name DEFAULT NULL,
     max_rows_per_unit integer DEFAULT NULL,
-    max_groups_per_unit integer DEFAULT NULL)
+    max_groups_per_unit integer DEFAULT NULL,
+    not_personal text[] DEFAULT NULL,
+    force boolean DEFAULT false)
 RETURNS void
 LANGUAGE plpython3u VOLATILE SECURITY INVOKER
 SET search_path = pg_catalog, pg_temp
@@ -46,7 +48,7 @@ SET jit = off  -- the catalog views' estimates are huge (JIT would compile), the
 AS $$
 from pg_dp.core.db import call
 from pg_dp.admin.protect import protect
-return call(protect, table_name, dataset, privacy_unit, max_rows_per_unit, max_groups_per_unit)
+return call(protect, table_name, dataset, privacy_unit, max_rows_per_unit, max_groups_per_unit, not_personal, force)
 $$;
 
 CREATE FUNCTION dp_internal.drop_bounded_copies(table_name regclass) RETURNS void
@@ -497,7 +499,7 @@ END $$;
 REVOKE ALL ON FUNCTION dp.set_query_epsilon(regrole, text, numeric, numeric) FROM PUBLIC;
 COMMENT ON FUNCTION dp.set_query_epsilon(regrole, text, numeric, numeric) IS
     'DBA: a role''s epsilon per statement on a dataset when none is given (plain SQL), and the most one statement may cost';
-REVOKE ALL ON FUNCTION dp.protect(regclass, text, name, integer, integer), dp.unprotect(regclass),
+REVOKE ALL ON FUNCTION dp.protect(regclass, text, name, integer, integer, text[], boolean), dp.unprotect(regclass),
     dp.set_bounds(regclass, name, anycompatible, anycompatible),
     dp_internal.set_bounds(regclass, name, numeric, numeric, text), dp.set_public_values(regclass, name, text[]),
     dp.set_public_values(regclass, name, regclass, name), dp.grant_budget(regrole, text, numeric, numeric),
@@ -507,8 +509,8 @@ REVOKE ALL ON FUNCTION dp.protect(regclass, text, name, integer, integer), dp.un
 FROM PUBLIC;
 
 COMMENT ON FUNCTION dp_internal.bump_data_version() IS 'Trigger: a write to a protected table bumps its dataset''s data version (invalidates cached answers)';
-COMMENT ON FUNCTION dp.protect(regclass, text, name, integer, integer) IS
-    'DBA: protect a table and its partitions (dataset, privacy unit column, max rows and groups per unit); revokes every direct privilege on them and on views reading them, and takes public values from enums, booleans and CHECK (col IN ...)';
+COMMENT ON FUNCTION dp.protect(regclass, text, name, integer, integer, text[], boolean) IS
+    'DBA: protect a table and its partitions (dataset, privacy unit column, max rows and groups per unit; not_personal: foreign keys to the unit''s tables that do not name a unit; force: despite foreign keys others may probe); revokes every direct privilege on them and on views reading them, and takes public values from enums, booleans and CHECK (col IN ...)';
 COMMENT ON FUNCTION dp.unprotect(regclass) IS 'DBA: stop protecting a table and its partitions and children (privileges are left as they are)';
 COMMENT ON FUNCTION dp.set_bounds(regclass, name, anycompatible, anycompatible) IS 'DBA: public bounds of a number, date or timestamp column, as values of its type (NULL, NULL clears them)';
 COMMENT ON FUNCTION dp_internal.set_bounds(regclass, name, numeric, numeric, text) IS 'Checks and stores bounds already on the number line (dates: days since 2000-01-01, timestamps: seconds since its midnight UTC)';

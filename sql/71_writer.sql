@@ -58,3 +58,16 @@ $$;
 REVOKE ALL ON FUNCTION dp_internal.writer_strays() FROM PUBLIC;
 COMMENT ON FUNCTION dp_internal.writer_strays() IS
     'Internal: objects dp_shadow_writer owns in this database other than tables, sequences and indexes of the shadow schemas';
+
+-- Where a role that is no pg_dp administrator gets its synthetic copies: a schema of its
+-- own, next to the shared shadow schema (only administrators write that one).
+CREATE FUNCTION dp_internal.personal_schema(role oid, shared text) RETURNS text
+LANGUAGE sql STABLE SECURITY INVOKER
+SET search_path = pg_catalog, pg_temp
+AS $$
+    SELECT CASE WHEN pg_catalog.octet_length(shared || '_' || r.rolname) <= 63 THEN shared || '_' || r.rolname
+                ELSE shared || '_oid' || role::text END
+    FROM pg_catalog.pg_roles r WHERE r.oid = role
+$$;
+COMMENT ON FUNCTION dp_internal.personal_schema(oid, text) IS
+    'Internal: the shadow schema of a role that is no pg_dp administrator (the shared one''s name, _, the role''s)';

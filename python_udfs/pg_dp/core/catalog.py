@@ -94,6 +94,10 @@ def load_table(schema: str | None, table: str) -> TableMeta:
         raise DPError(f"table name {name} is ambiguous",
                       hint="Qualify it with its schema: schema.table.", sqlstate="42P09")
     r = rows[0]
+    require_bounded_references(int(r["relid"]), name, r["dataset"], r["privacy_unit"],
+                               f"An administrator declares every reference but one not personal "
+                               f"(SELECT dp.protect('{name}', dataset => '{r['dataset']}', not_personal => "
+                               "ARRAY['<key or column>'])), or drops the extra foreign key.")
     # answering reads the table as the extension owner: refused, before any charge, while its column
     # types would run another role's code (a cast, a domain's CHECK on a constant of the column's type)
     trust.require_no_column_code(int(r["relid"]), name, "asked")
@@ -136,6 +140,52 @@ def load_table(schema: str | None, table: str) -> TableMeta:
 
 
 PREREQUISITE = "55000"
+TWICE = "0A000"
+
+
+def unit_references(relid: int, dataset: str, unit_column: str | None, declared: list[str] | None = None) -> list[dict]:
+    """Every way a row of a table names a unit of its dataset: the unit column itself, and each
+    foreign key to a table of the dataset (or to the table itself) -- each of those rows is some
+    unit's.  [{"conname" (None for the column), "cols", "target", "declared"}]; `declared` when
+    the DBA said the key is not personal (dp.protect(..., not_personal => ...))."""
+    refs = []
+    if unit_column and db.execute(
+            "SELECT 1 FROM pg_catalog.pg_attribute WHERE attrelid = $1 AND attname = $2 AND attnum > 0 "
+            "AND NOT attisdropped", [relid, unit_column], ["oid", "name"]):
+        refs.append({"conname": None, "cols": [unit_column], "target": None, "declared": False})
+    for k in db.execute(
+            "SELECT k.conname::text AS conname, k.confrelid::regclass::text AS target, "
+            "ARRAY(SELECT a.attname::text FROM pg_catalog.unnest(k.conkey) WITH ORDINALITY u(n, o) "
+            "      JOIN pg_catalog.pg_attribute a ON a.attrelid = k.conrelid AND a.attnum = u.n ORDER BY u.o) AS cols, "
+            "k.conname = ANY(coalesce((SELECT p.not_personal FROM dp_internal.protected_tables p "
+            "                          WHERE p.relid = $1), '{}')) AS declared "
+            "FROM pg_catalog.pg_constraint k WHERE k.conrelid = $1 AND k.contype = 'f' AND k.conparentid = 0 "
+            "AND (k.confrelid = $1 OR EXISTS (SELECT 1 FROM dp_internal.protected_tables p "
+            "     WHERE p.relid = k.confrelid AND p.dataset = $2)) ORDER BY k.conname",
+            [relid, dataset], ["oid", "text"]):
+        refs.append({"conname": k["conname"], "cols": list(k["cols"]), "target": k["target"],
+                     "declared": k["conname"] in declared if declared is not None else bool(k["declared"])})
+    return refs
+
+
+def describe_reference(ref: dict) -> str:
+    if ref["conname"] is None:
+        return f"its column {ref['cols'][0]}"
+    return f"foreign key {ref['conname']} ({', '.join(ref['cols'])} -> {ref['target']})"
+
+
+def require_bounded_references(relid: int, name: str, dataset: str, unit: str | None, hint: str,
+                               declared: list[str] | None = None):
+    """Refuse a table whose rows name a unit of the dataset more than once, unless the DBA declared
+    each reference but one not personal: the bound of one unit says nothing about the other's
+    (one customer's 300 received transfers, bounded as 5 rows of their senders)."""
+    if unit is None:
+        return
+    refs = [r for r in unit_references(relid, dataset, unit, declared) if not r["declared"]]
+    if len(refs) > 1:
+        raise DPError(f"table {name} names a unit of dataset {dataset} ({unit}) more than once: "
+                      + " and ".join(describe_reference(r) for r in refs)
+                      + "; a row can be bounded for one unit only", sqlstate=TWICE, hint=hint)
 
 
 def resolve_path(r, name: str):

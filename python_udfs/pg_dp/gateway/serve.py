@@ -309,7 +309,8 @@ def synthetic_copy_reply(relid):
     rows = db.execute(
         "SELECT s.relid::int8 AS oid FROM dp_internal.synthetic_tables s "
         "JOIN pg_catalog.pg_class c ON c.oid = s.relid JOIN pg_catalog.pg_namespace n ON n.oid = c.relnamespace "
-        "WHERE s.source = $1 AND n.nspname = $2 AND pg_catalog.has_table_privilege($3, s.relid, 'SELECT') "
-        "ORDER BY s.created_at DESC LIMIT 1",
+        "WHERE s.source = $1 AND n.nspname IN ($2, dp_internal.personal_schema($3, $2)) "
+        "AND pg_catalog.has_table_privilege($3, s.relid, 'SELECT') "
+        "ORDER BY n.nspname = $2, s.created_at DESC LIMIT 1",      # the caller's own copy first
         [int(relid), db.setting("synthetic_schema") or "dp_synthetic", catalog.outer_role()], ["oid", "text", "oid"])
     return str(rows[0]["oid"]) if rows else ""

@@ -120,9 +120,10 @@ class Run:
     def _target_schema(self, requested) -> str:
         if requested is not None and not self.admin:
             raise DPError("only a pg_dp administrator may choose the target schema",
-                          hint="Leave target_schema out: synthetic tables go to the shadow schema "
-                               f"{db.setting('synthetic_schema') or 'dp_synthetic'}.", sqlstate="42501")
-        schema = requested or db.setting("synthetic_schema") or "dp_synthetic"
+                          hint="Leave target_schema out: your synthetic tables go to your own shadow schema "
+                               f"{write.shadow_schema(self.role, False)}.", sqlstate="42501")
+        # the shared shadow schema is written by administrators only; anyone else gets a schema of their own
+        schema = requested or write.shadow_schema(self.role, self.admin)
         if schema in (self.t.schema, "pg_catalog", "dp", "dp_internal", "information_schema") \
                 or schema.startswith("pg_"):
             raise DPError(f"synthetic tables cannot go to schema {schema}",

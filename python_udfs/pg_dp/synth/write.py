@@ -184,11 +184,53 @@ def writer_execute(sql: str, params: list | None = None):
     as_writer([sql], params)
 
 
+def shadow_schema(role: int, admin: bool) -> str:
+    """Where a role's dp_synthesize writes: the shared shadow schema (the synthetic_schema setting)
+    for a pg_dp administrator, a schema of its own for anyone else (dp_internal.personal_schema),
+    so that nobody but an administrator writes what other roles read."""
+    shared = db.setting("synthetic_schema") or "dp_synthetic"
+    if admin:
+        return shared
+    return db.execute("SELECT dp_internal.personal_schema($1, $2) AS s", [role, shared], ["oid", "text"])[0]["s"]
+
+
+def _personal_mark(role: int) -> str:
+    return f"pg_dp: synthetic copies made by role oid {int(role)}"
+
+
+def check_schema(schema: str):
+    """A shadow schema that exists must be pg_dp's: owned by a superuser or a pg_dp administrator
+    (whoever owns a schema may drop and replace the tables in it), and a personal one must be the
+    caller's (pg_dp marks it when it creates it)."""
+    rows = db.execute(
+        "SELECT pg_catalog.pg_get_userbyid(n.nspowner) AS owner, r.rolsuper OR "
+        "pg_catalog.has_table_privilege(n.nspowner, 'dp_internal.datasets', 'UPDATE') AS trusted, "
+        "pg_catalog.obj_description(n.oid, 'pg_namespace') AS mark FROM pg_catalog.pg_namespace n "
+        "JOIN pg_catalog.pg_roles r ON r.oid = n.nspowner WHERE n.nspname = $1", [schema], ["text"])
+    if not rows:
+        return
+    if not rows[0]["trusted"]:
+        raise DPError(f"schema {schema} is owned by {rows[0]['owner']}, who could drop or replace the synthetic "
+                      "copies in it", sqlstate=FOREIGN,
+                      hint="Nothing was charged. A superuser makes it pg_dp's (ALTER SCHEMA ... OWNER TO) or drops it; "
+                           "or an administrator sets another shadow schema (dp.set_setting('synthetic_schema', ...)).")
+    role = catalog.outer_role()
+    if schema != (db.setting("synthetic_schema") or "dp_synthetic") and not catalog.is_admin(role) \
+            and rows[0]["mark"] != _personal_mark(role):
+        raise DPError(f"schema {schema} exists and is not the shadow schema pg_dp made for you", sqlstate=FOREIGN,
+                      hint="Nothing was charged. An administrator renames or drops that schema.")
+
+
 def ensure_schema(schema: str):
-    """The shadow schema exists (created by the owner) and the writer may use it."""
+    """The shadow schema exists (created by the owner; a personal one readable by its role only)
+    and the writer may use it."""
     q = db.quote_ident(schema)
+    check_schema(schema)
     if not db.execute("SELECT 1 FROM pg_catalog.pg_namespace WHERE nspname = $1", [schema], ["text"]):
         db.execute(f"CREATE SCHEMA {q}")
+        role = catalog.outer_role()
+        if schema != (db.setting("synthetic_schema") or "dp_synthetic") and not catalog.is_admin(role):
+            db.execute(f"COMMENT ON SCHEMA {q} IS {db.quote_literal(_personal_mark(role))}")
     db.execute(f"GRANT USAGE, CREATE ON SCHEMA {q} TO {WRITER}")
 
 
@@ -410,6 +452,7 @@ def check_source(relid: int, schema: str, name: str, notice: Callable[[str], Non
                       hint="Nothing was charged. pg_dp never runs another role's functions with its own rights: a "
                            "superuser can take ownership of them (ALTER FUNCTION ... OWNER TO), or drop the casts, "
                            "domain constraints and generated columns that call them.")
+    check_schema(schema)
     _may_replace(copy_maker(schema, name), schema, name)
     if ddl.left_out:
         notice("the copy leaves out: " + "; ".join(ddl.left_out))
