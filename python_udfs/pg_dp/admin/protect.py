@@ -90,6 +90,7 @@ def protect(table_oid, dataset, privacy_unit, max_rows_per_unit, max_groups_per_
                       hint="Protect the underlying table.", sqlstate="42809")
     qualified = f"{db.quote_ident(rel['nspname'])}.{db.quote_ident(rel['relname'])}"
     declared = _not_personal(table_oid, qualified, not_personal)
+    again = bool(db.execute("SELECT 1 FROM dp_internal.protected_tables WHERE relid = $1", [table_oid], ["oid"]))
     if db.execute("SELECT 1 FROM dp_internal.public_tables WHERE relid = $1", [table_oid], ["oid"]):
         raise DPError(f"table {qualified} is declared public", sqlstate="55000",
                       hint=f"Public tables are copied verbatim by dp_synthesize: SELECT dp.undeclare_public("
@@ -117,8 +118,7 @@ def protect(table_oid, dataset, privacy_unit, max_rows_per_unit, max_groups_per_
                       hint="Tables of one dataset share their privacy unit column name.", sqlstate=INVALID)
     if declared is None:
         declared = list(db.execute("SELECT coalesce(not_personal, '{}') AS n FROM dp_internal.protected_tables "
-                                   "WHERE relid = $1", [table_oid], ["oid"])[0]["n"]) \
-            if db.execute("SELECT 1 FROM dp_internal.protected_tables WHERE relid = $1", [table_oid], ["oid"]) else []
+                                   "WHERE relid = $1", [table_oid], ["oid"])[0]["n"]) if again else []
     path = None
     if privacy_unit is not None and privacy_unit not in columns:
         path = unit_path(table_oid, dataset, set(declared)) if existing else None
@@ -187,7 +187,7 @@ def protect(table_oid, dataset, privacy_unit, max_rows_per_unit, max_groups_per_
         "      WHERE k.oid = f.conoid) AS refcols "
         "FROM dp_internal.probing_foreign_keys f WHERE f.confrelid = ANY($1::oid[]) ORDER BY 2, 1",
         [sorted(family)], ["int8[]"])
-    if probes and not force:
+    if probes and not force and not again:      # protecting it again (dp.doctor's fixes): the NOTICE only
         fk = probes[0]
         raise DPError(_probe_text(fk), sqlstate="42501",
                       hint=_probe_fix(fk) + f"; or pass force => true to protect {qualified} all the same (dp.doctor() "

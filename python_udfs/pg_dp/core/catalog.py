@@ -149,12 +149,17 @@ def unit_references(relid: int, dataset: str, unit_column: str | None, declared:
     unit's.  [{"conname" (None for the column), "cols", "target", "declared"}]; `declared` when
     the DBA said the key is not personal (dp.protect(..., not_personal => ...))."""
     refs = []
-    if unit_column and db.execute(
-            "SELECT 1 FROM pg_catalog.pg_attribute WHERE attrelid = $1 AND attname = $2 AND attnum > 0 "
-            "AND NOT attisdropped", [relid, unit_column], ["oid", "name"]):
+    holds = bool(unit_column and db.execute(
+        "SELECT 1 FROM pg_catalog.pg_attribute WHERE attrelid = $1 AND attname = $2 AND attnum > 0 "
+        "AND NOT attisdropped", [relid, unit_column], ["oid", "name"]))
+    if holds:
         refs.append({"conname": None, "cols": [unit_column], "target": None, "declared": False})
     for k in db.execute(
             "SELECT k.conname::text AS conname, k.confrelid::regclass::text AS target, "
+            "k.confrelid = $1 OR EXISTS (SELECT 1 FROM dp_internal.protected_tables p WHERE p.relid = k.confrelid "
+            "                            AND p.unit_column IS NOT NULL) AS target_holds, "
+            "ARRAY(SELECT a.attname::text FROM pg_catalog.unnest(k.confkey) WITH ORDINALITY u(n, o) "
+            "      JOIN pg_catalog.pg_attribute a ON a.attrelid = k.confrelid AND a.attnum = u.n ORDER BY u.o) AS refcols, "
             "ARRAY(SELECT a.attname::text FROM pg_catalog.unnest(k.conkey) WITH ORDINALITY u(n, o) "
             "      JOIN pg_catalog.pg_attribute a ON a.attrelid = k.conrelid AND a.attnum = u.n ORDER BY u.o) AS cols, "
             "k.conname = ANY(coalesce((SELECT p.not_personal FROM dp_internal.protected_tables p "
@@ -163,7 +168,10 @@ def unit_references(relid: int, dataset: str, unit_column: str | None, declared:
             "AND (k.confrelid = $1 OR EXISTS (SELECT 1 FROM dp_internal.protected_tables p "
             "     WHERE p.relid = k.confrelid AND p.dataset = $2)) ORDER BY k.conname",
             [relid, dataset], ["oid", "text"]):
-        refs.append({"conname": k["conname"], "cols": list(k["cols"]), "target": k["target"],
+        cols, refcols = list(k["cols"]), list(k["refcols"])
+        if holds and unit_column in cols and k["target_holds"] and refcols[cols.index(unit_column)] == unit_column:
+            continue        # the unit column itself, pointing at the same unit's row: one reference
+        refs.append({"conname": k["conname"], "cols": cols, "target": k["target"],
                      "declared": k["conname"] in declared if declared is not None else bool(k["declared"])})
     return refs
 
