@@ -22,8 +22,8 @@
  *     shadow schemas, else the transaction, and with it all the writer did, is rolled back.
  *
  * One call runs a list of statements with the same text parameters ($1 .. $n, type text)
- * and returns the first column of the last statement's rows as bigint (the staged rows a
- * check refuses), so that nothing of the owner's runs between the switch and its undoing.
+ * and returns the first column of the last statement's rows when it is a bigint (the staged
+ * rows a check refuses), so that nothing of the owner's runs between the switch and its undoing.
  * An error aborts the (sub)transaction, which restores the user id and the settings.
  */
 #include "postgres.h"
@@ -169,7 +169,8 @@ dp_as_writer(PG_FUNCTION_ARGS)
 			: SPI_execute(sql, false, 0);
 		if (ret < 0)
 			elog(ERROR, "pg_dp writer: statement failed (%d)", ret);
-		if (s == nstmts - 1 && SPI_tuptable != NULL && SPI_processed > 0)
+		if (s == nstmts - 1 && SPI_tuptable != NULL && SPI_processed > 0 &&
+			SPI_gettypeid(SPI_tuptable->tupdesc, 1) == INT8OID)
 		{
 			for (uint64 i = 0; i < SPI_processed; i++)
 			{
@@ -178,12 +179,7 @@ dp_as_writer(PG_FUNCTION_ARGS)
 				Datum		out[1];
 				bool		outnull[1] = {isnull};
 
-				if (isnull)
-					out[0] = (Datum) 0;
-				else if (SPI_gettypeid(SPI_tuptable->tupdesc, 1) == INT8OID)
-					out[0] = value;
-				else
-					elog(ERROR, "pg_dp writer: the last statement must return bigint");
+				out[0] = isnull ? (Datum) 0 : value;
 				tuplestore_putvalues(store, desc, out, outnull);
 			}
 		}
