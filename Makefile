@@ -6,7 +6,15 @@ PG_CONFIG  ?= /usr/lib/postgresql/15/bin/pg_config
 PYTHON     ?= /usr/bin/python3
 
 MODULE_big  = pg_dp
-OBJS        = src/pg_dp.o src/executor.o src/frontdoor.o src/hook.o src/citus.o src/spares.o src/writer.o
+# src/: pg_dp.c (entry point, settings), one folder per part (docs/ARCHITECTURE.md)
+OBJS        = src/pg_dp.o \
+              src/aggregates/layout.o src/aggregates/params.o src/aggregates/sum_state.o \
+              src/aggregates/hist_state.o src/aggregates/state_text.o src/aggregates/final.o \
+              src/aggregates/native.o \
+              src/worker/session.o src/worker/serve.o src/worker/spares.o src/worker/frontdoor.o \
+              src/sql_hook/hook.o \
+              src/citus/citus.o src/citus/wrappers.o \
+              src/writer/writer.o
 DATA_built  = pg_dp--$(EXTVERSION).sql
 EXTRA_CLEAN = pg_dp--$(EXTVERSION).sql results regression.diffs regression.out python_udfs/build python_udfs/*.egg-info
 
@@ -14,6 +22,7 @@ EXTRA_CLEAN = pg_dp--$(EXTVERSION).sql results regression.diffs regression.out p
 REGRESS      = $(patsubst test/regress/sql/%.sql,%,$(sort $(wildcard test/regress/sql/*.sql)))
 REGRESS_OPTS = --inputdir=test/regress --load-extension=plpython3u --load-extension=pg_dp
 
+PG_CPPFLAGS = -I$(srcdir)/src
 PG_CFLAGS   = -Wall -Wextra -Wno-unused-parameter -Wno-sign-compare -Wno-missing-field-initializers
 
 # The install script is assembled from sql/*.sql, one file per topic.

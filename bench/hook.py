@@ -1,5 +1,5 @@
 #!/usr/bin/python3
-"""Benchmark: what the plain-SQL hook (src/hook.c) costs statements it leaves alone.
+"""Benchmark: what the plain-SQL hook (src/sql_hook/hook.c) costs statements it leaves alone.
 
     /usr/bin/python3 bench/hook.py [--seconds 60] [--clients 16] [--rounds 2] [--scale 10]
 

@@ -21,7 +21,7 @@ gateway as analyst roles that have no SELECT on the tables:
    breakdown of one query (parse, analyze, catalog, plan, cache look-up,
    charge, exact query, noise, storing the answer, as the executor runs them).
 3. A --rows table (10M by default): dp.query, and the same statement as plain
-   SQL through the hook (src/hook.c), against the native aggregate,
+   SQL through the hook (src/sql_hook/hook.c), against the native aggregate,
    count(*), avg(x) with and without GROUP BY over a public key set, first
    row-level, then with a privacy unit and contribution bounding.  Also the
    gateway's rewritten SQL run directly, to split the cost between executing

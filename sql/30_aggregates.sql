@@ -3,6 +3,10 @@
 -- PostgreSQL does not accept named notation or defaults for aggregates, so each
 -- aggregate comes in two forms: without epsilon (epsilon = 1.0) and with it as
 -- the last argument.
+-- The support functions are named after the aggregate's row in the C table of
+-- aggregates (src/aggregates/layout.c): <kind>_trans, <kind>_final (count, sum,
+-- avg, var, stddev, quantile, median); the C functions behind them read their
+-- parameters' positions from that row.
 
 -- transition, combine and final functions ------------------------------------
 
@@ -14,39 +18,39 @@ CREATE FUNCTION dp_internal.count_trans(dp_internal.sum_state, "any", double pre
     AS 'MODULE_PATHNAME', 'dp_count_trans' LANGUAGE C IMMUTABLE PARALLEL SAFE;
 
 CREATE FUNCTION dp_internal.sum_trans(dp_internal.sum_state, integer, integer, integer) RETURNS dp_internal.sum_state
-    AS 'MODULE_PATHNAME', 'dp_sum_int4_trans' LANGUAGE C IMMUTABLE PARALLEL SAFE;
+    AS 'MODULE_PATHNAME', 'dp_sum_trans' LANGUAGE C IMMUTABLE PARALLEL SAFE;
 CREATE FUNCTION dp_internal.sum_trans(dp_internal.sum_state, integer, integer, integer, double precision) RETURNS dp_internal.sum_state
-    AS 'MODULE_PATHNAME', 'dp_sum_int4_trans' LANGUAGE C IMMUTABLE PARALLEL SAFE;
+    AS 'MODULE_PATHNAME', 'dp_sum_trans' LANGUAGE C IMMUTABLE PARALLEL SAFE;
 CREATE FUNCTION dp_internal.sum_trans(dp_internal.sum_state, bigint, bigint, bigint) RETURNS dp_internal.sum_state
-    AS 'MODULE_PATHNAME', 'dp_sum_int8_trans' LANGUAGE C IMMUTABLE PARALLEL SAFE;
+    AS 'MODULE_PATHNAME', 'dp_sum_trans' LANGUAGE C IMMUTABLE PARALLEL SAFE;
 CREATE FUNCTION dp_internal.sum_trans(dp_internal.sum_state, bigint, bigint, bigint, double precision) RETURNS dp_internal.sum_state
-    AS 'MODULE_PATHNAME', 'dp_sum_int8_trans' LANGUAGE C IMMUTABLE PARALLEL SAFE;
+    AS 'MODULE_PATHNAME', 'dp_sum_trans' LANGUAGE C IMMUTABLE PARALLEL SAFE;
 CREATE FUNCTION dp_internal.sum_trans(dp_internal.sum_state, double precision, double precision, double precision) RETURNS dp_internal.sum_state
-    AS 'MODULE_PATHNAME', 'dp_sum_float8_trans' LANGUAGE C IMMUTABLE PARALLEL SAFE;
+    AS 'MODULE_PATHNAME', 'dp_sum_trans' LANGUAGE C IMMUTABLE PARALLEL SAFE;
 CREATE FUNCTION dp_internal.sum_trans(dp_internal.sum_state, double precision, double precision, double precision, double precision) RETURNS dp_internal.sum_state
-    AS 'MODULE_PATHNAME', 'dp_sum_float8_trans' LANGUAGE C IMMUTABLE PARALLEL SAFE;
+    AS 'MODULE_PATHNAME', 'dp_sum_trans' LANGUAGE C IMMUTABLE PARALLEL SAFE;
 
 CREATE FUNCTION dp_internal.avg_trans(dp_internal.sum_state, double precision, double precision, double precision) RETURNS dp_internal.sum_state
-    AS 'MODULE_PATHNAME', 'dp_avg_float8_trans' LANGUAGE C IMMUTABLE PARALLEL SAFE;
+    AS 'MODULE_PATHNAME', 'dp_sum_trans' LANGUAGE C IMMUTABLE PARALLEL SAFE;
 CREATE FUNCTION dp_internal.avg_trans(dp_internal.sum_state, double precision, double precision, double precision, double precision) RETURNS dp_internal.sum_state
-    AS 'MODULE_PATHNAME', 'dp_avg_float8_trans' LANGUAGE C IMMUTABLE PARALLEL SAFE;
+    AS 'MODULE_PATHNAME', 'dp_sum_trans' LANGUAGE C IMMUTABLE PARALLEL SAFE;
 CREATE FUNCTION dp_internal.stddev_trans(dp_internal.sum_state, double precision, double precision, double precision) RETURNS dp_internal.sum_state
-    AS 'MODULE_PATHNAME', 'dp_stddev_float8_trans' LANGUAGE C IMMUTABLE PARALLEL SAFE;
+    AS 'MODULE_PATHNAME', 'dp_sum_trans' LANGUAGE C IMMUTABLE PARALLEL SAFE;
 CREATE FUNCTION dp_internal.stddev_trans(dp_internal.sum_state, double precision, double precision, double precision, double precision) RETURNS dp_internal.sum_state
-    AS 'MODULE_PATHNAME', 'dp_stddev_float8_trans' LANGUAGE C IMMUTABLE PARALLEL SAFE;
+    AS 'MODULE_PATHNAME', 'dp_sum_trans' LANGUAGE C IMMUTABLE PARALLEL SAFE;
 CREATE FUNCTION dp_internal.var_trans(dp_internal.sum_state, double precision, double precision, double precision) RETURNS dp_internal.sum_state
-    AS 'MODULE_PATHNAME', 'dp_var_float8_trans' LANGUAGE C IMMUTABLE PARALLEL SAFE;
+    AS 'MODULE_PATHNAME', 'dp_sum_trans' LANGUAGE C IMMUTABLE PARALLEL SAFE;
 CREATE FUNCTION dp_internal.var_trans(dp_internal.sum_state, double precision, double precision, double precision, double precision) RETURNS dp_internal.sum_state
-    AS 'MODULE_PATHNAME', 'dp_var_float8_trans' LANGUAGE C IMMUTABLE PARALLEL SAFE;
+    AS 'MODULE_PATHNAME', 'dp_sum_trans' LANGUAGE C IMMUTABLE PARALLEL SAFE;
 
 CREATE FUNCTION dp_internal.quantile_trans(dp_internal.hist_state, double precision, double precision, double precision, double precision) RETURNS dp_internal.hist_state
-    AS 'MODULE_PATHNAME', 'dp_quantile_trans' LANGUAGE C IMMUTABLE PARALLEL SAFE;
+    AS 'MODULE_PATHNAME', 'dp_hist_trans' LANGUAGE C IMMUTABLE PARALLEL SAFE;
 CREATE FUNCTION dp_internal.quantile_trans(dp_internal.hist_state, double precision, double precision, double precision, double precision, double precision) RETURNS dp_internal.hist_state
-    AS 'MODULE_PATHNAME', 'dp_quantile_trans' LANGUAGE C IMMUTABLE PARALLEL SAFE;
+    AS 'MODULE_PATHNAME', 'dp_hist_trans' LANGUAGE C IMMUTABLE PARALLEL SAFE;
 CREATE FUNCTION dp_internal.median_trans(dp_internal.hist_state, double precision, double precision, double precision) RETURNS dp_internal.hist_state
-    AS 'MODULE_PATHNAME', 'dp_median_trans' LANGUAGE C IMMUTABLE PARALLEL SAFE;
+    AS 'MODULE_PATHNAME', 'dp_hist_trans' LANGUAGE C IMMUTABLE PARALLEL SAFE;
 CREATE FUNCTION dp_internal.median_trans(dp_internal.hist_state, double precision, double precision, double precision, double precision) RETURNS dp_internal.hist_state
-    AS 'MODULE_PATHNAME', 'dp_median_trans' LANGUAGE C IMMUTABLE PARALLEL SAFE;
+    AS 'MODULE_PATHNAME', 'dp_hist_trans' LANGUAGE C IMMUTABLE PARALLEL SAFE;
 
 CREATE FUNCTION dp_internal.sum_state_combine(dp_internal.sum_state, dp_internal.sum_state) RETURNS dp_internal.sum_state
     AS 'MODULE_PATHNAME', 'dp_sum_state_combine' LANGUAGE C IMMUTABLE PARALLEL SAFE;
@@ -55,21 +59,21 @@ CREATE FUNCTION dp_internal.hist_state_combine(dp_internal.hist_state, dp_intern
 
 -- Final functions add noise: VOLATILE, so the planner never folds or reuses them.
 CREATE FUNCTION dp_internal.count_final(dp_internal.sum_state) RETURNS bigint
-    AS 'MODULE_PATHNAME', 'dp_count_final' LANGUAGE C VOLATILE PARALLEL SAFE;
+    AS 'MODULE_PATHNAME', 'dp_sum_state_final' LANGUAGE C VOLATILE PARALLEL SAFE;
 CREATE FUNCTION dp_internal.sum_int_final(dp_internal.sum_state) RETURNS bigint
-    AS 'MODULE_PATHNAME', 'dp_sum_int_final' LANGUAGE C VOLATILE PARALLEL SAFE;
+    AS 'MODULE_PATHNAME', 'dp_sum_state_final' LANGUAGE C VOLATILE PARALLEL SAFE;
 CREATE FUNCTION dp_internal.sum_float8_final(dp_internal.sum_state) RETURNS double precision
-    AS 'MODULE_PATHNAME', 'dp_sum_float8_final' LANGUAGE C VOLATILE PARALLEL SAFE;
+    AS 'MODULE_PATHNAME', 'dp_sum_state_final' LANGUAGE C VOLATILE PARALLEL SAFE;
 CREATE FUNCTION dp_internal.avg_final(dp_internal.sum_state) RETURNS double precision
-    AS 'MODULE_PATHNAME', 'dp_avg_final' LANGUAGE C VOLATILE PARALLEL SAFE;
+    AS 'MODULE_PATHNAME', 'dp_sum_state_final' LANGUAGE C VOLATILE PARALLEL SAFE;
 CREATE FUNCTION dp_internal.var_final(dp_internal.sum_state) RETURNS double precision
-    AS 'MODULE_PATHNAME', 'dp_var_final' LANGUAGE C VOLATILE PARALLEL SAFE;
+    AS 'MODULE_PATHNAME', 'dp_sum_state_final' LANGUAGE C VOLATILE PARALLEL SAFE;
 CREATE FUNCTION dp_internal.stddev_final(dp_internal.sum_state) RETURNS double precision
-    AS 'MODULE_PATHNAME', 'dp_stddev_final' LANGUAGE C VOLATILE PARALLEL SAFE;
+    AS 'MODULE_PATHNAME', 'dp_sum_state_final' LANGUAGE C VOLATILE PARALLEL SAFE;
 CREATE FUNCTION dp_internal.quantile_final(dp_internal.hist_state) RETURNS double precision
-    AS 'MODULE_PATHNAME', 'dp_quantile_final' LANGUAGE C VOLATILE PARALLEL SAFE;
+    AS 'MODULE_PATHNAME', 'dp_hist_state_final' LANGUAGE C VOLATILE PARALLEL SAFE;
 CREATE FUNCTION dp_internal.median_final(dp_internal.hist_state) RETURNS double precision
-    AS 'MODULE_PATHNAME', 'dp_median_final' LANGUAGE C VOLATILE PARALLEL SAFE;
+    AS 'MODULE_PATHNAME', 'dp_hist_state_final' LANGUAGE C VOLATILE PARALLEL SAFE;
 
 -- aggregates ----------------------------------------------------------------
 

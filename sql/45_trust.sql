@@ -140,8 +140,9 @@ AS $$
     WHERE r.refclassid = 'pg_catalog.pg_class'::pg_catalog.regclass AND r.refobjid <> self
 $$;
 
-REVOKE ALL ON FUNCTION dp_internal.trusted_function(oid), dp_internal.type_closure(oid[]),
-    dp_internal.type_foreign_code(oid[]), dp_internal.expression_foreign_code(oid, oid, oid) FROM PUBLIC;
+-- They read catalogs every role reads; administrators who are no superusers call them through dp.protect.
+GRANT EXECUTE ON FUNCTION dp_internal.trusted_function(oid), dp_internal.type_closure(oid[]),
+    dp_internal.type_foreign_code(oid[]), dp_internal.expression_foreign_code(oid, oid, oid) TO PUBLIC;
 COMMENT ON FUNCTION dp_internal.trusted_function(oid) IS
     'Internal: whether pg_dp may let a function run on its privileged paths (built in and harmless, or a superuser''s and not volatile)';
 COMMENT ON FUNCTION dp_internal.type_closure(oid[]) IS

@@ -303,6 +303,15 @@ BEGIN
         RAISE EXCEPTION 'table % is protected: its values are not public', source_table
             USING ERRCODE = 'invalid_parameter_value', HINT = 'Take public values from a public table.';
     END IF;
+    -- the values are cast to text here: no cast or domain CHECK of another role may run
+    IF EXISTS (SELECT 1 FROM dp_internal.type_foreign_code(ARRAY(
+                   SELECT a.atttypid FROM pg_catalog.pg_attribute a
+                   WHERE a.attrelid = source_table AND a.attname = source_column))) THEN
+        RAISE EXCEPTION 'column %.% is of a type whose casts or checks run functions of other roles', source_table,
+                        source_column
+            USING ERRCODE = 'insufficient_privilege',
+                  HINT = 'See dp_internal.type_foreign_code; a superuser can take over those functions.';
+    END IF;
     EXECUTE format('SELECT array_agg(DISTINCT %I::text) FROM %s WHERE %I IS NOT NULL',
                    source_column, source_table, source_column) INTO vals;
     PERFORM dp.set_public_values(table_name, column_name, coalesce(vals, '{}'));

@@ -20,7 +20,7 @@ REVOKE ALL ON FUNCTION dp_internal.exact_sum(double precision, double precision,
 FROM PUBLIC;
 
 
--- The privileged executor (src/executor.c): a background worker per analyst
+-- The privileged executor (src/worker/): a background worker per analyst
 -- session, connected as the extension owner.  The analyst's backend hands it a
 -- request and receives only the released answer.  The role checked and charged
 -- is the caller's, taken from the backend's state, never from an argument.
@@ -126,7 +126,7 @@ CREATE FUNCTION dp.query(sql text, epsilon double precision DEFAULT NULL, delta 
 RETURNS SETOF record
 AS 'MODULE_PATHNAME', 'dp_query' LANGUAGE C VOLATILE PARALLEL UNSAFE;
 
--- dp.query for a statement with $n parameters: what the plain-SQL hook (src/hook.c) writes
+-- dp.query for a statement with $n parameters: what the plain-SQL hook (src/sql_hook/hook.c) writes
 -- for a prepared statement; `numbers` says which $n each further argument is.
 CREATE FUNCTION dp_internal.query_params(sql text, numbers integer[], VARIADIC params "any")
 RETURNS SETOF record

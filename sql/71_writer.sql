@@ -2,7 +2,7 @@
 --
 -- dp_synthesize runs in the executor as the extension owner, but every statement that
 -- creates, fills, checks or changes a shadow table runs as dp_shadow_writer
--- (dp_internal.as_writer, src/writer.c): a NOLOGIN role with no privilege but USAGE and
+-- (dp_internal.as_writer, src/writer/writer.c): a NOLOGIN role with no privilege but USAGE and
 -- CREATE on the shadow schemas and what it is granted on the executor's staging tables, so
 -- that a CHECK, default, domain check or cast of another role can never run with the
 -- owner's rights.  Roles are shared by the databases of a cluster: an existing role of that

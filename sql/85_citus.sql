@@ -5,7 +5,7 @@
 -- distributed at all.  On a database with Citus, pg_dp's parse hook rewrites
 -- dp_count(*) to dp_count(true) and dp_count(x) to
 -- dp_count(NULLIF(x IS NOT NULL, false)), same count, as calls of these
--- (src/citus.c).  They live in dp_internal so that no user's dp_count call
+-- (src/citus/citus.c).  They live in dp_internal so that no user's dp_count call
 -- resolves differently.
 
 CREATE FUNCTION dp_internal.count_trans(dp_internal.sum_state, boolean) RETURNS dp_internal.sum_state
@@ -102,7 +102,7 @@ COMMENT ON FUNCTION dp_internal.count_shard_write(bigint) IS 'Internal: the data
 COMMENT ON FUNCTION dp_internal.distributed_writes(text) IS 'Internal: writes counted on every Citus node for the shards of a dataset''s tables (0 without Citus)';
 COMMENT ON FUNCTION dp_internal.is_citus_table(oid) IS 'Internal: whether a relation is a Citus table (false without Citus)';
 
--- Native-aggregate form of dp_count, dp_sum and dp_avg on Citus (src/citus.c, src/pg_dp.c):
+-- Native-aggregate form of dp_count, dp_sum and dp_avg on Citus (src/citus/citus.c, src/aggregates/native.c):
 -- the workers run native count/sum over values on the aggregate's grid, the noise is
 -- added per group by these functions, with the statistics the final functions pass.
 CREATE FUNCTION dp_internal.grid_units(double precision, double precision, double precision) RETURNS bigint

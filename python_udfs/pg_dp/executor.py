@@ -1,4 +1,4 @@
-"""The engine side of the privileged executor (src/, the worker; requests.py lists the kinds).
+"""The engine side of the privileged executor (src/worker/serve.c; requests.py lists the request kinds).
 
 The executor -- a background worker connected as the extension owner, one per
 analyst session -- calls `handle(role, kind, payload)` once per phase of a
@@ -48,7 +48,7 @@ def handle(role: int, kind: str, payload: str) -> str:
     global _inflight
     try:
         if kind == "warmup" and int(role) == 0:
-            # a spare executor (src/spares.c; role 0, never a caller's) loads what a
+            # a spare executor (src/worker/spares.c; role 0, never a caller's) loads what a
             # session's first question needs
             for module in WARM_MODULES:
                 importlib.import_module(module)

@@ -1,4 +1,4 @@
-"""The security suite again, through the plain-SQL hook (src/hook.c).
+"""The security suite again, through the plain-SQL hook (src/sql_hook/hook.c).
 
 Every attack that dp.query refuses must be refused as plain SQL too, and the hook
 itself is attacked: parameters, prepared statements, cursors, views, CTEs,

@@ -1,4 +1,4 @@
-"""Plain SQL on protected tables through the hook (src/hook.c), on a real server.
+"""Plain SQL on protected tables through the hook (src/sql_hook/hook.c), on a real server.
 
 The database sets session_preload_libraries = 'pg_dp', so a restricted role's
 SELECT over a protected table is answered by the gateway: DP answer, charged
@@ -316,7 +316,7 @@ def test_psql_introspection_keeps_working_for_a_restricted_role(pg, db, conn):
 ])
 def test_post_processing_is_sql_over_the_released_rows(bi, conn, sql, check):
     """HAVING, round(), casts, arithmetic between aggregates, ORDER BY an aggregate not selected:
-    PostgreSQL evaluates them over the DP core's noisy rows (src/hook.c split_level)."""
+    PostgreSQL evaluates them over the DP core's noisy rows (src/sql_hook/hook.c split_level)."""
     before = spent(conn)
     rows = bi.execute(sql).fetchall()
     assert check(rows), rows

@@ -1,4 +1,4 @@
-"""Warm spare executors (src/spares.c): a new session adopts one instead of starting its
+"""Warm spare executors (src/worker/spares.c): a new session adopts one instead of starting its
 executor, and a spare never serves two sessions, blocks no DROP DATABASE, and leaves when
 its slot is needed.  On a real server; the registry is read from the data directory."""
 

@@ -5,7 +5,7 @@ one `SELECT g, dp_xxx(...) FROM t GROUP BY g` over a table whose groups all
 hold the same rows gives thousands of independent draws of one mechanism.
 
 The reference distributions are derived here from the mechanisms' definitions
-(src/pg_dp.c header and grid, release.py, OpenDP's documentation), never by
+(src/aggregates/state.h and sum_state.c: the grid, release.py, OpenDP's documentation), never by
 calling pg_dp code:
 
 * dp_count / dp_sum: released - true value ~ discrete Laplace,
@@ -44,7 +44,7 @@ N_VAR = 6000
 N_QUANTILE = 2500
 N_EMPTY = 20000  # empty input: max(0, noise) carries less information per draw
 ROWS = 20  # rows per group: i = 1..20
-GRID_BITS = 40  # pg_dp.c: max(|lower|, |upper|) spans about 2^40 grid units
+GRID_BITS = 40  # src/aggregates/state.h: max(|lower|, |upper|) spans about 2^40 grid units
 
 
 def fetch_columns(conn, sql, ncols):
@@ -53,7 +53,7 @@ def fetch_columns(conn, sql, ncols):
 
 
 def grid_exponent(lower, upper):
-    """pg_dp.c: values are put on a grid of 2^gexp with max(|lower|,|upper|) < 2^(gexp+40)."""
+    """src/aggregates/sum_state.c: values are put on a grid of 2^gexp with max(|lower|,|upper|) < 2^(gexp+40)."""
     return math.frexp(max(abs(lower), abs(upper)))[1] - GRID_BITS
 
 
@@ -278,7 +278,7 @@ def quantile_draws(tables):
     conn.execute("ANALYZE tq")
     sql = "SELECT g, " + ", ".join(c[1] for c in QUANTILE_CASES) + " FROM tq GROUP BY g"
     cols = fetch_columns(conn, sql, len(QUANTILE_CASES))
-    # the rows land on the intended candidates (same snapping as pg_dp.c)
+    # the rows land on the intended candidates (same snapping as src/aggregates/hist_state.c)
     stored = conn.execute("SELECT xm, xq FROM tq WHERE g = 1").fetchall()
     for k, case in enumerate(QUANTILE_CASES):
         counts = H.candidate_counts([r[k] for r in stored], case[4], case[5])

@@ -1,7 +1,7 @@
 """Exact reference distributions and goodness-of-fit tests for test_statistical.py.
 
 Nothing here imports pg_dp: every distribution is written down from the
-mathematics of the mechanisms (src/pg_dp.c, python_udfs/pg_dp/release.py and
+mathematics of the mechanisms (src/aggregates/, python_udfs/pg_dp/release.py and
 OpenDP's documentation), so the tests compare the extension with the theory,
 not with itself.
 
@@ -262,7 +262,7 @@ QUANTILE_CANDIDATES = 1025
 
 
 def candidate_counts(values, lower, upper, ncand=QUANTILE_CANDIDATES):
-    """Rows snapped to the nearest of ncand equally spaced candidates (pg_dp.c hist_trans)."""
+    """Rows snapped to the nearest of ncand equally spaced candidates (src/aggregates/hist_state.c, dp_hist_trans)."""
     x = np.clip(np.asarray(values, dtype=float), lower, upper)
     idx = np.rint((x - lower) / (upper - lower) * (ncand - 1)).astype(int)
     return np.bincount(idx, minlength=ncand)

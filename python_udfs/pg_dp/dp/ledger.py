@@ -1,6 +1,6 @@
 """Charging budgets so that no rollback, error or cancel of the caller can undo a charge.
 
-The charge runs in the privileged executor (src/executor.c, pg_dp.executor),
+The charge runs in the privileged executor (src/worker/serve.c, pg_dp.executor),
 in a transaction of its own that the executor commits before the answer is
 computed (the handler yields right after charging; DESIGN decision 3).  The
 budget row is locked (SELECT ... FOR UPDATE), so concurrent sessions never

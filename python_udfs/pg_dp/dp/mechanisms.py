@@ -219,7 +219,7 @@ def select_partitions(counts: dict[str, int], max_groups: int, max_rows: int,
 
 
 # ---------------------------------------------------------------------------
-# The grid of the C accumulators (src/pg_dp.c, grid_exponent), reproduced so that
+# The grid of the C accumulators (src/aggregates/sum_state.c, grid_exponent), reproduced so that
 # groups no row reached get exactly the bounds the others were clamped to.
 # ---------------------------------------------------------------------------
 

@@ -146,7 +146,7 @@ def bind_params(stmt: ast.SelectStmt, params) -> ast.SelectStmt:
 
     params[n-1] is (format_type of $n's type, its text in ISO/UTC form or None for NULL), or
     None for a number the statement does not use.  The values were written by the caller's
-    backend under pinned settings (src/frontdoor.c), so they read the same here.
+    backend under pinned settings (src/worker/frontdoor.c), so they read the same here.
     """
     try:
         _BindParams(params)(stmt)

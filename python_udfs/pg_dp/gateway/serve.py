@@ -212,7 +212,7 @@ def column_list(columns) -> str:
 
 
 def encode_rows(columns, rows) -> str:
-    """The reply of dp.query (src/frontdoor.c): a header line, then each value length-prefixed.
+    """The reply of dp.query (src/worker/frontdoor.c): a header line, then each value length-prefixed.
 
     Header: the number of columns and their list as "name type, ..." (for error hints).
     Values, row after row: N (NULL) or V<characters>:<value> (characters: the server's
@@ -294,7 +294,7 @@ def cost_reply(sql, epsilon=None, delta=None, session_epsilon=None, timezone=Non
 def explain_reply(sql, epsilon=None, delta=None, columns_only=False, session_epsilon=None, params=None,
                   timezone=None):
     plan = plan_question(sql, epsilon, delta, session_epsilon, params, timezone)
-    if columns_only:        # the answer's column types, one a line, for the plain-SQL hook (src/hook.c)
+    if columns_only:        # the answer's column types, one a line, for the plain-SQL hook (src/sql_hook/hook.c)
         return "\n".join(t for _, t in plan.columns)
     return json.dumps([
         {"column_name": r["column_name"], "data_type": r["data_type"], "mechanism": r["mechanism"],

@@ -8,7 +8,7 @@ expressions taken from the source's catalog (CHECKs, defaults, domains' CHECKs) 
 cast to the source's types, and any of them may be code another role wrote.  So:
 
 1. every statement that creates, fills, checks or changes a shadow table runs as the
-   NOLOGIN role dp_shadow_writer (``as_writer``: dp_internal.as_writer, src/writer.c), in a
+   NOLOGIN role dp_shadow_writer (``as_writer``: dp_internal.as_writer, src/writer/writer.c), in a
    security-restricted operation with search_path pinned and every setting restored after;
    it holds USAGE and CREATE on the shadow schemas and what it is granted on the executor's
    staging tables (synthetic rows only), nothing else; after each batch the writer must own

@@ -35,7 +35,6 @@
 #include "commands/extension.h"
 #include "nodes/makefuncs.h"
 #include "nodes/nodeFuncs.h"
-#include "optimizer/optimizer.h"
 #include "parser/parse_func.h"
 #include "utils/builtins.h"
 #include "utils/fmgroids.h"
@@ -43,20 +42,11 @@
 #include "utils/lsyscache.h"
 #include "utils/rel.h"
 
-#include "citus.h"
+#include "aggregates/aggregates.h"
+#include "citus/citus.h"
+#include "pg_dp.h"
 
 #define CITUS_INTERNAL_APP_PREFIX "citus_internal gpid="
-
-static bool native_aggregates = true;
-
-void
-pg_dp_citus_init(void)
-{
-	DefineCustomBoolVariable("pg_dp.citus_native_aggregates",
-							 "On Citus, run dp_count/dp_sum/dp_avg as native count/sum on the workers.",
-							 "Off: through Citus's worker_partial_agg (about 2x slower); the same release either way.",
-							 &native_aggregates, true, PGC_USERSET, 0, NULL, NULL, NULL);
-}
 
 bool
 pg_dp_citus_internal_connection(void)
@@ -155,45 +145,17 @@ rewrite_count(Aggref *agg, CountOids *c)
 
 /*
  * The privacy parameters of a dp_* aggregate (every argument after the value)
- * must not depend on the rows.  pg_dp.c checks this in the transition function,
- * on the rows' node; on Citus a group that no row reached on any worker never
- * gets there, and the coordinator's plan has lost the arguments, so the check
- * is made here, at parse time, for every statement alike.
+ * must not depend on the rows.  The aggregates check this in the transition
+ * function, on the rows' node; on Citus a group that no row reached on any
+ * worker never gets there, and the coordinator's plan has lost the arguments,
+ * so the check is made here, at parse time, for every statement alike, with
+ * the aggregates' own check and parameter names (aggregates/layout.c).
  */
-static const char *
-param_name(const char *aggname, int argno, int nargs)
-{
-	bool		quantile = strcmp(aggname, "dp_quantile") == 0;
-	int			base = strcmp(aggname, "dp_count") == 0 ? 1 : (quantile ? 4 : 3);
-
-	if (argno == base)
-		return "epsilon";
-	if (quantile && argno == 1)
-		return "quantile";
-	if (base > 1 && argno == base - 2)
-		return "lower bound";
-	if (base > 1 && argno == base - 1)
-		return "upper bound";
-	return "parameter";
-}
-
-static bool
-row_dependent_walker(Node *node, void *context)
-{
-	if (node == NULL)
-		return false;
-	if (IsA(node, Var) || IsA(node, SubLink) || IsA(node, Aggref) ||
-		IsA(node, WindowFunc) || IsA(node, GroupingFunc))
-		return true;
-	if (IsA(node, Param) && ((Param *) node)->paramkind != PARAM_EXTERN)
-		return true;
-	return expression_tree_walker(node, row_dependent_walker, context);
-}
-
 static void
 check_dp_parameters(Aggref *agg)
 {
 	char	   *name;
+	const DpAggregate *row;
 	Oid			nsp = get_func_namespace(agg->aggfnoid);
 	char	   *nspname = get_namespace_name(nsp);
 	ListCell   *lc;
@@ -204,16 +166,13 @@ check_dp_parameters(Aggref *agg)
 	name = get_func_name(agg->aggfnoid);
 	if (name == NULL || strncmp(name, "dp_", 3) != 0)
 		return;
+	row = dp_aggregate_by_name(name);
 	foreach(lc, agg->args)
 	{
 		Expr	   *expr = lfirst_node(TargetEntry, lc)->expr;
 
-		if (argno > 0 && (row_dependent_walker((Node *) expr, NULL) ||
-						  contain_volatile_functions((Node *) expr)))
-			ereport(ERROR,
-					(errcode(ERRCODE_FEATURE_NOT_SUPPORTED),
-					 errmsg("%s of %s must be a constant", param_name(name, argno, list_length(agg->args)), name),
-					 errhint("Write a literal or a query parameter: privacy parameters must not depend on the rows.")));
+		if (argno > 0)
+			dp_check_param_constant(name, dp_aggregate_param_name(row, argno, list_length(agg->args)), expr);
 		argno++;
 	}
 }
@@ -256,7 +215,7 @@ count_walker(Node *node, CountOids *c)
  *     dp_sum(x, lo, hi [, eps])    -> native_sum_float8(count(x), sum(grid_units(x, lo, hi)), lo, hi, eps)
  *     dp_avg(x, lo, hi [, eps])    -> native_avg(count(grid_units(..)), sum(grid_units(..)), lo, hi, eps)
  * (dp_internal), with the same exact statistics and the same release as the
- * final functions.  The release functions are evaluated once per output row and
+ * final functions (aggregates/native.c).  The release functions are evaluated once per output row and
  * occurrence: a call written twice (or in the select list and HAVING) releases
  * twice, as Citus's own distribution of the aggregate does (it computes each
  * occurrence as a column of its own), where a single server releases once.
@@ -505,7 +464,7 @@ pg_dp_citus_rewrite_counts(Query *query)
 	(void) query_tree_walker(query, count_walker, &c, 0);		/* parameters */
 	if (!c.citus)
 		return;
-	if (native_aggregates && load_native_oids(&n))
+	if (dp_citus_native_aggregates && load_native_oids(&n))
 		(void) native_walker((Node *) query, &n);
 	c.rewrite = true;
 	(void) query_tree_walker(query, count_walker, &c, 0);		/* dp_count left */

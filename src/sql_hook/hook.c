@@ -4,7 +4,7 @@
  * Loaded with session_preload_libraries = 'pg_dp' (or shared_preload_libraries),
  * a post_parse_analyze hook looks at each statement a role sends.  When the
  * statement itself reads a protected table the role may not SELECT from, it is
- * handed to the gateway (through the privileged executor, executor.c) instead:
+ * handed to the gateway (through the privileged executor, worker/) instead:
  * the Query is replaced by
  *
  *     SELECT answer.c1::<its type> AS <its name>, ...
@@ -49,15 +49,13 @@
 #include "utils/rel.h"
 #include "utils/ruleutils.h"
 
-#include "citus.h"
-#include "executor.h"
+#include "citus/citus.h"
+#include "pg_dp.h"
+#include "worker/worker.h"
 
 #define PROTECTION_TRIGGER "dp_data_version"
 
-void		_PG_init(void);
-
 static post_parse_analyze_hook_type prev_post_parse_analyze = NULL;
-static double session_epsilon = 0;
 static bool hook_active = false;
 
 /* A table pg_dp protects carries its data-version trigger. */
@@ -681,17 +679,10 @@ dp_post_parse_analyze(ParseState *pstate, Query *query, JumbleState *jstate)
 	refuse_other_paths(query);
 }
 
+/* Called by _PG_init (pg_dp.c). */
 void
-_PG_init(void)
+dp_sql_hook_install(void)
 {
-	DefineCustomRealVariable("pg_dp.epsilon",
-							 "Epsilon of a DP statement that gives none (0: the role's default).",
-							 "Within the maximum the DBA set for the role (dp.set_query_epsilon); "
-							 "every release is charged.",
-							 &session_epsilon, 0, 0, 1e6, PGC_USERSET, 0, NULL, NULL, NULL);
-	pg_dp_citus_init();
-	dp_spares_init();
-	MarkGUCPrefixReserved("pg_dp");
 	prev_post_parse_analyze = post_parse_analyze_hook;
 	post_parse_analyze_hook = dp_post_parse_analyze;
 }

@@ -1,8 +1,14 @@
 /*
- * executor.h -- the privileged executor's interface to the rest of pg_dp.
+ * protocol.h -- between a session and its executor: the shared segment, its
+ * state word, and the messages of its two queues.
+ *
+ * A request (session -> executor): int32 role, then the kind and the payload as
+ * NUL-terminated strings (pq_sendint32 / pq_sendstring).  A reply (executor ->
+ * session): libpq's 'N' (notice) and 'E' (error) messages, as ereport() writes
+ * them through pq_redirect_to_shm_mq, and MSG_REPLY followed by the reply text.
  */
-#ifndef PG_DP_EXECUTOR_H
-#define PG_DP_EXECUTOR_H
+#ifndef PG_DP_WORKER_PROTOCOL_H
+#define PG_DP_WORKER_PROTOCOL_H
 
 #include "postgres.h"
 
@@ -10,16 +16,12 @@
 #include "storage/dsm.h"
 #include "storage/shm_mq.h"
 
-/* One request of the current user (GetUserId) to its executor; the reply text. */
-extern text *dp_executor_request(const char *kind, const char *payload);
-
-/* ------------------------------------------------------------------------
- * Between executor.c (requests, the serving loop) and spares.c (warm spares)
- * ------------------------------------------------------------------------ */
-
 #define EXECUTOR_MAGIC		0x70676470	/* "pgdp" */
 #define EXECUTOR_QUEUE_SIZE	(64 * 1024)
 #define EXECUTOR_IDLE_MS	(60 * 1000)
+
+/* message type of the reply queue besides libpq's 'E' (error) and 'N' (notice) */
+#define MSG_REPLY		'R'
 
 /* states of the segment's state word */
 #define STATE_IDLE		0			/* waiting for a request */
@@ -55,21 +57,5 @@ reply_queue(ExecutorShared *shared)
 {
 	return (shm_mq *) ((char *) shared + EXECUTOR_HEADER_SIZE + shared->queue_size);
 }
-
-/* executor.c: the executor process */
-struct BackgroundWorker;
-extern void dp_executor_worker(struct BackgroundWorker *worker, const char *function, const char *name);
-extern void dp_executor_process_init(void);
-extern void dp_executor_pin_settings(void);
-extern void dp_executor_serve(dsm_segment *seg, ExecutorShared *shared,
-							  shm_mq_handle *requests, shm_mq_handle *replies) pg_attribute_noreturn();
-
-/* spares.c: warm executors that a new session adopts instead of starting one */
-extern int	dp_executor_spares;
-extern void dp_spares_init(void);
-extern dsm_segment *dp_spare_adopt(Oid owner);
-extern void dp_spare_replenish(Oid owner);
-extern bool dp_spare_retire_one(void);
-extern void dp_executor_terminate(ExecutorShared *shared);
 
 #endif

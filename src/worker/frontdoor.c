@@ -3,7 +3,7 @@
  * dp.view_answer.
  *
  * They run in the analyst's backend with the analyst's rights (SECURITY
- * INVOKER): all they do is hand the question to the executor (executor.c) and
+ * INVOKER): all they do is hand the question to the executor (session.c) and
  * turn its reply into rows of the column definition list the caller wrote, by
  * those types' input functions.  Errors come from the executor with their own
  * SQLSTATE and hint.
@@ -28,7 +28,7 @@
 #include "utils/json.h"
 #include "utils/tuplestore.h"
 
-#include "executor.h"
+#include "worker/worker.h"
 
 static void
 append_number(StringInfo buf, const char *key, bool isnull, double value)

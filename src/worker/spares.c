@@ -1,7 +1,7 @@
 /*
  * spares.c -- warm executors, started ahead of the sessions that will use them.
  *
- * A session's first pg_dp request used to start its executor (executor.c) and
+ * A session's first pg_dp request used to start its executor (session.c) and
  * wait for it to load the Python engine: PL/Python, numpy, OpenDP and pglast
  * cost 200-250 ms, on every new connection (psql users open one per script).
  * Now a session that starts an executor also asks for a spare: an executor of
@@ -58,13 +58,14 @@
 #include "utils/timestamp.h"
 #include "utils/wait_event.h"
 
-#include "executor.h"
+#include "pg_dp.h"
+#include "worker/protocol.h"
+#include "worker/serve.h"
+#include "worker/spares.h"
 
 #define SPARE_DIR				"pg_dp_spares"
 #define SPARE_POLL_MS			250
 #define SPAWN_MARKER_SECONDS	30		/* a marker older than this is stale */
-
-int			dp_executor_spares = 1;
 
 PGDLLEXPORT void dp_spare_main(Datum main_arg);
 
@@ -74,17 +75,6 @@ typedef struct SpareTarget
 	Oid			database;
 	Oid			owner;
 } SpareTarget;
-
-void
-dp_spares_init(void)
-{
-	DefineCustomIntVariable("pg_dp.executor_spares",
-							"Warm pg_dp executors kept waiting per database for new sessions.",
-							"Each holds a background-worker slot and a connection to its database "
-							"until a new session adopts it or it has idled for a minute; 0 turns "
-							"them off (each session then waits for its executor to start).",
-							&dp_executor_spares, 1, 0, 8, PGC_SUSET, 0, NULL, NULL, NULL);
-}
 
 /* ------------------------------------------------------------------------
  * The registry
@@ -364,17 +354,6 @@ dp_spare_retire_one(void)
 	}
 	FreeDir(dir);
 	return retired;
-}
-
-/* Stop a session's executor that the session did not start itself (an adopted spare). */
-void
-dp_executor_terminate(ExecutorShared *shared)
-{
-	pid_t		pid = shared->executor_pid;
-
-	/* the pid is checked against the proc array first, as pg_terminate_backend does */
-	if (pid != 0 && BackendPidGetProc(pid) != NULL)
-		(void) kill(pid, SIGTERM);
 }
 
 /* ------------------------------------------------------------------------
