@@ -256,6 +256,8 @@ def test_attack_transfer_names_two_customers(conn, mallory):
     with pytest.raises(psycopg.errors.FeatureNotSupported) as e:
         ask(mallory, "SELECT count(*) FROM transfer WHERE amount > 3")
     assert "transfer_approver_id_fkey" in e.value.diag.message_primary and e.value.diag.message_hint
+    with pytest.raises(psycopg.errors.FeatureNotSupported):
+        mallory.execute("CALL dp.dp_synthesize('public.transfer', epsilon => 1)")
     assert ledger(conn, MALLORY) == before
     assert any("names the unit twice" in r[0] for r in
                conn.execute("SELECT issue FROM dp.doctor() WHERE table_name = 'transfer'::regclass"))

@@ -105,6 +105,11 @@ class Run:
                           hint="Nothing was charged. Drop or change what is named, declare public values "
                                "(dp.set_public_values), or synthesize a view-free copy of the table without it.",
                           sqlstate="0A000")
+        # a row naming a unit of the dataset twice is bounded for one only: refused before the charge
+        catalog.require_bounded_references(
+            self.t.relid, self.t.qualified, self.t.dataset, self.t.unit or self.t.path_unit,
+            f"An administrator declares every reference but one not personal (dp.protect('{self.t.qualified}', "
+            f"dataset => '{self.t.dataset}', not_personal => ARRAY['<key or column>'])). Nothing was charged.")
         self.schema = self._target_schema(target_schema)
         # refused before the charge: another role's code in the column types, a copy another role made
         write.check_source(self.t.relid, self.schema, self.t.name, self.notice)
