@@ -37,8 +37,8 @@ COMMENT ON FUNCTION dp_internal.as_writer(text[], text[]) IS
 
 -- What the writer owns outside the shadow schemas (pg_shdepend: ownership in this
 -- database): after every batch of its statements this must be empty, or the executor
--- rolls the whole write back.  The shadow schemas are those it may create in (pg_dp grants
--- it CREATE on each); the session's temp schema, where it may create too, is not one.
+-- rolls the whole write back.  The shadow schemas are those pg_dp granted it CREATE on (not
+-- through PUBLIC); the session's temp schema, where it may create too, is not one.
 CREATE FUNCTION dp_internal.writer_strays() RETURNS SETOF text
 LANGUAGE sql STABLE SECURITY INVOKER
 SET search_path = pg_catalog, pg_temp
@@ -53,7 +53,8 @@ AS $$
                AND EXISTS (SELECT 1 FROM pg_catalog.pg_class c JOIN pg_catalog.pg_namespace n ON n.oid = c.relnamespace
                            WHERE c.oid = s.objid AND c.relkind IN ('r', 'S', 'i', 't')
                              AND (c.relkind = 't' OR (n.nspname !~ '^pg_'
-                                  AND pg_catalog.has_schema_privilege('dp_shadow_writer', n.oid, 'CREATE')))))
+                                  AND EXISTS (SELECT 1 FROM pg_catalog.aclexplode(n.nspacl) a
+                                              WHERE a.grantee = s.refobjid AND a.privilege_type = 'CREATE')))))
 $$;
 REVOKE ALL ON FUNCTION dp_internal.writer_strays() FROM PUBLIC;
 COMMENT ON FUNCTION dp_internal.writer_strays() IS

@@ -87,15 +87,17 @@ def test_attack_check_operator_of_the_table_owner_runs_as_superuser(conn, app):
     """Before: the copy was made with LIKE ... INCLUDING CONSTRAINTS and filled as the extension
     owner, so app's operator in a CHECK (and in a DEFAULT) ran ~1,300 times as the superuser.
     Now the copy carries only what pg_dp can vouch for, written by the powerless writer role."""
+    app.execute("CREATE DOMAIN app.points AS int NOT NULL CHECK (VALUE BETWEEN 0 AND 9)")
     app.execute("""CREATE TABLE app.acct (id int PRIMARY KEY, age int NOT NULL CHECK (age OPERATOR(app.<~>) 0)
                    CHECK (age >= 0), kind text NOT NULL CHECK (kind IN ('a', 'b')),
-                   note text DEFAULT (CASE WHEN 1 OPERATOR(app.<~>) 1 THEN 'x' END))""")
+                   note text DEFAULT (CASE WHEN 1 OPERATOR(app.<~>) 1 THEN 'x' END), points app.points)""")
     app.execute("COMMENT ON COLUMN app.acct.age IS 'years'")
-    conn.execute("INSERT INTO app.acct SELECT g, 20 + g % 50, (ARRAY['a', 'b'])[1 + g % 2], NULL "
+    conn.execute("INSERT INTO app.acct SELECT g, 20 + g % 50, (ARRAY['a', 'b'])[1 + g % 2], NULL, g % 10 "
                  "FROM generate_series(1, 400) g")
     conn.execute("DELETE FROM public.ran_as")
     conn.execute("SELECT dp.protect('app.acct')")
     conn.execute("SELECT dp.set_bounds('app.acct', 'age', 20, 70)")
+    conn.execute("SELECT dp.set_bounds('app.acct', 'points', -5, 15)")     # wider than the domain allows
     conn.execute("SELECT dp.set_public_values('app.acct', 'note', ARRAY['x'])")
     conn.execute("SELECT dp.grant_budget('postgres', 'acct', 10, 1e-4)")
     notices = synthesize(conn, "app.acct", epsilon=1.0)
@@ -107,7 +109,13 @@ def test_attack_check_operator_of_the_table_owner_runs_as_superuser(conn, app):
     checks = sorted(r[0] for r in conn.execute(
         "SELECT pg_get_constraintdef(oid) FROM pg_constraint WHERE conrelid = 'dp_synthetic.acct'::regclass "
         "AND contype = 'c'"))
-    assert checks == ["CHECK ((age >= 0))", "CHECK ((kind = ANY (ARRAY['a'::text, 'b'::text])))"]
+    assert checks == ["CHECK ((age >= 0))", "CHECK ((kind = ANY (ARRAY['a'::text, 'b'::text])))",
+                      "CHECK (((points >= 0) AND (points <= 9)))"]
+    # app's domain (app may ALTER it) is not the copy's type: its base type, NOT NULL and CHECK are
+    assert conn.execute("SELECT format_type(atttypid, atttypmod), attnotnull FROM pg_attribute "
+                        "WHERE attrelid = 'dp_synthetic.acct'::regclass AND attname = 'points'").fetchone() == \
+        ("integer", True)
+    assert conn.execute("SELECT count(*) FROM dp_synthetic.acct WHERE points NOT BETWEEN 0 AND 9").fetchone()[0] == 0
     assert conn.execute("SELECT col_description('dp_synthetic.acct'::regclass, 2)").fetchone()[0] == "years"
     owner, n = conn.execute("SELECT relowner::regrole::text, (SELECT count(*) FROM dp_synthetic.acct) "
                             "FROM pg_class WHERE oid = 'dp_synthetic.acct'::regclass").fetchone()
@@ -390,6 +398,25 @@ def test_attack_bounded_copy_name_tells_the_group_by(conn, mallory, eve):
     assert all(str(relid) not in name for name in names)
     with pytest.raises(psycopg.errors.InsufficientPrivilege):
         eve.execute("SELECT * FROM dp_internal.secrets")
+
+
+def test_attack_delete_from_a_table_the_protected_one_references(conn, mallory):
+    """A protected table's key to a table another role may DELETE from: each delete of a key tells
+    her whether a protected row references it (a violation, or a cascade that bumps the data
+    version).  dp.protect refuses it until the DBA revokes, drops the key, or says force."""
+    conn.execute("CREATE TABLE plan (code text PRIMARY KEY)")
+    conn.execute("INSERT INTO plan VALUES ('basic'), ('hiv-care'), ('gold')")
+    conn.execute(f"GRANT SELECT, DELETE ON plan TO {MALLORY}")
+    conn.execute("CREATE TABLE member (id int, plan text REFERENCES plan)")
+    conn.execute("INSERT INTO member SELECT g, (ARRAY['basic', 'gold'])[1 + g % 2] FROM generate_series(1, 100) g")
+    with pytest.raises(psycopg.errors.InsufficientPrivilege) as e:
+        conn.execute("SELECT dp.protect('member')")
+    assert MALLORY in e.value.diag.message_primary and "DELETE" in e.value.diag.message_primary
+    assert conn.execute("SELECT count(*) FROM dp.protected_tables WHERE table_name = 'member'::regclass"
+                        ).fetchone()[0] == 0
+    conn.execute("SELECT dp.protect('member', force => true)")
+    assert any("foreign key to a writable table" in r[0] for r in
+               conn.execute("SELECT issue FROM dp.doctor() WHERE table_name = 'member'::regclass"))
 
 
 def test_attack_reltuples_and_relation_size_are_stated_by_the_doctor(conn):

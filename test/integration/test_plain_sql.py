@@ -166,7 +166,7 @@ def test_row_preview_reads_the_synthetic_copy(bi, conn):
     assert len(rows) == 10 and {r[0] for r in rows} <= {"cat", "dog"}
     assert any("synthetic copy" in n for n in notices)
     assert bi.execute("SELECT count(*) FROM (SELECT * FROM pets) p").fetchone()[0] == \
-        conn.execute("SELECT count(*) FROM dp_synthetic.pets").fetchone()[0]
+        conn.execute("SELECT count(*) FROM dp_synthetic_bi.pets").fetchone()[0]    # bi's own copy
 
 
 def test_epsilon_without_a_wrapper(bi, conn):

@@ -400,6 +400,26 @@ def _writer():
             out.append((None, "writer role is a member",
                         f"dp_shadow_writer is a member of {db.quote_ident(m)}: the code it runs would have its rights",
                         f"REVOKE {db.quote_ident(m)} FROM dp_shadow_writer"))
+    # privileges granted to it on anything but a shadow schema (its tables there are its own)
+    for r in db.execute(
+            "SELECT pg_catalog.pg_describe_object(s.classid, s.objid, s.objsubid) AS what, "
+            "CASE WHEN s.classid = 'pg_catalog.pg_class'::regclass THEN 'TABLE ' || s.objid::regclass::text "
+            "     WHEN s.classid = 'pg_catalog.pg_proc'::regclass THEN 'FUNCTION ' || s.objid::regprocedure::text "
+            "     WHEN s.classid = 'pg_catalog.pg_namespace'::regclass THEN 'SCHEMA ' || s.objid::regnamespace::text "
+            "END AS target FROM pg_catalog.pg_shdepend s "
+            "WHERE s.dbid = (SELECT oid FROM pg_catalog.pg_database WHERE datname = pg_catalog.current_database()) "
+            "AND s.refclassid = 'pg_catalog.pg_authid'::regclass AND s.deptype = 'a' "
+            "AND s.refobjid = (SELECT oid FROM pg_catalog.pg_roles WHERE rolname = 'dp_shadow_writer') "
+            "AND NOT (s.classid = 'pg_catalog.pg_namespace'::regclass AND (EXISTS (SELECT 1 FROM "
+            "         dp_internal.synthetic_tables t JOIN pg_catalog.pg_class c ON c.oid = t.relid "
+            "         WHERE c.relnamespace = s.objid) "
+            "     OR s.objid::regnamespace::text = (SELECT value FROM dp_internal.settings WHERE key = 'synthetic_schema') "
+            "     OR pg_catalog.obj_description(s.objid, 'pg_namespace') LIKE 'pg_dp: synthetic copies made by %')) "
+            "ORDER BY 1"):
+        out.append((None, "writer role holds privileges",
+                    f"dp_shadow_writer holds privileges on {r['what']}: whatever runs while a synthetic copy is "
+                    "written could use them",
+                    f"REVOKE ALL ON {r['target']} FROM dp_shadow_writer" if r["target"] else None))
     return out
 
 

@@ -120,7 +120,14 @@ def protect(table_oid, dataset, privacy_unit, max_rows_per_unit, max_groups_per_
         declared = list(db.execute("SELECT coalesce(not_personal, '{}') AS n FROM dp_internal.protected_tables "
                                    "WHERE relid = $1", [table_oid], ["oid"])[0]["n"]) if again else []
     path = None
-    if privacy_unit is not None and privacy_unit not in columns:
+    # a column of the unit's name whose foreign key the DBA declared not personal does not hold the
+    # unit: the table reaches it through its other keys (a path table that repeats its customer)
+    repeats = privacy_unit in columns and bool(db.execute(
+        "SELECT 1 FROM pg_catalog.pg_constraint k WHERE k.conrelid = $1 AND k.contype = 'f' AND k.conname = ANY($3) "
+        "AND k.conkey = ARRAY[(SELECT a.attnum FROM pg_catalog.pg_attribute a WHERE a.attrelid = $1 "
+        "                      AND a.attname = $2)]::int2[]", [table_oid, privacy_unit, declared],
+        ["oid", "name", "text[]"]))
+    if privacy_unit is not None and (privacy_unit not in columns or repeats):
         path = unit_path(table_oid, dataset, set(declared)) if existing else None
         if path is None and not existing:
             raise DPError(f"column {privacy_unit!r} does not exist in {qualified}",
@@ -187,6 +194,23 @@ def protect(table_oid, dataset, privacy_unit, max_rows_per_unit, max_groups_per_
         "      WHERE k.oid = f.conoid) AS refcols "
         "FROM dp_internal.probing_foreign_keys f WHERE f.confrelid = ANY($1::oid[]) ORDER BY 2, 1",
         [sorted(family)], ["int8[]"])
+    # the other way round: a key of the table to one others may DELETE/UPDATE/TRUNCATE
+    probes += [{"text": f"foreign key {r['conname']} of {r['rel']} references {r['target']}, which {r['who']} may "
+                        f"{r['privs']}: each such write tells them whether a row of {r['rel']} references the key they "
+                        "touch (a violation, or rows deleted or changed by a cascade)",
+                "fix": f"Revoke DELETE, UPDATE and TRUNCATE on {r['target']} from {r['who']}, or drop the key"}
+               for r in db.execute(
+                   "SELECT k.conname, k.conrelid::regclass::text AS rel, k.confrelid::regclass::text AS target, "
+                   "CASE WHEN a.grantee = 0 THEN 'PUBLIC' ELSE pg_catalog.quote_ident(pg_catalog.pg_get_userbyid("
+                   "a.grantee)) END AS who, pg_catalog.string_agg(DISTINCT a.privilege_type, ', ') AS privs "
+                   "FROM pg_catalog.pg_constraint k JOIN pg_catalog.pg_class t ON t.oid = k.confrelid "
+                   "CROSS JOIN LATERAL pg_catalog.aclexplode(t.relacl) a "
+                   "WHERE k.conrelid = ANY($1::oid[]) AND k.contype = 'f' AND k.conparentid = 0 "
+                   "AND a.privilege_type IN ('DELETE', 'UPDATE', 'TRUNCATE') AND a.grantee <> t.relowner "
+                   "AND NOT EXISTS (SELECT 1 FROM dp_internal.protected_tables q WHERE q.relid = k.confrelid) "
+                   "AND (a.grantee = 0 OR NOT (pg_catalog.has_table_privilege(a.grantee, k.conrelid, 'SELECT') "
+                   "     OR pg_catalog.has_table_privilege(a.grantee, 'dp_internal.datasets', 'UPDATE'))) "
+                   "GROUP BY 1, 2, 3, 4 ORDER BY 2, 1, 4", [sorted(family)], ["int8[]"])]
     if probes and not force and not again:      # protecting it again (dp.doctor's fixes): the NOTICE only
         fk = probes[0]
         raise DPError(_probe_text(fk), sqlstate="42501",
@@ -232,6 +256,8 @@ def protect(table_oid, dataset, privacy_unit, max_rows_per_unit, max_groups_per_
 
 
 def _probe_text(fk) -> str:
+    if "text" in fk:
+        return fk["text"]
     return (f"foreign key {fk['conname']} of {fk['rel']} references protected table {fk['target']}: "
             f"{', '.join(fk['writers'])} may write {fk['rel']}, and each write tells them exactly whether the "
             f"value they try is a {', '.join(fk['refcols'])} of {fk['target']} (a foreign-key violation or none): "
@@ -239,6 +265,8 @@ def _probe_text(fk) -> str:
 
 
 def _probe_fix(fk) -> str:
+    if "fix" in fk:
+        return fk["fix"]
     return (f"Drop the key (ALTER TABLE {fk['rel']} DROP CONSTRAINT {db.quote_ident(fk['conname'])}), protect that "
             "table too, or revoke INSERT and UPDATE on it")
 

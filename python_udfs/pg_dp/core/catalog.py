@@ -102,6 +102,14 @@ def load_table(schema: str | None, table: str) -> TableMeta:
     # types would run another role's code (a cast, a domain's CHECK on a constant of the column's type)
     trust.require_no_column_code(int(r["relid"]), name, "asked")
     path = resolve_path(r, name) if r["unit_path"] else None
+    if r["unit_path"]:
+        # a row reaches its unit through each table of its path: none of them may name the unit twice
+        for step in json.loads(r["unit_path"]):
+            through = db.execute("SELECT $1::regclass::text AS t", [int(step["ref"])], ["oid"])[0]["t"]
+            require_bounded_references(int(step["ref"]), through, r["dataset"], r["privacy_unit"],
+                                       f"{name} reaches its unit through {through}: an administrator declares every "
+                                       f"reference of {through} but one not personal (dp.protect('{through}', "
+                                       f"dataset => '{r['dataset']}', not_personal => ARRAY['<key or column>'])).")
     cols = db.execute(
         """
         SELECT a.attname, pg_catalog.format_type(a.atttypid, a.atttypmod) AS type,
@@ -126,7 +134,7 @@ def load_table(schema: str | None, table: str) -> TableMeta:
     if path is not None:
         steps, unit_type = path
         unit_column = r["privacy_unit"]
-        if unit_column in columns:
+        if unit_column in columns and not _declared_repeat(int(r["relid"]), unit_column):
             raise DPError(f"table {name} has a column {unit_column} of its own now, but reaches its privacy unit "
                           "through foreign keys", sqlstate=PREREQUISITE,
                           hint=f"An administrator protects it again (SELECT dp.protect('{name}')) to decide which "
@@ -139,19 +147,30 @@ def load_table(schema: str | None, table: str) -> TableMeta:
                      columns, unit_path=None if path is None else path[0])
 
 
+def _declared_repeat(relid: int, column: str) -> bool:
+    """Whether the table's column of the unit's name is a foreign key the DBA declared not personal
+    (a path table that also repeats its unit: the path decides, the column is an ordinary one)."""
+    return bool(db.execute(
+        "SELECT 1 FROM pg_catalog.pg_constraint k JOIN dp_internal.protected_tables p ON p.relid = k.conrelid "
+        "WHERE k.conrelid = $1 AND k.contype = 'f' AND k.conname = ANY(coalesce(p.not_personal, '{}')) "
+        "AND k.conkey = ARRAY[(SELECT a.attnum FROM pg_catalog.pg_attribute a WHERE a.attrelid = $1 "
+        "                      AND a.attname = $2)]::int2[]", [relid, column], ["oid", "name"]))
+
+
 PREREQUISITE = "55000"
 TWICE = "0A000"
 
 
 def unit_references(relid: int, dataset: str, unit_column: str | None, declared: list[str] | None = None) -> list[dict]:
-    """Every way a row of a table names a unit of its dataset: the unit column itself, and each
-    foreign key to a table of the dataset (or to the table itself) -- each of those rows is some
-    unit's.  [{"conname" (None for the column), "cols", "target", "declared"}]; `declared` when
-    the DBA said the key is not personal (dp.protect(..., not_personal => ...))."""
+    """Every way a row of a table names a unit of its dataset: its unit column, when it holds one
+    (dp_internal.protected_tables.unit_column: not a table reaching the unit through foreign keys),
+    and each foreign key to a table of the dataset (or to the table itself) -- each of those rows
+    is some unit's.  [{"conname" (None for the column), "cols", "target", "declared"}]; `declared`
+    when the DBA said the key is not personal (dp.protect(..., not_personal => ...))."""
     refs = []
-    holds = bool(unit_column and db.execute(
-        "SELECT 1 FROM pg_catalog.pg_attribute WHERE attrelid = $1 AND attname = $2 AND attnum > 0 "
-        "AND NOT attisdropped", [relid, unit_column], ["oid", "name"]))
+    own = db.execute("SELECT unit_column::text AS u FROM dp_internal.protected_tables WHERE relid = $1",
+                     [relid], ["oid"])
+    holds = bool(own and own[0]["u"] and own[0]["u"] == unit_column)
     if holds:
         refs.append({"conname": None, "cols": [unit_column], "target": None, "declared": False})
     for k in db.execute(

@@ -14,7 +14,7 @@ cast to the source's types, and any of them may be code another role wrote.  So:
    staging tables (synthetic rows only), nothing else; after each batch the writer must own
    nothing outside the shadow schemas (``dp_internal.writer_strays``), else all is rolled back;
 2. the copy's DDL is pg_dp's own (``plan_copy``): base types (a domain becomes its base
-   type), NOT NULL, PRIMARY KEY / UNIQUE, plain-column indexes, identity, and only those
+   type, unless only superusers may change it and its CHECKs are trusted), NOT NULL, PRIMARY KEY / UNIQUE, plain-column indexes, identity, and only those
    CHECKs and defaults -- the table's, and its domains' CHECKs rewritten on the column --
    whose every function, operator and type pg_dp can vouch for
    (dp_internal.expression_foreign_code: built in and harmless, or a superuser's and not
@@ -99,7 +99,8 @@ class ForeignKey:
 class Column:
     """A column of a copy, as pg_dp writes it."""
     name: str
-    type: str                       # SQL of its (base) type
+    type: str                       # SQL of its type: the base type, or a superuser's trusted domain
+    base: str = ""                  # SQL of its base type (staged as it: the domain's CHECKs are misfits)
     collate: str | None = None      # COLLATE clause, when not the type's default
     notnull: bool = False
     default: str | None = None      # a checked default expression
@@ -114,6 +115,7 @@ class CopyDdl:
     """The DDL pg_dp writes for a copy (plan_copy): only what it generated or checked."""
     columns: list[Column] = field(default_factory=list)
     checks: list[tuple[str, str]] = field(default_factory=list)      # (name, expression)
+    value_checks: list[tuple[str, str]] = field(default_factory=list)  # a kept domain's, on the column: misfits only
     keys: list[tuple[str, list[str], bool]] = field(default_factory=list)   # ('p'|'u', columns, NULLS NOT DISTINCT)
     indexes: list[tuple[bool, str, list[str], bool]] = field(default_factory=list)  # (unique, method, cols, nnd)
     left_out: list[str] = field(default_factory=list)                 # NOTICE lines: what the copy leaves out
@@ -280,6 +282,11 @@ def plan_copy(relid: int) -> CopyDdl:
                      WHERE c.attnum = a.attnum AND y.typtype = 'd' ORDER BY c.depth) AS element_domains,
                EXISTS (SELECT 1 FROM chain c JOIN pg_catalog.pg_type y ON y.oid = c.t
                        WHERE c.attnum = a.attnum AND y.typtype = 'd' AND y.typnotnull) AS domain_notnull,
+               pg_catalog.format_type(a.atttypid, a.atttypmod) AS declared_sql, a.atttypid::int8 AS typid,
+               NOT EXISTS (SELECT 1 FROM (SELECT t FROM chain c WHERE c.attnum = a.attnum
+                                          UNION ALL SELECT t FROM echain c WHERE c.attnum = a.attnum) d
+                           JOIN pg_catalog.pg_type y ON y.oid = d.t JOIN pg_catalog.pg_roles r ON r.oid = y.typowner
+                           WHERE y.typtype = 'd' AND NOT r.rolsuper) AS superusers_domains,
                CASE WHEN a.attcollation <> 0 AND a.attcollation <> (
                         SELECT y.typcollation FROM chain c JOIN pg_catalog.pg_type y ON y.oid = c.t
                         WHERE c.attnum = a.attnum ORDER BY c.depth DESC LIMIT 1)
@@ -296,14 +303,22 @@ def plan_copy(relid: int) -> CopyDdl:
         WHERE a.attrelid = $1 AND a.attnum > 0 AND NOT a.attisdropped ORDER BY a.attnum
         """, [relid], ["oid"])
     for c in cols:
-        col = Column(c["name"], c["base_array"] or c["base"], c["collate"], bool(c["attnotnull"] or c["domain_notnull"]),
+        base = c["base_array"] or c["base"]
+        col = Column(c["name"], base, base, c["collate"], bool(c["attnotnull"] or c["domain_notnull"]),
                      identity=c["identity"] or "", serial=bool(c["serial"]), comment=c["comment"])
-        if c["domains"]:
+        # a domain only superusers may change, whose CHECKs pg_dp can vouch for, stays the column's type
+        # (its CHECKs are met by resampling, evaluated by the writer); any other becomes its base type
+        if (c["domains"] or c["element_domains"]) and c["superusers_domains"] \
+                and not trust.type_code([int(c["typid"])]):
+            col.type, col.notnull = c["declared_sql"], bool(c["attnotnull"])
+            for domain in c["domains"]:
+                _domain_checks(ddl, c["name"], int(domain), ddl.value_checks)
+        elif c["domains"]:
             ddl.left_out.append(f"column {c['name']} is of domain {c['declared']}: the copy's column is of its base "
                                 f"type {col.type}, with the domain's CHECKs and NOT NULL on the column")
             for domain in c["domains"]:
-                _domain_checks(ddl, c["name"], int(domain))
-        if c["element_domains"]:
+                _domain_checks(ddl, c["name"], int(domain), ddl.checks)
+        if c["element_domains"] and col.type == base:
             ddl.left_out.append(f"column {c['name']} is an array of domain {c['declared']}: the copy's column is "
                                 f"{col.type}, without the CHECKs of its elements")
         if c["attrdef"] is not None and c["generated"] == "s":
@@ -375,7 +390,7 @@ def _check_expression(definition: str) -> str | None:
     return m.group(1) if m else None
 
 
-def _domain_checks(ddl: CopyDdl, column: str, domain: int):
+def _domain_checks(ddl: CopyDdl, column: str, domain: int, into: list):
     """A domain's CHECKs as CHECKs on the column (VALUE -> the column), when they can be vouched for."""
     for k in db.execute(
             "SELECT k.oid::int8 AS oid, k.conname::text AS name, k.contypid::regtype::text AS domain, "
@@ -390,7 +405,7 @@ def _domain_checks(ddl: CopyDdl, column: str, domain: int):
             ddl.left_out.append(f"CHECK {k['name']} of domain {k['domain']} is left out: pg_dp cannot rewrite it "
                                 f"on column {column}")
         else:
-            ddl.checks.append((f"{column[:30]}_{k['name'][:30]}", rewritten))
+            into.append((f"{column[:30]}_{k['name'][:30]}", rewritten))
 
 
 # a deparsed expression's tokens: quoted identifiers, string constants (E'...' with escapes),
@@ -476,14 +491,14 @@ def stage(w: TableWrite, rows: np.ndarray, render: Callable[[np.ndarray, int], d
     function or a cast is code its owner may have written)."""
     ddl = _plan(w)
     names = [c for c, _ in w.columns]
-    types = [ddl.column(c).type for c in names]
+    types = [ddl.column(c).base for c in names]
     drop_temp(STAGE)
     drop_temp(STAGE_TEXT)
     db.execute(f"CREATE TEMP TABLE {STAGE} (" + ", ".join(f"{db.quote_ident(c)} {t}" for c, t in zip(names, types))
                + ", pg_dp_idx int8) ON COMMIT DROP")
     db.execute(f"CREATE TEMP TABLE {STAGE_TEXT} (" + ", ".join(f"c{i} text" for i in range(len(names)))
                + ", idx int8) ON COMMIT DROP")
-    db.execute(f"GRANT SELECT, INSERT, DELETE ON pg_temp.{STAGE} TO {WRITER}")
+    db.execute(f"GRANT SELECT, INSERT ON pg_temp.{STAGE} TO {WRITER}")
     db.execute(f"GRANT SELECT ON pg_temp.{STAGE_TEXT} TO {WRITER}")
     casts = ", ".join(f"${i + 1}::text[]" for i in range(len(names)))
     load = (f"INSERT INTO pg_temp.{STAGE_TEXT} SELECT * FROM unnest({casts}, ${len(names) + 1}::int8[])")
@@ -506,7 +521,7 @@ def misfits(w: TableWrite) -> set[int]:
     ddl = _plan(w)
     staged = {c for c, _ in w.columns}
     bad: set[int] = set()
-    checks = [e for _, e in ddl.checks]
+    checks = [e for _, e in ddl.checks + ddl.value_checks]
     if checks:
         bad |= set(as_writer([f"SELECT pg_dp_idx FROM pg_temp.{STAGE} WHERE NOT ("
                               + " AND ".join(f"coalesce(({e}), true)" for e in checks) + ")"]))
@@ -787,7 +802,7 @@ def _copy_rows(relid: int, target: str, caller: str):
         # the owner reads the rows (as base types: no code of the types' owners runs), the writer writes them
         drop_temp(PUBLIC_STAGE)
         db.execute(f"CREATE TEMP TABLE {PUBLIC_STAGE} ON COMMIT DROP AS SELECT "
-                   + ", ".join(f"{db.quote_ident(c.name)}::{c.type} AS {db.quote_ident(c.name)}" for c in ddl.columns)
+                   + ", ".join(f"{db.quote_ident(c.name)}::{c.base} AS {db.quote_ident(c.name)}" for c in ddl.columns)
                    + f" FROM {source}")
         db.execute(f"GRANT SELECT ON pg_temp.{PUBLIC_STAGE} TO {WRITER}")
         as_writer([f"INSERT INTO {target} SELECT * FROM pg_temp.{PUBLIC_STAGE}{conflict}"])
