@@ -103,6 +103,7 @@ REVOKE ALL ON FUNCTION dp.add_constraint(regclass, text), dp.drop_constraint(int
 
 COMMENT ON TABLE dp_internal.denial_constraints IS 'Denial constraints (Kamino format) that synthetic copies of a table must satisfy';
 COMMENT ON TABLE dp_internal.synthetic_tables IS 'Tables written by dp_synthesize, with their source and provenance';
+COMMENT ON COLUMN dp_internal.synthetic_tables.made_by IS 'The role whose dp_synthesize wrote it: only it or an administrator replaces it';
 COMMENT ON SEQUENCE dp_internal.denial_constraints_id_seq IS 'Ids of dp_internal.denial_constraints rows';
 COMMENT ON FUNCTION dp.add_constraint(regclass, text) IS
     'DBA: register a denial constraint, e.g. t1&t2&EQ(t1.zip,t2.zip)&IQ(t1.city,t2.city), or an order within one row, e.g. t1&GT(t1.shipped,t1.received); synthetic copies satisfy it without dropping rows';

@@ -109,8 +109,8 @@ def test_attack_check_operator_of_the_table_owner_runs_as_superuser(conn, app):
     checks = sorted(r[0] for r in conn.execute(
         "SELECT pg_get_constraintdef(oid) FROM pg_constraint WHERE conrelid = 'dp_synthetic.acct'::regclass "
         "AND contype = 'c'"))
-    assert checks == ["CHECK ((age >= 0))", "CHECK ((kind = ANY (ARRAY['a'::text, 'b'::text])))",
-                      "CHECK (((points >= 0) AND (points <= 9)))"]
+    assert checks == sorted(["CHECK ((age >= 0))", "CHECK ((kind = ANY (ARRAY['a'::text, 'b'::text])))",
+                             "CHECK (((points >= 0) AND (points <= 9)))"])
     # app's domain (app may ALTER it) is not the copy's type: its base type, NOT NULL and CHECK are
     assert conn.execute("SELECT format_type(atttypid, atttypmod), attnotnull FROM pg_attribute "
                         "WHERE attrelid = 'dp_synthetic.acct'::regclass AND attname = 'points'").fetchone() == \

@@ -149,7 +149,7 @@ def protect(table_oid, dataset, privacy_unit, max_rows_per_unit, max_groups_per_
                    [dataset, privacy_unit, max_rows_per_unit, max_groups_per_unit], ["text", "text", "int4", "int4"])
     # the table's own bound: a later dp.protect of another table never changes it
     own_bound = max_rows_per_unit if max_rows_per_unit is not None else \
-        (existing[0]["max_rows_per_unit"] if existing else None)
+        (existing[0]["max_rows_per_unit"] if existing and not again else None)   # protected again: kept
     unit_column = privacy_unit if path is None else None
     db.execute("INSERT INTO dp_internal.protected_tables (relid, dataset, unit_column, unit_path, max_rows_per_unit, "
                "not_personal) VALUES ($1, $2, $3, $4::jsonb, $5, $6) ON CONFLICT (relid) DO UPDATE SET "

@@ -147,6 +147,18 @@ def load_table(schema: str | None, table: str) -> TableMeta:
                      columns, unit_path=None if path is None else path[0])
 
 
+def recheck_code(query) -> None:
+    """Just before the exact query (after the charge, in the next transaction): the tables'
+    column types still run no other role's code (a cast or domain CHECK added since the plan)."""
+    pairs = [(s, t) for s, t, _ in query.tables] if getattr(query, "tables", None) else [(query.schema, query.table)]
+    for schema, table in pairs:
+        for r in db.execute(
+                "SELECT p.relid::int8 AS relid, p.relid::regclass::text AS name FROM dp_internal.protected_tables p "
+                "JOIN pg_catalog.pg_class c ON c.oid = p.relid JOIN pg_catalog.pg_namespace n ON n.oid = c.relnamespace "
+                "WHERE c.relname = $1 AND ($2::text IS NULL OR n.nspname = $2)", [table, schema], ["text", "text"]):
+            trust.require_no_column_code(int(r["relid"]), r["name"], "asked")
+
+
 def _declared_repeat(relid: int, column: str) -> bool:
     """Whether the table's column of the unit's name is a foreign key the DBA declared not personal
     (a path table that also repeats its unit: the path decides, the column is an ordinary one)."""

@@ -26,7 +26,7 @@ import uuid
 
 import numpy as np
 
-from ..core import catalog, db
+from ..core import catalog, db, trust
 from ..dp import ledger, mechanisms
 from ..core.errors import DPError
 from . import dc as dcmod
@@ -425,6 +425,8 @@ class Run:
     def work(self, ledger_id: int):
         """Everything after the charge: read, measure, model, sample, write (one transaction)."""
         e_disc, d_disc, e_model, d_model = self.costs()
+        # no cast or domain CHECK of another role added since the plan (before the source is read)
+        trust.require_no_column_code(self.t.relid, self.t.qualified, "synthesized")
         db.execute("SELECT pg_catalog.set_config('track_counts', 'off', true)")
         if db.execute("SELECT dp_internal.is_citus_table($1) AS c", [self.t.relid], ["oid"])[0]["c"]:
             # Citus: the copy (a local table on the coordinator) and its schema are written in
