@@ -662,6 +662,8 @@ def swap(w: TableWrite, bad: set[int], n: int, provenance: dict,
         statements.append(f"ALTER SEQUENCE {schema}.{db.quote_ident(f'{w.name[:24]}_{column[:20]}_pg_dp_new_seq')} "
                           f"RENAME TO {db.quote_ident(f'{w.name[:24]}_{column[:20]}_pg_dp_seq')}")
     for k in w.foreign_keys:
+        if k.target:
+            _adopt(k.target)
         cols = ", ".join(db.quote_ident(c) for c in k.cols)
         refcols = ", ".join(db.quote_ident(c) for c in k.refcols)
         statements.append(f"ALTER TABLE {schema}.{name} ADD CONSTRAINT {db.quote_ident(k.name)} FOREIGN KEY "
@@ -786,6 +788,7 @@ def _copy_rows(relid: int, target: str, caller: str):
                           [target], ["text"]):
             raise DPError(f"{target} exists and was not written by dp_synthesize",
                           hint="Drop or rename it: the public table is copied there.", sqlstate="42P07")
+        _adopt(target)
     else:
         # columns (base types), NOT NULL and comments only: no CHECK, default, generated
         # expression or index expression of the source is copied
@@ -818,6 +821,15 @@ def _copy_rows(relid: int, target: str, caller: str):
     db.execute("INSERT INTO dp_internal.synthetic_tables (relid, source, provenance, made_by) "
                "VALUES ($1::regclass::oid, $2, $3::jsonb, $4) ON CONFLICT (relid) DO NOTHING",
                [target, relid, json.dumps(provenance), role], ["text", "oid", "text", "oid"])
+
+
+def _adopt(table: str):
+    """A copy written by a pg_dp that had no writer role yet (owned by the extension owner): the
+    writer takes it over, so that it may add rows to it or reference it."""
+    if db.execute("SELECT 1 FROM pg_catalog.pg_class c JOIN dp_internal.synthetic_tables s ON s.relid = c.oid "
+                  "WHERE c.oid = $1::regclass AND c.relowner = "
+                  "(SELECT oid FROM pg_catalog.pg_roles WHERE rolname = current_user)", [table], ["text"]):
+        db.execute(f"ALTER TABLE {table} OWNER TO {WRITER}")
 
 
 def _ensure_unique(target: str, cols: list[str], primary: bool = False):
