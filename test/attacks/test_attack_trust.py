@@ -224,6 +224,13 @@ def test_attack_code_run_as_the_writer_cannot_regain_the_owner(conn):
         assert any("writer role has members" in r[0] for r in conn.execute("SELECT issue FROM dp.doctor()"))
     finally:
         conn.execute(f"REVOKE dp_shadow_writer FROM {EVE}")
+    # a role with CREATEROLE could grant it to itself (PostgreSQL 15): the doctor names it
+    conn.execute(f"ALTER ROLE {EVE} CREATEROLE")
+    try:
+        assert any(r[0] == "role with CREATEROLE" and EVE in r[1] for r in
+                   conn.execute("SELECT issue, detail FROM dp.doctor()"))
+    finally:
+        conn.execute(f"ALTER ROLE {EVE} NOCREATEROLE")
 
 
 # -- 3: a row that names the unit twice ----------------------------------------------------------

@@ -19,7 +19,8 @@ def doctor(known_limits=False):
     rows = []
     for check in (_unprotected_children, _grants, _version_triggers, _owners, _memberships, _foreign_keys,
                   _referenced_writable, _security_definer_functions, _rules, _publications, _stat_functions,
-                  _event_triggers, _broken_paths, _references, _foreign_code, _writer, _shadow_schemas):
+                  _event_triggers, _broken_paths, _references, _foreign_code, _writer, _shadow_schemas,
+                  _createrole):
         rows.extend(check())
     if known_limits:
         rows.extend(_known_limits())
@@ -423,6 +424,18 @@ def _writer():
     return out
 
 
+def _createrole():
+    """In PostgreSQL 15 a role with CREATEROLE may grant itself any role but a superuser: pg_read_all_data
+    (every protected table), dp_shadow_writer (every synthetic copy).  Such a role is an administrator."""
+    return [(None, "role with CREATEROLE",
+             f"{db.quote_ident(r['rolname'])} has CREATEROLE: it may grant itself pg_read_all_data (and read every "
+             "protected table) or dp_shadow_writer (and change every synthetic copy)",
+             f"ALTER ROLE {db.quote_ident(r['rolname'])} NOCREATEROLE")
+            for r in db.execute("SELECT rolname FROM pg_catalog.pg_roles WHERE rolcreaterole AND NOT rolsuper "
+                                "AND NOT pg_catalog.has_table_privilege(oid, 'dp_internal.datasets', 'UPDATE') "
+                                "ORDER BY 1")]
+
+
 def _shadow_schemas():
     """Roles other than pg_dp's (and administrators) that may create in a schema holding synthetic
     copies: they could put a table where a copy goes, or functions BI users would find there."""
@@ -466,7 +479,9 @@ def _known_limits():
                     None))
         if r["relkind"] == "f":
             out.append((r["relid"], "known limit: foreign table",
-                        f"{r['name']} is a foreign table: writes on the remote server bump no data version", None))
+                        f"{r['name']} is a foreign table: writes on the remote server bump no data version, and the "
+                        "executor's queries on it (the filters of analysts' questions) reach that server, under the "
+                        "user mapping its owner chose", None))
     copies = db.execute("SELECT count(*) AS n FROM dp_internal.bounded_copies WHERE data_version <> -1")[0]["n"]
     out.append((None, "known limit: bounded copies in pg_class",
                 f"every role sees dp_internal.bounded_* tables in pg_class ({copies} now): that, and when, someone "
