@@ -127,18 +127,27 @@ AS $$
 DECLARE
     rel regclass := pg_catalog.to_regclass(source);
     request json;
+    known text;
 BEGIN
     IF rel IS NOT NULL THEN
         request := pg_catalog.json_build_object('source', rel::oid);
-    ELSIF pg_catalog.to_regnamespace(source) IS NOT NULL THEN
-        request := pg_catalog.json_build_object('schema', (SELECT n.nspname FROM pg_catalog.pg_namespace n
-            WHERE n.oid OPERATOR(pg_catalog.=) pg_catalog.to_regnamespace(source)));
+    ELSIF EXISTS (SELECT 1 FROM pg_catalog.pg_namespace n WHERE n.nspname OPERATOR(pg_catalog.=) source) THEN
+        -- compared as a name, not parsed: to_regnamespace() raises "invalid name syntax" on a
+        -- mistyped schema-qualified table name, where the caller needs the hint below
+        request := pg_catalog.json_build_object('schema', source);
     ELSIF EXISTS (SELECT 1 FROM dp.datasets d WHERE d.dataset OPERATOR(pg_catalog.=) source) THEN
         request := pg_catalog.json_build_object('dataset', source);
     ELSE
+        SELECT pg_catalog.string_agg(x.n, ', ' ORDER BY x.n) INTO known FROM (
+            (SELECT p.table_name::text AS n FROM dp.protected_tables p ORDER BY 1 LIMIT 12)
+            UNION ALL (SELECT 'dataset ' OPERATOR(pg_catalog.||) d.dataset FROM dp.datasets d ORDER BY 1 LIMIT 4)) x;
         RAISE EXCEPTION 'no table, schema or dataset named %', source
             USING ERRCODE = 'undefined_table',
-                  HINT = 'Name a protected table, a schema holding protected tables, or a dataset (dp.datasets).';
+                  HINT = CASE WHEN known IS NULL
+                              THEN 'No table is protected yet: protect one first (dp.protect).'
+                              ELSE 'Name a protected table, a schema holding protected tables, or a dataset; '
+                                   OPERATOR(pg_catalog.||) 'some of those you may name: ' OPERATOR(pg_catalog.||) known
+                                   OPERATOR(pg_catalog.||) ' (dp.protected_tables, dp.datasets).' END;
     END IF;
     PERFORM dp_internal.synthesize_request(request::jsonb, epsilon, delta, target_schema, "rows", dry_run);
 END $$;

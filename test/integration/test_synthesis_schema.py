@@ -54,8 +54,13 @@ def test_attack_undeclared_table_behind_a_foreign_key_is_never_copied(conn, anal
     synthesize(analyst, "public.sales", epsilon=1.0)
     assert relation(conn, "dp_synthetic.staff") is None
     assert relation(conn, f"dp_synthetic_{ANALYST}.staff") is None      # an analyst's own shadow schema
-    # once declared public, it is copied verbatim and the key is kept
-    conn.execute("SELECT dp.declare_public('staff')")
+    # declaring it public asks for a confirmation: its names and phones look personal
+    with pytest.raises(psycopg.errors.ObjectNotInPrerequisiteState) as e:
+        conn.execute("SELECT dp.declare_public('staff')")
+    assert "phone (a phone number)" in str(e.value) and "confirm => true" in e.value.diag.message_hint
+    assert conn.execute("SELECT count(*) FROM dp.public_tables WHERE table_name = 'staff'::regclass").fetchone()[0] == 0
+    # once declared public (confirmed), it is copied verbatim and the key is kept
+    conn.execute("SELECT dp.declare_public('staff', confirm => true)")
     synthesize(conn, "public.sales", epsilon=1.0)
     assert conn.execute("SELECT count(*) FROM dp_synthetic.staff").fetchone()[0] == 20
     assert conn.execute("SELECT confrelid::regclass::text FROM pg_constraint WHERE contype = 'f' "

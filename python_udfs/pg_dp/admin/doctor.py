@@ -8,6 +8,8 @@ closed.  A row's table_name is the protected table the path leads to (NULL: the 
 database).
 """
 
+import json
+
 from ..core import db
 from .protect import version_trigger_sql
 
@@ -24,6 +26,7 @@ def doctor(known_limits=False):
         rows.extend(check())
     if known_limits:
         rows.extend(_known_limits())
+        rows.extend(_executor_mode())
     return [{"table_name": str(t) if t is not None else None, "issue": i, "detail": d, "fix": f}
             for t, i, d, f in rows]
 
@@ -490,3 +493,23 @@ def _known_limits():
                 "a page; reltuples stays -1 (pg_dp never analyses them, autovacuum is off) unless a database-wide "
                 "ANALYZE or VACUUM runs", None))
     return out
+
+
+def _executor_mode():
+    """How requests are run (src/worker/): the pool and its limits, or one executor per session."""
+    m = json.loads(db.execute("SELECT dp_internal.executor_mode() AS m")[0]["m"])
+    limits = (f"pg_dp.role_concurrency = {m['role_concurrency']} questions of one role answered at once, "
+              f"pg_dp.role_queue = {m['role_queue']} waiting, pg_dp.free_requests_per_second = "
+              f"{m['free_requests_per_second']:g} free requests (dp.cost, dp.explain, refused questions)")
+    if m["mode"] == "pool":
+        return [(None, "executor pool",
+                 f"{m['executors']} executors answer every session's questions and {m['synthesis_executors']} "
+                 "run syntheses (pg_dp in shared_preload_libraries), about 100 MB each once warm; a role has "
+                 f"at most {limits}; the queue serves the roles in turn", None)]
+    return [(None, "executor per session",
+             "pg_dp is not in shared_preload_libraries: each session that asks pg_dp starts a background worker of "
+             "its own (about 100 MB and a max_worker_processes slot while the session lasts, "
+             f"pg_dp.executor_spares = {m['executor_spares']} warm spare per database), so a role holds as many as "
+             "it has sessions; the pool's per-role limits and fair queue do not apply",
+             "ALTER SYSTEM SET shared_preload_libraries = 'pg_dp' (after citus, if it is there), then restart the "
+             "server")]

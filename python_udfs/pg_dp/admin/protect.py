@@ -147,9 +147,10 @@ def protect(table_oid, dataset, privacy_unit, max_rows_per_unit, max_groups_per_
         db.execute("INSERT INTO dp_internal.datasets (name, privacy_unit, max_rows_per_unit, max_groups_per_unit) "
                    "VALUES ($1, $2, coalesce($3, 1), coalesce($4, 1))",
                    [dataset, privacy_unit, max_rows_per_unit, max_groups_per_unit], ["text", "text", "int4", "int4"])
-    # the table's own bound: a later dp.protect of another table never changes it
-    own_bound = max_rows_per_unit if max_rows_per_unit is not None else \
-        (existing[0]["max_rows_per_unit"] if existing and not again else None)   # protected again: kept
+    # the table's own bound, or NULL: the dataset's, which a later dp.protect never changes (readers
+    # take coalesce(table's, dataset's)); synthesis fits the rows per unit of a child with NULL
+    # with DP instead of inheriting the unit table's bound (pg_dp.synth.relational.rows_limit)
+    own_bound = max_rows_per_unit
     unit_column = privacy_unit if path is None else None
     db.execute("INSERT INTO dp_internal.protected_tables (relid, dataset, unit_column, unit_path, max_rows_per_unit, "
                "not_personal) VALUES ($1, $2, $3, $4::jsonb, $5, $6) ON CONFLICT (relid) DO UPDATE SET "

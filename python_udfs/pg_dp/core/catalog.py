@@ -23,6 +23,8 @@ class TableMeta:
     # a table reaching its unit through foreign keys: [{"schema", "table", "cols", "refcols", "ops"}, ...]
     # (catalog.resolve_path); unit_column then names the unit found at the path's end
     unit_path: list | None = None
+    # a join with tables the caller may read (gateway/bind.py): how each join is bounded, for dp.explain
+    joins: list | None = None
 
 
 _caller: int | None = None
