@@ -3,7 +3,7 @@
 
     PYTHONPATH=python_udfs /usr/bin/python3 bench/synthesis_kamino.py --runs 3 --options '{"extra": 21}'
 
-The engine (pg_dp.synth.mst: select, measure, fit, sample) from this checkout on
+The engine (pg_dp.synth.methods: MST select and measure, mbi fit, sample) from this checkout on
 ../shared/data/kamino/adult/adult.csv, encoded as dp_synthesize encodes it when the
 bench declares its bounds and category lists (bench/synthesis.py --cases adult): the
 same pg_dp.synth.domain columns (integer ranges of up to 128 values one code each, 32
@@ -26,7 +26,8 @@ sys.path.insert(0, os.path.join(ROOT, "bench"))
 
 import numpy as np  # noqa: E402
 
-from pg_dp.synth import domain as dom, evaluate as ev, mst  # noqa: E402
+from pg_dp.synth import domain as dom, evaluate as ev  # noqa: E402
+from pg_dp.synth.methods import mst, pgm  # noqa: E402
 from datasets import ADULT_NUMERIC_BOUNDS  # noqa: E402
 from synthesis_options import arguments, configure, counter  # noqa: E402
 
@@ -97,9 +98,9 @@ def main():
         plan = mst.run(dict(sizes), counter(sizes, codes), rho, required=required)
         plan.total = float(n)
         t1 = time.monotonic()
-        model = mst.fit(plan, iters=iters)
+        model = pgm.fit(plan, iters=iters)
         t2 = time.monotonic()
-        sampled = mst.sample(model, plan, n, rng)
+        sampled = pgm.sample(model, plan, n, rng)
         synth = {c.name: c.decode(sampled[c.name], rng) for c in cols}
         synth = {k: (v if kinds[k] == "categorical" else v.astype(float)) for k, v in synth.items()}
         t3 = time.monotonic()
@@ -109,7 +110,7 @@ def main():
         print(f"run {r + 1}: income {ml['accuracy_synthetic']:.4f} (real {ml['accuracy_real']:.4f}); "
               f"1-way {tv['tvd_1way']:.4f} 2-way {tv['tvd_2way']:.4f}; select+measure {t1 - t0:.1f} s, "
               f"fit {t2 - t1:.1f} s, sample {t3 - t2:.1f} s; {len(plan.two_way)} multi-way marginals "
-              f"{[m.clique for m in plan.two_way]}; rho spent {mst.total_rho(plan):.6f} of {rho:.6f}", flush=True)
+              f"{[m.clique for m in plan.two_way]}; rho spent {base.total_rho(plan):.6f} of {rho:.6f}", flush=True)
     a = np.array(results)
     print(f"mean over {args.runs}: income {a[:, 0].mean():.4f} (real {a[:, 1].mean():.4f}), "
           f"1-way {a[:, 2].mean():.4f}, 2-way {a[:, 3].mean():.4f} (options {args.options}); "

@@ -8,7 +8,7 @@ APT_PACKAGES="postgresql-15 postgresql-contrib postgresql-plpython3-15 postgresq
 postgresql-client-15 build-essential python3-pip util-linux \
 libpostgresql-jdbc-java default-jre-headless"   # the last two: the JDBC client tests
 PY_PACKAGES="numpy>=1.24 opendp>=0.16,<0.17 pglast>=7 scipy>=1.10 pytest>=7 psycopg[binary]>=3.1 testing.postgresql>=1.3 mbi==2.0.0 scikit-learn>=1.3 \
-sqlalchemy>=2.0 pandas>=2.0 duckdb>=1.4 duckdb-ext-tpch>=1.4"   # the last two: TPC-H data (bench/schema.py)
+sqlalchemy>=2.0 pandas>=2.0 duckdb>=1.4 duckdb-ext-tpch>=1.4 duckdb-ext-tpcds>=1.4"   # the last three: TPC-H and TPC-DS data (bench/schema.py, bench/suite.py)
 PYTHON=/usr/bin/python3
 
 if [ "$(id -u)" != 0 ]; then
@@ -39,7 +39,7 @@ import importlib.metadata as m, sys
 need = {"numpy": "1.24", "opendp": "0.16", "pglast": "7", "scipy": "1.10", "pytest": "7",
         "psycopg": "3.1", "testing.postgresql": "1.3", "mbi": "2.0",
         "scikit-learn": "1.3", "jax": "0.4", "sqlalchemy": "2.0", "pandas": "2.0", "duckdb": "1.4",
-        "duckdb-ext-tpch": "1.4"}
+        "duckdb-ext-tpch": "1.4", "duckdb-ext-tpcds": "1.4"}
 def v(s): return tuple(int(x) for x in s.split(".")[:2] if x.isdigit())
 for name, low in need.items():
     if v(m.version(name)) < v(low):

@@ -119,6 +119,7 @@ CREATE TABLE dp_internal.answer_log (
     at            timestamptz NOT NULL DEFAULT clock_timestamp()
 );
 CREATE INDEX ON dp_internal.answer_log (role);
+CREATE INDEX ON dp_internal.answer_log (ledger_id);
 
 REVOKE ALL ON ALL TABLES IN SCHEMA dp_internal FROM PUBLIC;
 REVOKE ALL ON ALL SEQUENCES IN SCHEMA dp_internal FROM PUBLIC;
@@ -159,7 +160,12 @@ GRANT EXECUTE ON FUNCTION dp_internal.is_admin() TO PUBLIC;
 
 CREATE VIEW dp.datasets WITH (security_barrier) AS
 SELECT d.name AS dataset, d.privacy_unit, d.max_rows_per_unit, d.max_groups_per_unit,
-       d.epsilon_cap, d.delta_cap, d.epsilon_spent, d.delta_spent, d.data_version,
+       d.epsilon_cap, d.delta_cap,
+       -- what all roles together spent, and how often the data was written, are the DBA's to see:
+       -- the data version counts writes exactly, the spend tells other analysts' questions
+       CASE WHEN dp_internal.is_admin() THEN d.epsilon_spent END AS epsilon_spent,
+       CASE WHEN dp_internal.is_admin() THEN d.delta_spent END AS delta_spent,
+       CASE WHEN dp_internal.is_admin() THEN d.data_version END AS data_version,
        (SELECT array_agg(p.relid::regclass ORDER BY p.relid::regclass::text)
           FROM dp_internal.protected_tables p WHERE p.dataset = d.name) AS tables
 FROM dp_internal.datasets d;
@@ -216,7 +222,7 @@ WHERE b.role = (SELECT oid FROM pg_catalog.pg_roles WHERE rolname = current_user
 
 CREATE VIEW dp.ledger WITH (security_barrier) AS
 SELECT l.id, l.role::regrole AS role, l.dataset, l.statement, l.mechanism, l.epsilon, l.delta,
-       l.data_version, l.at, l.rho, l.asked_epsilon
+       CASE WHEN dp_internal.is_admin() THEN l.data_version END AS data_version, l.at, l.rho, l.asked_epsilon
 FROM dp_internal.ledger l
 WHERE l.role = (SELECT oid FROM pg_catalog.pg_roles WHERE rolname = current_user)
    OR dp_internal.is_admin();
@@ -224,9 +230,10 @@ WHERE l.role = (SELECT oid FROM pg_catalog.pg_roles WHERE rolname = current_user
 -- What each answer measured and how wrong it may be, for the role that got it (a BI tool can chart it).
 CREATE VIEW dp.my_answers WITH (security_barrier) AS
 SELECT a.id, a.at, a.role::regrole AS role, a.dataset, a.statement, a.origin,
-       CASE WHEN a.origin = 'fresh' THEN l.epsilon ELSE 0 END AS epsilon,
-       CASE WHEN a.origin = 'fresh' THEN l.delta ELSE 0 END AS delta,
-       CASE WHEN a.origin = 'fresh' THEN l.rho ELSE 0 END AS rho,
+       -- a statement of several measurements is charged once: its charge shows on its first answer
+       CASE WHEN f.first THEN l.epsilon ELSE 0 END AS epsilon,
+       CASE WHEN f.first THEN l.delta ELSE 0 END AS delta,
+       CASE WHEN f.first THEN l.rho ELSE 0 END AS rho,
        a.detail->>'mechanism' AS mechanism,
        a.detail->>'bounds' AS bounds,
        (a.detail->>'dropped_share')::float8 AS dropped_share,
@@ -234,6 +241,8 @@ SELECT a.id, a.at, a.role::regrole AS role, a.dataset, a.statement, a.origin,
        a.ledger_id
 FROM dp_internal.answer_log a
 LEFT JOIN dp_internal.ledger l ON l.id = a.ledger_id
+CROSS JOIN LATERAL (SELECT a.origin = 'fresh' AND NOT EXISTS (SELECT 1 FROM dp_internal.answer_log o
+                    WHERE o.ledger_id = a.ledger_id AND o.origin = 'fresh' AND o.id < a.id) AS first) f
 WHERE a.role = (SELECT oid FROM pg_catalog.pg_roles WHERE rolname = current_user)
    OR dp_internal.is_admin();
 
@@ -275,7 +284,7 @@ COMMENT ON TABLE dp_internal.ledger IS 'One row per DP release: who, what, which
 COMMENT ON TABLE dp_internal.answers IS 'Released answers by statement and data version: the same question is answered again at no cost';
 COMMENT ON FUNCTION dp_internal.is_admin() IS 'True for a pg_dp administrator (who may update dp_internal.datasets)';
 COMMENT ON FUNCTION dp_internal.require_admin(text) IS 'Raises insufficient_privilege unless the caller is a pg_dp administrator';
-COMMENT ON VIEW dp.datasets IS 'Datasets, their tables, contribution bounds, caps and data version';
+COMMENT ON VIEW dp.datasets IS 'Datasets, their tables, contribution bounds and caps; what was spent and the data version (it counts writes) for administrators only';
 COMMENT ON VIEW dp.protected_columns IS 'Columns of protected tables with their public bounds (on the number line, and as values of the column''s type) and value sets';
 COMMENT ON FUNCTION dp_internal.date_line(date) IS 'A date on the bounds'' number line: days since 2000-01-01';
 COMMENT ON FUNCTION dp_internal.timestamp_line(timestamp) IS 'A timestamp on the bounds'' number line: seconds since 2000-01-01 00:00';
@@ -290,3 +299,15 @@ COMMENT ON TABLE dp_internal.answer_log IS 'Every answer given to a role, fresh,
 COMMENT ON SEQUENCE dp_internal.answer_log_id_seq IS 'Ids of dp_internal.answer_log rows';
 COMMENT ON FUNCTION dp.set_contribution_bounds(text, integer, integer) IS 'DBA: fix a dataset''s rows (for all its tables) and groups per privacy unit, or NULL to let each question choose them from a DP estimate';
 COMMENT ON SEQUENCE dp_internal.ledger_id_seq IS 'Ids of dp_internal.ledger rows';
+
+-- Secrets only the extension owner reads: the key of bounded copies' names (gateway/bounded.py),
+-- so that pg_class, which every role reads, does not tell which table and GROUP BY columns
+-- another analyst asked about.  Drawn once per database at CREATE EXTENSION.
+CREATE TABLE dp_internal.secrets (
+    key    text PRIMARY KEY,
+    value  text NOT NULL
+);
+REVOKE ALL ON dp_internal.secrets FROM PUBLIC;
+INSERT INTO dp_internal.secrets VALUES
+    ('copy_names', pg_catalog.replace(pg_catalog.gen_random_uuid()::text || pg_catalog.gen_random_uuid()::text, '-', ''));
+COMMENT ON TABLE dp_internal.secrets IS 'Secrets only the extension owner reads: the key of bounded copies'' names in pg_class';

@@ -36,7 +36,8 @@ def test_threshold_fanout_phantom_tails_are_rare():
 
 def test_numbers_within_a_parent_become_distinct_and_stay_in_bounds():
     col = SimpleNamespace(name="line", fam="integer", kind="numeric", lower=1.0, upper=7.0)
-    run = SimpleNamespace(parent={"column": "order"}, t=SimpleNamespace(columns=[col], uniques=[["order", "line"]]))
+    run = SimpleNamespace(parent=SimpleNamespace(column="order"),
+                          t=SimpleNamespace(columns=[col], uniques=[["order", "line"]]))
     values = {"line": np.array([2, 2, 5, 7, 7, 7, 1, 3])}
     parents = np.array(["a", "a", "a", "b", "b", "b", "c", "a"], dtype=object)
     relational.distinct_within_parent(run, values, parents)
@@ -65,27 +66,27 @@ def test_tau_is_the_median_rows_of_the_units_that_have_rows_and_never_past_the_b
     assert relational.sample_size(uniform, 6) == 6
     assert relational.sample_size(np.r_[0, 1.0], 20) == 1     # one row per unit
     assert relational.sample_size(None, 350) == 350            # unknown: every row up to the bound
-    assert relational.sample_size(np.r_[1.0, 0, 0], 7) == 7    # no unit has rows: the bound
+    assert relational.sample_size(np.r_[1.0, 0, 0], 7) == 1    # no unit has rows (noisily): 1, not the bound
 
 
 def test_snapshot_of_a_child_bounds_each_unit_by_tau_and_returns_it_as_the_sensitivity(monkeypatch):
     """The accounting of a child's marginals: the rows measured are at most tau per unit
     (chosen by random() within each unit's own rows) and tau is the sensitivity handed to the
-    count, the discovery and mst (run.Run.work passes _snapshot's value on), not max_rows."""
-    from pg_dp.synth import run as runmod
+    count, the discovery and the method (run.Run.work stores snapshot's value in the table's
+    state, where they read it), not max_rows."""
+    from pg_dp.synth import discover
 
     sql = []
-    monkeypatch.setattr(runmod.db, "execute", lambda q, *a, **k: sql.append(q) or [{"q": "s.parent"}])
-    monkeypatch.setattr(runmod.db, "drop_table_if_present", lambda name: None)
-    monkeypatch.setattr(runmod.db, "quote_ident", lambda name: f'"{name}"')
+    monkeypatch.setattr(discover.db, "execute", lambda q, *a, **k: sql.append(q) or [{"q": "s.parent"}])
+    monkeypatch.setattr(discover.db, "drop_table_if_present", lambda name: None)
+    monkeypatch.setattr(discover.db, "quote_ident", lambda name: f'"{name}"')
     for t in (SimpleNamespace(path=[], unit="customer_id", max_rows=20, qualified="s.orders"),
               SimpleNamespace(path=[{"ref": 1, "cols": ["order_id"], "refcols": ["id"]}], path_unit="customer_id",
                               unit=None, max_rows=350, qualified="s.line")):
         sql.clear()
-        me = SimpleNamespace(t=t)
-        assert runmod.Run._snapshot(me, 3) == 3
+        assert discover.snapshot(t, 3) == (discover.SRC, 3)
         assert "ORDER BY random()" in sql[-1] and "pg_dp_rn <= 3" in sql[-1] and f"<= {t.max_rows}" not in sql[-1]
-        assert runmod.Run._snapshot(me) == t.max_rows and f"pg_dp_rn <= {t.max_rows}" in sql[-1]
+        assert discover.snapshot(t) == (discover.SRC, t.max_rows) and f"pg_dp_rn <= {t.max_rows}" in sql[-1]
 
 
 # ------------------------------------------------------------ children matched to their parents
@@ -106,7 +107,8 @@ def _fake_child_run(seed=None):
     cond = [SimpleNamespace(size=3), SimpleNamespace(size=2)]
     slots = np.repeat(np.arange(198), 3)
     attrs = [np.arange(198) % 3, (np.arange(198) // 3) % 2]
-    return SimpleNamespace(cond=cond, slots=slots, slot_attrs=attrs, rng=rng, phase=lambda m: None)
+    return SimpleNamespace(cond=cond, slots=SimpleNamespace(parents=slots, attrs=attrs), rng=rng,
+                           phase=lambda m: None, plan=None, anchors=[])
 
 
 def test_children_are_drawn_given_their_parents_attributes():
@@ -120,9 +122,9 @@ def test_children_are_drawn_given_their_parents_attributes():
         b = (np.arange(k) // 20) % 2
         return {"pg_dp_parent_0": a, "pg_dp_parent_1": b, "x": 10 * a + b}
 
-    codes, parents = relational.draw_children(run, draw, run.slots.size)
-    assert parents.tolist() == run.slots.tolist()
-    assert np.all(codes["x"] == 10 * run.slot_attrs[0][parents] + run.slot_attrs[1][parents])
+    codes, parents = relational.draw_children(run, draw, run.slots.parents.size)
+    assert parents.tolist() == run.slots.parents.tolist()
+    assert np.all(codes["x"] == 10 * run.slots.attrs[0][parents] + run.slots.attrs[1][parents])
 
 
 def test_children_the_model_never_draws_for_a_combination_share_the_first_attributes():
@@ -132,9 +134,9 @@ def test_children_the_model_never_draws_for_a_combination_share_the_first_attrib
         a = np.arange(k) % 3
         return {"pg_dp_parent_0": a, "pg_dp_parent_1": np.zeros(k, dtype=np.int64), "x": a}
 
-    codes, parents = relational.draw_children(run, draw, run.slots.size)
-    assert np.all(codes["x"] == run.slot_attrs[0][parents])
-    assert sorted(codes["x"].tolist()) == sorted(draw(run.slots.size)["x"].tolist())   # no row made up
+    codes, parents = relational.draw_children(run, draw, run.slots.parents.size)
+    assert np.all(codes["x"] == run.slots.attrs[0][parents])
+    assert sorted(codes["x"].tolist()) == sorted(draw(run.slots.parents.size)["x"].tolist())   # no row made up
 
 
 def test_a_child_date_is_its_parents_plus_the_offset_inside_declared_bounds():
@@ -144,9 +146,11 @@ def test_a_child_date_is_its_parents_plus_the_offset_inside_declared_bounds():
     assert out[0] == 15 and out[2] == 100            # clipped into the declared bounds
     assert out[1] in (55.0, 80.0, 51.0)              # NOT NULL: another row's offset
     assert out[3] == 0                               # no parent date: the lower bound
-    col.nullable, col.source = True, "DP bounds"
+    col.nullable, col.source = True, "DP bounds"       # the child column's own DP bounds hold too
     out = relational.follow(col, np.array([90.0, np.nan]), np.array([30.0, 1.0]), rng)
-    assert out[0] == 120 and np.isnan(out[1])
+    assert out[0] == 100 and np.isnan(out[1])
+    col.source = "no bounds"
+    assert relational.follow(col, np.array([90.0]), np.array([30.0]), rng)[0] == 120
 
 
 def test_fanout_choice_score_moves_under_four_per_row():

@@ -14,7 +14,7 @@ from scipy import stats
 from pg_dp.dp import mechanisms
 from pg_dp.synth import domain as dom
 from pg_dp.synth import identifiers as ids
-from pg_dp.synth import mst
+from pg_dp.synth.methods import base, mst, pgm
 
 RNG_SEED = 20240601
 
@@ -506,7 +506,7 @@ def test_dp_bounds_of_a_date_column_stay_near_its_range():
     far threshold): 3 draws fail with probability <= 9e-10.  (The old estimator, lowest to
     highest passing bucket at 8.7 scales, left them with probability ~1% per draw.)"""
     from pg_dp.dp import mechanisms
-    from pg_dp.synth import run
+    from pg_dp.synth import discover
 
     days = np.arange(3000) * 37 % 3000 + (dt.date(2015, 1, 1) - dom.EPOCH).days
     exact = {}
@@ -514,8 +514,8 @@ def test_dp_bounds_of_a_date_column_stay_near_its_range():
         b = emulate_bucket(float(d))
         exact[b] = exact.get(b, 0) + 1
     scale = mechanisms.integer_laplace_scale(1, 0.2 / 3 / 2)
-    near = scale * math.log(1 / run.BOUNDS_NEAR_P)
-    far = scale * math.log(len(dom.all_buckets()) / run.BOUNDS_FAR_P)
+    near = scale * math.log(1 / discover.BOUNDS_NEAR_P)
+    far = scale * math.log(len(dom.all_buckets()) / discover.BOUNDS_FAR_P)
     buckets = dom.all_buckets()
     for _ in range(3):
         noise = mechanisms.integer_laplace_noise(scale, len(buckets))
@@ -651,13 +651,6 @@ def test_split_rho_adds_up(rho, rounds):
     assert sum(custom) == pytest.approx(rho, rel=1e-12)
 
 
-def test_noisy_total():
-    plan = mst.Plan({"a": 2}, 1.0, 1)
-    for total, expected in [(0.0, 1), (0.4, 1), (12.6, 13), (4999.5, 5000), (-30.0, 1)]:
-        plan.total = total
-        assert mst.noisy_total(plan) == expected
-
-
 # ---- a small table: a, b strongly dependent; c, d independent ---------------------
 
 DOMAIN = {"a": 4, "b": 5, "c": 3, "d": 6}
@@ -779,19 +772,18 @@ def test_run_measures_required_and_selected_cliques(strong_run):
 
 def test_run_spends_at_most_rho(strong_run):
     rec, plan = strong_run
-    assert mst.spent_rho(plan) <= plan.rho * (1 + 1e-9)
+    assert base.spent_rho(plan) <= plan.rho * (1 + 1e-9)
     # the independent ledger (OpenDP maps of every noise draw and every selection)
     assert rec.spent() <= plan.rho * (1 + 1e-9)
     # spent_rho is the cost of the noisy marginals (selection excluded)
     gauss = sum(mechanisms._integer_gaussian(s).map(1) for _, s, _ in rec.noised)
-    assert mst.spent_rho(plan) == pytest.approx(gauss, rel=1e-9)
+    assert base.spent_rho(plan) == pytest.approx(gauss, rel=1e-9)
 
 
 def test_run_total_is_close_to_the_row_count(strong_run):
     _, plan = strong_run
     sd = max(m.stddev for m in plan.one_way) * math.sqrt(max(DOMAIN.values()))
     assert abs(plan.total - N_ROWS) < 10 * sd
-    assert abs(mst.noisy_total(plan) - N_ROWS) < 10 * sd + 1
 
 
 @pytest.mark.parametrize("sensitivity", [1, 3])
@@ -800,7 +792,7 @@ def test_run_accounting_with_privacy_units(table, sensitivity):
     rho = 0.8
     plan = rec.run(rho, sensitivity=sensitivity)
     assert rec.spent(sensitivity) <= rho * (1 + 1e-9)
-    assert mst.spent_rho(plan) <= rho * (1 + 1e-9)
+    assert base.spent_rho(plan) <= rho * (1 + 1e-9)
     for s, _ in rec.selections:
         assert s == sensitivity
     # noise grows with the sensitivity: a one-way sd is sensitivity / sqrt(2 rho of that 1-way)
@@ -814,8 +806,8 @@ def test_run_with_one_attribute_spends_everything_on_it(table):
     plan = rec.run(0.5)
     assert [m.clique for m in plan.one_way] == [("a",)]
     assert plan.two_way == [] and plan.selected == [] and rec.selections == []
-    assert mst.spent_rho(plan) == pytest.approx(0.5, rel=1e-9)
-    assert mst.spent_rho(plan) <= 0.5
+    assert base.spent_rho(plan) == pytest.approx(0.5, rel=1e-9)
+    assert base.spent_rho(plan) <= 0.5
 
 
 def test_run_with_required_clique_spanning_everything_needs_no_selection(table):
@@ -870,9 +862,9 @@ def test_run_never_releases_exact_counts(table):
 @pytest.fixture(scope="module")
 def synthetic(strong_run):
     _, plan = strong_run
-    model = mst.fit(plan, iters=200)
+    model = pgm.fit(plan, iters=200)
     rows = 4000
-    out = mst.sample(model, plan, rows, np.random.default_rng(0))
+    out = pgm.sample(model, plan, rows, np.random.default_rng(0))
     return plan, rows, out, model
 
 
@@ -896,8 +888,8 @@ def test_sample_keeps_the_dependent_pair(synthetic, table):
 
 def test_sample_is_reproducible_from_the_generator(synthetic):
     plan, _, _, model = synthetic
-    a = mst.sample(model, plan, 300, np.random.default_rng(7))
-    b = mst.sample(model, plan, 300, np.random.default_rng(7))
+    a = pgm.sample(model, plan, 300, np.random.default_rng(7))
+    b = pgm.sample(model, plan, 300, np.random.default_rng(7))
     assert all(np.array_equal(a[k], b[k]) for k in DOMAIN)
 
 
@@ -942,7 +934,7 @@ def test_run_never_measures_a_dense_table_over_a_huge_domain():
         mp.setattr(mst, "MAX_MEASURE_CELLS", 50_000)
         plan = rec.run(1.0, required=[("zip", "city", "g")])
         sizes = {a: int(plan.compress[a].max()) + 1 for a in domain}
-        sizes.update({mst.coarse_name(a): int(m.max()) + 1 for a, m in plan.coarse.items()})
+        sizes.update({base.coarse_name(a): int(m.max()) + 1 for a, m in plan.coarse.items()})
         assert all(math.prod(sizes[a] for a in m.clique) <= 50_000 for m in plan.two_way)
     assert all(compressed for cliques, compressed in asked if any(len(c) > 1 for c in cliques))
     assert all(len(c) == 1 for cliques, compressed in asked if not compressed for c in cliques)

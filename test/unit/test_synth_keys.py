@@ -96,7 +96,7 @@ def test_key_histograms_take_a_bounded_share_of_the_models_rho():
     (run.py passes rho - share to mst.run), so the charge covers both."""
     from types import SimpleNamespace
 
-    run = lambda k: SimpleNamespace(links=[{"histogram": True}] * k + [{"in_model": True}])
+    run = lambda k: SimpleNamespace(links=[SimpleNamespace(histogram=True)] * k + [SimpleNamespace(histogram=False)])
     assert keys.rho_share(run(0), 1.0, alone=False) == 0.0
     assert keys.rho_share(run(1), 1.0, alone=False) == 0.1
     assert keys.rho_share(run(2), 1.0, alone=False) == 0.2

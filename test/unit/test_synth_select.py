@@ -10,7 +10,7 @@ import pytest
 from scipy import stats
 
 from pg_dp.dp import mechanisms
-from pg_dp.synth import mst
+from pg_dp.synth.methods import base, mst, pgm
 from test_synth import Recorder, counts_of as _counts_of
 
 SEED = 20261202
@@ -69,7 +69,7 @@ def test_a_run_spends_exactly_its_rho(table, options, sensitivity):
     assert ledger.spent(sensitivity) <= rho * (1 + 1e-9)
     assert ledger.spent(sensitivity) == pytest.approx(rho, rel=1e-6)
     # the plan's own account agrees with the ledger
-    assert mst.total_rho(plan) == pytest.approx(ledger.spent(sensitivity), rel=1e-6)
+    assert base.total_rho(plan) == pytest.approx(ledger.spent(sensitivity), rel=1e-6)
     assert plan.selection_rho == pytest.approx(
         sum(mechanisms._zcdp_max(mechanisms.exponential_scale(s, r)).map(float(s))
             for s, r in ledger.selections), rel=1e-9)
@@ -140,13 +140,13 @@ def test_score_penalty_is_the_expected_noise_error():
 
 def exact_plan(data, tree_edges, sizes):
     """A plan whose 'noisy' marginals are exact (to check the tree's algebra)."""
-    plan = mst.Plan(dict(sizes), 1.0, 1)
+    plan = base.Plan(dict(sizes), 1.0, 1)
     n = len(next(iter(data.values())))
     for a in sizes:
-        plan.one_way.append(mst.NoisyMarginal((a,), counts_of(data, (a,), sizes).astype(float), 1.0))
+        plan.one_way.append(base.NoisyMarginal((a,), counts_of(data, (a,), sizes).astype(float), 1.0))
         plan.compress[a] = np.arange(sizes[a])
     for e in tree_edges:
-        plan.two_way.append(mst.NoisyMarginal(e, counts_of(data, e, sizes).astype(float), 1.0, True))
+        plan.two_way.append(base.NoisyMarginal(e, counts_of(data, e, sizes).astype(float), 1.0, True))
     plan.total = float(n)
     return plan
 
@@ -225,18 +225,18 @@ def test_coarse_pairs_enter_the_model_as_attributes_of_their_own(table):
     the columns only."""
     ledger = Ledger(table)
     plan = ledger.run(200.0, mst.Options(extra=0, coarse=2, coarse_bins=2, coarse_min_size=2, coarse_min_cells=4))
-    rough = [m for m in plan.two_way if any(a.endswith(mst.COARSE) for a in m.clique)]
+    rough = [m for m in plan.two_way if any(a.endswith(base.COARSE) for a in m.clique)]
     assert rough
-    model = mst.fit(plan, iters=300)
+    model = pgm.fit(plan, iters=300)
     for m in rough:
         fitted = np.asarray(model.project(m.clique).datavector(flatten=False))
         assert np.abs(fitted - m.values).sum() / plan.total < 0.02
-    drawn = mst.generate(model, 2000, seed=0)       # the numpy sampler, coarse attributes included
-    coarse = {a for m in rough for a in m.clique if a.endswith(mst.COARSE)}
+    drawn = pgm.generate(model, 2000, seed=0)       # the numpy sampler, coarse attributes included
+    coarse = {a for m in rough for a in m.clique if a.endswith(base.COARSE)}
     assert coarse <= set(drawn)
     for a in coarse:
-        assert (drawn[a] == plan.coarse[mst._base(a)][drawn[mst._base(a)]]).all()
-    rows = mst.sample(model, plan, 2000, np.random.default_rng(0))
+        assert (drawn[a] == plan.coarse[base.base_name(a)][drawn[base.base_name(a)]]).all()
+    rows = pgm.sample(model, plan, 2000, np.random.default_rng(0))
     assert set(rows) == set(DOMAIN)
 
 
@@ -254,7 +254,7 @@ def test_large_pairs_compete_over_coarse_bins_once():
     assert set(plan.coarse) == {"p", "q"}
     for a, m in plan.coarse.items():
         assert m.tolist() == sorted(m.tolist()) and int(m.max()) + 1 <= 4
-    bases = [frozenset(mst._base(a) for a in c) for c in plan.selected]
+    bases = [frozenset(base.base_name(a) for a in c) for c in plan.selected]
     assert len(bases) == len(set(bases))
     assert all(len(m.values.shape) == len(m.clique) for m in plan.two_way)
 
@@ -269,7 +269,7 @@ def brute_distribution(sizes, factors):
     attrs = list(sizes)
     logp = np.zeros([sizes[a] for a in attrs])
     for c, v in factors:
-        logp = logp + mst._align(c, v, tuple(attrs))
+        logp = logp + pgm._align(c, v, tuple(attrs))
     p = np.exp(logp - logp.max())
     return p / p.sum()
 
@@ -284,15 +284,15 @@ def test_clique_marginals_match_brute_force(cliques):
     rng = np.random.default_rng(SEED)
     sizes = {"a": 3, "b": 2, "c": 4, "d": 3}
     factors = random_factors(rng, sizes, cliques)
-    mbi = mst._mbi()
+    mbi = pgm._mbi()
     domain = mbi.Domain(list(sizes), list(sizes.values()))
     jtree, _ = mbi.junction_tree.make_junction_tree(domain, [c for c, _ in factors])
     nodes = [tuple(n) for n in jtree.nodes]
-    probs = mst.clique_marginals(sizes, factors, nodes)
+    probs = pgm.clique_marginals(sizes, factors, nodes)
     joint = brute_distribution(sizes, factors)
     attrs = list(sizes)
     for n in nodes:
-        brute = mst._sum_to(tuple(attrs), joint, n)
+        brute = pgm._sum_to(tuple(attrs), joint, n)
         assert np.allclose(probs[n], brute, atol=1e-10), n
 
 
@@ -304,14 +304,14 @@ def test_sampler_draws_from_the_model():
     factors = random_factors(rng, sizes, [("a", "b", "c"), ("c", "d"), ("b", "d")])
     joint = brute_distribution(sizes, factors)
     n = 200_000
-    rows = mst.sample_rows((sizes, factors), n, np.random.default_rng(1), "sample")
+    rows = pgm.sample_rows((sizes, factors), n, np.random.default_rng(1), "sample")
     attrs = list(sizes)
     cells = sum(math.prod(sizes[a] for a in c) for c in itertools.combinations(attrs, 3))
     bound = math.sqrt(math.log(2 * cells / 1e-9) / (2 * n))
     worst = 0.0
     for c in itertools.combinations(attrs, 3):
         freq = counts_of(rows, c, sizes) / n
-        worst = max(worst, float(np.abs(freq - mst._sum_to(tuple(attrs), joint, c)).max()))
+        worst = max(worst, float(np.abs(freq - pgm._sum_to(tuple(attrs), joint, c)).max()))
     assert worst <= bound
     # and a wrong model is told apart: the same rows against independent columns
     indep = np.einsum("a,b,c->abc", *[joint.sum(axis=tuple(j for j in range(4) if j != i)) for i in range(3)])
@@ -327,12 +327,12 @@ def test_rounding_sampler_keeps_group_totals_and_expected_counts():
     factors = random_factors(rng, sizes, [("a", "b"), ("b", "c")])
     joint = brute_distribution(sizes, factors)
     n = 10_007
-    rows = mst.sample_rows((sizes, factors), n, np.random.default_rng(2), "round")
-    mbi = mst._mbi()
+    rows = pgm.sample_rows((sizes, factors), n, np.random.default_rng(2), "round")
+    mbi = pgm._mbi()
     domain = mbi.Domain(list(sizes), list(sizes.values()))
     _, elimination = mbi.junction_tree.make_junction_tree(domain, [c for c, _ in factors])
     first = list(elimination)[::-1][0]
-    expected = mst._sum_to(("a", "b", "c"), joint, (first,)) * n
+    expected = pgm._sum_to(("a", "b", "c"), joint, (first,)) * n
     assert np.all(np.abs(counts_of(rows, (first,), sizes) - expected) < 1 + 1e-9)
     # b is drawn given its neighbour drawn before it; within each group the counts round the expectation
     order = list(elimination)[::-1]
@@ -342,7 +342,7 @@ def test_rounding_sampler_keeps_group_totals_and_expected_counts():
             continue
         g = before[0]
         pair = counts_of(rows, (g, col), sizes).astype(float)
-        model = mst._sum_to(("a", "b", "c"), joint, (g, col))
+        model = pgm._sum_to(("a", "b", "c"), joint, (g, col))
         cond = model / model.sum(axis=1, keepdims=True)
         expected = cond * pair.sum(axis=1, keepdims=True)
         assert np.all(np.abs(pair - expected) < 1 + 1e-9)
@@ -351,13 +351,13 @@ def test_rounding_sampler_keeps_group_totals_and_expected_counts():
 def test_sampler_rejects_an_unknown_method():
     sizes = {"a": 2}
     with pytest.raises(ValueError):
-        mst.sample_rows((sizes, [(("a",), np.zeros(2))]), 10, np.random.default_rng(0), "bogus")
+        pgm.sample_rows((sizes, [(("a",), np.zeros(2))]), 10, np.random.default_rng(0), "bogus")
 
 
 def test_max_clique_cells_is_that_of_mbi_junction_tree():
     """The plain-Python junction-tree size check agrees with mbi's own junction tree (the one
     the model is fitted and sampled over) on random sets of cliques: trees, forests, cycles."""
-    mbi = mst._mbi()
+    mbi = pgm._mbi()
     rng = np.random.default_rng(SEED)
     for trial in range(300):
         k = int(rng.integers(2, 10))
@@ -370,4 +370,4 @@ def test_max_clique_cells_is_that_of_mbi_junction_tree():
         domain = mbi.Domain(names, [sizes[a] for a in names])
         jtree, _ = mbi.junction_tree.make_junction_tree(domain, cliques)
         expected = max(math.prod(sizes[a] for a in node) for node in jtree.nodes)
-        assert mst._max_clique_cells(sizes, cliques) == expected, (sizes, cliques)
+        assert pgm.max_clique_cells(sizes, cliques) == expected, (sizes, cliques)

@@ -19,6 +19,7 @@ path (they are all protected in the dataset: catalog.resolve_path refuses otherw
 """
 
 import hashlib
+import hmac
 import json
 
 from ..core import db
@@ -52,8 +53,7 @@ def copy_for(plan) -> str | None:
     meta = plan.meta
     # the GROUP BY keys (and the time zone, when a key depends on it), and the bounds the parts are for
     keys = f"{plan.key_set}|rows={plan.bounds.rows}|groups={plan.bounds.groups}"
-    digest = hashlib.sha256(f"{meta.relid}:{keys}".encode()).hexdigest()[:12]
-    name = f"bounded_{meta.relid}_{digest}"
+    name = copy_name(meta.relid, keys)
     try:
         with db.subtransaction():
             shape = db.execute(
@@ -84,9 +84,11 @@ def copy_for(plan) -> str | None:
                            "WHERE relid = $1 AND keys = $2", [meta.relid, keys], ["oid", "text"])
                 return name
             _drop(name)
-            db.execute(f"CREATE UNLOGGED TABLE {rewrite.copy_table(name, 'all')} AS {build}")
+            # never analysed, by autovacuum either: reltuples would be its exact row count for everyone
+            unanalysed = "WITH (autovacuum_enabled = false, toast.autovacuum_enabled = false)"
+            db.execute(f"CREATE UNLOGGED TABLE {rewrite.copy_table(name, 'all')} {unanalysed} AS {build}")
             for table, select in rewrite.copy_parts_sql(plan, name):
-                db.execute(f"CREATE UNLOGGED TABLE {table} AS {select}")
+                db.execute(f"CREATE UNLOGGED TABLE {table} {unanalysed} AS {select}")
             db.execute(f"DROP TABLE {rewrite.copy_table(name, 'all')}")
             db.execute(
                 "UPDATE dp_internal.bounded_copies SET relname = $3, data_version = $4, columns = $5, "
@@ -99,6 +101,14 @@ def copy_for(plan) -> str | None:
             raise
         # e.g. the lock timeout: bound this query on its own instead
         return None
+
+
+def copy_name(relid: int, keys: str) -> str:
+    """A copy's name in pg_class (which everyone reads): a keyed digest of the table and the GROUP
+    BY columns, under a secret only the extension owner reads (dp_internal.secrets), so that no
+    role learns from it which table and which columns another analyst asked about."""
+    secret = db.execute("SELECT value FROM dp_internal.secrets WHERE key = 'copy_names'")[0]["value"]
+    return "bounded_" + hmac.new(secret.encode(), f"{relid}:{keys}".encode(), hashlib.sha256).hexdigest()[:24]
 
 
 def _forget_placeholders(relid: int):

@@ -303,18 +303,6 @@ def _count_fd(codes: Mapping[str, np.ndarray], dc: DenialConstraint, length: int
     return int((same_x * (same_x - 1) // 2).sum() - (same_xy * (same_xy - 1) // 2).sum())
 
 
-def _group_modes(groups: np.ndarray, values: np.ndarray, rng: np.random.Generator) -> np.ndarray:
-    """The most frequent value of each group, indexed by group id; ties broken at random."""
-    width = int(values.max()) + 1
-    pairs, counts = np.unique(groups * width + values, return_counts=True)
-    pair_groups, pair_values = pairs // width, pairs % width
-    order = np.lexsort((rng.random(len(pairs)), counts, pair_groups))
-    last = order[np.flatnonzero(np.append(np.diff(pair_groups[order]) != 0, True))]
-    modes = np.full(int(groups.max()) + 1, -1, dtype=np.int64)
-    modes[pair_groups[last]] = pair_values[last]
-    return modes
-
-
 def _fd_choices(groups: np.ndarray, values: np.ndarray, rng: np.random.Generator) -> np.ndarray:
     """One value per determinant group (indexed by group id) that keeps the column's marginal.
 

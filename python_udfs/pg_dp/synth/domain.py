@@ -334,6 +334,15 @@ def bounds_from_buckets(noisy: dict[int, float], threshold: float,
     return bucket_edges(low)[0], bucket_edges(high)[1]
 
 
+def fallback_bounds(fam: str) -> tuple[float, float]:
+    """Bounds when DP finds nothing at all (the noise swamps every bucket): fixed, never from the
+    data; dates and timestamps from 2000-01-01 to today."""
+    if fam in ("date", "timestamp"):
+        days = float((dt.date.today() - EPOCH).days)
+        return (0.0, days) if fam == "date" else (0.0, days * 86400.0)
+    return 0.0, 1.0
+
+
 BUCKET_MAX = 62
 
 

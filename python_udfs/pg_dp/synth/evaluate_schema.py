@@ -13,7 +13,8 @@ schema (the shadow copy written by dp_synthesize):
   **never clipped into the real range**: numbers and times fall into 16 equal-width bins
   over the real min..max plus one bin below and one above, so mass outside counts in
   the TVD; categorical columns keep their 32 most frequent real values, one 'other' code
-  and NULL;
+  and NULL; for numbers and times, detail.beyond_one_bin counts the synthetic values further
+  than one bin (1/16 of the real range) outside it;
 - per table, the mean 1-way and 2-way TVD, the 2-way TVD next to the independence
   baseline (the real 1-way marginals multiplied: what a synthesizer ignoring every
   correlation scores), and the worst pair;
@@ -31,7 +32,10 @@ for every foreign key from a synthesized (protected) table to another table of b
   attachment;
 
 and for every protected table that reaches its privacy-unit table through two foreign-key
-paths, 'path_disagreements': rows whose two paths end at two different unit rows.
+paths, every pair of them, 'path_disagreements': rows whose two paths end at two different
+unit rows (detail.real: the same count in the real data).  Foreign keys declared only on a
+table's partitions count for the table.  'fanout_tvd' and 'parent_child_tvd_mean' carry
+detail.no_better_than_baseline: true when the copy does no better than uniform attachment.
 
 Columns compared are those that carry data: keys (single-column PRIMARY KEY/UNIQUE),
 columns dp_synthesize regenerated, and foreign-key columns to tables that are not declared
@@ -46,9 +50,10 @@ import math
 
 import numpy as np
 
-from ..core import catalog, db
+from ..core import catalog, db, trust
 from ..core.encode import json_safe
 from ..core.errors import DPError
+from . import schema
 
 BINS = 16
 TOP_VALUES = 32
@@ -152,7 +157,15 @@ def _columns(relid: int) -> list[tuple[str, str]]:
 
 
 def _foreign_keys(relid: int) -> list[dict]:
-    """Foreign keys declared on a real table: name, columns, referenced table and columns."""
+    """Foreign keys of a real table: name, columns, referenced table and columns; keys declared
+    only on its partitions (or inheritance children) count for the table, as dp_synthesize
+    keeps them (a payments table partitioned by month with its keys on the partitions)."""
+    own = _own_foreign_keys(relid)
+    return own + [{"name": k["conname"], "ref": int(k["ref"]), "cols": list(k["cols"]), "refcols": list(k["refcols"])}
+                  for k in schema.partition_foreign_keys(relid, own)]
+
+
+def _own_foreign_keys(relid: int) -> list[dict]:
     return [dict(r) for r in db.execute(
         "SELECT k.conname::text AS name, k.confrelid::int8 AS ref, "
         "ARRAY(SELECT a.attname::text FROM unnest(k.conkey) WITH ORDINALITY c(n, o) JOIN pg_catalog.pg_attribute a "
@@ -233,6 +246,26 @@ class Codebook:
         return int(np.count_nonzero(present & ((codes == 0) | (codes == self.bins + 1)))), int(present.sum())
 
 
+def _versus(value, baseline) -> dict:
+    """A figure no better than its uniform-attachment baseline is flagged: the copy's relationship
+    is then no better than attaching children to parents at random."""
+    if value is None or baseline is None:
+        return {}
+    return {"no_better_than_baseline": bool(value >= baseline)}
+
+
+def _beyond(book: "Codebook", synth_table: str) -> int:
+    """Synthetic values further than one bin (1/16 of the real range) outside the real min..max:
+    what a DP range may add at its edges, and no more."""
+    if book.lo is None:
+        return 0
+    lo, hi = float(book.lo), float(book.hi)
+    width = (hi - lo) / BINS if hi > lo else 1.0
+    value = _value(book.column, book.kind)
+    return int(db.execute(f"SELECT count(*) AS n FROM {synth_table} WHERE {value} < {lo - width!r} "
+                          f"OR {value} > {hi + width!r}")[0]["n"])
+
+
 def _unseen(column: str, real_table: str, synth_table: str) -> tuple[int, int]:
     """(synthetic values the real column never takes, non-NULL synthetic values) of a categorical column."""
     q = db.quote_ident(column)
@@ -279,12 +312,6 @@ def _parent_index(child_keys: list, parent_keys: list) -> np.ndarray:
     return np.array([where.get(k, -1) if k is not None else -1 for k in child_keys], dtype=np.int64)
 
 
-def _fanout(parent_keys: list, child_keys: list) -> dict[int, int]:
-    """{k: parents with k children} (children whose key names no parent are not counted)."""
-    index = _parent_index(child_keys, parent_keys)
-    return fanout_histogram(np.bincount(index[index >= 0], minlength=len(parent_keys)))
-
-
 def evaluate(real_schema: str, synthetic_schema: str | None = None) -> list[dict]:
     if not catalog.is_admin(catalog.outer_role()):
         raise DPError("permission denied to evaluate a synthetic schema",
@@ -301,6 +328,10 @@ def evaluate(real_schema: str, synthetic_schema: str | None = None) -> list[dict
     if not tables:
         raise DPError(f"no table of schema {real_schema} has a copy in schema {synthetic_schema}", sqlstate="42P01",
                       hint="Run CALL dp_synthesize(...) first; copies keep their table's name.")
+    for t in tables:              # read as the extension owner: no other role's casts or domain CHECKs
+        for relid in (t["real"], t["synth"]):
+            trust.require_no_column_code(relid, db.execute("SELECT $1::regclass::text AS t", [relid], ["oid"])[0]["t"],
+                                         "evaluated")
     rng = np.random.default_rng(SEED)
     public = {int(r["r"]) for r in db.execute("SELECT relid::int8 AS r FROM dp_internal.public_tables")}
     by_oid = {t["real"]: t for t in tables}
@@ -342,7 +373,8 @@ def evaluate(real_schema: str, synthetic_schema: str | None = None) -> list[dict
             row(name, b.column, "tvd_1way", value)
             outside = b.out_of_range(s.codes[b.column]) or _unseen(b.column, t["rq"], t["sq"])
             row(name, b.column, "out_of_range", outside[0] / outside[1] if outside[1] else 0.0, None,
-                {"outside": outside[0], "non_null": outside[1], "kind": b.kind})
+                {"outside": outside[0], "non_null": outside[1], "kind": b.kind,
+                 **({"beyond_one_bin": _beyond(b, t["sq"])} if b.kind != "categorical" else {})})
         row(name, None, "tvd_1way_mean", float(np.mean(one)), None, {"columns": len(bs)})
         pairs = []
         for a, b in itertools.combinations(bs, 2):
@@ -379,9 +411,10 @@ def evaluate(real_schema: str, synthetic_schema: str | None = None) -> list[dict
             attached = np.count_nonzero(s_index >= 0)
             uniform = uniform_attachment(attached, sp.rows, rng)
             base_fan = fanout_histogram(np.bincount(uniform, minlength=sp.rows))
-            row(t["name"], subject, "fanout_tvd", dict_tvd(real_fan, synth_fan) if sp.rows else None,
-                dict_tvd(real_fan, base_fan) if sp.rows else None,
-                {"real_mean": float(np.count_nonzero(r_index >= 0)) / max(rp.rows, 1),
+            fan_value = dict_tvd(real_fan, synth_fan) if sp.rows else None
+            fan_base = dict_tvd(real_fan, base_fan) if sp.rows else None
+            row(t["name"], subject, "fanout_tvd", fan_value, fan_base,
+                {**_versus(fan_value, fan_base), "real_mean": float(np.count_nonzero(r_index >= 0)) / max(rp.rows, 1),
                  "synthetic_mean": float(attached) / max(sp.rows, 1),
                  "real_max": max(real_fan) if real_fan else 0, "synthetic_max": max(synth_fan) if synth_fan else 0})
             # parent attribute x child attribute over the join; baseline: the same synthetic
@@ -406,7 +439,8 @@ def evaluate(real_schema: str, synthetic_schema: str | None = None) -> list[dict
                 dependent = [p for p in pairs if p[4] >= DEPENDENT]
                 row(t["name"], subject, "parent_child_tvd_mean", np.mean([p[2] for p in pairs]),
                     np.mean([p[3] for p in pairs]),
-                    {"pairs": len(pairs), "dependent_pairs": len(dependent),
+                    {**_versus(np.mean([p[2] for p in pairs]), np.mean([p[3] for p in pairs])),
+                     "pairs": len(pairs), "dependent_pairs": len(dependent),
                      "dependent_mean": float(np.mean([p[2] for p in dependent])) if dependent else None,
                      "dependent_baseline": float(np.mean([p[3] for p in dependent])) if dependent else None})
             db.check_interrupts()

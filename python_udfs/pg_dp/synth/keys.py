@@ -27,6 +27,7 @@ column or several) and self-references (docs/synthesis.md, "Synthesizing a schem
 
 from __future__ import annotations
 
+from dataclasses import dataclass
 import math
 
 import numpy as np
@@ -121,76 +122,77 @@ def other_rows(flags: np.ndarray, rng: np.random.Generator) -> np.ndarray:
     return out
 
 
-def describe(link: dict) -> str:
-    """How a kept foreign key is generated (dry run and plan NOTICE)."""
-    if link["kind"] == "self":
-        return "another row of the copy, uniformly, never the row itself; the NULL share modelled"
-    if link.get("implied"):
-        return "set from the row chosen for a key of several columns"
-    if link.get("histogram"):
-        what = "referenced rows" if len(link["cols"]) > 1 else "keys"
-        return (f"public table, copied; a choice among its {what} from a DP histogram (rare ones spread uniformly)"
-                + ("; every column from the chosen row" if len(link["cols"]) > 1 else ""))
-    if link.get("in_model"):
-        return "public table, copied; a categorical column of the model over its keys"
-    return link["kind"]
-
-
 # ----------------------------------------------------------------- measuring (after the charge)
-def histogram_links(run) -> list[dict]:
-    return [k for k in run.links if k.get("histogram")]
+@dataclass
+class KeyHistogram:
+    """A key's post-processed DP histogram over the referenced keys (see draw_ranks)."""
+    ranks: str                  # TEMP table of the referenced keys by rank (read again when rows are drawn)
+    cells: int                  # referenced keys
+    passing: np.ndarray         # ranks whose noisy count passed rare_threshold
+    weights: np.ndarray         # their noisy counts
+    rest: float                 # weight of the other keys, spread uniformly
+    null: float                 # weight of NULL
+    scale: float                # the noise's scale
+
+    def as_model(self) -> dict:
+        return {"cells": self.cells, "passing": self.passing, "weights": self.weights, "rest": self.rest,
+                "null": self.null}
 
 
-def rho_share(run, rho: float, alone: bool) -> float:
+def histogram_links(st) -> list:
+    return [k for k in st.links if k.histogram]
+
+
+def rho_share(st, rho: float, alone: bool) -> float:
     """The model's rho that the key histograms take (all of it when nothing else is modelled)."""
-    k = len(histogram_links(run))
+    k = len(histogram_links(st))
     if not k:
         return 0.0
     return rho if alone else rho * min(KEY_RHO_MAX, KEY_RHO_SHARE * k)
 
 
-def measure(run, rho: float, sensitivity: int):
-    """Noisy histograms of the keys of every histogram link, rho split evenly over them."""
-    links = histogram_links(run)
+def measure(st, rho: float, sensitivity: int) -> dict[str, KeyHistogram]:
+    """Noisy histograms of the keys of every histogram link (by link name), rho split evenly over them."""
+    links = histogram_links(st)
+    out = {}
     for i, link in enumerate(links):
-        link["ranks"] = f"{RANKS}_{i}"          # read again when rows are drawn
-        link["model"] = _measure_one(run, link, rho / len(links), sensitivity)
-        run.phase(f"measured the keys of {link['name']} ({link['model']['cells']} keys of {link['source']}, "
-                  f"noise scale {link['model']['scale']:.3g}, {link['model']['passing'].size} with a weight of their own)")
+        h = out[link.name] = _measure_one(st, link, f"{RANKS}_{i}", rho / len(links), sensitivity)
+        st.phase(f"measured the keys of {link.name} ({h.cells} keys of {link.source}, "
+                 f"noise scale {h.scale:.3g}, {h.passing.size} with a weight of their own)")
+    return out
 
 
-def _ref_sql(run, link) -> str:
+def _ref_sql(link) -> str:
     """The referenced keys offered: the referenced table's rows whose columns also meet the
     child's single-column keys to other public tables over the same columns."""
-    refcols = [db.quote_ident(c) for c in link["refcols"]]
+    refcols = [db.quote_ident(c) for c in link.refcols]
     where = [f"r.{c} IS NOT NULL" for c in refcols]
-    for other in link.get("also", []):
-        refcol = link["refcols"][link["cols"].index(other["column"])]
+    for other in link.also:
+        refcol = link.refcols[link.cols.index(other["column"])]
         where.append(f"EXISTS (SELECT 1 FROM {other['source']} x WHERE x.{db.quote_ident(other['refcol'])} "
                      f"= r.{db.quote_ident(refcol)})")
-    return (f"SELECT DISTINCT {', '.join(f'r.{c}' for c in refcols)} FROM {link['source']} r "
+    return (f"SELECT DISTINCT {', '.join(f'r.{c}' for c in refcols)} FROM {link.source} r "
             f"WHERE {' AND '.join(where)}")
 
 
-def _measure_one(run, link, rho: float, sensitivity: int) -> dict:
-    cols = [db.quote_ident(c) for c in link["cols"]]
+def _measure_one(st, link, ranks: str, rho: float, sensitivity: int) -> KeyHistogram:
+    cols = [db.quote_ident(c) for c in link.cols]
     refs = [f"k{i}" for i in range(len(cols))]
-    ranks = link["ranks"]
     db.drop_table_if_present(f"pg_temp.{COUNTS}")
     db.drop_table_if_present(f"pg_temp.{ranks}")
     db.execute(f"CREATE TEMP TABLE {COUNTS} ON COMMIT DROP AS SELECT "
                + ", ".join(f"{c} AS k{i}" for i, c in enumerate(cols)) + ", count(*) AS n "
-               f"FROM {run.src} WHERE " + " AND ".join(f"{c} IS NOT NULL" for c in cols) + " GROUP BY "
+               f"FROM {st.src} WHERE " + " AND ".join(f"{c} IS NOT NULL" for c in cols) + " GROUP BY "
                + ", ".join(str(i + 1) for i in range(len(cols))))
     db.execute(f"CREATE TEMP TABLE {ranks} ON COMMIT DROP AS SELECT row_number() OVER (ORDER BY "
                + ", ".join(refs) + ") - 1 AS i, coalesce(c.n, 0) AS n, " + ", ".join(f"r.{k}" for k in refs)
-               + f" FROM ({_ref_sql(run, link)}) r (" + ", ".join(refs) + f") LEFT JOIN {COUNTS} c USING ("
+               + f" FROM ({_ref_sql(link)}) r (" + ", ".join(refs) + f") LEFT JOIN {COUNTS} c USING ("
                + ", ".join(refs) + ")")
     db.execute(f"CREATE INDEX ON {ranks} (i)")
     cells = int(db.execute(f"SELECT count(*) AS n FROM {ranks}")[0]["n"])
     nulls = None
-    if link["nullable"]:
-        nulls = int(db.execute(f"SELECT count(*) AS n FROM {run.src} WHERE "
+    if link.nullable:
+        nulls = int(db.execute(f"SELECT count(*) AS n FROM {st.src} WHERE "
                                + " OR ".join(f"{c} IS NULL" for c in cols))[0]["n"])
     scale = mechanisms.gaussian_scale(sensitivity, rho)
     threshold = rare_threshold(scale, cells)
@@ -207,34 +209,34 @@ def _measure_one(run, link, rho: float, sensitivity: int) -> dict:
     noisy_null = float(mechanisms.gaussian_counts([nulls], scale)[0]) if nulls is not None else None
     passing = np.concatenate(passing) if passing else np.zeros(0, dtype=np.int64)
     weights = np.concatenate(weights) if weights else np.zeros(0)
-    rest, null = key_weights(weights, noisy_null, run.counts["total"], cells)
+    rest, null = key_weights(weights, noisy_null, st.counts["total"], cells)
     db.drop_table_if_present(f"pg_temp.{COUNTS}")
-    return {"cells": cells, "passing": passing.astype(np.int64), "weights": weights, "rest": rest, "null": null,
-            "scale": scale}
+    return KeyHistogram(ranks, cells, passing.astype(np.int64), weights, rest, null, scale)
 
 
-def draw(run, link, n: int) -> dict[str, np.ndarray]:
+def draw(st, link, n: int) -> dict[str, np.ndarray]:
     """Values (text, None for NULL) of the link's columns for n rows: referenced rows chosen
     from the histogram, every column set from the same row."""
-    ranks = draw_ranks(n, link["model"], run.rng)
-    out = {c: np.full(n, None, dtype=object) for c in link["cols"]}
+    h = st.key_models[link.name]
+    ranks = draw_ranks(n, h.as_model(), st.rng)
+    out = {c: np.full(n, None, dtype=object) for c in link.cols}
     wanted = np.unique(ranks[ranks >= 0])
     if wanted.size:
-        refs = [f"k{i}" for i in range(len(link["cols"]))]
+        refs = [f"k{i}" for i in range(len(link.cols))]
         rows = db.execute(f"SELECT i, " + ", ".join(f"{k}::text AS {k}" for k in refs)
-                          + f" FROM {link['ranks']} WHERE i = ANY($1::int8[])", [wanted.tolist()], ["int8[]"])
+                          + f" FROM {h.ranks} WHERE i = ANY($1::int8[])", [wanted.tolist()], ["int8[]"])
         at = np.searchsorted(wanted, ranks)
         order = np.searchsorted(wanted, np.array([r["i"] for r in rows], dtype=np.int64))
-        for k, c in zip(refs, link["cols"]):
+        for k, c in zip(refs, link.cols):
             column = np.empty(wanted.size, dtype=object)
             column[order] = [r[k] for r in rows]
             out[c][ranks >= 0] = column[at[ranks >= 0]]
     return out
 
 
-def model_threshold(run, column: str) -> tuple[np.ndarray, float] | None:
+def model_threshold(st, column: str) -> tuple[np.ndarray, float] | None:
     """(noisy 1-way counts, threshold) of a key column kept in the model."""
-    for m in run.plan.one_way if run.plan is not None else []:
+    for m in st.plan.one_way if st.plan is not None else []:
         if m.clique == (column,):
             return np.asarray(m.values, dtype=np.float64), rare_threshold(m.stddev, m.values.size)
     return None
@@ -250,22 +252,23 @@ def neighbour_keys(flags, keys: list, spare=None) -> list:
     return [(keys[(i + 1) % n] if n > 1 else spare) if f else None for i, f in enumerate(flags)]
 
 
-def fill_self_references(run, table: str):
-    """Every set self-reference of the written copy takes the key of another row, uniformly."""
-    for link in run.links:
-        if link["kind"] != "self":
+def fill_self_references(st, table: str, execute):
+    """Every set self-reference of the written copy takes the key of another row, uniformly.
+    `execute(sql, params)` changes the copy (as pg_dp's writer role: synth.write)."""
+    for link in st.links:
+        if link.kind != "self":
             continue
-        col, ref = db.quote_ident(link["column"]), db.quote_ident(link["refcol"])
+        col, ref = db.quote_ident(link.column), db.quote_ident(link.refcol)
         rows = db.execute(f"SELECT {ref}::text AS k, {col} IS NOT NULL AS f FROM {table} ORDER BY {ref}")
         keys = np.array([r["k"] for r in rows], dtype=object)
-        target = other_rows(np.array([r["f"] for r in rows], dtype=bool), run.rng)
+        target = other_rows(np.array([r["f"] for r in rows], dtype=bool), st.rng)
         set_ = np.flatnonzero(target >= 0)
-        db.execute(f"UPDATE {table} t SET {col} = u.v::{run.t.column(link['column']).sql_type} "
-                   f"FROM unnest($1::text[], $2::text[]) u (k, v) "
-                   f"WHERE t.{ref} = u.k::{run.t.column(link['refcol']).sql_type}",
-                   [list(keys[set_]), list(keys[target[set_]])], ["text[]", "text[]"])
+        execute(f"UPDATE {table} t SET {col} = u.v::{st.t.column(link.column).sql_type} "
+                f"FROM unnest($1::text[], $2::text[]) u (k, v) "
+                f"WHERE t.{ref} = u.k::{st.t.column(link.refcol).sql_type}",
+                [list(keys[set_]), list(keys[target[set_]])])
         if len(rows) == 1 and rows[0]["f"]:      # no other row to reference
-            nullable = run.t.column(link["column"]).nullable
-            run.notice(f"column {link['column']} of the only row of the copy is "
+            nullable = st.t.column(link.column).nullable
+            st.notice(f"column {link.column} of the only row of the copy is "
                        + ("NULL" if nullable else "its own key") + ": there is no other row to reference")
-            db.execute(f"UPDATE {table} SET {col} = " + (f"NULL" if nullable else ref))
+            execute(f"UPDATE {table} SET {col} = " + (f"NULL" if nullable else ref))

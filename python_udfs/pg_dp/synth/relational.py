@@ -1,11 +1,11 @@
-"""Several tables in one dp_synthesize call: order, budget split, and children under parents.
+"""Children under their parents: a child table generated under the synthetic rows of its parent.
 
 The method (docs/synthesis.md, "Synthesizing a schema"), in the spirit of PrivLava (Cai et al. 2023)
-and of Alimohammadi et al. 2024 (cross-table marginals over the parent-child join):
+and of Alimohammadi et al. 2024 (cross-table marginals over the parent-child join).
+Which tables a call writes and in which order is pg_dp.synth.schema's; the budget split
+and the one charge per dataset are pg_dp.synth.run's.  Functions here read a table's
+TableState and return what they compute (Anchor, Fanout, Slots); the run stores it.
 
-- tables are synthesized parents first (foreign keys among the protected tables of the
-  call, those declared on partitions included); the charged epsilon and delta are split
-  evenly over the tables, and each dataset is charged once, before anything is read;
 - a child whose foreign key lies on its privacy unit's path (invoice.customer_id ->
   customer, invoice_line.invoice_id -> invoice: a parent's children are the same person's)
   is generated under its synthetic parents:
@@ -32,19 +32,20 @@ and of Alimohammadi et al. 2024 (cross-table marginals over the parent-child joi
 
 from __future__ import annotations
 
-from dataclasses import replace
-from decimal import Decimal
+from dataclasses import dataclass, replace
 import itertools
 import math
+from typing import NamedTuple
 
 import numpy as np
 
 from ..core import db
-from ..core.errors import DPError
-from ..dp import accountant, mechanisms
+from ..dp import mechanisms
 from . import domain as dom
-from . import write
-from .mst import COARSE
+from . import keys
+from .methods.base import base_name
+from .state import TableState
+from .table import Target
 
 MAX_FANOUT = 128
 PARENT_ATTRIBUTES = 3
@@ -58,90 +59,69 @@ NONE_LEAD = 5              # noise scales the choice of no parent attribute star
 MORE_ROUNDS = 3           # draws of children for parent slots left without a match
 
 
-# ----------------------------------------------------------------- which tables, in which order
-def resolve(schema: str | None, dataset: str | None, sources: list | None) -> list[int]:
-    """Protected tables of a schema or a dataset, or the given ones (partitions go with their table)."""
-    root = ("NOT c.relispartition AND NOT EXISTS (SELECT 1 FROM pg_catalog.pg_inherits i JOIN "
-            "dp_internal.protected_tables q ON q.relid = i.inhparent WHERE i.inhrelid = p.relid)")
-    if schema is not None:
-        rows = db.execute("SELECT p.relid::int8 AS r FROM dp_internal.protected_tables p JOIN pg_catalog.pg_class c "
-                          "ON c.oid = p.relid JOIN pg_catalog.pg_namespace n ON n.oid = c.relnamespace "
-                          f"WHERE n.nspname = $1 AND {root} ORDER BY 1", [schema], ["text"])
-        what = f"schema {schema}"
-    elif dataset is not None:
-        rows = db.execute("SELECT p.relid::int8 AS r FROM dp_internal.protected_tables p JOIN pg_catalog.pg_class c "
-                          f"ON c.oid = p.relid WHERE p.dataset = $1 AND {root} ORDER BY 1", [dataset], ["text"])
-        what = f"dataset {dataset}"
-    else:
-        rows = [{"r": int(r)} for r in dict.fromkeys(sources or [])]
-        what = "the tables given"
-    relids = [int(r["r"]) for r in rows]
-    if not relids:
-        raise DPError(f"{what} has no protected table to synthesize", sqlstate="42P01",
-                      hint="Protect tables first (dp.protect); dp.protected_tables lists them.")
-    return relids
+class Anchor(NamedTuple):
+    """A child date (timestamp) column computed as its parent's date plus a modelled offset."""
+    child: str                  # the child's column
+    parent: str                 # the parent's date column it follows
+    offset: dom.Column          # pg_dp_after_i, modelled (days or seconds after the parent's date)
 
 
-def _root(relid: int) -> int:
-    r = db.execute("WITH RECURSIVE up(r, d) AS (SELECT $1::oid, 0 UNION ALL SELECT i.inhparent, u.d + 1 FROM up u "
-                   "JOIN pg_catalog.pg_inherits i ON i.inhrelid = u.r WHERE u.d < 64) "
-                   "SELECT r::int8 AS r FROM up ORDER BY d DESC LIMIT 1", [relid], ["oid"])
-    return int(r[0]["r"])
+class Agreement(NamedTuple):
+    """A child column that names what its parent's column names (a second path to the same table)."""
+    column: str                 # the child's column (its link's)
+    theirs: str                 # the parent's column referencing the same table
+    flag: dom.Column | None     # None: takes the parent's value (the child's privacy unit: paths agree by
+                                # construction); else a modelled 'same' / 'other' column (the paths may differ)
 
 
-def order(relids: list[int]) -> tuple[list[int], list[str]]:
-    """Parents first (keys declared on partitions count for their table); cycles broken with a note."""
-    wanted = set(relids)
-    needs = {r: set() for r in relids}
-    for r in relids:
-        for k in db.execute(
-                "WITH RECURSIVE down(r, d) AS (SELECT $1::oid, 0 UNION ALL SELECT i.inhrelid, w.d + 1 FROM down w "
-                "JOIN pg_catalog.pg_inherits i ON i.inhparent = w.r WHERE w.d < 64) "
-                "SELECT DISTINCT k.confrelid::int8 AS ref FROM pg_catalog.pg_constraint k JOIN down ON down.r = k.conrelid "
-                "WHERE k.contype = 'f'", [r], ["oid"]):
-            ref = _root(int(k["ref"]))
-            if ref in wanted and ref != r:
-                needs[r].add(ref)
-    done, notes = [], []
-    while len(done) < len(relids):
-        ready = [r for r in relids if r not in done and needs[r] <= set(done)]
-        if not ready:
-            r = next(r for r in relids if r not in done)
-            notes.append(f"foreign keys form a cycle through {_name(r)}: it is synthesized before some of its parents")
-            ready = [r]
-        done += ready
-    return done, notes
+EXACT_FANOUT = 16            # children per parent measured one by one up to here, then in bins ~ x1.5
 
 
-def _name(relid: int) -> str:
-    return db.execute("SELECT $1::oid::regclass::text AS n", [relid], ["oid"])[0]["n"]
+def fanout_edges(cap: int) -> np.ndarray:
+    """Lower edges of the fan-out histogram's bins: 0, 1, ..., 15, then 16, 24, 32, 48, 64, 96, 128
+    (each up to the next edge, the last up to cap).  Fewer cells than one per count (20 instead of
+    129 up to 128): each empty cell adds noise, and a heavy tail needs its shape, not every count."""
+    edges = list(range(min(cap, EXACT_FANOUT - 1) + 1))
+    e = EXACT_FANOUT
+    while e <= cap:
+        edges.append(e)
+        e = e + e // 2 if (e & (e - 1)) == 0 else 1 << e.bit_length()
+    return np.array(edges, dtype=np.int64)
 
 
-def partition_foreign_keys(relid: int, own: list[dict]) -> list[dict]:
-    """Foreign keys declared on partitions (or children) of a table, not on the table itself."""
-    seen = {(tuple(k["cols"]), _root(int(k["ref"]))) for k in own}
-    found = []
-    for k in db.execute(
-            "WITH RECURSIVE down(r, d) AS (SELECT i.inhrelid, 1 FROM pg_catalog.pg_inherits i WHERE i.inhparent = $1 "
-            "UNION ALL SELECT i.inhrelid, w.d + 1 FROM down w JOIN pg_catalog.pg_inherits i ON i.inhparent = w.r "
-            "WHERE w.d < 64) "
-            "SELECT k.contype, pg_catalog.pg_get_constraintdef(k.oid) AS def, k.conname, k.confrelid::int8 AS ref, "
-            "ARRAY(SELECT a.attname::text FROM unnest(k.conkey) WITH ORDINALITY c(n, o) JOIN pg_catalog.pg_attribute a "
-            "ON a.attrelid = k.conrelid AND a.attnum = c.n ORDER BY c.o) AS cols, "
-            "ARRAY(SELECT a.attname::text FROM unnest(k.confkey) WITH ORDINALITY c(n, o) JOIN pg_catalog.pg_attribute a "
-            "ON a.attrelid = k.confrelid AND a.attnum = c.n ORDER BY c.o) AS refcols, "
-            "k.conrelid::regclass::text AS declared_on "
-            "FROM pg_catalog.pg_constraint k JOIN down ON down.r = k.conrelid WHERE k.contype = 'f' "
-            "ORDER BY k.conname", [relid], ["oid"]):
-        ref = _root(int(k["ref"]))
-        key = (tuple(k["cols"]), ref)
-        if key in seen:
-            continue
-        seen.add(key)
-        k = dict(k)
-        k["ref"] = ref
-        found.append(k)
-    return found
+@dataclass
+class Fanout:
+    """The noisy number of children per parent (post-processed), by parent attribute group."""
+    by: tuple | None            # ((parent column, groups), ...) the histogram is split by; None: one row
+    hist: np.ndarray            # [group, bin] noisy counts of parents, thresholded and clipped
+    cap: int
+    edges: np.ndarray           # lower edge of each bin (fanout_edges)
+
+    def counts(self) -> np.ndarray:
+        """Distribution of children per parent over 0..cap, each bin's mass spread evenly over its counts."""
+        out = np.zeros(self.cap + 1)
+        total = self.hist.sum(axis=0)
+        for b, lo in enumerate(self.edges):
+            hi = self.edges[b + 1] if b + 1 < len(self.edges) else self.cap + 1
+            out[lo:hi] += total[b] / (hi - lo)
+        return out
+
+    def draw(self, row: np.ndarray, size: int, rng: np.random.Generator) -> np.ndarray:
+        """Children of `size` parents from one row of the histogram: a bin, then a count in it."""
+        b = rng.choice(row.size, size=size, p=row / row.sum())
+        hi = np.r_[self.edges[1:], self.cap + 1][b]
+        return self.edges[b] + np.floor(rng.random(size) * (hi - self.edges[b])).astype(np.int64)
+
+
+@dataclass
+class Slots:
+    """The synthetic parents, and one slot per child they get (post-processing of the fan-out)."""
+    parents: np.ndarray         # for each child slot, the index of its parent
+    keys: np.ndarray            # the parents' keys (text)
+    attrs: list[np.ndarray]     # their codes of the child's parent attributes (TableState.cond)
+    dates: dict[str, np.ndarray]    # the parent dates children's dates follow (number line, NaN = NULL)
+    fanout_codes: np.ndarray    # their group of the fan-out histogram
+    agreement: list[tuple[Agreement, dict]]   # second paths, and the parents' values (parent key -> value)
 
 
 # ----------------------------------------------------------------- children under parents
@@ -156,61 +136,127 @@ def unit_column(t) -> str | None:
     return None
 
 
-def same_unit(child, parent, fk, column: str, refcol: str) -> bool:
-    """Is the parent's row the same privacy unit's as its children (the key lies on the unit's path)?"""
-    if unit_column(parent.t) is None:
+def same_unit(child: Target, parent: Target, link) -> bool:
+    """Is the parent's row the same privacy unit's as its children (the key lies on the unit's path)?
+
+    - the child reaches the unit through this key (its recorded path starts with it), or its
+      unit column is this key to the unit table (invoice.customer_id -> customer);
+    - or the child holds the unit itself and names a parent that holds it too (payments.order_id
+      -> orders next to payments.customer_id, orders.customer_id): the child is generated under
+      that parent, its unit column takes the parent's (the two paths agree by construction), and
+      the fan-out counts only children whose unit is their parent's, so that a unit still moves
+      only its own parents' cells."""
+    if unit_column(parent) is None:
         return False            # its rows are bounded per unit only when it holds the unit's value
-    if child.t.path:
-        return child.t.path[0]["conname"] == fk["conname"]
-    return child.t.unit is not None and column == child.t.unit and refcol == parent.t.unit
+    if child.path:
+        return child.path[0]["conname"] == link.name
+    if child.unit is None:
+        return False
+    return link.column == child.unit and link.refcol == parent.unit or link.column != child.unit
 
 
-def plan_anchors(run) -> None:
+def _is_unit_table(t: Target) -> bool:
+    return t.unit is not None and t.unit in t.keys
+
+
+def choose_parent(t: Target, links: list):
+    """The link the rows are generated under: a key to a table of the call on the unit's path,
+    the most specific one (a parent that is not the unit table itself: payments under their
+    order rather than their customer, whose value the order then gives)."""
+    found = [k for k in links if k.parent is not None and same_unit(t, k.parent.t, k)]
+    return next((k for k in found if not _is_unit_table(k.parent.t)), found[0] if found else None)
+
+
+def plan_agreements(t: Target, links: list, parent_link) -> list[Agreement]:
+    """The child's other keys to protected tables that its parent references too (a second path
+    to the same table).  The child's unit column takes its parent's value (the paths agree by
+    construction); any other such key may legitimately differ (a return made by someone else
+    than the buyer) and gets a modelled 'same' / 'other' column, measured with the child's
+    other marginals; 'other' keeps a weight only when its noisy count stands above the noise."""
+    if parent_link is None:
+        return []
+    out = []
+    for other in links:
+        if other is parent_link or other.kind not in ("synthetic parent (this call)", "synthetic parent"):
+            continue
+        theirs = next((k for k in parent_link.parent.links if k.ref == other.ref and len(k.cols) == 1), None)
+        if theirs is None:
+            continue
+        flag = None
+        if other.column != t.unit:
+            flag = dom.Column(f"pg_dp_same_{len(out)}", "text", "text", t.column(other.column).nullable,
+                              "categorical", values=["same", "other"],
+                              source=f"{other.column} same as {parent_link.parent.t.name}.{theirs.column} or not")
+        out.append(Agreement(other.column, theirs.column, flag))
+    return out
+
+
+def plan_anchors(t: Target, parent: TableState) -> list[Anchor]:
     """Before the charge, from the schema alone: each date (timestamp) column of a child is
     modelled as an offset from its parent's first date (timestamp) column, so that a line
     ships within days of its order whatever order it is attached to (TPC-H l_shipdate =
-    o_orderdate + 1..121 days).  The offset gets DP bounds; the child column's own declared
-    bounds still hold (values are clipped into them)."""
-    parent = run.parent["run"]
-    run.anchors = []
-    for c in run.t.columns:
-        if c.kind != "numeric" or c.fam not in ("date", "timestamp") or c.name in run.t.keys:
+    o_orderdate + 1..121 days).  The offset gets DP bounds; the child column keeps its own
+    bounds (declared, or estimated with DP), and values are clipped into them, so that no child
+    date leaves the source's range.  Audit columns (Target.audit: last_update) neither follow
+    nor are followed.  The offsets are added to the table's derived columns by pg_dp.synth.run;
+    the child columns are not modelled."""
+    anchors: list[Anchor] = []
+    for c in t.columns:
+        if c.kind != "numeric" or c.fam not in ("date", "timestamp") or c.name in t.keys or c.name in t.audit:
             continue
+        # the parent's first date of the same type that records an event (not when its row was written)
         p = next((p for p in parent.t.columns if p.kind == "numeric" and p.fam == c.fam
-                  and p.name not in parent.t.keys), None)
+                  and p.name not in parent.t.keys and p.name not in parent.t.audit), None)
         if p is None:
             continue
         date = c.fam == "date"
-        offset = dom.Column(f"pg_dp_after_{len(run.anchors)}", "integer" if date else "double precision",
+        offset = dom.Column(f"pg_dp_after_{len(anchors)}", "integer" if date else "double precision",
                             "integer" if date else "float", True, "numeric",
                             source=f"{'days' if date else 'seconds'} after {parent.t.name}.{p.name}")
-        if c.name not in run.t.needs_bounds and p.name not in parent.t.needs_bounds:
+        if c.name not in t.needs_bounds and p.name not in parent.t.needs_bounds:
             # a fallback only (DP bounds of the offset are estimated): what the declared bounds allow
             offset.lower, offset.upper = c.lower - p.upper, c.upper - p.lower
-        run.anchors.append((c.name, p.name, offset))
-        run.t.derived.append(offset)
-        run.t.needs_bounds.append(offset.name)
-        if c.name in run.t.needs_bounds:        # not modelled itself: parent's value + offset
-            run.t.needs_bounds.remove(c.name)
+        anchors.append(Anchor(c.name, p.name, offset))
+    return anchors
 
 
-def anchored(run) -> set[str]:
+def useful_anchors(st: TableState) -> list[Anchor]:
+    """After discovery (post-processing of the DP bounds): the anchors whose offset's range is
+    narrower than the child column's own; a child date that spreads over its parent's date
+    more widely than over its own range does not follow it (an order placed any time after the
+    customer signed up) and is modelled on its own."""
+    keep = []
+    for a in st.anchors:
+        child = st.t.column(a.child)
+        if a.offset.source == "fallback bounds":
+            st.phase(f"{a.child}: modelled on its own (no DP bounds of its offset from "
+                     f"{st.parent.parent.t.name}.{a.parent})")
+            continue
+        if child.upper > child.lower and a.offset.upper - a.offset.lower >= child.upper - child.lower:
+            st.phase(f"{a.child}: modelled on its own (its DP range is narrower than its offset from "
+                     f"{st.parent.parent.t.name}.{a.parent})")
+            continue
+        keep.append(a)
+    return keep
+
+
+def anchored(st: TableState) -> set[str]:
     """Child columns computed from their parent's date and a modelled offset."""
-    return {child for child, _, _ in getattr(run, "anchors", [])}
+    return {a.child for a in st.anchors}
 
 
-def parent_attributes(run) -> list:
+def parent_attributes(st: TableState) -> list:
     """The parent attributes the child is modelled with: the dates its own dates follow first
     (so that what depends on the absolute date, TPC-H's l_linestatus, can follow it), then the
     smallest domains; a constant tells nothing."""
-    parent = run.parent["run"]
+    parent = st.parent.parent
     usable = [c for c in parent.modelled if not c.name.startswith("pg_dp_") and 1 < c.size <= MAX_ATTRIBUTE_SIZE]
-    dates = list(dict.fromkeys(p for _, p, _ in run.anchors))
+    dates = list(dict.fromkeys(a.parent for a in st.anchors))
     first = [c for name in dates for c in usable if c.name == name]
     return (first + sorted((c for c in usable if c not in first), key=lambda c: c.size))[:PARENT_ATTRIBUTES]
 
 
-def measure_fanout(run, epsilon: float) -> None:
+def measure_fanout(st: TableState, epsilon: float) -> Fanout:
     """The noisy fan-out: children per parent row (capped), over the parent's rows bounded per
     unit (a uniform sample of at most the parent's own tau, else max_rows(parent): a unit
     moves at most that many of them), against the parent attribute that
@@ -220,11 +266,10 @@ def measure_fanout(run, epsilon: float) -> None:
     how far its joint with the fan-out is from independence (L1, under 4 per row) less the
     noise its extra cells would add (TPC-H: lines per order follow o_totalprice, not
     o_orderstatus).  Reads the tables themselves (not the child's sample)."""
-    link, parent = run.parent, run.parent["run"]
-    run.cond = parent_attributes(run)
-    cap = max(1, min(MAX_FANOUT, run.t.max_rows, numbering_limit(run)))
+    link, parent = st.parent, st.parent.parent
+    cap = max(1, min(MAX_FANOUT, rows_limit(st.t), numbering_limit(st)))
     # the parent's rows: at most its own tau per unit (a uniform sample, as its marginals were)
-    bound = int(getattr(parent, "tau", None) or parent.t.max_rows)
+    bound = int(parent.tau or parent.t.max_rows)
     attrs = [c for c in parent.modelled if not c.name.startswith("pg_dp_") and 1 < c.size <= MAX_ATTRIBUTE_SIZE]
     # one attribute in up to 8 groups, or two in up to 4 each (vip x country: 6)
     candidates = [((c, min(c.size, FANOUT_CONDITION_SIZE)),) for c in attrs] + \
@@ -233,21 +278,28 @@ def measure_fanout(run, epsilon: float) -> None:
     codes = "".join(f", {fanout_code(cand, 'p.')} AS g{i}" for i, cand in enumerate(candidates))
     names = ["k"] + [f"g{i}" for i in range(len(candidates))]
     sets = ", ".join(["(k)"] + [f"(k, g{i})" for i in range(len(candidates))])
-    exact = [np.zeros((g, cap + 1), dtype=np.int64) for g in [1] + groups]
+    edges = fanout_edges(cap)
+    bin_of = np.searchsorted(edges, np.arange(cap + 1), side="right") - 1
+    exact = [np.zeros((g, edges.size), dtype=np.int64) for g in [1] + groups]
     unit = db.quote_ident(unit_column(parent.t))
+    # a child holding the unit itself under a parent that holds it too: only the children whose
+    # unit is their parent's count (so one unit's rows change only its own parents' cells)
+    own = st.t.unit is not None and link.column != st.t.unit
+    u_pick, u_join = (f", {db.quote_ident(st.t.unit)} AS u", f" AND f.u = p.{unit}") if own else ("", "")
     for r in db.execute(
             f"SELECT {', '.join(names)}, count(*) AS n FROM ("
             f"SELECT least(coalesce(f.n, 0), {cap})::int AS k{codes} "
             f"FROM (SELECT x.*, row_number() OVER (PARTITION BY x.{unit} ORDER BY random()) AS pg_dp_rn "
             f"FROM {parent.t.qualified} x) p "
-            f"LEFT JOIN (SELECT {db.quote_ident(link['column'])} AS key, count(*) AS n FROM {run.t.qualified} "
-            f"WHERE {db.quote_ident(link['column'])} IS NOT NULL GROUP BY 1) f ON f.key = p.{db.quote_ident(link['refcol'])} "
+            f"LEFT JOIN (SELECT {db.quote_ident(link.column)} AS key{u_pick}, count(*) AS n FROM {st.t.qualified} "
+            f"WHERE {db.quote_ident(link.column)} IS NOT NULL GROUP BY 1{', 2' if own else ''}) f "
+            f"ON f.key = p.{db.quote_ident(link.refcol)}{u_join} "
             f"WHERE p.pg_dp_rn <= {bound}) j GROUP BY GROUPING SETS ({sets})"):
         which = next((i for i in range(len(candidates)) if r[f"g{i}"] is not None), None)
         if which is None:
-            exact[0][0, int(r["k"])] += int(r["n"])
+            exact[0][0, bin_of[int(r["k"])]] += int(r["n"])
         else:
-            exact[which + 1][int(r[f"g{which}"]), int(r["k"])] += int(r["n"])
+            exact[which + 1][int(r[f"g{which}"]), bin_of[int(r["k"])]] += int(r["n"])
     e_select = epsilon * FANOUT_SELECT_SHARE if candidates else 0.0
     scale = mechanisms.integer_laplace_scale(bound, epsilon - e_select)
     pick = 0
@@ -255,16 +307,15 @@ def measure_fanout(run, epsilon: float) -> None:
         # "none" starts NONE_LEAD noise scales ahead: where the noise swamps every score (59
         # customers), the fan-out is not split at random
         lead = NONE_LEAD * mechanisms.noisy_min_scale(4 * bound + 1, e_select)
-        scores = [int(round(lead))] + [int(round(dependence_l1(h))) - int(round((g - 1) * (cap + 1) * scale))
+        scores = [int(round(lead))] + [int(round(dependence_l1(h))) - int(round((g - 1) * edges.size * scale))
                                        for h, g in zip(exact[1:], groups)]
         pick = mechanisms.noisy_argmin([-x for x in scores], 4 * bound + 1, e_select)
-    run.fanout_by = candidates[pick - 1] if pick else None
+    by = candidates[pick - 1] if pick else None
     chosen = exact[pick]
     noise = np.asarray(mechanisms.integer_laplace_noise(scale, chosen.size), dtype=np.float64).reshape(chosen.shape)
-    run.fanout = threshold_fanout(chosen + noise, scale)
-    run.fanout_cap = cap
-    run.phase(f"measured the fan-out per {parent.t.name} (Laplace scale {scale:.3g}, up to {cap} children)"
-              + (", by " + " x ".join(f"{c.name} ({g} groups)" for c, g in run.fanout_by) if pick else ""))
+    st.phase(f"measured the fan-out per {parent.t.name} (Laplace scale {scale:.3g}, up to {cap} children)"
+             + (", by " + " x ".join(f"{c.name} ({g} groups)" for c, g in by) if pick else ""))
+    return Fanout(by, threshold_fanout(chosen + noise, scale), cap, edges)
 
 
 def fanout_code(condition, prefix: str = "") -> str:
@@ -287,20 +338,20 @@ def dependence_l1(joint: np.ndarray) -> float:
     return float(np.abs(joint - np.outer(joint.sum(axis=1), joint.sum(axis=0)) / total).sum())
 
 
-def unit_rows(run) -> np.ndarray | None:
+def unit_rows(st: TableState) -> np.ndarray | None:
     """Distribution of the child's rows per unit (0 .. max_rows), a post-processing of the noisy
     fan-outs along the path: a unit has one row of the unit table, and each row of a table has
     children by its noisy fan-out (the fan-outs of a unit's rows taken as independent).  None
     when the parent's rows per unit are unknown (a parent that is neither the unit table nor a
     child synthesized in this call)."""
-    parent = run.parent["run"]
+    parent = st.parent.parent
     if parent.t.unit is not None and parent.t.unit in parent.t.keys:
         per_parent = np.array([0.0, 1.0])              # the unit table: one row per unit
     else:
-        per_parent = getattr(parent, "unit_rows", None)
+        per_parent = parent.unit_rows
     if per_parent is None:
         return None
-    return compound(per_parent, run.fanout.sum(axis=0), run.t.max_rows)
+    return compound(per_parent, st.fanout.counts(), rows_limit(st.t))
 
 
 def compound(per_unit: np.ndarray, fanout: np.ndarray, limit: int) -> np.ndarray:
@@ -312,6 +363,7 @@ def compound(per_unit: np.ndarray, fanout: np.ndarray, limit: int) -> np.ndarray
     if per_unit.sum() <= 0 or fanout.sum() <= 0:
         return np.r_[np.zeros(limit), 1.0]
     per_unit, fanout = per_unit / per_unit.sum(), fanout / fanout.sum()
+    per_unit = per_unit[:int(np.flatnonzero(per_unit).max()) + 1]      # no convolution past the last unit size
     out = np.zeros(limit + 1)
     power = np.r_[1.0, np.zeros(limit)]                  # the sum of k parents' children, k = 0
     for k, p in enumerate(per_unit):
@@ -321,6 +373,18 @@ def compound(per_unit: np.ndarray, fanout: np.ndarray, limit: int) -> np.ndarray
             power[limit] += full[limit + 1:].sum()
         out += p * power
     return out
+
+
+FITTED_ROWS = 4096          # rows per unit a child without a max_rows_per_unit of its own may have
+
+
+def rows_limit(t: Target) -> int:
+    """Most rows per unit of a child: its own max_rows_per_unit, or, when the DBA set none (the
+    dataset's bound, often 1, is the unit table's), FITTED_ROWS: the rows per unit are then
+    fitted with DP from the noisy fan-outs along the path (children per parent up to
+    MAX_FANOUT; tau their median, see sample_size).  Neither is a sensitivity: the fan-out's is
+    the parent's rows per unit, the child's marginals' is tau."""
+    return int(t.max_rows) if t.own_max_rows else FITTED_ROWS
 
 
 def sample_size(per_unit: np.ndarray | None, max_rows: int) -> int:
@@ -333,28 +397,36 @@ def sample_size(per_unit: np.ndarray | None, max_rows: int) -> int:
     noise grows with tau and rows do not.  Units with more rows are under-represented: the
     children's attributes given the parent's are what the sample must get right, and the
     parents' attributes come from the parents and their fan-outs."""
-    if per_unit is None or len(per_unit) < 2 or per_unit[1:].sum() <= 0:
+    if per_unit is None:
         return int(max_rows)
+    if len(per_unit) < 2 or per_unit[1:].sum() <= 0:
+        return 1                # no unit has rows, as far as the noisy fan-outs tell
     some = np.cumsum(per_unit[1:]) / per_unit[1:].sum()
     return int(max(1, min(int(max_rows), int(np.searchsorted(some, SAMPLE_QUANTILE - 1e-9)) + 1)))
 
 
-def join_parent(run) -> list:
+def join_parent(st: TableState) -> tuple[str, list]:
     """The child's measured rows with the chosen parent attributes and the date offsets
-    (pg_dp_after_i: child date - parent date) joined in; returns the extra modelled columns."""
-    link, parent = run.parent, run.parent["run"]
-    attrs = run.cond
+    (pg_dp_after_i: child date - parent date) joined in, as a TEMP table; returns its name
+    and the extra modelled columns."""
+    link, parent = st.parent, st.parent.parent
+    attrs = st.cond
     extra = [replace(c, name=f"pg_dp_parent_{i}", nullable=True) for i, c in enumerate(attrs)]
     db.drop_table_if_present(f"pg_temp.{PARENT_SRC}")
     picks = "".join(f", p.{db.quote_ident(c.name)} AS pg_dp_parent_{i}" for i, c in enumerate(attrs))
-    for child, pcol, offset in run.anchors:
-        fam = run.t.column(child).fam
+    for a in st.agreements:
+        if a.flag is not None:
+            mine, theirs = db.quote_ident(a.column), db.quote_ident(a.theirs)
+            picks += (f", CASE WHEN s.{mine} IS NULL THEN NULL WHEN s.{mine} = p.{theirs} THEN 'same' "
+                      f"ELSE 'other' END AS {db.quote_ident(a.flag.name)}")
+            extra.append(a.flag)
+    for child, pcol, offset in st.anchors:
+        fam = st.t.column(child).fam
         picks += (f", {dom.value_sql('s.' + db.quote_ident(child), fam)} - "
                   f"{dom.value_sql('p.' + db.quote_ident(pcol), fam)} AS {db.quote_ident(offset.name)}")
-    db.execute(f"CREATE TEMP TABLE {PARENT_SRC} ON COMMIT DROP AS SELECT s.*{picks} FROM {run.src} s "
-               f"LEFT JOIN {parent.t.qualified} p ON p.{db.quote_ident(link['refcol'])} = s.{db.quote_ident(link['column'])}")
-    run.src = PARENT_SRC
-    return extra
+    db.execute(f"CREATE TEMP TABLE {PARENT_SRC} ON COMMIT DROP AS SELECT s.*{picks} FROM {st.src} s "
+               f"LEFT JOIN {parent.t.qualified} p ON p.{db.quote_ident(link.refcol)} = s.{db.quote_ident(link.column)}")
+    return PARENT_SRC, extra
 
 
 def threshold_fanout(noisy: np.ndarray, scale: float) -> np.ndarray:
@@ -365,43 +437,91 @@ def threshold_fanout(noisy: np.ndarray, scale: float) -> np.ndarray:
     real ones have at most 41); clipped at 0, the noise of each empty cell still adds
     scale / 2 of mass on average, a phantom tail.  The tail mass T(k) (all parents with >= k
     children, summed over the rows) carries noise of sd scale * sqrt(2 m) over its m cells;
-    cells past the last k whose T(k) exceeds 4 such sd are set to 0, the others clipped at 0."""
+    cells from the first k whose T(k) does not exceed 4 such sd are set to 0, the others
+    clipped at 0.  (Cutting after the last passing k instead let one pure-noise tail of the
+    128 that passes by chance, about 0.1% each, keep every phantom cell before it: 41 payments
+    an order where the real ones have 1 to 3.)"""
     noisy = np.asarray(noisy, dtype=np.float64)
     grid = noisy.reshape(-1, noisy.shape[-1])
     tail = np.cumsum(grid.sum(axis=0)[::-1])[::-1]
     cells = grid.shape[0] * np.arange(grid.shape[1], 0, -1)
-    passed = np.flatnonzero(tail >= 4 * scale * np.sqrt(2 * cells))
+    failed = np.flatnonzero(tail < 4 * scale * np.sqrt(2 * cells))
     out = np.clip(grid, 0, None)
-    if passed.size:
-        out[:, passed.max() + 1:] = 0
+    if failed.size:
+        # where even T(0) is within the noise (a few hundred parents at a small epsilon), the
+        # support ends after the fullest cell rather than spanning every phantom one
+        cut = failed.min() if failed.min() > 0 else int(np.argmax(out.sum(axis=0))) + 1
+        out[:, cut:] = 0
     if out.sum() <= 0:
         out = np.clip(grid, 0, None)
     return out.reshape(noisy.shape)
 
 
-def _numbering(run):
-    """(column, cols) of each UNIQUE (parent key, integer column) of a child."""
-    link = run.parent["column"]
-    numbers = {c.name: c for c in run.t.columns if c.fam == "integer" and c.kind == "numeric"}
-    for cols in run.t.uniques:
+def _numbering(st: TableState):
+    """The integer column of each UNIQUE (parent key, integer column) of a child."""
+    link = st.parent.column
+    numbers = {c.name: c for c in st.t.columns if c.fam == "integer" and c.kind == "numeric"}
+    for cols in st.t.uniques:
         others = [c for c in cols if c != link]
         if len(cols) == 2 and link in cols and others[0] in numbers:
             yield numbers[others[0]]
 
 
-def numbering_limit(run) -> int:
+def _choices(st: TableState):
+    """The categorical column of each UNIQUE (parent key, categorical column) of a child: a link
+    table's (order_id, tag_id), an order line's (order_id, product_id) over a small vocabulary."""
+    link = st.parent.column
+    cats = {c.name: c for c in st.t.columns if c.kind == "categorical" and c.values and not c.other}
+    for cols in st.t.uniques:
+        others = [c for c in cols if c != link]
+        if len(cols) == 2 and link in cols and others[0] in cats:
+            yield cats[others[0]]
+
+
+def numbering_limit(st: TableState) -> int:
     """Most children a parent can have under a UNIQUE (parent key, number) whose number has
-    public bounds (l_linenumber 1..7: 7 lines per order); the fan-out is measured up to it."""
-    limits = [int(c.upper - c.lower) + 1 for c in _numbering(run) if c.upper >= c.lower]
+    public bounds (l_linenumber 1..7: 7 lines per order), or a UNIQUE (parent key, categorical)
+    (8 tags: 8 tags an order); the fan-out is measured up to it."""
+    limits = [int(c.upper - c.lower) + 1 for c in _numbering(st) if c.upper >= c.lower]
+    limits += [len(c.values) for c in _choices(st)]
     return max(1, min(limits)) if limits else MAX_FANOUT
 
 
-def distinct_within_parent(run, values: dict, parents: np.ndarray):
+def _distinct_choices(v: np.ndarray, parents: np.ndarray, domain: list, rng: np.random.Generator) -> np.ndarray:
+    """A parent's repeated values of a UNIQUE (parent key, categorical) column take values of the
+    domain the parent does not have yet, uniformly (a parent with more children than values keeps
+    its repeats: the UNIQUE check then drops them)."""
+    out = np.array(v, dtype=object)
+    order = np.argsort(parents.astype(str), kind="stable")
+    keys = parents.astype(str)[order]
+    starts = np.flatnonzero(np.r_[True, keys[1:] != keys[:-1]])
+    for a, b in zip(starts, np.r_[starts[1:], keys.size]):
+        rows = order[a:b]
+        if rows.size < 2:
+            continue
+        seen, dup = set(), []
+        for r in rows:
+            if out[r] is None or out[r] not in seen:
+                seen.add(out[r])
+            else:
+                dup.append(r)
+        if dup:
+            free = [x for x in domain if x not in seen]
+            picks = rng.permutation(len(free))[:len(dup)]
+            for r, p in zip(dup, picks):
+                out[r] = free[p]
+    return out
+
+
+def distinct_within_parent(st: TableState, values: dict, parents: np.ndarray):
     """A UNIQUE (parent key, number) -- TPC-H's (l_orderkey, l_linenumber) -- is met by value
     re-assignment, not by dropping rows: within each parent, the sampled numbers are sorted and
     made strictly increasing (each at least the previous + 1, kept under the column's upper
     bound), so a parent's children keep distinct numbers close to the sampled ones."""
-    for col in _numbering(run):
+    for col in _choices(st):
+        if col.name in values:
+            values[col.name] = _distinct_choices(values[col.name], parents, col.values, st.rng)
+    for col in _numbering(st):
         if col.name not in values:
             continue
         try:
@@ -426,58 +546,40 @@ def distinct_within_parent(run, values: dict, parents: np.ndarray):
         values[col.name] = out.astype(np.int64)
 
 
-def _parent_rows(run) -> tuple[np.ndarray, list[np.ndarray], dict[str, np.ndarray]]:
-    """Keys of the synthetic parents (as text), their codes of the chosen attributes, and the
-    values of the dates their children's dates follow (on the number line, NaN for NULL)."""
-    link, parent = run.parent, run.parent["run"]
-    codes = "".join(f", {c.encode_sql(db.quote_ident(c.name))} AS a{i}" for i, c in enumerate(run.cond))
-    dates = list(dict.fromkeys(p for _, p, _ in run.anchors))
+def child_rows(st: TableState) -> Slots:
+    """Draw every synthetic parent's number of children (post-processing of the noisy fan-out):
+    the parents' keys, attributes, fan-out groups and dates are read from the parent's copy."""
+    link, parent = st.parent, st.parent.parent
+    codes = "".join(f", {c.encode_sql(db.quote_ident(c.name))} AS a{i}" for i, c in enumerate(st.cond))
+    dates = list(dict.fromkeys(a.parent for a in st.anchors))
     values = "".join(f", {dom.value_sql(db.quote_ident(p), parent.t.column(p).fam)} AS d{j}"
                      for j, p in enumerate(dates))
-    fan = fanout_code(run.fanout_by) if run.fanout_by else "0"
-    rows = db.execute(f"SELECT {db.quote_ident(link['refcol'])}::text AS key, {fan} AS f{codes}{values} "
-                      f"FROM {link['target']} WHERE {db.quote_ident(link['refcol'])} IS NOT NULL")
+    fan = fanout_code(st.fanout.by) if st.fanout.by else "0"
+    rows = db.execute(f"SELECT {db.quote_ident(link.refcol)}::text AS key, {fan} AS f{codes}{values} "
+                      f"FROM {link.target} WHERE {db.quote_ident(link.refcol)} IS NOT NULL")
     keys = np.array([r["key"] for r in rows], dtype=object)
-    run.slot_fanout_codes = np.array([r["f"] for r in rows], dtype=np.int64)
-    return (keys, [np.array([r[f"a{i}"] for r in rows], dtype=np.int64) for i in range(len(run.cond))],
-            {p: np.array([np.nan if r[f"d{j}"] is None else r[f"d{j}"] for r in rows], dtype=np.float64)
-             for j, p in enumerate(dates)})
-
-
-def child_rows(run) -> int:
-    """Draw every synthetic parent's number of children (post-processing of the noisy fan-out)."""
-    keys, attrs, run.slot_dates = _parent_rows(run)
-    hist = run.fanout
+    first = np.array([r["f"] for r in rows], dtype=np.int64)
+    attrs = [np.array([r[f"a{i}"] for r in rows], dtype=np.int64) for i in range(len(st.cond))]
+    slot_dates = {p: np.array([np.nan if r[f"d{j}"] is None else r[f"d{j}"] for r in rows], dtype=np.float64)
+                  for j, p in enumerate(dates)}
+    hist = st.fanout.hist
     overall = hist.sum(axis=0)
     overall = overall if overall.sum() > 0 else np.ones_like(overall)
-    first = run.slot_fanout_codes
     k = np.zeros(keys.size, dtype=np.int64)
     for a in np.unique(first):
         where = np.flatnonzero(first == a)
         row = hist[a] if a < hist.shape[0] and hist[a].sum() > 0 else overall
-        k[where] = run.rng.choice(row.size, size=where.size, p=row / row.sum())
-    run.slots = np.repeat(np.arange(keys.size), k)
-    run.slot_keys, run.slot_attrs = keys, attrs
-    run.agreement = _agreement(run)
-    run.phase(f"drew {int(k.sum())} children for {keys.size} synthetic parents")
-    return max(1, int(k.sum()))
+        k[where] = st.fanout.draw(row, where.size, st.rng)
+    st.phase(f"drew {int(k.sum())} children for {keys.size} synthetic parents")
+    return Slots(np.repeat(np.arange(keys.size), k), keys, attrs, slot_dates, first, _agreement(st))
 
 
-def _agreement(run) -> list[tuple[str, dict]]:
-    """Child columns that must equal their parent's: both reference the same table."""
-    link, parent = run.parent, run.parent["run"]
-    out = []
-    for other in run.links:
-        if other is link:
-            continue
-        for theirs in parent.links:
-            if theirs["ref"] == other["ref"]:
-                values = {r["k"]: r["v"] for r in db.execute(
-                    f"SELECT {db.quote_ident(link['refcol'])}::text AS k, {db.quote_ident(theirs['column'])}::text AS v "
-                    f"FROM {link['target']}")}
-                out.append((other["column"], values))
-                break
-    return out
+def _agreement(st: TableState) -> list[tuple[Agreement, dict]]:
+    """The synthetic parents' values of the columns that second paths follow (parent key -> value)."""
+    link = st.parent
+    return [(a, {r["k"]: r["v"] for r in db.execute(
+        f"SELECT {db.quote_ident(link.refcol)}::text AS k, {db.quote_ident(a.theirs)}::text AS v FROM {link.target}")})
+        for a in st.agreements]
 
 
 def match(slot_keys: np.ndarray, child_keys: np.ndarray, rng: np.random.Generator) -> np.ndarray:
@@ -495,9 +597,9 @@ def match(slot_keys: np.ndarray, child_keys: np.ndarray, rng: np.random.Generato
     return chosen
 
 
-def _combination(run, codes: list[np.ndarray]) -> np.ndarray:
-    """One integer per row for the codes of the first len(codes) parent attributes."""
-    sizes = [c.size + 1 for c in run.cond[:len(codes)]]     # + the NULL code of the nullable copies
+def _combination(cond: list, codes: list[np.ndarray]) -> np.ndarray:
+    """One integer per row for the codes of the first len(codes) parent attributes (cond)."""
+    sizes = [c.size + 1 for c in cond[:len(codes)]]     # + the NULL code of the nullable copies
     return np.ravel_multi_index([np.minimum(np.asarray(a, dtype=np.int64), s - 1) for a, s in zip(codes, sizes)],
                                 sizes)
 
@@ -521,21 +623,21 @@ def dependent_beyond_noise(noisy: np.ndarray, stddev: float) -> bool:
     return d > df + total / stddev ** 2 + DEPENDENCE_Z * math.sqrt(2 * df)
 
 
-def informative_parents(run) -> list[bool]:
-    """Which of the chosen parent attributes (run.cond) the children are matched on: those the
+def informative_parents(st: TableState) -> list[bool]:
+    """Which of the chosen parent attributes (st.cond) the children are matched on: those the
     child's model ties to a child column beyond noise (a measured 2-way marginal that passes
     ``dependent_beyond_noise``, or a larger clique), and the dates the child's dates follow.
     Matching on an attribute whose measured ties are noise would plant that noise in the
     copy (TPC-H customer -> orders: no order column depends on its customer, and uniform
     attachment is the truth)."""
-    k = len(run.cond)
-    plan = getattr(run, "plan", None)
+    k = len(st.cond)
+    plan = st.plan
     if plan is None:
         return [True] * k
-    dates = {p for _, p, _ in getattr(run, "anchors", [])}
-    useful = [c.name in dates for c in run.cond]
+    dates = {a.parent for a in st.anchors}
+    useful = [c.name in dates for c in st.cond]
     for m in plan.two_way:
-        names = [a.split(COARSE)[0] for a in m.clique]          # a coarse attribute stands for its column
+        names = [base_name(a) for a in m.clique]          # a coarse attribute stands for its column
         parents = [int(a.rsplit("_", 1)[1]) for a in names if a.startswith("pg_dp_parent_")]
         children = [a for a in names if not a.startswith("pg_dp_parent_")]
         if not parents or not children:
@@ -547,7 +649,7 @@ def informative_parents(run) -> list[bool]:
     return useful
 
 
-def draw_children(run, draw, n: int) -> tuple[dict[str, np.ndarray], np.ndarray]:
+def draw_children(st: TableState, draw, n: int) -> tuple[dict[str, np.ndarray], np.ndarray]:
     """Codes of one child per parent slot (n = the slots), each drawn given its parent's
     attributes: rows are drawn from the model, and each slot takes a row with its parent's
     attributes (conditional sampling, by post-processing).  Slots whose combination ran out
@@ -557,28 +659,29 @@ def draw_children(run, draw, n: int) -> tuple[dict[str, np.ndarray], np.ndarray]
     each combination of parent attributes has comes from the synthetic parents and their
     fan-outs (the child's sample of tau rows per unit may under-represent some).
     Returns (codes in slot order, the parent of each row)."""
+    slots = st.slots
     codes = draw(n)
-    useful = informative_parents(run)
+    useful = informative_parents(st)
     if not any(useful):
-        return codes, run.slots[run.rng.permutation(n)]
-    k = len(run.cond)
+        return codes, slots.parents[st.rng.permutation(n)]
+    k = len(st.cond)
 
     def attr(values, i):        # a parent attribute the model ties to nothing counts as one value
         return values if useful[i] else np.zeros(len(values), dtype=np.int64)
 
     def keys(rows, level=k):
-        return _combination(run, [attr(rows[f"pg_dp_parent_{i}"], i) for i in range(level)])
+        return _combination(st.cond, [attr(rows[f"pg_dp_parent_{i}"], i) for i in range(level)])
 
-    slot_attrs = [attr(a[run.slots], i) for i, a in enumerate(run.slot_attrs)]
-    slot_keys = _combination(run, slot_attrs)
-    chosen = match(slot_keys, keys(codes), run.rng)
+    slot_attrs = [attr(a[slots.parents], i) for i, a in enumerate(slots.attrs)]
+    slot_keys = _combination(st.cond, slot_attrs)
+    chosen = match(slot_keys, keys(codes), st.rng)
     pools, drawn = [codes], n
     for _ in range(MORE_ROUNDS):
         short = np.flatnonzero(chosen < 0)
         if not short.size:
             break
         more = draw(int(min(max(1000, 4 * short.size), max(1000, n // 4))))
-        got = match(slot_keys[short], keys(more), run.rng)
+        got = match(slot_keys[short], keys(more), st.rng)
         hit = got >= 0
         pools.append({a: v[got[hit]] for a, v in more.items()})      # only the rows taken are kept
         chosen[short[hit]] = drawn + np.arange(int(hit.sum()))
@@ -592,40 +695,55 @@ def draw_children(run, draw, n: int) -> tuple[dict[str, np.ndarray], np.ndarray]
             break
         free = np.flatnonzero(~used)
         if level:
-            got = match(_combination(run, [a[left] for a in slot_attrs[:level]]),
+            got = match(_combination(st.cond, [a[left] for a in slot_attrs[:level]]),
                         keys({f"pg_dp_parent_{i}": codes[f"pg_dp_parent_{i}"][free] for i in range(level)}, level),
-                        run.rng)
+                        st.rng)
         else:
-            got = run.rng.permutation(free.size)[:left.size]
+            got = st.rng.permutation(free.size)[:left.size]
         hit = got >= 0
         chosen[left[hit]] = free[got[hit]]
         used[free[got[hit]]] = True
-    run.phase(f"matched {matched} of {n} children to parents with the same attributes "
+    st.phase(f"matched {matched} of {n} children to parents with the same attributes "
               f"({len(pools) - 1} more draw(s)), the rest on fewer")
     out = {a: np.concatenate([p[a] for p in pools])[chosen] for a in codes} if len(pools) > 1 else \
         {a: v[chosen] for a, v in codes.items()}
-    return out, run.slots
+    return out, slots.parents
 
 
-def attach(run, values: dict, parents: np.ndarray | None, n: int):
+def attach(st: TableState, values: dict, parents: np.ndarray | None, n: int):
     """Give every sampled child its parent (from draw_children; rows sampled again to replace
     broken ones take any parent), then what follows from the parent: numbers distinct within
     it, the columns that must agree with it, and the dates that follow its dates."""
-    link = run.parent
-    if not run.slot_keys.size:
-        values[link["column"]] = np.array([None] * n, dtype=object)
-        for child, _, _ in run.anchors:
-            values[child] = np.full(n, np.nan)
+    link, slots = st.parent, st.slots
+    if not slots.keys.size:
+        values[link.column] = np.array([None] * n, dtype=object)
+        for a in st.anchors:
+            values[a.child] = np.full(n, np.nan)
         return
     if parents is None or parents.size != n:
-        parents = run.rng.integers(0, run.slot_keys.size, size=n)
-    parent_keys = run.slot_keys[parents]
-    values[link["column"]] = parent_keys
-    distinct_within_parent(run, values, parent_keys)
-    for column, mapping in run.agreement:
-        values[column] = np.array([mapping.get(k) for k in parent_keys], dtype=object)
-    for child, pcol, offset in run.anchors:
-        values[child] = follow(run.t.column(child), run.slot_dates[pcol][parents], values[offset.name], run.rng)
+        parents = st.rng.integers(0, slots.keys.size, size=n)
+    parent_keys = slots.keys[parents]
+    values[link.column] = parent_keys
+    distinct_within_parent(st, values, parent_keys)
+    for a, mapping in slots.agreement:
+        theirs = np.array([mapping.get(k) for k in parent_keys], dtype=object)
+        if a.flag is None:              # the child's unit: its parent's
+            values[a.column] = theirs
+            continue
+        flag = values[a.flag.name]
+        rare = keys.model_threshold(st, a.flag.name)
+        # 'other' and NULL keep rows only when their noisy counts stand above the noise (a key
+        # without rows passes with p <= RARE_P); otherwise those rows take the parent's value
+        other = rare is not None and rare[0][1] >= rare[1]
+        null = rare is not None and a.flag.nullable and rare[0][2] >= rare[1]
+        is_null = np.array([v is None for v in flag], dtype=bool)
+        same = (flag == "same") | ((flag == "other") & ~other) | (is_null & ~null)
+        out = np.array(values[a.column], dtype=object)
+        out[same] = theirs[same]
+        out[is_null & null] = None
+        values[a.column] = out
+    for child, pcol, offset in st.anchors:
+        values[child] = follow(st.t.column(child), slots.dates[pcol][parents], values[offset.name], st.rng)
 
 
 def follow(col, parent: np.ndarray, offset: np.ndarray, rng: np.random.Generator) -> np.ndarray:
@@ -640,52 +758,7 @@ def follow(col, parent: np.ndarray, offset: np.ndarray, rng: np.random.Generator
             step = known[rng.integers(0, known.size, size=int(missing.sum()))] if known.size else 0.0
             out[missing] = np.asarray(parent, dtype=np.float64)[missing] + step
             out[np.isnan(out)] = col.lower
-    if col.source == "declared bounds":
+    if col.source in ("declared bounds", "DP bounds"):
         out = np.where(np.isnan(out), out, np.clip(out, col.lower, col.upper))
     low, high = dom.type_range(col.sql_type, col.fam)
     return np.where(np.isnan(out), out, np.clip(out, low, high))
-
-
-# ----------------------------------------------------------------- one call
-def synthesize_many(make_run, relids: list[int], epsilon, delta, dry_run: bool, label: str, schema: str | None):
-    """The handler's phases for several tables: plan (and dry run), one charge per dataset, then
-    every table in order in one transaction, so that the shadow schema changes all at once."""
-    ordered, notes = order(relids)
-    share_e = Decimal(str(float(epsilon))) / len(ordered)
-    share_d = (Decimal(str(float(delta))) if delta is not None else Decimal(db.setting("default_delta"))) / len(ordered)
-    runs: dict[int, object] = {}
-    for relid in ordered:
-        runs[relid] = make_run(relid, share_e, share_d, dict(runs))
-    first = runs[ordered[0]]
-    for line in notes:
-        first.notice(line, hint="Break the cycle with a nullable key; its children then attach uniformly.")
-    per_dataset: dict[str, list] = {}
-    for relid in ordered:
-        per_dataset.setdefault(runs[relid].t.dataset, []).append(runs[relid])
-    first.notice(f"plan for {label}: {len(ordered)} table(s) in this order: "
-                 + ", ".join(runs[r].t.qualified for r in ordered)
-                 + f"; epsilon {float(share_e):.6g} and delta {float(share_d):.3g} each; total "
-                 + "; ".join(f"dataset {d}: epsilon {sum(r.epsilon for r in rs)}, delta {sum(r.delta for r in rs)}"
-                             for d, rs in per_dataset.items()))
-    for relid in ordered:
-        runs[relid].plan_notice()
-    if dry_run:
-        for relid in ordered:
-            runs[relid].dry_run_notices()
-        return
-    statement = f"CALL dp_synthesize({label}, epsilon => {epsilon}" + (f", delta => {delta}" if delta else "") + ")"
-    ledger_ids = {d: rs[0].charge(d, sum(r.epsilon for r in rs), sum(r.delta for r in rs), statement,
-                                  cost=sum((r.cost() for r in rs), accountant.Cost()))
-                  for d, rs in per_dataset.items()}
-    yield                                       # the charges are committed before any row is read
-    for relid in ordered:
-        runs[relid].work(ledger_ids[runs[relid].t.dataset])
-    if schema is not None:
-        declared = [int(r["r"]) for r in db.execute(
-            "SELECT p.relid::int8 AS r FROM dp_internal.public_tables p JOIN pg_catalog.pg_class c ON c.oid = p.relid "
-            "JOIN pg_catalog.pg_namespace n ON n.oid = c.relnamespace WHERE n.nspname = $1 ORDER BY 1",
-            [schema], ["text"])]
-        if declared:
-            write.copy_public(declared, first.schema, first.caller)
-    first.notice(f"dp_synthesize {label}: wrote {len(ordered)} synthetic table(s) to {first.schema}")
-

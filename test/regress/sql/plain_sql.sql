@@ -23,11 +23,12 @@ SELECT epsilon_spent, epsilon_remaining, default_epsilon, max_epsilon FROM dp.my
 SELECT max(days) BETWEEN 27 AND 30 AS max_ok FROM regress_visits;
 SELECT ward FROM regress_visits GROUP BY ward ORDER BY ward;
 SELECT DISTINCT ward FROM regress_visits ORDER BY 1;
+-- a row-level CTE under an aggregate is part of the measurement (charged: 0.5)
+WITH v AS (SELECT * FROM regress_visits) SELECT abs(count(*) - 20000) < 100 AS n_ok FROM v;
 -- refusals, nothing charged
 SELECT string_agg(ward, ',') FROM regress_visits;
 SELECT days FROM regress_visits WHERE id = 7;
 SELECT count(*) FROM regress_visits WHERE id IN (SELECT id FROM regress_visits WHERE days = 3);
-WITH v AS (SELECT * FROM regress_visits) SELECT count(*) FROM v;
 EXPLAIN SELECT count(*) FROM regress_visits WHERE id = 7;
 SET pg_dp.epsilon = 2;
 SELECT count(*) FROM regress_visits WHERE days > 3;

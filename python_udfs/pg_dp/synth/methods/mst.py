@@ -30,50 +30,16 @@ or numpy in the unit tests): this module never sees a row.
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 import itertools
 import math
-import threading
 from typing import Callable, Sequence
 
 import numpy as np
 
-from ..dp import mechanisms
-
-Clique = tuple[str, ...]
-# measure(cliques, compress) -> exact count arrays, one per clique, shaped by the attributes'
-# domain sizes; with a compression map (attribute -> original code -> compressed code), over
-# the compressed codes (counted so in the database: a huge domain never becomes a dense array)
-Measure = Callable[..., list[np.ndarray]]
-# Largest marginal (cells, compressed) measured for selection or the model: with MAX_CLIQUE_CELLS
-# this bounds the memory of a run whatever the declared domains (1e6 float64 cells = 8 MB)
-MAX_MEASURE_CELLS = 1_000_000
-
-
-@dataclass
-class NoisyMarginal:
-    clique: Clique
-    values: np.ndarray          # noisy counts over the ORIGINAL codes (1-ways) or the compressed ones
-    stddev: float
-    compressed: bool = False
-
-
-@dataclass
-class Plan:
-    """What a run measured and how; enough to fit the model and to explain the release."""
-    domain: dict[str, int]
-    rho: float
-    sensitivity: int
-    one_way: list[NoisyMarginal] = field(default_factory=list)
-    compress: dict[str, np.ndarray] = field(default_factory=dict)   # original code -> compressed code
-    selected: list[Clique] = field(default_factory=list)
-    required: list[Clique] = field(default_factory=list)
-    two_way: list[NoisyMarginal] = field(default_factory=list)
-    total: float = 0.0
-    measurements: int = 0
-    selection_rho: float = 0.0  # zCDP spent by the exponential-mechanism selections
-    coarse: dict[str, np.ndarray] = field(default_factory=dict)    # compressed code -> coarse bin
-
+from ...dp import mechanisms
+from . import pgm
+from .base import COARSE, Clique, Measure, MAX_MEASURE_CELLS, NoisyMarginal, Plan, base_name, coarse_name
 
 def _noisy(counts: np.ndarray, scale: float) -> np.ndarray:
     return mechanisms.gaussian_counts(counts, scale)
@@ -320,11 +286,11 @@ def run(domain: dict[str, int], measure: Measure, rho: float, sensitivity: int =
 def _select_some(plan: Plan, pool: list[Clique], scores: dict, k: int, required: list[Clique],
                  sizes: dict[str, int], rho_round: float) -> list[Clique]:
     """Up to k cliques of the pool, one exponential-mechanism round (rho_round) each, among
-    those that keep the junction tree within MAX_CLIQUE_CELLS with what is chosen so far."""
+    those that keep the junction tree within pgm.MAX_CLIQUE_CELLS with what is chosen so far."""
     pool, picked = list(pool), []
     for _ in range(k):
-        pool = [e for e in pool if _max_clique_cells(sizes, _linked(plan.selected + required + picked + [e]))
-                <= MAX_CLIQUE_CELLS]
+        pool = [e for e in pool if pgm.max_clique_cells(sizes, _linked(plan.selected + required + picked + [e]))
+                <= pgm.MAX_CLIQUE_CELLS]
         if not pool:
             break
         picked.append(pool.pop(mechanisms.exponential_argmax([scores[e] for e in pool], plan.sensitivity,
@@ -334,24 +300,14 @@ def _select_some(plan: Plan, pool: list[Clique], scores: dict, k: int, required:
     return picked
 
 
-COARSE = "\x00coarse"       # suffix of a coarse attribute's name (no column name holds a NUL)
-
-
-def coarse_name(attr: str) -> str:
-    return attr + COARSE
-
-
-def _base(attr: str) -> str:
-    return attr[:-len(COARSE)] if attr.endswith(COARSE) else attr
-
 
 def _base_set(clique: Clique) -> frozenset:
-    return frozenset(_base(a) for a in clique)
+    return frozenset(base_name(a) for a in clique)
 
 
 def _linked(cliques: list[Clique]) -> list[Clique]:
     """The cliques with, for each coarse attribute among them, the clique tying it to its column."""
-    links = {(_base(a), a) for c in cliques for a in c if a.endswith(COARSE)}
+    links = {(base_name(a), a) for c in cliques for a in c if a.endswith(COARSE)}
     return list(cliques) + sorted(links)
 
 
@@ -480,7 +436,7 @@ def _model_fits(required: Sequence[Clique], sizes: dict[str, int]) -> list[Cliqu
     of every column; the ones left out are still met by the repair."""
     kept: list[Clique] = []
     for c in sorted(_fitting(required, sizes), key=lambda c: math.prod(sizes[a] for a in c)):
-        if _max_clique_cells(sizes, kept + [c]) <= MAX_MEASURE_CELLS:
+        if pgm.max_clique_cells(sizes, kept + [c]) <= MAX_MEASURE_CELLS:
             kept.append(c)
     return kept
 
@@ -498,373 +454,34 @@ def _fitting(required: Sequence[Clique], sizes: dict[str, int]) -> list[Clique]:
     return list(dict.fromkeys(out))
 
 
-def spent_rho(plan: Plan) -> float:
-    """zCDP cost of the Gaussian measurements, recomputed from their noise scales (the
-    selection's cost, plan.selection_rho, is not included)."""
-    s = plan.sensitivity
-    cost = sum((s / m.stddev) ** 2 / 2 for m in plan.one_way + plan.two_way)
-    return cost
 
+class MST:
+    """The MST recipe behind pg_dp.synth.methods.base.Method (see the module docstring)."""
+    name = "mst"
+    description = "MST (select-measure-generate), mbi graphical model"
+    mechanism = "MST (Gaussian marginals, exponential selection)"
 
-def total_rho(plan: Plan) -> float:
-    """zCDP cost of the whole run: the Gaussian measurements and the selections."""
-    return spent_rho(plan) + plan.selection_rho
+    def __init__(self, options: Options | None = None):
+        self.options = options or OPTIONS
 
+    def select_and_measure(self, domain, measure, rho, sensitivity, required=(), progress=lambda s: None) -> Plan:
+        return run(domain, measure, rho, sensitivity, required=required, progress=progress, options=self.options)
 
-# ---------------------------------------------------------------------------
-# model fitting and sampling (mbi)
-# ---------------------------------------------------------------------------
+    def fit(self, plan: Plan, total: float | None = None, tick=lambda: None):
+        return pgm.fit(plan, iters=pgm.fit_iterations(plan), tick=tick, total=total)
 
-def _mbi():
-    import jax
+    def sample(self, model, plan: Plan, rows: int, rng: np.random.Generator, tick=lambda: None):
+        return pgm.sample(model, plan, rows, rng, tick=tick, method=self.options.sampler)
 
-    jax.config.update("jax_enable_x64", True)
-    jax.config.update("jax_enable_compilation_cache", False)
-    import warnings
+    def one_way_noise(self, sizes: dict[str, int], rho: float, sensitivity: int) -> tuple[float, int]:
+        """(noise sd of a 1-way cell of the largest attribute, its cells) when the 1-ways get
+        their share of rho (all of it for a single attribute)."""
+        if not sizes:
+            return 0.0, 0
+        rho1 = split_rho(rho, len(sizes) - 1, self.options.split)[0] if len(sizes) > 1 else rho
+        largest = max(sizes, key=sizes.get)
+        share = one_way_shares(sizes, self.options.one_way_power)[largest]
+        return mechanisms.gaussian_scale(sensitivity, rho1 * share), sizes[largest]
 
-    with warnings.catch_warnings():
-        warnings.simplefilter("ignore")
-        import mbi
-    return mbi
-
-
-def preload(tick: Callable[[], None] = lambda: None) -> None:
-    """Import mbi and JAX (1-3 s, once per process) in the helper thread, so that a cancel
-    arriving meanwhile is seen (see ``interruptible``)."""
-    interruptible(_mbi, tick)
-
-
-# Largest junction-tree clique (cells) that extra pairs may create: sampling and
-# fitting cost grows with it.
-MAX_CLIQUE_CELLS = 20000
-
-
-def _max_clique_cells(sizes: dict[str, int], cliques: list[Clique]) -> int:
-    """Cells of the largest clique of the junction tree mbi makes for these cliques (as
-    mbi.junction_tree.make_junction_tree: a tree's edges as they are, otherwise the greedy
-    elimination order, least cells first, ties to the first attribute), in plain Python sets:
-    the selection asks this of every candidate in every round (1,500 times on Adult: 7 s
-    through mbi and networkx, a tenth of that here)."""
-    near = {a: set() for a in sizes}
-    for c in cliques:
-        for a in c:
-            near[a].update(b for b in c if b != a)
-    edges = sum(len(v) for v in near.values()) // 2
-    if edges and edges == len(sizes) - 1 and _connected(near):
-        return max(sizes[a] * sizes[b] for a in near for b in near[a])
-    largest, left = 0, list(sizes)
-    while left:
-        cost = {a: math.prod(sizes[b] for b in near[a]) * sizes[a] for a in left}
-        a = min(left, key=cost.__getitem__)
-        largest = max(largest, cost[a])
-        for b in near[a]:
-            near[b].discard(a)
-            near[b].update(c for c in near[a] if c != b)
-        left.remove(a)
-    return largest
-
-
-def _connected(near: dict[str, set]) -> bool:
-    start = next(iter(near))
-    seen, todo = {start}, [start]
-    while todo:
-        for b in near[todo.pop()]:
-            if b not in seen:
-                seen.add(b)
-                todo.append(b)
-    return len(seen) == len(near)
-
-
-def generate(model, rows: int, seed: int, tick: Callable[[], None] = lambda: None,
-             method: str | None = None) -> dict[str, np.ndarray]:
-    """Rows sampled from the fitted model (compressed codes), in numpy (``sample_rows``).
-
-    mbi's own sampler evaluates its marginals with JAX, one compiled program per shape
-    (about 200 on Adult: 10-20 s of compiling for 48,842 rows); the numpy one takes
-    well under a second.  The rows are a post-processing of the noisy marginals, so
-    their randomness carries no privacy weight (all of that is OpenDP's noise on the
-    counts): a numpy generator seeded here draws them.  It runs in a thread while this
-    one calls ``tick`` (see ``interruptible``)."""
-    def draw():
-        rng = np.random.default_rng(seed)
-        return sample_rows(model_factors(model), rows, rng, method or OPTIONS.sampler)
-
-    return interruptible(draw, tick)
-
-
-def model_factors(model) -> tuple[dict[str, int], list[tuple[Clique, np.ndarray]]]:
-    """(attribute sizes, [(clique, log-potential as a numpy array)]) of an mbi model."""
-    sizes = dict(zip(model.domain.attributes, model.domain.shape))
-    factors = []
-    for cl in model.potentials.cliques:
-        f = model.potentials[cl]
-        factors.append((tuple(f.domain.attributes), np.asarray(f.values, dtype=np.float64)))
-    for c in getattr(model, "constraints", ()):     # -inf outside a mapping (coarse attributes)
-        f = c.potential
-        factors.append((tuple(f.domain.attributes), np.asarray(f.values, dtype=np.float64)))
-    return sizes, factors
-
-
-def _align(attrs: Clique, values: np.ndarray, target: Clique) -> np.ndarray:
-    """values over attrs, laid out over target's axes (missing ones of size 1)."""
-    order = [attrs.index(a) for a in target if a in attrs]
-    arr = np.transpose(values, order)
-    shape, k = [], 0
-    for a in target:
-        if a in attrs:
-            shape.append(arr.shape[k])
-            k += 1
-        else:
-            shape.append(1)
-    return arr.reshape(shape)
-
-
-def _logsumexp_to(attrs: Clique, values: np.ndarray, keep: Clique) -> np.ndarray:
-    """log of the sum of exp(values) over the axes not in keep, laid out in keep's order."""
-    axes = tuple(i for i, a in enumerate(attrs) if a not in keep)
-    if axes:
-        top = np.max(values, axis=axes, keepdims=True)
-        top = np.where(np.isfinite(top), top, 0.0)
-        with np.errstate(divide="ignore"):      # a slice of -inf only (outside a mapping constraint)
-            values = np.log(np.sum(np.exp(values - top), axis=axes, keepdims=True)) + top
-        values = np.squeeze(values, axis=axes)
-    rest = tuple(a for a in attrs if a in keep)
-    return np.transpose(values, [rest.index(a) for a in keep])
-
-
-def clique_marginals(sizes: dict[str, int], factors, cliques: list[Clique]) -> dict[Clique, np.ndarray]:
-    """Probabilities over each node of a junction tree of the model (sum-product message
-    passing in log space, numpy): the model's distribution is exp(sum of log-potentials)."""
-    import networkx as nx
-
-    nodes = list(cliques)
-    logp = {n: np.zeros([sizes[a] for a in n]) for n in nodes}
-    for attrs, values in factors:
-        host = next(n for n in nodes if set(attrs) <= set(n))
-        logp[host] = logp[host] + _align(attrs, values, host)
-    graph = nx.Graph()
-    graph.add_nodes_from(nodes)
-    graph.add_edges_from((a, b) for a, b in itertools.combinations(nodes, 2) if set(a) & set(b))
-    tree = nx.maximum_spanning_tree(nx.Graph([(a, b, {"weight": len(set(a) & set(b))})
-                                              for a, b in graph.edges]) if graph.edges else graph)
-    tree.add_nodes_from(nodes)
-    messages: dict[tuple[Clique, Clique], np.ndarray] = {}
-
-    def send(u, v):
-        sep = tuple(a for a in v if a in u)
-        total = logp[u].copy()
-        for w in tree.neighbors(u):
-            if w != v:
-                total = total + _align(tuple(a for a in u if a in w), messages[(w, u)], u)
-        messages[(u, v)] = _logsumexp_to(u, total, sep)
-
-    for component in nx.connected_components(tree):
-        root = next(iter(component))
-        order = list(nx.dfs_preorder_nodes(tree, root))
-        parent = {root: None}
-        for u, v in nx.dfs_edges(tree, root):
-            parent[v] = u
-        for u in reversed(order):           # leaves to the root
-            if parent[u] is not None:
-                send(u, parent[u])
-        for u in order:                     # the root to the leaves
-            for w in tree.neighbors(u):
-                if w != parent[u]:
-                    send(u, w)
-    out = {}
-    for n in nodes:
-        belief = logp[n].copy()
-        for w in tree.neighbors(n):
-            belief = belief + _align(tuple(a for a in n if a in w), messages[(w, n)], n)
-        belief = np.exp(belief - belief.max())
-        out[n] = belief / belief.sum()
-    return out
-
-
-def sample_rows(model: tuple[dict[str, int], list], rows: int, rng: np.random.Generator,
-                method: str = "round") -> dict[str, np.ndarray]:
-    """`rows` records drawn from the model, one attribute at a time in a perfect elimination
-    order of its junction tree, each from its distribution given the attributes drawn before it
-    that share a clique with it (they lie in one clique of the junction tree).
-
-    method "round": within each group of rows that share those attributes, the counts of each
-    value are the group's expected counts, rounded at random (the fractions decide which values
-    get one more), and shuffled over the group's rows: less sampling noise than i.i.d. draws.
-    "sample": i.i.d. draws."""
-    mbi = _mbi()
-    sizes, factors = model
-    attrs = list(sizes)
-    domain = mbi.Domain(attrs, [sizes[a] for a in attrs])
-    jtree, elimination = mbi.junction_tree.make_junction_tree(domain, [a for a, _ in factors])
-    nodes = [tuple(n) for n in jtree.nodes]
-    probs = clique_marginals(sizes, factors, nodes)
-    data: dict[str, np.ndarray] = {}
-    for col in list(elimination)[::-1] + [a for a in attrs if a not in elimination]:
-        near = set().union(*[set(n) for n in nodes if col in n]) - {col}
-        parents = tuple(a for a in attrs if a in data and a in near)
-        host = next((n for n in nodes if set(parents) | {col} <= set(n)), None)
-        if host is None:                     # not a perfect elimination order: cannot happen
-            raise RuntimeError(f"no junction-tree clique holds {parents + (col,)}")
-        joint = _sum_to(host, probs[host], parents + (col,))
-        k = sizes[col]
-        if parents:
-            groups = np.ravel_multi_index([data[a] for a in parents], [sizes[a] for a in parents])
-            table = joint.reshape(-1, k)
-        else:
-            groups = np.zeros(rows, dtype=np.int64)
-            table = joint.reshape(1, k)
-        cond = table / np.where(table.sum(axis=1, keepdims=True) > 0, table.sum(axis=1, keepdims=True), 1.0)
-        empty = cond.sum(axis=1) == 0
-        cond[empty] = 1.0 / k                # a combination the model gives no mass: uniform
-        data[col] = _draw(groups, cond, rng, method)
-    return {a: data[a].astype(np.int64) for a in attrs}
-
-
-def _sum_to(attrs: Clique, values: np.ndarray, keep: Clique) -> np.ndarray:
-    axes = tuple(i for i, a in enumerate(attrs) if a not in keep)
-    summed = values.sum(axis=axes) if axes else values
-    rest = tuple(a for a in attrs if a in keep)
-    return np.transpose(summed, [rest.index(a) for a in keep])
-
-
-def _draw(groups: np.ndarray, cond: np.ndarray, rng: np.random.Generator, method: str) -> np.ndarray:
-    """One value per row from cond[group of the row]."""
-    n, k = groups.size, cond.shape[1]
-    if method == "sample":
-        cdf = np.cumsum(cond, axis=1)
-        u = rng.random(n) * cdf[groups, -1]
-        return np.minimum((u[:, None] >= cdf[groups]).sum(axis=1), k - 1)
-    if method != "round":
-        raise ValueError(f"unknown sampler {method!r}")
-    # every group at once: expected counts, rounded by systematic sampling (one uniform per
-    # group: value j gets one more with probability equal to its fraction, and the group's
-    # total comes out exact), then the values are dealt to the group's rows in random order
-    present, inverse, sizes = np.unique(groups, return_inverse=True, return_counts=True)
-    expected = cond[present] * sizes[:, None]
-    floor = np.floor(expected)
-    frac = np.clip(expected - floor, 0.0, None)
-    # the fractions of a group add up to a whole number (its size minus the floors)
-    short = np.rint(sizes - floor.sum(axis=1))
-    scale = np.where(frac.sum(axis=1) > 0, short / np.where(frac.sum(axis=1) > 0, frac.sum(axis=1), 1.0), 0.0)
-    cum = np.cumsum(frac * scale[:, None], axis=1)
-    u = rng.random(present.size)[:, None]
-    ups = np.floor(cum + u) - np.floor(np.concatenate([np.zeros((present.size, 1)), cum[:, :-1]], axis=1) + u)
-    counts = (floor + ups).astype(np.int64)
-    # rounding error can leave a group one off: the most likely value takes it
-    diff = sizes - counts.sum(axis=1)
-    counts[np.arange(present.size), np.argmax(cond[present], axis=1)] += diff
-    values = np.repeat(np.tile(np.arange(k), present.size), counts.ravel())
-    order = np.lexsort((rng.random(n), inverse))       # rows by group, shuffled within it
-    out = np.empty(n, dtype=np.int64)
-    out[order] = values
-    return out
-
-
-TICK_SECONDS = 0.1
-
-
-def interruptible(work: Callable[[], object], tick: Callable[[], None]):
-    """``work()`` in a helper thread, with ``tick()`` called from this thread every
-    TICK_SECONDS until it is done.
-
-    PL/Python sees a cancel, a statement timeout or a shutdown only when it calls into the
-    server (``tick`` is db.check_interrupts, which does), and JAX's compiling and mbi's
-    sampling are single calls of many seconds: run there, they would hold the executor for
-    all that time.  In the thread they release this one (JAX and numpy give up the GIL in
-    their long C++ loops, mostly), so a terminated executor exits at the next tick; the
-    helper thread dies with the process.  ``work`` must not call the server."""
-    box: dict = {}
-
-    def target():
-        try:
-            box["value"] = work()
-        except BaseException as e:      # handed to the caller's thread
-            box["error"] = e
-
-    helper = threading.Thread(target=target, name="pg_dp synthesis", daemon=True)
-    helper.start()
-    while helper.is_alive():
-        helper.join(TICK_SECONDS)
-        tick()
-    if "error" in box:
-        raise box["error"]
-    return box["value"]
-
-
-def fit(plan: Plan, iters: int = 1000, tick: Callable[[], None] = lambda: None):
-    """An mbi graphical model fitted to the plan's noisy marginals (over compressed codes).
-
-    A coarse attribute measured (a large column's bins) is an attribute of the model too,
-    tied to its column by mbi's mapping constraint (a functional dependency, -inf
-    potentials outside it): its pairs cost no clique over the column's fine codes."""
-    mbi = _mbi()
-    sizes = {a: int(plan.compress[a].max()) + 1 for a in plan.domain}
-    used = sorted({a for m in plan.two_way for a in m.clique if a.endswith(COARSE)})
-    sizes.update({a: int(plan.coarse[_base(a)].max()) + 1 for a in used})
-    domain = mbi.Domain(list(sizes), [sizes[a] for a in sizes])
-    orig = mbi.Domain(list(plan.domain), [plan.domain[a] for a in plan.domain])
-    constraints = [mbi.Constraint(mbi.Domain([_base(a), a], [sizes[_base(a)], sizes[a]]),
-                                  mapping=np.asarray(plan.coarse[_base(a)])) for a in used]
-    measurements = []
-    for m in plan.one_way + plan.two_way:
-        lm = mbi.LinearMeasurement(m.values.ravel(), m.clique, stddev=m.stddev)
-        measurements.append(lm if m.compressed else lm.compress({a: plan.compress[a] for a in m.clique}, orig))
-    estimator = mbi.estimation.MirrorDescent()
-    model = interruptible(lambda: estimator.estimate(domain, measurements, known_total=plan.total, iters=iters,
-                                                     constraints=constraints), tick)
-    _release_compiler_memory()
-    return model
-
-
-def _release_compiler_memory():
-    """XLA leaves ~1 GB of freed compiler memory in the heap after a fit; hand it back to
-    the system (glibc malloc_trim) so that sampling and writing start from ~0.5 GB."""
-    import ctypes
-    import gc
-
-    import jax
-
-    jax.clear_caches()
-    gc.collect()
-    try:
-        ctypes.CDLL("libc.so.6").malloc_trim(0)
-    except (OSError, AttributeError):  # not glibc: nothing to trim
-        pass
-
-
-def sample(model, plan: Plan, rows: int, rng: np.random.Generator,
-           tick: Callable[[], None] = lambda: None) -> dict[str, np.ndarray]:
-    """`rows` synthetic records over the ORIGINAL codes.
-
-    A compressed code that stands for several original codes is expanded in
-    proportion to their noisy 1-way counts (post-processing of noisy data).
-    """
-    data = generate(model, rows, seed=int(rng.integers(2**31)), tick=tick)
-    out = {}
-    for m in plan.one_way:
-        a = m.clique[0]
-        mapping = plan.compress[a]
-        codes = np.asarray(data[a], dtype=np.int64)
-        result = np.empty(codes.size, dtype=np.int64)
-        for c in range(int(mapping.max()) + 1):
-            members = np.flatnonzero(mapping == c)
-            where = codes == c
-            n = int(where.sum())
-            if not n:
-                continue
-            if members.size == 1:
-                result[where] = members[0]
-            else:
-                w = np.clip(m.values[members], 0, None) + 1e-9
-                result[where] = rng.choice(members, size=n, p=w / w.sum())
-        out[a] = result
-    return out
-
-
-def noisy_total(plan: Plan) -> int:
-    return max(1, int(round(plan.total)))
-
-
-def fit_iterations(plan: Plan) -> int:
-    """Mirror descent steps: on Adult, 1,000 and 3,000 give the same fidelity (0.026 avg 2-way TVD)."""
-    return 1000
+    def preload(self, tick=lambda: None) -> None:
+        pgm.preload(tick)
