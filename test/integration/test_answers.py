@@ -370,3 +370,63 @@ def test_the_dba_fixes_or_frees_contribution_bounds(conn, dash):
             assert abs(r["n"] - truth[r["region"]]) <= noise_bound(line, 4) + 0.02 * truth[r["region"]]
     finally:
         conn.execute("SELECT dp.set_contribution_bounds('shop_fixed', 20, 4)")
+
+
+# -------------------------------------------------------------------- a statement of several measurements
+
+STATEMENT = ("WITH b AS (SELECT date_trunc('month', order_date) AS month, count(*) AS n FROM orders_fixed "
+             "WHERE region = 'north' AND order_date >= '2025-01-01' AND order_date < '2026-01-01' GROUP BY 1) "
+             "SELECT a.month, a.n AS n_2025, b.n AS n_north "
+             "FROM (SELECT date_trunc('month', order_date) AS month, count(*) AS n FROM orders_fixed "
+             "WHERE order_date >= '2025-01-01' AND order_date < '2026-01-01' GROUP BY 1) a "
+             "JOIN b ON a.month = b.month ORDER BY 1")
+
+
+def test_a_statement_of_several_measurements_is_charged_once_like_a_question(conn, pg, db):
+    """Plain SQL whose CTE and sub-select are two measurements: one ledger line (the accountant's
+    composition of both), each measurement filtered first, bounded, cut to the WHERE's key set and
+    recorded in dp.my_answers; asked again, it is free.  (On main before the merge, the statement
+    path charged (epsilon, delta) by basic composition and bounded after the WHERE.)"""
+    conn.execute("DROP ROLE IF EXISTS dash_stmt")
+    conn.execute("CREATE ROLE dash_stmt LOGIN")
+    conn.execute("SELECT dp.grant_budget('dash_stmt', 'shop_fixed', 10, %s::numeric)", (DELTA,))
+    try:
+        with pg.connect(db, user="dash_stmt") as c:
+            lines = {r["column_name"]: r for r in
+                     (dict(zip([d.name for d in cur.description], row)) for cur in
+                      [c.execute("SELECT * FROM dp.explain(%s, 1.0)", (STATEMENT,))] for row in cur.fetchall())}
+            c.execute("SET pg_dp.epsilon = 1.0")
+            rows = c.execute(STATEMENT).fetchall()
+            answers = c.execute("SELECT origin, ledger_id, epsilon, rho, bounds, dropped_share FROM dp.my_answers "
+                                "ORDER BY id").fetchall()
+            again = c.execute(STATEMENT).fetchall()
+            cached = c.execute("SELECT origin FROM dp.my_answers ORDER BY id").fetchall()[len(answers):]
+        ledger = conn.execute("SELECT epsilon, rho, asked_epsilon, mechanism FROM dp.ledger "
+                              "WHERE role = 'dash_stmt'::regrole").fetchall()
+        # charged once, through the accountant: Gaussian noise, rho composed, at most the statement's epsilon
+        assert len(ledger) == 1, ledger
+        epsilon, rho, asked, mechanism = ledger[0]
+        assert "gaussian" in mechanism.lower() and rho > 0 and 0 < epsilon <= Decimal("1.0")
+        assert Decimal("0.999") < asked <= Decimal("1.0")
+        # both measurements recorded, fresh, on that one charge (shown once), with the bounds and share dropped
+        assert [a[0] for a in answers] == ["fresh", "fresh"] and answers[0][1] == answers[1][1]
+        assert answers[0][2] + answers[1][2] == epsilon and answers[0][3] + answers[1][3] == rho
+        assert all(a[4] == "4 groups, 20 rows per group per customer_id" and a[5] is not None for a in answers)
+        # key sets cut by the WHERE: the months of 2025, nothing else
+        assert [r[0].strftime("%Y-%m") for r in rows] == [f"2025-{m:02d}" for m in range(1, 13)]
+        # filter first, then bound: each total is the truth bounded among the rows its WHERE keeps
+        for column, where in (("n_2025", ""), ("n_north", "AND region = 'north'")):
+            bounded = conn.execute(
+                "SELECT sum(least(n, 4)) FROM (SELECT customer_id, count(*) AS n FROM orders_fixed "
+                f"WHERE order_date >= '2025-01-01' {where} GROUP BY 1) c").fetchone()[0]
+            # the two counts have the same share of the statement's epsilon and the same bounds: the widest
+            line = max((v for k, v in lines.items() if k.startswith("measurement") and k.endswith(": n")),
+                       key=lambda v: v["noise_scale"])
+            total = sum(r[1 if column == "n_2025" else 2] for r in rows)
+            assert abs(total - bounded) <= noise_bound(line, 2) * math.sqrt(12), (column, total, bounded)
+        # the same statement again: the cache, nothing charged
+        assert again == rows and [o[0] for o in cached] == ["cache", "cache"]
+        assert conn.execute("SELECT count(*) FROM dp.ledger WHERE role = 'dash_stmt'::regrole").fetchone()[0] == 1
+    finally:
+        conn.execute("DROP OWNED BY dash_stmt")
+        conn.execute("DROP ROLE dash_stmt")

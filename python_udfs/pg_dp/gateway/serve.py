@@ -15,6 +15,9 @@ Order matters:
    analyst (dp.my_answers), with a NOTICE when bounding dropped a large share of the rows.
 A question whose keys are all public and that asks no aggregate (a filter drop-down) reads no data
 and costs nothing.
+A plain-SQL statement of several measurements (statement_reply) follows the same order: every
+measurement planned before anything is charged, one charge per dataset for the measurements not
+cached (their Costs composed by the accountant), then each computed by _compute, as answer() does.
 """
 
 from decimal import Decimal
