@@ -1,4 +1,4 @@
-"""Trust boundary, round three (issue 17): least privilege for synthesis, every unit bounded,
+"""The trust boundary of synthesis and bounding: least privilege for synthesis, every unit bounded,
 nothing shared that should not be.  One test per attack, on a real server.
 
 `app` owns a protected table and writes its own functions, operators, domains and casts (an
