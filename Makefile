@@ -74,10 +74,10 @@ test: deps       ## all tests: pg_regress on a throwaway cluster, then pytest ag
 	$(MAKE) install
 	scripts/citus.sh build-if-vendored
 	scripts/with-temp-cluster.sh $(MAKE) installcheck
-	$(PYTHON) -m pytest -q -m "not long" test
+	$(PYTHON) -m pytest -q -m "not long" --durations=25 test
 
 pytest:          ## only the pytest suite of make test (after make install)
-	$(PYTHON) -m pytest -q -m "not long" test
+	$(PYTHON) -m pytest -q -m "not long" --durations=25 test
 
 test-long: deps  ## the checks that take minutes each (marked long): every phase of a stopped synthesis run, the large Kamino constraint sets
 	$(MAKE) install
