@@ -54,6 +54,13 @@ def mallory(pg, db):
         yield c
 
 
+def asked(conn, role="mallory"):
+    """The epsilon each ledger entry of the role was asked at, in order (on a budget with delta the
+    charge composes in zCDP: epsilon_spent grows by less than what a statement is asked at)."""
+    return [r[0] for r in conn.execute("SELECT asked_epsilon FROM dp.ledger WHERE role = %s::regrole ORDER BY id",
+                                       [role]).fetchall()]
+
+
 def spent(conn, role="mallory"):
     return conn.execute(f"SELECT epsilon_spent FROM dp.budgets WHERE role = '{role}'::regrole").fetchone()[0]
 
@@ -167,29 +174,30 @@ def test_attack_measure_front_door_called_directly(mallory, conn):
     checked, planned and charged by the executor for the caller: no way around the checks."""
     statement = json.dumps({"cores": ["SELECT count(*) AS dp_a1 FROM public.orders AS o WHERE o.id = 7"],
                             "expect": [[20]]})
-    before = spent(conn)
+    before, entries = spent(conn), asked(conn)
     n = mallory.execute("SELECT * FROM dp_internal.measure(%s, 1) AS t(n bigint)", [statement]).fetchone()[0]
-    assert spent(conn) == before + Decimal("0.5")     # charged: a DP count (noise scale 20), not the exact 1
-    assert isinstance(n, int)
+    assert asked(conn) == entries + [Decimal("0.5")]   # charged: a DP count (noise scale 20), not the exact 1
+    assert spent(conn) > before and isinstance(n, int)
+    before = spent(conn)
     for cores in (["SELECT s.salary AS dp_k1, count(*) AS dp_a1 FROM public.orders AS o JOIN public.salaries AS s "
                    "ON o.product_id = s.product_id GROUP BY s.salary"],
                   ["SELECT o.amount AS dp_k1 FROM public.orders AS o"]):
         with pytest.raises(psycopg.Error):
             mallory.execute("SELECT * FROM dp_internal.measure(%s, 1) AS t(a int, b bigint)",
                             [json.dumps({"cores": cores, "expect": [[23, 20]]})]).fetchall()
-    assert spent(conn) == before + Decimal("0.5")
+    assert spent(conn) == before and len(asked(conn)) == len(entries) + 1
 
 
 def test_attack_per_statement_maximum_holds_for_the_whole_statement(mallory, conn):
     """Four sub-selects at the maximum epsilon are one statement: charged once, not four times."""
     sql = " UNION ALL ".join(f"SELECT * FROM (SELECT count(*) FROM orders WHERE amount > {i}) s{i}" for i in range(4))
-    before = spent(conn)
+    entries = asked(conn)
     mallory.execute("SET pg_dp.epsilon = 10")     # mallory's maximum per statement
     try:
         mallory.execute(sql).fetchall()
     finally:
         mallory.execute("RESET pg_dp.epsilon")
-    assert spent(conn) == before + 10              # split over the four measurements, charged once
+    assert asked(conn) == entries + [10]           # split over the four measurements, charged once
     before = spent(conn)
     with pytest.raises(psycopg.errors.ConfigurationLimitExceeded):     # 53400, before anything is charged
         mallory.execute("SELECT * FROM (SELECT dp.dp_count(amount, 6.0) FROM orders) a, (SELECT dp.dp_count(amount, 6.0) FROM orders "

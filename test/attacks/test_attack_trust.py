@@ -397,7 +397,9 @@ def test_attack_bounded_copy_name_tells_the_group_by(conn, mallory, eve):
     for where in ("", "WHERE cost > 3 "):      # a copy is built the second time a key set is asked
         ask(mallory, f"SELECT ward, hiv_status, count(*) FROM clinic {where}GROUP BY ward, hiv_status", 0.1)
     names = {r[0] for r in eve.execute("SELECT relname FROM pg_class WHERE relname LIKE 'bounded_%'")} - before
-    assert len(names) == 1
+    # one copy, in three tables (units within the bounds, kept rows of the others, the rest): one digest
+    assert len(names) == 3 and len({n.rsplit("_", 1)[0] for n in names}) == 1, names
+    names |= {n.rsplit("_", 1)[0] for n in names}
     relid = conn.execute("SELECT 'clinic'::regclass::oid").fetchone()[0]
     columns = ["patient", "ward", "hiv_status", "sex", "cost"]
     guesses = {f"bounded_{relid}_" + hashlib.sha256(f"{relid}:{','.join(keys)}".encode()).hexdigest()[:12]
