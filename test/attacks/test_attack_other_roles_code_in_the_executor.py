@@ -1,4 +1,8 @@
-"""Attacks on the time between the executor's checks of a relation and its reads of it.
+"""Attacks that make the executor (connected as the extension owner, a superuser) run another
+role's code: a relation replaced between the executor's checks and its reads, a protected column's
+type given a cast by the table's owner, an expression index whose function the planner folds.
+
+The executor checks a relation (the protected table, a dimension the caller may read) and reads it
 
 The executor checks a relation (the protected table, a dimension the caller may read) and reads it
 by name, later in that phase and in the phase after the charge (another transaction).  Whoever owns
@@ -7,6 +11,10 @@ while it waits, replace it: rename it and create a view of its name whose query 
 function, or give its enum column a cast to text.  Without pins (core/catalog.py: pin,
 src/worker/pins.c) the view's query and the cast's function ran as the extension owner (a
 superuser): mallory.leak recorded `postgres` as current_user.
+
+Other roles' types and functions: the executor refuses, before any charge, columns of types that
+are not built-in nor enums without casts (gateway/plan.py), and fmgr in an executor process calls no
+function of a role that is not a superuser (src/worker/trust.c).
 
 mallory: a budget on `orders`, her own schema.  app: owns the protected table `app.acct`, no
 pg_dp administrator, no budget; bob asks about it.
@@ -169,3 +177,71 @@ def test_attack_protected_table_replaced_by_its_owner_while_a_question_waits(pg,
     t.join(60)
     assert owner_code_ran(conn) == 0
     refused_as_changed(out)
+    with pg.connect(db, user="app") as a:
+        a.execute("DROP VIEW app.acct")
+        a.execute("ALTER TABLE app.acct_old RENAME TO acct")
+
+
+def outcome(c, sql):
+    try:
+        return c.execute(sql).fetchall()
+    except psycopg.Error as e:
+        return e
+
+
+def spent(conn, role):
+    return conn.execute("SELECT coalesce(sum(epsilon_spent), 0) FROM dp.budgets WHERE role = %s::regrole",
+                        [role]).fetchone()[0]
+
+
+def test_attack_protected_column_type_given_a_cast_by_the_table_owner(pg, db, conn):
+    """app (the table's owner, no administrator) gives a column an enum type of its own with a cast to
+    text; grouping by it cast the keys with app's function, as the extension owner."""
+    with pg.connect(db, user="app") as a:
+        a.execute("CREATE TYPE app.k AS ENUM ('a', 'b')")
+        a.execute("ALTER TABLE app.acct ADD COLUMN k app.k")
+        a.execute("UPDATE app.acct SET k = (ARRAY['a', 'b']::app.k[])[1 + id % 2]")
+        a.execute("CREATE FUNCTION app.k_text(app.k) RETURNS text LANGUAGE plpgsql AS "
+                  "$$ BEGIN INSERT INTO mallory.calls VALUES (current_user); RETURN 'a'; END $$")
+        a.execute("CREATE CAST (app.k AS text) WITH FUNCTION app.k_text(app.k)")
+    conn.execute("DELETE FROM mallory.calls")
+    before = spent(conn, "bob")
+    with pg.connect(db, user="bob") as b:
+        for sql in ["SELECT * FROM dp.query($$SELECT k, count(*) FROM app.acct GROUP BY k$$) AS t(k text, n bigint)",
+                    "SELECT * FROM dp.query($$SELECT count(*) FROM app.acct WHERE k = 'a'$$) AS t(n bigint)"]:
+            e = outcome(b, sql)
+            assert owner_code_ran(conn) == 0
+            assert isinstance(e, psycopg.Error) and e.diag.sqlstate == "0A000" and e.diag.message_hint, e
+    assert spent(conn, "bob") == before
+    with pg.connect(db, user="app") as a:
+        a.execute("ALTER TABLE app.acct DROP COLUMN k")
+
+
+def test_attack_expression_index_folded_when_the_executor_plans(pg, db, conn):
+    """PostgreSQL folds an index's expressions (immutable functions of constants) when a query plans
+    over the table: mallory's index on her dimension, or app's on its protected table, ran their
+    function as the extension owner."""
+    conn.execute("CREATE OR REPLACE FUNCTION mallory.imm(int) RETURNS int IMMUTABLE LANGUAGE plpgsql AS "
+                 "$$ BEGIN PERFORM mallory.leak($1); RETURN $1; END $$")
+    conn.execute("ALTER FUNCTION mallory.imm(int) OWNER TO mallory")
+    with pg.connect(db, user="mallory") as m:
+        m.execute("CREATE INDEX ON mallory.d2 ((z + mallory.imm(0)))")
+    conn.execute("DELETE FROM mallory.calls")
+    before = spent(conn, "mallory")
+    with pg.connect(db, user="mallory") as m:
+        e = outcome(m, """SELECT * FROM dp.query($$SELECT y.z, count(*) FROM orders o JOIN mallory.d2 y
+                          ON o.product_id = y.product_id GROUP BY 1$$) AS t(z int, n bigint)""")
+    assert owner_code_ran(conn) == 0
+    assert isinstance(e, psycopg.Error) and e.diag.sqlstate == "42501", e
+    assert spent(conn, "mallory") == before
+    with pg.connect(db, user="app") as a:
+        a.execute("CREATE INDEX acct_imm ON app.acct ((v + mallory.imm(1)))")
+    conn.execute("DELETE FROM mallory.calls")
+    before = spent(conn, "bob")
+    with pg.connect(db, user="bob") as b:
+        e = outcome(b, "SELECT * FROM dp.query('SELECT count(*) FROM app.acct WHERE v > 5') AS t(n bigint)")
+    assert owner_code_ran(conn) == 0
+    assert isinstance(e, psycopg.Error), e
+    assert spent(conn, "bob") == before
+    with pg.connect(db, user="app") as a:
+        a.execute("DROP INDEX app.acct_imm")
