@@ -119,6 +119,27 @@ SELECT d.name AS dataset, d.privacy_unit, d.max_rows_per_unit, d.max_groups_per_
           FROM dp_internal.protected_tables p WHERE p.dataset = d.name) AS tables
 FROM dp_internal.datasets d;
 
+-- Whether reading values of a type may run the code of a role that is not a superuser: true
+-- unless the type under its domains is built-in, or an enum no cast leads from or to, and every
+-- domain on the way is a superuser's (its CHECKs run wherever a value is read into it: in the
+-- reader's backend when released values become rows of that type).  The executor (a superuser)
+-- and the DBA functions refuse columns of such types (core/catalog.py, dp.set_public_values).
+CREATE FUNCTION dp_internal.foreign_type(typ oid) RETURNS boolean
+LANGUAGE sql STABLE STRICT PARALLEL SAFE SET search_path = pg_catalog, pg_temp
+AS $$
+    WITH RECURSIVE chain(oid, typtype, typbasetype, typowner) AS (
+        SELECT t.oid, t.typtype, t.typbasetype, t.typowner FROM pg_catalog.pg_type t WHERE t.oid = typ
+        UNION ALL
+        SELECT t.oid, t.typtype, t.typbasetype, t.typowner FROM pg_catalog.pg_type t
+        JOIN chain ON t.oid = chain.typbasetype WHERE chain.typtype = 'd')
+    SELECT EXISTS (SELECT 1 FROM chain c JOIN pg_catalog.pg_roles r ON r.oid = c.typowner
+                   WHERE c.typtype = 'd' AND NOT r.rolsuper)
+        OR NOT EXISTS (SELECT 1 FROM chain c WHERE c.typtype <> 'd'
+                       AND (c.oid < 16384 OR (c.typtype = 'e' AND NOT EXISTS (
+                            SELECT 1 FROM pg_catalog.pg_cast k WHERE k.castsource = c.oid OR k.casttarget = c.oid))))
+$$;
+COMMENT ON FUNCTION dp_internal.foreign_type(oid) IS 'Internal: whether values of a type may run the code of a role that is not a superuser (not built-in nor an enum without casts, or under a domain of such a role)';
+
 -- The number line of bounds (what dp_internal.columns stores): dates as days since 2000-01-01,
 -- timestamps as seconds since its midnight (timestamptz: in UTC); infinite values stay infinite
 -- (and dp.set_bounds refuses them).  No session setting enters these conversions.

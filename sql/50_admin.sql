@@ -270,6 +270,14 @@ BEGIN
     END IF;
     SELECT format_type(a.atttypid, a.atttypmod) INTO typ
     FROM pg_catalog.pg_attribute a WHERE a.attrelid = table_name AND a.attname = column_name;
+    -- casting the values would run the type's casts or domain CHECKs with the caller's rights
+    IF (SELECT dp_internal.foreign_type(a.atttypid) FROM pg_catalog.pg_attribute a
+        WHERE a.attrelid = table_name AND a.attname = column_name) THEN
+        RAISE EXCEPTION 'column %.% has type %, which runs the code of a role that is not a superuser',
+                        table_name, column_name, typ
+            USING ERRCODE = 'feature_not_supported',
+                  HINT = 'Give the column a built-in type (or an enum without casts); DP questions cannot use it either.';
+    END IF;
     FOREACH candidate IN ARRAY public_values LOOP
         BEGIN
             EXECUTE format('SELECT %L::%s', candidate, typ);

@@ -28,7 +28,8 @@ import pytest
 
 
 @pytest.fixture(scope="module", autouse=True)
-def setup(conn):
+def setup(conn, db):
+    conn.execute(f'ALTER DATABASE "{db}" SET session_preload_libraries = \'pg_dp\'')
     for sql in [
         "CREATE TABLE orders (id int PRIMARY KEY, customer_id int NOT NULL, product_id int, amount int)",
         "INSERT INTO orders SELECT g, g % 300, 1 + g % 20, g % 50 FROM generate_series(1, 3000) g",
@@ -245,3 +246,24 @@ def test_attack_expression_index_folded_when_the_executor_plans(pg, db, conn):
     assert spent(conn, "bob") == before
     with pg.connect(db, user="app") as a:
         a.execute("DROP INDEX app.acct_imm")
+
+
+def test_attack_protected_column_of_the_owners_domain(pg, db, conn):
+    """A domain's CHECK runs wherever a value is read into it: app's, on a protected column, ran as
+    the DBA in dp.set_public_values, and as bob when his plain-SQL answer's keys became rows of it."""
+    with pg.connect(db, user="app") as a:
+        a.execute("CREATE FUNCTION app.chk(text) RETURNS boolean LANGUAGE plpgsql AS "
+                  "$$ BEGIN INSERT INTO mallory.calls VALUES (current_user); RETURN true; END $$")
+        a.execute("CREATE DOMAIN app.label AS text CHECK (app.chk(VALUE))")
+        a.execute("ALTER TABLE app.acct ADD COLUMN label app.label")
+        a.execute("UPDATE app.acct SET label = 'l' || (id % 2)")
+    conn.execute("DELETE FROM mallory.calls")
+    e = outcome(conn, "SELECT dp.set_public_values('app.acct', 'label', ARRAY['l0', 'l1'])")
+    assert owner_code_ran(conn) == 0
+    assert isinstance(e, psycopg.Error) and e.diag.sqlstate == "0A000", e
+    with pg.connect(db, user="bob") as b:
+        e = outcome(b, "SELECT label, count(*) FROM app.acct GROUP BY label")
+    assert owner_code_ran(conn) == 0
+    assert isinstance(e, psycopg.Error) and e.diag.sqlstate == "0A000", e
+    with pg.connect(db, user="app") as a:
+        a.execute("ALTER TABLE app.acct DROP COLUMN label")

@@ -167,18 +167,8 @@ def load_table(schema: str | None, table: str) -> TableMeta:
         SELECT a.attname, pg_catalog.format_type(a.atttypid, a.atttypmod) AS type,
                pg_catalog.format_type(a.atttypid, NULL) AS base_type, a.attnotnull,
                c.lower_bound, c.upper_bound, c.public_values,
-               NOT (b.oid < 16384 OR (b.typtype = 'e' AND NOT EXISTS (SELECT 1 FROM pg_catalog.pg_cast k
-                    WHERE k.castsource = b.oid OR k.casttarget = b.oid))) AS foreign_type
+               dp_internal.foreign_type(a.atttypid) AS foreign_type
         FROM pg_catalog.pg_attribute a
-        -- the type under its domains: a built-in type, or an enum no cast leads from or to, runs
-        -- nobody's code when read, compared or grouped (a domain's own casts are never used)
-        JOIN LATERAL (
-            WITH RECURSIVE chain(oid, typtype, typbasetype) AS (
-                SELECT y.oid, y.typtype, y.typbasetype FROM pg_catalog.pg_type y WHERE y.oid = a.atttypid
-                UNION ALL
-                SELECT y.oid, y.typtype, y.typbasetype FROM pg_catalog.pg_type y JOIN chain ON y.oid = chain.typbasetype
-                WHERE chain.typtype = 'd')
-            SELECT chain.oid, chain.typtype FROM chain WHERE chain.typtype <> 'd') b ON true
         LEFT JOIN dp_internal.columns c ON c.relid = a.attrelid AND c.attname = a.attname
         WHERE a.attrelid = $1 AND a.attnum > 0 AND NOT a.attisdropped
         ORDER BY a.attnum

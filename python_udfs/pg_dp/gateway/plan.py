@@ -171,7 +171,7 @@ def make_plan(query: Query, meta: TableMeta, epsilon: float, delta: float, timez
             # its type's casts or input functions are another role's code, which the executor
             # would run with the extension owner's rights
             raise DPError(f"column {column!r} ({meta.columns[column]['type']}) has a type a DP question cannot "
-                          "use: not built-in, nor an enum without casts",
+                          "use: its casts or domain checks are the code of a role that is not a superuser",
                           hint="Ask an administrator to give the column a built-in type (or an enum without casts).",
                           sqlstate=NOT_SUPPORTED)
 
