@@ -14,7 +14,8 @@ OBJS        = src/pg_dp.o \
               src/worker/session.o src/worker/serve.o src/worker/pool.o src/worker/spares.o src/worker/frontdoor.o \
               src/worker/measure.o src/worker/pins.o src/worker/trust.o \
               src/sql_hook/hook.o \
-              src/citus/citus.o src/citus/wrappers.o
+              src/citus/citus.o src/citus/wrappers.o \
+              src/writer/writer.o
 DATA_built  = pg_dp--$(EXTVERSION).sql
 EXTRA_CLEAN = pg_dp--$(EXTVERSION).sql results regression.diffs regression.out python_udfs/build python_udfs/*.egg-info
 

@@ -212,7 +212,7 @@ def test_attack_protected_column_type_given_a_cast_by_the_table_owner(pg, db, co
                     "SELECT * FROM dp.query($$SELECT count(*) FROM app.acct WHERE k = 'a'$$) AS t(n bigint)"]:
             e = outcome(b, sql)
             assert owner_code_ran(conn) == 0
-            assert isinstance(e, psycopg.Error) and e.diag.sqlstate == "0A000" and e.diag.message_hint, e
+            assert isinstance(e, psycopg.Error) and e.diag.sqlstate == "42501" and e.diag.message_hint, e
     assert spent(conn, "bob") == before
     with pg.connect(db, user="app") as a:
         a.execute("ALTER TABLE app.acct DROP COLUMN k")
@@ -260,10 +260,10 @@ def test_attack_protected_column_of_the_owners_domain(pg, db, conn):
     conn.execute("DELETE FROM mallory.calls")
     e = outcome(conn, "SELECT dp.set_public_values('app.acct', 'label', ARRAY['l0', 'l1'])")
     assert owner_code_ran(conn) == 0
-    assert isinstance(e, psycopg.Error) and e.diag.sqlstate == "0A000", e
+    assert isinstance(e, psycopg.Error) and e.diag.sqlstate == "42501", e
     with pg.connect(db, user="bob") as b:
         e = outcome(b, "SELECT label, count(*) FROM app.acct GROUP BY label")
     assert owner_code_ran(conn) == 0
-    assert isinstance(e, psycopg.Error) and e.diag.sqlstate == "0A000", e
+    assert isinstance(e, psycopg.Error) and e.diag.sqlstate == "42501", e
     with pg.connect(db, user="app") as a:
         a.execute("ALTER TABLE app.acct DROP COLUMN label")

@@ -173,12 +173,13 @@ def test_row_preview_reads_the_synthetic_copy(bi, conn):
     rows = bi.execute("SELECT kind, age FROM pets LIMIT 10").fetchall()
     assert len(rows) == 10 and {r[0] for r in rows} <= {"cat", "dog"}
     assert any("synthetic copy" in n for n in notices)
+    # bi's own copy, in its shadow schema (issue 17)
     # tools that drop NOTICEs: dp.explain and the copy's comment say the rows are synthetic
     lines = bi.execute("SELECT mechanism, note FROM dp.explain('SELECT kind, age FROM pets LIMIT 10')").fetchall()
     assert lines[0][0] == "synthetic copy" and "no row is a real one" in lines[0][1]
-    assert "synthetic copy" in bi.execute("SELECT obj_description('dp_synthetic.pets'::regclass)").fetchone()[0]
+    assert "synthetic copy" in bi.execute("SELECT obj_description('dp_synthetic_bi.pets'::regclass)").fetchone()[0]
     # a row-level sub-select under a preview reads the copy too ...
-    copy = conn.execute("SELECT id, kind, age FROM dp_synthetic.pets ORDER BY id").fetchall()
+    copy = conn.execute("SELECT id, kind, age FROM dp_synthetic_bi.pets ORDER BY id").fetchall()
     assert bi.execute("SELECT * FROM (SELECT * FROM pets) p ORDER BY id").fetchall() == copy
     # ... but under an aggregate it is part of a DP measurement of the real rows (a virtual dataset):
     # Laplace scale 1 (epsilon 1, no unit), |noise| < 30 fails with probability e^-30

@@ -132,8 +132,9 @@ def synthetic_copy_oid(relid: int, role: int) -> int | None:
 
     Who reads a copy (docs/bi.md): a role the DBA granted SELECT on it (the role that made it has
     that grant), and every role with a budget on the table's dataset reads the copies an
-    administrator made.  The newest such copy in the shadow schema is read; its columns must still
-    be the table's (checked by the caller's backend)."""
+    administrator made.  The role's own copy (in its shadow schema, dp_internal.personal_schema: only
+    administrators write the shared one) is read first, else the newest such copy in the shared
+    shadow schema; its columns must still be the table's (checked by the caller's backend)."""
     rows = db.execute(
         """
         SELECT s.relid::int8 AS oid
@@ -142,12 +143,12 @@ def synthetic_copy_oid(relid: int, role: int) -> int | None:
         JOIN pg_catalog.pg_namespace n ON n.oid = c.relnamespace
         JOIN dp_internal.protected_tables p ON p.relid = s.source
         LEFT JOIN dp_internal.ledger l ON l.id = (s.provenance->>'ledger_id')::int8
-        WHERE s.source = $1 AND n.nspname = $2
+        WHERE s.source = $1 AND n.nspname IN ($2, dp_internal.personal_schema($3::oid, $2))
           AND (pg_catalog.has_table_privilege($3::oid, s.relid, 'SELECT')
                OR (EXISTS (SELECT 1 FROM dp_internal.budgets b WHERE b.role = $3::oid AND b.dataset = p.dataset)
                    AND l.role IS NOT NULL
                    AND pg_catalog.has_table_privilege(l.role, 'dp_internal.datasets', 'UPDATE')))
-        ORDER BY s.created_at DESC LIMIT 1
+        ORDER BY n.nspname = $2, s.created_at DESC LIMIT 1     -- the role's own copy (issue 17) first
         """,
         [int(relid), db.setting("synthetic_schema") or "dp_synthetic", int(role)], ["oid", "text", "oid"])
     return int(rows[0]["oid"]) if rows else None

@@ -173,6 +173,7 @@ def answer(sql, epsilon=None, delta=None, expect=None, session_epsilon=None, par
     yield                                   # the executor commits the charge
     try:
         db.execute("SELECT pg_catalog.set_config('track_counts', 'off', true)")
+        catalog.recheck_code(plan.query)        # no cast or domain CHECK of another role added since the plan
         set_time_zone(plan.timezone)
         copy = bounded.copy_for(plan)
         exact_sql = rewrite.rewrite_on_copy(plan, copy) if copy else plan.sql
@@ -505,6 +506,7 @@ def _compute(plan, key, ledger_id, columns):
     answer() after its charge, for each measurement of a statement of several: keep the two alike."""
     try:
         db.execute("SELECT pg_catalog.set_config('track_counts', 'off', true)")
+        catalog.recheck_code(plan.query)        # no cast or domain CHECK of another role added since the plan
         set_time_zone(plan.timezone)
         copy = bounded.copy_for(plan)
         exact_sql = rewrite.rewrite_on_copy(plan, copy) if copy else plan.sql
