@@ -1,4 +1,4 @@
-"""Hard denial constraints in dp_synthesize on a real server (issue 9): kept without dropping
+"""Hard denial constraints in dp_synthesize on a real server: kept without dropping
 rows, refused before the charge when no copy can meet them, bounded memory with a
 high-cardinality dependency, and a prompt stop on cancel in every phase."""
 
