@@ -13,6 +13,7 @@ import json
 
 import psycopg
 import pytest
+from datasets import epsilon_spent, session
 
 BUDGET = Decimal(100)
 
@@ -49,8 +50,7 @@ def setup(conn, db):
 
 @pytest.fixture
 def mallory(pg, db):
-    with pg.connect(db, user="mallory") as c:
-        c.execute("SET search_path = mallory, public")
+    with session(pg, db, "mallory", "mallory, public") as c:
         yield c
 
 
@@ -62,7 +62,7 @@ def asked(conn, role="mallory"):
 
 
 def spent(conn, role="mallory"):
-    return conn.execute(f"SELECT epsilon_spent FROM dp.budgets WHERE role = '{role}'::regrole").fetchone()[0]
+    return epsilon_spent(conn, role)
 
 
 def calls(conn):

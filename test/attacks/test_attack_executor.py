@@ -14,7 +14,7 @@ from decimal import Decimal
 import psycopg
 import pytest
 
-from datasets import patients, protect_patients
+from datasets import epsilon_spent, patients, protect_patients, session
 
 
 @pytest.fixture(scope="module", autouse=True)
@@ -42,8 +42,7 @@ def setup(conn):
 
 @pytest.fixture
 def mallory(pg, db):
-    with pg.connect(db, user="mallory") as c:
-        c.execute("SET search_path = mallory, public, dp")
+    with session(pg, db, "mallory", "mallory, public, dp") as c:
         yield c
 
 
@@ -55,9 +54,7 @@ def eve(pg, db):
 
 
 def spent(conn, dataset="patients", role="mallory"):
-    row = conn.execute("SELECT epsilon_spent FROM dp.budgets WHERE role = %s::regrole AND dataset = %s",
-                       (role, dataset)).fetchone()
-    return row[0] if row else None
+    return epsilon_spent(conn, role, dataset)
 
 
 def ask(c, sql, epsilon=0.1):

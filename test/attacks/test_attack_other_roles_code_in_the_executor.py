@@ -25,6 +25,7 @@ import time
 
 import psycopg
 import pytest
+from datasets import epsilon_spent
 
 
 @pytest.fixture(scope="module", autouse=True)
@@ -191,8 +192,7 @@ def outcome(c, sql):
 
 
 def spent(conn, role):
-    return conn.execute("SELECT coalesce(sum(epsilon_spent), 0) FROM dp.budgets WHERE role = %s::regrole",
-                        [role]).fetchone()[0]
+    return epsilon_spent(conn, role) or 0
 
 
 def test_attack_protected_column_type_given_a_cast_by_the_table_owner(pg, db, conn):

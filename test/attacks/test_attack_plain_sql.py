@@ -12,7 +12,7 @@ from decimal import Decimal
 import psycopg
 import pytest
 
-from datasets import drop_role_with_schema, patients, protect_patients
+from datasets import asked_epsilon, drop_role_with_schema, patients, protect_patients, session
 
 BUDGET = Decimal("50")
 
@@ -32,16 +32,14 @@ def setup(conn, db):
 
 @pytest.fixture
 def mallory(pg, db):
-    with pg.connect(db, user="mallory") as c:
-        c.execute("SET search_path = mallory, public")
+    with session(pg, db, "mallory", "mallory, public") as c:
         yield c
 
 
 def spent(conn):
-    """The epsilons mallory's statements were charged at (the ledger's asked_epsilon): a refund or a
-    charge skipped shows here (her budget has a delta: epsilon_spent grows by their zCDP conversion)."""
-    return conn.execute("SELECT coalesce(sum(asked_epsilon), 0) FROM dp.ledger "
-                        "WHERE role = 'mallory'::regrole").fetchone()[0]
+    """The epsilons mallory's statements were charged at: a refund or a charge skipped shows here
+    (her budget has a delta: epsilon_spent grows by their zCDP conversion)."""
+    return asked_epsilon(conn, "mallory")
 
 
 def refused(c, sql, params=None, error=psycopg.Error):

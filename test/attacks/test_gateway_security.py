@@ -12,7 +12,7 @@ from decimal import Decimal
 import psycopg
 import pytest
 
-from datasets import drop_role_with_schema, patients, protect_patients
+from datasets import drop_role_with_schema, epsilon_spent, patients, protect_patients, session
 
 BUDGET = Decimal("20")
 
@@ -31,14 +31,12 @@ def setup(conn):
 
 @pytest.fixture
 def mallory(pg, db):
-    with pg.connect(db, user="mallory") as c:
-        c.execute("SET search_path = mallory, public, dp")
+    with session(pg, db, "mallory", "mallory, public, dp") as c:
         yield c
 
 
 def spent(conn, dataset="patients"):
-    return conn.execute("SELECT epsilon_spent FROM dp.budgets WHERE role = 'mallory'::regrole AND dataset = %s",
-                        (dataset,)).fetchone()[0]
+    return epsilon_spent(conn, "mallory", dataset)
 
 
 def ledger_total(conn, dataset="patients"):

@@ -19,6 +19,7 @@ import pytest
 from scipy import stats
 
 import orders
+from datasets import epsilon_spent
 
 FAILURE = 1e-9
 DELTA = 1e-6
@@ -80,8 +81,7 @@ def explain(c, sql, epsilon=None):
 
 
 def spent(conn, role, dataset):
-    return conn.execute("SELECT epsilon_spent FROM dp.budgets WHERE role = %s::regrole AND dataset = %s",
-                        (role, dataset)).fetchone()[0]
+    return epsilon_spent(conn, role, dataset)
 
 
 def last_answer(c):

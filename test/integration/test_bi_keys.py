@@ -8,11 +8,11 @@ statement: discrete Laplace of scale 0.1 for a count; 30 scales for the rest).
 """
 
 import datetime as dt
-from decimal import Decimal
 import json
 
 import psycopg
 import pytest
+from datasets import asked_epsilon
 
 EPS = 10
 
@@ -55,10 +55,7 @@ def bi(pg, db):
 
 
 def spent(conn, dataset="orders"):
-    """The epsilons bi_keys's statements were charged at (the ledger; on these budgets with delta the
-    budget's epsilon_spent grows by their zCDP conversion, checked in test_answers.py)."""
-    return conn.execute("SELECT coalesce(sum(asked_epsilon), 0) FROM dp.ledger "
-                        "WHERE role = 'bi_keys'::regrole AND dataset = %s", (dataset,)).fetchone()[0]
+    return asked_epsilon(conn, "bi_keys", dataset)
 
 
 def scales(bi, sql):

@@ -12,10 +12,9 @@ product, one store and one day, so a customer falls into one group of every grou
 """
 
 import math
-from decimal import Decimal
 
-import psycopg
 import pytest
+from datasets import epsilon_spent
 
 EPSILON = 8          # each statement's epsilon (the analyst's default), split over its aggregates
 K = 5                # max_rows_per_unit
@@ -68,7 +67,7 @@ def shopper(pg, db):
 
 
 def spent(conn):
-    return conn.execute("SELECT epsilon_spent FROM dp.budgets WHERE role = 'shopper'::regrole").fetchone()[0]
+    return epsilon_spent(conn, "shopper")
 
 
 def entries(conn):

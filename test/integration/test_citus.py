@@ -23,7 +23,6 @@ What is checked:
 """
 
 import math
-import os
 import threading
 from decimal import Decimal
 
@@ -33,6 +32,7 @@ import pytest
 
 import stats_helpers as H
 from citusserver import CitusCluster, citus_available
+from datasets import asked_epsilon
 
 pytestmark = pytest.mark.skipif(
     not citus_available(),
@@ -275,10 +275,7 @@ def analyst_conn(cluster, node=None, **kw):
 
 
 def spent(conn, dataset="patients", role="analyst"):
-    """The epsilons the role's statements were charged at (the ledger's asked_epsilon; on a budget with
-    delta epsilon_spent grows by their zCDP conversion instead, test_answers.py)."""
-    return conn.execute("SELECT coalesce(sum(asked_epsilon), 0) FROM dp_internal.ledger WHERE dataset = %s "
-                        "AND role = %s::regrole", (dataset, role)).fetchone()[0]
+    return asked_epsilon(conn, role, dataset)
 
 
 def test_protect_installs_the_version_trigger_on_every_shard(cluster, conn, protected):

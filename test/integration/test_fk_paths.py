@@ -20,7 +20,7 @@ import pytest
 
 import stats_helpers as H
 from conftest import shared_data
-from datasets import load_chinook
+from datasets import asked_epsilon, load_chinook
 
 ROLE = "fk_analyst"
 CUSTOMERS, WHALES, WHALE_LINES, K = 400, 10, 2000, 5
@@ -76,9 +76,7 @@ def analyst(pg, db):
 
 
 def spent(conn, dataset="fk"):
-    """The epsilons the analyst's statements were charged at (the ledger's asked_epsilon)."""
-    return conn.execute("SELECT coalesce(sum(asked_epsilon), 0) FROM dp.ledger WHERE role = %s::regrole "
-                        "AND dataset = %s", [ROLE, dataset]).fetchone()[0]
+    return asked_epsilon(conn, ROLE, dataset)
 
 
 def by_genre(analyst, sql, epsilon, columns="genre text, n bigint"):

@@ -10,6 +10,7 @@ import subprocess
 
 import psycopg
 import pytest
+from datasets import asked_epsilon
 
 
 @pytest.fixture(scope="module", autouse=True)
@@ -38,10 +39,9 @@ def bi(pg, db):
 
 
 def spent(conn):
-    """The epsilons bi's statements on people were charged at (the ledger's asked_epsilon): on a budget
-    with delta the budget's epsilon_spent grows by the zCDP conversion instead (test_answers.py)."""
-    return conn.execute("SELECT coalesce(sum(asked_epsilon), 0) FROM dp.ledger "
-                        "WHERE role = 'bi'::regrole AND dataset = 'people'").fetchone()[0]
+    """The epsilons bi's statements on people were charged at (on a budget with delta, epsilon_spent
+    grows by their zCDP conversion instead)."""
+    return asked_epsilon(conn, "bi", "people")
 
 
 def test_plain_group_by_is_answered_with_dp(bi, conn):

@@ -6,6 +6,7 @@ copies the CSV in, protects the table, declares its public metadata (bounds,
 value sets, denial constraints) and returns the table's name.
 """
 
+import contextlib
 import csv
 import json
 import os
@@ -425,3 +426,36 @@ def drop_role_with_schema(conn, role):
     conn.execute(f"DROP SCHEMA {role} CASCADE")
     conn.execute(f"DROP OWNED BY {role}")
     conn.execute(f"DROP ROLE {role}")
+
+
+# --- roles: the sessions and spending every suite reads -------------------------------------
+
+
+@contextlib.contextmanager
+def session(pg, db, role, search_path=None):
+    """A connection as `role` (a login role the fixture made), with its search_path if given."""
+    with pg.connect(db, user=role) as c:
+        if search_path:
+            c.execute(f"SET search_path = {search_path}")
+        yield c
+
+
+def epsilon_spent(conn, role, dataset=None):
+    """The budget's epsilon_spent (summed over the role's datasets when none is named); None without a budget.
+    On budgets with delta it grows by the zCDP conversion of the statements' rho: see asked_epsilon."""
+    row = conn.execute("SELECT sum(epsilon_spent) FROM dp.budgets WHERE role = %s::regrole "
+                       "AND (%s::text IS NULL OR dataset = %s)", (role, dataset, dataset)).fetchone()
+    return row[0]
+
+
+def asked_epsilon(conn, role, dataset=None):
+    """The epsilons the role's statements were charged at (the ledger's asked_epsilon), 0 if none."""
+    return conn.execute("SELECT coalesce(sum(asked_epsilon), 0) FROM dp_internal.ledger WHERE role = %s::regrole "
+                        "AND (%s::text IS NULL OR dataset = %s)", (role, dataset, dataset)).fetchone()[0]
+
+
+def drop_roles(conn, *roles):
+    """Drop test roles and whatever they own (DROP OWNED drops their schemas too)."""
+    for role in roles:
+        conn.execute(f"DROP OWNED BY {role} CASCADE")
+        conn.execute(f"DROP ROLE {role}")

@@ -89,16 +89,21 @@ _POOL_SCALES = 64
 _pools: dict[float, list[int]] = {}
 
 
+def _pooled(pools: dict[float, list[int]], sampler, scale: float, size: int) -> list[int]:
+    """`size` draws of sampler(scale), taken from (and refilling) the pool of that scale."""
+    pool = pools.pop(scale, [])
+    if len(pool) < size:
+        pool.extend(sampler(scale)([0] * max(_POOL_BATCH, size - len(pool))))
+    draws, rest = pool[:size], pool[size:]
+    if len(pools) >= _POOL_SCALES:
+        pools.pop(next(iter(pools)))
+    pools[scale] = rest
+    return draws
+
+
 def integer_laplace_noise(scale: float, size: int) -> list[int]:
     """`size` independent discrete Laplace draws (OpenDP's exact sampler)."""
-    pool = _pools.pop(scale, [])
-    if len(pool) < size:
-        pool.extend(_integer_laplace(scale)([0] * max(_POOL_BATCH, size - len(pool))))
-    draws, rest = pool[:size], pool[size:]
-    if len(_pools) >= _POOL_SCALES:
-        _pools.pop(next(iter(_pools)))
-    _pools[scale] = rest
-    return draws
+    return _pooled(_pools, _integer_laplace, scale, size)
 
 
 def coarsen(sensitivity: int) -> int:
@@ -268,14 +273,7 @@ _gaussian_pools: dict[float, list[int]] = {}
 
 def integer_gaussian_noise(scale: float, size: int) -> list[int]:
     """`size` independent discrete Gaussian draws (OpenDP's exact sampler), pooled like Laplace's."""
-    pool = _gaussian_pools.pop(scale, [])
-    if len(pool) < size:
-        pool.extend(_integer_gaussian(scale)([0] * max(_POOL_BATCH, size - len(pool))))
-    draws, rest = pool[:size], pool[size:]
-    if len(_gaussian_pools) >= _POOL_SCALES:
-        _gaussian_pools.pop(next(iter(_gaussian_pools)))
-    _gaussian_pools[scale] = rest
-    return draws
+    return _pooled(_gaussian_pools, _integer_gaussian, scale, size)
 
 
 def gaussian_integer(value: int, sensitivity: int, rho: float) -> int:

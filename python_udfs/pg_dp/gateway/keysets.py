@@ -16,7 +16,7 @@ bounds (keyexprs.py), so a range reaching beyond a bound keeps that bound's key.
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field, replace
+from dataclasses import dataclass, replace
 import datetime as dt
 from decimal import Decimal, InvalidOperation
 import re

@@ -51,8 +51,8 @@ def too_complex(what: str) -> DPError:
                    sqlstate=TOO_COMPLEX)
 
 
-def parse_select(sql: str) -> ast.SelectStmt:
-    """The single SELECT statement in `sql`, or a clear error."""
+def parse_one(sql: str):
+    """The raw parse tree of the single statement in `sql`, or a clear error."""
     if not isinstance(sql, str) or not sql.strip():
         raise DPError("the query is empty", hint="Pass one SELECT statement.", sqlstate=SYNTAX_ERROR)
     if len(sql) > MAX_STATEMENT_CHARS:
@@ -69,7 +69,12 @@ def parse_select(sql: str) -> ast.SelectStmt:
             hint="Send one SELECT at a time.",
             sqlstate=NOT_SUPPORTED,
         )
-    stmt = statements[0].stmt
+    return statements[0].stmt
+
+
+def parse_select(sql: str) -> ast.SelectStmt:
+    """The single SELECT statement in `sql`, or a clear error."""
+    stmt = parse_one(sql)
     if not isinstance(stmt, ast.SelectStmt):
         raise DPError(
             f"only SELECT statements can be answered, not {type(stmt).__name__}",

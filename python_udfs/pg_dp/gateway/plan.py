@@ -22,7 +22,6 @@ import copy
 import dataclasses
 from dataclasses import dataclass, field
 from decimal import Decimal
-import hashlib
 import itertools
 import json
 import math

@@ -34,7 +34,7 @@ from . import where
 from . import plan as planning
 from .analyze import analyze
 from .bind import bind
-from .parse import ast, bind_params, parse_select
+from .parse import ast, bind_params, parse_one, parse_select
 from .sqltext import quote_ident
 
 NO_BUDGET = "42501"
@@ -507,21 +507,7 @@ def synthetic_copy_reply(relid):
 # Whole statements (the plain-SQL hook): DP measurements at the leaves, SQL above them.
 
 def _parse_statement(sql):
-    from .parse import MAX_STATEMENT_CHARS, SYNTAX_ERROR, pglast, too_complex
-    if not isinstance(sql, str) or not sql.strip():
-        raise DPError("the query is empty", hint="Pass one SELECT statement.", sqlstate=SYNTAX_ERROR)
-    if len(sql) > MAX_STATEMENT_CHARS:
-        raise too_complex(f"{len(sql)} characters, more than {MAX_STATEMENT_CHARS}")
-    try:
-        statements = pglast.parse_sql(sql)
-    except pglast.parser.ParseError as e:
-        raise DPError(f"syntax error in query: {e.args[0]}", hint="Check the SQL text.", sqlstate=SYNTAX_ERROR)
-    except RecursionError:
-        raise too_complex("its expressions are nested too deeply") from None
-    if len(statements) != 1:
-        raise DPError("the query must be exactly one statement", hint="Send one SELECT at a time.",
-                      sqlstate="0A000")
-    return statement.unwrap(statements[0].stmt)
+    return statement.unwrap(parse_one(sql))
 
 
 def split_statement(sql, search_path=None):
