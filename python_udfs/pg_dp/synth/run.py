@@ -30,7 +30,7 @@ import numpy as np
 from ..core import catalog, db
 from ..dp import ledger
 from ..core.errors import DPError
-from . import budget, constraints, discover, keys, links, marginals, methods, relational, sample, write
+from . import budget, constraints, discover, grid, keys, links, marginals, methods, relational, sample, write
 from . import schema as schemas
 from .state import TableState
 from .table import MAX_ROWS, key_values, load
@@ -204,7 +204,9 @@ class Run:
         modelled += [a.offset for a in st.anchors] + extra
         st.modelled, st.counts = modelled, counts
         budget.warn_small(st, counts["total"], float(e_model), float(d_model), st.sensitivity)
-        st.plan, st.model, st.key_models = marginals.model(st, modelled, float(e_model), float(d_model))
+        rho_grid = budget.grid_rho(st, float(e_model), float(d_model))
+        st.grids = grid.detect(st, rho_grid)
+        st.plan, st.model, st.key_models = marginals.model(st, modelled, float(e_model), float(d_model), rho_grid)
         n = int(st.rows or counts["total"])
         if st.parent and not st.rows:
             st.slots = relational.child_rows(st)

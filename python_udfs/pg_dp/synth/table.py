@@ -122,6 +122,14 @@ def load(relid: int) -> Target:
             t.keys.append(i["cols"][0])
         elif len(i["cols"]) > 1 and list(i["cols"]) not in t.uniques:
             t.uniques.append(list(i["cols"]))
+    for cols in schema.partition_keys(relid):
+        # a key declared on every partition is a key of the whole copy (regenerated, unique overall)
+        if len(cols) == 1 and cols[0] not in t.keys:
+            t.keys.append(cols[0])
+        elif len(cols) > 1 and cols not in t.uniques:
+            t.uniques.append(cols)
+        db.notice(f"key ({', '.join(cols)}) is declared on every partition of {qualified}: it is kept as a key "
+                  "of the whole synthetic table")
     for c in db.execute(
             "SELECT a.attname, pg_catalog.format_type(a.atttypid, a.atttypmod) AS type, "
             "pg_catalog.format_type(CASE WHEN t.typtype = 'd' THEN t.typbasetype ELSE a.atttypid END, NULL) AS base, "
@@ -129,7 +137,7 @@ def load(relid: int) -> Target:
             "CASE WHEN t.typtype = 'd' THEN b.typcategory ELSE t.typcategory END AS category, "
             "CASE WHEN t.typtype = 'd' THEN b.typtype ELSE t.typtype END AS base_typtype, "
             "t.typtype, a.attnotnull OR t.typnotnull AS attnotnull, a.attgenerated <> '' AS generated, "
-            "a.attidentity, m.lower_bound, m.upper_bound, m.public_values, m.values_source, "
+            "a.attidentity, m.lower_bound, m.upper_bound, m.public_values, m.values_source, m.step, "
             "ARRAY(SELECT e.enumlabel::text FROM pg_catalog.pg_enum e WHERE e.enumtypid = "
             "CASE WHEN t.typtype = 'd' THEN t.typbasetype ELSE a.atttypid END ORDER BY e.enumsortorder) AS labels, "
             "EXISTS (SELECT 1 FROM pg_catalog.pg_attrdef d JOIN pg_catalog.pg_depend p "
@@ -206,6 +214,10 @@ def _classify(t: Target, c) -> dom.Column:
             col.source = "declared bounds"
         else:
             t.needs_bounds.append(c["attname"])
+        if c["step"] is not None and fam in dom.NUMBER_FAMILIES:
+            col.step = float(c["step"])         # the DBA's grid (dp.set_step); bounds move out to it
+            if col.source == "declared bounds":
+                col.set_step(col.step)
     elif fam == "uuid":
         col.source = "uuid"
     else:
@@ -235,6 +247,8 @@ def value_count(c: dom.Column) -> float:
     """How many values a column can take in a copy (math.inf: unbounded for a unique DC)."""
     if c.kind == "categorical":
         return float(len(c.values))
+    if c.kind == "numeric" and c.step:
+        return math.floor((c.upper - c.lower) / c.step + 1e-9) + 1.0
     if c.kind == "numeric" and c.fam in ("integer", "date"):
         return c.upper - c.lower + 1
     if c.kind == "numeric" and c.fam == "numeric" and dom.numeric_scale(c.sql_type) is not None:
@@ -249,5 +263,5 @@ def repair_domain(c: dom.Column):
     if c.kind == "categorical":
         return np.array(c.values, dtype=object)
     if c.kind == "numeric" and c.exact:
-        return c.lower + np.arange(c.value_codes, dtype=np.float64)
+        return c.lower + np.arange(c.value_codes, dtype=np.float64) * (c.step or 1.0)
     return None
