@@ -448,7 +448,7 @@ def join_parent(st: TableState) -> tuple[str, list]:
     return PARENT_SRC, extra
 
 
-FANOUT_WINDOW = 4           # adjacent bins a run of real fan-outs is tested over (gaps up to 3 bins)
+FANOUT_WINDOWS = (1, 2, 4)  # adjacent bins a run of real fan-outs is tested over (gaps up to 3 bins)
 FANOUT_Z = 4.0              # noise standard deviations a window or a tail must pass
 
 
@@ -460,9 +460,9 @@ def threshold_fanout(noisy: np.ndarray, scale: float) -> np.ndarray:
     Most cells of a fan-out histogram can be empty (up to 50 orders per customer when the
     real ones have at most 41); clipped at 0, the noise of each empty cell still adds
     scale / 2 of mass on average, a phantom tail.  From bin 1 on, the support continues
-    while the next FANOUT_WINDOW bins (summed over the rows: m cells, noise sd scale *
-    sqrt(2 m)) or the whole tail past it pass FANOUT_Z such sds; it ends at the first bin
-    where neither does (a pure-noise window passes with p < 1e-3).  Testing the tail alone
+    while the next 1, 2 or 4 bins (FANOUT_WINDOWS, summed over the rows: m cells, noise sd
+    scale * sqrt(2 m)) or the whole tail past it pass FANOUT_Z such sds; it ends at the first
+    bin where none does (pure-noise windows pass with p < 1e-3).  Testing the tail alone
     cut real cells whenever the tail's many empty cells made its noise larger than them (a
     return for 8% of orders, 900 parents, fell under the noise of 22 bins: no returns).
 
@@ -487,9 +487,8 @@ def threshold_fanout(noisy: np.ndarray, scale: float) -> np.ndarray:
         return (out if out.sum() > 0 else np.clip(grid, 0, None)).reshape(noisy.shape)
     cut = bins
     for b in range(1, bins):
-        width = min(FANOUT_WINDOW, bins - b)
-        window = column[b:b + width].sum()
-        if window < FANOUT_Z * sd(width) and tail[b] < FANOUT_Z * sd(bins - b):
+        widths = sorted({min(w, bins - b) for w in FANOUT_WINDOWS})
+        if all(column[b:b + w].sum() < FANOUT_Z * sd(w) for w in widths) and tail[b] < FANOUT_Z * sd(bins - b):
             cut = b
             break
     if cut < bins:
