@@ -190,10 +190,10 @@ def test_discovery_spends_exactly_its_share_refined_date_bounds_included(monkeyp
     e_count = float(st.epsilon * budget.COUNT_SHARE)
     share = (float(e_disc) - e_count) / (1 + discover.DATE_WEIGHT)       # a number's; a date's is 3x
     date = discover.DATE_WEIGHT * share
-    level = date * discover.REFINE_SHARE / discover.REFINE_LEVELS
+    level = date * discover.REFINE_SHARE * discover.REFINE_LEVELS[0]
     assert sorted(spent) == pytest.approx(sorted([e_count, date * (1 - discover.REFINE_SHARE), level, share]),
                                           rel=1e-6)
-    assert sum(spent) + (discover.REFINE_LEVELS - 1) * level == pytest.approx(float(e_disc), rel=1e-6)
+    assert sum(spent) + date * discover.REFINE_SHARE * sum(discover.REFINE_LEVELS[1:]) == pytest.approx(float(e_disc), rel=1e-6)
     lo, hi = t.column("paid_on").lower, t.column("paid_on").upper
     block = dom.date_block("date")
     assert 5 * block < lo and hi < 6 * block and abs(hi - lo - 4 * block / 16) <= 1     # refined in the block

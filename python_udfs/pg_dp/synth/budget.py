@@ -18,6 +18,7 @@ import math
 
 from ..dp import mechanisms
 from . import domain as dom
+from . import grid
 from .state import TableState
 from .table import Target
 
@@ -50,7 +51,6 @@ def count_rho(st: TableState) -> float | None:
 def grid_rho(st: TableState, epsilon: float, delta: float) -> float:
     """rho of the grid tests (pg_dp.synth.grid), taken from the model's rho at (epsilon, delta),
     when a column is tested (known after discovery: its bounds)."""
-    from . import grid          # grid reads the state; nothing here is imported by it
     return GRID_RHO_SHARE * mechanisms.rho_for(epsilon, delta) if grid.columns(st) else 0.0
 
 

@@ -28,6 +28,7 @@ VALUES_PART = 0.6                     # of the discovery share, for the text val
 COVERAGE = 0.5                        # discovered values must cover this share of rows to be modelled
 BOUNDS_NEAR_P = 1e-5                  # DP bounds: chance that an empty bucket next to the data widens them
 BOUNDS_FAR_P = 1e-10                  # ... and that any empty bucket far away does (see _bounds)
+WEAK_P = 0.01                         # ... and that any bucket (or window of them) gives the weakest bounds
 
 
 def snapshot(t: Target, tau: int | None = None) -> tuple[str, int]:
@@ -113,8 +114,8 @@ def _distinct(st: TableState, epsilon: float, sensitivity: int) -> dict:
 
 
 REFINE_BINS = 16              # equal-width bins the coarse bounds are refined over (dates, timestamps)
-REFINE_SHARE = 0.5            # of a date's bounds epsilon: the refinement (split over its levels)
-REFINE_LEVELS = 3             # zooms at most: 4 years -> 91 days -> 6 days -> 8 hours
+REFINE_SHARE = 2 / 3          # of a date's bounds epsilon: the refinement (split over its levels)
+REFINE_LEVELS = (0.6, 0.2, 0.2)   # each zoom's part of it: 4 years -> 91 days -> 6 days -> 8 hours
 REFINE_P = 1e-3               # chance that an empty bin next to the data widens the refined bounds
 DATE_WEIGHT = 3               # a date's share of the bounds epsilon against a number's
 
@@ -157,12 +158,12 @@ def _refine(src: str, col, name: str, epsilon: float, sensitivity: int) -> tuple
 
 
 def _zoom(st: TableState, src: str, col, name: str, epsilon: float, sensitivity: int):
-    """Refine a date's (timestamp's) bounds level after level, each with epsilon / REFINE_LEVELS:
-    while the data's run is at most 2 of the 16 bins (the bounds are still far wider than the
+    """Refine a date's (timestamp's) bounds level after level (the first with most of epsilon, see
+    REFINE_LEVELS): while the data's run is at most 2 of the 16 bins (the bounds are still far wider than the
     data: an audit column's few hours in a 4-year block), the next level zooms into it; the
     first level whose fullest bin does not pass keeps the bounds found before it."""
-    for _ in range(REFINE_LEVELS):
-        found = _refine(src, col, name, epsilon / REFINE_LEVELS, sensitivity)
+    for part in REFINE_LEVELS:
+        found = _refine(src, col, name, epsilon * part, sensitivity)
         if found is None:
             return
         col.lower, col.upper, run = found
@@ -216,13 +217,14 @@ def _bounds(st: TableState, epsilon: float, sensitivity: int):
         # BOUNDS_FAR_P; the fullest bucket stands for the data when no empty bucket reaches
         # `weak` but with p <= 1%
         near, far, weak = (s * math.log(1 / BOUNDS_NEAR_P), s * math.log(len(noisy) / BOUNDS_FAR_P),
-                           s * math.log(len(noisy) / 0.01))
+                           s * math.log(len(noisy) / WEAK_P))
         run = dom.run_from_buckets(noisy, near, far)
         found = None if run is None else (edges(run[0])[0], edges(run[1])[1])
         # without any: a child date's offset keeps what its declared bounds allow; any other
         # column takes the fullest noisy bucket and its neighbours that pass the weak threshold
         # (an empty bucket reaches it with p <= 1%), never fixed bounds such as [0, 1]
-        weak_run = None if found or col.upper > col.lower else dom.run_from_buckets(noisy, weak)
+        weak_run = None if found or col.upper > col.lower else \
+            dom.run_from_buckets(noisy, weak) or dom.window_run(noisy, s, WEAK_P)
         weakly = None if weak_run is None else (edges(weak_run[0])[0], edges(weak_run[1])[1])
         col.lower, col.upper = found if found else (col.lower, col.upper) if col.upper > col.lower \
             else weakly or dom.fallback_bounds(col.fam)

@@ -363,6 +363,41 @@ def run_from_buckets(noisy: dict[int, float], threshold: float, far: float | Non
     return low, high
 
 
+def laplace_sum_threshold(k: int, scale: float, p: float) -> float:
+    """A t with P(sum of k independent Laplace(scale) draws >= t) <= p (Chernoff: the bound
+    e^(-lambda t) / (1 - lambda^2 scale^2)^k at its best lambda on a grid)."""
+    best = math.inf
+    for i in range(1, 200):
+        lam = i / 200 / scale
+        # smallest t with e^(-lam t) (1 - lam^2 s^2)^-k <= p
+        t = (math.log(1 / p) - k * math.log(1 - (lam * scale) ** 2)) / lam
+        best = min(best, t)
+    return best
+
+
+WINDOWS = (1, 2, 4, 8)        # adjacent buckets the weakest bounds may be taken over
+
+
+def window_run(noisy: dict[int, float], scale: float, p: float) -> tuple[int, int] | None:
+    """The weakest bounds: the adjacent buckets (1, 2, 4 or 8 of them) whose noisy sum passes a
+    threshold that a sum of as many empty buckets reaches with probability <= p over all
+    windows; the fullest such window, narrowest first.  Data split over a few buckets (600
+    units of 1..9, prices of 5..200: no one bucket holds enough) still gets bounds of its
+    magnitude, never [0, 1]; None when no window passes."""
+    keys = sorted(noisy)
+    for w in WINDOWS:
+        if w > len(keys):
+            break
+        sums = {keys[i]: sum(noisy[b] for b in keys[i:i + w]) for i in range(len(keys) - w + 1)
+                if keys[i + w - 1] - keys[i] == w - 1}
+        threshold = laplace_sum_threshold(w, scale, p / max(1, len(sums)))
+        passing = [b for b, v in sums.items() if v >= threshold]
+        if passing:
+            start = max(passing, key=lambda b: sums[b])
+            return start, start + w - 1
+    return None
+
+
 DATE_BLOCK_DAYS = 1461        # dates and timestamps: DP bounds start from blocks of 4 years on the line
 
 

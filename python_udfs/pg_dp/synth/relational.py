@@ -41,8 +41,8 @@ import numpy as np
 
 from ..core import db
 from ..dp import mechanisms
+from . import discover, keys
 from . import domain as dom
-from . import keys
 from .methods.base import base_name
 from .state import TableState
 from .table import Target
@@ -250,7 +250,8 @@ def parent_attributes(st: TableState) -> list:
     (so that what depends on the absolute date, TPC-H's l_linestatus, can follow it), then the
     smallest domains; a constant tells nothing."""
     parent = st.parent.parent
-    usable = [c for c in parent.modelled if not c.name.startswith("pg_dp_") and 1 < c.size <= MAX_ATTRIBUTE_SIZE]
+    usable = [c for c in parent.modelled if not c.name.startswith("pg_dp_") and 1 < c.size <= MAX_ATTRIBUTE_SIZE
+              and c.name not in parent.t.audit]
     dates = list(dict.fromkeys(a.parent for a in st.anchors))
     first = [c for name in dates for c in usable if c.name == name]
     return (first + sorted((c for c in usable if c not in first), key=lambda c: c.size))[:PARENT_ATTRIBUTES]
@@ -270,7 +271,8 @@ def measure_fanout(st: TableState, epsilon: float) -> Fanout:
     cap = max(1, min(MAX_FANOUT, rows_limit(st.t), numbering_limit(st)))
     # the parent's rows: at most its own tau per unit (a uniform sample, as its marginals were)
     bound = int(parent.tau or parent.t.max_rows)
-    attrs = [c for c in parent.modelled if not c.name.startswith("pg_dp_") and 1 < c.size <= MAX_ATTRIBUTE_SIZE]
+    attrs = [c for c in parent.modelled if not c.name.startswith("pg_dp_") and 1 < c.size <= MAX_ATTRIBUTE_SIZE
+             and c.name not in parent.t.audit]         # when a row was written tells nothing of its children
     # one attribute in up to 8 groups, or two in up to 4 each (vip x country: 6)
     candidates = [((c, min(c.size, FANOUT_CONDITION_SIZE)),) for c in attrs] + \
         [((a, min(a.size, FANOUT_PAIR_SIZE)), (b, min(b.size, FANOUT_PAIR_SIZE))) for a, b in itertools.combinations(attrs, 2)]
@@ -404,6 +406,48 @@ def rows_limit(t: Target) -> int:
     MAX_FANOUT; tau their median, see sample_size).  Neither is a sensitivity: the fan-out's is
     the parent's rows per unit, the child's marginals' is tau."""
     return int(t.max_rows) if t.own_max_rows else FITTED_ROWS
+
+
+ROWS_SHARE = 0.1           # of a table's epsilon: its rows per unit, when it is on a path without a bound
+ROWS_QUANTILE = 0.95       # ... the share of units whose rows all stay in the sample
+
+
+def needs_rows_fit(st: TableState) -> bool:
+    """A table that reaches the unit (it holds it, or through a path) but is not generated under
+    a parent, with no max_rows_per_unit of its own (the dataset's, often 1, is the unit
+    table's): its rows per unit are fitted with DP (fit_rows_per_unit)."""
+    t = st.t
+    return st.parent is None and not t.own_max_rows and bool(t.path or (t.unit and t.unit not in t.keys))
+
+
+def fit_rows_per_unit(st: TableState, epsilon: float) -> int:
+    """The rows per unit the table is measured over, fitted with DP: a noisy histogram (OpenDP
+    Laplace, sensitivity 1: a unit is in one cell) of the units' row counts (0..MAX_FANOUT in
+    the fan-out's bins, thresholded as a fan-out), then the count under which ROWS_QUANTILE of
+    the units' rows fall (post-processing).  The rows of a unit are numbered in random order
+    in the sample (discover.snapshot), so the rows with number k are the units with at least k."""
+    cap = MAX_FANOUT
+    src, _ = discover.snapshot(st.t, cap)
+    tail = np.zeros(cap + 2)
+    for r in db.execute(f"SELECT pg_dp_rn AS k, count(*) AS n FROM {src} GROUP BY 1"):
+        tail[int(r["k"])] = int(r["n"])
+    exact_k = tail[1:cap + 1] - tail[2:cap + 2]         # units with exactly k rows, k = 1..cap
+    edges = fanout_edges(cap)
+    bins = np.searchsorted(edges, np.arange(cap + 1), side="right") - 1
+    hist = np.zeros(edges.size)
+    np.add.at(hist, bins[1:], exact_k)
+    scale = mechanisms.integer_laplace_scale(1, epsilon)
+    noisy = hist + np.asarray(mechanisms.integer_laplace_noise(scale, edges.size), dtype=np.float64)
+    noisy[0] = 0.0                                      # no unit of the sample has no row
+    clean = threshold_fanout(noisy[None, :], scale)[0]
+    per_unit = Fanout(None, clean[None, :], cap, edges).counts()
+    rows = per_unit * np.arange(cap + 1)
+    if rows.sum() <= 0:
+        return 1
+    bound = int(np.searchsorted(np.cumsum(rows) / rows.sum(), ROWS_QUANTILE - 1e-9)) or 1
+    st.phase(f"fitted the rows per unit with DP (Laplace scale {scale:.3g}): at most {bound}, which hold "
+             f"{ROWS_QUANTILE:.0%} of the rows")
+    return max(1, bound)
 
 
 def sample_size(per_unit: np.ndarray | None, max_rows: int) -> int:

@@ -191,6 +191,13 @@ class Run:
                        f"(sensitivity {st.tau}; max_rows_per_unit "
                        + (f"{t.max_rows})" if t.own_max_rows else "not set: fitted with DP from the fan-outs)"))
             st.src, extra = relational.join_parent(st)
+        elif relational.needs_rows_fit(st):
+            # rows per unit not declared, no parent to draw them from: fitted with DP (a uniform
+            # sample of at most that many rows per unit is measured, the bound its sensitivity)
+            e_rows = float(st.epsilon) * relational.ROWS_SHARE
+            e_model -= Decimal(str(e_rows))
+            st.tau = relational.fit_rows_per_unit(st, e_rows)
+            st.src, st.sensitivity = discover.snapshot(t, st.tau)
         else:
             st.src, st.sensitivity = discover.snapshot(t)
         counts = discover.discover(st, float(e_disc), float(d_disc))
