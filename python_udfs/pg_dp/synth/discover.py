@@ -114,9 +114,9 @@ def _distinct(st: TableState, epsilon: float, sensitivity: int) -> dict:
 
 
 REFINE_BINS = 16              # equal-width bins the coarse bounds are refined over (dates, timestamps)
-REFINE_SHARE = 2 / 3          # of a date's bounds epsilon: the refinement (split over its levels)
+REFINE_SHARE = 0.5            # of a date's bounds epsilon: the refinement (split over its levels)
 REFINE_LEVELS = (0.6, 0.2, 0.2)   # each zoom's part of it: 4 years -> 91 days -> 6 days -> 8 hours
-REFINE_P = 1e-3               # chance that an empty bin next to the data widens the refined bounds
+REFINE_P = 1e-2               # chance that an empty bin next to the data widens the refined bounds
 DATE_WEIGHT = 3               # a date's share of the bounds epsilon against a number's
 
 
@@ -172,18 +172,23 @@ def _zoom(st: TableState, src: str, col, name: str, epsilon: float, sensitivity:
             return
 
 
-def _linear_buckets(st: TableState, src: str, col, name: str, scale: float) -> dict[int, float]:
-    """Noisy counts (Laplace of this scale) of a date's (timestamp's) 4-year blocks over its
-    type's whole range (about 2,500 blocks: every one gets noise, empty or not)."""
+def _linear_buckets(st: TableState, src: str, col, name: str, scale: float) -> tuple[dict[int, float], object]:
+    """Noisy counts (Laplace of this scale) of a date's (timestamp's) 4-year blocks from 1900 to
+    2100, and of the two blocks before and after them (to the type's limits): 52 blocks, every
+    one with noise, empty or not.  Returns them and the edges of a block."""
     width = dom.date_block(col.fam)
     low, high = dom.type_range(col.sql_type, col.fam)
-    first, last = math.floor(low / width), math.floor(high / width)
+    first, last = dom.date_blocks(col.fam)
     u = dom.value_sql(db.quote_ident(name), col.fam)
     exact = {int(r["b"]): r["n"] for r in db.execute(
-        f"SELECT least(greatest(floor({u} / {width!r}), {first}), {last})::int8 AS b, count(*) AS n "
+        f"SELECT least(greatest(floor({u} / {width!r}), {first - 1}), {last + 1})::int8 AS b, count(*) AS n "
         f"FROM {src} WHERE {db.quote_ident(name)} IS NOT NULL GROUP BY 1")}
-    noise = mechanisms.integer_laplace_noise(scale, last - first + 1)
-    return {b: exact.get(b, 0) + v for b, v in zip(range(first, last + 1), noise)}
+    noise = mechanisms.integer_laplace_noise(scale, last - first + 3)
+    noisy = {b: exact.get(b, 0) + v for b, v in zip(range(first - 1, last + 2), noise)}
+
+    def edges(b):
+        return (low if b < first else b * width, high if b > last else (b + 1) * width)
+    return noisy, edges
 
 
 def _bounds(st: TableState, epsilon: float, sensitivity: int):
@@ -202,8 +207,7 @@ def _bounds(st: TableState, epsilon: float, sensitivity: int):
         if name in dates:
             # dates on the line in blocks of 4 years (log2 buckets of days since 2000 split
             # 1996-1998 over two of them, and hold decades after 2000)
-            noisy = _linear_buckets(st, src, col, name, s)
-            edges = lambda b, w=dom.date_block(col.fam): (b * w, (b + 1) * w)  # noqa: E731
+            noisy, edges = _linear_buckets(st, src, col, name, s)
         else:
             u = dom.value_sql(db.quote_ident(name), col.fam)
             exact = {r["b"]: r["n"] for r in db.execute(

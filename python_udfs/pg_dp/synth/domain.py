@@ -401,6 +401,15 @@ def window_run(noisy: dict[int, float], scale: float, p: float) -> tuple[int, in
 DATE_BLOCK_DAYS = 1461        # dates and timestamps: DP bounds start from blocks of 4 years on the line
 
 
+def date_blocks(fam: str) -> tuple[int, int]:
+    """The first and last 4-year block of 1900-01-01 .. 2100-01-01 (a date's or timestamp's DP
+    bounds start from them; before and after them, one block each reaches the type's limits)."""
+    width = date_block(fam)
+    start = (dt.date(1900, 1, 1) - EPOCH).days * (86400.0 if fam == "timestamp" else 1.0)
+    end = (dt.date(2100, 1, 1) - EPOCH).days * (86400.0 if fam == "timestamp" else 1.0)
+    return math.floor(start / width), math.ceil(end / width) - 1
+
+
 def date_block(fam: str) -> float:
     """Width of a date (days) or timestamp (seconds) column's first buckets: 4 years."""
     return DATE_BLOCK_DAYS * (86400.0 if fam == "timestamp" else 1.0)
