@@ -39,8 +39,9 @@ def test_attack_outlying_date_of_one_unit_never_sets_the_copys_range(conn):
     The copy's dates stay in the DP range of the others: the outlier's 4-year block is far from
     the data's run, and a far block joins the bounds only when its noisy count passes a
     threshold that any empty block reaches with p <= 1e-10 (one row raises that by e^(1/scale)
-    at most): the copy reaching 2080 has p < 1e-9.  (Bounds taken from the data's min and max,
-    or from every block with a row, put the copy's range at 2091.)"""
+    at most), and the zooms inside the bounds grow from the fullest bins: the copy reaching 2080
+    has p < 1e-9.  (Checked without noise on the blocks and with every block holding a row in
+    the bounds: the zooms still left 2091 out, so this test guards the whole path, not one step.)"""
     conn.execute("""CREATE TABLE visits (id int PRIMARY KEY, customer int NOT NULL, visited date NOT NULL,
                     last_update timestamp NOT NULL)""")
     conn.execute("""INSERT INTO visits SELECT g, g, DATE '2023-01-01' + (g * 7) % 365,

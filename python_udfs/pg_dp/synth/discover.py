@@ -117,6 +117,7 @@ REFINE_BINS = 16              # equal-width bins the coarse bounds are refined o
 REFINE_SHARE = 0.5            # of a date's bounds epsilon: the refinement (split over its levels)
 REFINE_LEVELS = (0.6, 0.2, 0.2)   # each zoom's part of it: 4 years -> 91 days -> 6 days -> 8 hours
 REFINE_P = 1e-2               # chance that an empty bin next to the data widens the refined bounds
+REFINE_MASS = 0.75            # share of the noisy mass a refined run must hold to replace the bounds
 DATE_WEIGHT = 3               # a date's share of the bounds epsilon against a number's
 
 
@@ -137,7 +138,8 @@ def _refine(src: str, col, name: str, epsilon: float, sensitivity: int) -> tuple
     from its fullest bin over the adjacent bins whose noisy count passes a threshold an empty
     bin reaches with p <= REFINE_P (an empty bin next to the data widens the bounds by one bin;
     one further away cannot).  (lower, upper, bins of the run), or None when the fullest bin
-    does not pass."""
+    does not pass or the run holds under REFINE_MASS of the histogram's noisy mass (data spread
+    over bins that do not all pass: a run of one of them would cut the range to a quarter)."""
     scale = mechanisms.integer_laplace_scale(sensitivity, epsilon)
     width = (col.upper - col.lower) / REFINE_BINS
     u = dom.value_sql(db.quote_ident(name), col.fam)
@@ -154,6 +156,8 @@ def _refine(src: str, col, name: str, epsilon: float, sensitivity: int) -> tuple
         low -= 1
     while high < REFINE_BINS - 1 and noisy[high + 1] >= threshold:
         high += 1
+    if noisy[low:high + 1].sum() < REFINE_MASS * noisy.sum():
+        return None             # data spread thinner than the noise shows: the coarser bounds stand
     return col.lower + low * width, col.lower + (high + 1) * width, high - low + 1
 
 
