@@ -96,6 +96,19 @@ class Fanout:
     hist: np.ndarray            # [group, bin] noisy counts of parents, thresholded and clipped
     cap: int
     edges: np.ndarray           # lower edge of each bin (fanout_edges)
+    scale: float = 0.0          # the Laplace scale of its cells
+
+    def row(self, group: int) -> np.ndarray:
+        """The histogram a parent of this group draws from: its own row, or every group's together
+        when its row is no more than clipped noise (under 3 noise scales a bin kept: parents whose
+        attributes the real ones never had, a synthetic amount past the real ones)."""
+        overall = self.hist.sum(axis=0)
+        overall = overall if overall.sum() > 0 else np.ones_like(overall)
+        if group >= self.hist.shape[0]:
+            return overall
+        own = self.hist[group]
+        floor = 3 * self.scale * max(1, int(np.count_nonzero(overall)))
+        return own if own.sum() > floor else overall
 
     def counts(self) -> np.ndarray:
         """Distribution of children per parent over 0..cap, each bin's mass spread evenly over its counts."""
@@ -319,7 +332,7 @@ def measure_fanout(st: TableState, epsilon: float) -> Fanout:
     noise = np.asarray(mechanisms.integer_laplace_noise(scale, chosen.size), dtype=np.float64).reshape(chosen.shape)
     st.phase(f"measured the fan-out per {parent.t.name} (Laplace scale {scale:.3g}, up to {cap} children)"
              + (", by " + " x ".join(f"{c.name} ({g} groups)" for c, g in by) if pick else ""))
-    return Fanout(by, threshold_fanout(chosen + noise, scale), cap, edges)
+    return Fanout(by, threshold_fanout(chosen + noise, scale), cap, edges, scale)
 
 
 COARSE_FANOUT = (0, 1, 2, 3, 5, 9, 17)     # lower edges of the fan-out groups a candidate is scored over
@@ -493,7 +506,8 @@ def join_parent(st: TableState) -> tuple[str, list]:
 
 
 FANOUT_WINDOWS = (1, 2, 4)  # adjacent bins a run of real fan-outs is tested over (gaps up to 3 bins)
-FANOUT_Z = 4.0              # noise standard deviations a window or a tail must pass
+FANOUT_Z = 4.0              # noise standard deviations the tail must pass ...
+WINDOW_Z = 3.0              # ... and a window of 1, 2 or 4 bins (the first bin past the support passes with p < 1%)
 
 
 def threshold_fanout(noisy: np.ndarray, scale: float) -> np.ndarray:
@@ -505,8 +519,9 @@ def threshold_fanout(noisy: np.ndarray, scale: float) -> np.ndarray:
     real ones have at most 41); clipped at 0, the noise of each empty cell still adds
     scale / 2 of mass on average, a phantom tail.  From bin 1 on, the support continues
     while the next 1, 2 or 4 bins (FANOUT_WINDOWS, summed over the rows: m cells, noise sd
-    scale * sqrt(2 m)) or the whole tail past it pass FANOUT_Z such sds; it ends at the first
-    bin where none does (pure-noise windows pass with p < 1e-3).  Testing the tail alone
+    scale * sqrt(2 m)) pass WINDOW_Z such sds or the whole tail past it FANOUT_Z; it ends at the
+    first bin where none does (the first empty bin continues it with p < 1%, and adds a phantom
+    bin of a few noise scales of parents, not a tail).  Testing the tail alone
     cut real cells whenever the tail's many empty cells made its noise larger than them (a
     return for 8% of orders, 900 parents, fell under the noise of 22 bins: no returns).
 
@@ -532,7 +547,7 @@ def threshold_fanout(noisy: np.ndarray, scale: float) -> np.ndarray:
     cut = bins
     for b in range(1, bins):
         widths = sorted({min(w, bins - b) for w in FANOUT_WINDOWS})
-        if all(column[b:b + w].sum() < FANOUT_Z * sd(w) for w in widths) and tail[b] < FANOUT_Z * sd(bins - b):
+        if all(column[b:b + w].sum() < WINDOW_Z * sd(w) for w in widths) and tail[b] < FANOUT_Z * sd(bins - b):
             cut = b
             break
     if cut < bins:
@@ -650,14 +665,10 @@ def child_rows(st: TableState) -> Slots:
     attrs = [np.array([r[f"a{i}"] for r in rows], dtype=np.int64) for i in range(len(st.cond))]
     slot_dates = {p: np.array([np.nan if r[f"d{j}"] is None else r[f"d{j}"] for r in rows], dtype=np.float64)
                   for j, p in enumerate(dates)}
-    hist = st.fanout.hist
-    overall = hist.sum(axis=0)
-    overall = overall if overall.sum() > 0 else np.ones_like(overall)
     k = np.zeros(keys.size, dtype=np.int64)
     for a in np.unique(first):
         where = np.flatnonzero(first == a)
-        row = hist[a] if a < hist.shape[0] and hist[a].sum() > 0 else overall
-        k[where] = st.fanout.draw(row, where.size, st.rng)
+        k[where] = st.fanout.draw(st.fanout.row(int(a)), where.size, st.rng)
     st.phase(f"drew {int(k.sum())} children for {keys.size} synthetic parents")
     return Slots(np.repeat(np.arange(keys.size), k), keys, attrs, slot_dates, first, _agreement(st))
 
