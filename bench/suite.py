@@ -209,8 +209,9 @@ def report_schemas(results, args):
             out = [f"{x[1]} {x[3]:.3f}" for x in m if x[0] == t and x[2] == "out_of_range" and x[3]]
             print(f"| {r['case']} | {t} | {n:,} | {r['written'][t]:,} | {r['written'][t] / max(n, 1):.2f} | "
                   + (", ".join(paths) or "–") + " | " + (", ".join(out) or "none") + " |")
-    print("\n| case | foreign key | orphans | fan-out TVD (uniform) | parent x child TVD mean (uniform) | flagged |")
-    print("|---|---|---|---|---|---|")
+    print("\n| case | foreign key | orphans | fan-out TVD (uniform) | parent x child TVD mean (uniform) "
+          "| dependent pairs: n, mean TVD (uniform) | flagged |")
+    print("|---|---|---|---|---|---|---|")
     for r in results:
         m = r["metrics"]
         for t, subject, metric, value, base, detail in m:
@@ -221,7 +222,10 @@ def report_schemas(results, args):
             flags = [x[2] for x in (fan, mean) if x and (x[5] or {}).get("no_better_than_baseline")]
             print(f"| {r['case']} | {t}.{subject} | {int(value)} | "
                   + (f"{fmt(fan[3])} ({fmt(fan[4])})" if fan else "–") + " | "
-                  + (f"{fmt(mean[3])} ({fmt(mean[4])})" if mean else "–") + " | " + (", ".join(flags) or "–") + " |")
+                  + (f"{fmt(mean[3])} ({fmt(mean[4])})" if mean else "–") + " | "
+                  + (f"{mean[5]['dependent_pairs']}, {fmt(mean[5]['dependent_mean'])} "
+                     f"({fmt(mean[5]['dependent_baseline'])})" if mean and (mean[5] or {}).get("dependent_pairs")
+                     else "0") + " | " + (", ".join(flags) or "–") + " |")
     print("\n| case | wall (s) | executor peak (MB) |")
     print("|---|---|---|")
     for r in results:
