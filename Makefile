@@ -10,10 +10,12 @@ MODULE_big  = pg_dp
 OBJS        = src/pg_dp.o \
               src/aggregates/layout.o src/aggregates/params.o src/aggregates/sum_state.o \
               src/aggregates/hist_state.o src/aggregates/state_text.o src/aggregates/final.o \
-              src/aggregates/native.o \
-              src/worker/session.o src/worker/serve.o src/worker/spares.o src/worker/frontdoor.o \
+              src/aggregates/native.o src/aggregates/release.o src/aggregates/opendp.o \
+              src/worker/session.o src/worker/serve.o src/worker/pool.o src/worker/spares.o src/worker/frontdoor.o \
+              src/worker/measure.o \
               src/sql_hook/hook.o \
-              src/citus/citus.o src/citus/wrappers.o
+              src/citus/citus.o src/citus/wrappers.o \
+              src/writer/writer.o
 DATA_built  = pg_dp--$(EXTVERSION).sql
 EXTRA_CLEAN = pg_dp--$(EXTVERSION).sql results regression.diffs regression.out python_udfs/build python_udfs/*.egg-info
 
@@ -21,7 +23,12 @@ EXTRA_CLEAN = pg_dp--$(EXTVERSION).sql results regression.diffs regression.out p
 REGRESS      = $(patsubst test/regress/sql/%.sql,%,$(sort $(wildcard test/regress/sql/*.sql)))
 REGRESS_OPTS = --inputdir=test/regress --load-extension=plpython3u --load-extension=pg_dp
 
-PG_CPPFLAGS = -I$(srcdir)/src
+# OpenDP's C library, the one the server's Python imports (the aggregates' noise without
+# Python; src/aggregates/opendp.c), and the Python library it refers to.  Found at build time.
+OPENDP_LIBRARY ?= $(shell $(PYTHON) -c "import importlib.util, os; s = importlib.util.find_spec('opendp'); print(os.path.join(os.path.dirname(s.origin), 'lib', 'opendp.abi3.so') if s else '')" 2>/dev/null)
+PYTHON_LIBRARY ?= $(shell $(PYTHON) -c "import sysconfig; print(sysconfig.get_config_var('INSTSONAME') or '')" 2>/dev/null)
+
+PG_CPPFLAGS = -I$(srcdir)/src -DPG_DP_OPENDP_LIBRARY='"$(OPENDP_LIBRARY)"' -DPG_DP_PYTHON_LIBRARY='"$(PYTHON_LIBRARY)"'
 PG_CFLAGS   = -Wall -Wextra -Wno-unused-parameter -Wno-sign-compare -Wno-missing-field-initializers
 
 # The install script is assembled from sql/*.sql, one file per topic.
@@ -37,7 +44,7 @@ endif
 pg_dp--$(EXTVERSION).sql: $(EXTENSION_SQL)
 	cat $^ > $@
 
-.PHONY: help deps install-python demo test installcheck-temp pytest bench dist test-citus test-synthesis-suite
+.PHONY: help deps install-python demo test installcheck-temp pytest bench dist test-citus test-synthesis-suite test-bi
 
 help:            ## list the targets
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | sed 's/:.*## /\t/' | expand -t 18
@@ -89,3 +96,9 @@ SDMETRICS_PYTHON ?=
 test-synthesis-suite: ## synthesis on the schema-and-constraint suite at full size (~30 min): figures in bench/RESULTS.md
 	$(MAKE) install
 	$(PYTHON) bench/suite.py --cases store sales chinook zipf tax tax_grid $(if $(SDMETRICS_PYTHON),--sdmetrics $(SDMETRICS_PYTHON))
+
+test-bi:         ## real BI software as a restricted role: Malloy (npm) and Superset (PyPI venv) in build/bi-tools, the star schema, JDBC/psycopg/SQLAlchemy
+	$(MAKE) install
+	scripts/bi-tools.sh
+	PG_DP_BI_TOOLS=$(CURDIR)/build/bi-tools $(PYTHON) -m pytest -q test/integration/test_bi_tools.py \
+		test/integration/test_bi_star.py test/integration/test_bi_clients.py test/attacks/test_attack_bi_sql.py

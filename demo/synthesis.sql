@@ -21,11 +21,11 @@ SET ROLE demo_analyst;
 CALL dp.dp_synthesize('adult', epsilon => 1.0, dry_run => true);
 \echo '== ... then make it (progress is reported as it goes)'
 CALL dp.dp_synthesize('adult', epsilon => 1.0);
-\echo '== The copy has the same columns and types, and is free to query'
-\d dp_synthetic.adult
+\echo '== The copy (in the analyst''s own shadow schema) has the same columns and types, and is free to query'
+\d dp_synthetic_demo_analyst.adult
 SELECT sex, income, count(*) AS people, round(avg(hours_per_week), 1) AS mean_hours
-FROM dp_synthetic.adult GROUP BY sex, income ORDER BY sex, income;
-SELECT synthetic_table, source, epsilon, delta, row_count, method FROM dp.synthetic_tables;
+FROM dp_synthetic_demo_analyst.adult GROUP BY sex, income ORDER BY sex, income;
+SELECT synthetic_table, source, epsilon, delta, row_count, method, made_by FROM dp.synthetic_tables;
 RESET ROLE;
 \echo '== DBA: how faithful is it? (reads the raw data: administrators only)'
 SELECT metric, round(value::numeric, 4) AS value,

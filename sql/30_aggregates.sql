@@ -12,10 +12,16 @@
 
 CREATE FUNCTION dp_internal.count_trans(dp_internal.sum_state) RETURNS dp_internal.sum_state
     AS 'MODULE_PATHNAME', 'dp_count_trans' LANGUAGE C IMMUTABLE PARALLEL SAFE;
+-- dp_count(x) on a Citus table needs pg_dp's parse hook: its planner support says so
+-- when the session had not loaded pg_dp (src/citus/citus.c, dp_citus_count_support).
+CREATE FUNCTION dp_internal.count_support(internal) RETURNS internal
+    AS 'MODULE_PATHNAME', 'dp_citus_count_support' LANGUAGE C IMMUTABLE STRICT PARALLEL SAFE;
 CREATE FUNCTION dp_internal.count_trans(dp_internal.sum_state, "any") RETURNS dp_internal.sum_state
-    AS 'MODULE_PATHNAME', 'dp_count_trans' LANGUAGE C IMMUTABLE PARALLEL SAFE;
+    AS 'MODULE_PATHNAME', 'dp_count_trans' LANGUAGE C IMMUTABLE PARALLEL SAFE
+    SUPPORT dp_internal.count_support;
 CREATE FUNCTION dp_internal.count_trans(dp_internal.sum_state, "any", double precision) RETURNS dp_internal.sum_state
-    AS 'MODULE_PATHNAME', 'dp_count_trans' LANGUAGE C IMMUTABLE PARALLEL SAFE;
+    AS 'MODULE_PATHNAME', 'dp_count_trans' LANGUAGE C IMMUTABLE PARALLEL SAFE
+    SUPPORT dp_internal.count_support;
 
 CREATE FUNCTION dp_internal.sum_trans(dp_internal.sum_state, integer, integer, integer) RETURNS dp_internal.sum_state
     AS 'MODULE_PATHNAME', 'dp_sum_trans' LANGUAGE C IMMUTABLE PARALLEL SAFE;

@@ -115,7 +115,12 @@ GRANT EXECUTE ON FUNCTION dp_internal.is_admin() TO PUBLIC;
 
 CREATE VIEW dp.datasets WITH (security_barrier) AS
 SELECT d.name AS dataset, d.privacy_unit, d.max_rows_per_unit, d.max_groups_per_unit,
-       d.epsilon_cap, d.delta_cap, d.epsilon_spent, d.delta_spent, d.data_version,
+       d.epsilon_cap, d.delta_cap,
+       -- what all roles together spent, and how often the data was written, are the DBA's to see:
+       -- the data version counts writes exactly, the spend tells other analysts' questions
+       CASE WHEN dp_internal.is_admin() THEN d.epsilon_spent END AS epsilon_spent,
+       CASE WHEN dp_internal.is_admin() THEN d.delta_spent END AS delta_spent,
+       CASE WHEN dp_internal.is_admin() THEN d.data_version END AS data_version,
        (SELECT array_agg(p.relid::regclass ORDER BY p.relid::regclass::text)
           FROM dp_internal.protected_tables p WHERE p.dataset = d.name) AS tables
 FROM dp_internal.datasets d;
@@ -172,7 +177,7 @@ WHERE b.role = (SELECT oid FROM pg_catalog.pg_roles WHERE rolname = current_user
 
 CREATE VIEW dp.ledger WITH (security_barrier) AS
 SELECT l.id, l.role::regrole AS role, l.dataset, l.statement, l.mechanism, l.epsilon, l.delta,
-       l.data_version, l.at
+       CASE WHEN dp_internal.is_admin() THEN l.data_version END AS data_version, l.at
 FROM dp_internal.ledger l
 WHERE l.role = (SELECT oid FROM pg_catalog.pg_roles WHERE rolname = current_user)
    OR dp_internal.is_admin();
@@ -188,7 +193,7 @@ COMMENT ON TABLE dp_internal.ledger IS 'One row per DP release: who, what, which
 COMMENT ON TABLE dp_internal.answers IS 'Released answers by statement and data version: the same question is answered again at no cost';
 COMMENT ON FUNCTION dp_internal.is_admin() IS 'True for a pg_dp administrator (who may update dp_internal.datasets)';
 COMMENT ON FUNCTION dp_internal.require_admin(text) IS 'Raises insufficient_privilege unless the caller is a pg_dp administrator';
-COMMENT ON VIEW dp.datasets IS 'Datasets, their tables, contribution bounds, caps and data version';
+COMMENT ON VIEW dp.datasets IS 'Datasets, their tables, contribution bounds and caps; what was spent and the data version (it counts writes) for administrators only';
 COMMENT ON VIEW dp.protected_columns IS 'Columns of protected tables with their public bounds (on the number line, and as values of the column''s type) and value sets';
 COMMENT ON FUNCTION dp_internal.date_line(date) IS 'A date on the bounds'' number line: days since 2000-01-01';
 COMMENT ON FUNCTION dp_internal.timestamp_line(timestamp) IS 'A timestamp on the bounds'' number line: seconds since 2000-01-01 00:00';
@@ -197,3 +202,15 @@ COMMENT ON FUNCTION dp_internal.line_text(numeric, oid) IS 'A stored bound writt
 COMMENT ON VIEW dp.budgets IS 'Privacy budgets: an analyst sees their own, an administrator all';
 COMMENT ON VIEW dp.ledger IS 'Releases charged to budgets: an analyst sees their own, an administrator all';
 COMMENT ON SEQUENCE dp_internal.ledger_id_seq IS 'Ids of dp_internal.ledger rows';
+
+-- Secrets only the extension owner reads: the key of bounded copies' names (gateway/bounded.py),
+-- so that pg_class, which every role reads, does not tell which table and GROUP BY columns
+-- another analyst asked about.  Drawn once per database at CREATE EXTENSION.
+CREATE TABLE dp_internal.secrets (
+    key    text PRIMARY KEY,
+    value  text NOT NULL
+);
+REVOKE ALL ON dp_internal.secrets FROM PUBLIC;
+INSERT INTO dp_internal.secrets VALUES
+    ('copy_names', pg_catalog.replace(pg_catalog.gen_random_uuid()::text || pg_catalog.gen_random_uuid()::text, '-', ''));
+COMMENT ON TABLE dp_internal.secrets IS 'Secrets only the extension owner reads: the key of bounded copies'' names in pg_class';

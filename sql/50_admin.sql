@@ -38,7 +38,9 @@ CREATE FUNCTION dp.protect(
     dataset text DEFAULT NULL,
     privacy_unit name DEFAULT NULL,
     max_rows_per_unit integer DEFAULT NULL,
-    max_groups_per_unit integer DEFAULT NULL)
+    max_groups_per_unit integer DEFAULT NULL,
+    not_personal text[] DEFAULT NULL,
+    force boolean DEFAULT false)
 RETURNS void
 LANGUAGE plpython3u VOLATILE SECURITY INVOKER
 SET search_path = pg_catalog, pg_temp
@@ -46,7 +48,7 @@ SET jit = off  -- the catalog views' estimates are huge (JIT would compile), the
 AS $$
 from pg_dp.core.db import call
 from pg_dp.admin.protect import protect
-return call(protect, table_name, dataset, privacy_unit, max_rows_per_unit, max_groups_per_unit)
+return call(protect, table_name, dataset, privacy_unit, max_rows_per_unit, max_groups_per_unit, not_personal, force)
 $$;
 
 CREATE FUNCTION dp_internal.drop_bounded_copies(table_name regclass) RETURNS void
@@ -353,6 +355,15 @@ BEGIN
         RAISE EXCEPTION 'table % is protected: its values are not public', source_table
             USING ERRCODE = 'invalid_parameter_value', HINT = 'Take public values from a public table.';
     END IF;
+    -- the values are cast to text here: no cast or domain CHECK of another role may run
+    IF EXISTS (SELECT 1 FROM dp_internal.type_foreign_code(ARRAY(
+                   SELECT a.atttypid FROM pg_catalog.pg_attribute a
+                   WHERE a.attrelid = source_table AND a.attname = source_column))) THEN
+        RAISE EXCEPTION 'column %.% is of a type whose casts or checks run functions of other roles', source_table,
+                        source_column
+            USING ERRCODE = 'insufficient_privilege',
+                  HINT = 'See dp_internal.type_foreign_code; a superuser can take over those functions.';
+    END IF;
     EXECUTE format('SELECT array_agg(DISTINCT %I::text) FROM %s WHERE %I IS NOT NULL',
                    source_column, source_table, source_column) INTO vals;
     PERFORM dp.set_public_values(table_name, column_name, coalesce(vals, '{}'));
@@ -549,7 +560,7 @@ END $$;
 REVOKE ALL ON FUNCTION dp.set_query_epsilon(regrole, text, numeric, numeric) FROM PUBLIC;
 COMMENT ON FUNCTION dp.set_query_epsilon(regrole, text, numeric, numeric) IS
     'DBA: a role''s epsilon per statement on a dataset when none is given (plain SQL), and the most one statement may cost';
-REVOKE ALL ON FUNCTION dp.protect(regclass, text, name, integer, integer), dp.unprotect(regclass),
+REVOKE ALL ON FUNCTION dp.protect(regclass, text, name, integer, integer, text[], boolean), dp.unprotect(regclass),
     dp.set_bounds(regclass, name, anycompatible, anycompatible),
     dp_internal.set_bounds(regclass, name, numeric, numeric, text), dp.set_step(regclass, name, numeric),
     dp.set_public_values(regclass, name, text[]),
@@ -560,8 +571,8 @@ REVOKE ALL ON FUNCTION dp.protect(regclass, text, name, integer, integer), dp.un
 FROM PUBLIC;
 
 COMMENT ON FUNCTION dp_internal.bump_data_version() IS 'Trigger: a write to a protected table bumps its dataset''s data version (invalidates cached answers)';
-COMMENT ON FUNCTION dp.protect(regclass, text, name, integer, integer) IS
-    'DBA: protect a table and its partitions (dataset, privacy unit column, max rows and groups per unit); revokes every direct privilege on them and on views reading them, and takes public values from enums, booleans and CHECK (col IN ...)';
+COMMENT ON FUNCTION dp.protect(regclass, text, name, integer, integer, text[], boolean) IS
+    'DBA: protect a table and its partitions (dataset, privacy unit column, max rows and groups per unit; not_personal: foreign keys to the unit''s tables that do not name a unit; force: despite foreign keys others may probe); revokes every direct privilege on them and on views reading them, and takes public values from enums, booleans and CHECK (col IN ...)';
 COMMENT ON FUNCTION dp.unprotect(regclass) IS 'DBA: stop protecting a table and its partitions and children (privileges are left as they are)';
 COMMENT ON FUNCTION dp.set_bounds(regclass, name, anycompatible, anycompatible) IS 'DBA: public bounds of a number, date or timestamp column, as values of its type (NULL, NULL clears them)';
 COMMENT ON FUNCTION dp_internal.set_bounds(regclass, name, numeric, numeric, text) IS 'Checks and stores bounds already on the number line (dates: days since 2000-01-01, timestamps: seconds since its midnight UTC)';

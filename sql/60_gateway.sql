@@ -20,10 +20,12 @@ REVOKE ALL ON FUNCTION dp_internal.exact_sum(double precision, double precision,
 FROM PUBLIC;
 
 
--- The privileged executor (src/worker/): a background worker per analyst
--- session, connected as the extension owner.  The analyst's backend hands it a
--- request and receives only the released answer.  The role checked and charged
--- is the caller's, taken from the backend's state, never from an argument.
+-- The privileged executor (src/worker/): with pg_dp in shared_preload_libraries,
+-- a pool of background workers shared by every session (src/worker/pool.c);
+-- otherwise a background worker per analyst session.  Either is connected as the
+-- extension owner; the analyst's backend hands it a request and receives only
+-- the released answer.  The role checked and charged is the caller's, taken from
+-- the backend's state, never from an argument.
 CREATE FUNCTION dp_internal.executor_call(kind text, payload text) RETURNS text
     AS 'MODULE_PATHNAME', 'dp_executor_call' LANGUAGE C VOLATILE PARALLEL UNSAFE;
 GRANT EXECUTE ON FUNCTION dp_internal.executor_call(text, text) TO PUBLIC;
@@ -34,6 +36,53 @@ CREATE FUNCTION dp_internal.executor_pid() RETURNS integer
 CREATE FUNCTION dp_internal.executor_retire() RETURNS void
     AS 'MODULE_PATHNAME', 'dp_executor_retire' LANGUAGE C VOLATILE PARALLEL UNSAFE;
 REVOKE ALL ON FUNCTION dp_internal.executor_retire() FROM PUBLIC;
+
+-- What runs the requests: the pool and its settings, its executors, its account of each role.
+CREATE FUNCTION dp_internal.executor_mode() RETURNS text
+    AS 'MODULE_PATHNAME', 'dp_executor_mode' LANGUAGE C VOLATILE PARALLEL SAFE;
+GRANT EXECUTE ON FUNCTION dp_internal.executor_mode() TO PUBLIC;
+CREATE FUNCTION dp_internal.executor_pool(OUT lane text, OUT executor integer, OUT pid integer, OUT state text,
+                                          OUT database oid, OUT role oid, OUT busy_ms double precision,
+                                          OUT served bigint)
+RETURNS SETOF record
+    AS 'MODULE_PATHNAME', 'dp_executor_pool' LANGUAGE C VOLATILE PARALLEL UNSAFE;
+CREATE FUNCTION dp_internal.executor_roles(OUT role oid, OUT running integer, OUT queued integer, OUT served bigint,
+                                           OUT throttled bigint, OUT refused bigint, OUT free_tokens double precision)
+RETURNS SETOF record
+    AS 'MODULE_PATHNAME', 'dp_executor_roles' LANGUAGE C VOLATILE PARALLEL UNSAFE;
+REVOKE ALL ON FUNCTION dp_internal.executor_pool(), dp_internal.executor_roles() FROM PUBLIC;
+
+CREATE FUNCTION dp.executor_pool()
+RETURNS TABLE (lane text, executor integer, pid integer, state text, database name, serving_role name,
+               busy_ms double precision, served bigint)
+LANGUAGE plpgsql VOLATILE SECURITY INVOKER
+SET search_path = pg_catalog, pg_temp
+AS $$
+BEGIN
+    PERFORM dp_internal.require_admin('see the executor pool');
+    RETURN QUERY
+        SELECT p.lane, p.executor, p.pid, p.state, d.datname, a.rolname, p.busy_ms, p.served
+        FROM dp_internal.executor_pool() p
+        LEFT JOIN pg_catalog.pg_database d ON d.oid = p.database
+        LEFT JOIN pg_catalog.pg_authid a ON a.oid = p.role
+        ORDER BY 1 DESC, 2;
+END $$;
+
+CREATE FUNCTION dp.executor_roles()
+RETURNS TABLE (role_name name, running integer, queued integer, served bigint, throttled bigint, refused bigint,
+               free_tokens double precision)
+LANGUAGE plpgsql VOLATILE SECURITY INVOKER
+SET search_path = pg_catalog, pg_temp
+AS $$
+BEGIN
+    PERFORM dp_internal.require_admin('see the executor pool');
+    RETURN QUERY
+        SELECT a.rolname, r.running, r.queued, r.served, r.throttled, r.refused, r.free_tokens
+        FROM dp_internal.executor_roles() r
+        LEFT JOIN pg_catalog.pg_authid a ON a.oid = r.role
+        ORDER BY 1;
+END $$;
+REVOKE ALL ON FUNCTION dp.executor_pool(), dp.executor_roles() FROM PUBLIC;
 
 -- The engine's entry point, called by the executor only (pg_dp.executor).
 CREATE FUNCTION dp_internal.executor_handle(role oid, kind text, payload text) RETURNS text
@@ -132,6 +181,16 @@ CREATE FUNCTION dp_internal.query_params(sql text, numbers integer[], VARIADIC p
 RETURNS SETOF record
 AS 'MODULE_PATHNAME', 'dp_query_params' LANGUAGE C VOLATILE PARALLEL UNSAFE;
 
+-- The DP measurements of one plain-SQL statement (src/worker/measure.c): the plain-SQL hook writes
+-- one call per measurement; the first call of an execution asks the executor for all of them
+-- (one charge for the statement), the others take their part.
+CREATE FUNCTION dp_internal.measure(statement text, i integer)
+RETURNS SETOF record
+AS 'MODULE_PATHNAME', 'dp_measure' LANGUAGE C VOLATILE PARALLEL UNSAFE;
+CREATE FUNCTION dp_internal.measure_params(statement text, i integer, numbers integer[], VARIADIC params "any")
+RETURNS SETOF record
+AS 'MODULE_PATHNAME', 'dp_measure_params' LANGUAGE C VOLATILE PARALLEL UNSAFE;
+
 CREATE FUNCTION dp.query_json(sql text, epsilon double precision DEFAULT NULL, delta double precision DEFAULT NULL)
 RETURNS SETOF jsonb
 LANGUAGE sql VOLATILE SECURITY INVOKER PARALLEL UNSAFE
@@ -174,7 +233,8 @@ SET search_path = pg_catalog, pg_temp
 AS $$
     SELECT r.column_name, r.data_type, r.mechanism, r.epsilon, r.delta, r.noise_scale, r.ci95, r.note
     FROM pg_catalog.jsonb_to_recordset(dp_internal.executor_call('explain',
-        pg_catalog.json_build_object('sql', sql, 'epsilon', epsilon, 'delta', delta,
+        pg_catalog.json_build_object('sql', sql, 'epsilon', epsilon, 'delta', delta, 'session_epsilon',
+            NULLIF(pg_catalog.current_setting('pg_dp.epsilon', true), '0'),
             'timezone', pg_catalog.current_setting('TimeZone'))::text)::jsonb)
         AS r(column_name text, data_type text, mechanism text, epsilon numeric, delta numeric,
              noise_scale double precision, ci95 double precision, note text)
@@ -228,6 +288,7 @@ $$;
 
 GRANT EXECUTE ON FUNCTION dp.query(text, double precision, double precision),
     dp_internal.query_params(text, integer[], "any"), dp.query_json(text, double precision, double precision),
+    dp_internal.measure(text, integer), dp_internal.measure_params(text, integer, integer[], "any"),
     dp.view_answer(bigint),
     dp.cost(text, double precision, double precision), dp.explain(text, double precision, double precision), dp.my_budget(),
     dp.create_view(text, text, double precision, double precision), dp.dummy(regclass, integer, integer) TO PUBLIC;
@@ -237,14 +298,21 @@ COMMENT ON AGGREGATE dp_internal.exact_var(double precision, double precision, d
 COMMENT ON AGGREGATE dp_internal.exact_quantile(double precision, double precision, double precision, double precision) IS 'Internal: exact quantile histogram state for the gateway (no noise; not executable by users)';
 COMMENT ON TABLE dp_internal.bounded_copies IS 'Copies of protected tables with contribution-bounding ranks, one per GROUP BY column set and data version';
 COMMENT ON FUNCTION dp_internal.charge(oid, text, numeric, numeric, text, text, bigint, text) IS 'Internal: charge a budget and write the ledger (run by the executor, in a transaction it commits before computing)';
-COMMENT ON FUNCTION dp_internal.executor_call(text, text) IS 'Internal: hand a request to this session''s privileged executor (a background worker); the front door of every dp.* analyst function';
-COMMENT ON FUNCTION dp_internal.executor_retire() IS 'Internal: in the executor, leave after this request (its role holds no budget, so it keeps no worker slot)';
-COMMENT ON FUNCTION dp_internal.executor_pid() IS 'Internal: PID of this session''s executor, NULL when none runs';
+COMMENT ON FUNCTION dp_internal.executor_call(text, text) IS 'Internal: hand a request of the current user to the privileged executor (the pool''s, or this session''s background worker); the front door of every dp.* analyst function';
+COMMENT ON FUNCTION dp_internal.executor_mode() IS 'Internal: how requests are run (pool or one executor per session) and the pool''s settings, as JSON (dp.doctor)';
+COMMENT ON FUNCTION dp_internal.executor_pool() IS 'Internal: the pool''s executors now (dp.executor_pool)';
+COMMENT ON FUNCTION dp_internal.executor_roles() IS 'Internal: the pool''s account of each role: requests running and waiting, served, throttled, refused, free-request tokens (dp.executor_roles)';
+COMMENT ON FUNCTION dp.executor_pool() IS 'DBA: the executors of the pool (pg_dp in shared_preload_libraries): lane, state, database, the role served now and for how long; no rows without the pool';
+COMMENT ON FUNCTION dp.executor_roles() IS 'DBA: per role, the pool''s requests running and waiting, those served, throttled by the free-request rate limit and refused';
+COMMENT ON FUNCTION dp_internal.executor_retire() IS 'Internal: in a per-session executor, leave after this request (its role holds no budget, so it keeps no worker slot); the pool''s executors stay';
+COMMENT ON FUNCTION dp_internal.executor_pid() IS 'Internal: PID of this session''s executor (in the pool: the one that served its latest request), NULL when none runs';
 COMMENT ON FUNCTION dp_internal.executor_handle(oid, text, text) IS 'Internal: the engine''s entry point, called by the executor for each phase of a request';
 COMMENT ON TABLE dp_internal.views IS 'Questions behind dp.create_view views (kept here so that pg_views does not show them)';
 COMMENT ON SEQUENCE dp_internal.views_id_seq IS 'Ids of dp_internal.views rows';
 COMMENT ON FUNCTION dp.view_answer(bigint) IS 'Analyst: the DP answer behind a dp.create_view view (for roles that may read that view)';
 COMMENT ON FUNCTION dp.query(text, double precision, double precision) IS 'Analyst: answer a SELECT over a protected table with DP, charging the budget once; needs a column definition list: AS t(col type, ...)';
+COMMENT ON FUNCTION dp_internal.measure(text, integer) IS 'Internal: measurement i of a plain-SQL statement (the plain-SQL hook writes the call); all measurements of the statement are answered, and charged, together';
+COMMENT ON FUNCTION dp_internal.measure_params(text, integer, integer[], "any") IS 'Internal: dp_internal.measure of a statement with $n parameters';
 COMMENT ON FUNCTION dp_internal.query_params(text, integer[], "any") IS 'Internal: dp.query of a statement with $n parameters (the plain-SQL hook''s rewrite of prepared statements)';
 COMMENT ON FUNCTION dp.query_json(text, double precision, double precision) IS 'Analyst: like dp.query, one JSON object per row (no column definition list needed)';
 COMMENT ON FUNCTION dp.cost(text, double precision, double precision) IS 'Analyst: what a query would cost, whether it is cached, and the budget left; spends nothing';

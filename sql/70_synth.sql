@@ -16,6 +16,7 @@ CREATE TABLE dp_internal.synthetic_tables (
     relid       oid PRIMARY KEY,               -- the table in the shadow schema
     source      oid NOT NULL,                  -- the protected table it copies
     provenance  jsonb NOT NULL,                -- epsilon, delta, method, rows, time, ledger id
+    made_by     oid,                           -- the role whose dp_synthesize wrote it
     created_at  timestamptz NOT NULL DEFAULT now()
 );
 REVOKE ALL ON dp_internal.denial_constraints, dp_internal.synthetic_tables FROM PUBLIC;
@@ -53,7 +54,7 @@ CREATE VIEW dp.synthetic_tables AS
 SELECT s.relid::regclass AS synthetic_table, s.source::regclass AS source,
        (s.provenance->>'epsilon')::numeric AS epsilon, (s.provenance->>'delta')::numeric AS delta,
        (s.provenance->>'rows')::bigint AS row_count, s.provenance->>'method' AS method,
-       (s.provenance->>'at')::timestamptz AS made_at
+       (s.provenance->>'at')::timestamptz AS made_at, s.made_by::regrole AS made_by
 FROM dp_internal.synthetic_tables s
 WHERE EXISTS (SELECT 1 FROM pg_catalog.pg_class c WHERE c.oid = s.relid);
 GRANT SELECT ON dp.denial_constraints, dp.synthetic_tables TO PUBLIC;
@@ -102,38 +103,17 @@ REVOKE ALL ON FUNCTION dp.add_constraint(regclass, text), dp.drop_constraint(int
 
 COMMENT ON TABLE dp_internal.denial_constraints IS 'Denial constraints (Kamino format) that synthetic copies of a table must satisfy';
 COMMENT ON TABLE dp_internal.synthetic_tables IS 'Tables written by dp_synthesize, with their source and provenance';
+COMMENT ON COLUMN dp_internal.synthetic_tables.made_by IS 'The role whose dp_synthesize wrote it: only it or an administrator replaces it';
 COMMENT ON SEQUENCE dp_internal.denial_constraints_id_seq IS 'Ids of dp_internal.denial_constraints rows';
 COMMENT ON FUNCTION dp.add_constraint(regclass, text) IS
     'DBA: register a denial constraint, e.g. t1&t2&EQ(t1.zip,t2.zip)&IQ(t1.city,t2.city), or an order within one row, e.g. t1&GT(t1.shipped,t1.received); synthetic copies satisfy it without dropping rows';
 COMMENT ON FUNCTION dp.drop_constraint(integer) IS 'DBA: remove a denial constraint (by id, see dp.denial_constraints)';
 COMMENT ON VIEW dp.denial_constraints IS 'Denial constraints registered for protected tables';
-COMMENT ON VIEW dp.synthetic_tables IS 'Synthetic tables written by dp_synthesize: source, epsilon, delta, rows, method, time';
+COMMENT ON VIEW dp.synthetic_tables IS 'Synthetic tables written by dp_synthesize: source, epsilon, delta, rows, method, when and by whom (a copy is replaced only by its maker or an administrator)';
 COMMENT ON PROCEDURE dp.dp_synthesize(regclass, double precision, double precision, text, bigint, boolean) IS
     'Write a DP synthetic copy of a protected table to the shadow schema (same DDL); charges epsilon/delta once; dry_run tells the plan and cost';
 COMMENT ON FUNCTION dp.evaluate_synthetic(regclass, regclass, text[]) IS
     'DBA: fidelity of a synthetic table (reads the raw data): 1-/2-way TVD, denial-constraint violations, ML utility';
-
--- Rows of a staging table whose value of a column does not fit a domain type (its CHECKs,
--- NOT NULL): dp_synthesize replaces them before writing the copy, so a domain never fails
--- the write after the charge.  One subtransaction per row, only for domain-typed columns.
-CREATE FUNCTION dp_internal.domain_misfits(stage regclass, column_name name, domain regtype) RETURNS SETOF bigint
-LANGUAGE plpgsql VOLATILE SECURITY INVOKER
-SET search_path = pg_catalog, pg_temp
-AS $$
-DECLARE
-    r record;
-BEGIN
-    FOR r IN EXECUTE pg_catalog.format('SELECT pg_dp_idx AS i, %I::text AS v FROM %s', column_name, stage) LOOP
-        BEGIN
-            EXECUTE pg_catalog.format('SELECT $1::%s', domain) USING r.v;
-        EXCEPTION WHEN integrity_constraint_violation OR data_exception THEN
-            RETURN NEXT r.i;
-        END;
-    END LOOP;
-END $$;
-REVOKE ALL ON FUNCTION dp_internal.domain_misfits(regclass, name, regtype) FROM PUBLIC;
-COMMENT ON FUNCTION dp_internal.domain_misfits(regclass, name, regtype) IS
-    'Staged synthetic rows (pg_dp_idx) whose value of a column breaks a domain''s constraints';
 
 -- One call for several tables.  A name given as text is read in the caller's search_path
 -- (no search_path is pinned here: this runs with the caller's rights and only resolves the

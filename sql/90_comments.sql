@@ -49,6 +49,7 @@ COMMENT ON AGGREGATE dp.dp_median(double precision, double precision, double pre
 COMMENT ON FUNCTION dp_internal.count_trans(dp_internal.sum_state) IS 'Internal: transition of dp_count(*)';
 COMMENT ON FUNCTION dp_internal.count_trans(dp_internal.sum_state, "any") IS 'Internal: transition of dp_count(value)';
 COMMENT ON FUNCTION dp_internal.count_trans(dp_internal.sum_state, "any", double precision) IS 'Internal: transition of dp_count(value, epsilon)';
+COMMENT ON FUNCTION dp_internal.count_support(internal) IS 'Internal: planner support of dp_count(value)''s transition: on a Citus table, says that the session must load pg_dp before the statement (else Citus''s workers fail)';
 COMMENT ON FUNCTION dp_internal.sum_trans(dp_internal.sum_state, integer, integer, integer) IS 'Internal: transition of dp_sum(integer)';
 COMMENT ON FUNCTION dp_internal.sum_trans(dp_internal.sum_state, integer, integer, integer, double precision) IS 'Internal: transition of dp_sum(integer, epsilon)';
 COMMENT ON FUNCTION dp_internal.sum_trans(dp_internal.sum_state, bigint, bigint, bigint) IS 'Internal: transition of dp_sum(bigint)';

@@ -21,6 +21,13 @@ extern double dp_session_epsilon;
 /* pg_dp.executor_spares: warm executors kept waiting per database */
 extern int	dp_executor_spares;
 
+/* The pool (only with pg_dp in shared_preload_libraries; worker/pool.c) */
+extern int	dp_pool_executors;			/* pg_dp.executors */
+extern int	dp_pool_synthesis_executors;	/* pg_dp.synthesis_executors */
+extern int	dp_role_concurrency;		/* pg_dp.role_concurrency */
+extern int	dp_role_queue;				/* pg_dp.role_queue */
+extern double dp_free_requests_per_second;	/* pg_dp.free_requests_per_second */
+
 /* pg_dp.citus_native_aggregates: dp_count/dp_sum/dp_avg as native count/sum on Citus */
 extern bool dp_citus_native_aggregates;
 

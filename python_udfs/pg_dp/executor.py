@@ -1,7 +1,7 @@
 """The engine side of the privileged executor (src/worker/serve.c; requests.py lists the request kinds).
 
-The executor -- a background worker connected as the extension owner, one per
-analyst session -- calls `handle(role, kind, payload)` once per phase of a
+The executor -- a background worker connected as the extension owner, one of the
+pool's (pg_dp in shared_preload_libraries) or one per analyst session -- calls `handle(role, kind, payload)` once per phase of a
 request.  A handler returns its reply (one phase), or is a
 generator: each `yield` ends a phase, and the worker
 commits that phase's transaction before it calls again (kind "continue").  So a
@@ -30,6 +30,15 @@ SEPARATOR = "\x1f"
 INTERNAL = "XX000"
 
 _inflight = None      # the generator of the request in progress, between phases
+_pooled = None        # whether this executor is one of the pool's (src/worker/pool.c), once known
+
+
+def _in_pool() -> bool:
+    """A pool's executor serves every session: it never retires for a role."""
+    global _pooled
+    if _pooled is None:
+        _pooled = json.loads(db.execute("SELECT dp_internal.executor_mode() AS m")[0]["m"])["mode"] == "pool"
+    return _pooled
 
 
 def _handler(kind: str):
@@ -60,8 +69,8 @@ def handle(role: int, kind: str, payload: str) -> str:
         else:
             _inflight = None
             catalog.set_caller(int(role))
-            if not catalog.may_keep_executor(int(role)):
-                # a role without a budget cannot hold a background-worker slot between requests
+            if not _in_pool() and not catalog.may_keep_executor(int(role)):
+                # a role without a budget cannot hold a session's background-worker slot between requests
                 db.execute("SELECT dp_internal.executor_retire()")
             handler = _handler(kind)
             try:

@@ -13,6 +13,10 @@ cost              gateway.serve.cost_reply                  sql, epsilon, delta,
 explain           gateway.serve.explain_reply               sql, epsilon, delta, columns_only, session_epsilon,
                                                             params, timezone
 synthetic_copy    gateway.serve.synthetic_copy_reply        relid (a row-level read answered from a copy)
+split             gateway.serve.split_reply                 sql, params ($n types), search_path, timezone,
+                                                            session_epsilon (the plain-SQL hook, at parse time)
+statement         gateway.serve.statement_reply             cores, expect, params, session_epsilon, timezone
+                                                            (a statement's measurements, charged once)
 create_view       gateway.views.register                    sql, epsilon, delta
 view              gateway.views.answer                      id, expect
 synthesize        synth.run.synthesize_steps                source, epsilon, delta, target_schema, rows, ...
@@ -20,7 +24,9 @@ evaluate          synth.report.evaluate_reply               source, synthetic, t
 evaluate_schema   synth.evaluate_schema.evaluate_reply      real_schema, synthetic_schema
 
 Adding a request kind: a handler function, one line in HANDLERS, the SQL function that sends it
-(extension/60_gateway.sql or 70_synth.sql) and its test.
+(sql/60_gateway.sql or 70_synth.sql) and its test; a long, large kind goes into the pool's
+synthesis lane and a kind that costs nothing into the rate limit on free requests: both lists are
+in src/worker/session.c (request_lane, free_request_kind).
 """
 
 # kind -> (module, function); modules are imported on first use (synthesis pulls in
@@ -31,6 +37,8 @@ HANDLERS = {
     "cost": ("pg_dp.gateway.serve", "cost_reply"),
     "explain": ("pg_dp.gateway.serve", "explain_reply"),
     "synthetic_copy": ("pg_dp.gateway.serve", "synthetic_copy_reply"),
+    "split": ("pg_dp.gateway.serve", "split_reply"),
+    "statement": ("pg_dp.gateway.serve", "statement_reply"),
     "create_view": ("pg_dp.gateway.views", "register"),
     "view": ("pg_dp.gateway.views", "answer"),
     "synthesize": ("pg_dp.synth.run", "synthesize_steps"),

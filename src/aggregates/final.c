@@ -1,6 +1,9 @@
 /*
  * final.c -- the final step of the dp_* aggregates: the exact statistics of one
- * group go to dp_internal.release (the engine, OpenDP noise), once per group.
+ * group get their OpenDP noise, once per group: in C through OpenDP's library
+ * (release.c) when it is loaded, else from the engine's dp_internal.release
+ * (Python, the same mechanisms), which costs a backend's first call the
+ * engine's import.
  * One final function per state serves every aggregate of it; its row of the
  * aggregate table (layout.c) says which release it asks for, and its SQL return
  * type whether the answer is a bigint.
@@ -14,6 +17,8 @@
 #include "utils/builtins.h"
 #include "utils/lsyscache.h"
 
+#include "aggregates/opendp.h"
+#include "aggregates/release.h"
 #include "aggregates/state.h"
 
 /* dp_internal.release(kind text, stats text[], params float8[]) in the extension's own schema. */
@@ -94,6 +99,10 @@ dp_release_sum_state(FunctionCallInfo fcinfo, const char *kind, DpSumState *st)
 	Datum		stats[5];
 	float8		params[2];
 
+	if (dp_opendp_available())
+		return dp_release_sum_stats(kind, (int128) st->n, get128(st->s1_lo, st->s1_hi),
+									get128(st->s2_lo, st->s2_hi), (int128) st->lower_units,
+									(int128) st->upper_units, st->gexp, st->epsilon);
 	stats[0] = int128_text_datum((int128) st->n);
 	stats[1] = int128_text_datum(get128(st->s1_lo, st->s1_hi));
 	stats[2] = int128_text_datum(get128(st->s2_lo, st->s2_hi));
@@ -178,6 +187,8 @@ dp_hist_state_final(PG_FUNCTION_ARGS)
 	else
 		st = (DpHistState *) PG_GETARG_POINTER(0);
 
+	if (dp_opendp_available())
+		PG_RETURN_FLOAT8(dp_release_quantile(st->counts, st->ncand, st->epsilon, st->lower, st->upper, st->q));
 	stats = palloc(sizeof(Datum) * (st->ncand + 1));
 	stats[0] = int128_text_datum((int128) st->n);
 	for (i = 0; i < st->ncand; i++)

@@ -33,6 +33,10 @@
 #include "catalog/pg_operator.h"
 #include "catalog/pg_type.h"
 #include "commands/extension.h"
+#include "fmgr.h"
+#include "miscadmin.h"
+#include "nodes/pathnodes.h"
+#include "nodes/supportnodes.h"
 #include "nodes/makefuncs.h"
 #include "nodes/nodeFuncs.h"
 #include "parser/parse_func.h"
@@ -453,12 +457,16 @@ native_walker(Node *node, NativeOids *n)
 	return expression_tree_walker(node, native_walker, n);
 }
 
+/* Whether pg_dp's parse hook has seen a statement of this session (see dp_citus_count_support). */
+static bool statements_seen = false;
+
 void
 pg_dp_citus_rewrite_counts(Query *query)
 {
 	CountOids	c = {0};
 	NativeOids	n;
 
+	statements_seen = true;
 	if (query->commandType == CMD_UTILITY)
 		return;
 	(void) query_tree_walker(query, count_walker, &c, 0);		/* parameters */
@@ -468,4 +476,58 @@ pg_dp_citus_rewrite_counts(Query *query)
 		(void) native_walker((Node *) query, &n);
 	c.rewrite = true;
 	(void) query_tree_walker(query, count_walker, &c, 0);		/* dp_count left */
+}
+
+/* A relation Citus distributes, anywhere in the statement. */
+static bool
+citus_relation_walker(Node *node, void *context)
+{
+	if (node == NULL)
+		return false;
+	if (IsA(node, RangeTblEntry))
+	{
+		RangeTblEntry *rte = (RangeTblEntry *) node;
+
+		return rte->rtekind == RTE_RELATION && is_citus_relation(rte->relid);
+	}
+	if (IsA(node, Query))
+		return query_tree_walker((Query *) node, citus_relation_walker, context, QTW_EXAMINE_RTES_BEFORE);
+	return expression_tree_walker(node, citus_relation_walker, context);
+}
+
+PG_FUNCTION_INFO_V1(dp_citus_count_support);
+/*
+ * dp_internal.count_support(internal): the planner support function of
+ * dp_count(x)'s transition.  Citus runs dp_count(x) on its workers only in the
+ * form the parse hook gives it (above); in a session that has not loaded pg_dp
+ * (citus alone in shared_preload_libraries, no session_preload_libraries) the
+ * workers would fail with Citus's "worker_partial_agg_sfunc could not confirm
+ * type correctness".  The planner asks this function for the transition's cost
+ * (which loads pg_dp): when the hook has seen no statement of the session yet
+ * and the statement reads a distributed table, it says what to do instead.
+ * Otherwise it leaves the estimate to the function's cost (NULL).
+ */
+Datum
+dp_citus_count_support(PG_FUNCTION_ARGS)
+{
+	Node	   *request = (Node *) PG_GETARG_POINTER(0);
+
+	if (IsA(request, SupportRequestCost) && !statements_seen && !IsBackgroundWorker &&
+		!pg_dp_citus_internal_connection())
+	{
+		SupportRequestCost *cost = (SupportRequestCost *) request;
+
+		if (cost->root != NULL && cost->root->parse != NULL &&
+			OidIsValid(get_extension_oid("citus", true)) &&
+			citus_relation_walker((Node *) cost->root->parse, NULL))
+			ereport(ERROR,
+					(errcode(ERRCODE_OBJECT_NOT_IN_PREREQUISITE_STATE),
+					 errmsg("dp_count over a distributed table needs pg_dp loaded before the statement is parsed"),
+					 errdetail("Citus runs dp_count(x) on its workers in the form pg_dp's parse hook gives it; "
+							   "this session loaded pg_dp only while planning the statement."),
+					 errhint("Add pg_dp after citus to shared_preload_libraries ('citus,pg_dp'), or "
+							 "ALTER DATABASE ... SET session_preload_libraries = 'pg_dp'; until then this "
+							 "session runs it from its next statement on.")));
+	}
+	PG_RETURN_POINTER(NULL);
 }

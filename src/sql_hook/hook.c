@@ -3,22 +3,28 @@
  *
  * Loaded with session_preload_libraries = 'pg_dp' (or shared_preload_libraries),
  * a post_parse_analyze hook looks at each statement a role sends.  When the
- * statement itself reads a protected table the role may not SELECT from, it is
- * handed to the gateway (through the privileged executor, worker/) instead:
- * the Query is replaced by
+ * statement reads a protected table the role may not SELECT from -- anywhere: in FROM,
+ * a sub-select, a CTE, a scalar sub-query -- its text goes to the gateway
+ * (gateway/statement.py, through the privileged executor, at no cost), which splits it
+ * into DP measurements (each SELECT level that aggregates protected rows, with the
+ * row-level sub-selects and CTEs under it inlined) and the statement around them.  The
+ * Query is replaced by that statement, in which each measurement is
  *
- *     SELECT answer.c1::<its type> AS <its name>, ...
- *     FROM dp.query('<the statement>') AS answer(c1 <type>, ...)
+ *     (SELECT answer.c1 AS dp_k1, ... FROM dp_internal.measure('<measurements>', i) AS answer(...))
  *
- * so the answer is the DP answer, charged once, with the gateway's checks and
- * errors, in the columns and types the statement has.  The same is done for
- * sub-selects in FROM that read a protected table (BI tools' wrappers), and
- * PostgreSQL evaluates what is around them over the released rows.  The statement text goes to the executor as the role typed it; the
- * executor parses it with its own pinned settings.  Statements that touch no
- * protected table, and roles that may read the table, are left alone (an ACL
- * check per relation of the statement).  A protected table reached in another
- * way (a sub-query in WHERE, a CTE, a view, a function) keeps "permission denied";
- * EXPLAIN of a statement on a protected table is refused for such roles.
+ * (worker/measure.c: one charge for the whole statement), so the answer is DP, with the
+ * gateway's checks and errors, in the columns and types the statement has, and
+ * everything above the measurements is PostgreSQL over released rows, analysed here
+ * as the caller's own SQL.  Row-level reads no aggregate is above (a BI tool's preview)
+ * read the table's synthetic copy.  Statements that touch no protected table, and roles
+ * that may read the table, are left alone (an ACL check per relation).  Inside functions
+ * and DO blocks a statement is answered the same way, for the current user (in a
+ * SECURITY DEFINER function, its owner); PL/pgSQL variables become $n parameters.
+ * A protected table reached through a view, COPY, CREATE TABLE AS or a statement that
+ * writes keeps "permission denied"; EXPLAIN of a statement on one is refused.
+ *
+ * queries of information_schema.columns read pg_dp's copy of that view, which lists the
+ * columns of protected tables too (see swap_catalog_views).
  *
  * The hook stays thin and calls the previous one; it does nothing in
  * background workers (the executor itself, Citus's workers) or during binary
@@ -48,9 +54,14 @@
 #include "utils/lsyscache.h"
 #include "utils/rel.h"
 #include "utils/ruleutils.h"
+#include "utils/syscache.h"
+#include "catalog/namespace.h"
+#include "access/htup_details.h"
+#include "mb/pg_wchar.h"
 
 #include "citus/citus.h"
 #include "pg_dp.h"
+#include "worker/frontdoor.h"
 #include "worker/worker.h"
 
 #define PROTECTION_TRIGGER "dp_data_version"
@@ -86,20 +97,6 @@ closed_to_role(RangeTblEntry *rte)
 						  ACL_SELECT) == ACLCHECK_OK)
 		return false;
 	return is_protected(rte->relid);
-}
-
-/* Whether this Query level reads such a relation. */
-static bool
-reads_protected_table(List *rtable)
-{
-	ListCell   *lc;
-
-	foreach(lc, rtable)
-	{
-		if (closed_to_role(lfirst(lc)))
-			return true;
-	}
-	return false;
 }
 
 /* The text of this statement within the string the client sent. */
@@ -155,12 +152,20 @@ starts_with_keyword(const char *p, const char *keyword)
 	return pg_strncasecmp(p, keyword, len) == 0 && !isalnum((unsigned char) p[len]) && p[len] != '_';
 }
 
-/* The $n parameters a statement uses: their types by number (a prepared statement). */
+/*
+ * The $n parameters a statement uses: their types by number (a prepared statement, the
+ * extended protocol, PL/pgSQL's variables), and where PL/pgSQL wrote a variable's name for one.
+ */
 typedef struct StatementParams
 {
 	int			top;			/* the highest $n used; 0: none */
-	Oid			types[FUNC_MAX_ARGS];	/* types[n - 1]; InvalidOid where unused */
+	int			size;
+	Oid		   *types;			/* types[n - 1]; InvalidOid where unused */
+	List	   *named;			/* Params written as a name in the text (PL/pgSQL variables) */
 } StatementParams;
+
+#define MAX_PARAM_ID 65535
+#define MAX_PARAMS_USED (FUNC_MAX_ARGS - 3)
 
 static bool
 collect_params(Node *node, StatementParams *params)
@@ -171,14 +176,23 @@ collect_params(Node *node, StatementParams *params)
 	{
 		Param	   *param = (Param *) node;
 
-		/* each $n becomes an argument of the call that answers the statement */
-		if (param->paramid < 1 || param->paramid > FUNC_MAX_ARGS - 2)
+		if (param->paramid < 1 || param->paramid > MAX_PARAM_ID)
 			ereport(ERROR,
 					(errcode(ERRCODE_TOO_MANY_ARGUMENTS),
-					 errmsg("a DP statement can use at most $%d", FUNC_MAX_ARGS - 2),
+					 errmsg("a DP statement can use parameters $1 to $%d", MAX_PARAM_ID),
 					 errhint("Pass fewer parameters.")));
+		if (param->paramid > params->size)
+		{
+			int			size = Max(param->paramid, params->size * 2);
+
+			params->types = params->types == NULL ? palloc0(sizeof(Oid) * size)
+				: repalloc(params->types, sizeof(Oid) * size);
+			memset(params->types + params->size, 0, sizeof(Oid) * (size - params->size));
+			params->size = size;
+		}
 		params->types[param->paramid - 1] = param->paramtype;
 		params->top = Max(params->top, param->paramid);
+		params->named = lappend(params->named, param);
 		return false;
 	}
 	if (IsA(node, Query))
@@ -186,7 +200,17 @@ collect_params(Node *node, StatementParams *params)
 	return expression_tree_walker(node, collect_params, params);
 }
 
-/* ", \"params\": [[oid, null] or null, ...]": the parameters' types, for the executor's explain. */
+static int
+params_used(StatementParams *params)
+{
+	int			used = 0;
+
+	for (int n = 0; n < params->top; n++)
+		used += OidIsValid(params->types[n]);
+	return used;
+}
+
+/* ", \"params\": [[oid, null] or null, ...]": the parameters' types (values come at execution). */
 static void
 append_param_types(StringInfo buf, StatementParams *params)
 {
@@ -205,137 +229,160 @@ append_param_types(StringInfo buf, StatementParams *params)
 	appendStringInfoChar(buf, ']');
 }
 
-/* The types of the answer's columns, one a line, from the executor (nothing is charged). */
-static List *
-answer_types(const char *sql, StatementParams *params)
+/* The length of the (possibly qualified, possibly quoted) name at p: a PL/pgSQL variable. */
+static int
+name_length(const char *p)
 {
-	StringInfoData payload;
-	char	   *reply;
-	List	   *types = NIL;
-	char	   *line;
-	char	   *save = NULL;
+	const char *q = p;
 
-	initStringInfo(&payload);
-	appendStringInfoString(&payload, "{\"sql\": ");
-	escape_json(&payload, sql);
-	append_param_types(&payload, params);
-	appendStringInfoString(&payload, ", \"columns_only\": true}");
-	reply = text_to_cstring(dp_executor_request("explain", payload.data));
-	for (line = strtok_r(reply, "\n", &save); line != NULL; line = strtok_r(NULL, "\n", &save))
-		types = lappend(types, line);
-	return types;
+	for (;;)
+	{
+		if (*q == '"')
+		{
+			q++;
+			while (*q && !(q[0] == '"' && q[1] != '"'))
+				q += (q[0] == '"') ? 2 : 1;
+			if (*q == '"')
+				q++;
+		}
+		else
+		{
+			while (*q && (isalnum((unsigned char) *q) || *q == '_' || *q == '$' || IS_HIGHBIT_SET(*q)))
+				q++;
+		}
+		if (*q == '.' && (q[1] == '"' || isalpha((unsigned char) q[1]) || q[1] == '_'))
+			q++;
+		else
+			break;
+	}
+	return q - p;
+}
+
+static int
+compare_locations(const ListCell *a, const ListCell *b)
+{
+	return ((Param *) lfirst(a))->location - ((Param *) lfirst(b))->location;
 }
 
 /*
- * Replace `query` (a SELECT that reads a protected table at its own level) by
- *
- *   SELECT answer.c1::<type of its 1st column> AS <its name>, ...
- *   FROM dp.query('<sql>') AS answer(c1 <type of the answer's 1st column>, ...)
- *
- * so that the DP answer comes with the columns, names and types the statement
- * itself has (count(*) bigint, avg(int) numeric, ...): outer queries,
- * clients and drivers see no difference.
+ * The statement's text with each parameter PL/pgSQL wrote as a variable's name written as $n
+ * (its number), so that the executor reads the same statement the backend analysed.
  */
-static void
-replace_with_gateway(Query *query, const char *sql)
+static char *
+text_with_param_numbers(const char *sql, StatementParams *params)
 {
-	StatementParams *params = palloc0(sizeof(StatementParams));
-	List	   *types;
-	StringInfoData select;
-	StringInfoData coldefs;
+	StringInfoData buf;
+	List	   *named = list_copy(params->named);
 	ListCell   *lc;
-	ListCell   *tc;
-	List	   *raw;
-	Query	   *answer;
-	int			i = 0;
+	int			done = 0;
+	int			len = strlen(sql);
 
-	collect_params((Node *) query, params);
-	types = answer_types(sql, params);
-	initStringInfo(&select);
-	appendStringInfoString(&select, "SELECT ");
-	initStringInfo(&coldefs);
-	tc = list_head(types);
-	foreach(lc, query->targetList)
+	list_sort(named, compare_locations);
+	initStringInfo(&buf);
+	foreach(lc, named)
 	{
-		TargetEntry *te = lfirst(lc);
+		Param	   *param = lfirst(lc);
+		int			loc = param->location;
+		int			n;
 
-		if (te->resjunk)
+		if (loc < done || loc >= len || sql[loc] == '$')
 			continue;
-		if (tc == NULL)
-			break;
-		i++;
-		appendStringInfo(&select, "%sanswer.c%d::%s AS %s", i > 1 ? ", " : "", i,
-						 format_type_with_typemod(exprType((Node *) te->expr), exprTypmod((Node *) te->expr)),
-						 quote_identifier(te->resname ? te->resname : "?column?"));
-		appendStringInfo(&coldefs, "%sc%d %s", i > 1 ? ", " : "", i, (char *) lfirst(tc));
-		tc = lnext(types, tc);
+		n = name_length(sql + loc);
+		if (n == 0)
+			continue;
+		appendBinaryStringInfo(&buf, sql + done, loc - done);
+		appendStringInfo(&buf, "$%d", param->paramid);
+		done = loc + n;
 	}
-	if (i != list_length(types) || i == 0)
-		ereport(ERROR,
-				(errcode(ERRCODE_FEATURE_NOT_SUPPORTED),
-				 errmsg("the DP answer has %d column(s), the statement %d", list_length(types), i),
-				 errhint("Ask for group keys and aggregates only.")));
-	if (params->top == 0)
-		appendStringInfo(&select, " FROM dp.query(%s) AS answer(%s)", quote_literal_cstr(sql), coldefs.data);
-	else
-	{
-		/* dp_internal.query_params('<sql>', '{n, ...}', $n, ...): the values at execution */
-		StringInfoData numbers;
-		StringInfoData args;
+	appendStringInfoString(&buf, sql + done);
+	return buf.data;
+}
 
-		initStringInfo(&numbers);
-		initStringInfo(&args);
-		for (int n = 1; n <= params->top; n++)
-		{
-			if (!OidIsValid(params->types[n - 1]))
-				continue;
-			appendStringInfo(&numbers, "%s%d", numbers.len ? "," : "", n);
-			appendStringInfo(&args, ", $%d", n);
-		}
-		appendStringInfo(&select, " FROM dp_internal.query_params(%s, '{%s}'::pg_catalog.int4[]%s) AS answer(%s)",
-						 quote_literal_cstr(sql), numbers.data, args.data, coldefs.data);
-		for (int n = 0; n < params->top; n++)	/* numbers not used are not referenced */
-			if (!OidIsValid(params->types[n]))
-				params->types[n] = TEXTOID;
+/* ", \"search_path\": [oid, ...]": the namespaces names resolve in, as the caller's backend resolves them. */
+static void
+append_search_path(StringInfo buf)
+{
+	List	   *path = fetch_search_path(true);
+	ListCell   *lc;
+	bool		first = true;
+
+	appendStringInfoString(buf, ", \"search_path\": [");
+	foreach(lc, path)
+	{
+		appendStringInfo(buf, "%s%u", first ? "" : ", ", lfirst_oid(lc));
+		first = false;
 	}
-	raw = raw_parser(select.data, RAW_PARSE_DEFAULT);
+	appendStringInfoChar(buf, ']');
+}
+
+/* The fields of an executor reply: V<characters>:<text>, one after the other. */
+static List *
+reply_fields(text *reply)
+{
+	const char *p = VARDATA_ANY(reply);
+	const char *end = p + VARSIZE_ANY_EXHDR(reply);
+	List	   *fields = NIL;
+
+	while (p < end)
+	{
+		long		chars = 0;
+		int			len;
+
+		if (*p++ != 'V')
+			elog(ERROR, "pg_dp: malformed reply of the executor");
+		while (p < end && *p >= '0' && *p <= '9')
+			chars = chars * 10 + (*p++ - '0');
+		if (p >= end || *p++ != ':' || chars > end - p)
+			elog(ERROR, "pg_dp: malformed reply of the executor");
+		len = pg_mbcharcliplen(p, end - p, chars);
+		fields = lappend(fields, pnstrdup(p, len));
+		p += len;
+	}
+	return fields;
+}
+
+static Query *
+analyze_text(const char *sql, StatementParams *params)
+{
+	List	   *raw = raw_parser(sql, RAW_PARSE_DEFAULT);
+	Query	   *result;
+
 	if (list_length(raw) != 1)
-		elog(ERROR, "pg_dp: could not build the gateway statement");
+		elog(ERROR, "pg_dp: could not build the statement");
 	hook_active = true;
 	PG_TRY();
 	{
-		answer = parse_analyze_fixedparams(linitial_node(RawStmt, raw), select.data,
-										   params->types, params->top, NULL);
+		result = parse_analyze_fixedparams(linitial_node(RawStmt, raw), sql, params->types, params->top, NULL);
 	}
 	PG_FINALLY();
 	{
 		hook_active = false;
 	}
 	PG_END_TRY();
-	answer->stmt_location = query->stmt_location;
-	answer->stmt_len = query->stmt_len;
-	answer->canSetTag = query->canSetTag;
-	answer->queryId = query->queryId;
-	memcpy(query, answer, sizeof(Query));
+	return result;
 }
 
-/* The caller's synthetic copy of a protected table, or InvalidOid. */
-static Oid
-synthetic_copy(Oid relid)
+/* Replace the first occurrence of `from` in `text` by `to`. */
+static char *
+replace_once(const char *text, const char *from, const char *to)
 {
-	char		payload[64];
-	char	   *reply;
+	const char *at = strstr(text, from);
+	StringInfoData buf;
 
-	snprintf(payload, sizeof(payload), "{\"relid\": %u}", relid);
-	reply = text_to_cstring(dp_executor_request("synthetic_copy", payload));
-	return reply[0] ? (Oid) strtoul(reply, NULL, 10) : InvalidOid;
+	if (at == NULL)
+		elog(ERROR, "pg_dp: a measurement's place was not found in the statement");
+	initStringInfo(&buf);
+	appendBinaryStringInfo(&buf, text, at - text);
+	appendStringInfoString(&buf, to);
+	appendStringInfoString(&buf, at + strlen(from));
+	return buf.data;
 }
 
 /* Same columns at the same positions: a Query over one reads the other alike. */
 static bool
 same_columns(Oid a, Oid b)
 {
-	Relation	ra = relation_open(a, NoLock);
+	Relation	ra = relation_open(a, AccessShareLock);
 	Relation	rb = relation_open(b, AccessShareLock);
 	TupleDesc	da = RelationGetDescr(ra);
 	TupleDesc	db = RelationGetDescr(rb);
@@ -349,237 +396,235 @@ same_columns(Oid a, Oid b)
 		same = x->attisdropped == y->attisdropped && x->atttypid == y->atttypid &&
 			x->atttypmod == y->atttypmod && strcmp(NameStr(x->attname), NameStr(y->attname)) == 0;
 	}
-	relation_close(rb, NoLock);		/* the lock stays until the end of the transaction */
+	relation_close(rb, NoLock);		/* the locks stay until the end of the transaction */
 	relation_close(ra, NoLock);
 	return same;
 }
 
 /*
- * A row-level read (no aggregate: a BI tool's preview, `SELECT * ... LIMIT 2000`)
- * of protected tables is answered from their synthetic copies, with a NOTICE;
- * rows of a protected table are never released.
+ * Row-level reads (no aggregate above them: a BI tool's preview) of a protected table read the
+ * synthetic copy the gateway chose for this role (relations.synthetic_copy_oid), in its place,
+ * with the copy owner's rights (as a view's owner's): the gateway decided the role may read it.
+ * The copy's relkind is its own (a partitioned table's copy is a plain table).
  */
-static void
-read_synthetic_copies(Query *query)
+typedef struct CopyReads
 {
-	ListCell   *lc;
+	List	   *sources;
+	List	   *copies;
+} CopyReads;
 
-	foreach(lc, query->rtable)
-	{
-		RangeTblEntry *rte = lfirst(lc);
-		Oid			copy;
-
-		if (!closed_to_role(rte))
-			continue;
-		copy = synthetic_copy(rte->relid);
-		if (!OidIsValid(copy) || !same_columns(rte->relid, copy))
-			ereport(ERROR,
-					(errcode(ERRCODE_INSUFFICIENT_PRIVILEGE),
-					 errmsg("rows of the protected table %s are never released", get_rel_name(rte->relid)),
-					 errhint("Ask aggregates (count, avg, ...) instead, or read a DP synthetic copy: "
-							 "CALL dp.dp_synthesize('%s', epsilon => 1) makes one in the shadow schema.",
-							 get_rel_name(rte->relid))));
-		ereport(NOTICE,
-				(errmsg("rows of %s come from its DP synthetic copy %s.%s", get_rel_name(rte->relid),
-						get_namespace_name(get_rel_namespace(copy)), get_rel_name(copy)),
-				 errhint("Synthetic rows look like the table's, but no row is a real one; ask aggregates "
-						 "for DP answers on the real data.")));
-		rte->relid = copy;
-	}
-}
-
-/*
- * Splitting a level into its DP core and what PostgreSQL evaluates around it.
- *
- * A level such as
- *     SELECT g, round(avg(x), 1), sum(a) / count(*) FROM t GROUP BY g
- *     HAVING count(*) > 100 ORDER BY 3 DESC LIMIT 5
- * becomes
- *     SELECT c.g, round(c.a1, 1), c.a2 / c.a3 FROM (<DP answer of
- *         SELECT g, avg(x) AS a1, sum(a) AS a2, count(*) AS a3 FROM t GROUP BY g>) AS c
- *     WHERE c.a3 > 100 ORDER BY 3 DESC LIMIT 5
- * The core holds the level's group keys and every aggregate it uses (in the select
- * list, HAVING and ORDER BY), so each is one noisy measurement, and the rest --
- * HAVING as a filter on noisy values, arithmetic, casts, round(), ORDER BY, LIMIT,
- * DISTINCT -- is post-processing over the released rows.
- */
-typedef struct CoreBuild
+static bool
+copies_walker(Node *node, CopyReads *reads)
 {
-	Query	   *core;			/* the DP core, being built */
-	List	   *group_clause;	/* the level's GROUP BY, to recognise its keys */
-	bool		failed;			/* a column outside a key or an aggregate */
-} CoreBuild;
-
-/* 1-based position in the core of an expression equal to node, 0 if none. */
-static int
-core_position(CoreBuild *build, Node *node, bool keys_only)
-{
-	ListCell   *lc;
-
-	foreach(lc, build->core->targetList)
-	{
-		TargetEntry *tle = lfirst(lc);
-
-		if (keys_only && (tle->ressortgroupref == 0 ||
-						  get_sortgroupref_clause_noerr(tle->ressortgroupref, build->group_clause) == NULL))
-			continue;
-		if (equal(tle->expr, node))
-			return tle->resno;
-	}
-	return 0;
-}
-
-static Node *
-to_core_column(Node *node, CoreBuild *build)
-{
-	int			position;
-
 	if (node == NULL)
-		return NULL;
-	position = core_position(build, node, true);
-	if (position == 0 && IsA(node, Aggref))
-	{
-		position = core_position(build, node, false);
-		if (position == 0)
-		{
-			char		name[32];
-
-			position = list_length(build->core->targetList) + 1;
-			snprintf(name, sizeof(name), "dp_measure_%d", position);
-			build->core->targetList = lappend(build->core->targetList,
-											  makeTargetEntry((Expr *) copyObject(node), position,
-															  pstrdup(name), false));
-		}
-	}
-	if (position > 0)
-		return (Node *) makeVar(1, position, exprType(node), exprTypmod(node), exprCollation(node), 0);
-	if (IsA(node, Var) && ((Var *) node)->varlevelsup == 0)
-		build->failed = true;	/* e.g. a column functionally dependent on a grouped key */
-	return expression_tree_mutator(node, to_core_column, build);
-}
-
-/* Whether the level needs PostgreSQL around its DP core, and may have it. */
-static bool
-wants_split(Query *query)
-{
-	ListCell   *lc;
-	bool		needed = query->havingQual != NULL;
-
-	if (query->hasWindowFuncs || query->hasSubLinks || query->groupingSets != NIL || query->cteList != NIL ||
-		query->setOperations != NULL || query->hasTargetSRFs)
 		return false;
-	foreach(lc, query->targetList)
+	if (IsA(node, RangeTblEntry))
 	{
-		TargetEntry *tle = lfirst(lc);
-		bool		key = tle->ressortgroupref != 0 &&
-			get_sortgroupref_clause_noerr(tle->ressortgroupref, query->groupClause) != NULL;
+		RangeTblEntry *rte = (RangeTblEntry *) node;
+		ListCell   *s;
+		ListCell   *c;
 
-		if (!key && (tle->resjunk || !IsA(tle->expr, Aggref)))
-			needed = true;		/* an expression over aggregates, or ORDER BY one not selected */
-	}
-	return needed;
-}
-
-static bool
-split_level(Query *query)
-{
-	CoreBuild	build;
-	ListCell   *lc;
-	List	   *keys = NIL;
-	List	   *outer_targets = NIL;
-	List	   *colnames = NIL;
-	Node	   *filter;
-	RangeTblEntry *rte;
-	RangeTblRef *ref;
-	int			n = 0;
-
-	build.core = copyObject(query);
-	build.group_clause = query->groupClause;
-	build.failed = false;
-	build.core->havingQual = NULL;
-	build.core->sortClause = NIL;
-	build.core->distinctClause = NIL;
-	build.core->hasDistinctOn = false;
-	build.core->limitCount = NULL;
-	build.core->limitOffset = NULL;
-	build.core->limitOption = LIMIT_OPTION_DEFAULT;
-	foreach(lc, build.core->targetList)		/* the group keys first, each a column */
-	{
-		TargetEntry *tle = lfirst(lc);
-
-		if (tle->ressortgroupref != 0 && get_sortgroupref_clause_noerr(tle->ressortgroupref, query->groupClause))
+		if (rte->rtekind != RTE_RELATION)
+			return false;
+		forboth(s, reads->sources, c, reads->copies)
 		{
-			char		name[32];
+			Oid			copy = lfirst_oid(c);
+			HeapTuple	tuple;
 
-			snprintf(name, sizeof(name), "dp_key_%d", n + 1);
-			tle = flatCopyTargetEntry(tle);
-			tle->resno = ++n;
-			tle->resjunk = false;
-			tle->resname = pstrdup(name);
-			keys = lappend(keys, tle);
+			if (rte->relid != lfirst_oid(s))
+				continue;
+			if (!same_columns(rte->relid, copy))
+				ereport(ERROR,
+						(errcode(ERRCODE_INSUFFICIENT_PRIVILEGE),
+						 errmsg("the synthetic copy of %s no longer has the table's columns", get_rel_name(rte->relid)),
+						 errhint("An administrator synthesizes it again: CALL dp.dp_synthesize('%s', epsilon => 1).",
+								 get_rel_name(rte->relid))));
+			tuple = SearchSysCache1(RELOID, ObjectIdGetDatum(copy));
+			if (!HeapTupleIsValid(tuple))
+				elog(ERROR, "pg_dp: the synthetic copy %u is gone", copy);
+			rte->relid = copy;
+			rte->relkind = ((Form_pg_class) GETSTRUCT(tuple))->relkind;
+			rte->checkAsUser = ((Form_pg_class) GETSTRUCT(tuple))->relowner;
+			ReleaseSysCache(tuple);
+			break;
 		}
-	}
-	build.core->targetList = keys;
-	foreach(lc, query->targetList)
-	{
-		TargetEntry *tle = flatCopyTargetEntry(lfirst(lc));
-
-		tle->expr = (Expr *) to_core_column((Node *) tle->expr, &build);
-		outer_targets = lappend(outer_targets, tle);
-	}
-	filter = to_core_column(query->havingQual, &build);
-	if (build.failed)
 		return false;
-
-	replace_with_gateway(build.core, pg_get_querydef(build.core, false));
-
-	foreach(lc, build.core->targetList)
-		colnames = lappend(colnames, makeString(pstrdup(((TargetEntry *) lfirst(lc))->resname)));
-	rte = makeNode(RangeTblEntry);
-	rte->rtekind = RTE_SUBQUERY;
-	rte->subquery = build.core;
-	rte->eref = makeAlias("dp_answer", colnames);
-	rte->inFromCl = true;
-	ref = makeNode(RangeTblRef);
-	ref->rtindex = 1;
-	query->rtable = list_make1(rte);
-	query->jointree = makeFromExpr(list_make1(ref), filter);
-	query->targetList = outer_targets;
-	query->havingQual = NULL;
-	query->groupClause = NIL;
-	query->hasAggs = false;
-	return true;
+	}
+	if (IsA(node, Query))
+		return query_tree_walker((Query *) node, copies_walker, reads, QTW_EXAMINE_RTES_BEFORE);
+	return expression_tree_walker(node, copies_walker, reads);
 }
 
 /*
- * The statement itself, or the sub-selects in its FROM that read a protected
- * table (BI tools wrap questions: SELECT ... FROM (SELECT ...) AS virtual_table):
- * each becomes a DP answer, and what is around it -- outer queries, ORDER BY,
- * LIMIT, arithmetic -- is evaluated by PostgreSQL over the released rows.  A
- * sub-select is sent as PostgreSQL deparses it (pg_get_querydef).
+ * The statement, read by the gateway (gateway/statement.py, at no cost): each SELECT level
+ * that aggregates protected rows becomes a DP measurement,
+ *
+ *   (SELECT answer.c1 AS dp_k1, ... FROM dp_internal.measure('<the statement's measurements>', i)
+ *        AS answer(c1 <type>, ...))
+ *
+ * with the types PostgreSQL gives the measurement's own select list (count(*) bigint, avg(int)
+ * numeric, ...), and everything above the measurements -- outer queries, CTEs, joins of
+ * released rows, windows, HAVING, ORDER BY, LIMIT, arithmetic -- is the analyst's SQL over the
+ * released rows, analysed here as the caller's own.  Row-level reads no aggregate is above (a
+ * BI tool's preview) read the table's synthetic copy the gateway names, as a view's owner would
+ * (the copy is read with its owner's rights only where the gateway said this role may read it).
  */
 static void
-rewrite_level(Query *query, const char *sql)
+rewrite_statement(Query *query, const char *source)
 {
+	StatementParams params = {0};
+	StringInfoData payload;
+	StringInfoData statement;
+	List	   *fields;
 	ListCell   *lc;
+	char	   *outer;
+	char	   *sql;
+	int			count;
+	int			used;
+	List	   *cores = NIL;
+	List	   *markers = NIL;
+	List	   *typelists = NIL;
+	CopyReads	reads = {NIL, NIL};
+	Query	   *answer;
+	int			i;
 
-	if (query->commandType != CMD_SELECT)
-		return;
-	if (reads_protected_table(query->rtable))
-	{
-		if (!query->hasAggs && query->groupClause == NIL && query->groupingSets == NIL)
-			read_synthetic_copies(query);
-		else if (!wants_split(query) || !split_level(query))
-			replace_with_gateway(query, sql ? sql : pg_get_querydef(query, false));
-		return;
-	}
-	foreach(lc, query->rtable)
-	{
-		RangeTblEntry *rte = lfirst(lc);
+	collect_params((Node *) query, &params);
+	used = params_used(&params);
+	if (used > MAX_PARAMS_USED)
+		ereport(ERROR,
+				(errcode(ERRCODE_TOO_MANY_ARGUMENTS),
+				 errmsg("a DP statement can use at most %d parameters", MAX_PARAMS_USED),
+				 errhint("Pass fewer parameters.")));
+	sql = text_with_param_numbers(source, &params);
 
-		if (rte->rtekind == RTE_SUBQUERY && !rte->lateral && rte->subquery != NULL)
-			rewrite_level(rte->subquery, NULL);
+	initStringInfo(&payload);
+	appendStringInfoString(&payload, "{\"sql\": ");
+	escape_json(&payload, sql);
+	append_param_types(&payload, &params);
+	append_search_path(&payload);
+	append_session_epsilon(&payload);
+	append_session_timezone(&payload);
+	appendStringInfoChar(&payload, '}');
+	fields = reply_fields(dp_executor_request("split", payload.data));
+
+	if (list_length(fields) < 3)
+		elog(ERROR, "pg_dp: malformed reply of the executor");
+	outer = linitial(fields);
+	count = atoi(lsecond(fields));
+	if (list_length(fields) < 3 + 2 * count)
+		elog(ERROR, "pg_dp: malformed reply of the executor");
+	for (i = 0; i < count; i++)
+	{
+		markers = lappend(markers, list_nth(fields, 2 + 2 * i));
+		cores = lappend(cores, list_nth(fields, 3 + 2 * i));
 	}
+	for (i = 3 + 2 * count; i < list_length(fields); i++)
+	{
+		char	   *pair = list_nth(fields, i);
+		char	   *colon = strchr(pair, ':');
+
+		if (colon == NULL)
+			elog(ERROR, "pg_dp: malformed reply of the executor");
+		reads.sources = lappend_oid(reads.sources, (Oid) strtoul(pair, NULL, 10));
+		reads.copies = lappend_oid(reads.copies, (Oid) strtoul(colon + 1, NULL, 10));
+	}
+
+	/* the types of each measurement's columns, as PostgreSQL gives them */
+	initStringInfo(&statement);
+	appendStringInfoString(&statement, "{\"cores\": [");
+	i = 0;
+	foreach(lc, cores)
+	{
+		Query	   *core = analyze_text(lfirst(lc), &params);
+		List	   *types = NIL;
+		ListCell   *tc;
+
+		appendStringInfoString(&statement, i++ ? ", " : "");
+		escape_json(&statement, lfirst(lc));
+		foreach(tc, core->targetList)
+		{
+			TargetEntry *te = lfirst(tc);
+
+			if (!te->resjunk)
+				types = lappend(types, te);
+		}
+		typelists = lappend(typelists, types);
+	}
+	appendStringInfoString(&statement, "], \"expect\": [");
+	i = 0;
+	foreach(lc, typelists)
+	{
+		ListCell   *tc;
+		int			j = 0;
+
+		appendStringInfoString(&statement, i++ ? ", [" : "[");
+		foreach(tc, (List *) lfirst(lc))
+			appendStringInfo(&statement, "%s%u", j++ ? ", " : "",
+							 exprType((Node *) ((TargetEntry *) lfirst(tc))->expr));
+		appendStringInfoChar(&statement, ']');
+	}
+	appendStringInfoString(&statement, "]}");
+
+	/* each measurement's place in the outer statement */
+	for (i = 0; i < count; i++)
+	{
+		List	   *types = list_nth(typelists, i);
+		StringInfoData select;
+		StringInfoData coldefs;
+		StringInfoData marker;
+		ListCell   *tc;
+		int			c = 0;
+
+		initStringInfo(&select);
+		initStringInfo(&coldefs);
+		appendStringInfoString(&select, "(SELECT ");
+		foreach(tc, types)
+		{
+			TargetEntry *te = lfirst(tc);
+			Node	   *expr = (Node *) te->expr;
+
+			c++;
+			appendStringInfo(&select, "%sanswer.c%d AS %s", c > 1 ? ", " : "", c, quote_identifier(te->resname));
+			appendStringInfo(&coldefs, "%sc%d %s", c > 1 ? ", " : "", c,
+							 format_type_with_typemod(exprType(expr), exprTypmod(expr)));
+		}
+		if (used == 0)
+			appendStringInfo(&select, " FROM dp_internal.measure(%s, %d) AS answer(%s))",
+							 quote_literal_cstr(statement.data), i + 1, coldefs.data);
+		else
+		{
+			StringInfoData numbers;
+			StringInfoData args;
+
+			initStringInfo(&numbers);
+			initStringInfo(&args);
+			for (int n = 1; n <= params.top; n++)
+			{
+				if (!OidIsValid(params.types[n - 1]))
+					continue;
+				appendStringInfo(&numbers, "%s%d", numbers.len ? "," : "", n);
+				appendStringInfo(&args, ", $%d", n);
+			}
+			appendStringInfo(&select, " FROM dp_internal.measure_params(%s, %d, '{%s}'::pg_catalog.int4[]%s) "
+							 "AS answer(%s))", quote_literal_cstr(statement.data), i + 1, numbers.data, args.data,
+							 coldefs.data);
+		}
+		initStringInfo(&marker);
+		appendStringInfo(&marker, "(SELECT '%s')", (char *) list_nth(markers, i));
+		outer = replace_once(outer, marker.data, select.data);
+	}
+	for (int n = 0; n < params.top; n++)	/* numbers not used are not referenced */
+		if (!OidIsValid(params.types[n]))
+			params.types[n] = TEXTOID;
+
+	answer = analyze_text(outer, &params);
+	if (reads.sources != NIL)
+		copies_walker((Node *) answer, &reads);
+	answer->stmt_location = query->stmt_location;
+	answer->stmt_len = query->stmt_len;
+	answer->canSetTag = query->canSetTag;
+	answer->queryId = query->queryId;
+	memcpy(query, answer, sizeof(Query));
 }
 
 /* The first relation anywhere in the statement that is protected and closed to the role. */
@@ -638,9 +683,65 @@ refuse_explain(Query *query)
 						 "describes its noise.")));
 }
 
+/*
+ * information_schema.columns lists a column only to roles with a privilege on it; BI tools read
+ * a table's columns there (Malloy, Metabase).  pg_dp's copy of that view
+ * (dp_internal.information_schema_columns, sql/80_catalog_visibility.sql) lists the columns of
+ * protected tables too -- names, types, defaults and comments are public in pg_attribute anyway
+ * -- so queries of the view read the copy instead, which grants nothing on the table.
+ */
+static bool
+swap_walker(Node *node, Oid *views)
+{
+	if (node == NULL)
+		return false;
+	if (IsA(node, RangeTblEntry))
+	{
+		RangeTblEntry *rte = (RangeTblEntry *) node;
+
+		if (rte->rtekind == RTE_RELATION && rte->relkind == RELKIND_VIEW && rte->relid == views[0])
+			rte->relid = views[1];
+		return false;
+	}
+	if (IsA(node, Query))
+		return query_tree_walker((Query *) node, swap_walker, views, QTW_EXAMINE_RTES_BEFORE);
+	return expression_tree_walker(node, swap_walker, views);
+}
+
+static bool
+reads_view(Node *node, void *context)
+{
+	if (node == NULL)
+		return false;
+	if (IsA(node, RangeTblEntry))
+		return ((RangeTblEntry *) node)->rtekind == RTE_RELATION &&
+			((RangeTblEntry *) node)->relkind == RELKIND_VIEW;
+	if (IsA(node, Query))
+		return query_tree_walker((Query *) node, reads_view, context, QTW_EXAMINE_RTES_BEFORE);
+	return expression_tree_walker(node, reads_view, context);
+}
+
+static void
+swap_catalog_views(Query *query)
+{
+	Oid			views[2];
+	Oid			ns;
+
+	if (!reads_view((Node *) query, NULL))
+		return;
+	ns = get_namespace_oid("information_schema", true);
+	views[0] = OidIsValid(ns) ? get_relname_relid("columns", ns) : InvalidOid;
+	ns = get_namespace_oid("dp_internal", true);
+	views[1] = OidIsValid(ns) ? get_relname_relid("information_schema_columns", ns) : InvalidOid;
+	if (OidIsValid(views[0]) && OidIsValid(views[1]))
+		swap_walker((Node *) query, views);
+}
+
 static void
 dp_post_parse_analyze(ParseState *pstate, Query *query, JumbleState *jstate)
 {
+	Oid			relid = InvalidOid;
+
 	if (prev_post_parse_analyze)
 		prev_post_parse_analyze(pstate, query, jstate);
 	if (hook_active || IsBackgroundWorker || IsBinaryUpgrade || !IsTransactionState())
@@ -656,26 +757,30 @@ dp_post_parse_analyze(ParseState *pstate, Query *query, JumbleState *jstate)
 		{
 			/* analysed here, with the DECLARE (psql's FETCH_COUNT reads answers so) */
 			Node	   *inner = ((DeclareCursorStmt *) query->utilityStmt)->query;
+			char	   *sql = statement_text(pstate, query);
 
 			if (inner != NULL && IsA(inner, Query))
 			{
-				rewrite_level((Query *) inner, NULL);
+				if (sql != NULL && find_closed_relation(inner, &relid))
+					rewrite_statement((Query *) inner, sql);
+				swap_catalog_views((Query *) inner);
 				refuse_other_paths((Query *) inner);
 			}
 		}
 		return;
 	}
-	if (query->querySource != QSRC_ORIGINAL)
-		return;
-	if (query->commandType == CMD_SELECT)
+	if (query->querySource == QSRC_ORIGINAL && query->commandType == CMD_SELECT &&
+		find_closed_relation((Node *) query, &relid))
 	{
 		char	   *sql = statement_text(pstate, query);
 
-		if (sql != NULL && starts_with_keyword(sql, "select"))
-			rewrite_level(query, sql);
-		else if (sql != NULL && starts_with_keyword(sql, "prepare"))
-			rewrite_level(query, NULL);
+		if (sql != NULL && (starts_with_keyword(sql, "select") || starts_with_keyword(sql, "with") ||
+							starts_with_keyword(sql, "table") || starts_with_keyword(sql, "prepare")))
+			rewrite_statement(query, sql);
 	}
+	swap_catalog_views(query);		/* the statement as it runs, rewritten or not */
+	if (query->querySource != QSRC_ORIGINAL)
+		return;
 	refuse_other_paths(query);
 }
 

@@ -29,6 +29,7 @@
 #include "utils/tuplestore.h"
 
 #include "worker/worker.h"
+#include "worker/frontdoor.h"
 
 static void
 append_number(StringInfo buf, const char *key, bool isnull, double value)
@@ -61,7 +62,7 @@ read_number(const char **p, const char *end, char stop)
 }
 
 /* Fill the caller's tuplestore from an executor reply of rows. */
-static void
+void
 rows_from_reply(FunctionCallInfo fcinfo, text *reply)
 {
 	ReturnSetInfo *rsinfo = (ReturnSetInfo *) fcinfo->resultinfo;
@@ -124,7 +125,7 @@ rows_from_reply(FunctionCallInfo fcinfo, text *reply)
  * The type oids of the caller's column definition list, so that the executor can
  * refuse a list that does not fit the answer before anything is charged.
  */
-static void
+void
 append_expected(StringInfo buf, FunctionCallInfo fcinfo)
 {
 	ReturnSetInfo *rsinfo = (ReturnSetInfo *) fcinfo->resultinfo;
@@ -150,7 +151,7 @@ append_expected(StringInfo buf, FunctionCallInfo fcinfo)
  * The session's pg_dp.epsilon: the epsilon of statements that give none, within
  * what the DBA allows the role (checked by the executor; every release is charged).
  */
-static void
+void
 append_session_epsilon(StringInfo buf)
 {
 	const char *value = GetConfigOption("pg_dp.epsilon", true, false);
@@ -167,7 +168,7 @@ append_session_epsilon(StringInfo buf)
  * timestamptz keys and constants mean what they mean in this session (the
  * executor checks the name; the answer is cached per zone where it matters).
  */
-static void
+void
 append_session_timezone(StringInfo buf)
 {
 	const char *value = GetConfigOption("TimeZone", true, false);
@@ -210,10 +211,10 @@ dp_query(PG_FUNCTION_ARGS)
  * (2, 3, ...) is.  Values are written by their types' output functions under the settings
  * the executor reads them with (ISO dates, UTC, all float digits), whatever the session's.
  */
-static void
-append_params(StringInfo buf, FunctionCallInfo fcinfo)
+void
+append_params(StringInfo buf, FunctionCallInfo fcinfo, int first)
 {
-	ArrayType  *array = PG_GETARG_ARRAYTYPE_P(1);
+	ArrayType  *array = PG_GETARG_ARRAYTYPE_P(first);
 	Datum	   *numbers;
 	bool	   *nulls;
 	int			count;
@@ -225,8 +226,8 @@ append_params(StringInfo buf, FunctionCallInfo fcinfo)
 	if (get_fn_expr_variadic(fcinfo->flinfo))
 		elog(ERROR, "pg_dp: parameters must be passed one by one");
 	deconstruct_array(array, INT4OID, sizeof(int32), true, TYPALIGN_INT, &numbers, &nulls, &count);
-	if (count != PG_NARGS() - 2)
-		elog(ERROR, "pg_dp: %d parameter numbers for %d parameters", count, PG_NARGS() - 2);
+	if (count != PG_NARGS() - first - 1)
+		elog(ERROR, "pg_dp: %d parameter numbers for %d parameters", count, PG_NARGS() - first - 1);
 	for (int i = 0; i < count; i++)
 	{
 		if (nulls[i] || DatumGetInt32(numbers[i]) < 1 || DatumGetInt32(numbers[i]) > 65535)
@@ -244,17 +245,17 @@ append_params(StringInfo buf, FunctionCallInfo fcinfo)
 	for (int i = 0; i < count; i++)
 	{
 		int			n = DatumGetInt32(numbers[i]);
-		Oid			type = get_fn_expr_argtype(fcinfo->flinfo, i + 2);
+		Oid			type = get_fn_expr_argtype(fcinfo->flinfo, i + first + 1);
 		Oid			output;
 		bool		varlena;
 
 		if (!OidIsValid(type))
 			elog(ERROR, "pg_dp: a parameter of unknown type");
 		types[n] = type;
-		if (!PG_ARGISNULL(i + 2))
+		if (!PG_ARGISNULL(i + first + 1))
 		{
 			getTypeOutputInfo(type, &output, &varlena);
-			texts[n] = OidOutputFunctionCall(output, PG_GETARG_DATUM(i + 2));
+			texts[n] = OidOutputFunctionCall(output, PG_GETARG_DATUM(i + first + 1));
 		}
 	}
 	AtEOXact_GUC(true, nest);
@@ -297,7 +298,7 @@ dp_query_params(PG_FUNCTION_ARGS)
 	append_session_epsilon(&payload);
 	append_session_timezone(&payload);
 	append_expected(&payload, fcinfo);
-	append_params(&payload, fcinfo);
+	append_params(&payload, fcinfo, 1);
 	appendStringInfoChar(&payload, '}');
 	rows_from_reply(fcinfo, dp_executor_request("query", payload.data));
 	return (Datum) 0;

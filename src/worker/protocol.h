@@ -58,4 +58,55 @@ reply_queue(ExecutorShared *shared)
 	return (shm_mq *) ((char *) shared + EXECUTOR_HEADER_SIZE + shared->queue_size);
 }
 
+/* ------------------------------------------------------------------------
+ * The pool (pool.c): a session's segment, mapped by whichever executor serves
+ * its request.  The backend writes the request (kind and payload, each
+ * NUL-terminated) and creates the reply queue before it enqueues the request;
+ * the executor serves it only when the header names the queue entry's backend,
+ * nonce and request id.  The role is not in the segment: it is in the queue
+ * entry, written by the backend's C code.
+ * ------------------------------------------------------------------------ */
+
+#define POOL_SEGMENT_MAGIC	0x70647071	/* "pdpq" */
+#define POOL_REPLY_QUEUE_SIZE	(64 * 1024)
+
+typedef struct PoolSegment
+{
+	uint32		magic;
+	pid_t		backend_pid;
+	uint64		nonce;			/* random, per segment */
+	uint64		request_id;		/* the request it carries now */
+	pid_t		executor_pid;	/* written by the executor that serves it */
+	Size		request_len;	/* bytes of kind\0payload\0 */
+	Size		request_capacity;
+	/* then: the request's bytes (request_capacity), the reply queue (POOL_REPLY_QUEUE_SIZE) */
+} PoolSegment;
+
+#define POOL_SEGMENT_HEADER_SIZE	MAXALIGN(sizeof(PoolSegment))
+
+static inline Size
+pool_segment_size(Size capacity)
+{
+	return POOL_SEGMENT_HEADER_SIZE + MAXALIGN(capacity) + POOL_REPLY_QUEUE_SIZE;
+}
+
+static inline char *
+pool_segment_request(PoolSegment *segment)
+{
+	return (char *) segment + POOL_SEGMENT_HEADER_SIZE;
+}
+
+static inline shm_mq *
+pool_segment_replies(PoolSegment *segment)
+{
+	return (shm_mq *) ((char *) segment + POOL_SEGMENT_HEADER_SIZE + MAXALIGN(segment->request_capacity));
+}
+
+/* Request kinds only an executor makes itself: never accepted from a session. */
+static inline bool
+internal_request_kind(const char *kind)
+{
+	return strcmp(kind, "continue") == 0 || strcmp(kind, "warmup") == 0;
+}
+
 #endif

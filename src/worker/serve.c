@@ -18,6 +18,7 @@
 #include "access/table.h"
 #include "access/xact.h"
 #include "catalog/indexing.h"
+#include "catalog/pg_database.h"
 #include "catalog/pg_extension.h"
 #include "catalog/pg_type.h"
 #include "executor/spi.h"
@@ -30,9 +31,11 @@
 #include "pgstat.h"
 #include "port/atomics.h"
 #include "postmaster/bgworker.h"
+#include "postmaster/interrupt.h"
 #include "storage/dsm.h"
 #include "storage/ipc.h"
 #include "storage/latch.h"
+#include "storage/lock.h"
 #include "storage/proc.h"
 #include "storage/procarray.h"
 #include "storage/shm_mq.h"
@@ -45,6 +48,7 @@
 #include "utils/snapmgr.h"
 #include "utils/wait_event.h"
 
+#include "worker/pool.h"
 #include "worker/protocol.h"
 #include "worker/serve.h"
 
@@ -118,8 +122,8 @@ pin_settings(void)
 		SetConfigOption(pinned_settings[i][0], pinned_settings[i][1], PGC_SUSET, PGC_S_SESSION);
 }
 
-/* The reply, framed like the libpq messages that share its queue. */
-static void
+/* The reply, framed like the libpq messages that share its queue; false when the caller is gone. */
+static bool
 send_reply(shm_mq_handle *replies, const char *data, Size len)
 {
 	shm_mq_iovec iov[2];
@@ -129,8 +133,7 @@ send_reply(shm_mq_handle *replies, const char *data, Size len)
 	iov[0].len = 1;
 	iov[1].data = data;
 	iov[1].len = len;
-	if (shm_mq_sendv(replies, iov, 2, false, true) != SHM_MQ_SUCCESS)
-		proc_exit(0);			/* the caller is gone */
+	return shm_mq_sendv(replies, iov, 2, false, true) == SHM_MQ_SUCCESS;
 }
 
 /*
@@ -196,28 +199,30 @@ raise_engine_error(char *spec)
 			 (fields[3] && fields[3][0]) ? errdetail_internal("%s", fields[3]) : 0));
 }
 
-static void
-handle_request(const char *data, Size len, MemoryContext request_context, shm_mq_handle *replies,
-			   ExecutorShared *shared)
-{
-	StringInfoData msg;
-	Oid			role;
-	const char *kind;
-	const char *payload;
+/* In a pool executor: its index (pool.c), and the request it serves. */
+static int	pool_index = -1;
+static uint64 pool_request_id = 0;
 
-	msg.data = (char *) data;
-	msg.len = len;
-	msg.maxlen = len;
-	msg.cursor = 0;
-	role = pq_getmsgint(&msg, 4);
-	kind = pq_getmsgstring(&msg);
-	payload = pq_getmsgstring(&msg);
+/*
+ * Run one request, phase after phase, each in a transaction of its own, and
+ * send the reply.  `shared` is the session's segment of a per-session executor
+ * (NULL in the pool).  False when the caller was gone before the reply.
+ */
+static bool
+run_request(Oid role, const char *kind, const char *payload, MemoryContext request_context,
+			shm_mq_handle *replies, ExecutorShared *shared)
+{
+	bool		sent = false;
 
 	pgstat_report_activity(STATE_RUNNING, kind);
 	for (;;)
 	{
 		char	   *answer;
 
+		if (pool_index >= 0 && dp_pool_worker_abandoned(pool_index, pool_request_id))
+			ereport(ERROR,
+					(errcode(ERRCODE_QUERY_CANCELED),
+					 errmsg("canceling the pg_dp request: its caller gave it up")));
 		SetCurrentStatementStartTimestamp();
 		StartTransactionCommand();
 		PushActiveSnapshot(GetTransactionSnapshot());
@@ -237,15 +242,41 @@ handle_request(const char *data, Size len, MemoryContext request_context, shm_mq
 		}
 		if (answer[0] != 'R')
 			elog(ERROR, "pg_dp executor: unknown answer of the engine");
-		if (retire_after_request)
+		if (retire_after_request && shared != NULL)
 			pg_atomic_write_u32(&shared->state, STATE_RETIRED);
-		send_reply(replies, answer + 1, strlen(answer + 1));
-		if (retire_after_request)
-			proc_exit(0);
+		sent = send_reply(replies, answer + 1, strlen(answer + 1));
 		break;
 	}
 	pgstat_report_stat(false);
 	pgstat_report_activity(STATE_IDLE, NULL);
+	return sent;
+}
+
+/* A request of the session of a per-session executor: role, kind and payload, written by its backend. */
+static void
+handle_request(const char *data, Size len, MemoryContext request_context, shm_mq_handle *replies,
+			   ExecutorShared *shared)
+{
+	StringInfoData msg;
+	Oid			role;
+	const char *kind;
+	const char *payload;
+
+	msg.data = (char *) data;
+	msg.len = len;
+	msg.maxlen = len;
+	msg.cursor = 0;
+	role = pq_getmsgint(&msg, 4);
+	kind = pq_getmsgstring(&msg);
+	payload = pq_getmsgstring(&msg);
+	if (internal_request_kind(kind))
+		ereport(ERROR,
+				(errcode(ERRCODE_INVALID_PARAMETER_VALUE),
+				 errmsg("unknown pg_dp request '%s'", kind)));
+	if (!run_request(role, kind, payload, request_context, replies, shared))
+		proc_exit(0);			/* the caller is gone */
+	if (retire_after_request)
+		proc_exit(0);
 }
 
 /*
@@ -386,4 +417,259 @@ dp_executor_serve(dsm_segment *seg, ExecutorShared *shared, shm_mq_handle *reque
 		handle_request(copy, len, request_context, replies, shared);
 	}
 	proc_exit(0);
+}
+
+/*
+ * Load the engine: what a session's first request would otherwise wait for.
+ * Role 0 marks the warm-up as the executor's own (a caller's role is never 0,
+ * and no session can send the kind: internal_request_kind).
+ */
+void
+dp_executor_warm_up(void)
+{
+	SetCurrentStatementStartTimestamp();
+	StartTransactionCommand();
+	PushActiveSnapshot(GetTransactionSnapshot());
+	SPI_connect();
+	if (SPI_execute("SELECT dp_internal.executor_handle(0, 'warmup', '')", false, 1) != SPI_OK_SELECT)
+		elog(ERROR, "pg_dp executor: the engine did not load");
+	SPI_finish();
+	PopActiveSnapshot();
+	CommitTransactionCommand();
+	pgstat_report_stat(false);
+}
+
+/* Does another backend lock the database to drop, rename or copy it? */
+bool
+dp_database_wanted(void)
+{
+	LOCKTAG		tag;
+	VirtualTransactionId *holders;
+	bool		wanted;
+
+	SET_LOCKTAG_OBJECT(tag, InvalidOid, DatabaseRelationId, MyDatabaseId, 0);
+	holders = GetLockConflicts(&tag, RowExclusiveLock, NULL);
+	wanted = VirtualTransactionIdIsValid(holders[0]);
+	pfree(holders);
+	return wanted;
+}
+
+/* ------------------------------------------------------------------------
+ * An executor of the pool (pool.c): started by the postmaster, it connects to
+ * the database of the requests it is given and serves them, one at a time,
+ * whichever session sent them.
+ * ------------------------------------------------------------------------ */
+
+#define POOL_IDLE_POLL_MS	250
+
+PGDLLEXPORT void dp_pool_worker_main(Datum main_arg);
+
+static bool pool_leaving = false;	/* it exits on purpose (to change database) */
+static bool pool_serving = false;
+static PoolAssignment pool_current;
+static dsm_segment *pool_segment = NULL;
+
+static void
+pool_worker_exit(int code, Datum arg)
+{
+	dp_pool_worker_exit(pool_index, pool_leaving);
+}
+
+static void
+pool_leave(void) pg_attribute_noreturn();
+
+static void
+pool_leave(void)
+{
+	pool_leaving = true;
+	proc_exit(1);				/* not 0: the postmaster starts it again, unbound */
+}
+
+static void
+pool_reload_config(void)
+{
+	if (ConfigReloadPending)
+	{
+		ConfigReloadPending = false;
+		ProcessConfigFile(PGC_SIGHUP);
+	}
+}
+
+/* The request is over: its segment unmapped (the reply queue detached), its entry free. */
+static void
+pool_request_done(void)
+{
+	if (pool_segment != NULL)
+	{
+		dsm_detach(pool_segment);
+		pool_segment = NULL;
+	}
+	if (pool_serving)
+	{
+		pool_serving = false;
+		dp_pool_worker_finish(pool_index, &pool_current);
+	}
+	pool_request_id = 0;
+	retire_after_request = false;	/* per-session executors only */
+}
+
+/*
+ * Map the caller's segment and check it against the queue entry: the entry was
+ * written by the caller's backend, the segment names the same backend, nonce
+ * and request; the backend still runs, in this database.  A request that does
+ * not match is not served (nothing is written anywhere).
+ */
+static bool
+pool_segment_matches(const PoolAssignment *a, PoolSegment *hdr, Size mapped)
+{
+	PGPROC	   *proc;
+
+	if (mapped < POOL_SEGMENT_HEADER_SIZE || hdr->magic != POOL_SEGMENT_MAGIC ||
+		hdr->nonce != a->nonce || hdr->backend_pid != a->backend_pid || hdr->request_id != a->id ||
+		hdr->request_capacity > mapped || pool_segment_size(hdr->request_capacity) > mapped ||
+		hdr->request_len < 2 || hdr->request_len > hdr->request_capacity)
+		return false;
+	proc = BackendPidGetProc(a->backend_pid);
+	return proc != NULL && proc->databaseId == MyDatabaseId;
+}
+
+static void
+serve_pooled(const PoolAssignment *a, MemoryContext request_context)
+{
+	PoolSegment *hdr;
+	char	   *copy;
+	Size		len;
+	Size		kind_len;
+	const char *payload;
+	shm_mq	   *mq;
+	shm_mq_handle *replies;
+
+	pool_request_id = a->id;
+	pool_segment = dsm_attach(a->handle);
+	if (pool_segment == NULL)
+		return;					/* the caller is gone */
+	hdr = dsm_segment_address(pool_segment);
+	if (!pool_segment_matches(a, hdr, dsm_segment_map_length(pool_segment)))
+	{
+		ereport(LOG,
+				(errmsg("pg_dp executor: refused request %llu of PID %d: its segment does not match its queue entry",
+						(unsigned long long) a->id, (int) a->backend_pid)));
+		return;
+	}
+	len = hdr->request_len;
+	copy = palloc(len + 1);
+	memcpy(copy, pool_segment_request(hdr), len);
+	copy[len] = '\0';
+	kind_len = strnlen(copy, len);
+	if (kind_len + 1 >= len || strnlen(copy + kind_len + 1, len - kind_len - 1) != len - kind_len - 2)
+	{
+		ereport(LOG,
+				(errmsg("pg_dp executor: refused a malformed request of PID %d", (int) a->backend_pid)));
+		return;
+	}
+	payload = copy + kind_len + 1;
+
+	hdr->executor_pid = MyProcPid;
+	mq = pool_segment_replies(hdr);
+	shm_mq_set_sender(mq, MyProc);
+	replies = shm_mq_attach(mq, pool_segment, NULL);
+	/* every ereport() of this request goes to its caller (and nowhere once it is unmapped) */
+	pq_redirect_to_shm_mq(pool_segment, replies);
+
+	if (internal_request_kind(copy))
+		ereport(ERROR,
+				(errcode(ERRCODE_INVALID_PARAMETER_VALUE),
+				 errmsg("unknown pg_dp request '%s'", copy)));
+	(void) run_request(a->role, copy, payload, request_context, replies, NULL);
+}
+
+static void
+pool_serve(void) pg_attribute_noreturn();
+
+static void
+pool_serve(void)
+{
+	MemoryContext request_context;
+	sigjmp_buf	local_sigjmp_buf;
+
+	request_context = AllocSetContextCreate(TopMemoryContext, "pg_dp executor request",
+											ALLOCSET_DEFAULT_SIZES);
+
+	/* An error ends its request (the caller has it), never the executor. */
+	if (sigsetjmp(local_sigjmp_buf, 1) != 0)
+	{
+		error_context_stack = NULL;
+		HOLD_INTERRUPTS();
+		EmitErrorReport();
+		AbortCurrentTransaction();
+		MemoryContextSwitchTo(TopMemoryContext);
+		FlushErrorState();
+		pool_request_done();
+		MemoryContextReset(request_context);
+		pgstat_report_activity(STATE_IDLE, NULL);
+		RESUME_INTERRUPTS();
+	}
+	PG_exception_stack = &local_sigjmp_buf;
+
+	for (;;)
+	{
+		PoolNext	next;
+
+		MemoryContextSwitchTo(request_context);
+		MemoryContextReset(request_context);
+		pool_reload_config();
+		next = dp_pool_worker_next(pool_index, &pool_current);
+		if (next == POOL_SERVE)
+		{
+			pool_serving = true;
+			serve_pooled(&pool_current, request_context);
+			pool_request_done();
+			continue;
+		}
+		if (next == POOL_LEAVE)
+			pool_leave();
+		(void) WaitLatch(MyLatch, WL_LATCH_SET | WL_TIMEOUT | WL_EXIT_ON_PM_DEATH,
+						 POOL_IDLE_POLL_MS, PG_WAIT_EXTENSION);
+		ResetLatch(MyLatch);
+		QueryCancelPending = false; /* idle: a cancel can only be for a request already over */
+		CHECK_FOR_INTERRUPTS();
+		if (dp_database_wanted())
+		{
+			/* DROP, ALTER ... RENAME or CREATE DATABASE ... TEMPLATE waits for this connection */
+			dp_pool_worker_leave(pool_index, true);
+			pool_leave();
+		}
+	}
+}
+
+void
+dp_pool_worker_main(Datum main_arg)
+{
+	Oid			database;
+	Oid			owner;
+
+	pool_index = DatumGetInt32(main_arg);
+	dp_executor_process_init();
+	pqsignal(SIGHUP, SignalHandlerForConfigReload);
+	if (dp_pool_worker_start(pool_index))
+	{
+		/* its last process failed (its database may be gone): not in a tight loop */
+		(void) WaitLatch(MyLatch, WL_TIMEOUT | WL_EXIT_ON_PM_DEATH, 1000, PG_WAIT_EXTENSION);
+	}
+	before_shmem_exit(pool_worker_exit, (Datum) 0);
+	for (;;)
+	{
+		if (dp_pool_worker_choose(pool_index, &database, &owner))
+			break;
+		(void) WaitLatch(MyLatch, WL_LATCH_SET | WL_TIMEOUT | WL_EXIT_ON_PM_DEATH, 1000, PG_WAIT_EXTENSION);
+		ResetLatch(MyLatch);
+		CHECK_FOR_INTERRUPTS();
+		pool_reload_config();
+	}
+	BackgroundWorkerInitializeConnectionByOid(database, owner, 0);
+	dp_executor_pin_settings();
+	if (dp_pool_worker_lane(pool_index) == POOL_LANE_QUESTIONS)
+		dp_executor_warm_up();
+	dp_pool_worker_ready(pool_index);
+	pool_serve();
 }

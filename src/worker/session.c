@@ -77,6 +77,7 @@
 #include "utils/wait_event.h"
 
 #include "pg_dp.h"
+#include "worker/pool.h"
 #include "worker/protocol.h"
 #include "worker/serve.h"
 #include "worker/spares.h"
@@ -414,6 +415,259 @@ executor_roundtrip(Oid role, const char *kind, const char *payload)
 	return result;
 }
 
+/* ------------------------------------------------------------------------
+ * The pool (pool.c): the request goes into the shared queue and whichever
+ * executor takes it answers into this session's segment.
+ * ------------------------------------------------------------------------ */
+
+#define POOL_MIN_REQUEST_CAPACITY	(8 * 1024)
+
+typedef struct PoolSession
+{
+	dsm_segment *seg;
+	PoolSegment *hdr;
+	uint64		last_id;		/* the latest request (its entry may still be in use) */
+	pid_t		last_executor;	/* the executor that served it */
+} PoolSession;
+
+static PoolSession pool_session = {NULL, NULL, 0, 0};
+static bool pool_exit_registered = false;
+
+/* The backend exits (also FATAL, where no PG_CATCH runs): its request leaves the pool. */
+static void
+pool_session_exit(int code, Datum arg)
+{
+	if (pool_session.last_id != 0)
+		dp_pool_abandon(pool_session.last_id);
+}
+
+/* Forget the segment (an executor may still map it: it goes when the last one unmaps it). */
+static void
+pool_drop_segment(void)
+{
+	if (pool_session.seg != NULL)
+		dsm_detach(pool_session.seg);
+	pool_session.seg = NULL;
+	pool_session.hdr = NULL;
+}
+
+/* A segment that holds a request of `needed` bytes, the one of earlier requests if it is big enough. */
+static PoolSegment *
+pool_segment_for(Size needed)
+{
+	Size		capacity;
+	PoolSegment *hdr;
+
+	if (pool_session.hdr != NULL && pool_session.hdr->request_capacity >= needed)
+		return pool_session.hdr;
+	pool_drop_segment();
+	capacity = Max(POOL_MIN_REQUEST_CAPACITY, MAXALIGN(needed));
+	pool_session.seg = dsm_create(pool_segment_size(capacity), 0);
+	dsm_pin_mapping(pool_session.seg);	/* lives as long as the session, not the transaction */
+	hdr = dsm_segment_address(pool_session.seg);
+	memset(hdr, 0, POOL_SEGMENT_HEADER_SIZE);
+	hdr->magic = POOL_SEGMENT_MAGIC;
+	hdr->backend_pid = MyProcPid;
+	hdr->request_capacity = capacity;
+	if (!pg_strong_random(&hdr->nonce, sizeof(hdr->nonce)))
+		ereport(ERROR,
+				(errcode(ERRCODE_INTERNAL_ERROR),
+				 errmsg("pg_dp: could not generate a random nonce")));
+	pool_session.hdr = hdr;
+	return hdr;
+}
+
+/*
+ * Wait while this backend's queue entry is still taken: by this session's
+ * previous request (its executor is finishing it), or by a request of an
+ * earlier backend that had the same PGPROC and exited while it ran.
+ */
+static void
+pool_wait_previous(void)
+{
+	while (!dp_pool_entry_free())
+	{
+		(void) WaitLatch(MyLatch, WL_LATCH_SET | WL_TIMEOUT | WL_EXIT_ON_PM_DEATH, 100, PG_WAIT_EXTENSION);
+		ResetLatch(MyLatch);
+		CHECK_FOR_INTERRUPTS();
+	}
+}
+
+/* Sleep for the rate limit's wait, interruptibly. */
+static void
+pool_throttle(double seconds)
+{
+	TimestampTz until = GetCurrentTimestamp() + (TimestampTz) (seconds * USECS_PER_SEC);
+
+	for (;;)
+	{
+		long		ms = TimestampDifferenceMilliseconds(GetCurrentTimestamp(), until);
+
+		if (ms <= 0)
+			break;
+		(void) WaitLatch(MyLatch, WL_LATCH_SET | WL_TIMEOUT | WL_EXIT_ON_PM_DEATH, ms, PG_WAIT_EXTENSION);
+		ResetLatch(MyLatch);
+		CHECK_FOR_INTERRUPTS();
+	}
+}
+
+static int
+request_lane(const char *kind)
+{
+	return (strcmp(kind, "synthesize") == 0 || strcmp(kind, "evaluate") == 0 ||
+			strcmp(kind, "evaluate_schema") == 0) ? POOL_LANE_SYNTHESIS : POOL_LANE_QUESTIONS;
+}
+
+/* Requests that cost no budget: the rate limit counts them (and refusals). */
+static bool
+free_request_kind(const char *kind)
+{
+	return strcmp(kind, "cost") == 0 || strcmp(kind, "explain") == 0 ||
+		strcmp(kind, "synthetic_copy") == 0;
+}
+
+static text *
+pool_roundtrip(Oid role, const char *kind, const char *payload)
+{
+	PoolSubmit	submit;
+	PoolSegment *volatile hdr;
+	Size		kind_len = strlen(kind) + 1;
+	Size		payload_len = strlen(payload) + 1;
+	shm_mq	   *mq;
+	shm_mq_handle *volatile replies = NULL;
+	text	   *volatile result = NULL;
+	volatile bool in_pool = false;
+	double		wait;
+	volatile TimestampTz absent_since = 0;
+
+	if (!pool_exit_registered)
+	{
+		before_shmem_exit(pool_session_exit, (Datum) 0);
+		pool_exit_registered = true;
+	}
+	submit.lane = request_lane(kind);
+	submit.free_kind = free_request_kind(kind);
+	submit.role = role;
+	submit.database = MyDatabaseId;
+	submit.owner = extension_owner();
+
+	/* the rate limit on free requests: a role out of tokens waits here, holding no executor */
+	wait = dp_pool_admit(role, submit.free_kind);
+	if (wait > 0)
+		pool_throttle(wait);
+	pool_wait_previous();
+
+	hdr = pool_segment_for(kind_len + payload_len);
+	submit.id = dp_pool_next_id();
+	submit.handle = dsm_segment_handle(pool_session.seg);
+	submit.nonce = hdr->nonce;
+	hdr->request_id = submit.id;
+	hdr->executor_pid = 0;
+	memcpy(pool_segment_request(hdr), kind, kind_len);
+	memcpy(pool_segment_request(hdr) + kind_len, payload, payload_len);
+	hdr->request_len = kind_len + payload_len;
+	mq = shm_mq_create(pool_segment_replies(hdr), POOL_REPLY_QUEUE_SIZE);
+	shm_mq_set_receiver(mq, MyProc);
+
+	PG_TRY();
+	{
+		replies = shm_mq_attach(mq, pool_session.seg, NULL);
+		dp_pool_submit(&submit);
+		in_pool = true;
+		pool_session.last_id = submit.id;
+		while (result == NULL)
+		{
+			Size		len;
+			void	   *data;
+			shm_mq_result res = shm_mq_receive(replies, &len, &data, true);
+
+			if (res == SHM_MQ_SUCCESS)
+			{
+				char		type = len > 0 ? ((char *) data)[0] : 0;
+
+				if (type == MSG_REPLY)
+				{
+					result = cstring_to_text_with_len((char *) data + 1, len - 1);
+					in_pool = false;
+				}
+				else if (type == 'N')
+					rethrow((char *) data + 1, len - 1);
+				else if (type == 'E')
+				{
+					/* the request ended with this error; a refusal counts as a free request */
+					in_pool = false;
+					if (!submit.free_kind)
+						dp_pool_debit(role);
+					pool_session.last_executor = hdr->executor_pid;
+					rethrow((char *) data + 1, len - 1);
+				}
+				continue;
+			}
+			if (res == SHM_MQ_DETACHED ||
+				dp_pool_request_state(submit.id, NULL) == POOL_REQUEST_FREE)
+			{
+				/* the executor left (or refused the request) without a reply: one last look */
+				if (res != SHM_MQ_DETACHED &&
+					shm_mq_receive(replies, &len, &data, true) == SHM_MQ_SUCCESS && len > 0)
+				{
+					char		type = ((char *) data)[0];
+
+					if (type == MSG_REPLY)
+					{
+						result = cstring_to_text_with_len((char *) data + 1, len - 1);
+						in_pool = false;
+						break;
+					}
+					if (type == 'E')
+					{
+						in_pool = false;
+						rethrow((char *) data + 1, len - 1);
+					}
+				}
+				in_pool = false;
+				ereport(ERROR,
+						(errcode(ERRCODE_CONNECTION_FAILURE),
+						 errmsg("the pg_dp executor exited while answering"),
+						 errhint("See the server log; ask again.")));
+			}
+			if (dp_pool_lane_running(submit.lane))
+				absent_since = 0;
+			else if (absent_since == 0)
+				absent_since = GetCurrentTimestamp();
+			else if (TimestampDifferenceExceeds(absent_since, GetCurrentTimestamp(), 10 * 1000))
+				ereport(ERROR,
+						(errcode(ERRCODE_INSUFFICIENT_RESOURCES),
+						 errmsg("no pg_dp executor is running"),
+						 errhint("The server could not start the executors of the pool: see its log, and "
+								 "max_worker_processes against pg_dp.executors + pg_dp.synthesis_executors.")));
+			(void) WaitLatch(MyLatch, WL_LATCH_SET | WL_TIMEOUT | WL_EXIT_ON_PM_DEATH, 1000,
+							 PG_WAIT_EXTENSION);
+			ResetLatch(MyLatch);
+			CHECK_FOR_INTERRUPTS();
+		}
+	}
+	PG_CATCH();
+	{
+		/*
+		 * A cancel, timeout or error while the request is in the pool: it
+		 * leaves the queue at once, or its executor is told to stop; the
+		 * segment is not used again (the executor may still map it).
+		 */
+		if (in_pool)
+		{
+			dp_pool_abandon(submit.id);
+			pool_drop_segment();
+		}
+		else if (replies != NULL)
+			shm_mq_detach(replies);
+		PG_RE_THROW();
+	}
+	PG_END_TRY();
+	pool_session.last_executor = hdr->executor_pid;
+	shm_mq_detach(replies);
+	return result;
+}
+
 text *
 dp_executor_request(const char *kind, const char *payload)
 {
@@ -421,6 +675,12 @@ dp_executor_request(const char *kind, const char *payload)
 		ereport(ERROR,
 				(errcode(ERRCODE_INVALID_TRANSACTION_STATE),
 				 errmsg("pg_dp requests cannot run in a parallel worker")));
+	if (internal_request_kind(kind))
+		ereport(ERROR,
+				(errcode(ERRCODE_INVALID_PARAMETER_VALUE),
+				 errmsg("unknown pg_dp request '%s'", kind)));
+	if (dp_pool_enabled())
+		return pool_roundtrip(GetUserId(), kind, payload);
 	return executor_roundtrip(GetUserId(), kind, payload);
 }
 
@@ -446,12 +706,20 @@ dp_executor_call(PG_FUNCTION_ARGS)
 }
 
 PG_FUNCTION_INFO_V1(dp_executor_pid);
-/* The PID of this session's executor, or NULL when none runs (tests, dp.doctor). */
+/* The PID of this session's executor (in the pool: the latest one), or NULL when none runs. */
 Datum
 dp_executor_pid(PG_FUNCTION_ARGS)
 {
 	pid_t		pid;
 
+	if (dp_pool_enabled())
+	{
+		/* the pool's executor that served this session's latest request, while it runs */
+		pid = pool_session.last_executor;
+		if (pid == 0 || BackendPidGetProc(pid) == NULL)
+			PG_RETURN_NULL();
+		PG_RETURN_INT32(pid);
+	}
 	if (session == NULL)
 		PG_RETURN_NULL();
 	if (session->worker == NULL)

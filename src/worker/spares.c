@@ -379,41 +379,6 @@ spare_unregister(int code, Datum arg)
 	}
 }
 
-/*
- * Load the engine: what a session's first request would otherwise wait for.
- * Role 0 marks the warm-up as the spare's own (a caller's role is never 0, so
- * no session can send one and skip the engine's per-request checks).
- */
-static void
-warm_up(void)
-{
-	SetCurrentStatementStartTimestamp();
-	StartTransactionCommand();
-	PushActiveSnapshot(GetTransactionSnapshot());
-	SPI_connect();
-	if (SPI_execute("SELECT dp_internal.executor_handle(0, 'warmup', '')", false, 1) != SPI_OK_SELECT)
-		elog(ERROR, "pg_dp spare: the engine did not load");
-	SPI_finish();
-	PopActiveSnapshot();
-	CommitTransactionCommand();
-	pgstat_report_stat(false);
-}
-
-/* Does another backend lock the database to drop, rename or copy it? */
-static bool
-database_wanted(void)
-{
-	LOCKTAG		tag;
-	VirtualTransactionId *holders;
-	bool		wanted;
-
-	SET_LOCKTAG_OBJECT(tag, InvalidOid, DatabaseRelationId, MyDatabaseId, 0);
-	holders = GetLockConflicts(&tag, RowExclusiveLock, NULL);
-	wanted = VirtualTransactionIdIsValid(holders[0]);
-	pfree(holders);
-	return wanted;
-}
-
 /* Publish the spare: its file, written whole and then renamed into place. */
 static void
 register_spare(ExecutorShared *shared, dsm_segment *seg)
@@ -491,7 +456,7 @@ dp_spare_main(Datum main_arg)
 	own_marker = false;
 
 	dp_executor_pin_settings();
-	warm_up();
+	dp_executor_warm_up();
 
 	if (!pg_atomic_compare_exchange_u32(&shared->state, &warming, STATE_SPARE) &&
 		warming == STATE_RETIRED)
@@ -512,7 +477,7 @@ dp_spare_main(Datum main_arg)
 						 SPARE_POLL_MS, PG_WAIT_EXTENSION);
 		ResetLatch(MyLatch);
 		CHECK_FOR_INTERRUPTS();
-		if ((database_wanted() ||
+		if ((dp_database_wanted() ||
 			 TimestampDifferenceExceeds(since, GetCurrentTimestamp(), EXECUTOR_IDLE_MS)) &&
 			pg_atomic_compare_exchange_u32(&shared->state, &spare, STATE_RETIRED))
 			proc_exit(0);

@@ -153,9 +153,9 @@ def test_attack_vocabulary_check_runs_as_owner(mallory, conn):
     conn.execute("SELECT dp.set_bounds('orders', 'n', 0, 7)")
     mallory.execute("CALL dp.dp_synthesize('public.orders', epsilon => 1)")
     assert "postgres" not in _ran_as(conn)
-    # the copy exists, without mallory's table copied under the owner's rights
-    assert conn.execute("SELECT count(*) FROM dp_synthetic.orders").fetchone()[0] > 0
-    assert conn.execute("SELECT to_regclass('dp_synthetic.kinds')").fetchone()[0] is None
+    # the copy exists (in mallory's own shadow schema), without mallory's table copied under the owner's rights
+    assert conn.execute("SELECT count(*) FROM dp_synthetic_mallory.orders").fetchone()[0] > 0
+    assert conn.execute("SELECT to_regclass('dp_synthetic_mallory.kinds')").fetchone()[0] is None
 
 
 def test_attack_statistics_counters_after_a_question(mallory, conn):

@@ -64,8 +64,6 @@ GATEWAY_REFUSALS = [
     "SELECT count(*) FROM patients p JOIN patients q ON p.id = q.id",
     "SELECT count(*) FROM patients WHERE age IN (SELECT age FROM patients WHERE id = 4242)",
     "SELECT count(*) FROM patients WHERE EXISTS (SELECT 1 FROM patients WHERE id = 4242 AND age = 0)",
-    "WITH p AS (SELECT * FROM patients) SELECT count(*) FROM p",
-    "SELECT (SELECT count(*) FROM patients WHERE id = 4242)",
 ]
 
 
@@ -78,6 +76,22 @@ def test_attack_gateway_refusals_hold_as_plain_sql(mallory, conn, sql):
     refused(mallory, sql)
     assert spent(conn) == before
     assert mallory.execute("SELECT count(*) FROM mallory.seen").fetchone()[0] == 0
+
+
+@pytest.mark.parametrize("sql", [
+    "WITH p AS (SELECT * FROM patients WHERE id = 4242) SELECT count(*) FROM p",
+    "SELECT (SELECT count(*) FROM patients WHERE id = 4243)",
+    "SELECT n FROM (SELECT count(*) AS n FROM (SELECT * FROM patients) a WHERE a.id = 4244) b",
+])
+def test_attack_nested_questions_are_dp_measurements_charged_once(mallory, conn, sql):
+    """A CTE, a scalar sub-select, nesting: the question about one row is a DP measurement
+    (issue 19), charged the statement's epsilon once (0.1, mallory's default), and the same
+    statement again is the same released answer, free -- no exact value and no averaging."""
+    before = spent(conn)
+    first = mallory.execute(sql).fetchall()
+    assert spent(conn) == before + Decimal("0.1")
+    assert mallory.execute(sql).fetchall() == first
+    assert spent(conn) == before + Decimal("0.1")
 
 
 @pytest.mark.parametrize("sql", [

@@ -340,8 +340,14 @@ def test_attack_references_membership(conn, mallory):
     conn.execute("INSERT INTO rt SELECT g, g FROM generate_series(1, 100) g WHERE g <> 42")
     conn.execute(f"GRANT REFERENCES ON rt TO {MALLORY}")
     mallory.execute("CREATE TABLE probe (id int REFERENCES public.rt)")
-    with notices(conn) as got:
+    # refused while someone else may probe it, saying exactly what they learn (issue 17, item 10)
+    with pytest.raises(psycopg.errors.InsufficientPrivilege) as e:
         conn.execute("SELECT dp.protect('rt')")
+    assert "probe_id_fkey" in e.value.diag.message_primary and "membership" in e.value.diag.message_primary
+    assert "force" in e.value.diag.message_hint
+    assert conn.execute("SELECT count(*) FROM dp.protected_tables WHERE table_name = 'rt'::regclass").fetchone()[0] == 0
+    with notices(conn) as got:
+        conn.execute("SELECT dp.protect('rt', force => true)")
     said = text_of(got)
     assert "probe_id_fkey" in said and f"{MALLORY}.probe" in said
     # the key stays an oracle (insert 42: violation = not a member) until the DBA drops it
@@ -443,7 +449,7 @@ def _doctor_scenario(pg, name, c):
     c.execute("CREATE ROLE ap_dd_owner")
     c.execute("CREATE TABLE dd_owned (id int)")
     c.execute("ALTER TABLE dd_owned OWNER TO ap_dd_owner")
-    c.execute("SELECT dp.protect('dd', dataset => 'dd')")
+    c.execute("SELECT dp.protect('dd', dataset => 'dd', force => true)")
     c.execute("SELECT dp.protect('dd_owned', dataset => 'dd')")
     # what only the doctor sees: DDL while pg_dp's event trigger was off, and paths no GRANT opens
     c.execute("ALTER EVENT TRIGGER dp_guard DISABLE")

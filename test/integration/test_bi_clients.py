@@ -136,3 +136,26 @@ def test_jdbc_prepared_statements_get_dp_answers(server, tmp_path):
     assert len(first) == len(SHAPES)
     assert spent(server) == after_first       # all cached: the second session costs nothing
     assert after_first - before <= len(SHAPES)
+
+
+def test_catalog_shows_a_protected_tables_columns(server, tmp_path):
+    """Names, types and comments of a protected table's columns, through JDBC's getColumns,
+    information_schema.columns (Malloy's and Metabase's schema read) and SQLAlchemy's inspector,
+    for a role that reads no row of it and holds no column privilege."""
+    with server.connect("bi") as c:
+        c.execute("COMMENT ON COLUMN orders.total IS 'order total in EUR'")
+    expected = ["id", "customer_id", "created_at", "status", "country", "quantity", "total"]
+    out = subprocess.run([_java(), "-cp", JDBC_JAR, os.path.join(HERE, "..", "support", "java", "BiColumns.java"),
+                          f"jdbc:postgresql://127.0.0.1:{server.port}/bi", "analyst", "public", "orders"],
+                         capture_output=True, text=True, timeout=300)
+    assert out.returncode == 0, out.stderr
+    lines = [line.split() for line in out.stdout.splitlines()]
+    assert [x[0] for x in lines] == expected
+    assert lines[2][1] == "timestamp" and lines[6] == ["total", "numeric", "order_total_in_EUR"]
+    with server.connect("bi", user="analyst") as a:
+        rows = a.execute("SELECT column_name, data_type, col_description('public.orders'::regclass, ordinal_position::int) "
+                         "FROM information_schema.columns WHERE table_schema = 'public' AND table_name = 'orders' "
+                         "ORDER BY ordinal_position").fetchall()
+        assert [r[0] for r in rows] == expected and rows[6] == ("total", "numeric", "order total in EUR")
+        assert not a.execute("SELECT has_any_column_privilege('public.orders', 'SELECT, INSERT, UPDATE, REFERENCES')"
+                             ).fetchone()[0]

@@ -20,6 +20,7 @@ from conftest import shared_data
 from datasets import synthesize
 
 ANALYST = "syn_analyst"
+MINE = f"dp_synthetic_{ANALYST}"      # an analyst's copies go to a shadow schema of its own (issue 17)
 
 
 @pytest.fixture(scope="module", autouse=True)
@@ -33,6 +34,7 @@ def setup(conn):
     conn.execute("SELECT dp.grant_budget('postgres', 'adult', 100.0, 1e-2)")
     yield
     conn.execute("DROP SCHEMA IF EXISTS dp_synthetic CASCADE")
+    conn.execute(f"DROP SCHEMA IF EXISTS {MINE} CASCADE")
     conn.execute(f"DROP OWNED BY {ANALYST}")
     conn.execute(f"DROP ROLE {ANALYST}")
 
@@ -69,7 +71,7 @@ def test_analyst_synthesizes_without_select_and_reads_the_copy(conn, analyst):
     assert any("fitted the graphical model" in n for n in notices)
     assert any(n.startswith("dp_synthesize adult: wrote") for n in notices)
     # the caller reads the copy freely; the source stays closed
-    n = analyst.execute("SELECT count(*) FROM dp_synthetic.adult").fetchone()[0]
+    n = analyst.execute(f"SELECT count(*) FROM {MINE}.adult").fetchone()[0]
     # a DP count of 100 rows at epsilon 0.05 (b = 20): off by 430 or more with p <= 2 exp(-21.5) < 1e-9
     # (here nothing is discovered: a Gaussian count, sigma 32, off by 196 or more with p < 1e-9)
     assert 1 <= n <= 100 + 430
@@ -78,13 +80,13 @@ def test_analyst_synthesizes_without_select_and_reads_the_copy(conn, analyst):
     statement, eps, delta = rows[-1]
     assert statement.startswith("CALL dp_synthesize(public.adult") and eps == Decimal("1.0")
     assert delta == Decimal("0.000001")
-    assert columns(conn, "dp_synthetic.adult") == columns(conn, "public.adult")
-    comment = conn.execute("SELECT obj_description('dp_synthetic.adult'::regclass)").fetchone()[0]
+    assert columns(conn, f"{MINE}.adult") == columns(conn, "public.adult")
+    comment = conn.execute(f"SELECT obj_description('{MINE}.adult'::regclass)").fetchone()[0]
     assert "epsilon 1.0" in comment and "public.adult" in comment and "MST" in comment
     made = analyst.execute("SELECT source::text, epsilon, row_count FROM dp.synthetic_tables").fetchall()
     assert ("adult", Decimal("1.0"), n) in made
     # values come from the declared public sets and bounds
-    assert analyst.execute("SELECT count(*) FROM dp_synthetic.adult WHERE age NOT BETWEEN 17 AND 90 "
+    assert analyst.execute(f"SELECT count(*) FROM {MINE}.adult WHERE age NOT BETWEEN 17 AND 90 "
                            "OR sex NOT IN ('Male', 'Female')").fetchone()[0] == 0
 
 
@@ -109,11 +111,11 @@ def test_hard_denial_constraints_hold_in_the_copy(conn):
 
 def test_every_common_type_round_trips_its_ddl(conn, analyst):
     synthesize(analyst, "public.mixed", epsilon=2.0)
-    assert columns(conn, "dp_synthetic.mixed") == columns(conn, "public.mixed")
-    assert constraints(conn, "dp_synthetic.mixed") == constraints(conn, "public.mixed")
-    stats = conn.execute("""SELECT count(*), count(DISTINCT id), count(*) FILTER (WHERE visits IS NULL),
+    assert columns(conn, f"{MINE}.mixed") == columns(conn, "public.mixed")
+    assert constraints(conn, f"{MINE}.mixed") == constraints(conn, "public.mixed")
+    stats = conn.execute(f"""SELECT count(*), count(DISTINCT id), count(*) FILTER (WHERE visits IS NULL),
                             count(DISTINCT tier), count(DISTINCT region), min(joined), max(joined),
-                            bool_or(active), bool_and(active) FROM dp_synthetic.mixed""").fetchone()
+                            bool_or(active), bool_and(active) FROM {MINE}.mixed""").fetchone()
     n, ids, null_visits, tiers, regions, first, last, some, every = stats
     # the DP count of 3000 rows at epsilon 0.1 (b = 10) is under 1000 with p <= exp(-200)
     assert ids == n > 1000                       # keys regenerated, unique
@@ -131,7 +133,7 @@ def test_every_common_type_round_trips_its_ddl(conn, analyst):
     assert first >= epoch + dt.timedelta(days=2048) and last <= epoch + dt.timedelta(days=32768)
     # the identifier column is regenerated, never copied (2250 distinct values of one row each:
     # DP partition selection releases any with p <= delta, and half of them are needed)
-    assert conn.execute("SELECT count(*) FROM dp_synthetic.mixed s JOIN public.mixed m USING (referral)"
+    assert conn.execute(f"SELECT count(*) FROM {MINE}.mixed s JOIN public.mixed m USING (referral)"
                         ).fetchone()[0] == 0
 
 
@@ -279,20 +281,20 @@ def test_foreign_keys_to_a_vocabulary_and_to_a_synthetic_parent(conn, analyst):
     notices = synthesize(analyst, "public.stays", epsilon=1.0)
     assert any("has no synthetic copy" in n for n in notices)
     assert [r[0] for r in conn.execute("SELECT conname FROM pg_constraint WHERE contype = 'f' "
-                                       "AND conrelid = 'dp_synthetic.stays'::regclass")] == ["stays_ward_fkey"]
+                                       f"AND conrelid = '{MINE}.stays'::regclass")] == ["stays_ward_fkey"]
     # the vocabulary is copied verbatim, and the copy's keys come from it
-    assert conn.execute("SELECT * FROM dp_synthetic.wards ORDER BY code").fetchall() == \
+    assert conn.execute(f"SELECT * FROM {MINE}.wards ORDER BY code").fetchall() == \
         conn.execute("SELECT * FROM wards ORDER BY code").fetchall()
-    assert analyst.execute("SELECT count(*) FROM dp_synthetic.stays s JOIN dp_synthetic.wards w "
+    assert analyst.execute(f"SELECT count(*) FROM {MINE}.stays s JOIN {MINE}.wards w "
                            "ON w.code = s.ward").fetchone()[0] == \
-        analyst.execute("SELECT count(*) FROM dp_synthetic.stays").fetchone()[0]
+        analyst.execute(f"SELECT count(*) FROM {MINE}.stays").fetchone()[0]
     # parents first, then children: the key is kept, pointing at the synthetic parent
     synthesize(analyst, "public.patients", epsilon=1.0)
     synthesize(analyst, "public.stays", epsilon=1.0)
     fks = dict(conn.execute("SELECT conname, confrelid::regclass::text FROM pg_constraint WHERE contype = 'f' "
-                            "AND conrelid = 'dp_synthetic.stays'::regclass").fetchall())
-    assert fks == {"stays_ward_fkey": "dp_synthetic.wards", "stays_patient_fkey": "dp_synthetic.patients"}
-    orphans = conn.execute("SELECT count(*) FROM dp_synthetic.stays s LEFT JOIN dp_synthetic.patients p "
+                            f"AND conrelid = '{MINE}.stays'::regclass").fetchall())
+    assert fks == {"stays_ward_fkey": f"{MINE}.wards", "stays_patient_fkey": f"{MINE}.patients"}
+    orphans = conn.execute(f"SELECT count(*) FROM {MINE}.stays s LEFT JOIN {MINE}.patients p "
                            "ON p.id = s.patient WHERE p.id IS NULL").fetchone()[0]
     assert orphans == 0
     # a new copy of the parent drops the child's key to the old one, and says so

@@ -374,3 +374,46 @@ def test_tableau_day_keys_and_measures():
     assert "CAST(\"x\" AS pg_catalog.float8)" not in p.sql.split("exact_sum(")[0]
     refused("SELECT SUM(2) FROM t", "0A000")
     refused("SELECT SUM(CAST(city AS integer)) FROM t", "0A000")
+
+
+# --- keys BI tools write over other keys (issue 19) ---------------------------------------------
+
+def test_epoch_buckets_and_to_timestamp_of_them():
+    p = plan_of("SELECT floor(extract(epoch FROM ts) / 86400) * 86400 AS b, count(*) FROM t GROUP BY 1")
+    assert p.columns[0] == ("b", "numeric") and len(p.public_keys) == 365
+    assert keys_of(p)[:2] == ["1609459200", "1609545600"]          # 2021-01-01, 2021-01-02 UTC
+    p = plan_of("SELECT to_timestamp(floor(extract(epoch FROM ts) / 3600) * 3600) AS h, count(*) FROM t GROUP BY 1")
+    assert p.columns[0] == ("h", "timestamp with time zone") and not p.zone_dependent
+    assert keys_of(p)[:2] == ["2021-01-01 00:00:00+00", "2021-01-01 01:00:00+00"]
+    p = plan_of("SELECT floor(date_part('epoch', d) / 604800) * 604800 AS w, count(*) FROM t GROUP BY 1")
+    assert p.columns[0] == ("w", "double precision")
+    refused("SELECT floor(extract(epoch FROM ts) / 1.5) * 1.5, count(*) FROM t GROUP BY 1", "0A000")
+    refused("SELECT floor(extract(epoch FROM city) / 60) * 60, count(*) FROM t GROUP BY 1", "42883")
+
+
+def test_to_char_of_a_time_key():
+    p = plan_of("SELECT to_char(date_trunc('month', d), 'YYYY-MM') AS m, count(*) FROM t GROUP BY 1")
+    assert p.columns[0] == ("m", "text") and keys_of(p) == [f"2021-{m:02d}" for m in range(1, 13)]
+    p = plan_of("SELECT to_char(date_trunc('month', ts), 'FMMonth YYYY') AS m, count(*) FROM t GROUP BY 1")
+    assert keys_of(p)[:2] == ["January 2021", "February 2021"]
+    p = plan_of("SELECT to_char(date_trunc('quarter', ts), 'YYYY-\"Q\"Q') AS q, count(*) FROM t GROUP BY 1")
+    assert keys_of(p) == ["2021-Q1", "2021-Q2", "2021-Q3", "2021-Q4"]
+    p = plan_of("SELECT to_char(ts, 'TZ') AS z, count(*) FROM t GROUP BY 1")       # no public set: selection
+    assert p.public_keys is None and p.selection_epsilon > 0
+
+
+def test_coalesce_nullif_and_text_functions_of_a_key():
+    m = meta()
+    m.columns["g"] = col("text", public_values=["a", "b"])                       # nullable: NULL is a key
+    p = plan_of("SELECT COALESCE(g, 'none') AS g2, count(*) FROM t GROUP BY 1", m)
+    assert keys_of(p) == ["a", "b", "none"]
+    p = plan_of("SELECT NULLIF(g, 'a') AS g2, count(*) FROM t GROUP BY 1", m)
+    assert keys_of(p) == [None, "b"]
+    p = plan_of("SELECT upper(g) AS u, count(*) FROM t GROUP BY 1", m)
+    assert keys_of(p) == ["A", "B", None]
+    p = plan_of("SELECT substring(g, 1, 1) AS s, count(*) FROM t GROUP BY 1", m)
+    assert keys_of(p) == ["a", "b", None]
+    refused("SELECT COALESCE(g, 3) AS g2, count(*) FROM t GROUP BY 1", "42804", m)
+    refused("SELECT substring(g, 1, -1) AS s, count(*) FROM t GROUP BY 1", "22011", m)
+    m.columns["g"] = col("text", public_values=["é", "b"])
+    assert plan_of("SELECT lower(g) AS l, count(*) FROM t GROUP BY 1", m).public_keys is None   # locale-dependent

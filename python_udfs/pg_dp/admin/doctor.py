@@ -8,6 +8,8 @@ closed.  A row's table_name is the protected table the path leads to (NULL: the 
 database).
 """
 
+import json
+
 from ..core import db
 from .protect import version_trigger_sql
 
@@ -19,10 +21,12 @@ def doctor(known_limits=False):
     rows = []
     for check in (_unprotected_children, _grants, _version_triggers, _owners, _memberships, _foreign_keys,
                   _referenced_writable, _security_definer_functions, _rules, _publications, _stat_functions,
-                  _event_triggers, _broken_paths):
+                  _event_triggers, _broken_paths, _references, _foreign_code, _writer, _shadow_schemas,
+                  _createrole):
         rows.extend(check())
     if known_limits:
         rows.extend(_known_limits())
+        rows.extend(_executor_mode())
     return [{"table_name": str(t) if t is not None else None, "issue": i, "detail": d, "fix": f}
             for t, i, d, f in rows]
 
@@ -180,7 +184,8 @@ def _foreign_keys():
             "f.confrelid::regclass::text AS target, f.writers FROM dp_internal.probing_foreign_keys f ORDER BY 3, 2"):
         out.append((r["root"], "foreign key from an unprotected table",
                     f"{r['conname']} of {r['rel']} references {r['target']}; {', '.join(r['writers'])} may write "
-                    f"{r['rel']}: a foreign-key violation tells whether a key is in {r['target']}",
+                    f"{r['rel']}, and each insert or update tells them exactly whether the value they try is a key "
+                    f"of {r['target']} (a foreign-key violation or none): membership of any key they can guess",
                     f"ALTER TABLE {r['rel']} DROP CONSTRAINT {db.quote_ident(r['conname'])}"))
     return out
 
@@ -338,17 +343,173 @@ def _broken_paths():
     return out
 
 
+def _references():
+    """Tables whose rows name a unit of their dataset more than once (a key added after dp.protect):
+    the gateway and dp_synthesize refuse them until the DBA declares each extra key."""
+    from ..core.catalog import describe_reference, unit_references
+
+    out = []
+    for r in db.execute(
+            "SELECT p.relid::int8 AS relid, p.relid::regclass::text AS name, p.dataset, d.privacy_unit "
+            "FROM dp_internal.protected_tables p JOIN dp_internal.datasets d ON d.name = p.dataset "
+            "JOIN pg_catalog.pg_class c ON c.oid = p.relid WHERE d.privacy_unit IS NOT NULL ORDER BY 2"):
+        refs = [x for x in unit_references(r["relid"], r["dataset"], r["privacy_unit"]) if not x["declared"]]
+        if len(refs) > 1:
+            keys = [x["conname"] for x in refs if x["conname"]]
+            out.append((r["relid"], "a row names the unit twice",
+                        f"rows of {r['name']} name a unit ({r['privacy_unit']}) through "
+                        + " and ".join(describe_reference(x) for x in refs)
+                        + "; questions and dp_synthesize refuse it until every reference but one is declared",
+                        f"SELECT dp.protect({db.quote_literal(r['name'])}, dataset => {db.quote_literal(r['dataset'])}, "
+                        f"not_personal => ARRAY[{db.quote_literal(keys[-1])}])"))
+    return out
+
+
+def _foreign_code():
+    """Protected tables whose column types would run another role's code as the extension owner."""
+    from ..core import trust
+
+    out = []
+    for r in db.execute("SELECT p.relid::int8 AS relid, p.relid::regclass::text AS name "
+                        "FROM dp_internal.protected_tables p JOIN pg_catalog.pg_class c ON c.oid = p.relid ORDER BY 2"):
+        for code in trust.column_code(r["relid"]):
+            function = code.split(" (owned by ")[0]
+            out.append((r["relid"], "column types run another role's code",
+                        f"values of {r['name']} would run {code} with the extension owner's rights: questions and "
+                        "dp_synthesize refuse it", f"ALTER FUNCTION {function} OWNER TO CURRENT_USER"))
+    return out
+
+
+def _writer():
+    """dp_shadow_writer, which writes synthetic copies, must stay powerless and alone."""
+    out = []
+    for r in db.execute(
+            "SELECT r.rolcanlogin OR r.rolsuper OR r.rolcreaterole OR r.rolcreatedb OR r.rolreplication "
+            "OR r.rolbypassrls AS powers, ARRAY(SELECT pg_catalog.pg_get_userbyid(m.member) FROM "
+            "pg_catalog.pg_auth_members m WHERE m.roleid = r.oid ORDER BY 1) AS members, "
+            "ARRAY(SELECT pg_catalog.pg_get_userbyid(m.roleid) FROM pg_catalog.pg_auth_members m "
+            "WHERE m.member = r.oid ORDER BY 1) AS member_of "
+            "FROM pg_catalog.pg_roles r WHERE r.rolname = 'dp_shadow_writer'"):
+        if r["powers"]:
+            out.append((None, "writer role has powers",
+                        "dp_shadow_writer, which writes synthetic copies, may log in or holds SUPERUSER, CREATEROLE, "
+                        "CREATEDB, REPLICATION or BYPASSRLS: dp_synthesize refuses to write",
+                        "ALTER ROLE dp_shadow_writer NOLOGIN NOSUPERUSER NOCREATEROLE NOCREATEDB NOREPLICATION "
+                        "NOBYPASSRLS"))
+        for m in r["members"]:
+            out.append((None, "writer role has members",
+                        f"{db.quote_ident(m)} may act as dp_shadow_writer and change every synthetic copy",
+                        f"REVOKE dp_shadow_writer FROM {db.quote_ident(m)}"))
+        for m in r["member_of"]:
+            out.append((None, "writer role is a member",
+                        f"dp_shadow_writer is a member of {db.quote_ident(m)}: the code it runs would have its rights",
+                        f"REVOKE {db.quote_ident(m)} FROM dp_shadow_writer"))
+    # privileges granted to it on anything but a shadow schema (its tables there are its own)
+    for r in db.execute(
+            "SELECT pg_catalog.pg_describe_object(s.classid, s.objid, s.objsubid) AS what, "
+            "CASE WHEN s.classid = 'pg_catalog.pg_class'::regclass THEN 'TABLE ' || s.objid::regclass::text "
+            "     WHEN s.classid = 'pg_catalog.pg_proc'::regclass THEN 'FUNCTION ' || s.objid::regprocedure::text "
+            "     WHEN s.classid = 'pg_catalog.pg_namespace'::regclass THEN 'SCHEMA ' || s.objid::regnamespace::text "
+            "END AS target FROM pg_catalog.pg_shdepend s "
+            "WHERE s.dbid = (SELECT oid FROM pg_catalog.pg_database WHERE datname = pg_catalog.current_database()) "
+            "AND s.refclassid = 'pg_catalog.pg_authid'::regclass AND s.deptype = 'a' "
+            "AND s.refobjid = (SELECT oid FROM pg_catalog.pg_roles WHERE rolname = 'dp_shadow_writer') "
+            "AND NOT (s.classid = 'pg_catalog.pg_namespace'::regclass AND (EXISTS (SELECT 1 FROM "
+            "         dp_internal.synthetic_tables t JOIN pg_catalog.pg_class c ON c.oid = t.relid "
+            "         WHERE c.relnamespace = s.objid) "
+            "     OR s.objid::regnamespace::text = (SELECT value FROM dp_internal.settings WHERE key = 'synthetic_schema') "
+            "     OR pg_catalog.obj_description(s.objid, 'pg_namespace') LIKE 'pg_dp: synthetic copies made by %')) "
+            "ORDER BY 1"):
+        out.append((None, "writer role holds privileges",
+                    f"dp_shadow_writer holds privileges on {r['what']}: whatever runs while a synthetic copy is "
+                    "written could use them",
+                    f"REVOKE ALL ON {r['target']} FROM dp_shadow_writer" if r["target"] else None))
+    return out
+
+
+def _createrole():
+    """In PostgreSQL 15 a role with CREATEROLE may grant itself any role but a superuser: pg_read_all_data
+    (every protected table), dp_shadow_writer (every synthetic copy).  Such a role is an administrator."""
+    return [(None, "role with CREATEROLE",
+             f"{db.quote_ident(r['rolname'])} has CREATEROLE: it may grant itself pg_read_all_data (and read every "
+             "protected table) or dp_shadow_writer (and change every synthetic copy)",
+             f"ALTER ROLE {db.quote_ident(r['rolname'])} NOCREATEROLE")
+            for r in db.execute("SELECT rolname FROM pg_catalog.pg_roles WHERE rolcreaterole AND NOT rolsuper "
+                                "AND NOT pg_catalog.has_table_privilege(oid, 'dp_internal.datasets', 'UPDATE') "
+                                "ORDER BY 1")]
+
+
+def _shadow_schemas():
+    """Roles other than pg_dp's (and administrators) that may create in a schema holding synthetic
+    copies: they could put a table where a copy goes, or functions BI users would find there."""
+    out = []
+    for r in db.execute(
+            "SELECT DISTINCT n.nspname, a.grantee::int8 AS grantee FROM dp_internal.synthetic_tables s "
+            "JOIN pg_catalog.pg_class c ON c.oid = s.relid JOIN pg_catalog.pg_namespace n ON n.oid = c.relnamespace "
+            "CROSS JOIN LATERAL pg_catalog.aclexplode(n.nspacl) a "
+            "WHERE a.privilege_type = 'CREATE' AND a.grantee <> n.nspowner "
+            "AND a.grantee <> (SELECT oid FROM pg_catalog.pg_roles WHERE rolname = 'dp_shadow_writer') "
+            "AND (a.grantee = 0 OR NOT (pg_catalog.has_table_privilege(a.grantee, 'dp_internal.datasets', 'UPDATE') "
+            "     OR (SELECT rolsuper FROM pg_catalog.pg_roles WHERE oid = a.grantee))) ORDER BY 1, 2"):
+        who = _who(r["grantee"])
+        out.append((None, "shadow schema writable",
+                    f"{who} may create objects in schema {r['nspname']}, where synthetic copies are: a table where a "
+                    "copy goes, or functions and operators found by whoever reads the copies",
+                    f"REVOKE CREATE ON SCHEMA {db.quote_ident(r['nspname'])} FROM {who}"))
+    return out
+
+
 def _known_limits():
-    """What no privilege closes: approximate sizes in pg_class, sizes on disk, remote writes."""
+    """What no privilege closes, each with what exactly a role learns: sizes in pg_class and on
+    disk, the bounded copies' existence and size, remote writes."""
     out = []
     for r in db.execute(
             "SELECT p.relid::int8 AS relid, p.relid::regclass::text AS name, c.reltuples::float8 AS reltuples, "
-            "c.relkind FROM dp_internal.protected_tables p JOIN pg_catalog.pg_class c ON c.oid = p.relid ORDER BY 2"):
-        estimate = f"now {r['reltuples']:g}" if r["reltuples"] >= 0 else "none yet"
+            "c.relpages::int8 AS relpages, pg_catalog.pg_relation_size(p.relid)::int8 AS bytes, c.relkind, "
+            "pg_catalog.current_setting('default_statistics_target')::int * 300 AS sample "
+            "FROM dp_internal.protected_tables p JOIN pg_catalog.pg_class c ON c.oid = p.relid ORDER BY 2"):
+        if r["reltuples"] >= 0:
+            per_page = r["reltuples"] / r["relpages"] if r["relpages"] else 0
+            estimate = (f"reltuples = {r['reltuples']:g}, relpages = {r['relpages']}: the row count at the last "
+                        f"VACUUM or ANALYZE, exact when ANALYZE read every row (tables under {r['sample']} rows)")
+            size = f"pg_relation_size() = {r['bytes']} bytes: the row count to within about {per_page:.0f} rows " \
+                   "(the rows of a page), at any time"
+        else:
+            estimate = "reltuples is unknown (-1) until the first VACUUM or ANALYZE, then the row count"
+            size = f"pg_relation_size() = {r['bytes']} bytes: the row count to within the rows of a page, at any time"
         out.append((r["relid"], "known limit: reltuples readable",
-                    f"pg_class.reltuples and relpages of {r['name']} (an estimate from the last VACUUM or ANALYZE, "
-                    f"{estimate}) and pg_relation_size() are readable by every role", None))
+                    f"every role reads, for {r['name']}: {estimate}; {size}. Each moves with inserts and deletes",
+                    None))
         if r["relkind"] == "f":
             out.append((r["relid"], "known limit: foreign table",
-                        f"{r['name']} is a foreign table: writes on the remote server bump no data version", None))
+                        f"{r['name']} is a foreign table: writes on the remote server bump no data version, and the "
+                        "executor's queries on it (the filters of analysts' questions) reach that server, under the "
+                        "user mapping its owner chose", None))
+    copies = db.execute("SELECT count(*) AS n FROM dp_internal.bounded_copies WHERE data_version <> -1")[0]["n"]
+    out.append((None, "known limit: bounded copies in pg_class",
+                f"every role sees dp_internal.bounded_* tables in pg_class ({copies} now): that, and when, someone "
+                "asked the same GROUP BY columns twice of a protected table (not which table nor which columns: the "
+                "names are keyed digests); pg_relation_size() of one is that table's rows after bounding, to within "
+                "a page; reltuples stays -1 (pg_dp never analyses them, autovacuum is off) unless a database-wide "
+                "ANALYZE or VACUUM runs", None))
     return out
+
+
+def _executor_mode():
+    """How requests are run (src/worker/): the pool and its limits, or one executor per session."""
+    m = json.loads(db.execute("SELECT dp_internal.executor_mode() AS m")[0]["m"])
+    limits = (f"pg_dp.role_concurrency = {m['role_concurrency']} questions of one role answered at once, "
+              f"pg_dp.role_queue = {m['role_queue']} waiting, pg_dp.free_requests_per_second = "
+              f"{m['free_requests_per_second']:g} free requests (dp.cost, dp.explain, refused questions)")
+    if m["mode"] == "pool":
+        return [(None, "executor pool",
+                 f"{m['executors']} executors answer every session's questions and {m['synthesis_executors']} "
+                 "run syntheses (pg_dp in shared_preload_libraries), about 100 MB each once warm; a role has "
+                 f"at most {limits}; the queue serves the roles in turn", None)]
+    return [(None, "executor per session",
+             "pg_dp is not in shared_preload_libraries: each session that asks pg_dp starts a background worker of "
+             "its own (about 100 MB and a max_worker_processes slot while the session lasts, "
+             f"pg_dp.executor_spares = {m['executor_spares']} warm spare per database), so a role holds as many as "
+             "it has sessions; the pool's per-role limits and fair queue do not apply",
+             "ALTER SYSTEM SET shared_preload_libraries = 'pg_dp' (after citus, if it is there), then restart the "
+             "server")]

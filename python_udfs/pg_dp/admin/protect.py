@@ -4,7 +4,7 @@ import contextlib
 import json
 import re
 
-from ..core import db
+from ..core import catalog, db, trust
 from ..core.errors import DPError
 
 INVALID = "22023"
@@ -48,7 +48,37 @@ def public_values_from_check(definition: str, column: str) -> list[str] | None:
     return values
 
 
-def protect(table_oid, dataset, privacy_unit, max_rows_per_unit, max_groups_per_unit):
+def _not_personal(table_oid, qualified: str, names) -> list[str] | None:
+    """The foreign keys (by name, or by their one column) a DBA declared not personal, as
+    constraint names; None when none were given (a later dp.protect keeps earlier ones)."""
+    if names is None:
+        return None
+    keys = db.execute(
+        "SELECT k.conname::text AS conname, ARRAY(SELECT a.attname::text FROM pg_catalog.unnest(k.conkey) u(n) "
+        "JOIN pg_catalog.pg_attribute a ON a.attrelid = k.conrelid AND a.attnum = u.n) AS cols "
+        "FROM pg_catalog.pg_constraint k WHERE k.conrelid = $1 AND k.contype = 'f' AND k.conparentid = 0 "
+        "ORDER BY 1", [table_oid], ["oid"])
+    out = []
+    for name in names:
+        found = [k["conname"] for k in keys if k["conname"] == name or list(k["cols"]) == [name]]
+        if len(found) != 1:
+            listed = ", ".join(f"{k['conname']} ({', '.join(k['cols'])})" for k in keys) or "none"
+            raise DPError(f"{name!r} names no single foreign key of {qualified}" if not found else
+                          f"{name!r} names several foreign keys of {qualified}: {', '.join(found)}",
+                          hint=f"not_personal takes foreign keys by name or by their column; {qualified} has: "
+                               f"{listed}.", sqlstate="42704")
+        out.append(found[0])
+    return sorted(set(out))
+
+
+TWICE_HINT = ("A row bounded for one unit tells the other's activity almost exactly. Declare every reference but one "
+              "not personal -- dp.protect('{t}', dataset => '{d}', not_personal => ARRAY['<key or its column>']) -- "
+              "when the rows it references are not people's, or are always the row's own unit's: a question about "
+              "the declared key's unit is then bounded by the row's other unit only (docs/dba.md, \"A row that "
+              "names two units\"). Or drop the extra foreign key.")
+
+
+def protect(table_oid, dataset, privacy_unit, max_rows_per_unit, max_groups_per_unit, not_personal=None, force=False):
     _require_admin("protect a table")
     table_oid = db.regclass_oid(table_oid)
     rel = db.execute(
@@ -59,10 +89,14 @@ def protect(table_oid, dataset, privacy_unit, max_rows_per_unit, max_groups_per_
         raise DPError(f"{rel['nspname']}.{rel['relname']} is not a table",
                       hint="Protect the underlying table.", sqlstate="42809")
     qualified = f"{db.quote_ident(rel['nspname'])}.{db.quote_ident(rel['relname'])}"
+    declared = _not_personal(table_oid, qualified, not_personal)
+    again = bool(db.execute("SELECT 1 FROM dp_internal.protected_tables WHERE relid = $1", [table_oid], ["oid"]))
     if db.execute("SELECT 1 FROM dp_internal.public_tables WHERE relid = $1", [table_oid], ["oid"]):
         raise DPError(f"table {qualified} is declared public", sqlstate="55000",
                       hint=f"Public tables are copied verbatim by dp_synthesize: SELECT dp.undeclare_public("
                            f"'{qualified}') first if its rows are sensitive.")
+    # the executor reads the table as the extension owner: its column types must not run another role's code
+    trust.require_no_column_code(table_oid, qualified, "protected")
     columns = {r["attname"]: r for r in db.execute(
         "SELECT a.attname, a.atttypid::int8 AS typid, t.typtype, a.attnotnull FROM pg_catalog.pg_attribute a "
         "JOIN pg_catalog.pg_type t ON t.oid = a.atttypid "
@@ -82,9 +116,19 @@ def protect(table_oid, dataset, privacy_unit, max_rows_per_unit, max_groups_per_
     if existing and existing[0]["privacy_unit"] != privacy_unit:
         raise DPError(f"dataset {dataset} has privacy unit {existing[0]['privacy_unit']!r}, not {privacy_unit!r}",
                       hint="Tables of one dataset share their privacy unit column name.", sqlstate=INVALID)
+    if declared is None:
+        declared = list(db.execute("SELECT coalesce(not_personal, '{}') AS n FROM dp_internal.protected_tables "
+                                   "WHERE relid = $1", [table_oid], ["oid"])[0]["n"]) if again else []
     path = None
-    if privacy_unit is not None and privacy_unit not in columns:
-        path = unit_path(table_oid, dataset) if existing else None
+    # a column of the unit's name whose foreign key the DBA declared not personal does not hold the
+    # unit: the table reaches it through its other keys (a path table that repeats its customer)
+    repeats = privacy_unit in columns and bool(db.execute(
+        "SELECT 1 FROM pg_catalog.pg_constraint k WHERE k.conrelid = $1 AND k.contype = 'f' AND k.conname = ANY($3) "
+        "AND k.conkey = ARRAY[(SELECT a.attnum FROM pg_catalog.pg_attribute a WHERE a.attrelid = $1 "
+        "                      AND a.attname = $2)]::int2[]", [table_oid, privacy_unit, declared],
+        ["oid", "name", "text[]"]))
+    if privacy_unit is not None and (privacy_unit not in columns or repeats):
+        path = unit_path(table_oid, dataset, set(declared)) if existing else None
         if path is None and not existing:
             raise DPError(f"column {privacy_unit!r} does not exist in {qualified}",
                           hint="privacy_unit names the column identifying a person (or other unit).",
@@ -108,20 +152,34 @@ def protect(table_oid, dataset, privacy_unit, max_rows_per_unit, max_groups_per_
     # with DP instead of inheriting the unit table's bound (pg_dp.synth.relational.rows_limit)
     own_bound = max_rows_per_unit
     unit_column = privacy_unit if path is None else None
-    db.execute("INSERT INTO dp_internal.protected_tables (relid, dataset, unit_column, unit_path, max_rows_per_unit) "
-               "VALUES ($1, $2, $3, $4::jsonb, $5) ON CONFLICT (relid) DO UPDATE SET dataset = excluded.dataset, "
-               "unit_column = excluded.unit_column, unit_path = excluded.unit_path, "
-               "max_rows_per_unit = coalesce($5, dp_internal.protected_tables.max_rows_per_unit)",
-               [table_oid, dataset, unit_column, json.dumps(path) if path else None, own_bound],
-               ["oid", "text", "name", "text", "int4"])
+    db.execute("INSERT INTO dp_internal.protected_tables (relid, dataset, unit_column, unit_path, max_rows_per_unit, "
+               "not_personal) VALUES ($1, $2, $3, $4::jsonb, $5, $6) ON CONFLICT (relid) DO UPDATE SET "
+               "dataset = excluded.dataset, unit_column = excluded.unit_column, unit_path = excluded.unit_path, "
+               "max_rows_per_unit = coalesce($5, dp_internal.protected_tables.max_rows_per_unit), "
+               "not_personal = excluded.not_personal",
+               [table_oid, dataset, unit_column, json.dumps(path) if path else None, own_bound, declared or None],
+               ["oid", "text", "name", "text", "int4", "text[]"])
+    # every reference of a row to the dataset's unit is bounded: this table's, and those of the
+    # dataset's tables that reference it (their keys to it name a unit from now on)
+    if privacy_unit is not None:
+        catalog.require_bounded_references(table_oid, qualified, dataset, privacy_unit,
+                                           TWICE_HINT.format(t=qualified, d=dataset))
+        for r in db.execute(
+                "SELECT DISTINCT k.conrelid::int8 AS relid, k.conrelid::regclass::text AS name "
+                "FROM pg_catalog.pg_constraint k JOIN dp_internal.protected_tables p ON p.relid = k.conrelid "
+                "WHERE k.contype = 'f' AND k.confrelid = $1 AND k.conrelid <> $1 AND p.dataset = $2 "
+                "AND k.conparentid = 0 ORDER BY 2", [table_oid, dataset], ["oid", "text"]):
+            catalog.require_bounded_references(int(r["relid"]), r["name"], dataset, privacy_unit,
+                                               TWICE_HINT.format(t=r["name"], d=dataset))
 
     children = _descendants(table_oid)
     for child in children:
-        db.execute("INSERT INTO dp_internal.protected_tables (relid, dataset, unit_column, unit_path, max_rows_per_unit) "
-                   "SELECT $1, dataset, unit_column, unit_path, max_rows_per_unit FROM dp_internal.protected_tables "
+        db.execute("INSERT INTO dp_internal.protected_tables (relid, dataset, unit_column, unit_path, max_rows_per_unit, "
+                   "not_personal) SELECT $1, dataset, unit_column, unit_path, max_rows_per_unit, not_personal "
+                   "FROM dp_internal.protected_tables "
                    "WHERE relid = $2 ON CONFLICT (relid) DO UPDATE SET dataset = excluded.dataset, "
                    "unit_column = excluded.unit_column, unit_path = excluded.unit_path, "
-                   "max_rows_per_unit = excluded.max_rows_per_unit",
+                   "max_rows_per_unit = excluded.max_rows_per_unit, not_personal = excluded.not_personal",
                    [child["relid"], table_oid], ["oid", "oid"])
 
     found = _discover_public_values(table_oid, columns)
@@ -130,6 +188,35 @@ def protect(table_oid, dataset, privacy_unit, max_rows_per_unit, max_groups_per_
 
     closed = _close() or Closed()
     family = {table_oid} | {c["relid"] for c in children}
+    probes = db.execute(
+        "SELECT f.conname, f.conrelid::regclass::text AS rel, f.confrelid::regclass::text AS target, f.writers, "
+        "ARRAY(SELECT a.attname::text FROM pg_catalog.pg_constraint k CROSS JOIN LATERAL pg_catalog.unnest(k.confkey) "
+        "      u(n) JOIN pg_catalog.pg_attribute a ON a.attrelid = k.confrelid AND a.attnum = u.n "
+        "      WHERE k.oid = f.conoid) AS refcols "
+        "FROM dp_internal.probing_foreign_keys f WHERE f.confrelid = ANY($1::oid[]) ORDER BY 2, 1",
+        [sorted(family)], ["int8[]"])
+    # the other way round: a key of the table to one others may DELETE/UPDATE/TRUNCATE
+    probes += [{"text": f"foreign key {r['conname']} of {r['rel']} references {r['target']}, which {r['who']} may "
+                        f"{r['privs']}: each such write tells them whether a row of {r['rel']} references the key they "
+                        "touch (a violation, or rows deleted or changed by a cascade)",
+                "fix": f"Revoke DELETE, UPDATE and TRUNCATE on {r['target']} from {r['who']}, or drop the key"}
+               for r in db.execute(
+                   "SELECT k.conname, k.conrelid::regclass::text AS rel, k.confrelid::regclass::text AS target, "
+                   "CASE WHEN a.grantee = 0 THEN 'PUBLIC' ELSE pg_catalog.quote_ident(pg_catalog.pg_get_userbyid("
+                   "a.grantee)) END AS who, pg_catalog.string_agg(DISTINCT a.privilege_type, ', ') AS privs "
+                   "FROM pg_catalog.pg_constraint k JOIN pg_catalog.pg_class t ON t.oid = k.confrelid "
+                   "CROSS JOIN LATERAL pg_catalog.aclexplode(t.relacl) a "
+                   "WHERE k.conrelid = ANY($1::oid[]) AND k.contype = 'f' AND k.conparentid = 0 "
+                   "AND a.privilege_type IN ('DELETE', 'UPDATE', 'TRUNCATE') AND a.grantee <> t.relowner "
+                   "AND NOT EXISTS (SELECT 1 FROM dp_internal.protected_tables q WHERE q.relid = k.confrelid) "
+                   "AND (a.grantee = 0 OR NOT (pg_catalog.has_table_privilege(a.grantee, k.conrelid, 'SELECT') "
+                   "     OR pg_catalog.has_table_privilege(a.grantee, 'dp_internal.datasets', 'UPDATE'))) "
+                   "GROUP BY 1, 2, 3, 4 ORDER BY 2, 1, 4", [sorted(family)], ["int8[]"])]
+    if probes and not force and not again:      # protecting it again (dp.doctor's fixes): the NOTICE only
+        fk = probes[0]
+        raise DPError(_probe_text(fk), sqlstate="42501",
+                      hint=_probe_fix(fk) + f"; or pass force => true to protect {qualified} all the same (dp.doctor() "
+                           "then lists the key). Nothing was changed.")
     db.execute("UPDATE dp_internal.datasets SET data_version = data_version + 1 WHERE name = $1", [dataset], ["text"])
 
     message = f"table {qualified} is protected in dataset {dataset}"
@@ -158,15 +245,8 @@ def protect(table_oid, dataset, privacy_unit, max_rows_per_unit, max_groups_per_
         message += "; public values from " + ", ".join(f"{c} ({src})" for c, src in found)
     db.notice(message, hint="Set bounds with dp.set_bounds and grant budgets with dp.grant_budget.")
 
-    for fk in db.execute(
-            "SELECT f.conname, f.conrelid::regclass::text AS rel, f.confrelid::regclass::text AS target, f.writers "
-            "FROM dp_internal.probing_foreign_keys f WHERE f.confrelid = ANY($1::oid[]) ORDER BY 2, 1",
-            [sorted(family)], ["int8[]"]):
-        db.notice(f"foreign key {fk['conname']} of {fk['rel']} references protected table {fk['target']}: "
-                  f"{', '.join(fk['writers'])} may write {fk['rel']}, and a foreign-key violation tells whether a key "
-                  f"is in {fk['target']}",
-                  hint=f"Drop the key (ALTER TABLE {fk['rel']} DROP CONSTRAINT {db.quote_ident(fk['conname'])}), "
-                       "protect that table too, or revoke INSERT and UPDATE on it. dp.doctor() lists such keys.")
+    for fk in probes:
+        db.notice(_probe_text(fk), hint=_probe_fix(fk) + ". dp.doctor() lists such keys.")
 
     stats = db.execute("SELECT dp_internal.restrict_stat_functions() AS f")[0]["f"] or []
     if stats:
@@ -176,9 +256,26 @@ def protect(table_oid, dataset, privacy_unit, max_rows_per_unit, max_groups_per_
                   hint="Monitoring roles keep them through pg_read_all_stats (pg_monitor is a member).")
 
 
-def unit_path(table_oid, dataset) -> list[dict] | None:
+def _probe_text(fk) -> str:
+    if "text" in fk:
+        return fk["text"]
+    return (f"foreign key {fk['conname']} of {fk['rel']} references protected table {fk['target']}: "
+            f"{', '.join(fk['writers'])} may write {fk['rel']}, and each write tells them exactly whether the "
+            f"value they try is a {', '.join(fk['refcols'])} of {fk['target']} (a foreign-key violation or none): "
+            "membership of any key they can guess, without a budget")
+
+
+def _probe_fix(fk) -> str:
+    if "fix" in fk:
+        return fk["fix"]
+    return (f"Drop the key (ALTER TABLE {fk['rel']} DROP CONSTRAINT {db.quote_ident(fk['conname'])}), protect that "
+            "table too, or revoke INSERT and UPDATE on it")
+
+
+def unit_path(table_oid, dataset, skip: set = frozenset()) -> list[dict] | None:
     """The shortest path of foreign keys (NOT NULL columns) from a table, through protected
-    tables of the dataset, to one holding the privacy unit column itself; None if there is none."""
+    tables of the dataset, to one holding the privacy unit column itself; None if there is none.
+    The table's keys in `skip` (declared not personal) are not followed."""
     frontier, seen = [(int(table_oid), [])], {int(table_oid)}
     for _ in range(6):
         following = []
@@ -196,7 +293,7 @@ def unit_path(table_oid, dataset) -> list[dict] | None:
                     "WHERE k.contype = 'f' AND k.conrelid = $1 AND p.dataset = $2 ORDER BY k.conname",
                     [relid, dataset], ["oid", "text"]):
                 ref = int(fk["ref"])
-                if ref in seen or not fk["notnull"]:
+                if ref in seen or not fk["notnull"] or (relid == int(table_oid) and fk["conname"] in skip):
                     continue
                 step = {"conname": fk["conname"], "cols": list(fk["cols"]), "ref": ref, "table": fk["tname"],
                         "refcols": list(fk["refcols"])}

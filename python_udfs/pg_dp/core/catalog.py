@@ -3,7 +3,7 @@
 import json
 from dataclasses import dataclass
 
-from . import db
+from . import db, trust
 from .errors import DPError
 
 
@@ -23,6 +23,8 @@ class TableMeta:
     # a table reaching its unit through foreign keys: [{"schema", "table", "cols", "refcols", "ops"}, ...]
     # (catalog.resolve_path); unit_column then names the unit found at the path's end
     unit_path: list | None = None
+    # a join with tables the caller may read (gateway/bind.py): how each join is bounded, for dp.explain
+    joins: list | None = None
 
 
 _caller: int | None = None
@@ -94,7 +96,22 @@ def load_table(schema: str | None, table: str) -> TableMeta:
         raise DPError(f"table name {name} is ambiguous",
                       hint="Qualify it with its schema: schema.table.", sqlstate="42P09")
     r = rows[0]
+    require_bounded_references(int(r["relid"]), name, r["dataset"], r["privacy_unit"],
+                               f"An administrator declares every reference but one not personal "
+                               f"(SELECT dp.protect('{name}', dataset => '{r['dataset']}', not_personal => "
+                               "ARRAY['<key or column>'])), or drops the extra foreign key.")
+    # answering reads the table as the extension owner: refused, before any charge, while its column
+    # types would run another role's code (a cast, a domain's CHECK on a constant of the column's type)
+    trust.require_no_column_code(int(r["relid"]), name, "asked")
     path = resolve_path(r, name) if r["unit_path"] else None
+    if r["unit_path"]:
+        # a row reaches its unit through each table of its path: none of them may name the unit twice
+        for step in json.loads(r["unit_path"]):
+            through = db.execute("SELECT $1::regclass::text AS t", [int(step["ref"])], ["oid"])[0]["t"]
+            require_bounded_references(int(step["ref"]), through, r["dataset"], r["privacy_unit"],
+                                       f"{name} reaches its unit through {through}: an administrator declares every "
+                                       f"reference of {through} but one not personal (dp.protect('{through}', "
+                                       f"dataset => '{r['dataset']}', not_personal => ARRAY['<key or column>'])).")
     cols = db.execute(
         """
         SELECT a.attname, pg_catalog.format_type(a.atttypid, a.atttypmod) AS type,
@@ -119,7 +136,7 @@ def load_table(schema: str | None, table: str) -> TableMeta:
     if path is not None:
         steps, unit_type = path
         unit_column = r["privacy_unit"]
-        if unit_column in columns:
+        if unit_column in columns and not _declared_repeat(int(r["relid"]), unit_column):
             raise DPError(f"table {name} has a column {unit_column} of its own now, but reaches its privacy unit "
                           "through foreign keys", sqlstate=PREREQUISITE,
                           hint=f"An administrator protects it again (SELECT dp.protect('{name}')) to decide which "
@@ -132,7 +149,84 @@ def load_table(schema: str | None, table: str) -> TableMeta:
                      columns, unit_path=None if path is None else path[0])
 
 
+def recheck_code(query) -> None:
+    """Just before the exact query (after the charge, in the next transaction): the tables'
+    column types still run no other role's code (a cast or domain CHECK added since the plan)."""
+    pairs = [(s, t) for s, t, _ in query.tables] if getattr(query, "tables", None) else [(query.schema, query.table)]
+    for schema, table in pairs:
+        for r in db.execute(
+                "SELECT p.relid::int8 AS relid, p.relid::regclass::text AS name FROM dp_internal.protected_tables p "
+                "JOIN pg_catalog.pg_class c ON c.oid = p.relid JOIN pg_catalog.pg_namespace n ON n.oid = c.relnamespace "
+                "WHERE c.relname = $1 AND ($2::text IS NULL OR n.nspname = $2)", [table, schema], ["text", "text"]):
+            trust.require_no_column_code(int(r["relid"]), r["name"], "asked")
+
+
+def _declared_repeat(relid: int, column: str) -> bool:
+    """Whether the table's column of the unit's name is a foreign key the DBA declared not personal
+    (a path table that also repeats its unit: the path decides, the column is an ordinary one)."""
+    return bool(db.execute(
+        "SELECT 1 FROM pg_catalog.pg_constraint k JOIN dp_internal.protected_tables p ON p.relid = k.conrelid "
+        "WHERE k.conrelid = $1 AND k.contype = 'f' AND k.conname = ANY(coalesce(p.not_personal, '{}')) "
+        "AND k.conkey = ARRAY[(SELECT a.attnum FROM pg_catalog.pg_attribute a WHERE a.attrelid = $1 "
+        "                      AND a.attname = $2)]::int2[]", [relid, column], ["oid", "name"]))
+
+
 PREREQUISITE = "55000"
+TWICE = "0A000"
+
+
+def unit_references(relid: int, dataset: str, unit_column: str | None, declared: list[str] | None = None) -> list[dict]:
+    """Every way a row of a table names a unit of its dataset: its unit column, when it holds one
+    (dp_internal.protected_tables.unit_column: not a table reaching the unit through foreign keys),
+    and each foreign key to a table of the dataset (or to the table itself) -- each of those rows
+    is some unit's.  [{"conname" (None for the column), "cols", "target", "declared"}]; `declared`
+    when the DBA said the key is not personal (dp.protect(..., not_personal => ...))."""
+    refs = []
+    own = db.execute("SELECT unit_column::text AS u FROM dp_internal.protected_tables WHERE relid = $1",
+                     [relid], ["oid"])
+    holds = bool(own and own[0]["u"] and own[0]["u"] == unit_column)
+    if holds:
+        refs.append({"conname": None, "cols": [unit_column], "target": None, "declared": False})
+    for k in db.execute(
+            "SELECT k.conname::text AS conname, k.confrelid::regclass::text AS target, "
+            "k.confrelid = $1 OR EXISTS (SELECT 1 FROM dp_internal.protected_tables p WHERE p.relid = k.confrelid "
+            "                            AND p.unit_column IS NOT NULL) AS target_holds, "
+            "ARRAY(SELECT a.attname::text FROM pg_catalog.unnest(k.confkey) WITH ORDINALITY u(n, o) "
+            "      JOIN pg_catalog.pg_attribute a ON a.attrelid = k.confrelid AND a.attnum = u.n ORDER BY u.o) AS refcols, "
+            "ARRAY(SELECT a.attname::text FROM pg_catalog.unnest(k.conkey) WITH ORDINALITY u(n, o) "
+            "      JOIN pg_catalog.pg_attribute a ON a.attrelid = k.conrelid AND a.attnum = u.n ORDER BY u.o) AS cols, "
+            "k.conname = ANY(coalesce((SELECT p.not_personal FROM dp_internal.protected_tables p "
+            "                          WHERE p.relid = $1), '{}')) AS declared "
+            "FROM pg_catalog.pg_constraint k WHERE k.conrelid = $1 AND k.contype = 'f' AND k.conparentid = 0 "
+            "AND (k.confrelid = $1 OR EXISTS (SELECT 1 FROM dp_internal.protected_tables p "
+            "     WHERE p.relid = k.confrelid AND p.dataset = $2)) ORDER BY k.conname",
+            [relid, dataset], ["oid", "text"]):
+        cols, refcols = list(k["cols"]), list(k["refcols"])
+        if holds and unit_column in cols and k["target_holds"] and refcols[cols.index(unit_column)] == unit_column:
+            continue        # the unit column itself, pointing at the same unit's row: one reference
+        refs.append({"conname": k["conname"], "cols": cols, "target": k["target"],
+                     "declared": k["conname"] in declared if declared is not None else bool(k["declared"])})
+    return refs
+
+
+def describe_reference(ref: dict) -> str:
+    if ref["conname"] is None:
+        return f"its column {ref['cols'][0]}"
+    return f"foreign key {ref['conname']} ({', '.join(ref['cols'])} -> {ref['target']})"
+
+
+def require_bounded_references(relid: int, name: str, dataset: str, unit: str | None, hint: str,
+                               declared: list[str] | None = None):
+    """Refuse a table whose rows name a unit of the dataset more than once, unless the DBA declared
+    each reference but one not personal: the bound of one unit says nothing about the other's
+    (one customer's 300 received transfers, bounded as 5 rows of their senders)."""
+    if unit is None:
+        return
+    refs = [r for r in unit_references(relid, dataset, unit, declared) if not r["declared"]]
+    if len(refs) > 1:
+        raise DPError(f"table {name} names a unit of dataset {dataset} ({unit}) more than once: "
+                      + " and ".join(describe_reference(r) for r in refs)
+                      + "; a row can be bounded for one unit only", sqlstate=TWICE, hint=hint)
 
 
 def resolve_path(r, name: str):

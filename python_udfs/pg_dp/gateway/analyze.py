@@ -56,7 +56,7 @@ from dataclasses import dataclass, field
 from ..core.errors import DPError
 from .parse import NOT_SUPPORTED, ast, deparse, too_complex  # first: loads pglast with RTLD_DEEPBIND
 from . import keyexprs
-from pglast.enums import A_Expr_Kind, JoinType, SetOperation, SortByDir, SortByNulls  # noqa: E402
+from pglast.enums import A_Expr_Kind, BoolExprType, JoinType, SetOperation, SortByDir, SortByNulls  # noqa: E402
 
 INVALID = "22023"
 
@@ -121,6 +121,9 @@ class Query:
     key_exprs: dict = field(default_factory=dict)
     alias_keys: set = field(default_factory=set)     # GROUP BY names that were select-list aliases
     schema_refs: set = field(default_factory=set)    # schemas of "s"."t"."col" with FROM t (unqualified)
+    # a join of several tables (protected ones and tables the caller may read): the tree of
+    # ("table", index into tables) and ("join", "inner"|"left"|"right", left, right, [(col, col), ...])
+    join_tree: tuple | None = None
 
     def columns_used(self) -> set[str]:
         cols = {c for c in self.group_by if c not in self.key_exprs}
@@ -136,7 +139,7 @@ class Query:
     def ref_name(self, ref) -> str:
         """A WHERE column reference as the select list would name it."""
         names = [f.sval for f in ref.fields]
-        return ".".join(names) if self.join_columns and len(names) > 1 else names[-1]
+        return ".".join(names) if (self.join_columns or self.join_tree) and len(names) > 1 else names[-1]
 
 
 def refuse(what: str, hint: str, sqlstate: str = NOT_SUPPORTED):
@@ -171,7 +174,7 @@ def _analyze(stmt: ast.SelectStmt) -> Query:
     if stmt.lockingClause:
         refuse("FOR UPDATE/SHARE is not supported", "Remove the locking clause.")
 
-    tables, join_columns = _from_clause(stmt.fromClause)
+    tables, join_columns, join_tree = _from_clause(stmt.fromClause)
     schema, table, alias = tables[0]
     qualifiers = _Qualifiers()
     for sch, tab, ali in tables:
@@ -196,7 +199,7 @@ def _analyze(stmt: ast.SelectStmt) -> Query:
     order_by = _order_by(stmt.sortClause, outputs, names, qualifiers)
     limit = _limit(stmt)
     return Query(schema, table, alias, outputs, group_by, where, order_by, limit, deparse(stmt),
-                 tables, join_columns, key_exprs, alias_keys, getattr(qualifiers, "schemas", set()))
+                 tables, join_columns, key_exprs, alias_keys, getattr(qualifiers, "schemas", set()), join_tree)
 
 
 class _Qualifiers(set):
@@ -227,33 +230,63 @@ def _range_var(rv):
 
 
 def _from_clause(from_clause):
-    """[(schema, table, alias)] and, for a join, the two joined columns."""
+    """[(schema, table, alias)], for a join of two tables on one equality the two joined columns,
+    and for a join the tree (Query.join_tree)."""
     if not from_clause:
         refuse("the query has no FROM clause", "Query a protected table.")
     if len(from_clause) != 1:
         refuse("FROM must name one protected table or one JOIN",
-               "Join two tables of a dataset with JOIN ... ON a.unit = b.unit.")
+               "Join tables with JOIN ... ON a.key = b.key.")
     node = from_clause[0]
     if not isinstance(node, ast.JoinExpr):
-        return [_range_var(node)], None
-    if node.jointype != JoinType.JOIN_INNER or node.isNatural or node.alias is not None:
-        refuse("only an inner JOIN of two tables is supported",
-               "Write t1 JOIN t2 ON t1.unit = t2.unit (or USING (unit)).")
-    left, right = _range_var(node.larg), _range_var(node.rarg)
+        return [_range_var(node)], None, None
+    tables = []
+    tree = _join_tree(node, tables)
+    join_columns = None
+    if len(tables) == 2 and tree[1] == "inner" and len(tree[4]) == 1:
+        join_columns = tree[4][0]
+    return tables, join_columns, tree
+
+
+JOIN_KINDS = {JoinType.JOIN_INNER: "inner", JoinType.JOIN_LEFT: "left", JoinType.JOIN_RIGHT: "right"}
+MAX_JOINED_TABLES = 8
+
+
+def _join_tree(node, tables):
+    if not isinstance(node, ast.JoinExpr):
+        tables.append(_range_var(node))
+        if len(tables) > MAX_JOINED_TABLES:
+            refuse(f"a DP question joins at most {MAX_JOINED_TABLES} tables", "Join fewer tables.")
+        return ("table", len(tables) - 1)
+    if node.jointype not in JOIN_KINDS or node.isNatural or node.alias is not None:
+        refuse("only inner, LEFT and RIGHT joins (JOIN ... ON or USING) are supported",
+               "Write t1 JOIN t2 ON t1.key = t2.key; FULL, CROSS and NATURAL joins are refused.")
+    left = _join_tree(node.larg, tables)
+    right = _join_tree(node.rarg, tables)
     if node.usingClause:
-        if len(node.usingClause) != 1:
-            refuse("JOIN USING must name one column, the privacy unit", "e.g. JOIN visits USING (patient_id)")
-        col = node.usingClause[0].sval
-        return [left, right], (f"{left[2] or left[1]}.{col}", f"{right[2] or right[1]}.{col}")
-    quals = node.quals
-    if not (isinstance(quals, ast.A_Expr) and quals.kind == A_Expr_Kind.AEXPR_OP
-            and [n.sval for n in quals.name] == ["="]
-            and isinstance(quals.lexpr, ast.ColumnRef) and isinstance(quals.rexpr, ast.ColumnRef)
-            and len(quals.lexpr.fields) == 2 and len(quals.rexpr.fields) == 2):
-        refuse("a JOIN condition must be one equality of qualified columns",
-               "Join on the privacy unit: t1.unit = t2.unit.")
-    sides = [".".join(f.sval for f in q.fields) for q in (quals.lexpr, quals.rexpr)]
-    return [left, right], tuple(sides)
+        if left[0] != "table" or right[0] != "table":
+            refuse("JOIN USING is supported between two tables only", "Write JOIN ... ON a.key = b.key.")
+        l, r = (tables[left[1]][2] or tables[left[1]][1]), (tables[right[1]][2] or tables[right[1]][1])
+        conds = [(f"{l}.{c.sval}", f"{r}.{c.sval}") for c in node.usingClause]
+    else:
+        conds = _join_conditions(node.quals)
+    return ("join", JOIN_KINDS[node.jointype], left, right, conds)
+
+
+def _join_conditions(quals):
+    """[(col, col)] of ON a.x = b.y [AND ...]: equalities of qualified columns only."""
+    parts = quals.args if isinstance(quals, ast.BoolExpr) and quals.boolop == BoolExprType.AND_EXPR else [quals]
+    conds = []
+    for q in parts:
+        if not (isinstance(q, ast.A_Expr) and q.kind == A_Expr_Kind.AEXPR_OP
+                and [n.sval for n in q.name] == ["="]
+                and isinstance(q.lexpr, ast.ColumnRef) and isinstance(q.rexpr, ast.ColumnRef)
+                and len(q.lexpr.fields) == 2 and len(q.rexpr.fields) == 2
+                and all(isinstance(f, ast.String) for f in q.lexpr.fields + q.rexpr.fields)):
+            refuse("a JOIN condition must be equalities of qualified columns (a.x = b.y AND ...)",
+                   "Join on keys: ON t1.key = t2.key; filter in WHERE.")
+        conds.append(tuple(".".join(f.sval for f in c.fields) for c in (q.lexpr, q.rexpr)))
+    return conds
 
 
 def _column_name(node, qualifiers, where: str) -> str:
@@ -356,7 +389,7 @@ def _output(index, target, group_by, qualifiers) -> Output:
     if isinstance(node, ast.FuncCall) and _is_aggregate_call(node):
         aggregate, default_name = _aggregate(node, qualifiers)
         return Output(target.name or default_name, aggregate=aggregate)
-    if isinstance(node, (ast.FuncCall, ast.TypeCast, ast.A_Expr, ast.CaseExpr)):
+    if isinstance(node, (ast.FuncCall, ast.TypeCast, ast.A_Expr, ast.CaseExpr, ast.CoalesceExpr)):
         text = canonical_text(node, qualifiers)
         if text in group_by:
             return Output(target.name or _default_name(node), group_column=text)

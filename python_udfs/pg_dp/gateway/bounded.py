@@ -16,6 +16,7 @@ path (they are all protected in the dataset: catalog.resolve_path refuses otherw
 """
 
 import hashlib
+import hmac
 import json
 
 from ..core import db
@@ -48,8 +49,7 @@ def copy_for(plan) -> str | None:
         return None
     meta = plan.meta
     keys = plan.key_set          # the GROUP BY keys (and the time zone, when a key depends on it)
-    digest = hashlib.sha256(f"{meta.relid}:{keys}".encode()).hexdigest()[:12]
-    name = f"bounded_{meta.relid}_{digest}"
+    name = copy_name(meta.relid, keys)
     qualified = f"dp_internal.{name}"
     try:
         with db.subtransaction():
@@ -81,7 +81,9 @@ def copy_for(plan) -> str | None:
                            "WHERE relid = $1 AND keys = $2", [meta.relid, keys], ["oid", "text"])
                 return qualified
             db.drop_table_if_present(qualified)
-            db.execute(f"CREATE UNLOGGED TABLE {qualified} AS {build}")
+            # never analysed, by autovacuum either: reltuples would be its exact row count for everyone
+            db.execute(f"CREATE UNLOGGED TABLE {qualified} WITH (autovacuum_enabled = false, "
+                       f"toast.autovacuum_enabled = false) AS {build}")
             db.execute(
                 "UPDATE dp_internal.bounded_copies SET relname = $3, data_version = $4, columns = $5, "
                 "built_at = clock_timestamp(), last_used = clock_timestamp() WHERE relid = $1 AND keys = $2",
@@ -93,6 +95,14 @@ def copy_for(plan) -> str | None:
             raise
         # e.g. the lock timeout: bound this query on its own instead
         return None
+
+
+def copy_name(relid: int, keys: str) -> str:
+    """A copy's name in pg_class (which everyone reads): a keyed digest of the table and the GROUP
+    BY columns, under a secret only the extension owner reads (dp_internal.secrets), so that no
+    role learns from it which table and which columns another analyst asked about."""
+    secret = db.execute("SELECT value FROM dp_internal.secrets WHERE key = 'copy_names'")[0]["value"]
+    return "bounded_" + hmac.new(secret.encode(), f"{relid}:{keys}".encode(), hashlib.sha256).hexdigest()[:24]
 
 
 def _forget_placeholders(relid: int):

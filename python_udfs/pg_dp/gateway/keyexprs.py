@@ -194,8 +194,45 @@ def parse_key(node, column_name, check_condition, text_of=deparse) -> KeyExpr | 
                        INVALID)
             return KeyExpr("bucket", column, text, "width_bucket", columns=[column],
                            consts=dict(low=low, high=high, count=n))
+    if isinstance(node, ast.A_Expr) and node.kind == A_Expr_Kind.AEXPR_NULLIF:
+        return _null_if(node, column_name, text)
     if isinstance(node, ast.A_Expr):
         return _bin(node, column_name, text)
+    if isinstance(node, ast.CoalesceExpr):
+        return _coalesce(node, column_name, text)
+    if isinstance(node, ast.FuncCall) and not node.agg_star and not node.agg_distinct and node.over is None \
+            and node.agg_filter is None and not node.agg_order:
+        name = _func_name(node)
+        args = list(node.args or ())
+        if name == "to_timestamp" and len(args) == 1:
+            key = parse_key(args[0], column_name, check_condition, text_of)
+            if key is None or key.kind != "epoch":
+                refuse(f"GROUP BY {text}: to_timestamp of a key must take an epoch bucket",
+                       "e.g. to_timestamp(floor(extract(epoch FROM t) / 3600) * 3600)")
+            key.text, key.default_name, key.consts = text, "to_timestamp", dict(key.consts, to_timestamp=True)
+            return key
+        if name == "to_char" and len(args) == 2:
+            fmt = _string_const(args[1], "the format of to_char")
+            inner = parse_key(args[0], column_name, check_condition, text_of)
+            if inner is None:
+                column, as_date = _temporal_arg(args[0], column_name, "the argument of to_char")
+                inner = KeyExpr("trunc", column, text, "to_char", unit="", columns=[column], as_date=as_date)
+            elif inner.kind != "trunc":
+                refuse(f"GROUP BY {text}: to_char formats a date or timestamp column or a date_trunc key",
+                       "e.g. to_char(date_trunc('month', t), 'YYYY-MM')")
+            return KeyExpr("to_char", inner.column, text, "to_char", unit=fmt, columns=list(inner.columns),
+                           consts={"inner": inner})
+        if name in ("lower", "upper", "substring", "substr") and args:
+            column = column_name(args[0], f"the argument of {name}")
+            bounds = [_int_const(a, f"a position of {name}") for a in args[1:]]
+            if name in ("lower", "upper") and bounds or name in ("substring", "substr") and len(bounds) not in (1, 2):
+                refuse(f"GROUP BY {text}: {name} takes a column" + (" and integer constants"
+                                                                    if name not in ("lower", "upper") else ""),
+                       "e.g. lower(city), substring(code, 1, 2)")
+            if len(bounds) == 2 and bounds[1] < 0:
+                refuse("negative substring length not allowed", "Pass a length of 0 or more.", "22011")
+            return KeyExpr("text", column, text, "substring" if name == "substr" else name, func=name,
+                           columns=[column], consts={"bounds": bounds})
     if isinstance(node, ast.CaseExpr):
         return _case(node, column_name, check_condition, text)
     refuse(f"GROUP BY {text} is not supported",
@@ -247,6 +284,15 @@ def _bin(node: ast.A_Expr, column_name, text) -> KeyExpr:
         consts["a"] = _number_const(inner.rexpr, "the offset of a bin")
         consts["a_sign"] = inner.name[0].sval
         inner = inner.lexpr
+    if isinstance(inner, ast.FuncCall) and _func_name(inner) in ("extract", "date_part") \
+            and len(inner.args or ()) == 2 and isinstance(inner.args[0], ast.A_Const) \
+            and isinstance(inner.args[0].val, ast.String) and inner.args[0].val.sval.lower() == "epoch":
+        # floor(extract(epoch FROM t) / w) * w (Grafana's $__timeGroup): seconds, bucketed
+        if "a" in consts:
+            refuse(*bad)
+        column, as_date = _temporal_arg(inner.args[1], column_name, "the argument of extract(epoch ...)")
+        return KeyExpr("epoch", column, text, "?column?", func=_func_name(inner), consts=consts, columns=[column],
+                       as_date=as_date)
     if not isinstance(inner, ast.ColumnRef):
         refuse(*bad)
     for c in consts.values():
@@ -277,6 +323,37 @@ def _case(node: ast.CaseExpr, column_name, check_condition, text) -> KeyExpr:
         check_condition(w.expr)
         whens.append((w.expr, w.result))
     return KeyExpr("case", None, text, "case", whens=whens, default=node.defresult, columns=columns)
+
+
+def _int_const(node, what: str) -> int:
+    if isinstance(node, ast.A_Const) and isinstance(node.val, ast.Integer):
+        return node.val.ival
+    if isinstance(node, ast.A_Expr) and node.kind == A_Expr_Kind.AEXPR_OP and node.lexpr is None \
+            and [n.sval for n in node.name] == ["-"] and isinstance(node.rexpr, ast.A_Const) \
+            and isinstance(node.rexpr.val, ast.Integer):
+        return -node.rexpr.val.ival
+    refuse(f"{what} must be an integer constant, not {deparse(node)}", "e.g. substring(code, 1, 2)")
+
+
+def _key_const(node, what: str) -> ast.A_Const:
+    if isinstance(node, ast.A_Const) and not node.isnull and isinstance(node.val, (ast.String, ast.Integer, ast.Float)):
+        return node
+    refuse(f"{what} must be a constant, not {deparse(node)}", "e.g. COALESCE(region, 'Unknown')")
+
+
+def _coalesce(node: ast.CoalesceExpr, column_name, text) -> KeyExpr:
+    args = list(node.args or ())
+    if len(args) != 2:
+        refuse(f"GROUP BY {text}: COALESCE of a key takes a column and a constant", "e.g. COALESCE(region, 'Unknown')")
+    column = column_name(args[0], "the argument of COALESCE")
+    return KeyExpr("coalesce", column, text, "coalesce", columns=[column],
+                   consts={"const": _key_const(args[1], "the second argument of COALESCE")})
+
+
+def _null_if(node: ast.A_Expr, column_name, text) -> KeyExpr:
+    column = column_name(node.lexpr, "the argument of NULLIF")
+    return KeyExpr("nullif", column, text, "nullif", columns=[column],
+                   consts={"const": _key_const(node.rexpr, "the second argument of NULLIF")})
 
 
 # ---------------------------------------------------------------------------
@@ -388,6 +465,21 @@ def plan_key(key: KeyExpr, meta_columns: dict, column_type, quote_ident, case_sq
     """SQL, type and public key set of `key`; column_type(sql_type) -> (family, internal)."""
     if key.kind == "case":
         return _plan_case(key, case_sql)
+    if key.kind == "to_char":
+        inner = key.consts["inner"]
+        inner_plan = plan_key(inner, meta_columns, column_type, quote_ident, case_sql, max_keys) \
+            if inner.unit else _plan_temporal_column(inner, meta_columns, column_type, quote_ident)
+        return _plan_to_char(key, inner_plan)
+    if key.kind in ("coalesce", "nullif", "text"):
+        return _plan_column_function(key, meta_columns[key.column], column_type, quote_ident(key.column))
+    if key.kind == "epoch":
+        col = meta_columns[key.column]
+        family, _ = column_type(col["type"])
+        if family not in ("date", "timestamp", "timestamptz"):
+            refuse(f"{key.text}: column {key.column!r} ({col['type']}) is not a date or timestamp",
+                   "extract(epoch FROM col) buckets date and timestamp columns.", "42883")
+        return _plan_epoch(key, family, col, _temporal_clamp(family, col, quote_ident(key.column)),
+                           not col["notnull"], max_keys)
     col = meta_columns[key.column]
     family, internal = column_type(col["type"])
     ident = quote_ident(key.column)
@@ -713,3 +805,208 @@ def canonical(value: str | None, numeric: bool):
     except ArithmeticError:
         return value
     return d.normalize() if d.is_finite() else d
+
+
+# ---------------------------------------------------------------------------
+# keys BI tools write over other keys: epoch buckets, COALESCE/NULLIF, to_char, lower/upper/substring
+
+UNIX_EPOCH = dt.datetime(1970, 1, 1)
+
+
+def _plan_epoch(key, family, col, value, nullable, max_keys) -> KeyPlan:
+    """floor(extract(epoch FROM t) / w) * m [+ b] (numeric; date_part: double precision), or
+    to_timestamp of it (timestamptz, travelling as the session zone's wall clock)."""
+    c = key.consts
+    if any(k in c for k in ("a",)) or _kind(c["w"]) != "int" or _kind(c["m"]) != "int" or "b" in c \
+            and _kind(c["b"]) != "int":
+        refuse(f"GROUP BY {key.text}: epoch buckets take integer widths", "e.g. floor(extract(epoch FROM t) / 3600) * 3600")
+    if key.as_date or family == "date":
+        value = cast(value, "timestamp")
+    epoch = f"pg_catalog.{'extract' if key.func == 'extract' else 'date_part'}({cast(sql_literal('epoch'), 'text')}, {value})"
+    w, m = int(const_decimal(c["w"])), int(const_decimal(c["m"]))
+    b = int(const_decimal(c["b"])) if "b" in c else 0
+    floor = f"pg_catalog.floor({epoch} OPERATOR(pg_catalog./) {_const_sql(c['w'])})"
+    sql = (f"({_const_sql(c['m'])} OPERATOR(pg_catalog.*) {floor})" if c.get("m_first")
+           else f"({floor} OPERATOR(pg_catalog.*) {_const_sql(c['m'])})")
+    if "b" in c:
+        sql = f"({sql} OPERATOR(pg_catalog.+) {_const_sql(c['b'])})"
+    typ = "numeric" if key.func == "extract" else "double precision"
+    zone = family == "timestamptz"
+    public = None
+    span = _bounds(family, col)
+    steps = None
+    if span is not None:
+        lo, hi = ((t - UNIX_EPOCH).total_seconds() for t in span)
+        first, last = math.floor(lo / w), math.floor(hi / w)
+        if last - first + 1 <= max_keys:
+            steps = [k * m + b for k in range(first, last + 1)]
+    note = "every epoch bucket between the column's bounds" if steps is not None else ""
+    if c.get("to_timestamp"):
+        # an instant: it travels as UTC text with its offset, which reads the same in every zone
+        instant = f"pg_catalog.timezone({cast(sql_literal('UTC'), 'text')}, pg_catalog.to_timestamp({cast(sql, 'float8')}))"
+        text = (f"(pg_catalog.to_char({instant}, {cast(sql_literal('YYYY-MM-DD HH24:MI:SS'), 'text')}) "
+                f"OPERATOR(pg_catalog.||) {cast(sql_literal('+00'), 'text')})")
+        if steps is not None:
+            try:
+                public = _with_null([(UNIX_EPOCH + dt.timedelta(seconds=x)).strftime("%Y-%m-%d %H:%M:%S") + "+00"
+                                     for x in steps], nullable)
+            except (OverflowError, ValueError):
+                public = None
+        return KeyPlan(text, "timestamp with time zone", public, note=note if public else "")
+    if steps is not None:
+        public = _with_null([str(x) for x in steps], nullable)
+    return KeyPlan(sql, typ, public, zone=zone, numeric=True, note=note)
+
+
+def _plan_temporal_column(key, meta_columns, column_type, quote_ident) -> KeyPlan:
+    col = meta_columns[key.column]
+    family, _ = column_type(col["type"])
+    if family not in ("date", "timestamp", "timestamptz"):
+        refuse(f"{key.text}: column {key.column!r} ({col['type']}) is not a date or timestamp",
+               "to_char formats date and timestamp columns here.", "42883")
+    value = _temporal_clamp(family, col, quote_ident(key.column))
+    if family == "timestamptz":
+        value = cast(value, "timestamp")       # the session zone's wall clock, as to_char would print it
+    return KeyPlan(value, col["type"], None, zone=family == "timestamptz")
+
+
+_MONTHS = ["January", "February", "March", "April", "May", "June", "July", "August", "September", "October",
+           "November", "December"]
+_DAYS = ["Monday", "Tuesday", "Wednesday", "Thursday", "Friday", "Saturday", "Sunday"]
+
+
+def _to_char(t: dt.datetime, fmt: str) -> str | None:
+    """PostgreSQL's to_char for the common patterns; None if the format uses another one."""
+    out, i, fill = [], 0, True
+    tokens = [("HH24", lambda: f"{t.hour:02d}"), ("HH12", lambda: f"{(t.hour % 12) or 12:02d}"),
+              ("YYYY", lambda: f"{t.year:04d}"), ("IYYY", lambda: f"{t.isocalendar()[0]:04d}"),
+              ("MONTH", lambda: _MONTHS[t.month - 1].upper().ljust(9 if fill else 0)),
+              ("Month", lambda: _MONTHS[t.month - 1].ljust(9 if fill else 0)),
+              ("month", lambda: _MONTHS[t.month - 1].lower().ljust(9 if fill else 0)),
+              ("DAY", lambda: _DAYS[t.weekday()].upper().ljust(9 if fill else 0)),
+              ("Day", lambda: _DAYS[t.weekday()].ljust(9 if fill else 0)),
+              ("day", lambda: _DAYS[t.weekday()].lower().ljust(9 if fill else 0)),
+              ("MON", lambda: _MONTHS[t.month - 1][:3].upper()), ("Mon", lambda: _MONTHS[t.month - 1][:3]),
+              ("mon", lambda: _MONTHS[t.month - 1][:3].lower()),
+              ("DDD", lambda: f"{t.timetuple().tm_yday:03d}" if fill else str(t.timetuple().tm_yday)),
+              ("DY", lambda: _DAYS[t.weekday()][:3].upper()), ("Dy", lambda: _DAYS[t.weekday()][:3]),
+              ("dy", lambda: _DAYS[t.weekday()][:3].lower()),
+              ("YY", lambda: f"{t.year % 100:02d}"), ("MM", lambda: f"{t.month:02d}" if fill else str(t.month)),
+              ("DD", lambda: f"{t.day:02d}" if fill else str(t.day)), ("HH", lambda: f"{(t.hour % 12) or 12:02d}"),
+              ("MI", lambda: f"{t.minute:02d}"), ("SS", lambda: f"{t.second:02d}"),
+              ("IW", lambda: f"{t.isocalendar()[1]:02d}" if fill else str(t.isocalendar()[1])),
+              ("WW", lambda: f"{(t.timetuple().tm_yday - 1) // 7 + 1:02d}" if fill
+               else str((t.timetuple().tm_yday - 1) // 7 + 1)),
+              ("ID", lambda: str(t.isoweekday())), ("Q", lambda: str((t.month - 1) // 3 + 1)),
+              ("D", lambda: str(t.isoweekday() % 7 + 1))]
+    while i < len(fmt):
+        if fmt.startswith("FM", i) or fmt.startswith("fm", i):
+            fill, i = False, i + 2
+            continue
+        if fmt[i] == '"':
+            j = fmt.find('"', i + 1)
+            if j < 0 or "\\" in fmt[i:j]:
+                return None
+            out.append(fmt[i + 1:j])
+            i = j + 1
+            continue
+        for token, value in tokens:
+            if fmt.startswith(token, i):
+                out.append(value())
+                i += len(token)
+                fill = True
+                break
+        else:
+            if fmt[i].isalpha() or fmt[i] == "\\":
+                return None         # a pattern not written here: no public key set
+            out.append(fmt[i])
+            i += 1
+    return "".join(out)
+
+
+def _plan_to_char(key, inner: KeyPlan) -> KeyPlan:
+    sql = f"pg_catalog.to_char({inner.sql}, {cast(sql_literal(key.unit), 'text')})"
+    public = None
+    if inner.public is not None:
+        public, seen = [], set()
+        for v in inner.public:
+            if v is None:
+                text = None
+            else:
+                try:
+                    text = _to_char(dt.datetime.fromisoformat(v), key.unit)
+                except ValueError:
+                    text = None
+                if text is None:
+                    public = None
+                    break
+            if text not in seen:
+                seen.add(text)
+                public.append(text)
+    return KeyPlan(sql, "text", public, zone=inner.zone,
+                   note="every formatted key between the column's bounds" if public is not None else "")
+
+
+def _plan_column_function(key, col, column_type, ident) -> KeyPlan:
+    """COALESCE(col, c), NULLIF(col, c), lower/upper/substring(col ...): on the column's public values."""
+    family, internal = column_type(col["type"])
+    values = col.get("public_values")
+    public = None if values is None else [None if v is None else str(v) for v in values] + \
+        ([] if col["notnull"] else [None])
+    if key.kind == "text":
+        if family != "text":
+            refuse(f"{key.text}: column {key.column!r} ({col['type']}) is not a string",
+                   f"{key.func} groups text columns.", "42883")
+        bounds = key.consts["bounds"]
+        if key.func in ("lower", "upper"):
+            sql = f"pg_catalog.{key.func}({ident})"
+            if public is not None and all(v is None or v.isascii() for v in public):
+                public = [None if v is None else (v.lower() if key.func == "lower" else v.upper()) for v in public]
+            else:
+                public = None       # case mapping beyond ASCII depends on the server's locale
+        else:
+            sql = f"pg_catalog.substring({ident}, {', '.join(f'({b})' for b in bounds)})"
+            start = bounds[0]
+            stop = None if len(bounds) == 1 else start + bounds[1]
+
+            def cut(v):
+                a = max(start - 1, 0)
+                return v[a:] if stop is None else v[a:max(stop - 1, 0)]
+            public = None if public is None else [None if v is None else cut(v) for v in public]
+        typ, numeric = "text", False
+    else:
+        const = key.consts["const"]
+        text_const = isinstance(const.val, ast.String)
+        if family == "text" and text_const:
+            const_sql, cvalue = sql_literal(const.val.sval), const.val.sval
+        elif family in ("int", "numeric", "float") and not text_const and (
+                family != "int" or isinstance(const.val, ast.Integer)):
+            const_sql, cvalue = _const_sql(const), str(const_decimal(const))
+        else:
+            refuse(f"{key.text}: the constant must have the type of column {key.column!r} ({col['type']})",
+                   "e.g. COALESCE(region, 'Unknown') for a text column, COALESCE(n, 0) for a number.", "42804")
+        numeric = family != "text"
+
+        def same(a, b):
+            if numeric:
+                try:
+                    return Decimal(a) == Decimal(b)
+                except ArithmeticError:
+                    return False
+            return a == b
+        if key.kind == "coalesce":
+            sql = f"COALESCE({ident}, {const_sql})"
+            public = None if public is None else [cvalue if v is None else v for v in public]
+        else:
+            sql = f"NULLIF({ident}, {const_sql})"
+            public = None if public is None else [None if v is not None and same(v, cvalue) else v for v in public]
+        typ = col["type"]
+    if public is not None:
+        dedup, seen = [], set()
+        for v in public:
+            if v not in seen:
+                seen.add(v)
+                dedup.append(v)
+        public = dedup
+    return KeyPlan(sql, typ, public, numeric=numeric,
+                   note=f"the column's public values, through {key.default_name}" if public is not None else "")

@@ -107,7 +107,11 @@ class Plan:
                            # timestamptz keys and constants are read in the session's TimeZone
                            self.timezone if self.zone_dependent else None]
                           # a path table: whose rows are whose (re-protecting bumps the data version too)
-                          + ([self.meta.unit_path] if self.meta.unit_path else []), sort_keys=True, default=str)
+                          + ([self.meta.unit_path] if self.meta.unit_path else [])
+                          # a join with tables the caller may read (bind.bind_star): the join, and the key
+                          # sets read from them (a new dimension value is a new question)
+                          + ([self.meta.source_sql, self.public_keys] if self.meta.joins else []),
+                          sort_keys=True, default=str)
 
     def core_groups(self) -> list[str]:
         """The group keys in the released core's order (sorted: the order they are written in is free)."""

@@ -22,11 +22,11 @@ from ..core import catalog, db
 from ..core.encode import json_safe, text_value
 from ..core.errors import DPError
 from ..dp import ledger, mechanisms
-from . import answer as answering, bounded, explain as explaining, rewrite, where
+from . import answer as answering, bounded, explain as explaining, relations, rewrite, statement, where
 from . import plan as planning
 from .analyze import analyze
-from .bind import bind_join
-from .parse import bind_params, parse_select
+from .bind import bind
+from .parse import ast, bind_params, parse_select
 from .sqltext import quote_ident
 
 NO_BUDGET = "42501"
@@ -73,10 +73,7 @@ def plan_question(sql, epsilon=None, delta=None, session_epsilon=None, params=No
     typed constants of the statement, so the same values are the same question.
     A statement costing more than the role's maximum is refused here, before any charge."""
     query = analyze(bind_params(parse_select(sql), _typed_params(params)))
-    if len(query.tables) > 1:
-        meta = bind_join(query, [catalog.load_table(s, t) for s, t, _ in query.tables])
-    else:
-        meta = catalog.load_table(query.schema, query.table)
+    meta = bind(query)
     limits = catalog.query_epsilon(catalog.outer_role(), meta.dataset)
     if epsilon is not None:
         eps = _number(epsilon, "epsilon")
@@ -172,6 +169,7 @@ def answer(sql, epsilon=None, delta=None, expect=None, session_epsilon=None, par
     yield                                   # the executor commits the charge
     try:
         db.execute("SELECT pg_catalog.set_config('track_counts', 'off', true)")
+        catalog.recheck_code(plan.query)        # no cast or domain CHECK of another role added since the plan
         set_time_zone(plan.timezone)
         copy = bounded.copy_for(plan)
         exact_sql = rewrite.rewrite_on_copy(plan, copy) if copy else plan.sql
@@ -278,38 +276,253 @@ def query_json_reply(sql, epsilon=None, delta=None, session_epsilon=None, timezo
                        for row in rows], default=_json_default)
 
 
+def _is_one_level(sql) -> bool:
+    """Whether dp.query reads the statement as it is: one SELECT without sub-selects or CTEs."""
+    stmt = _parse_statement(sql)
+    nested = []
+    statement._walk([stmt.fromClause, stmt.targetList, stmt.whereClause, stmt.havingClause],
+                    lambda n: nested.append(n) if isinstance(n, (ast.RangeSubselect, ast.SubLink)) else None)
+    return stmt.withClause is None and not nested and stmt.op == 0
+
+
+def _statement_plans(sql, epsilon, delta, session_epsilon, params, timezone):
+    """[(plan, names or None)]: the statement's measurements (dp.cost and dp.explain of any statement)."""
+    if _is_one_level(sql):
+        return [(plan_question(sql, epsilon, delta, session_epsilon, params, timezone), None)]
+    s = split_statement(sql)
+    if not s.measurements:
+        raise DPError("the statement asks no DP measurement", hint="Aggregate a protected table.",
+                      sqlstate="0A000")
+    plans = plan_statement([m.sql for m in s.measurements], epsilon, delta, session_epsilon, params, timezone)
+    return [(p, m.names) for p, m in zip(plans, s.measurements)]
+
+
+def _preview_lines(sql) -> list:
+    """dp.explain lines of the row-level reads of a statement: which synthetic copy they read."""
+    try:
+        copies = split_statement(sql).copies
+    except DPError:
+        return []
+    lines = []
+    for source, copy in copies:
+        made = db.execute("SELECT s.provenance->>'epsilon' AS e, s.provenance->>'at' AS at, "
+                          "s.provenance->>'method' AS m FROM dp_internal.synthetic_tables s WHERE s.relid = $1",
+                          [copy.oid], ["oid"])
+        what = f" (epsilon {made[0]['e']}, {made[0]['m']}, made {made[0]['at']})" if made else ""
+        lines.append({"column_name": f"(rows of {source.name})", "data_type": None, "mechanism": "synthetic copy",
+                      "epsilon": "0", "delta": "0", "noise_scale": None, "ci95": None,
+                      "note": f"rows come from the DP synthetic copy {copy.schema}.{copy.name}{what}: no row is a "
+                              "real one; reading it costs nothing"})
+    return lines
+
+
 def cost_reply(sql, epsilon=None, delta=None, session_epsilon=None, timezone=None):
-    plan = plan_question(sql, epsilon, delta, session_epsilon, timezone=timezone)
+    plans = [p for p, _ in _statement_plans(sql, epsilon, delta, session_epsilon, None, timezone)]
     role = catalog.outer_role()
-    _require_budget(role, plan.meta.dataset)
-    cached = _cached(_cache_key(plan)) is not None
-    remaining = catalog.remaining_budget(role, plan.meta.dataset)
-    zero = Decimal(0)
-    return json.dumps({"dataset": plan.meta.dataset,
-                       "epsilon_cost": str(zero if cached else plan.epsilon),
-                       "delta_cost": str(zero if cached else plan.delta), "cached": cached,
+    for plan in plans:
+        _require_budget(role, plan.meta.dataset)
+    todo = [p for p in plans if _cached(_cache_key(p)) is None]
+    dataset = plans[0].meta.dataset
+    remaining = catalog.remaining_budget(role, dataset)
+    return json.dumps({"dataset": dataset,
+                       "epsilon_cost": str(sum((p.epsilon for p in todo), Decimal(0))),
+                       "delta_cost": str(sum((p.delta for p in todo), Decimal(0))), "cached": not todo,
                        "epsilon_remaining": str(remaining[0]), "delta_remaining": str(remaining[1])})
 
 
 def explain_reply(sql, epsilon=None, delta=None, columns_only=False, session_epsilon=None, params=None,
                   timezone=None):
-    plan = plan_question(sql, epsilon, delta, session_epsilon, params, timezone)
-    if columns_only:        # the answer's column types, one a line, for the plain-SQL hook (src/sql_hook/hook.c)
+    if columns_only:        # the answer's column types, one a line
+        plan = plan_question(sql, epsilon, delta, session_epsilon, params, timezone)
         return "\n".join(t for _, t in plan.columns)
-    return json.dumps([
-        {"column_name": r["column_name"], "data_type": r["data_type"], "mechanism": r["mechanism"],
-         "epsilon": f"{r['epsilon']:.12g}", "delta": f"{r['delta']:.12g}",
-         "noise_scale": r["noise_scale"], "ci95": r["ci95"], "note": r["note"]}
-        for r in explaining.explain(plan)])
+    out = _preview_lines(sql)
+    plans = _statement_plans(sql, epsilon, delta, session_epsilon, params, timezone) if not out or \
+        split_statement(sql).measurements else []
+    for i, (plan, names) in enumerate(plans, 1):
+        prefix = f"measurement {i}: " if len(plans) > 1 else ""
+        for r in explaining.explain(plan):
+            name = names.get(r["column_name"], r["column_name"]) if names is not None else r["column_name"]
+            out.append({"column_name": prefix + name, "data_type": r["data_type"], "mechanism": r["mechanism"],
+                        "epsilon": f"{r['epsilon']:.12g}", "delta": f"{r['delta']:.12g}",
+                        "noise_scale": r["noise_scale"], "ci95": r["ci95"], "note": r["note"]})
+        for note in plan.meta.joins or ():
+            out.append({"column_name": prefix + "(join)", "data_type": None, "mechanism": "join", "epsilon": "0",
+                        "delta": "0", "noise_scale": None, "ci95": None, "note": note})
+    return json.dumps(out)
 
 
 def synthetic_copy_reply(relid):
-    """The synthetic copy of a protected table that the caller may read ('' if none): the plain-SQL
-    hook answers row-level reads (BI tools' previews) from it."""
-    rows = db.execute(
-        "SELECT s.relid::int8 AS oid FROM dp_internal.synthetic_tables s "
-        "JOIN pg_catalog.pg_class c ON c.oid = s.relid JOIN pg_catalog.pg_namespace n ON n.oid = c.relnamespace "
-        "WHERE s.source = $1 AND n.nspname = $2 AND pg_catalog.has_table_privilege($3, s.relid, 'SELECT') "
-        "ORDER BY s.created_at DESC LIMIT 1",
-        [int(relid), db.setting("synthetic_schema") or "dp_synthetic", catalog.outer_role()], ["oid", "text", "oid"])
-    return str(rows[0]["oid"]) if rows else ""
+    """The synthetic copy of a protected table that the caller's row-level reads read ('' if none;
+    who reads which copy: relations.synthetic_copy_oid)."""
+    oid = relations.synthetic_copy_oid(int(relid), catalog.outer_role())
+    return "" if oid is None else str(oid)
+
+
+# ---------------------------------------------------------------------------------------------
+# Whole statements (the plain-SQL hook): DP measurements at the leaves, SQL above them.
+
+def _parse_statement(sql):
+    from .parse import MAX_STATEMENT_CHARS, SYNTAX_ERROR, pglast, too_complex
+    if not isinstance(sql, str) or not sql.strip():
+        raise DPError("the query is empty", hint="Pass one SELECT statement.", sqlstate=SYNTAX_ERROR)
+    if len(sql) > MAX_STATEMENT_CHARS:
+        raise too_complex(f"{len(sql)} characters, more than {MAX_STATEMENT_CHARS}")
+    try:
+        statements = pglast.parse_sql(sql)
+    except pglast.parser.ParseError as e:
+        raise DPError(f"syntax error in query: {e.args[0]}", hint="Check the SQL text.", sqlstate=SYNTAX_ERROR)
+    except RecursionError:
+        raise too_complex("its expressions are nested too deeply") from None
+    if len(statements) != 1:
+        raise DPError("the query must be exactly one statement", hint="Send one SELECT at a time.",
+                      sqlstate="0A000")
+    return statement.unwrap(statements[0].stmt)
+
+
+def split_statement(sql, search_path=None):
+    """statement.split of the caller's statement, names resolved with the caller's search_path."""
+    return statement.split(_parse_statement(sql), relations.Catalog(catalog.outer_role(), search_path))
+
+
+def _implicit_slots(plan) -> int:
+    """How many shares of the statement's epsilon a plan uses (aggregates without their own, selection)."""
+    return sum(1 for o in plan.query.outputs if o.aggregate and o.aggregate.epsilon is None) \
+        + (1 if plan.selection_epsilon else 0)
+
+
+def plan_statement(cores, epsilon=None, delta=None, session_epsilon=None, params=None, timezone=None):
+    """The plans of a statement's measurements.  The statement's epsilon (the argument, else the
+    session's pg_dp.epsilon, else the role's default, else default_epsilon) is split over all of
+    them, in proportion to the shares each uses, so one statement costs what one question costs;
+    the DBA's per-statement maximum is checked for the whole statement (per dataset)."""
+    if not isinstance(cores, list) or not cores or not all(isinstance(c, str) for c in cores) or len(cores) > 64:
+        raise DPError("malformed pg_dp request", sqlstate="22023")
+    first = [plan_question(c, epsilon, delta, session_epsilon, params, timezone) for c in cores]
+    if len(first) == 1:
+        plans = first
+    else:
+        by_dataset = {}
+        for p in first:
+            by_dataset.setdefault(p.meta.dataset, []).append(p)
+        plans = []
+        for p in first:
+            group = by_dataset[p.meta.dataset]
+            total = sum(_implicit_slots(q) for q in group)
+            slots = _implicit_slots(p)
+            implicit_eps = p.epsilon - sum((Decimal(repr(o.aggregate.epsilon)) for o in p.query.outputs
+                                            if o.aggregate and o.aggregate.epsilon is not None), Decimal(0))
+            if slots == 0 or total == slots:
+                plans.append(p)
+                continue
+            share = (implicit_eps * slots / total).quantize(Decimal("1e-12"), rounding="ROUND_DOWN")
+            plans.append(plan_question(cores[first.index(p)], float(share), delta, None, params, timezone))
+    for dataset in {p.meta.dataset for p in plans}:
+        limits = catalog.query_epsilon(catalog.outer_role(), dataset)
+        total = sum((p.epsilon for p in plans if p.meta.dataset == dataset), Decimal(0))
+        if limits and limits[1] is not None and total > Decimal(limits[1]):
+            raise DPError(f"this statement costs epsilon {total}, more than the {limits[1]} a statement may cost "
+                          f"you on dataset {dataset}",
+                          hint="Ask with a smaller epsilon (SET pg_dp.epsilon = ...), or fewer measurements.",
+                          sqlstate=INSUFFICIENT)
+    return plans
+
+
+def _field(text: str) -> str:
+    return f"V{len(text)}:{text}"
+
+
+def split_reply(sql, params=None, search_path=None, timezone=None, session_epsilon=None):
+    """For the plain-SQL hook, at parse analysis (nothing is charged): the outer statement, each
+    measurement's marker and core SQL, and the synthetic copies its row-level reads may read.
+    Every measurement is planned here, so what cannot be answered is refused before anything runs."""
+    s = split_statement(sql, search_path)
+    if s.measurements:
+        plans = plan_statement([m.sql for m in s.measurements], None, None, session_epsilon, params, timezone)
+        for p in plans:
+            _require_budget(catalog.outer_role(), p.meta.dataset)
+    for source, copy in s.copies:
+        db.notice(f"rows of {source.name} come from its DP synthetic copy {copy.schema}.{copy.name}",
+                  hint="Synthetic rows look like the table's, but no row is a real one; ask aggregates for DP "
+                       "answers on the real data.")
+    fields = [s.sql, str(len(s.measurements))]
+    for m in s.measurements:
+        fields += [m.marker, m.sql]
+    fields.append(str(len(s.copies)))
+    fields += [f"{source.oid}:{copy.oid}" for source, copy in s.copies]
+    return "".join(_field(f) for f in fields)
+
+
+def statement_reply(cores, expect=None, params=None, session_epsilon=None, timezone=None):
+    """Generator: the answers of all the measurements of one statement, charged once (one ledger
+    entry per dataset, for the measurements not already answered on this data version).  Reply:
+    one field per measurement, each as dp.query's reply (encode_rows)."""
+    if isinstance(cores, list) and len(cores) == 1 and isinstance(cores[0], str):
+        # one measurement: exactly dp.query's question (its charge, cache and record)
+        if expect is not None and (not isinstance(expect, list) or len(expect) != 1):
+            raise DPError("malformed pg_dp request", sqlstate="22023")
+        columns, rows = yield from answer(cores[0], expect=None if expect is None else expect[0],
+                                         session_epsilon=session_epsilon, params=params, timezone=timezone)
+        return _field(encode_rows(columns, rows))
+    plans = plan_statement(cores, None, None, session_epsilon, params, timezone)
+    if expect is not None:
+        if not isinstance(expect, list) or len(expect) != len(plans):
+            raise DPError("malformed pg_dp request", sqlstate="22023")
+        for plan, e in zip(plans, expect):
+            check_expected(plan, e)
+    role = catalog.outer_role()
+    for plan in plans:
+        _require_budget(role, plan.meta.dataset)
+    keys = [_cache_key(plan) for plan in plans]
+    cached = [_cached(k) for k in keys]
+    ledger_ids = {}
+    for dataset in sorted({p.meta.dataset for p in plans}):
+        todo = [(p, k) for p, k, c in zip(plans, keys, cached) if c is None and p.meta.dataset == dataset]
+        if not todo:
+            continue
+        eps = sum((p.epsilon for p, _ in todo), Decimal(0))
+        dlt = sum((p.delta for p, _ in todo), Decimal(0))
+        text = " ; ".join(p.query.normalized for p, _ in todo)
+        mechanism = " ; ".join(p.mechanism for p, _ in todo)
+        key = hashlib.sha256("".join(k for _, k in todo).encode()).hexdigest() if len(todo) > 1 else todo[0][1]
+        ledger_ids[dataset] = ledger.charge(role, dataset, eps, dlt, text, mechanism, todo[0][0].meta.data_version,
+                                            key)
+    if ledger_ids:
+        yield                               # the executor commits the charge
+    parts = []
+    for plan, key, core in zip(plans, keys, cached):
+        columns = [[name, typ] for name, typ in plan.columns]
+        if core is None:
+            core = _compute(plan, key, ledger_ids[plan.meta.dataset], columns)
+        parts.append(encode_rows(columns, answering.present(plan, core)))
+    return "".join(_field(p) for p in parts)
+
+
+def _compute(plan, key, ledger_id, columns):
+    """The exact statistics of a charged plan, released; stored for the cache.  The same steps as
+    answer() after its charge, for each measurement of a statement of several: keep the two alike."""
+    try:
+        db.execute("SELECT pg_catalog.set_config('track_counts', 'off', true)")
+        catalog.recheck_code(plan.query)        # no cast or domain CHECK of another role added since the plan
+        set_time_zone(plan.timezone)
+        copy = bounded.copy_for(plan)
+        exact_sql = rewrite.rewrite_on_copy(plan, copy) if copy else plan.sql
+        exact = db.execute_tuples(exact_sql, len(plan.query.group_by) + 1 + len(plan.measurements))
+        set_time_zone("UTC")
+    except Exception as e:
+        if not db.is_spi_error(e):
+            raise
+        db.log(f"pg_dp: exact query of ledger entry {ledger_id} failed: {e}")
+        raise DPError("the answer could not be computed; the charge stands",
+                      hint="An administrator finds the cause in the server log.", sqlstate="XX000")
+    core = answering.release_core(plan, exact)
+    if plan.public_keys is None and not core:
+        threshold = mechanisms.selection_parameters(plan.groups_per_unit, plan.rows_per_unit,
+                                                    plan.selection_epsilon, plan.selection_delta)[1]
+        db.notice(f"no group was released: DP partition selection keeps only groups of more than about "
+                  f"{threshold} units at this epsilon and delta (the charge stands)",
+                  hint="Ask with a larger epsilon, group by a column with public values "
+                       "(dp.set_public_values), or group less finely.")
+    db.execute("SELECT pg_catalog.set_config('track_counts', 'on', true)")
+    ledger.store_answer(key, plan.meta.dataset, plan.meta.data_version, json.dumps(columns),
+                        json.dumps(core, default=_json_default), ledger_id)
+    return json.loads(json.dumps(core, default=_json_default))

@@ -4,7 +4,9 @@ pg_views shows every view's definition to every role, so the question itself is
 kept in dp_internal.views (readable by the extension owner only) and the view
 reads `dp.view_answer(<id>)`.  An answer through an id goes only to a role that
 may SELECT the view bound to it (its owner and whom the owner granted), and is
-charged to that role like any other question (free while cached).  The view is
+charged to the view's author, as a SECURITY DEFINER function runs with its owner's rights
+(free while cached): a reader never pays for a question someone else wrote, and an author
+never reads for free what a reader paid for.  The view is
 found (by its owner and definition) on first use: it commits after the question
 is kept, in the author's transaction, which the executor cannot see.
 """
@@ -52,4 +54,6 @@ def answer(id, expect=None):
         raise DPError(f"permission denied for pg_dp view question {id}",
                       hint="Read it through its view; its owner can GRANT SELECT on the view.", sqlstate="42501")
     r = row[0]
+    # the author pays: the question is answered, checked and charged as theirs, whoever reads
+    catalog.set_caller(int(r["owner"]))
     return (yield from serve.query_reply(r["sql"], r["epsilon"], r["delta"], expect))

@@ -252,8 +252,9 @@ def neighbour_keys(flags, keys: list, spare=None) -> list:
     return [(keys[(i + 1) % n] if n > 1 else spare) if f else None for i, f in enumerate(flags)]
 
 
-def fill_self_references(st, table: str):
-    """Every set self-reference of the written copy takes the key of another row, uniformly."""
+def fill_self_references(st, table: str, execute):
+    """Every set self-reference of the written copy takes the key of another row, uniformly.
+    `execute(sql, params)` changes the copy (as pg_dp's writer role: synth.write)."""
     for link in st.links:
         if link.kind != "self":
             continue
@@ -262,12 +263,12 @@ def fill_self_references(st, table: str):
         keys = np.array([r["k"] for r in rows], dtype=object)
         target = other_rows(np.array([r["f"] for r in rows], dtype=bool), st.rng)
         set_ = np.flatnonzero(target >= 0)
-        db.execute(f"UPDATE {table} t SET {col} = u.v::{st.t.column(link.column).sql_type} "
-                   f"FROM unnest($1::text[], $2::text[]) u (k, v) "
-                   f"WHERE t.{ref} = u.k::{st.t.column(link.refcol).sql_type}",
-                   [list(keys[set_]), list(keys[target[set_]])], ["text[]", "text[]"])
+        execute(f"UPDATE {table} t SET {col} = u.v::{st.t.column(link.column).sql_type} "
+                f"FROM unnest($1::text[], $2::text[]) u (k, v) "
+                f"WHERE t.{ref} = u.k::{st.t.column(link.refcol).sql_type}",
+                [list(keys[set_]), list(keys[target[set_]])])
         if len(rows) == 1 and rows[0]["f"]:      # no other row to reference
             nullable = st.t.column(link.column).nullable
             st.notice(f"column {link.column} of the only row of the copy is "
                        + ("NULL" if nullable else "its own key") + ": there is no other row to reference")
-            db.execute(f"UPDATE {table} SET {col} = " + (f"NULL" if nullable else ref))
+            execute(f"UPDATE {table} SET {col} = " + (f"NULL" if nullable else ref))

@@ -6,7 +6,7 @@ import json
 
 import numpy as np
 
-from ..core import catalog, db
+from ..core import catalog, db, trust
 from ..core.encode import json_safe
 from ..core.errors import DPError
 from . import dc as dcmod
@@ -52,6 +52,9 @@ def evaluate(source, synthetic=None, targets=None):
         syn = int(found[0]["relid"])
     else:
         syn = db.regclass_oid(synthetic)
+    for relid in (src, syn):      # read as the extension owner: no other role's casts or domain CHECKs
+        trust.require_no_column_code(relid, db.execute("SELECT $1::regclass::text AS t", [relid], ["oid"])[0]["t"],
+                                     "evaluated")
     kinds = _columns(src)
     missing = [c for c in kinds if c not in _columns(syn)]
     if missing:

@@ -27,7 +27,7 @@ import uuid
 
 import numpy as np
 
-from ..core import catalog, db
+from ..core import catalog, db, trust
 from ..dp import ledger
 from ..core.errors import DPError
 from . import budget, constraints, discover, grid, keys, links, marginals, methods, relational, sample, write
@@ -61,13 +61,14 @@ class Run:
                           hint="Nothing was charged. Drop or change what is named, declare public values "
                                "(dp.set_public_values), or synthesize a view-free copy of the table without it.",
                           sqlstate="0A000")
+        # a row naming a unit of the dataset twice is bounded for one only: refused before the charge
+        catalog.require_bounded_references(
+            t.relid, t.qualified, t.dataset, t.unit or t.path_unit,
+            f"An administrator declares every reference but one not personal (dp.protect('{t.qualified}', "
+            f"dataset => '{t.dataset}', not_personal => ARRAY['<key or column>'])). Nothing was charged.")
         shadow = self._target_schema(target_schema, t.schema)
-        code = write.foreign_code(t.relid)
-        if code:
-            raise DPError(f"{t.qualified} runs functions of other roles when written: {', '.join(code)}",
-                          hint="The copy is written with the extension owner's rights; an administrator can "
-                               "make a superuser own these functions, or drop the constraints that call them.",
-                          sqlstate="42501")
+        # refused before the charge: another role's code in the column types, a copy another role made
+        write.check_source(t.relid, shadow, t.name, self.notice)
         st = self.st = TableState(t, shadow, caller, epsilon, delta, rows, methods.get(),
                                   np.random.default_rng(secrets.randbits(64)), self.phase, self.notice)
         # siblings: relid -> TableState of the tables synthesized earlier in the same call
@@ -84,9 +85,10 @@ class Run:
     def _target_schema(self, requested, source_schema: str) -> str:
         if requested is not None and not self.admin:
             raise DPError("only a pg_dp administrator may choose the target schema",
-                          hint="Leave target_schema out: synthetic tables go to the shadow schema "
-                               f"{db.setting('synthetic_schema') or 'dp_synthetic'}.", sqlstate="42501")
-        shadow = requested or db.setting("synthetic_schema") or "dp_synthetic"
+                          hint="Leave target_schema out: your synthetic tables go to your own shadow schema "
+                               f"{write.shadow_schema(self.role, False)}.", sqlstate="42501")
+        # the shared shadow schema is written by administrators only; anyone else gets a schema of their own
+        shadow = requested or write.shadow_schema(self.role, self.admin)
         if shadow in (source_schema, "pg_catalog", "dp", "dp_internal", "information_schema") \
                 or shadow.startswith("pg_"):
             raise DPError(f"synthetic tables cannot go to schema {shadow}",
@@ -167,6 +169,8 @@ class Run:
         """Everything after the charge: read, measure, model, sample, write (one transaction)."""
         st, t = self.st, self.st.t
         e_disc, d_disc, e_model, d_model = budget.costs(st)
+        # no cast or domain CHECK of another role added since the plan (before the source is read)
+        trust.require_no_column_code(t.relid, t.qualified, "synthesized")
         db.execute("SELECT pg_catalog.set_config('track_counts', 'off', true)")
         if db.execute("SELECT dp_internal.is_citus_table($1) AS c", [t.relid], ["oid"])[0]["c"]:
             # Citus: the copy (a local table on the coordinator) and its schema are written in
@@ -247,7 +251,8 @@ class Run:
                       "method": st.method.description, "ledger_id": ledger_id, "data_version": t.data_version,
                       "denial_constraints": [d.text for d in t.dcs],
                       "regenerated": [c.name for c in t.columns if c.kind == "identifier"]}
-        return write.swap(w, bad, n, provenance, lambda table: keys.fill_self_references(st, table))
+        return write.swap(w, bad, n, provenance,
+                          lambda table, execute: keys.fill_self_references(st, table, execute))
 
     def destination(self) -> write.TableWrite:
         """What pg_dp.synth.write needs to write this table's copy."""

@@ -132,21 +132,26 @@ def load(relid: int) -> Target:
                   "of the whole synthetic table")
     for c in db.execute(
             "SELECT a.attname, pg_catalog.format_type(a.atttypid, a.atttypmod) AS type, "
-            "pg_catalog.format_type(CASE WHEN t.typtype = 'd' THEN t.typbasetype ELSE a.atttypid END, NULL) AS base, "
-            "pg_catalog.format_type(t.typbasetype, t.typtypmod) AS domain_base, "
+            "pg_catalog.format_type(CASE WHEN t.typtype = 'd' THEN ub.oid ELSE a.atttypid END, NULL) AS base, "
+            "pg_catalog.format_type(ub.oid, ub.mod) AS domain_base, "
             "CASE WHEN t.typtype = 'd' THEN b.typcategory ELSE t.typcategory END AS category, "
             "CASE WHEN t.typtype = 'd' THEN b.typtype ELSE t.typtype END AS base_typtype, "
-            "t.typtype, a.attnotnull OR t.typnotnull AS attnotnull, a.attgenerated <> '' AS generated, "
+            "t.typtype, a.attnotnull OR coalesce(ub.nn, false) AS attnotnull, a.attgenerated <> '' AS generated, "
             "a.attidentity, m.lower_bound, m.upper_bound, m.public_values, m.values_source, m.step, "
             "ARRAY(SELECT e.enumlabel::text FROM pg_catalog.pg_enum e WHERE e.enumtypid = "
-            "CASE WHEN t.typtype = 'd' THEN t.typbasetype ELSE a.atttypid END ORDER BY e.enumsortorder) AS labels, "
+            "CASE WHEN t.typtype = 'd' THEN ub.oid ELSE a.atttypid END ORDER BY e.enumsortorder) AS labels, "
             "EXISTS (SELECT 1 FROM pg_catalog.pg_attrdef d JOIN pg_catalog.pg_depend p "
             "ON p.classid = 'pg_catalog.pg_attrdef'::regclass AND p.objid = d.oid "
             "AND p.refclassid = 'pg_catalog.pg_class'::regclass "
             "JOIN pg_catalog.pg_class s ON s.oid = p.refobjid AND s.relkind = 'S' "
             "WHERE d.adrelid = a.attrelid AND d.adnum = a.attnum) AS serial "
             "FROM pg_catalog.pg_attribute a JOIN pg_catalog.pg_type t ON t.oid = a.atttypid "
-            "LEFT JOIN pg_catalog.pg_type b ON b.oid = t.typbasetype "
+            "LEFT JOIN LATERAL (WITH RECURSIVE ch(oid, mod, depth, nn) AS (SELECT t.typbasetype, t.typtypmod, 1, "
+            "t.typnotnull WHERE t.typtype = 'd' UNION ALL SELECT y.typbasetype, y.typtypmod, ch.depth + 1, y.typnotnull "
+            "FROM ch JOIN pg_catalog.pg_type y ON y.oid = ch.oid WHERE y.typtype = 'd' AND ch.depth < 32) "
+            "SELECT ch.oid, ch.mod, bool_or(ch.nn) OVER () AS nn FROM ch ORDER BY ch.depth DESC LIMIT 1) ub ON true "
+            # a domain's last base (a domain over a domain is staged as it), and whether any is NOT NULL
+            "LEFT JOIN pg_catalog.pg_type b ON b.oid = ub.oid "
             "LEFT JOIN dp_internal.columns m ON m.relid = a.attrelid AND m.attname = a.attname "
             "WHERE a.attrelid = $1 AND a.attnum > 0 AND NOT a.attisdropped ORDER BY a.attnum", [relid], ["oid"]):
         if c["generated"]:

@@ -19,11 +19,12 @@ SELECT ward, abs(n - CASE ward WHEN 'north' THEN 15000 ELSE 5000 END) < 200 AS n
 FROM (SELECT ward, count(*) AS n, avg(days) AS mean_days FROM regress_visits GROUP BY ward) AS virtual_table
 ORDER BY ward;
 SELECT epsilon_spent, epsilon_remaining, default_epsilon, max_epsilon FROM dp.my_budget();
+-- a row-level CTE under an aggregate is part of the measurement (charged: 0.5)
+WITH v AS (SELECT * FROM regress_visits) SELECT abs(count(*) - 20000) < 100 AS n_ok FROM v;
 -- refusals, nothing charged
 SELECT max(days) FROM regress_visits;
 SELECT days FROM regress_visits WHERE id = 7;
 SELECT count(*) FROM regress_visits WHERE id IN (SELECT id FROM regress_visits WHERE days = 3);
-WITH v AS (SELECT * FROM regress_visits) SELECT count(*) FROM v;
 EXPLAIN SELECT count(*) FROM regress_visits WHERE id = 7;
 SET pg_dp.epsilon = 2;
 SELECT count(*) FROM regress_visits WHERE days > 3;

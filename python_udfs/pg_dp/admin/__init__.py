@@ -1,0 +1,1 @@
+"""What a DBA calls: protecting tables (protect), the health report (doctor) and dummy data."""
