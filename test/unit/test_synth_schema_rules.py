@@ -41,6 +41,26 @@ def test_a_child_holding_the_unit_is_generated_under_its_order_and_takes_the_ord
     assert [(a.column, a.theirs, a.flag) for a in agreements] == [("customer_id", "customer_id", None)]
 
 
+def test_a_path_table_repeating_the_units_column_declared_not_personal_takes_the_parents():
+    """line(invoice_id -> invoice, customer_id -> customer) with customer_id declared not personal
+    (dp.protect's rule for a row naming the unit twice): the line reaches its customer through its
+    invoice, and its customer_id is the invoice's by construction, not a modelled same/other column
+    (which would let the paths disagree)."""
+    customers = target("customers", unit="customer_id", keys=["customer_id"], columns=["customer_id"])
+    invoice = target("invoice", unit="customer_id", keys=["invoice_id"], columns=["invoice_id", "customer_id"])
+    to_customer = Link("i_c", SIBLING, "customer_id", "customer_id", ["customer_id"], ["customer_id"],
+                       "s.customers", "x.customers", 10, parent=parent_state(customers))
+    line = target("line", path=[{"conname": "l_i", "ref": 11, "cols": ["invoice_id"], "refcols": ["invoice_id"]}],
+                  columns=["line_id", "invoice_id", "customer_id"])
+    by_invoice = Link("l_i", SIBLING, "invoice_id", "invoice_id", ["invoice_id"], ["invoice_id"], "s.invoice",
+                      "x.invoice", 11, parent=parent_state(invoice, [to_customer]))
+    by_customer = Link("l_c", SIBLING, "customer_id", "customer_id", ["customer_id"], ["customer_id"],
+                       "s.customers", "x.customers", 10, parent=parent_state(customers))
+    assert relational.choose_parent(line, [by_customer, by_invoice]) is by_invoice
+    (a,) = relational.plan_agreements(line, [by_customer, by_invoice], by_invoice)
+    assert (a.column, a.theirs, a.flag) == ("customer_id", "customer_id", None)
+
+
 def test_a_second_path_that_may_differ_is_a_modelled_same_or_other_column():
     """store.returns (order_id -> orders, returned_by -> customers): the returner may be someone else."""
     customers = target("customers", unit="customer_id", keys=["customer_id"], columns=["customer_id"])

@@ -196,7 +196,9 @@ def plan_agreements(t: Target, links: list, parent_link) -> list[Agreement]:
         if theirs is None:
             continue
         flag = None
-        if other.column != t.unit:
+        # the unit's own column (or, on a path table, a repeated column of the unit's name that the
+        # DBA declared not personal: payments.customer_id next to payments.order_id) takes the parent's
+        if other.column != (t.unit or t.path_unit):
             flag = dom.Column(f"pg_dp_same_{len(out)}", "text", "text", t.column(other.column).nullable,
                               "categorical", values=["same", "other"],
                               source=f"{other.column} same as {parent_link.parent.t.name}.{theirs.column} or not")
