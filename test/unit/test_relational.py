@@ -153,6 +153,22 @@ def test_a_child_date_is_its_parents_plus_the_offset_inside_declared_bounds():
     assert relational.follow(col, np.array([90.0]), np.array([30.0]), rng)[0] == 120
 
 
+def test_a_child_date_keeps_its_offset_when_its_parents_dp_range_reaches_beyond_its_own():
+    """Payments 0..9 days after their order, the payments' DP range ending at 100 and the
+    orders' at 260 (two estimates): a payment of an order on day 250 stays 0..9 days after it
+    (it was clipped to day 100, 150 days before its order), one that fits both stays in both."""
+    rng = np.random.default_rng()
+    col = SimpleNamespace(nullable=True, source="DP bounds", lower=0.0, upper=100.0, sql_type="date", fam="date")
+    off = SimpleNamespace(source="DP bounds", lower=0.0, upper=9.0)
+    out = relational.follow(col, np.array([250.0, 95.0, 50.0, np.nan, -30.0]),
+                            np.array([4.0, 8.0, 3.0, 2.0, 5.0]), rng, off)
+    assert out[0] == 250.0           # nearest offset in its bounds: 0 days (not day 100)
+    assert out[1] == 100.0           # moved into both: 5 days after, within 0..9
+    assert out[2] == 53.0 and np.isnan(out[3])
+    assert out[4] == -21.0           # before the child's range: the offset's upper end (9)
+    assert relational.follow(col, np.array([250.0]), np.array([4.0]), rng)[0] == 100.0   # no offset bounds
+
+
 def test_fanout_choice_score_moves_under_four_per_row():
     """The report-noisy-max choosing the fan-out's parent attribute is calibrated to 4 per row
     (4 * rows per unit + 1 with the rounding): adding any one row to any table moves the score

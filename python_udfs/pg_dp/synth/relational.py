@@ -844,14 +844,21 @@ def attach(st: TableState, values: dict, parents: np.ndarray | None, n: int):
         out[is_null & null] = None
         values[a.column] = out
     for child, pcol, offset in st.anchors:
-        values[child] = follow(st.t.column(child), slots.dates[pcol][parents], values[offset.name], st.rng)
+        values[child] = follow(st.t.column(child), slots.dates[pcol][parents], values[offset.name], st.rng,
+                               offset)
 
 
-def follow(col, parent: np.ndarray, offset: np.ndarray, rng: np.random.Generator) -> np.ndarray:
+def follow(col, parent: np.ndarray, offset: np.ndarray, rng: np.random.Generator, off=None) -> np.ndarray:
     """A child's dates: its parent's date plus the sampled offset, inside the child column's
     bounds when they are declared; a NOT NULL column whose parent date or offset is NULL takes
-    another row's offset (or its parent's date)."""
-    out = np.asarray(parent, dtype=np.float64) + np.asarray(offset, dtype=np.float64)
+    another row's offset (or its parent's date).
+
+    The child column's DP bounds (an estimate, like its parent's) give way to the relation: a
+    row is moved into them only as far as its offset stays within the offset's own DP bounds
+    `off` (a payment is never paid before its order because the orders' DP range reaches later
+    than the payments'); where the two cannot both hold, the date keeps the nearest offset."""
+    parent = np.asarray(parent, dtype=np.float64)
+    out = parent + np.asarray(offset, dtype=np.float64)
     if not col.nullable:
         missing = np.isnan(out)
         if missing.any():
@@ -859,7 +866,15 @@ def follow(col, parent: np.ndarray, offset: np.ndarray, rng: np.random.Generator
             step = known[rng.integers(0, known.size, size=int(missing.sum()))] if known.size else 0.0
             out[missing] = np.asarray(parent, dtype=np.float64)[missing] + step
             out[np.isnan(out)] = col.lower
-    if col.source in ("declared bounds", "DP bounds"):
+    if col.source == "DP bounds" and off is not None and off.source == "DP bounds":
+        lo, hi = parent + off.lower, parent + off.upper          # the offset's range, row by row
+        a, b = np.maximum(lo, col.lower), np.minimum(hi, col.upper)
+        fits = a <= b
+        near = np.where(hi < col.lower, hi, lo)                  # no room in both: the nearest offset
+        out = np.where(np.isnan(out) | np.isnan(parent), out,
+                       np.where(fits, np.clip(out, a, np.where(fits, b, a)), near))
+        out = np.where(np.isnan(out) | ~np.isnan(parent), out, np.clip(out, col.lower, col.upper))
+    elif col.source in ("declared bounds", "DP bounds"):
         out = np.where(np.isnan(out), out, np.clip(out, col.lower, col.upper))
     low, high = dom.type_range(col.sql_type, col.fam)
     return np.where(np.isnan(out), out, np.clip(out, low, high))
