@@ -12,7 +12,7 @@ OBJS        = src/pg_dp.o \
               src/aggregates/hist_state.o src/aggregates/state_text.o src/aggregates/final.o \
               src/aggregates/native.o src/aggregates/release.o src/aggregates/opendp.o \
               src/worker/session.o src/worker/serve.o src/worker/pool.o src/worker/spares.o src/worker/frontdoor.o \
-              src/worker/measure.o \
+              src/worker/measure.o src/worker/reply.o \
               src/sql_hook/hook.o \
               src/citus/citus.o src/citus/wrappers.o \
               src/writer/writer.o
@@ -44,7 +44,7 @@ endif
 pg_dp--$(EXTVERSION).sql: $(EXTENSION_SQL)
 	cat $^ > $@
 
-.PHONY: help deps install-python demo test installcheck-temp pytest bench dist test-citus test-synthesis-suite test-bi
+.PHONY: help deps install-python demo test installcheck-temp pytest bench dist test-citus test-synthesis-suite test-bi test-long
 
 help:            ## list the targets
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | sed 's/:.*## /\t/' | expand -t 18
@@ -74,10 +74,14 @@ test: deps       ## all tests: pg_regress on a throwaway cluster, then pytest ag
 	$(MAKE) install
 	scripts/citus.sh build-if-vendored
 	scripts/with-temp-cluster.sh $(MAKE) installcheck
-	$(PYTHON) -m pytest -q test
+	$(PYTHON) -m pytest -q -m "not long" --durations=25 test
 
-pytest:          ## only the pytest suite (after make install)
-	$(PYTHON) -m pytest -q test
+pytest:          ## only the pytest suite of make test (after make install)
+	$(PYTHON) -m pytest -q -m "not long" --durations=25 test
+
+test-long: deps  ## the checks that take minutes each (marked long): every phase of a stopped synthesis run, the large Kamino constraint sets
+	$(MAKE) install
+	$(PYTHON) -m pytest -q -m long test
 
 bench:           ## aggregate benchmark on 10M rows (bench/RESULTS.md)
 	$(PYTHON) bench/aggregates.py

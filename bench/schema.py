@@ -1,5 +1,5 @@
 #!/usr/bin/python3
-"""Benchmark: one-call synthesis of whole schemas, scored by dp.evaluate_schema (issue 12).
+"""Benchmark: one-call synthesis of whole schemas, scored by dp.evaluate_schema.
 
 One command, run from the repository root (pg_dp must be installed system-wide):
 

@@ -14,7 +14,7 @@ Cases (../shared/data; a case whose data is absent is skipped with a note):
   tpch       Kamino's TPC-H join, 19,951 x 9 with 4 hard functional dependencies
   mixed      a generated table of 15 columns of every common type (--mixed-rows, 1,000,000)
   geo        30,000 generated rows: zip (20,000 declared values) -> city -> state, (state, kind) -> tax,
-             an order within groups (hard denial constraints; the high-cardinality case of issue 9)
+             an order within groups (hard denial constraints; a high-cardinality zip -> city table)
 
 For each: wall time of `CALL dp.dp_synthesize(...)` from the client (charge, discovery,
 marginals in SQL, model fit, sampling, constraint repair and the atomic write), the

@@ -1,6 +1,6 @@
 #!/usr/bin/python3
 """Benchmark: the write phase of dp_synthesize (staging, CHECK misfits, the copy's DDL and rows),
-which runs as the role dp_shadow_writer (issue 17).
+which runs as the role dp_shadow_writer.
 
     /usr/bin/python3 bench/write_path.py [--rows 200000] [--runs 3]
 

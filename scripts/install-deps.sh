@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # Install everything pg_dp needs on Debian 12, as root; idempotent and quick when
 # everything is already there.  Python packages go where the server's
-# plpython3u imports from: /usr/bin/python3's dist-packages (DESIGN.md #9).
+# plpython3u imports from: /usr/bin/python3's dist-packages (docs/ARCHITECTURE.md, Working on pg_dp).
 set -euo pipefail
 
 APT_PACKAGES="postgresql-15 postgresql-contrib postgresql-plpython3-15 postgresql-server-dev-15 \

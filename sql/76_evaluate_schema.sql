@@ -1,4 +1,4 @@
--- The DBA's evaluation of a synthetic schema (issue 12, item 8): per table 1-/2-way TVD
+-- The DBA's evaluation of a synthetic schema : per table 1-/2-way TVD
 -- without clipping and the out-of-range share, per foreign key orphans, fan-out TVD and
 -- parent x child TVD next to uniform attachment, and path disagreements.  It reads the
 -- raw data: the executor refuses every role that is not a pg_dp administrator (42501).

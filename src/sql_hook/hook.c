@@ -57,7 +57,6 @@
 #include "utils/syscache.h"
 #include "catalog/namespace.h"
 #include "access/htup_details.h"
-#include "mb/pg_wchar.h"
 
 #include "citus/citus.h"
 #include "pg_dp.h"
@@ -315,32 +314,6 @@ append_search_path(StringInfo buf)
 	appendStringInfoChar(buf, ']');
 }
 
-/* The fields of an executor reply: V<characters>:<text>, one after the other. */
-static List *
-reply_fields(text *reply)
-{
-	const char *p = VARDATA_ANY(reply);
-	const char *end = p + VARSIZE_ANY_EXHDR(reply);
-	List	   *fields = NIL;
-
-	while (p < end)
-	{
-		long		chars = 0;
-		int			len;
-
-		if (*p++ != 'V')
-			elog(ERROR, "pg_dp: malformed reply of the executor");
-		while (p < end && *p >= '0' && *p <= '9')
-			chars = chars * 10 + (*p++ - '0');
-		if (p >= end || *p++ != ':' || chars > end - p)
-			elog(ERROR, "pg_dp: malformed reply of the executor");
-		len = pg_mbcharcliplen(p, end - p, chars);
-		fields = lappend(fields, pnstrdup(p, len));
-		p += len;
-	}
-	return fields;
-}
-
 static Query *
 analyze_text(const char *sql, StatementParams *params)
 {
@@ -505,7 +478,7 @@ rewrite_statement(Query *query, const char *source)
 	append_session_epsilon(&payload);
 	append_session_timezone(&payload);
 	appendStringInfoChar(&payload, '}');
-	fields = reply_fields(dp_executor_request("split", payload.data));
+	fields = dp_reply_fields(dp_executor_request("split", payload.data));
 
 	if (list_length(fields) < 3)
 		elog(ERROR, "pg_dp: malformed reply of the executor");

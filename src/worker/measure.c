@@ -20,7 +20,6 @@
 #include "fmgr.h"
 #include "funcapi.h"
 #include "lib/stringinfo.h"
-#include "mb/pg_wchar.h"
 #include "nodes/execnodes.h"
 #include "utils/builtins.h"
 #include "utils/memutils.h"
@@ -55,32 +54,6 @@ forget_answers(void *arg)
 	}
 }
 
-/* The fields of a reply: V<characters>:<text>, one after the other. */
-static List *
-reply_fields(text *reply)
-{
-	const char *p = VARDATA_ANY(reply);
-	const char *end = p + VARSIZE_ANY_EXHDR(reply);
-	List	   *fields = NIL;
-
-	while (p < end)
-	{
-		long		chars = 0;
-		int			len;
-
-		if (*p++ != 'V')
-			elog(ERROR, "pg_dp: malformed reply of the executor");
-		while (p < end && *p >= '0' && *p <= '9')
-			chars = chars * 10 + (*p++ - '0');
-		if (p >= end || *p++ != ':' || chars > end - p)
-			elog(ERROR, "pg_dp: malformed reply of the executor");
-		len = pg_mbcharcliplen(p, end - p, chars);
-		fields = lappend(fields, cstring_to_text_with_len(p, len));
-		p += len;
-	}
-	return fields;
-}
-
 static StatementAnswers *
 ask(FunctionCallInfo fcinfo, const char *statement, MemoryContext context, bool with_params)
 {
@@ -103,14 +76,14 @@ ask(FunctionCallInfo fcinfo, const char *statement, MemoryContext context, bool 
 	appendStringInfoChar(&payload, '}');
 
 	old = MemoryContextSwitchTo(context);
-	fields = reply_fields(dp_executor_request("statement", payload.data));
+	fields = dp_reply_fields(dp_executor_request("statement", payload.data));
 	answers = palloc0(sizeof(StatementAnswers));
 	answers->context = context;
 	answers->statement = pstrdup(statement);
 	answers->count = list_length(fields);
 	answers->parts = palloc(sizeof(text *) * Max(answers->count, 1));
 	foreach(lc, fields)
-		answers->parts[i++] = lfirst(lc);
+		answers->parts[i++] = cstring_to_text(lfirst(lc));
 	answers->callback.func = forget_answers;
 	answers->callback.arg = answers;
 	MemoryContextRegisterResetCallback(context, &answers->callback);

@@ -1,4 +1,4 @@
-"""Attacks on the paths issue 19 opened: joins with tables other roles own, statements as trees
+"""Attacks on the paths plain BI SQL opened: joins with tables other roles own, statements as trees
 (CTEs, nesting, scalar sub-selects, sub-results joined inside measurements), the measurements'
 own front door, catalog visibility and the synthetic-copy previews.
 
@@ -181,7 +181,7 @@ def test_attack_measure_front_door_called_directly(mallory, conn):
 
 
 def test_attack_per_statement_maximum_holds_for_the_whole_statement(mallory, conn):
-    """Issue 17 item 9: four sub-selects at the maximum used to cost four times it."""
+    """Four sub-selects at the maximum epsilon are one statement: charged once, not four times."""
     sql = " UNION ALL ".join(f"SELECT * FROM (SELECT count(*) FROM orders WHERE amount > {i}) s{i}" for i in range(4))
     before = spent(conn)
     mallory.execute("SET pg_dp.epsilon = 10")     # mallory's maximum per statement
@@ -209,8 +209,8 @@ def test_attack_information_schema_shows_columns_not_rows(mallory, conn):
 
 
 def test_attack_preview_reads_no_copy_another_analyst_made(pg, db, conn, mallory):
-    """Budget holders read the copies an administrator made; a copy bob made is bob's (issue 17
-    item 4: with any copy readable, bob's one-row copy would be what mallory's previews show)."""
+    """Budget holders read the copies an administrator made; a copy bob made is bob's
+    (with any copy readable, bob's one-row copy would be what mallory's previews show)."""
     with pg.connect(db, user="bob") as b:
         b.execute("CALL dp.dp_synthesize('public.orders', epsilon => 1, rows => 5)")
     made_by_bob = conn.execute("SELECT count(*) FROM dp.synthetic_tables").fetchone()[0]

@@ -340,7 +340,7 @@ def test_attack_references_membership(conn, mallory):
     conn.execute("INSERT INTO rt SELECT g, g FROM generate_series(1, 100) g WHERE g <> 42")
     conn.execute(f"GRANT REFERENCES ON rt TO {MALLORY}")
     mallory.execute("CREATE TABLE probe (id int REFERENCES public.rt)")
-    # refused while someone else may probe it, saying exactly what they learn (issue 17, item 10)
+    # refused while someone else may probe it, saying exactly what they learn
     with pytest.raises(psycopg.errors.InsufficientPrivilege) as e:
         conn.execute("SELECT dp.protect('rt')")
     assert "probe_id_fkey" in e.value.diag.message_primary and "membership" in e.value.diag.message_primary

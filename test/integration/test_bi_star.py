@@ -1,4 +1,4 @@
-"""A star schema asked in plain SQL by a role without SELECT on its protected tables (issue 19).
+"""A star schema asked in plain SQL by a role without SELECT on its protected tables.
 
 orders (protected fact) -> customers (protected unit table, same dataset), products and stores
 (public dimensions the analyst may read).  Every statement is answered by DP measurements with

@@ -1,4 +1,4 @@
-"""Hard denial constraints in dp_synthesize on a real server (issue 9): kept without dropping
+"""Hard denial constraints in dp_synthesize on a real server: kept without dropping
 rows, refused before the charge when no copy can meet them, bounded memory with a
 high-cardinality dependency, and a prompt stop on cancel in every phase."""
 
@@ -55,6 +55,7 @@ def adult(conn):
     return table
 
 
+@pytest.mark.long      # minutes: make test-long
 def test_kamino_adult2_hard_on_the_whole_table_keeps_every_row(conn, adult):
     """adult.ic's 2 DCs plus adult2's 2 mined ones (approximate in the data: thousands of
     violating pairs), all hard: 0 violations, counted in SQL, and the requested row count."""
@@ -104,6 +105,7 @@ def test_kamino_tpch_four_fds_hold_on_every_requested_row(conn):
     assert conn.execute(f"SELECT count(*) > count(DISTINCT c_custkey) FROM dp_synthetic.{table}").fetchone()[0]
 
 
+@pytest.mark.long      # minutes: make test-long
 def test_kamino_adult64_hard_at_its_capacity_and_refused_above(conn, adult):
     """adult64 makes age a key (EQ(age)&EQ(hours_per_week) with age -> hours_per_week): at
     most 74 rows.  More is refused in dry_run and in a real call before the charge, naming
@@ -199,6 +201,13 @@ PHASES = [("marginals in SQL", "encoded"), ("selection", "one-way marginals"),
 CANCEL_SECONDS = 2.0
 
 
+def _phases(in_make_test, names_only=False):
+    """PHASES as parameters; the phases not named run in `make test-long` only (each run is a
+    synthesis of Adult): across the three ways to stop a run, `make test` still stops every phase once."""
+    return [pytest.param(*((p,) if names_only else (p, o)), id=p,
+                         marks=() if p in in_make_test else pytest.mark.long) for p, o in PHASES]
+
+
 def _gone(pid, limit):
     """Seconds until process pid has exited (at most limit, then None)."""
     start = time.monotonic()
@@ -209,7 +218,7 @@ def _gone(pid, limit):
     return None
 
 
-@pytest.mark.parametrize("phase, opens", PHASES, ids=[p for p, _ in PHASES])
+@pytest.mark.parametrize("phase, opens", _phases({"marginals in SQL", "sampling"}))
 def test_cancel_stops_the_executor_in_every_phase(pg, db, conn, adult, phase, opens):
     """pg_cancel_backend on the caller as the phase starts: the caller gets its error and the
     executor process (where the run happens) has exited within CANCEL_SECONDS; the previous
@@ -263,7 +272,7 @@ def phase_starts(pg, db, adult):
     return starts
 
 
-@pytest.mark.parametrize("phase", [p for p, _ in PHASES])
+@pytest.mark.parametrize("phase", _phases({"selection", "repair"}, names_only=True))
 def test_statement_timeout_stops_the_run_in_every_phase(pg, db, adult, phase_starts, phase):
     """statement_timeout set to fall 0.3 s into the phase (as timed in a full run): the caller
     gets its error and the executor has exited within CANCEL_SECONDS of the timeout, whichever
@@ -328,7 +337,7 @@ def _postmaster(server):
         return int(f.readline())
 
 
-@pytest.mark.parametrize("phase, opens", PHASES, ids=[p for p, _ in PHASES])
+@pytest.mark.parametrize("phase, opens", _phases({"model fit", "write"}))
 def test_server_shutdown_stops_the_run_in_every_phase(stopping, phase, opens):
     """A fast shutdown (pg_ctl stop -m fast) as the phase starts: the executor has exited and the
     whole server has stopped within CANCEL_SECONDS; started again, the previous copy is intact

@@ -1,4 +1,4 @@
-"""dp.evaluate_schema: the DBA's evaluation of a synthetic shadow schema (issue 12, item 8)."""
+"""dp.evaluate_schema: the DBA's evaluation of a synthetic shadow schema."""
 
 import psycopg
 import pytest

@@ -1,5 +1,5 @@
 """dp_synthesize: foreign keys to declared public tables (one column or several) and
-self-references (issue 12, items 2 and 4; pg_dp.synth.keys)."""
+self-references (pg_dp.synth.keys)."""
 
 import re
 

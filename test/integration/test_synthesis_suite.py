@@ -1,6 +1,6 @@
 """The schema-and-constraint suite, small (tests/schema_suite.py; full size and every figure:
 `make test-synthesis-suite`, bench/suite.py).  What a DBA following the README met on schemas the
-project was not tuned on (issue 21), one check each."""
+project was not tuned on, one check each."""
 
 import psycopg
 import pytest

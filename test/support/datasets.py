@@ -169,7 +169,7 @@ GEO_DCS = ("t1&t2&EQ(t1.zip,t2.zip)&IQ(t1.city,t2.city)", "t1&t2&EQ(t1.city,t2.c
 
 
 def geo(conn, table="geo", rows=GEO_ROWS):
-    """A generated high-cardinality table (issue 9): zip (20,000 declared values) -> city
+    """A generated high-cardinality table: zip (20,000 declared values) -> city
     (2,000) -> state (50); (state, kind) -> tax; within each g, y never falls as x rises.
     All from integer arithmetic on the row number; the DCs hold in the data."""
     conn.execute(f"""CREATE TABLE {table} (zip text NOT NULL, city text NOT NULL, state text NOT NULL,
@@ -198,7 +198,7 @@ ZIPF_MAX_ORDERS = 20
 
 
 def zipf_schema(conn, schema="zipf", customers=40000, seed=12):
-    """A generated schema with heavy-tailed fan-out (issue 12): customer -> orders.
+    """A generated schema with heavy-tailed fan-out: customer -> orders.
 
     Orders per customer follow a Zipf law on 1..ZIPF_MAX_ORDERS (P(k) ~ k**-2.2 in segment
     'a', k**-3 elsewhere: segment 'a' buys more); an order's channel and amount depend on its
