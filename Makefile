@@ -12,7 +12,7 @@ OBJS        = src/pg_dp.o \
               src/aggregates/hist_state.o src/aggregates/state_text.o src/aggregates/final.o \
               src/aggregates/native.o src/aggregates/release.o src/aggregates/opendp.o \
               src/worker/session.o src/worker/serve.o src/worker/pool.o src/worker/spares.o src/worker/frontdoor.o \
-              src/worker/measure.o src/worker/reply.o \
+              src/worker/measure.o src/worker/reply.o src/worker/pins.o src/worker/trust.o \
               src/sql_hook/hook.o \
               src/citus/citus.o src/citus/wrappers.o \
               src/writer/writer.o

@@ -324,6 +324,15 @@ BEGIN
     END IF;
     SELECT format_type(a.atttypid, a.atttypmod) INTO typ
     FROM pg_catalog.pg_attribute a WHERE a.attrelid = table_name AND a.attname = column_name;
+    -- casting the values would run the type's casts or domain CHECKs with the caller's rights
+    IF EXISTS (SELECT 1 FROM dp_internal.type_foreign_code(ARRAY(
+                   SELECT a.atttypid FROM pg_catalog.pg_attribute a
+                   WHERE a.attrelid = table_name AND a.attname = column_name))) THEN
+        RAISE EXCEPTION 'column %.% is of a type whose casts or checks run functions of other roles', table_name,
+                        column_name
+            USING ERRCODE = 'insufficient_privilege',
+                  HINT = 'See dp_internal.type_foreign_code; a superuser can take over those functions.';
+    END IF;
     FOREACH candidate IN ARRAY public_values LOOP
         BEGIN
             EXECUTE format('SELECT %L::%s', candidate, typ);

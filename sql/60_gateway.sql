@@ -37,6 +37,13 @@ CREATE FUNCTION dp_internal.executor_retire() RETURNS void
     AS 'MODULE_PATHNAME', 'dp_executor_retire' LANGUAGE C VOLATILE PARALLEL UNSAFE;
 REVOKE ALL ON FUNCTION dp_internal.executor_retire() FROM PUBLIC;
 
+-- The relations a request reads, locked by oid before they are checked and again at each later
+-- phase of the request (src/worker/pins.c, core/catalog.py: pin), so that nobody can replace one
+-- between the check and the read.
+CREATE FUNCTION dp_internal.lock_relations(oids oid[]) RETURNS void
+    AS 'MODULE_PATHNAME', 'dp_lock_relations' LANGUAGE C VOLATILE STRICT PARALLEL UNSAFE;
+REVOKE ALL ON FUNCTION dp_internal.lock_relations(oid[]) FROM PUBLIC;
+
 -- What runs the requests: the pool and its settings, its executors, its account of each role.
 CREATE FUNCTION dp_internal.executor_mode() RETURNS text
     AS 'MODULE_PATHNAME', 'dp_executor_mode' LANGUAGE C VOLATILE PARALLEL SAFE;
@@ -304,6 +311,7 @@ COMMENT ON FUNCTION dp_internal.executor_pool() IS 'Internal: the pool''s execut
 COMMENT ON FUNCTION dp_internal.executor_roles() IS 'Internal: the pool''s account of each role: requests running and waiting, served, throttled, refused, free-request tokens (dp.executor_roles)';
 COMMENT ON FUNCTION dp.executor_pool() IS 'DBA: the executors of the pool (pg_dp in shared_preload_libraries): lane, state, database, the role served now and for how long; no rows without the pool';
 COMMENT ON FUNCTION dp.executor_roles() IS 'DBA: per role, the pool''s requests running and waiting, those served, throttled by the free-request rate limit and refused';
+COMMENT ON FUNCTION dp_internal.lock_relations(oid[]) IS 'Internal: ACCESS SHARE locks on these relations and their children until the transaction ends (the executor pins what it checked, so nothing replaces it before the read)';
 COMMENT ON FUNCTION dp_internal.executor_retire() IS 'Internal: in a per-session executor, leave after this request (its role holds no budget, so it keeps no worker slot); the pool''s executors stay';
 COMMENT ON FUNCTION dp_internal.executor_pid() IS 'Internal: PID of this session''s executor (in the pool: the one that served its latest request), NULL when none runs';
 COMMENT ON FUNCTION dp_internal.executor_handle(oid, text, text) IS 'Internal: the engine''s entry point, called by the executor for each phase of a request';

@@ -66,6 +66,9 @@ def handle(role: int, kind: str, payload: str) -> str:
             if _inflight is None:
                 raise DPError("internal error: no pg_dp request is in progress", sqlstate=INTERNAL)
             steps = _inflight
+            # a new transaction: what the first phase checked is locked again and compared
+            # before anything is read (core/catalog.py: pin)
+            catalog.check_pins()
         else:
             _inflight = None
             catalog.set_caller(int(role))

@@ -406,6 +406,17 @@ copies_walker(Node *node, CopyReads *reads)
 
 			if (rte->relid != lfirst_oid(s))
 				continue;
+			/*
+			 * read, never locked: FOR UPDATE/SHARE asks for UPDATE, which the copy's owner
+			 * (dp_shadow_writer) has -- its row locks would block the writer's FK checks and the
+			 * administrators' changes of a copy other roles read
+			 */
+			if (rte->requiredPerms != ACL_SELECT)
+				ereport(ERROR,
+						(errcode(ERRCODE_INSUFFICIENT_PRIVILEGE),
+						 errmsg("the synthetic copy of %s can only be read, not locked (FOR UPDATE, FOR SHARE)",
+								get_rel_name(rte->relid)),
+						 errhint("Drop the locking clause: a preview reads the copy.")));
 			if (!same_columns(rte->relid, copy))
 				ereport(ERROR,
 						(errcode(ERRCODE_INSUFFICIENT_PRIVILEGE),

@@ -51,6 +51,7 @@
 #include "worker/pool.h"
 #include "worker/protocol.h"
 #include "worker/serve.h"
+#include "worker/trust.h"
 
 #include <unistd.h>
 
@@ -306,6 +307,7 @@ dp_executor_process_init(void)
 	pqsignal(SIGTERM, die);
 	BackgroundWorkerUnblockSignals();
 	CurrentResourceOwner = ResourceOwnerCreate(NULL, "pg_dp executor");
+	dp_executor_trust_install();
 }
 
 void

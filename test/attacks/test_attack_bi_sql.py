@@ -222,3 +222,21 @@ def test_attack_preview_reads_no_copy_another_analyst_made(pg, db, conn, mallory
     mallory.add_notice_handler(lambda d: notices.append(d.message_primary))
     rows = mallory.execute("SELECT * FROM orders LIMIT 100").fetchall()
     assert len(rows) == 50 and any("synthetic copy" in n for n in notices)
+
+
+def test_attack_preview_locks_the_shared_copy(pg, db, conn):
+    """A preview reads the administrators' copy with its owner's rights (dp_shadow_writer's); with
+    FOR UPDATE that was UPDATE too: mallory row-locked every row of the shared copy (blocking the
+    writer's FK checks on it and the DBA's changes), with no privilege on it."""
+    if conn.execute("SELECT to_regclass('dp_synthetic.orders')").fetchone()[0] is None:
+        conn.execute("SELECT dp.grant_budget('postgres', 'orders', 10, 1e-3)")
+        conn.execute("CALL dp.dp_synthesize('public.orders', epsilon => 1, rows => 50)")
+    with pg.connect(db, user="mallory", autocommit=False) as m:
+        for sql in ["SELECT * FROM orders FOR UPDATE", "SELECT * FROM orders FOR KEY SHARE SKIP LOCKED",
+                    "SELECT * FROM (SELECT * FROM orders) s FOR NO KEY UPDATE"]:
+            refused(m, sql, ("42501",))
+            m.rollback()
+        assert len(m.execute("SELECT * FROM orders LIMIT 3").fetchall()) == 3                 # plain reads stay
+        # nothing of the copy is locked by her open transaction
+        assert len(conn.execute("SELECT * FROM dp_synthetic.orders FOR UPDATE NOWAIT").fetchall()) == 50
+        m.rollback()

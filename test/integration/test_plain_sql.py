@@ -391,8 +391,8 @@ def test_preview_of_a_partitioned_table_reads_its_copy(bi, conn):
     conn.execute("SELECT dp.set_bounds('events', 'day', '2021-01-01', '2022-12-31')")
     conn.execute("SELECT dp.grant_budget('bi', 'events', 5, 1e-5)")
     bi.execute("CALL dp.dp_synthesize('public.events', epsilon => 1)")
-    copy = conn.execute("SELECT count(*) FROM dp_synthetic.events").fetchone()[0]
+    copy = conn.execute("SELECT count(*) FROM dp_synthetic_bi.events").fetchone()[0]     # bi's own copy
     assert copy > 1000
     rows = bi.execute("SELECT id, day, kind FROM events ORDER BY id, day, kind").fetchall()
-    assert rows == conn.execute("SELECT id, day, kind FROM dp_synthetic.events ORDER BY id, day, kind").fetchall()
+    assert rows == conn.execute("SELECT id, day, kind FROM dp_synthetic_bi.events ORDER BY id, day, kind").fetchall()
     assert len(bi.execute("SELECT * FROM events LIMIT 10").fetchall()) == 10

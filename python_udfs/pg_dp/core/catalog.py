@@ -34,6 +34,70 @@ def set_caller(role: int):
     """The role a request of the executor is for (taken by the caller's backend, not from SQL)."""
     global _caller
     _caller = role
+    _pins.clear()
+
+
+# The relations the current request checked and reads: oid -> (schema, name, what was checked).
+# The executor reads them by name, in the phase that checked them and in later phases (other
+# transactions): whoever owns one could otherwise replace it in between (rename it and create a
+# view of its name, turn it into a view with a rule, change a column's type or its type's
+# casts), and the view's query or the cast's function would run as the extension owner.
+_pins: dict = {}
+
+_PIN_STATES = """
+SELECT c.oid::int8 AS oid, n.nspname, c.relname,
+       pg_catalog.concat_ws('|', c.relkind, c.relpersistence, c.relrowsecurity, c.relforcerowsecurity,
+           (SELECT pg_catalog.string_agg(pg_catalog.concat_ws(':', a.attnum, a.attname, a.atttypid, a.atttypmod,
+                       (SELECT pg_catalog.count(*) FROM pg_catalog.pg_type t JOIN pg_catalog.pg_cast k
+                          ON k.castsource IN (t.oid, t.typbasetype) OR k.casttarget IN (t.oid, t.typbasetype)
+                        WHERE t.oid = a.atttypid AND t.oid >= 16384)), ',' ORDER BY a.attnum)
+            FROM pg_catalog.pg_attribute a WHERE a.attrelid = c.oid AND a.attnum > 0 AND NOT a.attisdropped),
+           (WITH RECURSIVE tree(oid) AS (SELECT i.inhrelid FROM pg_catalog.pg_inherits i WHERE i.inhparent = c.oid
+                UNION SELECT i.inhrelid FROM pg_catalog.pg_inherits i JOIN tree ON i.inhparent = tree.oid)
+            SELECT pg_catalog.string_agg(pg_catalog.concat_ws(':', k.oid, k.relkind, k.relpersistence,
+                                                              k.relrowsecurity), ',' ORDER BY k.oid)
+            FROM tree JOIN pg_catalog.pg_class k ON k.oid = tree.oid)) AS state
+FROM pg_catalog.pg_class c JOIN pg_catalog.pg_namespace n ON n.oid = c.relnamespace
+WHERE c.oid = ANY ($1::oid[])
+"""
+
+
+def _lock_and_describe(oids: list) -> dict:
+    db.execute("SELECT dp_internal.lock_relations($1::oid[])", [oids], ["oid[]"])
+    return {int(r["oid"]): (r["nspname"], r["relname"], r["state"])
+            for r in db.execute(_PIN_STATES, [oids], ["oid[]"])}
+
+
+def _changed(what) -> DPError:
+    return DPError(f"table {what} was altered while this request was being answered",
+                   hint="Ask again (anything already charged for this request stands).", sqlstate="40001")
+
+
+def pin(relid: int, name: tuple | None = None):
+    """Lock a relation this request reads (ACCESS SHARE, its children too, until the transaction
+    ends: DDL on it waits) BEFORE checking it, and remember what it is.  `name`: the (schema, name)
+    it was found by, which must still be its name once locked.  A relation that no longer exists
+    is left to the caller's lookup."""
+    relid = int(relid)
+    now = _lock_and_describe([relid]).get(relid)
+    if now is None:
+        return
+    if name is not None and (name[0] is not None and now[0] != name[0] or now[1] != name[1]):
+        raise _changed(f"{name[0]}.{name[1]}" if name[0] else name[1])
+    if _pins.setdefault(relid, now) != now:
+        raise _changed(f"{now[0]}.{now[1]}")
+
+
+def check_pins():
+    """At the start of every later phase of a request (a new transaction), and before a phase
+    reads rows of what it checked: lock the request's relations again and refuse if one is no
+    longer what was checked."""
+    if not _pins:
+        return
+    now = _lock_and_describe(list(_pins))
+    for relid, before in _pins.items():
+        if now.get(relid) != before:
+            raise _changed(f"{before[0]}.{before[1]}")
 
 
 def outer_role() -> int:
@@ -96,6 +160,7 @@ def load_table(schema: str | None, table: str) -> TableMeta:
         raise DPError(f"table name {name} is ambiguous",
                       hint="Qualify it with its schema: schema.table.", sqlstate="42P09")
     r = rows[0]
+    pin(r["relid"], (r["nspname"], r["relname"]))     # locked before it is checked
     require_bounded_references(int(r["relid"]), name, r["dataset"], r["privacy_unit"],
                                f"An administrator declares every reference but one not personal "
                                f"(SELECT dp.protect('{name}', dataset => '{r['dataset']}', not_personal => "
@@ -243,6 +308,7 @@ def resolve_path(r, name: str):
     hint_again = (f"An administrator protects {name} again (SELECT dp.protect('{name}', dataset => "
                   f"'{r['dataset']}')) to record its path anew.")
     for i, step in enumerate(recorded):
+        pin(step["ref"])
         found = db.execute(
             """
             SELECT n.nspname, c.relname, c.oid::regclass::text AS qname, p.dataset, p.unit_column,

@@ -167,6 +167,11 @@ def load_dimension(schema: str, name: str, used: set, role: int | None = None) -
     """A table a measurement joins, checked as the module docstring says (before any charge)."""
     role = core_catalog.outer_role() if role is None else role
     qualified = f"{schema}.{name}"
+    # locked before it is checked, so that it is still what was checked when it is read
+    pinned = db.execute("SELECT pg_catalog.to_regclass(pg_catalog.format('%I.%I', $1::text, $2::text))::int8 AS oid",
+                        [schema, name], ["text", "text"])[0]["oid"]
+    if pinned is not None:
+        core_catalog.pin(pinned, (schema, name))
     rows = db.execute(
         """
         SELECT c.oid::int8 AS oid, c.relkind::text AS relkind, c.relpersistence::text AS persistence,
@@ -184,6 +189,9 @@ def load_dimension(schema: str, name: str, used: set, role: int | None = None) -
         raise DPError(f"relation \"{qualified}\" does not exist", hint="Check the name.", sqlstate="42P01")
     r = rows[0]
     oid = int(r["oid"])
+    if pinned is None or int(pinned) != oid:
+        raise DPError(f"table {qualified} was altered while this request was being answered",
+                      hint="Ask again.", sqlstate="40001")
     if r["protected"]:
         raise DPError(f"table {qualified} is protected by pg_dp in another dataset, or cannot be joined this way",
                       hint="Join tables you may read, or protected tables of one dataset on their privacy unit.",
@@ -248,6 +256,7 @@ def key_values(dim: Dimension, column: str) -> list | None:
     """The distinct values of a dimension's column (public: the caller may read them), as text,
     NULL included when present; None when there are more than MAX_KEY_VALUES."""
     from .sqltext import quote_ident
+    core_catalog.check_pins()       # its type (an enum's casts) is still what was checked
     rows = db.execute(f"SELECT DISTINCT {quote_ident(column)}::pg_catalog.text AS v FROM "
                       f"{quote_ident(dim.schema)}.{quote_ident(dim.name)} LIMIT {MAX_KEY_VALUES + 1}")
     if len(rows) > MAX_KEY_VALUES:

@@ -17,7 +17,7 @@ import re
 
 import numpy as np
 
-from ..core import db
+from ..core import catalog, db
 from ..core.errors import DPError
 from . import dc as dcmod
 from . import domain as dom
@@ -72,6 +72,7 @@ class Target:
 
 
 def load(relid: int) -> Target:
+    catalog.pin(relid)          # locked before it is read; compared again after the charge
     r = db.execute(
         "SELECT n.nspname, c.relname, p.dataset, p.unit_column, "
         "d.data_version + dp_internal.distributed_writes(p.dataset) AS data_version, p.unit_path::text AS unit_path, "
