@@ -99,7 +99,7 @@ SDMETRICS_PYTHON ?=
 
 test-synthesis-suite: ## synthesis on the schema-and-constraint suite at full size (~30 min): figures in bench/RESULTS.md
 	$(MAKE) install
-	$(PYTHON) bench/suite.py --cases store sales chinook zipf tax tax_grid $(if $(SDMETRICS_PYTHON),--sdmetrics $(SDMETRICS_PYTHON))
+	$(PYTHON) bench/suite.py --cases store sales chinook zipf tpcds tax tax_grid $(if $(SDMETRICS_PYTHON),--sdmetrics $(SDMETRICS_PYTHON))
 
 test-bi:         ## real BI software as a restricted role: Malloy (npm) and Superset (PyPI venv) in build/bi-tools, the star schema, JDBC/psycopg/SQLAlchemy
 	$(MAKE) install

@@ -15,6 +15,8 @@ Schemas (epsilon 3 per schema, one call each, scored by dp.evaluate_schema):
   chinook  ../shared/data/chinook (customer, invoice, invoice_line protected)
   zipf     test/support/datasets.py zipf_schema (Zipf fan-out, parent-dependent children)
   tpch     TPC-H SF 0.1 through DuckDB's extension (test/support/datasets.py tpch_schema; --sf)
+  tpcds    TPC-DS (sf 0.01, --tpcds-sf) through DuckDB's extension (test/support/schema_suite.py tpcds):
+           customer, store and web sales, store returns keyed by their sale; dates as keys of date_dim
 Constrained tables (epsilon 1, dp.evaluate_synthetic), each with and without its constraints:
   tax        test/support/schema_suite.py tax: six hard denial constraints, salaries on a grid (bounds declared)
   tax_grid   the same with the grid of salaries declared as public values
@@ -63,6 +65,10 @@ def load_zipf(conn, args):
     return "zipf", {"customer": customers, "orders": orders}
 
 
+def load_tpcds(conn, args):
+    return "tpcds", suite.tpcds(conn, sf=args.tpcds_sf)
+
+
 def load_tpch(conn, args):
     counts = datasets.tpch_schema(conn, sf=args.sf)
     return "tpch", {t: counts[t] for t in ("customer", "orders", "lineitem")}
@@ -75,6 +81,7 @@ SCHEMAS = {
                 f"{datasets.path('chinook')} not found", load_chinook),
     "zipf": (lambda: True, "", load_zipf),
     "tpch": (lambda: datasets.tpch_extension() is not None, "duckdb / duckdb-ext-tpch not installed", load_tpch),
+    "tpcds": (lambda: suite.tpcds_extension() is not None, "duckdb / duckdb-ext-tpcds not installed", load_tpcds),
 }
 TABLES = {"tax": "bounds", "tax_grid": "values"}
 
@@ -202,8 +209,9 @@ def report_schemas(results, args):
             out = [f"{x[1]} {x[3]:.3f}" for x in m if x[0] == t and x[2] == "out_of_range" and x[3]]
             print(f"| {r['case']} | {t} | {n:,} | {r['written'][t]:,} | {r['written'][t] / max(n, 1):.2f} | "
                   + (", ".join(paths) or "–") + " | " + (", ".join(out) or "none") + " |")
-    print("\n| case | foreign key | orphans | fan-out TVD (uniform) | parent x child TVD mean (uniform) | flagged |")
-    print("|---|---|---|---|---|---|")
+    print("\n| case | foreign key | orphans | fan-out TVD (uniform) | parent x child TVD mean (uniform) "
+          "| dependent pairs: n, mean TVD (uniform) | flagged |")
+    print("|---|---|---|---|---|---|---|")
     for r in results:
         m = r["metrics"]
         for t, subject, metric, value, base, detail in m:
@@ -214,7 +222,10 @@ def report_schemas(results, args):
             flags = [x[2] for x in (fan, mean) if x and (x[5] or {}).get("no_better_than_baseline")]
             print(f"| {r['case']} | {t}.{subject} | {int(value)} | "
                   + (f"{fmt(fan[3])} ({fmt(fan[4])})" if fan else "–") + " | "
-                  + (f"{fmt(mean[3])} ({fmt(mean[4])})" if mean else "–") + " | " + (", ".join(flags) or "–") + " |")
+                  + (f"{fmt(mean[3])} ({fmt(mean[4])})" if mean else "–") + " | "
+                  + (f"{mean[5]['dependent_pairs']}, {fmt(mean[5]['dependent_mean'])} "
+                     f"({fmt(mean[5]['dependent_baseline'])})" if mean and (mean[5] or {}).get("dependent_pairs")
+                     else "0") + " | " + (", ".join(flags) or "–") + " |")
     print("\n| case | wall (s) | executor peak (MB) |")
     print("|---|---|---|")
     for r in results:
@@ -253,6 +264,7 @@ def main():
                         choices=list(SCHEMAS) + list(TABLES))
     parser.add_argument("--epsilon", type=float, default=3.0)
     parser.add_argument("--sf", type=float, default=0.1)
+    parser.add_argument("--tpcds-sf", type=float, default=0.01, help="TPC-DS scale factor (tpcds)")
     parser.add_argument("--small", action="store_true", help="small sizes (a quick check)")
     parser.add_argument("--json")
     parser.add_argument("--sdmetrics", metavar="PYTHON",

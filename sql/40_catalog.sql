@@ -40,6 +40,7 @@ CREATE TABLE dp_internal.columns (
     upper_bound    numeric,
     public_values  text[],                      -- GROUP BY keys everyone may know
     values_source  text,                        -- 'declared', 'enum', 'check', 'foreign key'
+    step           numeric CHECK (step > 0),    -- a grid the values sit on (dp.set_step)
     PRIMARY KEY (relid, attname),
     CHECK (lower_bound IS NULL OR upper_bound IS NULL OR lower_bound <= upper_bound)
 );
@@ -202,7 +203,8 @@ SELECT p.dataset, p.relid::regclass AS table_name, a.attname AS column_name,
        p.unit_column = a.attname AS is_privacy_unit,
        c.lower_bound, c.upper_bound, c.public_values, c.values_source,
        dp_internal.line_text(c.lower_bound, base.oid) AS lower_value,
-       dp_internal.line_text(c.upper_bound, base.oid) AS upper_value
+       dp_internal.line_text(c.upper_bound, base.oid) AS upper_value,
+       c.step
 FROM dp_internal.protected_tables p
 JOIN pg_catalog.pg_attribute a ON a.attrelid = p.relid AND a.attnum > 0 AND NOT a.attisdropped
 JOIN pg_catalog.pg_type t ON t.oid = a.atttypid
@@ -278,7 +280,7 @@ END $$;
 COMMENT ON TABLE dp_internal.settings IS 'pg_dp settings (changed by dp.set_setting): defaults, lock timeout, shadow schema, bounded copies';
 COMMENT ON TABLE dp_internal.datasets IS 'Datasets: protected tables sharing a privacy unit, with contribution bounds, global caps and a data version';
 COMMENT ON TABLE dp_internal.protected_tables IS 'Tables protected by pg_dp and the column naming their privacy unit';
-COMMENT ON TABLE dp_internal.columns IS 'Public metadata of protected columns: clamping bounds and public value sets';
+COMMENT ON TABLE dp_internal.columns IS 'Public metadata of protected columns: clamping bounds, public value sets and grid steps';
 COMMENT ON TABLE dp_internal.budgets IS 'Privacy budget per role and dataset: granted and spent epsilon/delta, exact numerics';
 COMMENT ON TABLE dp_internal.ledger IS 'One row per DP release: who, what, which mechanism, what it cost';
 COMMENT ON TABLE dp_internal.answers IS 'Released answers by statement and data version: the same question is answered again at no cost';

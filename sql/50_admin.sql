@@ -193,6 +193,58 @@ BEGIN
                                                upper_bound = excluded.upper_bound;
 END $$;
 
+-- A grid the values of a number column sit on (salaries in steps of 5,000, prices in whole
+-- euros): synthesis keeps its copy on it (without a declaration, it looks for one with DP).
+-- Public knowledge of the domain, never read from the data; NULL clears it.
+CREATE FUNCTION dp.set_step(table_name regclass, column_name name, step numeric)
+RETURNS void
+LANGUAGE plpgsql VOLATILE SECURITY INVOKER
+SET search_path = pg_catalog, pg_temp
+AS $$
+DECLARE
+    typ regtype;
+    typmod int;
+BEGIN
+    PERFORM dp_internal.require_admin('set a grid step');
+    PERFORM dp_internal.check_protected_column(table_name, column_name);
+    SELECT CASE WHEN t.typtype = 'd' THEN t.typbasetype ELSE a.atttypid END,
+           CASE WHEN t.typtype = 'd' THEN t.typtypmod ELSE a.atttypmod END INTO typ, typmod
+    FROM pg_catalog.pg_attribute a JOIN pg_catalog.pg_type t ON t.oid = a.atttypid
+    WHERE a.attrelid = table_name AND a.attname = column_name;
+    IF typ NOT IN ('smallint'::regtype, 'integer'::regtype, 'bigint'::regtype, 'real'::regtype,
+                   'double precision'::regtype, 'numeric'::regtype) THEN
+        RAISE EXCEPTION 'column %.% is of type %: a grid step is for number columns', table_name, column_name, typ
+            USING ERRCODE = 'datatype_mismatch',
+                  HINT = 'Declare bounds (dp.set_bounds) or public values (dp.set_public_values) instead.';
+    END IF;
+    IF step IS NULL THEN
+        UPDATE dp_internal.columns c SET step = NULL
+        WHERE c.relid IN (SELECT dp_internal.protected_family(table_name)) AND c.attname = column_name;
+        RETURN;
+    END IF;
+    IF step <= 0 OR step = 'NaN' OR step IN ('Infinity', '-Infinity') THEN
+        RAISE EXCEPTION 'the grid step of %.% must be a finite number greater than zero', table_name, column_name
+            USING ERRCODE = 'invalid_parameter_value',
+                  HINT = format('e.g. dp.set_step(%L, %L, 5000) for values in steps of 5,000; NULL clears it.',
+                                table_name::text, column_name);
+    END IF;
+    IF typ IN ('smallint'::regtype, 'integer'::regtype, 'bigint'::regtype) AND step <> pg_catalog.trunc(step) THEN
+        RAISE EXCEPTION 'column %.% holds whole numbers: its grid step must be a whole number, not %',
+                        table_name, column_name, step
+            USING ERRCODE = 'invalid_parameter_value',
+                  HINT = 'Choose a whole step, e.g. 5 or 1000.';
+    END IF;
+    IF typ = 'numeric'::regtype AND typmod >= 4 AND pg_catalog.scale(step) > ((typmod - 4) & 65535) THEN
+        RAISE EXCEPTION 'column %.% (%) keeps % digit(s) after the point: a step of % is finer than its values',
+                        table_name, column_name, pg_catalog.format_type(typ, typmod), (typmod - 4) & 65535, step
+            USING ERRCODE = 'invalid_parameter_value',
+                  HINT = 'Choose a step that is a multiple of the type''s own (0.01 for numeric(10,2)).';
+    END IF;
+    INSERT INTO dp_internal.columns (relid, attname, step)
+    SELECT f, column_name, step FROM dp_internal.protected_family(table_name) f
+    ON CONFLICT (relid, attname) DO UPDATE SET step = excluded.step;
+END $$;
+
 -- The DBA's bounds in the column's own type: numbers for number columns, dates or timestamps
 -- for date and timestamp columns, timestamptz values for timestamptz columns; a quoted literal
 -- ('2020-01-01') is read as a value of the column's type.
@@ -523,7 +575,8 @@ COMMENT ON FUNCTION dp.set_query_epsilon(regrole, text, numeric, numeric) IS
     'DBA: a role''s epsilon per statement on a dataset when none is given (plain SQL), and the most one statement may cost';
 REVOKE ALL ON FUNCTION dp.protect(regclass, text, name, integer, integer, text[], boolean), dp.unprotect(regclass),
     dp.set_bounds(regclass, name, anycompatible, anycompatible),
-    dp_internal.set_bounds(regclass, name, numeric, numeric, text), dp.set_public_values(regclass, name, text[]),
+    dp_internal.set_bounds(regclass, name, numeric, numeric, text), dp.set_step(regclass, name, numeric),
+    dp.set_public_values(regclass, name, text[]),
     dp.set_public_values(regclass, name, regclass, name), dp.grant_budget(regrole, text, numeric, numeric),
     dp.revoke_budget(regrole, text), dp.set_dataset_cap(text, numeric, numeric), dp.set_setting(text, text),
     dp_internal.drop_bounded_copies(regclass),
@@ -536,6 +589,7 @@ COMMENT ON FUNCTION dp.protect(regclass, text, name, integer, integer, text[], b
 COMMENT ON FUNCTION dp.unprotect(regclass) IS 'DBA: stop protecting a table and its partitions and children (privileges are left as they are)';
 COMMENT ON FUNCTION dp.set_bounds(regclass, name, anycompatible, anycompatible) IS 'DBA: public bounds of a number, date or timestamp column, as values of its type (NULL, NULL clears them)';
 COMMENT ON FUNCTION dp_internal.set_bounds(regclass, name, numeric, numeric, text) IS 'Checks and stores bounds already on the number line (dates: days since 2000-01-01, timestamps: seconds since its midnight UTC)';
+COMMENT ON FUNCTION dp.set_step(regclass, name, numeric) IS 'DBA: declare the grid a number column''s values sit on (e.g. steps of 5,000); synthesis keeps its copy on it (NULL clears it)';
 COMMENT ON FUNCTION dp.set_public_values(regclass, name, text[]) IS 'DBA: declare the public set of GROUP BY keys of a column (every key is released, empty ones too; NULL clears them)';
 COMMENT ON FUNCTION dp_internal.protected_family(regclass) IS 'A protected table and its protected partitions and inheritance children, recursively';
 COMMENT ON FUNCTION dp.set_public_values(regclass, name, regclass, name) IS 'DBA: take the public GROUP BY keys of a column from a public table';

@@ -14,8 +14,10 @@ SELECT pg_catalog.pg_extension_config_dump('dp_internal.public_tables', '');
 -- Columns that look personal: a table holding them is declared public only with confirm => true
 -- (its rows are copied verbatim, for every reader of the shadow schema).  By name (names, emails,
 -- phones, addresses, birth dates and identifying numbers, passwords and their hashes, free-text
--- notes) and by content, over up to 200 rows (values that look like emails, phone numbers or
--- password hashes, or free text: most values longer than 40 characters, with spaces).
+-- notes) and by content, over up to 1,000 rows drawn at random from the whole table, blanks and
+-- placeholders ('', '-', 'n/a', 'none', 'null', 'unknown', '?') left out: more than 10% of values
+-- that look like emails, phone numbers or password hashes, or free text (most values longer than
+-- 40 characters, with spaces).  Personal values behind a first page of blanks are seen.
 CREATE FUNCTION dp_internal.personal_columns(table_name regclass) RETURNS TABLE (column_name name, why text)
 LANGUAGE plpgsql STABLE SECURITY INVOKER
 SET search_path = pg_catalog, pg_temp
@@ -48,12 +50,15 @@ BEGIN
                        pg_catalog.count(*) FILTER (WHERE v ~ '^\$(2[abxy]?|argon2[a-z]*|pbkdf2[^$]*|[156])\$'
                            OR v ~ '^[0-9a-fA-F]{32,}$') AS hash,
                        pg_catalog.count(*) FILTER (WHERE pg_catalog.length(v) > 40 AND v ~ ' ') AS prose
-                FROM (SELECT %I::text AS v FROM %s WHERE %I IS NOT NULL LIMIT 200) s$q$,
-                a.attname, table_name, a.attname) INTO hits;
+                FROM (SELECT v FROM (SELECT pg_catalog.btrim(%I::text) AS v FROM %s) r
+                      WHERE v IS NOT NULL AND pg_catalog.lower(v) <> ALL (ARRAY['', '-', 'n/a', 'na', 'none', 'null',
+                                                                               'unknown', '?'])
+                      ORDER BY pg_catalog.random() LIMIT 1000) s$q$,
+                a.attname, table_name) INTO hits;
             IF hits.n > 0 THEN
-                why := CASE WHEN hits.email * 2 > hits.n THEN 'values that look like email addresses'
-                            WHEN hits.phone * 2 > hits.n THEN 'values that look like phone numbers'
-                            WHEN hits.hash * 2 > hits.n THEN 'values that look like password hashes'
+                why := CASE WHEN hits.email * 10 > hits.n THEN 'values that look like email addresses'
+                            WHEN hits.phone * 10 > hits.n THEN 'values that look like phone numbers'
+                            WHEN hits.hash * 10 > hits.n THEN 'values that look like password hashes'
                             WHEN hits.prose * 2 > hits.n THEN 'free text' END;
             END IF;
         END IF;
@@ -144,6 +149,6 @@ COMMENT ON TABLE dp_internal.public_tables IS 'Tables the DBA declared public: t
 COMMENT ON FUNCTION dp.declare_public(regclass, boolean) IS
     'DBA: declare a (vocabulary) table public: synthetic copies keep foreign keys to it, and it is copied verbatim to the shadow schema; a table with columns that look personal needs confirm => true';
 COMMENT ON FUNCTION dp_internal.personal_columns(regclass) IS
-    'Columns of a table that look personal (by name, and by the content of up to 200 rows): dp.declare_public asks for confirmation';
+    'Columns of a table that look personal (by name, and by the content of up to 1,000 random rows): dp.declare_public asks for confirmation';
 COMMENT ON FUNCTION dp.undeclare_public(regclass) IS 'DBA: a table is no longer public (later synthetic copies do not copy it nor keep keys to it)';
 COMMENT ON VIEW dp.public_tables IS 'Tables declared public by the DBA (copied verbatim to the shadow schema by dp_synthesize)';

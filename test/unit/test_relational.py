@@ -153,6 +153,22 @@ def test_a_child_date_is_its_parents_plus_the_offset_inside_declared_bounds():
     assert relational.follow(col, np.array([90.0]), np.array([30.0]), rng)[0] == 120
 
 
+def test_a_child_date_keeps_its_offset_when_its_parents_dp_range_reaches_beyond_its_own():
+    """Payments 0..9 days after their order, the payments' DP range ending at 100 and the
+    orders' at 260 (two estimates): a payment of an order on day 250 stays 0..9 days after it
+    (it was clipped to day 100, 150 days before its order), one that fits both stays in both."""
+    rng = np.random.default_rng()
+    col = SimpleNamespace(nullable=True, source="DP bounds", lower=0.0, upper=100.0, sql_type="date", fam="date")
+    off = SimpleNamespace(source="DP bounds", lower=0.0, upper=9.0)
+    out = relational.follow(col, np.array([250.0, 95.0, 50.0, np.nan, -30.0]),
+                            np.array([4.0, 8.0, 3.0, 2.0, 5.0]), rng, off)
+    assert out[0] == 250.0           # nearest offset in its bounds: 0 days (not day 100)
+    assert out[1] == 100.0           # moved into both: 5 days after, within 0..9
+    assert out[2] == 53.0 and np.isnan(out[3])
+    assert out[4] == -21.0           # before the child's range: the offset's upper end (9)
+    assert relational.follow(col, np.array([250.0]), np.array([4.0]), rng)[0] == 100.0   # no offset bounds
+
+
 def test_fanout_choice_score_moves_under_four_per_row():
     """The report-noisy-max choosing the fan-out's parent attribute is calibrated to 4 per row
     (4 * rows per unit + 1 with the rounding): adding any one row to any table moves the score
@@ -189,3 +205,21 @@ def test_dependence_beyond_noise_tells_noise_from_a_tie():
         assert relational.dependent_beyond_noise(real + rng.normal(0, 200, real.shape), 200.0)
     assert not relational.dependent_beyond_noise(np.zeros((3, 3)), 1.0)
     assert not relational.dependent_beyond_noise(np.ones(4), 1.0)
+
+
+def test_children_per_parent_are_scaled_to_the_tables_dp_count_only_when_far_from_it():
+    """The fan-out drew 1,400 children where the DP count says 7,060 (noise error 30): every
+    parent's count is multiplied by 5 (to the count less two errors, randomized rounding), so
+    the shape stays and the table has its rows; within 5% (or within 3 count errors) nothing moves; the cap holds; a count
+    below the drawn total (it counts the rows measured, at most the fitted rows per unit) is
+    never scaled down to."""
+    rng = np.random.default_rng(7)
+    k = np.repeat(np.array([0, 1, 2, 4]), 200)          # 1,400 children, mean 1.75
+    out = relational.match_count(k, 7060, 30.0, 64, rng)         # to the count less 2 errors: 7,000
+    assert abs(int(out.sum()) - 7000) < 0.02 * 7000
+    assert np.all(out[k == 0] == 0) and np.all(out[k == 4] == 20)
+    assert relational.match_count(k, 1450, 30.0, 64, rng) is k          # within 5%
+    assert relational.match_count(k, 1600, 80.0, 64, rng) is k          # within 3 count errors
+    assert relational.match_count(k, 7060, 30.0, 8, rng).max() == 8     # the cap
+    # the count is of the rows measured (at most the fitted rows per unit): a lower bound, never scaled down to
+    assert relational.match_count(k, 700, 30.0, 64, rng) is k

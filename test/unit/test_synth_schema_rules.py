@@ -41,6 +41,26 @@ def test_a_child_holding_the_unit_is_generated_under_its_order_and_takes_the_ord
     assert [(a.column, a.theirs, a.flag) for a in agreements] == [("customer_id", "customer_id", None)]
 
 
+def test_a_path_table_repeating_the_units_column_declared_not_personal_takes_the_parents():
+    """line(invoice_id -> invoice, customer_id -> customer) with customer_id declared not personal
+    (dp.protect's rule for a row naming the unit twice): the line reaches its customer through its
+    invoice, and its customer_id is the invoice's by construction, not a modelled same/other column
+    (which would let the paths disagree)."""
+    customers = target("customers", unit="customer_id", keys=["customer_id"], columns=["customer_id"])
+    invoice = target("invoice", unit="customer_id", keys=["invoice_id"], columns=["invoice_id", "customer_id"])
+    to_customer = Link("i_c", SIBLING, "customer_id", "customer_id", ["customer_id"], ["customer_id"],
+                       "s.customers", "x.customers", 10, parent=parent_state(customers))
+    line = target("line", path=[{"conname": "l_i", "ref": 11, "cols": ["invoice_id"], "refcols": ["invoice_id"]}],
+                  columns=["line_id", "invoice_id", "customer_id"])
+    by_invoice = Link("l_i", SIBLING, "invoice_id", "invoice_id", ["invoice_id"], ["invoice_id"], "s.invoice",
+                      "x.invoice", 11, parent=parent_state(invoice, [to_customer]))
+    by_customer = Link("l_c", SIBLING, "customer_id", "customer_id", ["customer_id"], ["customer_id"],
+                       "s.customers", "x.customers", 10, parent=parent_state(customers))
+    assert relational.choose_parent(line, [by_customer, by_invoice]) is by_invoice
+    (a,) = relational.plan_agreements(line, [by_customer, by_invoice], by_invoice)
+    assert (a.column, a.theirs, a.flag) == ("customer_id", "customer_id", None)
+
+
 def test_a_second_path_that_may_differ_is_a_modelled_same_or_other_column():
     """store.returns (order_id -> orders, returned_by -> customers): the returner may be someone else."""
     customers = target("customers", unit="customer_id", keys=["customer_id"], columns=["customer_id"])
@@ -137,9 +157,11 @@ def test_bounds_without_a_passing_bucket_take_the_fullest_ones_never_zero_to_one
 
 
 def test_discovery_spends_exactly_its_share_refined_date_bounds_included(monkeypatch):
-    """The DP bounds of a date column are refined inside their log2 buckets (a second histogram,
-    most of the column's share, dates weighing 3 numbers): every Laplace draw of the discovery, mapped by OpenDP's own
-    measurement (d_in = the rows one unit moves), adds up to the discovery's epsilon."""
+    """The DP bounds of a date column start from 4-year blocks and are refined (zoomed) inside
+    them, dates weighing 3 numbers; bounds are measured over one row per unit (sensitivity 1,
+    where the row count's is 3).  Every Laplace draw of the discovery, mapped by OpenDP's own
+    measurement at the d_in it was calibrated for, adds up to at most the discovery's epsilon:
+    exactly, less the refinement levels the data did not need."""
     from decimal import Decimal
 
     from pg_dp.dp import mechanisms
@@ -153,33 +175,45 @@ def test_discovery_spends_exactly_its_share_refined_date_bounds_included(monkeyp
     st = SimpleNamespace(t=t, src="x", sensitivity=3, epsilon=Decimal("1"), delta=Decimal("1e-6"), anchors=[],
                          parent=None, notice=lambda *a, **k: None, phase=lambda m: None,
                          method=SimpleNamespace(one_way_noise=lambda *a: (0.0, 0)))
-    spent = []
+    spent, calibrated = [], {}
 
     def execute(sql, *args, **kw):
         if "count(*) AS n FROM x\"" in sql or sql.startswith("SELECT count(*) AS n FROM x"):
             return [{"n": 9000}]
-        if "floor((" in sql:            # the refinement's equal-width bins: data in bins 20..40
+        assert "pg_dp_rn = 1" in sql            # bounds: one row per unit
+        if "::int8 AS b" in sql:                # the 4-year blocks: 2020-2023 (block 5)
+            return [{"b": 5, "n": 9000}]
+        if "floor((" in sql:                    # the refinement's equal-width bins: data in bins 5..8
             return [{"b": b, "n": 9000} for b in range(5, 9)]
-        if "paid_on" in sql:
-            return [{"b": 14, "n": 9000}]
         return [{"b": 9, "n": 9000}]
 
     monkeypatch.setattr(discover.db, "execute", execute)
     monkeypatch.setattr(discover.db, "quote_ident", lambda n: f'"{n}"')
+    scale_of = mechanisms.integer_laplace_scale
     noise = mechanisms.integer_laplace_noise
-    monkeypatch.setattr(mechanisms, "integer_laplace_noise",
-                        lambda scale, size: spent.append(mechanisms._integer_laplace(scale).map(3)) or noise(scale, size))
+
+    def scale(sensitivity, epsilon):
+        out = scale_of(sensitivity, epsilon)
+        calibrated[out] = sensitivity
+        return out
+
+    monkeypatch.setattr(mechanisms, "integer_laplace_scale", scale)
+    monkeypatch.setattr(mechanisms, "integer_laplace_noise", lambda s, size: spent.append(
+        mechanisms._integer_laplace(s).map(calibrated[s])) or noise(s, size))
     e_disc, d_disc, _, _ = budget.costs(st)
     counts = discover.discover(st, float(e_disc), float(d_disc))
     assert counts["total"] > 0
-    # the row count (5% of epsilon), then the rest for the bounds (no column needs a distinct
-    # count), split over two columns: the date's (3 shares) in its log2 histogram and its
-    # refinement, the amount's (1 share) in its log2 histogram
+    # the row count (5% of epsilon, sensitivity 3), then the rest for the bounds (no column needs
+    # a distinct count), split over two columns: the date's (3 shares) in its 4-year blocks and
+    # its refinement levels (half of its share, a third a level; the data spans 4 of 16 bins at
+    # the first level, so it stops there), the amount's (1 share) in its log2 histogram
     e_count = float(st.epsilon * budget.COUNT_SHARE)
     share = (float(e_disc) - e_count) / (1 + discover.DATE_WEIGHT)       # a number's; a date's is 3x
     date = discover.DATE_WEIGHT * share
-    assert sorted(spent) == pytest.approx(sorted([e_count, date * (1 - discover.REFINE_SHARE),
-                                                  date * discover.REFINE_SHARE, share]), rel=1e-6)
-    assert sum(spent) == pytest.approx(float(e_disc), rel=1e-6)
+    level = date * discover.REFINE_SHARE * discover.REFINE_LEVELS[0]
+    assert sorted(spent) == pytest.approx(sorted([e_count, date * (1 - discover.REFINE_SHARE), level, share]),
+                                          rel=1e-6)
+    assert sum(spent) + date * discover.REFINE_SHARE * sum(discover.REFINE_LEVELS[1:]) == pytest.approx(float(e_disc), rel=1e-6)
     lo, hi = t.column("paid_on").lower, t.column("paid_on").upper
-    assert dom.bucket_edges(14)[0] < lo and hi < dom.bucket_edges(14)[1]      # refined inside the bucket
+    block = dom.date_block("date")
+    assert 5 * block < lo and hi < 6 * block and abs(hi - lo - 4 * block / 16) <= 1     # refined in the block

@@ -371,3 +371,49 @@ def test_max_clique_cells_is_that_of_mbi_junction_tree():
         jtree, _ = mbi.junction_tree.make_junction_tree(domain, cliques)
         expected = max(math.prod(sizes[a] for a in node) for node in jtree.nodes)
         assert pgm.max_clique_cells(sizes, cliques) == expected, (sizes, cliques)
+
+
+def test_rows_drawn_given_dependencies_meet_them_and_follow_the_conditioned_model():
+    """pgm.sample_rows with functional dependencies (hard denial constraints): the model is
+    conditioned on y = f(x), f(x) the dependent value the model gives most mass with x; two
+    dependencies on one column (zip -> state, area -> state) only draw combinations where they
+    agree.  Every row meets them (by construction), and i.i.d. rows follow the conditioned
+    model: each 3-way frequency within a Hoeffding bound of it (union bound, p <= 1e-9)."""
+    rng = np.random.default_rng(SEED)
+    sizes = {"zip": 6, "state": 3, "area": 4, "x": 3}
+    factors = random_factors(rng, sizes, [("zip", "state"), ("area", "state"), ("state", "x")])
+    given = [(("zip",), "state", {}), (("area",), "state", {})]
+    n = 200_000
+    rows = pgm.sample_rows((sizes, factors), n, np.random.default_rng(3), "sample", given=given)
+    for det in ("zip", "area"):
+        pairs = set(zip(rows[det].tolist(), rows["state"].tolist()))
+        assert len(pairs) == len({d for d, _ in pairs})          # one state per zip, per area code
+    joint = brute_distribution(sizes, factors)
+    zs, as_ = joint.sum(axis=(2, 3)), joint.sum(axis=(0, 3))
+    f_zip, f_area = zs.argmax(axis=1), as_.T.argmax(axis=1)
+    mask = np.zeros_like(joint)
+    for z, s, a, x in itertools.product(*[range(k) for k in sizes.values()]):
+        mask[z, s, a, x] = f_zip[z] == s and f_area[a] == s
+    cond = joint * mask / (joint * mask).sum()
+    attrs = list(sizes)
+    cells = sum(math.prod(sizes[a] for a in c) for c in itertools.combinations(attrs, 3))
+    bound = math.sqrt(math.log(2 * cells / 1e-9) / (2 * n))
+    for c in itertools.combinations(attrs, 3):
+        assert np.abs(counts_of(rows, c, sizes) / n - pgm._sum_to(tuple(attrs), cond, c)).max() <= bound
+
+
+def test_a_dependency_leaves_null_free_and_a_model_without_its_clique_alone():
+    rng = np.random.default_rng(SEED)
+    sizes = {"a": 3, "b": 3, "c": 2}
+    factors = random_factors(rng, sizes, [("a", "b"), ("b", "c")])
+    mbi = pgm._mbi()
+    jtree, _ = mbi.junction_tree.make_junction_tree(mbi.Domain(list(sizes), list(sizes.values())),
+                                                    [c for c, _ in factors])
+    probs = pgm.clique_marginals(sizes, factors, [tuple(n) for n in jtree.nodes])
+    # a -> b with code 2 of a and code 2 of b the NULLs: those stay allowed everywhere
+    [(clique, logp)] = pgm.dependency_factors(sizes, probs, [(("a",), "b", {"a": 2, "b": 2})])
+    allowed = np.isfinite(logp)
+    assert clique == ("a", "b") and allowed[2].all() and allowed[:, 2].all()
+    assert (allowed[:2, :2].sum(axis=1) == 1).all()
+    # a -> c: no clique of the model holds both (left to the repair)
+    assert pgm.dependency_factors(sizes, probs, [(("a",), "c", {})]) == []

@@ -10,10 +10,13 @@ state.TableState, assigned by run.py only):
     budget            the split of (epsilon, delta) and the noise the dry run tells
       -- the charge --
     discover          the rows measured (tau per unit for a child), DP counts, bounds, values
-    relational        a child's fan-out (measure_fanout), its parents' attributes joined in
+    relational        a child's fan-out (measure_fanout), its parents' attributes joined in (a path
+                      table without a bound: its rows per unit fitted with DP)
+    grid              values on a grid (dp.set_step, or found with DP) before the model
     marginals         codes in SQL, GROUP BY GROUPING SETS, the method's measurements and model
     methods/          a synthesis method: select and measure -> fit -> sample
-    sample            rows from the model, identifiers, keys from their DP histograms (keys.py)
+    sample            rows from the model (drawn conditioned on the hard functional dependencies),
+                      identifiers, keys from their DP histograms (keys.py)
     constraints       the repair (dc.py): every denial constraint met without dropping rows
     write             the only module that writes to the shadow schema (staging, the atomic swap)
 

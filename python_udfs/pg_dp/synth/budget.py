@@ -6,7 +6,7 @@ The charged (epsilon, delta) of a table splits into
   distinct counts (DISCOVERY_SHARE, or VALUES_SHARE when text values must be found);
 - a child's fan-out (FANOUT_SHARE of its epsilon, Laplace; pg_dp.synth.relational);
 - the model: the rest, converted to rho-zCDP for the method's Gaussian marginals (and the
-  key histograms).  When nothing is discovered and the table is not a child, the row count is
+  key histograms, and GRID_RHO_SHARE of it for the grid tests of binned numbers).  When nothing is discovered and the table is not a child, the row count is
   a Gaussian count of COUNT_RHO_SHARE of that rho instead, composed with the model in zCDP.
 tests/unit/test_synth_select.py adds OpenDP's maps of every draw up to these shares.
 """
@@ -18,11 +18,13 @@ import math
 
 from ..dp import mechanisms
 from . import domain as dom
+from . import grid
 from .state import TableState
 from .table import Target
 
 COUNT_SHARE = Decimal("0.05")         # of epsilon: the DP row count (Laplace), when discovery runs
 COUNT_RHO_SHARE = 0.02                # of rho otherwise: the row count as a Gaussian, composed in zCDP
+GRID_RHO_SHARE = 0.02                 # of the model's rho: the grids of binned numbers (pg_dp.synth.grid)
 FANOUT_SHARE = 0.2                    # of a child's epsilon: the fan-out per parent, by parent attribute
 DISCOVERY_SHARE = Decimal("0.1")      # of epsilon, when discovery is needed at all, plus ...
 BOUNDS_SHARE = Decimal("0.02")        # ... this much a column of DP bounds past the third (at most ...
@@ -44,6 +46,12 @@ def count_rho(st: TableState) -> float | None:
     if discovers(st.t) or st.parent is not None:
         return None
     return COUNT_RHO_SHARE * mechanisms.rho_for(float(st.epsilon), float(st.delta))
+
+
+def grid_rho(st: TableState, epsilon: float, delta: float) -> float:
+    """rho of the grid tests (pg_dp.synth.grid), taken from the model's rho at (epsilon, delta),
+    when a column is tested (known after discovery: its bounds)."""
+    return GRID_RHO_SHARE * mechanisms.rho_for(epsilon, delta) if grid.columns(st) else 0.0
 
 
 def costs(st: TableState) -> tuple[Decimal, Decimal, Decimal, Decimal]:

@@ -20,6 +20,7 @@ from ..core.errors import DPError
 from . import dc as dcmod
 from . import domain as dom
 from . import identifiers
+from .methods.base import Dependency
 from .state import TableState
 from .table import MAX_ROWS, Target, repair_domain, value_count
 
@@ -71,6 +72,20 @@ def repair(st: TableState, values: dict[str, np.ndarray]):
     st.phase(f"repaired denial constraints: {stats.get('changed_values', 0)} value(s) changed "
              f"in {stats.get('rounds', 0)} pass(es), no row dropped")
     return fixed, keep
+
+
+def dependencies(st: TableState) -> list[Dependency]:
+    """The functional dependencies (X -> Y, EQs and one IQ/LT/GT) among the table's modelled
+    columns: the rows are drawn conditioned on them (methods.base.Dependency), so that the
+    repair has (almost) nothing left to overwrite."""
+    modelled = {c.name: c for c in st.modelled}
+    out = []
+    for d in to_repair(st.t):
+        if d.kind == "fd" and d.dependent in modelled and all(a in modelled for a in d.determinants):
+            names = tuple(d.determinants) + (d.dependent,)
+            out.append(Dependency(tuple(d.determinants), d.dependent,
+                                  {a: modelled[a].null_code for a in names if modelled[a].nullable}))
+    return out
 
 
 def order_bounds(t: Target) -> dict[str, tuple[float, float, float]]:

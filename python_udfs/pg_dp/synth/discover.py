@@ -28,6 +28,7 @@ VALUES_PART = 0.6                     # of the discovery share, for the text val
 COVERAGE = 0.5                        # discovered values must cover this share of rows to be modelled
 BOUNDS_NEAR_P = 1e-5                  # DP bounds: chance that an empty bucket next to the data widens them
 BOUNDS_FAR_P = 1e-10                  # ... and that any empty bucket far away does (see _bounds)
+WEAK_P = 0.01                         # ... and that any bucket (or window of them) gives the weakest bounds
 
 
 def snapshot(t: Target, tau: int | None = None) -> tuple[str, int]:
@@ -112,24 +113,39 @@ def _distinct(st: TableState, epsilon: float, sensitivity: int) -> dict:
     return out
 
 
-REFINE_BINS = 16              # equal-width bins the log2 bounds are refined over (dates, timestamps)
-REFINE_SHARE = 0.5            # of a date's bounds epsilon: the refinement
-REFINE_P = 1e-3               # chance that an empty bin next to the data widens the refined bounds
+REFINE_BINS = 16              # equal-width bins the coarse bounds are refined over (dates, timestamps)
+REFINE_SHARE = 0.5            # of a date's bounds epsilon: the refinement (split over its levels)
+REFINE_LEVELS = (0.6, 0.2, 0.2)   # each zoom's part of it: 4 years -> 91 days -> 6 days -> 8 hours
+REFINE_P = 1e-2               # chance that an empty bin next to the data widens the refined bounds
+REFINE_MASS = 0.75            # share of the noisy mass a refined run must hold to replace the bounds
 DATE_WEIGHT = 3               # a date's share of the bounds epsilon against a number's
 
 
-def _refine(st: TableState, col, name: str, epsilon: float, sensitivity: int) -> tuple[float, float] | None:
-    """Tighter bounds inside log2 ones (a date's log2 bucket spans decades: 2022-06 to 2044 for
-    2023-2024 data): a noisy histogram of REFINE_BINS equal-width bins over them (Laplace, the
-    same sensitivity), grown from its fullest bin over the adjacent bins whose noisy count passes
-    a threshold an empty bin reaches with p <= REFINE_P (an empty bin next to the data widens the
-    bounds by one bin; one further away cannot).  None when the fullest bin does not pass."""
+def bounds_rows(st: TableState) -> tuple[str, int]:
+    """The rows DP bounds are measured over, and their sensitivity: one row of each privacy unit
+    (a uniform one for a child's sample: the first of each unit's rows in random order), so
+    that a unit moves one row whatever its bound.  The fullest bucket of N units' rows at
+    sensitivity 1 stands further above the noise than that of up to tau rows per unit at
+    sensitivity tau (rows / tau <= units): a child's dates at a small share of epsilon."""
+    if st.sensitivity > 1 and st.src != st.t.qualified:
+        return f"(SELECT * FROM {st.src} WHERE pg_dp_rn = 1) pg_dp_one", 1
+    return st.src, st.sensitivity
+
+
+def _refine(src: str, col, name: str, epsilon: float, sensitivity: int) -> tuple[float, float, int] | None:
+    """Tighter bounds inside coarse ones (a date's 4-year block, a timestamp's day): a noisy
+    histogram of REFINE_BINS equal-width bins over them (Laplace, the same sensitivity), grown
+    from its fullest bin over the adjacent bins whose noisy count passes a threshold an empty
+    bin reaches with p <= REFINE_P (an empty bin next to the data widens the bounds by one bin;
+    one further away cannot).  (lower, upper, bins of the run), or None when the fullest bin
+    does not pass or the run holds under REFINE_MASS of the histogram's noisy mass (data spread
+    over bins that do not all pass: a run of one of them would cut the range to a quarter)."""
     scale = mechanisms.integer_laplace_scale(sensitivity, epsilon)
     width = (col.upper - col.lower) / REFINE_BINS
     u = dom.value_sql(db.quote_ident(name), col.fam)
     exact = {r["b"]: r["n"] for r in db.execute(
         f"SELECT least({REFINE_BINS - 1}, greatest(0, floor(({u} - {col.lower!r}) / {width!r})))::int AS b, "
-        f"count(*) AS n FROM {st.src} WHERE {db.quote_ident(name)} IS NOT NULL GROUP BY 1")}
+        f"count(*) AS n FROM {src} WHERE {db.quote_ident(name)} IS NOT NULL GROUP BY 1")}
     noisy = np.array([exact.get(b, 0) for b in range(REFINE_BINS)], dtype=np.float64) + \
         np.asarray(mechanisms.integer_laplace_noise(scale, REFINE_BINS), dtype=np.float64)
     threshold = scale * math.log(1 / REFINE_P)
@@ -140,51 +156,96 @@ def _refine(st: TableState, col, name: str, epsilon: float, sensitivity: int) ->
         low -= 1
     while high < REFINE_BINS - 1 and noisy[high + 1] >= threshold:
         high += 1
-    return col.lower + low * width, col.lower + (high + 1) * width
+    if noisy[low:high + 1].sum() < REFINE_MASS * noisy.sum():
+        return None             # data spread thinner than the noise shows: the coarser bounds stand
+    return col.lower + low * width, col.lower + (high + 1) * width, high - low + 1
+
+
+def _zoom(st: TableState, src: str, col, name: str, epsilon: float, sensitivity: int):
+    """Refine a date's (timestamp's) bounds level after level (the first with most of epsilon, see
+    REFINE_LEVELS): while the data's run is at most 2 of the 16 bins (the bounds are still far wider than the
+    data: an audit column's few hours in a 4-year block), the next level zooms into it; the
+    first level whose fullest bin does not pass keeps the bounds found before it."""
+    for part in REFINE_LEVELS:
+        found = _refine(src, col, name, epsilon * part, sensitivity)
+        if found is None:
+            return
+        col.lower, col.upper, run = found
+        smallest = 1.0 if col.fam == "date" else 1e-3        # a day; a millisecond
+        if run > 2 or (col.upper - col.lower) / REFINE_BINS < smallest:
+            return
+
+
+def _linear_buckets(st: TableState, src: str, col, name: str, scale: float) -> tuple[dict[int, float], object]:
+    """Noisy counts (Laplace of this scale) of a date's (timestamp's) 4-year blocks from 1900 to
+    2100, and of the two blocks before and after them (to the type's limits): 52 blocks, every
+    one with noise, empty or not.  Returns them and the edges of a block."""
+    width = dom.date_block(col.fam)
+    low, high = dom.type_range(col.sql_type, col.fam)
+    first, last = dom.date_blocks(col.fam)
+    u = dom.value_sql(db.quote_ident(name), col.fam)
+    exact = {int(r["b"]): r["n"] for r in db.execute(
+        f"SELECT least(greatest(floor({u} / {width!r}), {first - 1}), {last + 1})::int8 AS b, count(*) AS n "
+        f"FROM {src} WHERE {db.quote_ident(name)} IS NOT NULL GROUP BY 1")}
+    noise = mechanisms.integer_laplace_noise(scale, last - first + 3)
+    noisy = {b: exact.get(b, 0) + v for b, v in zip(range(first - 1, last + 2), noise)}
+
+    def edges(b):
+        return (low if b < first else b * width, high if b > last else (b + 1) * width)
+    return noisy, edges
 
 
 def _bounds(st: TableState, epsilon: float, sensitivity: int):
-    refine = {n for n in st.t.needs_bounds if st.t.column(n).fam in ("date", "timestamp")
-              and not n.startswith("pg_dp_") and n not in st.t.audit}
+    src, sensitivity = bounds_rows(st)
+    dates = {n for n in st.t.needs_bounds if st.t.column(n).fam in ("date", "timestamp")
+             and not n.startswith("pg_dp_")}
     # dates (refined) and a child date's offsets from its parent's weigh DATE_WEIGHT numbers
     offsets = {n for n in st.t.needs_bounds if n.startswith("pg_dp_after_")}
-    eps = epsilon / (len(st.t.needs_bounds) + (DATE_WEIGHT - 1) * len(refine | offsets))   # a number's share
+    eps = epsilon / (len(st.t.needs_bounds) + (DATE_WEIGHT - 1) * len(dates | offsets))   # a number's share
     scale = mechanisms.integer_laplace_scale(sensitivity, eps)
     scale_dates = mechanisms.integer_laplace_scale(sensitivity, DATE_WEIGHT * eps * (1 - REFINE_SHARE))
     scale_offsets = mechanisms.integer_laplace_scale(sensitivity, DATE_WEIGHT * eps)
     for name in st.t.needs_bounds:
         col = st.t.column(name)
-        s = scale_dates if name in refine else scale_offsets if name in offsets else scale
+        s = scale_dates if name in dates else scale_offsets if name in offsets else scale
+        if name in dates:
+            # dates on the line in blocks of 4 years (log2 buckets of days since 2000 split
+            # 1996-1998 over two of them, and hold decades after 2000)
+            noisy, edges = _linear_buckets(st, src, col, name, s)
+        else:
+            u = dom.value_sql(db.quote_ident(name), col.fam)
+            exact = {r["b"]: r["n"] for r in db.execute(
+                f"SELECT {dom.bucket_sql(u)} AS b, count(*) AS n FROM {src} WHERE {db.quote_ident(name)} IS NOT NULL "
+                "GROUP BY 1")}
+            noisy = dict(zip(dom.all_buckets(), mechanisms.integer_laplace_noise(s, len(dom.all_buckets()))))
+            noisy = {b: exact.get(b, 0) + v for b, v in noisy.items()}
+            edges = dom.bucket_edges
         # P(discrete Laplace noise >= t) <= exp(-t / scale): an empty bucket next to the data
         # passes `near` with probability <= BOUNDS_NEAR_P, any of them passes `far` with <=
         # BOUNDS_FAR_P; the fullest bucket stands for the data when no empty bucket reaches
         # `weak` but with p <= 1%
-        near, far, weak = (s * math.log(1 / BOUNDS_NEAR_P), s * math.log(len(dom.all_buckets()) / BOUNDS_FAR_P),
-                           s * math.log(len(dom.all_buckets()) / 0.01))
-        u = dom.value_sql(db.quote_ident(name), col.fam)
-        exact = {r["b"]: r["n"] for r in db.execute(
-            f"SELECT {dom.bucket_sql(u)} AS b, count(*) AS n FROM {st.src} WHERE {db.quote_ident(name)} IS NOT NULL "
-            "GROUP BY 1")}
-        noisy = dict(zip(dom.all_buckets(), mechanisms.integer_laplace_noise(s, len(dom.all_buckets()))))
-        noisy = {b: exact.get(b, 0) + v for b, v in noisy.items()}
-        found = dom.bounds_from_buckets(noisy, near, far)
+        near, far, weak = (s * math.log(1 / BOUNDS_NEAR_P), s * math.log(len(noisy) / BOUNDS_FAR_P),
+                           s * math.log(len(noisy) / WEAK_P))
+        run = dom.run_from_buckets(noisy, near, far)
+        found = None if run is None else (edges(run[0])[0], edges(run[1])[1])
         # without any: a child date's offset keeps what its declared bounds allow; any other
         # column takes the fullest noisy bucket and its neighbours that pass the weak threshold
         # (an empty bucket reaches it with p <= 1%), never fixed bounds such as [0, 1]
-        weakly = None if found or col.upper > col.lower else dom.bounds_from_buckets(noisy, weak)
+        weak_run = None if found or col.upper > col.lower else \
+            dom.run_from_buckets(noisy, weak) or dom.window_run(noisy, s, WEAK_P)
+        weakly = None if weak_run is None else (edges(weak_run[0])[0], edges(weak_run[1])[1])
         col.lower, col.upper = found if found else (col.lower, col.upper) if col.upper > col.lower \
             else weakly or dom.fallback_bounds(col.fam)
         low, high = dom.type_range(col.sql_type, col.fam)
         col.lower, col.upper = max(col.lower, low), min(col.upper, high)
         if col.lower >= col.upper:          # a bucket outside the type's range: nothing usable
             col.lower, col.upper = dom.fallback_bounds(col.fam)
-        if name in refine:                  # the other half of its epsilon: tighter bounds inside
-            tight = _refine(st, col, name, DATE_WEIGHT * eps * REFINE_SHARE, sensitivity) \
-                if found or weakly else None
-            if tight:
-                col.lower, col.upper = tight
+        if name in dates and (found or weakly):     # the other half of its epsilon: tighter bounds inside
+            _zoom(st, src, col, name, DATE_WEIGHT * eps * REFINE_SHARE, sensitivity)
         if col.fam in ("integer", "date"):
             col.lower, col.upper = math.floor(col.lower), math.ceil(col.upper)
+        if col.step:                        # a declared grid (dp.set_step): the bounds move out to it
+            col.set_step(col.step)
         # bounds no bucket stood for (fixed ones) are not the data's: nothing is clipped into them,
         # and a child date's offset with such bounds is not followed (relational.useful_anchors)
         col.source = "DP bounds" if found or weakly else "fallback bounds"
@@ -200,7 +261,7 @@ def _bounds(st: TableState, epsilon: float, sensitivity: int):
                                f"lower, upper) and dp.set_bounds('{parent.qualified}', '{anchor.parent}', lower, upper).")
             else:
                 st.notice(f"column {name}: too few values to estimate bounds with DP; using {using}",
-                      hint=f"Declare bounds: dp.set_bounds('{st.t.qualified}', '{name}', lower, upper).")
+                          hint=f"Declare bounds: dp.set_bounds('{st.t.qualified}', '{name}', lower, upper).")
     st.phase(f"estimated bounds of {len(st.t.needs_bounds)} column(s)")
 
 

@@ -124,18 +124,29 @@ class Column:
     bins: int = DEFAULT_BINS
     source: str = ""              # where the domain came from (for NOTICEs and provenance)
     choices: list[str] = field(default_factory=list)   # identifier: the values it may take (foreign keys)
+    step: float = 0.0             # numeric: a grid its values sit on (declared, or found with DP); 0: none
 
     # ---- codes ----------------------------------------------------------
     @property
     def exact(self) -> bool:
+        """One code per value: whole numbers and dates over up to EXACT_INTEGER_RANGE values, or
+        the points of the column's grid (``step``) between its bounds when they are that few."""
+        if self.step:
+            return round((self.upper - self.lower) / self.step) + 1 <= EXACT_INTEGER_RANGE
         return self.fam in ("integer", "date") and self.upper - self.lower + 1 <= EXACT_INTEGER_RANGE
+
+    def set_step(self, step: float):
+        """Put the column on a grid of ``step``: its bounds move out to the grid's points."""
+        self.step = float(step)
+        self.lower = math.floor(self.lower / self.step + 1e-9) * self.step
+        self.upper = math.ceil(self.upper / self.step - 1e-9) * self.step
 
     @property
     def value_codes(self) -> int:
         if self.kind == "categorical":
             return len(self.values) + (1 if self.other else 0)
         if self.exact:
-            return int(self.upper - self.lower) + 1
+            return int(round((self.upper - self.lower) / (self.step or 1.0))) + 1
         return self.bins + 2 + self.zero_point
 
     @property
@@ -179,7 +190,9 @@ class Column:
             return f"coalesce(pg_catalog.array_position({array}, ({column_sql})::text) - 1, {fallback})"
         u = value_sql(column_sql, self.fam)
         lo, hi = _num(self.lower), _num(self.upper)
-        if self.exact:
+        if self.exact and self.step:
+            code = f"least(greatest(round(({u} - {lo}) / {_num(self.step)}), 0), {self.value_codes - 1})::int"
+        elif self.exact:
             code = f"(least(greatest(round({u}), {lo}), {hi}) - {lo})::int"
         else:
             zero = f"WHEN {u} = 0 THEN {self.bins + 2} " if self.zero_point else ""
@@ -230,7 +243,8 @@ class Column:
         numbers for integers and dates, 10**-scale for numeric(p,s)) so it encodes back to the bin."""
         lo, hi = self.lower, self.upper
         if self.exact:
-            return lo + codes.astype(np.float64)
+            u = lo + codes.astype(np.float64) * (self.step or 1.0)
+            return np.round(u, self._decimals(self.step)) if self.step and self.step < 1 else u
         k = np.clip(codes, 1, self.bins) - 1
         if self.log_scale:
             t_lo, t_hi = _log2p(lo), _log2p(hi)
@@ -254,13 +268,20 @@ class Column:
                 pick = np.where(pick == 0, np.where(last >= 1, 1, -1), pick)
             u = pick * step
             if step < 1:
-                u = np.round(u, numeric_scale(self.sql_type))
+                u = np.round(u, self._decimals(step))
         if self.zero_point:
             u = np.where(codes == self.bins + 2, 0.0, u)
         return np.where(codes == 0, lo, np.where(codes == self.bins + 1, hi, u))
 
+    def _decimals(self, step: float) -> int:
+        """Digits after the point that values on a grid of ``step`` need (numeric(p,s): s)."""
+        scale = numeric_scale(self.sql_type)
+        return scale if scale is not None else max(0, int(math.ceil(-math.log10(step) - 1e-9))) + 1
+
     def grid_step(self) -> float | None:
         """The difference between two neighbouring values of the column (None: continuous)."""
+        if self.step:
+            return self.step
         if self.fam in ("integer", "date"):
             return 1.0
         if self.fam == "numeric" and numeric_scale(self.sql_type) is not None:
@@ -311,14 +332,22 @@ def _literal(value: str) -> str:
 
 def bounds_from_buckets(noisy: dict[int, float], threshold: float,
                         far: float | None = None) -> tuple[float, float] | None:
-    """Bounds from a noisy histogram of log2 buckets (see bucket_sql); None if no bucket passes.
+    """Bounds from a noisy histogram of log2 buckets (see bucket_sql); None if no bucket passes
+    (see run_from_buckets)."""
+    run = run_from_buckets(noisy, threshold, far)
+    return None if run is None else (bucket_edges(run[0])[0], bucket_edges(run[1])[1])
+
+
+def run_from_buckets(noisy: dict[int, float], threshold: float, far: float | None = None) -> tuple[int, int] | None:
+    """The first and last bucket of the data's run in a noisy histogram (numbered buckets,
+    adjacent numbers adjacent on the line); None if no bucket passes.
 
     From the passing bucket with the largest noisy count, out over the adjacent buckets
     that pass `threshold` (the first bucket that fails stops it), widened to any bucket
     whose noisy count passes `far` (set so that no empty bucket of all reaches it but with
     negligible probability).  An empty bucket passing `threshold` by chance then widens
-    the bounds only when it touches the data's range, by one bucket (a factor 2), instead
-    of reaching anywhere on the line (year 1 for a 2015-2023 date column)."""
+    the bounds only when it touches the data's range, by one bucket, instead of reaching
+    anywhere on the line (year 1 for a 2015-2023 date column)."""
     passing = {b for b, c in noisy.items() if c >= threshold}
     if not passing:
         return None
@@ -331,7 +360,59 @@ def bounds_from_buckets(noisy: dict[int, float], threshold: float,
     if far is not None:
         wide = [b for b, c in noisy.items() if c >= far]
         low, high = min([low] + wide), max([high] + wide)
-    return bucket_edges(low)[0], bucket_edges(high)[1]
+    return low, high
+
+
+def laplace_sum_threshold(k: int, scale: float, p: float) -> float:
+    """A t with P(sum of k independent Laplace(scale) draws >= t) <= p (Chernoff: the bound
+    e^(-lambda t) / (1 - lambda^2 scale^2)^k at its best lambda on a grid)."""
+    best = math.inf
+    for i in range(1, 200):
+        lam = i / 200 / scale
+        # smallest t with e^(-lam t) (1 - lam^2 s^2)^-k <= p
+        t = (math.log(1 / p) - k * math.log(1 - (lam * scale) ** 2)) / lam
+        best = min(best, t)
+    return best
+
+
+WINDOWS = (1, 2, 4, 8)        # adjacent buckets the weakest bounds may be taken over
+
+
+def window_run(noisy: dict[int, float], scale: float, p: float) -> tuple[int, int] | None:
+    """The weakest bounds: the adjacent buckets (1, 2, 4 or 8 of them) whose noisy sum passes a
+    threshold that a sum of as many empty buckets reaches with probability <= p over all
+    windows; the fullest such window, narrowest first.  Data split over a few buckets (600
+    units of 1..9, prices of 5..200: no one bucket holds enough) still gets bounds of its
+    magnitude, never [0, 1]; None when no window passes."""
+    keys = sorted(noisy)
+    for w in WINDOWS:
+        if w > len(keys):
+            break
+        sums = {keys[i]: sum(noisy[b] for b in keys[i:i + w]) for i in range(len(keys) - w + 1)
+                if keys[i + w - 1] - keys[i] == w - 1}
+        threshold = laplace_sum_threshold(w, scale, p / max(1, len(sums)))
+        passing = [b for b, v in sums.items() if v >= threshold]
+        if passing:
+            start = max(passing, key=lambda b: sums[b])
+            return start, start + w - 1
+    return None
+
+
+DATE_BLOCK_DAYS = 1461        # dates and timestamps: DP bounds start from blocks of 4 years on the line
+
+
+def date_blocks(fam: str) -> tuple[int, int]:
+    """The first and last 4-year block of 1900-01-01 .. 2100-01-01 (a date's or timestamp's DP
+    bounds start from them; before and after them, one block each reaches the type's limits)."""
+    width = date_block(fam)
+    start = (dt.date(1900, 1, 1) - EPOCH).days * (86400.0 if fam == "timestamp" else 1.0)
+    end = (dt.date(2100, 1, 1) - EPOCH).days * (86400.0 if fam == "timestamp" else 1.0)
+    return math.floor(start / width), math.ceil(end / width) - 1
+
+
+def date_block(fam: str) -> float:
+    """Width of a date (days) or timestamp (seconds) column's first buckets: 4 years."""
+    return DATE_BLOCK_DAYS * (86400.0 if fam == "timestamp" else 1.0)
 
 
 def fallback_bounds(fam: str) -> tuple[float, float]:

@@ -25,11 +25,12 @@ CODES = "pg_dp_synth_codes"
 COMPRESSED = "pg_dp_synth_compressed"
 
 
-def model(st: TableState, modelled: list[dom.Column], epsilon: float, delta: float):
+def model(st: TableState, modelled: list[dom.Column], epsilon: float, delta: float, spent_rho: float = 0.0):
     """(the method's plan, its fitted model, the key histograms by link name) for the modelled
-    columns of st.src at this (epsilon, delta); (None, None, histograms) when nothing is modelled."""
+    columns of st.src at this (epsilon, delta), less ``spent_rho`` (the grid tests, measured
+    before); (None, None, histograms) when nothing is modelled."""
     sensitivity = st.sensitivity
-    rho = mechanisms.rho_for(epsilon, delta) - (budget.count_rho(st) or 0.0)
+    rho = mechanisms.rho_for(epsilon, delta) - (budget.count_rho(st) or 0.0) - spent_rho
     if not modelled:
         histograms = {}
         if keys.histogram_links(st):      # the key histograms take the whole model's rho

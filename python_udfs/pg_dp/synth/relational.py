@@ -41,8 +41,8 @@ import numpy as np
 
 from ..core import db
 from ..dp import mechanisms
+from . import budget, discover, keys
 from . import domain as dom
-from . import keys
 from .methods.base import base_name
 from .state import TableState
 from .table import Target
@@ -96,6 +96,19 @@ class Fanout:
     hist: np.ndarray            # [group, bin] noisy counts of parents, thresholded and clipped
     cap: int
     edges: np.ndarray           # lower edge of each bin (fanout_edges)
+    scale: float = 0.0          # the Laplace scale of its cells
+
+    def row(self, group: int) -> np.ndarray:
+        """The histogram a parent of this group draws from: its own row, or every group's together
+        when its row is no more than clipped noise (under 3 noise scales a bin kept: parents whose
+        attributes the real ones never had, a synthetic amount past the real ones)."""
+        overall = self.hist.sum(axis=0)
+        overall = overall if overall.sum() > 0 else np.ones_like(overall)
+        if group >= self.hist.shape[0]:
+            return overall
+        own = self.hist[group]
+        floor = 3 * self.scale * max(1, int(np.count_nonzero(overall)))
+        return own if own.sum() > floor else overall
 
     def counts(self) -> np.ndarray:
         """Distribution of children per parent over 0..cap, each bin's mass spread evenly over its counts."""
@@ -183,7 +196,9 @@ def plan_agreements(t: Target, links: list, parent_link) -> list[Agreement]:
         if theirs is None:
             continue
         flag = None
-        if other.column != t.unit:
+        # the unit's own column (or, on a path table, a repeated column of the unit's name that the
+        # DBA declared not personal: payments.customer_id next to payments.order_id) takes the parent's
+        if other.column != (t.unit or t.path_unit):
             flag = dom.Column(f"pg_dp_same_{len(out)}", "text", "text", t.column(other.column).nullable,
                               "categorical", values=["same", "other"],
                               source=f"{other.column} same as {parent_link.parent.t.name}.{theirs.column} or not")
@@ -250,7 +265,8 @@ def parent_attributes(st: TableState) -> list:
     (so that what depends on the absolute date, TPC-H's l_linestatus, can follow it), then the
     smallest domains; a constant tells nothing."""
     parent = st.parent.parent
-    usable = [c for c in parent.modelled if not c.name.startswith("pg_dp_") and 1 < c.size <= MAX_ATTRIBUTE_SIZE]
+    usable = [c for c in parent.modelled if not c.name.startswith("pg_dp_") and 1 < c.size <= MAX_ATTRIBUTE_SIZE
+              and c.name not in parent.t.audit]
     dates = list(dict.fromkeys(a.parent for a in st.anchors))
     first = [c for name in dates for c in usable if c.name == name]
     return (first + sorted((c for c in usable if c not in first), key=lambda c: c.size))[:PARENT_ATTRIBUTES]
@@ -263,14 +279,15 @@ def measure_fanout(st: TableState, epsilon: float) -> Fanout:
     tells most about it: an OpenDP report-noisy-max (FANOUT_SELECT_SHARE of epsilon) over the
     parent's attributes (coarsened to FANOUT_CONDITION_SIZE groups), their pairs (FANOUT_PAIR_SIZE
     groups each: the shop's vip x country) and "none" (NONE_LEAD noise scales ahead), each scored by
-    how far its joint with the fan-out is from independence (L1, under 4 per row) less the
-    noise its extra cells would add (TPC-H: lines per order follow o_totalprice, not
+    how far its joint with the fan-out (in the groups of coarse_fanout) is from independence (L1,
+    under 4 per row) less the noise its extra cells would add (TPC-H: lines per order follow o_totalprice, not
     o_orderstatus).  Reads the tables themselves (not the child's sample)."""
     link, parent = st.parent, st.parent.parent
     cap = max(1, min(MAX_FANOUT, rows_limit(st.t), numbering_limit(st)))
     # the parent's rows: at most its own tau per unit (a uniform sample, as its marginals were)
     bound = int(parent.tau or parent.t.max_rows)
-    attrs = [c for c in parent.modelled if not c.name.startswith("pg_dp_") and 1 < c.size <= MAX_ATTRIBUTE_SIZE]
+    attrs = [c for c in parent.modelled if not c.name.startswith("pg_dp_") and 1 < c.size <= MAX_ATTRIBUTE_SIZE
+             and c.name not in parent.t.audit]         # when a row was written tells nothing of its children
     # one attribute in up to 8 groups, or two in up to 4 each (vip x country: 6)
     candidates = [((c, min(c.size, FANOUT_CONDITION_SIZE)),) for c in attrs] + \
         [((a, min(a.size, FANOUT_PAIR_SIZE)), (b, min(b.size, FANOUT_PAIR_SIZE))) for a, b in itertools.combinations(attrs, 2)]
@@ -307,15 +324,34 @@ def measure_fanout(st: TableState, epsilon: float) -> Fanout:
         # "none" starts NONE_LEAD noise scales ahead: where the noise swamps every score (59
         # customers), the fan-out is not split at random
         lead = NONE_LEAD * mechanisms.noisy_min_scale(4 * bound + 1, e_select)
-        scores = [int(round(lead))] + [int(round(dependence_l1(h))) - int(round((g - 1) * edges.size * scale))
-                                       for h, g in zip(exact[1:], groups)]
+        coarse = coarse_fanout(edges)
+        cells = int(coarse.max()) + 1
+        scores = [int(round(lead))] + [int(round(dependence_l1(_merge_bins(h, coarse))))
+                                       - int(round((g - 1) * cells * scale)) for h, g in zip(exact[1:], groups)]
         pick = mechanisms.noisy_argmin([-x for x in scores], 4 * bound + 1, e_select)
     by = candidates[pick - 1] if pick else None
     chosen = exact[pick]
     noise = np.asarray(mechanisms.integer_laplace_noise(scale, chosen.size), dtype=np.float64).reshape(chosen.shape)
     st.phase(f"measured the fan-out per {parent.t.name} (Laplace scale {scale:.3g}, up to {cap} children)"
              + (", by " + " x ".join(f"{c.name} ({g} groups)" for c, g in by) if pick else ""))
-    return Fanout(by, threshold_fanout(chosen + noise, scale), cap, edges)
+    return Fanout(by, threshold_fanout(chosen + noise, scale), cap, edges, scale)
+
+
+COARSE_FANOUT = (0, 1, 2, 3, 5, 9, 17)     # lower edges of the fan-out groups a candidate is scored over
+
+
+def coarse_fanout(edges: np.ndarray) -> np.ndarray:
+    """The coarse group of each bin of the fan-out histogram (0, 1, 2, 3-4, 5-8, 9-16, 17 and
+    more children): a candidate attribute is scored by the dependence it shows over these few
+    groups, against the noise its extra rows of them add (the support of a fan-out is a few
+    of its bins: scored over all 23, every split looked noisier than the data could show)."""
+    return np.searchsorted(np.array(COARSE_FANOUT), edges, side="right") - 1
+
+
+def _merge_bins(joint: np.ndarray, groups: np.ndarray) -> np.ndarray:
+    out = np.zeros((joint.shape[0], int(groups.max()) + 1), dtype=joint.dtype)
+    np.add.at(out.T, groups, joint.T)
+    return out
 
 
 def fanout_code(condition, prefix: str = "") -> str:
@@ -387,6 +423,48 @@ def rows_limit(t: Target) -> int:
     return int(t.max_rows) if t.own_max_rows else FITTED_ROWS
 
 
+ROWS_SHARE = 0.1           # of a table's epsilon: its rows per unit, when it is on a path without a bound
+ROWS_QUANTILE = 0.95       # ... the share of units whose rows all stay in the sample
+
+
+def needs_rows_fit(st: TableState) -> bool:
+    """A table that reaches the unit (it holds it, or through a path) but is not generated under
+    a parent, with no max_rows_per_unit of its own (the dataset's, often 1, is the unit
+    table's): its rows per unit are fitted with DP (fit_rows_per_unit)."""
+    t = st.t
+    return st.parent is None and not t.own_max_rows and bool(t.path or (t.unit and t.unit not in t.keys))
+
+
+def fit_rows_per_unit(st: TableState, epsilon: float) -> int:
+    """The rows per unit the table is measured over, fitted with DP: a noisy histogram (OpenDP
+    Laplace, sensitivity 1: a unit is in one cell) of the units' row counts (0..MAX_FANOUT in
+    the fan-out's bins, thresholded as a fan-out), then the count under which ROWS_QUANTILE of
+    the units' rows fall (post-processing).  The rows of a unit are numbered in random order
+    in the sample (discover.snapshot), so the rows with number k are the units with at least k."""
+    cap = MAX_FANOUT
+    src, _ = discover.snapshot(st.t, cap)
+    tail = np.zeros(cap + 2)
+    for r in db.execute(f"SELECT pg_dp_rn AS k, count(*) AS n FROM {src} GROUP BY 1"):
+        tail[int(r["k"])] = int(r["n"])
+    exact_k = tail[1:cap + 1] - tail[2:cap + 2]         # units with exactly k rows, k = 1..cap
+    edges = fanout_edges(cap)
+    bins = np.searchsorted(edges, np.arange(cap + 1), side="right") - 1
+    hist = np.zeros(edges.size)
+    np.add.at(hist, bins[1:], exact_k)
+    scale = mechanisms.integer_laplace_scale(1, epsilon)
+    noisy = hist + np.asarray(mechanisms.integer_laplace_noise(scale, edges.size), dtype=np.float64)
+    noisy[0] = 0.0                                      # no unit of the sample has no row
+    clean = threshold_fanout(noisy[None, :], scale)[0]
+    per_unit = Fanout(None, clean[None, :], cap, edges).counts()
+    rows = per_unit * np.arange(cap + 1)
+    if rows.sum() <= 0:
+        return 1
+    bound = int(np.searchsorted(np.cumsum(rows) / rows.sum(), ROWS_QUANTILE - 1e-9)) or 1
+    st.phase(f"fitted the rows per unit with DP (Laplace scale {scale:.3g}): at most {bound}, which hold "
+             f"{ROWS_QUANTILE:.0%} of the rows")
+    return max(1, bound)
+
+
 def sample_size(per_unit: np.ndarray | None, max_rows: int) -> int:
     """tau, the rows per unit a child's marginals are measured over: the median number of rows
     of the units that have any (post-processing of DP output), at most max_rows_per_unit.
@@ -429,28 +507,55 @@ def join_parent(st: TableState) -> tuple[str, list]:
     return PARENT_SRC, extra
 
 
+FANOUT_WINDOWS = (1, 2, 4)  # adjacent bins a run of real fan-outs is tested over (gaps up to 3 bins)
+FANOUT_Z = 4.0              # noise standard deviations the tail must pass ...
+WINDOW_Z = 3.0              # ... and a window of 1, 2 or 4 bins (the first bin past the support passes with p < 1%)
+
+
 def threshold_fanout(noisy: np.ndarray, scale: float) -> np.ndarray:
-    """Post-processing of the noisy fan-out histogram (rows: parent attribute, columns: 0..cap
-    children): the support is cut where the noisy tail stops being distinguishable from noise.
+    """Post-processing of the noisy fan-out histogram (rows: parent attribute, columns: bins of
+    0..cap children): the support is cut where the noisy counts stop being distinguishable
+    from noise, and the parents past the cut keep their many children.
 
     Most cells of a fan-out histogram can be empty (up to 50 orders per customer when the
     real ones have at most 41); clipped at 0, the noise of each empty cell still adds
-    scale / 2 of mass on average, a phantom tail.  The tail mass T(k) (all parents with >= k
-    children, summed over the rows) carries noise of sd scale * sqrt(2 m) over its m cells;
-    cells from the first k whose T(k) does not exceed 4 such sd are set to 0, the others
-    clipped at 0.  (Cutting after the last passing k instead let one pure-noise tail of the
-    128 that passes by chance, about 0.1% each, keep every phantom cell before it: 41 payments
-    an order where the real ones have 1 to 3.)"""
+    scale / 2 of mass on average, a phantom tail.  From bin 1 on, the support continues
+    while the next 1, 2 or 4 bins (FANOUT_WINDOWS, summed over the rows: m cells, noise sd
+    scale * sqrt(2 m)) pass WINDOW_Z such sds or the whole tail past it FANOUT_Z; it ends at the
+    first bin where none does (the first empty bin continues it with p < 1%, and adds a phantom
+    bin of a few noise scales of parents, not a tail).  Testing the tail alone
+    cut real cells whenever the tail's many empty cells made its noise larger than them (a
+    return for 8% of orders, 900 parents, fell under the noise of 22 bins: no returns).
+
+    The parents past the cut are not dropped: when the tail's noisy mass passes one sd, each
+    row's (clipped at 0) moves to its last bin kept, so that heavy parents keep many children
+    rather than being spread over small fan-outs (rows lost with them).  Where even the whole
+    histogram is within the noise (a few hundred parents at a small epsilon), the support
+    ends after the fullest bin."""
     noisy = np.asarray(noisy, dtype=np.float64)
     grid = noisy.reshape(-1, noisy.shape[-1])
-    tail = np.cumsum(grid.sum(axis=0)[::-1])[::-1]
-    cells = grid.shape[0] * np.arange(grid.shape[1], 0, -1)
-    failed = np.flatnonzero(tail < 4 * scale * np.sqrt(2 * cells))
+    groups, bins = grid.shape
+    column = grid.sum(axis=0)
+    tail = np.cumsum(column[::-1])[::-1]
     out = np.clip(grid, 0, None)
-    if failed.size:
-        # where even T(0) is within the noise (a few hundred parents at a small epsilon), the
-        # support ends after the fullest cell rather than spanning every phantom one
-        cut = failed.min() if failed.min() > 0 else int(np.argmax(out.sum(axis=0))) + 1
+
+    def sd(cells):
+        return scale * math.sqrt(2 * groups * cells)
+
+    if tail[0] < FANOUT_Z * sd(bins):
+        cut = int(np.argmax(out.sum(axis=0))) + 1
+        out[:, cut:] = 0
+        return (out if out.sum() > 0 else np.clip(grid, 0, None)).reshape(noisy.shape)
+    cut = bins
+    for b in range(1, bins):
+        widths = sorted({min(w, bins - b) for w in FANOUT_WINDOWS})
+        if all(column[b:b + w].sum() < WINDOW_Z * sd(w) for w in widths) and tail[b] < FANOUT_Z * sd(bins - b):
+            cut = b
+            break
+    if cut < bins:
+        rest = grid[:, cut:].sum(axis=1)
+        if tail[cut] > sd(bins - cut):
+            out[:, cut - 1] += np.clip(rest, 0, None)
         out[:, cut:] = 0
     if out.sum() <= 0:
         out = np.clip(grid, 0, None)
@@ -562,16 +667,37 @@ def child_rows(st: TableState) -> Slots:
     attrs = [np.array([r[f"a{i}"] for r in rows], dtype=np.int64) for i in range(len(st.cond))]
     slot_dates = {p: np.array([np.nan if r[f"d{j}"] is None else r[f"d{j}"] for r in rows], dtype=np.float64)
                   for j, p in enumerate(dates)}
-    hist = st.fanout.hist
-    overall = hist.sum(axis=0)
-    overall = overall if overall.sum() > 0 else np.ones_like(overall)
     k = np.zeros(keys.size, dtype=np.int64)
     for a in np.unique(first):
         where = np.flatnonzero(first == a)
-        row = hist[a] if a < hist.shape[0] and hist[a].sum() > 0 else overall
-        k[where] = st.fanout.draw(row, where.size, st.rng)
+        k[where] = st.fanout.draw(st.fanout.row(int(a)), where.size, st.rng)
+    k = match_count(k, st.counts.get("total"), budget.count_error(st, st.sensitivity), st.fanout.cap, st.rng)
     st.phase(f"drew {int(k.sum())} children for {keys.size} synthetic parents")
     return Slots(np.repeat(np.arange(keys.size), k), keys, attrs, slot_dates, first, _agreement(st))
+
+
+def match_count(k: np.ndarray, total, error: float, cap: int, rng: np.random.Generator) -> np.ndarray:
+    """Children per synthetic parent, scaled to the child table's DP row count (post-processing
+    of two DP measurements).  The thresholded fan-out loses the mass of bins under the noise (a
+    heavy tail, a small table: chinook's lines per invoice came to 0.12 of the rows); the DP count
+    is much the better estimate of the total.  It counts the rows measured (at most the fitted
+    rows per unit: store payments, 4 of a customer's 6), so it is a lower bound of the table's
+    rows: when the drawn total falls short of it by more than 5% and by more than 3 expected
+    count errors, every parent's count is multiplied by the same ratio (randomized rounding, at
+    most cap) up to the count less 2 expected errors (a noisy count of a small table, chinook's
+    lines at error 800, is not followed into its noise): the histogram's shape stays, its mean
+    moves.  A drawn total above it is kept."""
+    drawn = int(k.sum())
+    if total is None or drawn == 0 or drawn >= total:
+        return k
+    gap = abs(drawn - total)
+    if gap <= 0.05 * total or gap <= 3 * error:
+        return k
+    target = total - 2 * error
+    scaled = k * (float(target) / drawn)
+    out = np.floor(scaled).astype(np.int64)
+    out += (rng.random(k.size) < scaled - out).astype(np.int64)
+    return np.minimum(out, cap)
 
 
 def _agreement(st: TableState) -> list[tuple[Agreement, dict]]:
@@ -743,14 +869,21 @@ def attach(st: TableState, values: dict, parents: np.ndarray | None, n: int):
         out[is_null & null] = None
         values[a.column] = out
     for child, pcol, offset in st.anchors:
-        values[child] = follow(st.t.column(child), slots.dates[pcol][parents], values[offset.name], st.rng)
+        values[child] = follow(st.t.column(child), slots.dates[pcol][parents], values[offset.name], st.rng,
+                               offset)
 
 
-def follow(col, parent: np.ndarray, offset: np.ndarray, rng: np.random.Generator) -> np.ndarray:
+def follow(col, parent: np.ndarray, offset: np.ndarray, rng: np.random.Generator, off=None) -> np.ndarray:
     """A child's dates: its parent's date plus the sampled offset, inside the child column's
     bounds when they are declared; a NOT NULL column whose parent date or offset is NULL takes
-    another row's offset (or its parent's date)."""
-    out = np.asarray(parent, dtype=np.float64) + np.asarray(offset, dtype=np.float64)
+    another row's offset (or its parent's date).
+
+    The child column's DP bounds (an estimate, like its parent's) give way to the relation: a
+    row is moved into them only as far as its offset stays within the offset's own DP bounds
+    `off` (a payment is never paid before its order because the orders' DP range reaches later
+    than the payments'); where the two cannot both hold, the date keeps the nearest offset."""
+    parent = np.asarray(parent, dtype=np.float64)
+    out = parent + np.asarray(offset, dtype=np.float64)
     if not col.nullable:
         missing = np.isnan(out)
         if missing.any():
@@ -758,7 +891,15 @@ def follow(col, parent: np.ndarray, offset: np.ndarray, rng: np.random.Generator
             step = known[rng.integers(0, known.size, size=int(missing.sum()))] if known.size else 0.0
             out[missing] = np.asarray(parent, dtype=np.float64)[missing] + step
             out[np.isnan(out)] = col.lower
-    if col.source in ("declared bounds", "DP bounds"):
+    if col.source == "DP bounds" and off is not None and off.source == "DP bounds":
+        lo, hi = parent + off.lower, parent + off.upper          # the offset's range, row by row
+        a, b = np.maximum(lo, col.lower), np.minimum(hi, col.upper)
+        fits = a <= b
+        near = np.where(hi < col.lower, hi, lo)                  # no room in both: the nearest offset
+        out = np.where(np.isnan(out) | np.isnan(parent), out,
+                       np.where(fits, np.clip(out, a, np.where(fits, b, a)), near))
+        out = np.where(np.isnan(out) | ~np.isnan(parent), out, np.clip(out, col.lower, col.upper))
+    elif col.source in ("declared bounds", "DP bounds"):
         out = np.where(np.isnan(out), out, np.clip(out, col.lower, col.upper))
     low, high = dom.type_range(col.sql_type, col.fam)
     return np.where(np.isnan(out), out, np.clip(out, low, high))

@@ -30,7 +30,7 @@ import numpy as np
 from ..core import catalog, db, trust
 from ..dp import accountant, ledger
 from ..core.errors import DPError
-from . import budget, constraints, discover, keys, links, marginals, methods, relational, sample, write
+from . import budget, constraints, discover, grid, keys, links, marginals, methods, relational, sample, write
 from . import schema as schemas
 from .state import TableState
 from .table import MAX_ROWS, key_values, load
@@ -204,6 +204,13 @@ class Run:
                        f"(sensitivity {st.tau}; max_rows_per_unit "
                        + (f"{t.max_rows})" if t.own_max_rows else "not set: fitted with DP from the fan-outs)"))
             st.src, extra = relational.join_parent(st)
+        elif relational.needs_rows_fit(st):
+            # rows per unit not declared, no parent to draw them from: fitted with DP (a uniform
+            # sample of at most that many rows per unit is measured, the bound its sensitivity)
+            e_rows = float(st.epsilon) * relational.ROWS_SHARE
+            e_model -= Decimal(str(e_rows))
+            st.tau = relational.fit_rows_per_unit(st, e_rows)
+            st.src, st.sensitivity = discover.snapshot(t, st.tau)
         else:
             st.src, st.sensitivity = discover.snapshot(t)
         counts = discover.discover(st, float(e_disc), float(d_disc))
@@ -217,7 +224,9 @@ class Run:
         modelled += [a.offset for a in st.anchors] + extra
         st.modelled, st.counts = modelled, counts
         budget.warn_small(st, counts["total"], float(e_model), float(d_model), st.sensitivity)
-        st.plan, st.model, st.key_models = marginals.model(st, modelled, float(e_model), float(d_model))
+        rho_grid = budget.grid_rho(st, float(e_model), float(d_model))
+        st.grids = grid.detect(st, rho_grid)
+        st.plan, st.model, st.key_models = marginals.model(st, modelled, float(e_model), float(d_model), rho_grid)
         n = int(st.rows or counts["total"])
         if st.parent and not st.rows:
             st.slots = relational.child_rows(st)

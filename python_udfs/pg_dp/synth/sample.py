@@ -14,7 +14,7 @@ from __future__ import annotations
 import numpy as np
 
 from ..core import db
-from . import identifiers, keys, relational
+from . import constraints, identifiers, keys, relational
 from .state import TableState
 
 
@@ -22,8 +22,10 @@ def sample(st: TableState, n: int) -> dict[str, np.ndarray]:
     """n rows of every column but the keys (those are numbered when written)."""
     values, parents = {}, None
     if st.plan is not None:
+        given = constraints.dependencies(st)        # hard dependencies: drawn conditioned on them
+
         def draw(k):
-            return st.method.sample(st.model, st.plan, k, st.rng, tick=db.check_interrupts)
+            return st.method.sample(st.model, st.plan, k, st.rng, tick=db.check_interrupts, given=given)
         if st.parent and n == st.slots.parents.size:
             codes, parents = relational.draw_children(st, draw, n)
         else:

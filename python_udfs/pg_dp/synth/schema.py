@@ -96,3 +96,33 @@ def partition_foreign_keys(relid: int, own: list[dict]) -> list[dict]:
     return found
 
 
+
+
+def partition_keys(relid: int) -> list[list[str]]:
+    """Keys declared on the partitions (or inheritance children) of a table and not on the table
+    itself: the column lists that every leaf holds a PRIMARY KEY, UNIQUE constraint or plain
+    unique index on (payments partitioned by quarter with PRIMARY KEY (payment_id) on each
+    quarter).  Regenerated keys are unique in the whole copy, which meets every partition's."""
+    leaves = [int(r["r"]) for r in db.execute(
+        "WITH RECURSIVE down(r, d) AS (SELECT i.inhrelid, 1 FROM pg_catalog.pg_inherits i WHERE i.inhparent = $1 "
+        "UNION ALL SELECT i.inhrelid, w.d + 1 FROM down w JOIN pg_catalog.pg_inherits i ON i.inhparent = w.r "
+        "WHERE w.d < 64) "
+        "SELECT r::int8 AS r FROM down WHERE NOT EXISTS (SELECT 1 FROM pg_catalog.pg_inherits i WHERE i.inhparent = "
+        "down.r) ORDER BY 1", [relid], ["oid"])]
+    if not leaves:
+        return []
+    common = None
+    for leaf in leaves:
+        found = {tuple(r["cols"]) for r in db.execute(
+            "SELECT ARRAY(SELECT a.attname::text FROM unnest(i.indkey::int2[]) WITH ORDINALITY k(n, o) "
+            "JOIN pg_catalog.pg_attribute a ON a.attrelid = i.indrelid AND a.attnum = k.n ORDER BY k.o) AS cols "
+            "FROM pg_catalog.pg_index i WHERE i.indrelid = $1 AND i.indisunique AND i.indexprs IS NULL "
+            "AND i.indpred IS NULL", [leaf], ["oid"])}
+        common = found if common is None else common & found
+        if not common:
+            return []
+    own = {tuple(r["cols"]) for r in db.execute(
+        "SELECT ARRAY(SELECT a.attname::text FROM unnest(i.indkey::int2[]) WITH ORDINALITY k(n, o) "
+        "JOIN pg_catalog.pg_attribute a ON a.attrelid = i.indrelid AND a.attnum = k.n ORDER BY k.o) AS cols "
+        "FROM pg_catalog.pg_index i WHERE i.indrelid = $1 AND i.indisunique", [relid], ["oid"])}
+    return [list(c) for c in sorted(common - own)]

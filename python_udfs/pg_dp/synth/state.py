@@ -47,6 +47,7 @@ class TableState:
     src: str = ""                               # the rows measured: the table, or a TEMP table of them
     sensitivity: int = 1                        # rows of the measured ones one privacy unit can move
     counts: dict = field(default_factory=dict)  # DP counts: 'total' rows, distinct values of regenerated columns
+    grids: dict = field(default_factory=dict)   # column -> the grid step found with DP (pg_dp.synth.grid)
     modelled: list[dom.Column] = field(default_factory=list)  # the columns of the model (parent attributes too)
     plan: Plan | None = None                    # the method's noisy measurements
     model: Any = None                           # the method's fitted model

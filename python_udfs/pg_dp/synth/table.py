@@ -123,6 +123,14 @@ def load(relid: int) -> Target:
             t.keys.append(i["cols"][0])
         elif len(i["cols"]) > 1 and list(i["cols"]) not in t.uniques:
             t.uniques.append(list(i["cols"]))
+    for cols in schema.partition_keys(relid):
+        # a key declared on every partition is a key of the whole copy (regenerated, unique overall)
+        if len(cols) == 1 and cols[0] not in t.keys:
+            t.keys.append(cols[0])
+        elif len(cols) > 1 and cols not in t.uniques:
+            t.uniques.append(cols)
+        db.notice(f"key ({', '.join(cols)}) is declared on every partition of {qualified}: it is kept as a key "
+                  "of the whole synthetic table")
     for c in db.execute(
             "SELECT a.attname, pg_catalog.format_type(a.atttypid, a.atttypmod) AS type, "
             "pg_catalog.format_type(CASE WHEN t.typtype = 'd' THEN ub.oid ELSE a.atttypid END, NULL) AS base, "
@@ -130,7 +138,7 @@ def load(relid: int) -> Target:
             "CASE WHEN t.typtype = 'd' THEN b.typcategory ELSE t.typcategory END AS category, "
             "CASE WHEN t.typtype = 'd' THEN b.typtype ELSE t.typtype END AS base_typtype, "
             "t.typtype, a.attnotnull OR coalesce(ub.nn, false) AS attnotnull, a.attgenerated <> '' AS generated, "
-            "a.attidentity, m.lower_bound, m.upper_bound, m.public_values, m.values_source, "
+            "a.attidentity, m.lower_bound, m.upper_bound, m.public_values, m.values_source, m.step, "
             "ARRAY(SELECT e.enumlabel::text FROM pg_catalog.pg_enum e WHERE e.enumtypid = "
             "CASE WHEN t.typtype = 'd' THEN ub.oid ELSE a.atttypid END ORDER BY e.enumsortorder) AS labels, "
             "EXISTS (SELECT 1 FROM pg_catalog.pg_attrdef d JOIN pg_catalog.pg_depend p "
@@ -161,9 +169,41 @@ def load(relid: int) -> Target:
         db.notice(f"foreign key {k['conname']} is declared on {k['declared_on']}, a partition or child of "
                   f"{qualified}: it is kept for the whole synthetic table")
         t.foreign_keys.append(k)
+    _number_keys(t, qualified)
     t.dcs = [dcmod.parse(r["dc"], [c.name for c in t.columns]) for r in db.execute(
         "SELECT dc FROM dp_internal.denial_constraints WHERE relid = $1 ORDER BY id", [relid], ["oid"])]
     return t
+
+
+def _number_keys(t: Target, qualified: str):
+    """A key of several columns with a whole-number column that nothing else constrains (no
+    bounds, no public values, not a kept foreign key) and no parent key to be numbered within:
+    TPC-DS's (ss_item_sk, ss_ticket_number).
+    Drawn from the model, such a column's values repeat (its DP bounds may even be a few
+    buckets wide) and nearly every row breaks the key; the last such column is regenerated as
+    a key of the copy instead (fresh numbers, one per row), so the key holds by construction."""
+    kept, parents = set(), set()
+    for k in t.foreign_keys:
+        info = ref_info(int(k["ref"]))
+        if len(k["cols"]) == 1 or info["declared"]:
+            kept.update(k["cols"])
+        if len(k["cols"]) == 1 and info["protected"]:
+            parents.update(k["cols"])
+    for cols in t.uniques:
+        if parents & set(cols):     # numbered within its parent (relational.distinct_within_parent)
+            continue
+        free = [c for c in cols if c not in kept and c != t.unit and c not in t.keys
+                and t.column(c).fam == "integer" and t.column(c).kind == "numeric" and c in t.needs_bounds]
+        if not free:
+            continue
+        col = t.column(free[-1])
+        t.keys.append(col.name)
+        t.needs_bounds.remove(col.name)
+        col.kind, col.source = "identifier", "key"
+        db.notice(f"column {col.name} of the key ({', '.join(cols)}) of {qualified} is regenerated as a key of its own "
+                  "(fresh numbers, one per row): nothing else bounds its values",
+                  hint=f"Declare its bounds (dp.set_bounds('{qualified}', '{col.name}', lower, upper)) to have it "
+                       "modelled instead.")
 
 
 def _classify(t: Target, c) -> dom.Column:
@@ -212,6 +252,10 @@ def _classify(t: Target, c) -> dom.Column:
             col.source = "declared bounds"
         else:
             t.needs_bounds.append(c["attname"])
+        if c["step"] is not None and fam in dom.NUMBER_FAMILIES:
+            col.step = float(c["step"])         # the DBA's grid (dp.set_step); bounds move out to it
+            if col.source == "declared bounds":
+                col.set_step(col.step)
     elif fam == "uuid":
         col.source = "uuid"
     else:
@@ -241,6 +285,8 @@ def value_count(c: dom.Column) -> float:
     """How many values a column can take in a copy (math.inf: unbounded for a unique DC)."""
     if c.kind == "categorical":
         return float(len(c.values))
+    if c.kind == "numeric" and c.step:
+        return math.floor((c.upper - c.lower) / c.step + 1e-9) + 1.0
     if c.kind == "numeric" and c.fam in ("integer", "date"):
         return c.upper - c.lower + 1
     if c.kind == "numeric" and c.fam == "numeric" and dom.numeric_scale(c.sql_type) is not None:
@@ -255,5 +301,5 @@ def repair_domain(c: dom.Column):
     if c.kind == "categorical":
         return np.array(c.values, dtype=object)
     if c.kind == "numeric" and c.exact:
-        return c.lower + np.arange(c.value_codes, dtype=np.float64)
+        return c.lower + np.arange(c.value_codes, dtype=np.float64) * (c.step or 1.0)
     return None

@@ -11,7 +11,7 @@ post-processing of the plan.
 from __future__ import annotations
 
 from dataclasses import dataclass, field
-from typing import Callable, Protocol, Sequence
+from typing import Callable, NamedTuple, Protocol, Sequence
 
 import numpy as np
 
@@ -50,6 +50,15 @@ class Plan:
     coarse: dict[str, np.ndarray] = field(default_factory=dict)    # compressed code -> coarse bin
 
 
+class Dependency(NamedTuple):
+    """A functional dependency the sampled rows must meet (a hard denial constraint X -> Y):
+    the method draws rows conditioned on it.  ``nulls``: attribute -> its NULL code (original
+    codes); a NULL in X or Y never breaks the dependency, so those rows stay free."""
+    determinants: tuple[str, ...]
+    dependent: str
+    nulls: dict
+
+
 COARSE = "\x00coarse"       # suffix of a coarse attribute's name (no column name holds a NUL)
 
 
@@ -85,7 +94,8 @@ class Method(Protocol):
       touches data; it returns a Plan of noisy marginals only.
     - ``fit``: a model of the plan (post-processing) whose total is ``total`` (the table's DP
       row count, a measurement of its own: never the sum of noisy marginals).
-    - ``sample``: rows from the model over the ORIGINAL codes of each attribute.
+    - ``sample``: rows from the model over the ORIGINAL codes of each attribute; ``given``:
+      functional dependencies (``Dependency``) the rows are drawn conditioned on.
     - ``one_way_noise``: before anything is measured, the noise sd a 1-way marginal cell of
       the largest attribute gets at this rho (the dry run tells it).
     """
@@ -99,7 +109,7 @@ class Method(Protocol):
     def fit(self, plan: Plan, total: float | None, tick: Callable[[], None]): ...
 
     def sample(self, model, plan: Plan, rows: int, rng: np.random.Generator,
-               tick: Callable[[], None]) -> dict[str, np.ndarray]: ...
+               tick: Callable[[], None], given: Sequence[Dependency] = ()) -> dict[str, np.ndarray]: ...
 
     def one_way_noise(self, sizes: dict[str, int], rho: float, sensitivity: int) -> tuple[float, int]: ...
 

@@ -470,8 +470,8 @@ class MST:
     def fit(self, plan: Plan, total: float | None = None, tick=lambda: None):
         return pgm.fit(plan, iters=pgm.fit_iterations(plan), tick=tick, total=total)
 
-    def sample(self, model, plan: Plan, rows: int, rng: np.random.Generator, tick=lambda: None):
-        return pgm.sample(model, plan, rows, rng, tick=tick, method=self.options.sampler)
+    def sample(self, model, plan: Plan, rows: int, rng: np.random.Generator, tick=lambda: None, given=()):
+        return pgm.sample(model, plan, rows, rng, tick=tick, method=self.options.sampler, given=given)
 
     def one_way_noise(self, sizes: dict[str, int], rho: float, sensitivity: int) -> tuple[float, int]:
         """(noise sd of a 1-way cell of the largest attribute, its cells) when the 1-ways get

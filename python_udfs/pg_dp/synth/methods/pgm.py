@@ -11,7 +11,7 @@ from __future__ import annotations
 import itertools
 import math
 import threading
-from typing import Callable
+from typing import Callable, Sequence
 
 import numpy as np
 
@@ -78,7 +78,7 @@ def _connected(near: dict[str, set]) -> bool:
 
 
 def generate(model, rows: int, seed: int, tick: Callable[[], None] = lambda: None,
-             method: str | None = None) -> dict[str, np.ndarray]:
+             method: str | None = None, given: Sequence[tuple] = ()) -> dict[str, np.ndarray]:
     """Rows sampled from the fitted model (compressed codes), in numpy (``sample_rows``).
 
     mbi's own sampler evaluates its marginals with JAX, one compiled program per shape
@@ -86,10 +86,11 @@ def generate(model, rows: int, seed: int, tick: Callable[[], None] = lambda: Non
     well under a second.  The rows are a post-processing of the noisy marginals, so
     their randomness carries no privacy weight (all of that is OpenDP's noise on the
     counts): a numpy generator seeded here draws them.  It runs in a thread while this
-    one calls ``tick`` (see ``interruptible``)."""
+    one calls ``tick`` (see ``interruptible``); ``given``: dependencies the rows are drawn
+    conditioned on (see ``sample_rows``)."""
     def draw():
         rng = np.random.default_rng(seed)
-        return sample_rows(model_factors(model), rows, rng, method or "round")
+        return sample_rows(model_factors(model), rows, rng, method or "round", given=given)
 
     return interruptible(draw, tick)
 
@@ -184,7 +185,7 @@ def clique_marginals(sizes: dict[str, int], factors, cliques: list[Clique]) -> d
 
 
 def sample_rows(model: tuple[dict[str, int], list], rows: int, rng: np.random.Generator,
-                method: str = "round") -> dict[str, np.ndarray]:
+                method: str = "round", given: Sequence[tuple] = ()) -> dict[str, np.ndarray]:
     """`rows` records drawn from the model, one attribute at a time in a perfect elimination
     order of its junction tree, each from its distribution given the attributes drawn before it
     that share a clique with it (they lie in one clique of the junction tree).
@@ -192,7 +193,12 @@ def sample_rows(model: tuple[dict[str, int], list], rows: int, rng: np.random.Ge
     method "round": within each group of rows that share those attributes, the counts of each
     value are the group's expected counts, rounded at random (the fractions decide which values
     get one more), and shuffled over the group's rows: less sampling noise than i.i.d. draws.
-    "sample": i.i.d. draws."""
+    "sample": i.i.d. draws.
+
+    ``given``: functional dependencies (determinants, dependent, free codes) the rows must meet
+    (hard denial constraints): the model is conditioned on them before anything is drawn (see
+    ``dependency_factors``), so that the rows meet them by construction and keep the model's
+    distribution given them, instead of being overwritten afterwards."""
     mbi = _mbi()
     sizes, factors = model
     attrs = list(sizes)
@@ -200,6 +206,11 @@ def sample_rows(model: tuple[dict[str, int], list], rows: int, rng: np.random.Ge
     jtree, elimination = mbi.junction_tree.make_junction_tree(domain, [a for a, _ in factors])
     nodes = [tuple(n) for n in jtree.nodes]
     probs = clique_marginals(sizes, factors, nodes)
+    hard = dependency_factors(sizes, probs, given)
+    if hard:
+        conditioned = clique_marginals(sizes, list(factors) + hard, nodes)
+        if all(np.isfinite(p).all() for p in conditioned.values()):
+            probs = conditioned             # else no row meets them all: the repair alone keeps them
     data: dict[str, np.ndarray] = {}
     for col in list(elimination)[::-1] + [a for a in attrs if a not in elimination]:
         near = set().union(*[set(n) for n in nodes if col in n]) - {col}
@@ -220,6 +231,44 @@ def sample_rows(model: tuple[dict[str, int], list], rows: int, rng: np.random.Ge
         cond[empty] = 1.0 / k                # a combination the model gives no mass: uniform
         data[col] = _draw(groups, cond, rng, method)
     return {a: data[a].astype(np.int64) for a in attrs}
+
+
+def dependency_factors(sizes: dict[str, int], probs: dict[Clique, np.ndarray],
+                       given: Sequence[tuple]) -> list[tuple[Clique, np.ndarray]]:
+    """Hard factors (log-potential 0 or -inf) that make each dependency X -> Y hold on the
+    model's codes: each combination x of the determinants keeps one value of Y, the one the
+    model gives most mass with x, f(x) = argmax_y P(x, y) (post-processing of the model).
+    Conditioning the model on y = f(x) for every dependency at once (the factors join the
+    model's junction tree: X and Y lie in one of its cliques, a measured marginal) keeps the
+    model's distribution given the constraints: several dependencies on one column (zip ->
+    state, area code -> state) draw only combinations where they agree, where overwriting
+    one after the other made them pull the column different ways.  A dependency whose
+    columns no clique of the model holds is left to the repair.  ``free``: attribute -> a code
+    that never breaks a dependency (NULL): combinations with a free determinant, and the free
+    value of the dependent, stay allowed."""
+    out = []
+    for determinants, dependent, free in given:
+        clique = tuple(determinants) + (dependent,)
+        if len(set(clique)) != len(clique) or not all(a in sizes for a in clique):
+            continue
+        host = next((n for n in probs if set(clique) <= set(n)), None)
+        if host is None:
+            continue
+        joint = _sum_to(host, probs[host], clique)
+        k = sizes[dependent]
+        table = joint.reshape(-1, k)
+        keep = np.zeros_like(table, dtype=bool)
+        keep[np.arange(table.shape[0]), np.argmax(table, axis=1)] = True
+        keep[table.sum(axis=1) <= 0] = True            # combinations the model never draws
+        keep = keep.reshape(joint.shape)
+        for axis, a in enumerate(determinants):         # a NULL determinant: any value
+            if a in free:
+                np.moveaxis(keep, axis, 0)[free[a]] = True
+        if dependent in free:                           # NULL never breaks it
+            keep[..., free[dependent]] = True
+        with np.errstate(divide="ignore"):
+            out.append((clique, np.log(keep.astype(np.float64))))
+    return out
 
 
 def _sum_to(attrs: Clique, values: np.ndarray, keep: Clique) -> np.ndarray:
@@ -336,13 +385,18 @@ def _release_compiler_memory():
 
 
 def sample(model, plan: Plan, rows: int, rng: np.random.Generator,
-           tick: Callable[[], None] = lambda: None, method: str = "round") -> dict[str, np.ndarray]:
-    """`rows` synthetic records over the ORIGINAL codes.
+           tick: Callable[[], None] = lambda: None, method: str = "round",
+           given: Sequence[tuple[Clique, str]] = ()) -> dict[str, np.ndarray]:
+    """`rows` synthetic records over the ORIGINAL codes (``given``: dependencies the rows are
+    drawn conditioned on, see ``sample_rows``).
 
     A compressed code that stands for several original codes is expanded in
     proportion to their noisy 1-way counts (post-processing of noisy data).
     """
-    data = generate(model, rows, seed=int(rng.integers(2**31)), tick=tick, method=method)
+    hard = [(tuple(d.determinants), d.dependent,
+             {a: int(plan.compress[a][c]) for a, c in d.nulls.items() if a in plan.compress and c is not None})
+            for d in given]
+    data = generate(model, rows, seed=int(rng.integers(2**31)), tick=tick, method=method, given=hard)
     out = {}
     for m in plan.one_way:
         a = m.clique[0]
