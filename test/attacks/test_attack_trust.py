@@ -442,3 +442,29 @@ def test_attack_reltuples_and_relation_size_are_stated_by_the_doctor(conn):
     copies = [d for i, d in conn.execute("SELECT issue, detail FROM dp.doctor(known_limits => true)") if
               "bounded copies" in i]
     assert copies and "not which table nor which columns" in copies[0]
+
+
+def test_attack_partition_keys_name_the_unit_twice(conn, mallory):
+    """Before: dp.protect read the foreign keys declared on the table itself, so a partitioned table
+    whose second key to the unit is declared on its partitions (as a store schema's payments are)
+    was bounded for one unit.  Keys declared only on partitions count now, and one declaration by
+    column covers every partition's key."""
+    conn.execute("CREATE TABLE pcustomer (customer_id int PRIMARY KEY)")
+    conn.execute("INSERT INTO pcustomer SELECT generate_series(1, 100)")
+    conn.execute("CREATE TABLE preferral (customer_id int NOT NULL REFERENCES pcustomer, referred_by int, "
+                 "day date NOT NULL) PARTITION BY RANGE (day)")
+    for y in (2024, 2025):
+        conn.execute(f"CREATE TABLE preferral_{y} PARTITION OF preferral FOR VALUES FROM ('{y}-01-01') TO ('{y + 1}-01-01')")
+        conn.execute(f"ALTER TABLE preferral_{y} ADD FOREIGN KEY (referred_by) REFERENCES pcustomer")
+    conn.execute("INSERT INTO preferral SELECT 1 + g % 100, 7, DATE '2024-01-01' + g % 700 FROM generate_series(1, 1000) g")
+    conn.execute("SELECT dp.protect('pcustomer', dataset => 'pbank', privacy_unit => 'customer_id', "
+                 "max_rows_per_unit => 5)")
+    with pytest.raises(psycopg.errors.FeatureNotSupported) as e:
+        conn.execute("SELECT dp.protect('preferral', dataset => 'pbank')")
+    assert "preferral_2024_referred_by_fkey" in e.value.diag.message_primary
+    assert conn.execute("SELECT count(*) FROM dp.protected_tables WHERE table_name = 'preferral'::regclass"
+                        ).fetchone()[0] == 0
+    conn.execute("SELECT dp.protect('preferral', dataset => 'pbank', not_personal => ARRAY['referred_by'])")
+    assert sorted(conn.execute("SELECT not_personal FROM dp.protected_tables WHERE table_name = "
+                               "'preferral'::regclass").fetchone()[0]) == ["preferral_2024_referred_by_fkey",
+                                                                           "preferral_2025_referred_by_fkey"]

@@ -100,9 +100,9 @@ def store(conn, customers: int = 2000, schema: str = "store", seed: float = 0.11
     conn.execute(f"SELECT dp.protect('{s}.orders', dataset => '{s}', max_rows_per_unit => 40)")
     # no max_rows_per_unit: fitted with DP.  A row naming the unit twice must declare all references
     # but one not personal (docs/dba.md): a return's returner may be someone else (the DBA's
-    # declaration: the suite models the second path either way).  The payments' keys are declared
-    # on their partitions, which dp.protect's check of references does not read (left to branch trust)
-    for t, np_ in (("payments", None), ("returns", "returned_by"), ("order_tag", None)):
+    # declaration: the suite models the second path either way).  A payment's order is its own
+    # customer's (its keys, declared on the partitions, count as the table's).
+    for t, np_ in (("payments", "order_id"), ("returns", "returned_by"), ("order_tag", None)):
         conn.execute(f"SELECT dp.protect('{s}.{t}', dataset => '{s}'"
                      + (f", not_personal => ARRAY['{np_}'])" if np_ else ")"))
     conn.execute(f"SELECT dp.set_bounds('{s}.orders', 'amount', 0, 1000)")

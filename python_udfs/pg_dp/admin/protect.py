@@ -53,21 +53,18 @@ def _not_personal(table_oid, qualified: str, names) -> list[str] | None:
     constraint names; None when none were given (a later dp.protect keeps earlier ones)."""
     if names is None:
         return None
-    keys = db.execute(
-        "SELECT k.conname::text AS conname, ARRAY(SELECT a.attname::text FROM pg_catalog.unnest(k.conkey) u(n) "
-        "JOIN pg_catalog.pg_attribute a ON a.attrelid = k.conrelid AND a.attnum = u.n) AS cols "
-        "FROM pg_catalog.pg_constraint k WHERE k.conrelid = $1 AND k.contype = 'f' AND k.conparentid = 0 "
-        "ORDER BY 1", [table_oid], ["oid"])
+    keys = catalog.foreign_keys(table_oid)      # with the keys declared only on partitions
     out = []
     for name in names:
-        found = [k["conname"] for k in keys if k["conname"] == name or list(k["cols"]) == [name]]
+        found = [k for k in keys if name in k["names"] or k["cols"] == [name]]
         if len(found) != 1:
             listed = ", ".join(f"{k['conname']} ({', '.join(k['cols'])})" for k in keys) or "none"
             raise DPError(f"{name!r} names no single foreign key of {qualified}" if not found else
-                          f"{name!r} names several foreign keys of {qualified}: {', '.join(found)}",
+                          f"{name!r} names several foreign keys of {qualified}: "
+                          f"{', '.join(k['conname'] for k in found)}",
                           hint=f"not_personal takes foreign keys by name or by their column; {qualified} has: "
                                f"{listed}.", sqlstate="42704")
-        out.append(found[0])
+        out.extend(found[0]["names"])         # a key declared on each partition goes by several names
     return sorted(set(out))
 
 

@@ -240,6 +240,30 @@ PREREQUISITE = "55000"
 TWICE = "0A000"
 
 
+def foreign_keys(relid: int) -> list[dict]:
+    """The foreign keys of a table, including those declared only on its partitions (a partitioned
+    table's rows are its partitions' rows): one entry per (columns, target), named by its first
+    constraint, with every constraint name it goes by.  [{"conname", "names", "cols", "refcols",
+    "confrelid", "target"}]"""
+    keys: dict[tuple, dict] = {}
+    for k in db.execute(
+            "SELECT k.conname::text AS conname, k.confrelid::int8 AS confrelid, k.confrelid::regclass::text AS target, "
+            "ARRAY(SELECT a.attname::text FROM pg_catalog.unnest(k.confkey) WITH ORDINALITY u(n, o) "
+            "      JOIN pg_catalog.pg_attribute a ON a.attrelid = k.confrelid AND a.attnum = u.n ORDER BY u.o) AS refcols, "
+            "ARRAY(SELECT a.attname::text FROM pg_catalog.unnest(k.conkey) WITH ORDINALITY u(n, o) "
+            "      JOIN pg_catalog.pg_attribute a ON a.attrelid = k.conrelid AND a.attnum = u.n ORDER BY u.o) AS cols "
+            "FROM pg_catalog.pg_constraint k WHERE k.contype = 'f' AND k.conparentid = 0 "
+            "AND (k.conrelid = $1 OR k.conrelid IN (SELECT t.relid FROM pg_catalog.pg_partition_tree($1) t)) "
+            "ORDER BY k.conrelid <> $1, k.conname", [relid], ["regclass"]):
+        ident = (tuple(k["cols"]), tuple(k["refcols"]), int(k["confrelid"]))
+        if ident in keys:
+            keys[ident]["names"].append(k["conname"])
+        else:
+            keys[ident] = {"conname": k["conname"], "names": [k["conname"]], "cols": list(k["cols"]),
+                           "refcols": list(k["refcols"]), "confrelid": int(k["confrelid"]), "target": k["target"]}
+    return list(keys.values())
+
+
 def unit_references(relid: int, dataset: str, unit_column: str | None, declared: list[str] | None = None) -> list[dict]:
     """Every way a row of a table names a unit of its dataset: its unit column, when it holds one
     (dp_internal.protected_tables.unit_column: not a table reaching the unit through foreign keys),
@@ -252,25 +276,23 @@ def unit_references(relid: int, dataset: str, unit_column: str | None, declared:
     holds = bool(own and own[0]["u"] and own[0]["u"] == unit_column)
     if holds:
         refs.append({"conname": None, "cols": [unit_column], "target": None, "declared": False})
-    for k in db.execute(
-            "SELECT k.conname::text AS conname, k.confrelid::regclass::text AS target, "
-            "k.confrelid = $1 OR EXISTS (SELECT 1 FROM dp_internal.protected_tables p WHERE p.relid = k.confrelid "
-            "                            AND p.unit_column IS NOT NULL) AS target_holds, "
-            "ARRAY(SELECT a.attname::text FROM pg_catalog.unnest(k.confkey) WITH ORDINALITY u(n, o) "
-            "      JOIN pg_catalog.pg_attribute a ON a.attrelid = k.confrelid AND a.attnum = u.n ORDER BY u.o) AS refcols, "
-            "ARRAY(SELECT a.attname::text FROM pg_catalog.unnest(k.conkey) WITH ORDINALITY u(n, o) "
-            "      JOIN pg_catalog.pg_attribute a ON a.attrelid = k.conrelid AND a.attnum = u.n ORDER BY u.o) AS cols, "
-            "k.conname = ANY(coalesce((SELECT p.not_personal FROM dp_internal.protected_tables p "
-            "                          WHERE p.relid = $1), '{}')) AS declared "
-            "FROM pg_catalog.pg_constraint k WHERE k.conrelid = $1 AND k.contype = 'f' AND k.conparentid = 0 "
-            "AND (k.confrelid = $1 OR EXISTS (SELECT 1 FROM dp_internal.protected_tables p "
-            "     WHERE p.relid = k.confrelid AND p.dataset = $2)) ORDER BY k.conname",
-            [relid, dataset], ["oid", "text"]):
-        cols, refcols = list(k["cols"]), list(k["refcols"])
-        if holds and unit_column in cols and k["target_holds"] and refcols[cols.index(unit_column)] == unit_column:
+    row = db.execute("SELECT coalesce(p.not_personal, '{}') AS n FROM dp_internal.protected_tables p "
+                     "WHERE p.relid = $1", [relid], ["oid"])
+    not_personal = set(row[0]["n"]) if row else set()
+    for k in foreign_keys(relid):
+        if not (k["confrelid"] == relid or db.execute(
+                "SELECT EXISTS (SELECT 1 FROM dp_internal.protected_tables p WHERE p.relid = $1 AND p.dataset = $2) AS e",
+                [k["confrelid"], dataset], ["oid", "text"])[0]["e"]):
+            continue
+        target_holds = k["confrelid"] == relid or db.execute(
+            "SELECT EXISTS (SELECT 1 FROM dp_internal.protected_tables p WHERE p.relid = $1 "
+            "AND p.unit_column IS NOT NULL) AS e", [k["confrelid"]], ["oid"])[0]["e"]
+        cols, refcols = k["cols"], k["refcols"]
+        if holds and unit_column in cols and target_holds and refcols[cols.index(unit_column)] == unit_column:
             continue        # the unit column itself, pointing at the same unit's row: one reference
+        names = set(k["names"])
         refs.append({"conname": k["conname"], "cols": cols, "target": k["target"],
-                     "declared": k["conname"] in declared if declared is not None else bool(k["declared"])})
+                     "declared": bool(names & set(declared if declared is not None else not_personal))})
     return refs
 
 
