@@ -306,8 +306,8 @@ key = gateway._cache_key(plan)
 assert gateway._cached(key) is None; lap()
 role = db.execute("SELECT oid::int8 AS r FROM pg_catalog.pg_roles WHERE rolname = current_user")[0]["r"]
 catalog.set_caller(role)
-lid = ledger.charge(role, plan.meta.dataset, plan.epsilon, plan.delta, plan.query.normalized,
-                    plan.mechanism, plan.meta.data_version, key); lap()
+lid = ledger.charge(role, plan.meta.dataset, plan.cost, plan.query.normalized,
+                    plan.mechanism, plan.meta.data_version, key, asked=plan.epsilon); lap()
 exact = db.execute_tuples(plan.sql, len(plan.query.group_by) + 1 + len(plan.measurements)); lap()
 rows = answer.release_core(plan, exact); lap()
 columns = [[n, ty] for n, ty in plan.columns]

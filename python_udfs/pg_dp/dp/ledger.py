@@ -109,10 +109,15 @@ def cached_ledger_id(cache_key: str) -> int | None:
     return rows[0]["ledger_id"] if rows else None
 
 
-def record_answer(role: int, dataset: str, statement: str, origin: str, ledger_id: int | None, detail: dict):
+def record_answer(role: int, dataset: str, statement: str, origin: str, ledger_id: int | None, detail: dict,
+                  alone: bool = False):
     """One line of dp.my_answers: what the role was given (fresh, from the cache or a synthetic copy),
-    with what it measured and how wrong it may be (detail: JSON, post-processing only)."""
+    with what it measured and how wrong it may be (detail: JSON, post-processing only).
+    alone: the line is all the transaction writes (a cached or public answer, nothing charged), so its
+    commit need not wait for the WAL flush -- a crash may lose the line, never a charge."""
     import json
+    if alone:
+        db.execute("SELECT pg_catalog.set_config('synchronous_commit', 'off', true)")
     db.execute("INSERT INTO dp_internal.answer_log (role, dataset, statement, origin, ledger_id, detail) "
                "VALUES ($1, $2, $3, $4, $5, $6::jsonb)",
                [role, dataset, statement, origin, ledger_id, json.dumps(detail, default=str)],

@@ -255,7 +255,20 @@ class _CanonicalConstants(visitors.Visitor):
         return None
 
 
+class _HasCast(visitors.Visitor):
+    found = False
+
+    def visit_TypeCast(self, ancestors, node):
+        self.found = True
+
+
 def _canonical_constants(node):
+    """The node with its constants' casts made canonical; the node itself when it has no cast (a copy of
+    a pglast tree costs about a millisecond, most of a cached answer's Python time)."""
+    probe = _HasCast()
+    probe(node)
+    if not probe.found:
+        return node
     node = copy.deepcopy(node)
     return _CanonicalConstants()(node) or node
 

@@ -204,14 +204,15 @@ def answer(sql, epsilon=None, delta=None, expect=None, session_epsilon=None, par
     columns = [[name, typ] for name, typ in plan.columns]
     if plan.free:               # the public key set itself: no data read, nothing spent
         core = answering.release_core(plan, [])
-        ledger.record_answer(role, plan.meta.dataset, plan.query.normalized, "public", None, _detail(plan))
+        ledger.record_answer(role, plan.meta.dataset, plan.query.normalized, "public", None, _detail(plan),
+                             alone=True)
         return columns, answering.present(plan, core)
     _require_budget(role, plan.meta.dataset)
     key = _cache_key(plan)
     cached = _cached(key)
     if cached is not None:
         ledger.record_answer(role, plan.meta.dataset, plan.query.normalized, "cache", ledger.cached_ledger_id(key),
-                             _cached_detail(key, plan))
+                             _cached_detail(key, plan), alone=True)
         return columns, answering.present(plan, cached)
     ledger_id = ledger.charge(role, plan.meta.dataset, plan.cost, plan.query.normalized,
                               plan.mechanism, plan.meta.data_version, key, asked=plan.epsilon)
