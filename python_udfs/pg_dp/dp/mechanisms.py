@@ -124,15 +124,19 @@ def laplace_integer(value: int, sensitivity: int, epsilon: float) -> int:
     if sensitivity == 0:
         _check_epsilon(epsilon)
         return value
-    shift = coarsen(sensitivity)
-    if shift:
-        coarse = (value + (1 << (shift - 1))) >> shift
-        coarse_sensitivity = -(-sensitivity >> shift) + 1
-    else:
-        coarse, coarse_sensitivity = value, sensitivity
+    coarse, coarse_sensitivity, shift = _coarsened(value, sensitivity)
     scale = integer_laplace_scale(coarse_sensitivity, epsilon)
     noisy = coarse + integer_laplace_noise(scale, 1)[0]
     return noisy << shift
+
+
+def _coarsened(value: int, sensitivity: int) -> tuple[int, int, int]:
+    """(value rounded to units of 2**shift, its sensitivity in those units -- one more for the
+    rounding --, shift); shift 0 when the sensitivity is small enough (coarsen)."""
+    shift = coarsen(sensitivity)
+    if not shift:
+        return value, sensitivity, 0
+    return (value + (1 << (shift - 1))) >> shift, -(-sensitivity >> shift) + 1, shift
 
 
 @lru_cache(maxsize=256)
@@ -286,12 +290,7 @@ def gaussian_integer(value: int, sensitivity: int, rho: float) -> int:
         raise DPError("the privacy budget of this release is not positive", hint="Use a larger epsilon.")
     if sensitivity == 0:
         return value
-    shift = coarsen(sensitivity)
-    if shift:
-        coarse = (value + (1 << (shift - 1))) >> shift
-        coarse_sensitivity = -(-sensitivity >> shift) + 1
-    else:
-        coarse, coarse_sensitivity = value, sensitivity
+    coarse, coarse_sensitivity, shift = _coarsened(value, sensitivity)
     scale = release_gaussian_scale(coarse_sensitivity, rho)
     return (coarse + integer_gaussian_noise(scale, 1)[0]) << shift
 
