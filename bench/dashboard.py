@@ -23,7 +23,6 @@ Printed per chart and as a summary; --markdown prints the table only.
 """
 
 import argparse
-import math
 import os
 import statistics
 import sys

@@ -27,7 +27,7 @@ sys.path.insert(0, os.path.join(ROOT, "bench"))
 import numpy as np  # noqa: E402
 
 from pg_dp.synth import domain as dom, evaluate as ev  # noqa: E402
-from pg_dp.synth.methods import mst, pgm  # noqa: E402
+from pg_dp.synth.methods import base, mst, pgm  # noqa: E402
 from datasets import ADULT_NUMERIC_BOUNDS  # noqa: E402
 from synthesis_options import arguments, configure, counter  # noqa: E402
 

@@ -26,7 +26,7 @@ sys.path.insert(0, os.path.join(ROOT, "python_udfs"))
 import numpy as np  # noqa: E402
 
 from pg_dp.dp import mechanisms  # noqa: E402
-from pg_dp.synth.methods import mst, pgm  # noqa: E402
+from pg_dp.synth.methods import base, mst, pgm  # noqa: E402
 
 
 def arguments(doc: str) -> argparse.ArgumentParser:

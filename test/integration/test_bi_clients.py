@@ -12,7 +12,6 @@ import shutil
 import subprocess
 from decimal import Decimal
 
-import psycopg
 import pytest
 
 from bi_shapes import SHAPES

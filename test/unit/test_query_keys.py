@@ -1,6 +1,5 @@
 """BI group keys, filters and aggregates in the analyzer and planner, without a database."""
 
-from decimal import Decimal
 
 import pytest
 

@@ -7,7 +7,6 @@ import math
 
 import numpy as np
 import pytest
-from scipy import stats
 
 from pg_dp.dp import mechanisms
 from pg_dp.synth.methods import base, mst, pgm
