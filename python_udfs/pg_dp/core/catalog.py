@@ -240,27 +240,42 @@ PREREQUISITE = "55000"
 TWICE = "0A000"
 
 
+def root_table(relid: int) -> int:
+    """The topmost parent of a partition or inheritance child (the table itself when it has none)."""
+    r = db.execute("WITH RECURSIVE up(r, d) AS (SELECT $1::oid, 0 UNION ALL SELECT i.inhparent, u.d + 1 FROM up u "
+                   "JOIN pg_catalog.pg_inherits i ON i.inhrelid = u.r WHERE u.d < 64) "
+                   "SELECT r::int8 AS r FROM up ORDER BY d DESC LIMIT 1", [relid], ["oid"])
+    return int(r[0]["r"])
+
+
 def foreign_keys(relid: int) -> list[dict]:
-    """The foreign keys of a table, including those declared only on its partitions (a partitioned
-    table's rows are its partitions' rows): one entry per (columns, target), named by its first
-    constraint, with every constraint name it goes by.  [{"conname", "names", "cols", "refcols",
-    "confrelid", "target"}]"""
+    """The foreign keys of a table, including those declared only on its partitions or inheritance
+    children (their rows are the table's rows): one entry per (columns, referenced columns, referenced
+    table -- a partition's topmost parent), named by its first constraint (the table's own first),
+    with every constraint name it goes by.  [{"conname", "names", "cols", "refcols", "confrelid",
+    "target", "def", "declared_on", "own"}]"""
     keys: dict[tuple, dict] = {}
     for k in db.execute(
-            "SELECT k.conname::text AS conname, k.confrelid::int8 AS confrelid, k.confrelid::regclass::text AS target, "
+            "WITH RECURSIVE down(r, d) AS (SELECT $1::oid, 0 UNION ALL SELECT i.inhrelid, w.d + 1 FROM down w "
+            "JOIN pg_catalog.pg_inherits i ON i.inhparent = w.r WHERE w.d < 64) "
+            "SELECT k.conname::text AS conname, k.confrelid::int8 AS confrelid, "
+            "pg_catalog.pg_get_constraintdef(k.oid) AS def, k.conrelid::regclass::text AS declared_on, "
+            "k.conrelid = $1 AS own, "
             "ARRAY(SELECT a.attname::text FROM pg_catalog.unnest(k.confkey) WITH ORDINALITY u(n, o) "
             "      JOIN pg_catalog.pg_attribute a ON a.attrelid = k.confrelid AND a.attnum = u.n ORDER BY u.o) AS refcols, "
             "ARRAY(SELECT a.attname::text FROM pg_catalog.unnest(k.conkey) WITH ORDINALITY u(n, o) "
             "      JOIN pg_catalog.pg_attribute a ON a.attrelid = k.conrelid AND a.attnum = u.n ORDER BY u.o) AS cols "
-            "FROM pg_catalog.pg_constraint k WHERE k.contype = 'f' AND k.conparentid = 0 "
-            "AND (k.conrelid = $1 OR k.conrelid IN (SELECT t.relid FROM pg_catalog.pg_partition_tree($1) t)) "
-            "ORDER BY k.conrelid <> $1, k.conname", [relid], ["regclass"]):
-        ident = (tuple(k["cols"]), tuple(k["refcols"]), int(k["confrelid"]))
+            "FROM pg_catalog.pg_constraint k JOIN down ON down.r = k.conrelid "
+            "WHERE k.contype = 'f' AND k.conparentid = 0 ORDER BY k.conrelid <> $1, k.conname", [relid], ["oid"]):
+        ref = root_table(int(k["confrelid"]))
+        ident = (tuple(k["cols"]), tuple(k["refcols"]), ref)
         if ident in keys:
             keys[ident]["names"].append(k["conname"])
         else:
             keys[ident] = {"conname": k["conname"], "names": [k["conname"]], "cols": list(k["cols"]),
-                           "refcols": list(k["refcols"]), "confrelid": int(k["confrelid"]), "target": k["target"]}
+                           "refcols": list(k["refcols"]), "confrelid": ref,
+                           "target": db.execute("SELECT $1::regclass::text AS t", [ref], ["oid"])[0]["t"],
+                           "def": k["def"], "declared_on": k["declared_on"], "own": bool(k["own"])}
     return list(keys.values())
 
 

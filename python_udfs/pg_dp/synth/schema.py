@@ -7,7 +7,7 @@ on partitions count for their table.  Tables are synthesized parents first.
 
 from __future__ import annotations
 
-from ..core import db
+from ..core import catalog, db
 from ..core.errors import DPError
 
 
@@ -35,10 +35,7 @@ def resolve(schema: str | None, dataset: str | None, sources: list | None) -> li
 
 
 def _root(relid: int) -> int:
-    r = db.execute("WITH RECURSIVE up(r, d) AS (SELECT $1::oid, 0 UNION ALL SELECT i.inhparent, u.d + 1 FROM up u "
-                   "JOIN pg_catalog.pg_inherits i ON i.inhrelid = u.r WHERE u.d < 64) "
-                   "SELECT r::int8 AS r FROM up ORDER BY d DESC LIMIT 1", [relid], ["oid"])
-    return int(r[0]["r"])
+    return catalog.root_table(relid)
 
 
 def order(relids: list[int]) -> tuple[list[int], list[str]]:
@@ -73,29 +70,14 @@ def partition_foreign_keys(relid: int, own: list[dict]) -> list[dict]:
     """Foreign keys declared on partitions (or children) of a table, not on the table itself."""
     seen = {(tuple(k["cols"]), _root(int(k["ref"]))) for k in own}
     found = []
-    for k in db.execute(
-            "WITH RECURSIVE down(r, d) AS (SELECT i.inhrelid, 1 FROM pg_catalog.pg_inherits i WHERE i.inhparent = $1 "
-            "UNION ALL SELECT i.inhrelid, w.d + 1 FROM down w JOIN pg_catalog.pg_inherits i ON i.inhparent = w.r "
-            "WHERE w.d < 64) "
-            "SELECT k.contype, pg_catalog.pg_get_constraintdef(k.oid) AS def, k.conname, k.confrelid::int8 AS ref, "
-            "ARRAY(SELECT a.attname::text FROM unnest(k.conkey) WITH ORDINALITY c(n, o) JOIN pg_catalog.pg_attribute a "
-            "ON a.attrelid = k.conrelid AND a.attnum = c.n ORDER BY c.o) AS cols, "
-            "ARRAY(SELECT a.attname::text FROM unnest(k.confkey) WITH ORDINALITY c(n, o) JOIN pg_catalog.pg_attribute a "
-            "ON a.attrelid = k.confrelid AND a.attnum = c.n ORDER BY c.o) AS refcols, "
-            "k.conrelid::regclass::text AS declared_on "
-            "FROM pg_catalog.pg_constraint k JOIN down ON down.r = k.conrelid WHERE k.contype = 'f' "
-            "ORDER BY k.conname", [relid], ["oid"]):
-        ref = _root(int(k["ref"]))
-        key = (tuple(k["cols"]), ref)
-        if key in seen:
+    for k in catalog.foreign_keys(relid):
+        key = (tuple(k["cols"]), k["confrelid"])
+        if k["own"] or key in seen:
             continue
         seen.add(key)
-        k = dict(k)
-        k["ref"] = ref
-        found.append(k)
+        found.append({"contype": "f", "def": k["def"], "conname": k["conname"], "ref": k["confrelid"],
+                      "cols": k["cols"], "refcols": k["refcols"], "declared_on": k["declared_on"]})
     return found
-
-
 
 
 def partition_keys(relid: int) -> list[list[str]]:
