@@ -190,7 +190,6 @@ def test_discovery_spends_exactly_its_share_refined_date_bounds_included(monkeyp
     monkeypatch.setattr(discover.db, "execute", execute)
     monkeypatch.setattr(discover.db, "quote_ident", lambda n: f'"{n}"')
     scale_of = mechanisms.integer_laplace_scale
-    noise = mechanisms.integer_laplace_noise
 
     def scale(sensitivity, epsilon):
         out = scale_of(sensitivity, epsilon)
@@ -198,8 +197,10 @@ def test_discovery_spends_exactly_its_share_refined_date_bounds_included(monkeyp
         return out
 
     monkeypatch.setattr(mechanisms, "integer_laplace_scale", scale)
+    # every draw is recorded with its privacy cost; its value is 0, so that what the refinement keeps is
+    # the data's (an empty neighbour bin passes its threshold with p 1e-2 under real noise: a flaky test)
     monkeypatch.setattr(mechanisms, "integer_laplace_noise", lambda s, size: spent.append(
-        mechanisms._integer_laplace(s).map(calibrated[s])) or noise(s, size))
+        mechanisms._integer_laplace(s).map(calibrated[s])) or [0] * size)
     e_disc, d_disc, _, _ = budget.costs(st)
     counts = discover.discover(st, float(e_disc), float(d_disc))
     assert counts["total"] > 0
