@@ -38,8 +38,20 @@ def snapshot(t: Target, tau: int | None = None) -> tuple[str, int]:
     bound = int(tau) if tau is not None else t.max_rows
     pick = " ORDER BY random()" if tau is not None else ""
     drop_temp(SRC)
+    found = unit_source(t)
+    if found is None:
+        return t.qualified, 1
+    rows, unit = found
+    db.execute(f"CREATE TEMP TABLE {SRC} ON COMMIT DROP AS SELECT * FROM (SELECT s.*, "
+               f"row_number() OVER (PARTITION BY {unit}{pick}) AS pg_dp_rn FROM {rows}) b WHERE pg_dp_rn <= {bound}")
+    return SRC, bound
+
+
+def unit_source(t: Target) -> tuple[str, str] | None:
+    """(FROM clause of the table's rows as s, SQL of each row's privacy unit), or None when each
+    row is a unit.  On a path, the unit is found along its foreign keys (rows whose path ends
+    nowhere have none and are left out)."""
     if t.path:
-        # the unit is found along the path of foreign keys (rows whose path ends nowhere have none)
         joins, alias = [], "s"
         for i, step in enumerate(t.path):
             ref = db.execute("SELECT pg_catalog.format('%I.%I', n.nspname, c.relname) AS q FROM pg_catalog.pg_class c "
@@ -49,18 +61,10 @@ def snapshot(t: Target, tau: int | None = None) -> tuple[str, int]:
                               for a, b in zip(step["cols"], step["refcols"]))
             joins.append(f"JOIN {ref} j{i} ON {on}")
             alias = f"j{i}"
-        unit = f"{alias}.{db.quote_ident(t.path_unit)}"
-        db.execute(f"CREATE TEMP TABLE {SRC} ON COMMIT DROP AS SELECT * FROM (SELECT s.*, "
-                   f"row_number() OVER (PARTITION BY {unit}{pick}) AS pg_dp_rn FROM {t.qualified} s "
-                   + " ".join(joins) + f") b WHERE pg_dp_rn <= {bound}")
-        return SRC, bound
+        return f"{t.qualified} s " + " ".join(joins), f"{alias}.{db.quote_ident(t.path_unit)}"
     if t.unit:
-        u = db.quote_ident(t.unit)
-        db.execute(f"CREATE TEMP TABLE {SRC} ON COMMIT DROP AS SELECT * FROM (SELECT s.*, "
-                   f"row_number() OVER (PARTITION BY s.{u}{pick}) AS pg_dp_rn FROM {t.qualified} s) b "
-                   f"WHERE pg_dp_rn <= {bound}")
-        return SRC, bound
-    return t.qualified, 1
+        return f"{t.qualified} s", f"s.{db.quote_ident(t.unit)}"
+    return None
 
 
 def discover(st: TableState, epsilon: float, delta: float) -> dict:

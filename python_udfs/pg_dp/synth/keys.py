@@ -234,11 +234,12 @@ def draw(st, link, n: int) -> dict[str, np.ndarray]:
     return out
 
 
-def model_threshold(st, column: str) -> tuple[np.ndarray, float] | None:
-    """(noisy 1-way counts, threshold) of a key column kept in the model."""
+def model_threshold(st, column: str, p: float = RARE_P) -> tuple[np.ndarray, float] | None:
+    """(noisy 1-way counts, threshold) of a key column kept in the model (p: the chance that a
+    cell without rows passes, over all cells)."""
     for m in st.plan.one_way if st.plan is not None else []:
         if m.clique == (column,):
-            return np.asarray(m.values, dtype=np.float64), rare_threshold(m.stddev, m.values.size)
+            return np.asarray(m.values, dtype=np.float64), rare_threshold(m.stddev, m.values.size, p)
     return None
 
 

@@ -5,9 +5,10 @@
   distribution is measured with DP (pg_dp.synth.keys; a key of several columns chooses a
   referenced row and takes all its columns from it);
 - to the table itself (employee.reports_to): another row of the copy (keys);
-- to a protected table synthesized earlier in the same call: the parent copy's keys; along
-  the privacy unit's path each child is attached to a synthetic parent
-  (pg_dp.synth.relational), other keys draw parents uniformly;
+- to a protected table synthesized earlier in the same call: the parent copy's keys (a key of
+  several columns takes all its columns from one parent row); along the privacy unit's path
+  each child is attached to a synthetic parent (pg_dp.synth.relational), other keys draw
+  parents uniformly;
 - to a protected table that already has a synthetic copy in the shadow schema: the column
   takes that copy's key values, uniformly;
 - otherwise (neither protected nor declared public) the key is not followed: the table is
@@ -74,6 +75,11 @@ def plan(t: Target, schema: str, siblings: dict, notice: Callable[..., None]) ->
         link = _link(t, schema, siblings, notice, fk, links)
         if link:
             links.append(link)
+    for c, key in t.numbered:
+        notice(f"column {c} of the key ({', '.join(key)}) of {t.qualified} is regenerated as a key of its own "
+               "(fresh numbers, one per row): nothing else bounds its values",
+               hint=f"Declare its bounds (dp.set_bounds('{t.qualified}', '{c}', lower, upper)) to have it "
+                    "modelled instead.")
     return links
 
 
@@ -92,13 +98,19 @@ def _set_domain(t: Target, column: str, kind: str, source: str, values=None, cho
 
 def _link(t: Target, schema: str, siblings: dict, notice, fk, links: list[Link]) -> Link | None:
     ref = int(fk["ref"])
+    if len(fk["cols"]) != 1 and ref in siblings and ref != t.relid:
+        return _sibling_link(t, schema, notice, fk, list(fk["cols"]), list(fk["refcols"]), siblings[ref])
     if len(fk["cols"]) != 1:
         return _composite_link(t, schema, notice, fk, links)
     column, refcol = fk["cols"][0], fk["refcols"][0]
     if ref == t.relid:
         return _self_link(t, notice, fk, column, refcol)
     if ref in siblings:
-        return _sibling_link(t, schema, notice, fk, column, refcol, siblings[ref])
+        if any(column in k.cols for k in links if k.kind == SIBLING):
+            notice(f"foreign key {fk['conname']} is not kept: its column {column} is set from the parent row "
+                   f"a key of several columns chooses", hint="A column takes one parent's value.")
+            return None
+        return _sibling_link(t, schema, notice, fk, [column], [refcol], siblings[ref])
     if column in t.keys:
         notice(f"foreign key {fk['conname']} is not kept: its column {column} is also a key, "
                "and keys are regenerated", hint="Keys of a synthetic copy are new values.")
@@ -118,7 +130,7 @@ def _link(t: Target, schema: str, siblings: dict, notice, fk, links: list[Link])
     if not info["protected"]:          # declared public
         target = f"{db.quote_ident(schema)}.{db.quote_ident(info['relname'])}"
         link = Link(fk["conname"], VOCABULARY, column, refcol, [column], [refcol], info["q"], target, ref)
-        if any(column in k.cols for k in links if k.histogram):
+        if any(column in k.cols for k in links if k.histogram or k.kind == SIBLING):
             link.implied = True         # set from the row a key of several columns chooses
             return link
         return _public_link(t, link)
@@ -199,15 +211,23 @@ def _self_link(t: Target, notice, fk, column: str, refcol: str) -> Link | None:
     return Link(fk["conname"], SELF, column, refcol, [column], [refcol], t.qualified, None, t.relid)
 
 
-def _sibling_link(t: Target, schema: str, notice, fk, column: str, refcol: str, parent) -> Link | None:
-    """A key to a table synthesized earlier in the same call: the column takes the parent copy's
-    keys (read when the child is written: pg_dp.synth.run); whether children are attached per
-    parent is pg_dp.synth.relational's choice."""
-    if column in t.keys:
-        notice(f"foreign key {fk['conname']} is not kept: its column {column} is also a key, "
+def _sibling_link(t: Target, schema: str, notice, fk, cols: list[str], refcols: list[str], parent) -> Link | None:
+    """A key (of one column or several) to a table synthesized earlier in the same call: the
+    columns take the values of one row of the parent copy (read when the child is written:
+    pg_dp.synth.run); whether children are attached per parent is pg_dp.synth.relational's
+    choice.  TPC-DS store_returns (sr_item_sk, sr_ticket_number) -> store_sales: every
+    return names a synthetic sale, both columns from it."""
+    for c, key in list(t.numbered):     # a column of the child's key of several columns that is the
+        if c in cols:                     # parent's (a return of a sale line): taken from the parent row
+            t.keys.remove(c)
+            t.numbered.remove((c, key))
+    regenerated = [c for c in cols if c in t.keys]
+    if regenerated:
+        notice(f"foreign key {fk['conname']} is not kept: its column {regenerated[0]} is also a key, "
                "and keys are regenerated", hint="Keys of a synthetic copy are new values.")
         return None
     target = f"{db.quote_ident(schema)}.{db.quote_ident(parent.t.name)}"
-    _set_domain(t, column, "identifier", f"foreign key to {target}", choices=[None])
-    return Link(fk["conname"], SIBLING, column, refcol, [column], [refcol], parent.t.qualified, target,
+    for c in cols:
+        _set_domain(t, c, "identifier", f"foreign key to {target}", choices=[None])
+    return Link(fk["conname"], SIBLING, cols[0], refcols[0], list(cols), list(refcols), parent.t.qualified, target,
                 parent.t.relid, parent=parent)

@@ -57,6 +57,8 @@ SAMPLE_QUANTILE = 0.5     # tau: this quantile of rows per unit (see sample_size
 FANOUT_SELECT_SHARE = 0.2   # of the fan-out's epsilon: which parent attribute it is measured against
 NONE_LEAD = 5              # noise scales the choice of no parent attribute starts ahead
 MORE_ROUNDS = 3           # draws of children for parent slots left without a match
+AGREEMENT_P = 1e-3        # chance that a second path's 'other' (or NULL) share without rows is kept: a few
+                          # rows naming another unit where none do is an error like a share under the noise
 
 
 class Anchor(NamedTuple):
@@ -135,6 +137,7 @@ class Slots:
     dates: dict[str, np.ndarray]    # the parent dates children's dates follow (number line, NaN = NULL)
     fanout_codes: np.ndarray    # their group of the fan-out histogram
     agreement: list[tuple[Agreement, dict]]   # second paths, and the parents' values (parent key -> value)
+    columns: list[np.ndarray]   # the parents' values of each referenced column (text; the key's when it has one)
 
 
 # ----------------------------------------------------------------- children under parents
@@ -303,14 +306,18 @@ def measure_fanout(st: TableState, epsilon: float) -> Fanout:
     # unit is their parent's count (so one unit's rows change only its own parents' cells)
     own = st.t.unit is not None and link.column != st.t.unit
     u_pick, u_join = (f", {db.quote_ident(st.t.unit)} AS u", f" AND f.u = p.{unit}") if own else ("", "")
+    width = len(link.cols)
+    picks = ", ".join(f"{db.quote_ident(c)} AS key{i}" for i, c in enumerate(link.cols))
+    present = " AND ".join(f"{db.quote_ident(c)} IS NOT NULL" for c in link.cols)
+    on = " AND ".join(f"f.key{i} = p.{db.quote_ident(r)}" for i, r in enumerate(link.refcols))
     for r in db.execute(
             f"SELECT {', '.join(names)}, count(*) AS n FROM ("
             f"SELECT least(coalesce(f.n, 0), {cap})::int AS k{codes} "
             f"FROM (SELECT x.*, row_number() OVER (PARTITION BY x.{unit} ORDER BY random()) AS pg_dp_rn "
             f"FROM {parent.t.qualified} x) p "
-            f"LEFT JOIN (SELECT {db.quote_ident(link.column)} AS key{u_pick}, count(*) AS n FROM {st.t.qualified} "
-            f"WHERE {db.quote_ident(link.column)} IS NOT NULL GROUP BY 1{', 2' if own else ''}) f "
-            f"ON f.key = p.{db.quote_ident(link.refcol)}{u_join} "
+            f"LEFT JOIN (SELECT {picks}{u_pick}, count(*) AS n FROM {st.t.qualified} "
+            f"WHERE {present} GROUP BY {', '.join(str(i + 1) for i in range(width + own))}) f "
+            f"ON {on}{u_join} "
             f"WHERE p.pg_dp_rn <= {bound}) j GROUP BY GROUPING SETS ({sets})"):
         which = next((i for i in range(len(candidates)) if r[f"g{i}"] is not None), None)
         if which is None:
@@ -503,7 +510,8 @@ def join_parent(st: TableState) -> tuple[str, list]:
         picks += (f", {dom.value_sql('s.' + db.quote_ident(child), fam)} - "
                   f"{dom.value_sql('p.' + db.quote_ident(pcol), fam)} AS {db.quote_ident(offset.name)}")
     db.execute(f"CREATE TEMP TABLE {PARENT_SRC} ON COMMIT DROP AS SELECT s.*{picks} FROM {st.src} s "
-               f"LEFT JOIN {parent.t.qualified} p ON p.{db.quote_ident(link.refcol)} = s.{db.quote_ident(link.column)}")
+               f"LEFT JOIN {parent.t.qualified} p ON "
+               + " AND ".join(f"p.{db.quote_ident(r)} = s.{db.quote_ident(c)}" for c, r in zip(link.cols, link.refcols)))
     return PARENT_SRC, extra
 
 
@@ -564,22 +572,22 @@ def threshold_fanout(noisy: np.ndarray, scale: float) -> np.ndarray:
 
 def _numbering(st: TableState):
     """The integer column of each UNIQUE (parent key, integer column) of a child."""
-    link = st.parent.column
+    link = st.parent.cols
     numbers = {c.name: c for c in st.t.columns if c.fam == "integer" and c.kind == "numeric"}
     for cols in st.t.uniques:
-        others = [c for c in cols if c != link]
-        if len(cols) == 2 and link in cols and others[0] in numbers:
+        others = [c for c in cols if c not in link]
+        if len(others) == 1 and len(cols) == len(link) + 1 and set(link) <= set(cols) and others[0] in numbers:
             yield numbers[others[0]]
 
 
 def _choices(st: TableState):
     """The categorical column of each UNIQUE (parent key, categorical column) of a child: a link
     table's (order_id, tag_id), an order line's (order_id, product_id) over a small vocabulary."""
-    link = st.parent.column
+    link = st.parent.cols
     cats = {c.name: c for c in st.t.columns if c.kind == "categorical" and c.values and not c.other}
     for cols in st.t.uniques:
-        others = [c for c in cols if c != link]
-        if len(cols) == 2 and link in cols and others[0] in cats:
+        others = [c for c in cols if c not in link]
+        if len(others) == 1 and len(cols) == len(link) + 1 and set(link) <= set(cols) and others[0] in cats:
             yield cats[others[0]]
 
 
@@ -589,7 +597,29 @@ def numbering_limit(st: TableState) -> int:
     (8 tags: 8 tags an order); the fan-out is measured up to it."""
     limits = [int(c.upper - c.lower) + 1 for c in _numbering(st) if c.upper >= c.lower]
     limits += [len(c.values) for c in _choices(st)]
+    if one_each(st.t, st.parent):
+        limits.append(1)        # the child's key is its parent's (a return of a sale line): one child each
     return max(1, min(limits)) if limits else MAX_FANOUT
+
+
+def one_each(t: Target, link) -> bool:
+    """Is a parent row named by at most one child row (a UNIQUE of the child within the key's columns)?"""
+    return any(set(cols) <= set(link.cols) for cols in t.uniques)
+
+
+def uniform_parents(st: TableState, link, n: int) -> dict[str, np.ndarray]:
+    """A key of several columns to a parent of this call that the rows are not generated under:
+    each row takes all the key's columns from one row of the parent copy, chosen uniformly
+    (without replacement when the key is the child's own, so that it stays unique)."""
+    rows = db.execute("SELECT " + ", ".join(f"{db.quote_ident(r)}::text AS k{i}" for i, r in enumerate(link.refcols))
+                      + f" FROM {link.target}")
+    if not rows:
+        return {c: np.full(n, None, dtype=object) for c in link.cols}
+    if one_each(st.t, link) and n <= len(rows):
+        pick = st.rng.permutation(len(rows))[:n]
+    else:
+        pick = st.rng.integers(0, len(rows), size=n)
+    return {c: np.array([rows[j][f"k{i}"] for j in pick], dtype=object) for i, c in enumerate(link.cols)}
 
 
 def _distinct_choices(v: np.ndarray, parents: np.ndarray, domain: list, rng: np.random.Generator) -> np.ndarray:
@@ -660,9 +690,12 @@ def child_rows(st: TableState) -> Slots:
     values = "".join(f", {dom.value_sql(db.quote_ident(p), parent.t.column(p).fam)} AS d{j}"
                      for j, p in enumerate(dates))
     fan = fanout_code(st.fanout.by) if st.fanout.by else "0"
-    rows = db.execute(f"SELECT {db.quote_ident(link.refcol)}::text AS key, {fan} AS f{codes}{values} "
-                      f"FROM {link.target} WHERE {db.quote_ident(link.refcol)} IS NOT NULL")
+    rows = db.execute(f"SELECT {key_text(link.refcols)} AS key, "
+                      + "".join(f"{db.quote_ident(r)}::text AS k{i}, " for i, r in enumerate(link.refcols))
+                      + f"{fan} AS f{codes}{values} FROM {link.target} WHERE "
+                      + " AND ".join(f"{db.quote_ident(r)} IS NOT NULL" for r in link.refcols))
     keys = np.array([r["key"] for r in rows], dtype=object)
+    columns = [np.array([r[f"k{i}"] for r in rows], dtype=object) for i in range(len(link.refcols))]
     first = np.array([r["f"] for r in rows], dtype=np.int64)
     attrs = [np.array([r[f"a{i}"] for r in rows], dtype=np.int64) for i in range(len(st.cond))]
     slot_dates = {p: np.array([np.nan if r[f"d{j}"] is None else r[f"d{j}"] for r in rows], dtype=np.float64)
@@ -671,41 +704,80 @@ def child_rows(st: TableState) -> Slots:
     for a in np.unique(first):
         where = np.flatnonzero(first == a)
         k[where] = st.fanout.draw(st.fanout.row(int(a)), where.size, st.rng)
-    k = match_count(k, st.counts.get("total"), budget.count_error(st, st.sensitivity), st.fanout.cap, st.rng)
+    total, error = st.full_count if st.full_count is not None else (st.counts.get("total"),
+                                                                     budget.count_error(st, st.sensitivity))
+    k = match_count(k, total, error, st.fanout.cap, st.rng)
     st.phase(f"drew {int(k.sum())} children for {keys.size} synthetic parents")
-    return Slots(np.repeat(np.arange(keys.size), k), keys, attrs, slot_dates, first, _agreement(st))
+    return Slots(np.repeat(np.arange(keys.size), k), keys, attrs, slot_dates, first, _agreement(st), columns)
 
 
 def match_count(k: np.ndarray, total, error: float, cap: int, rng: np.random.Generator) -> np.ndarray:
     """Children per synthetic parent, scaled to the child table's DP row count (post-processing
-    of two DP measurements).  The thresholded fan-out loses the mass of bins under the noise (a
-    heavy tail, a small table: chinook's lines per invoice came to 0.12 of the rows); the DP count
-    is much the better estimate of the total.  It counts the rows measured (at most the fitted
-    rows per unit: store payments, 4 of a customer's 6), so it is a lower bound of the table's
-    rows: when the drawn total falls short of it by more than 5% and by more than 3 expected
-    count errors, every parent's count is multiplied by the same ratio (randomized rounding, at
-    most cap) up to the count less 2 expected errors (a noisy count of a small table, chinook's
-    lines at error 800, is not followed into its noise): the histogram's shape stays, its mean
-    moves.  A drawn total above it is kept."""
+    of two DP measurements).  The fan-out is measured over a sample of the parents' rows (at
+    most tau per unit): where a unit's many parents have more children each (a shop's VIPs:
+    more orders, more payments an order), it under-states them (store payments: 0.81 of the
+    rows), and its thresholding loses the mass of bins under the noise.  The count
+    (count_rows: every unit's rows up to a high bound) is the better estimate of the total:
+    when the drawn total is off it by more than 5% and by more than 3 expected count errors,
+    every parent's count is multiplied by the same ratio (randomized rounding, at most cap):
+    the histogram's shape stays, its mean moves.  Within that, the draw is kept (a noisy count
+    of a small table, chinook's lines, is not followed into its noise)."""
     drawn = int(k.sum())
-    if total is None or drawn == 0 or drawn >= total:
+    if total is None or drawn == 0:
         return k
     gap = abs(drawn - total)
     if gap <= 0.05 * total or gap <= 3 * error:
         return k
-    target = total - 2 * error
-    scaled = k * (float(target) / drawn)
+    scaled = k * (float(max(total, 0)) / drawn)
     out = np.floor(scaled).astype(np.int64)
     out += (rng.random(k.size) < scaled - out).astype(np.int64)
     return np.minimum(out, cap)
+
+
+TOTAL_SHARE = 0.1           # of a child's epsilon: its rows, counted with each unit's clipped at a high bound
+TOTAL_QUANTILE = 0.99       # ... the bound: twice the rows per unit under which this share of the rows fall
+TOTAL_MARGIN = 2            # (the noisy fan-outs thin a heavy tail: store payments, 20 for a real 80)
+
+
+def count_rows(st: TableState, epsilon: float) -> tuple[int, float]:
+    """(DP count of the child table's rows, its expected error): each unit's rows counted up to
+    a bound L (the sensitivity; OpenDP Laplace), L twice the rows per unit under which
+    TOTAL_QUANTILE of the rows fall by the noisy fan-outs along the path (st.unit_rows;
+    post-processing), else
+    the table's max_rows_per_unit, else MAX_FANOUT.  Unlike the count of the measured sample
+    (at most tau rows per unit, a lower bound), it estimates the table's rows."""
+    if st.unit_rows is not None and np.sum(st.unit_rows[1:]) > 0:
+        rows = np.clip(st.unit_rows, 0, None) * np.arange(st.unit_rows.size)
+        bound = TOTAL_MARGIN * int(np.searchsorted(np.cumsum(rows) / rows.sum(), TOTAL_QUANTILE - 1e-9))
+    else:
+        bound = rows_limit(st.t) if st.t.own_max_rows else MAX_FANOUT
+    bound = max(1, min(bound, rows_limit(st.t)))
+    found = discover.unit_source(st.t)
+    if found is None:
+        return None, 0.0
+    rows_sql, unit = found
+    n = int(db.execute(f"SELECT coalesce(sum(least(n, {bound})), 0)::int8 AS n FROM "
+                       f"(SELECT {unit} AS u, count(*) AS n FROM {rows_sql} GROUP BY 1) c")[0]["n"])
+    noisy = max(0, mechanisms.laplace_integer(n, bound, epsilon))
+    error = mechanisms.integer_laplace_scale(bound, epsilon)
+    st.phase(f"counted the rows with at most {bound} a unit (DP, expected error {error:.3g})")
+    return noisy, error
 
 
 def _agreement(st: TableState) -> list[tuple[Agreement, dict]]:
     """The synthetic parents' values of the columns that second paths follow (parent key -> value)."""
     link = st.parent
     return [(a, {r["k"]: r["v"] for r in db.execute(
-        f"SELECT {db.quote_ident(link.refcol)}::text AS k, {db.quote_ident(a.theirs)}::text AS v FROM {link.target}")})
+        f"SELECT {key_text(link.refcols)} AS k, {db.quote_ident(a.theirs)}::text AS v FROM {link.target}")})
         for a in st.agreements]
+
+
+def key_text(refcols: list[str]) -> str:
+    """SQL: one text per parent row for its key (the column's text; a key of several columns:
+    their texts as a JSON array, so that no two keys share one)."""
+    if len(refcols) == 1:
+        return f"{db.quote_ident(refcols[0])}::text"
+    return f"pg_catalog.json_build_array({', '.join(db.quote_ident(r) + '::text' for r in refcols)})::text"
 
 
 def match(slot_keys: np.ndarray, child_keys: np.ndarray, rng: np.random.Generator) -> np.ndarray:
@@ -842,14 +914,16 @@ def attach(st: TableState, values: dict, parents: np.ndarray | None, n: int):
     it, the columns that must agree with it, and the dates that follow its dates."""
     link, slots = st.parent, st.slots
     if not slots.keys.size:
-        values[link.column] = np.array([None] * n, dtype=object)
+        for c in link.cols:
+            values[c] = np.array([None] * n, dtype=object)
         for a in st.anchors:
             values[a.child] = np.full(n, np.nan)
         return
     if parents is None or parents.size != n:
         parents = st.rng.integers(0, slots.keys.size, size=n)
     parent_keys = slots.keys[parents]
-    values[link.column] = parent_keys
+    for c, theirs in zip(link.cols, slots.columns):
+        values[c] = theirs[parents]
     distinct_within_parent(st, values, parent_keys)
     for a, mapping in slots.agreement:
         theirs = np.array([mapping.get(k) for k in parent_keys], dtype=object)
@@ -857,9 +931,9 @@ def attach(st: TableState, values: dict, parents: np.ndarray | None, n: int):
             values[a.column] = theirs
             continue
         flag = values[a.flag.name]
-        rare = keys.model_threshold(st, a.flag.name)
-        # 'other' and NULL keep rows only when their noisy counts stand above the noise (a key
-        # without rows passes with p <= RARE_P); otherwise those rows take the parent's value
+        rare = keys.model_threshold(st, a.flag.name, AGREEMENT_P)
+        # 'other' and NULL keep rows only when their noisy counts stand above the noise (a share
+        # without rows passes with p <= AGREEMENT_P); otherwise those rows take the parent's value
         other = rare is not None and rare[0][1] >= rare[1]
         null = rare is not None and a.flag.nullable and rare[0][2] >= rare[1]
         is_null = np.array([v is None for v in flag], dtype=bool)

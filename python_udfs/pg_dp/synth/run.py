@@ -199,6 +199,10 @@ class Run:
             if st.unit_rows is None and not t.own_max_rows:     # rows per unit unknown: a parent's children
                 limit = relational.sample_size(np.r_[0.0, st.fanout.counts()[1:]], limit)
             st.tau = relational.sample_size(st.unit_rows, limit)
+            if not st.rows:         # how many children in all: a count of every unit's rows, up to a high bound
+                e_total = float(st.epsilon) * relational.TOTAL_SHARE
+                e_model -= Decimal(str(e_total))
+                st.full_count = relational.count_rows(st, e_total)
             st.src, st.sensitivity = discover.snapshot(t, st.tau)
             self.phase(f"children's marginals measured over a uniform sample of at most {st.tau} rows per unit "
                        f"(sensitivity {st.tau}; max_rows_per_unit "
@@ -217,7 +221,7 @@ class Run:
         if st.anchors:
             st.anchors = relational.useful_anchors(st)
         for link in st.links:
-            if link.kind == links.SIBLING:        # a parent written earlier in this call
+            if link.kind == links.SIBLING and len(link.cols) == 1:        # a parent written earlier in this call
                 t.column(link.column).choices = key_values(link.target, link.refcol) or [None]
         skip = relational.anchored(st)
         modelled = [c for c in t.columns if c.kind != "identifier" and c.name not in skip]

@@ -49,6 +49,9 @@ def sample(st: TableState, n: int) -> dict[str, np.ndarray]:
         values[c.name] = identifiers.assign_ids(n, distinct, st.rng, groups)
     for link in keys.histogram_links(st):
         values.update(keys.draw(st, link, n))
+    for link in st.links:
+        if link.kind == "synthetic parent (this call)" and len(link.cols) > 1 and link is not st.parent:
+            values.update(relational.uniform_parents(st, link, n))
     if st.parent:
         relational.attach(st, values, parents, n)
     st.phase(f"sampled {n} rows")

@@ -66,6 +66,7 @@ class Target:
     derived: list[dom.Column] = field(default_factory=list)   # modelled, not written: a child date's offset
     own_max_rows: bool = True                                 # max_rows_per_unit set for this table (not inherited)
     audit: list[str] = field(default_factory=list)            # last_update-style columns (see is_audit)
+    numbered: list[tuple] = field(default_factory=list)      # (column, its key) made keys (_number_keys)
 
     def column(self, name: str) -> dom.Column:
         return next(c for c in self.columns + self.derived if c.name == name)
@@ -198,12 +199,10 @@ def _number_keys(t: Target, qualified: str):
             continue
         col = t.column(free[-1])
         t.keys.append(col.name)
+        t.numbered.append((col.name, tuple(cols)))     # said in the plan (links.plan), unless a parent's
         t.needs_bounds.remove(col.name)
         col.kind, col.source = "identifier", "key"
-        db.notice(f"column {col.name} of the key ({', '.join(cols)}) of {qualified} is regenerated as a key of its own "
-                  "(fresh numbers, one per row): nothing else bounds its values",
-                  hint=f"Declare its bounds (dp.set_bounds('{qualified}', '{col.name}', lower, upper)) to have it "
-                       "modelled instead.")
+
 
 
 def _classify(t: Target, c) -> dom.Column:
