@@ -83,9 +83,10 @@ def test_children_keep_their_rows_where_heavy_units_have_more_children_a_parent(
     """Payments per order are measured over a sample of each customer's orders (tau of them): the
     heavy buyers' 30 orders of 4 payments each are mostly left out, and the drawn payments came
     to 0.6 of the real ones.  A DP count of every unit's rows (up to twice the rows under which
-    99% fall by the fan-outs) now sets the total: within 10% (its noise scale is a few rows at
-    this epsilon; the clipping keeps more than 95% of the rows on this data); the orders, drawn
-    from every customer's fan-out, stay within 10% too."""
+    99% fall by the fan-outs) now sets the total: within 10% (its Laplace scale, that bound over
+    epsilon 7.5, is tens of rows: 1,700 rows is over 40 scales, p < 1e-17; the clipping keeps
+    more than 95% of the rows on this data); the orders, drawn from every customer's fan-out,
+    stay within 10% too."""
     real, notices = shop
     for t in ("orders", "payments"):
         rows = count(conn, f"SELECT count(*) FROM dp_synthetic.{t}")
