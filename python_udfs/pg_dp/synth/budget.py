@@ -97,7 +97,7 @@ def warn_small(st: TableState, total: int, epsilon: float, delta: float, sensiti
     if total < need:
         st.notice(f"{st.t.qualified} is too small to be useful at epsilon {st.epsilon}: about {total} rows "
                   f"(DP count, expected error {error:.3g}), noise sd {sd:.3g} per marginal cell "
-                  f"(up to {cells} cells a column); expected 1-way TVD about "
+                  f"(up to {cells} cells a column); expected 1-way TVD of the widest column about "
                   f"{min(1.0, 0.4 * cells * sd / max(total, 1)):.2f}",
                   hint=f"Spend more epsilon, or declare bounds and public values; about {need} rows are "
                        "needed at this epsilon.")
