@@ -183,6 +183,42 @@ def choose_parent(t: Target, links: list):
     return next((k for k in found if not _is_unit_table(k.parent.t)), found[0] if found else None)
 
 
+AGREE_SHARE = 0.02          # of a child's epsilon: does it name its parent's unit (parent_agrees)
+
+
+def holds_unit_under(st: TableState) -> bool:
+    """Is the child generated under a parent by the rule for a child holding the unit itself
+    (same_unit: payments.order_id next to payments.customer_id), not by its path?"""
+    return not st.t.path and st.t.unit is not None and st.parent.column != st.t.unit
+
+
+def unit_parent(t: Target, links: list):
+    """The link to the unit table itself (reviews.customer_id -> customers), if kept."""
+    return next((k for k in links if k.parent is not None and _is_unit_table(k.parent.t)
+                 and same_unit(t, k.parent.t, k)), None)
+
+
+def parent_agrees(st: TableState, epsilon: float) -> bool:
+    """Do most of the child's rows name their parent's unit?  One row of each unit (a uniform
+    one), agreeing or not: a noisy 2-cell histogram (OpenDP Laplace, sensitivity 1: a unit is
+    in one cell), then whether the agreeing cell holds more than half (post-processing).  A
+    store's payments name their order's customer (5 of 16,049 do not); a review names its
+    writer and someone else's sale: generated under the sale, every review whose writer is
+    not the buyer was dropped from the fan-out (1 row written of 666)."""
+    link, parent = st.parent, st.parent.parent
+    unit, theirs = db.quote_ident(st.t.unit), db.quote_ident(unit_column(parent.t))
+    on = " AND ".join(f"p.{db.quote_ident(r)} = s.{db.quote_ident(c)}" for c, r in zip(link.cols, link.refcols))
+    exact = {bool(r["a"]): int(r["n"]) for r in db.execute(
+        f"SELECT a, count(*) AS n FROM (SELECT DISTINCT ON (s.{unit}) s.{unit} = p.{theirs} AS a "
+        f"FROM {st.t.qualified} s JOIN {parent.t.qualified} p ON {on} WHERE s.{unit} IS NOT NULL "
+        f"ORDER BY s.{unit}, random()) x WHERE a IS NOT NULL GROUP BY 1")}
+    scale = mechanisms.integer_laplace_scale(1, epsilon)
+    noise = mechanisms.integer_laplace_noise(scale, 2)
+    agree, other = exact.get(True, 0) + noise[0], exact.get(False, 0) + noise[1]
+    st.phase(f"measured how many rows name their {parent.t.name}'s {st.t.unit} (Laplace scale {scale:.3g})")
+    return agree > other
+
+
 def plan_agreements(t: Target, links: list, parent_link) -> list[Agreement]:
     """The child's other keys to protected tables that its parent references too (a second path
     to the same table).  The child's unit column takes its parent's value (the paths agree by
@@ -442,13 +478,13 @@ def needs_rows_fit(st: TableState) -> bool:
     return st.parent is None and not t.own_max_rows and bool(t.path or (t.unit and t.unit not in t.keys))
 
 
-def fit_rows_per_unit(st: TableState, epsilon: float, quantile: float = None) -> int:
+def fit_rows_per_unit(st: TableState, epsilon: float) -> int:
     """The rows per unit the table is measured over, fitted with DP: a noisy histogram (OpenDP
     Laplace, sensitivity 1: a unit is in one cell) of the units' row counts (0..MAX_FANOUT in
-    the fan-out's bins, thresholded as a fan-out), then the count under which `quantile`
-    (ROWS_QUANTILE) of the units' rows fall (post-processing).  The rows of a unit are numbered in random order
+    the fan-out's bins, thresholded as a fan-out), then the count under which ROWS_QUANTILE of
+    the units' rows fall (post-processing).  The rows of a unit are numbered in random order
     in the sample (discover.snapshot), so the rows with number k are the units with at least k."""
-    cap, quantile = MAX_FANOUT, quantile or ROWS_QUANTILE
+    cap = MAX_FANOUT
     src, _ = discover.snapshot(st.t, cap)
     tail = np.zeros(cap + 2)
     for r in db.execute(f"SELECT pg_dp_rn AS k, count(*) AS n FROM {src} GROUP BY 1"):
@@ -466,9 +502,9 @@ def fit_rows_per_unit(st: TableState, epsilon: float, quantile: float = None) ->
     rows = per_unit * np.arange(cap + 1)
     if rows.sum() <= 0:
         return 1
-    bound = int(np.searchsorted(np.cumsum(rows) / rows.sum(), quantile - 1e-9)) or 1
+    bound = int(np.searchsorted(np.cumsum(rows) / rows.sum(), ROWS_QUANTILE - 1e-9)) or 1
     st.phase(f"fitted the rows per unit with DP (Laplace scale {scale:.3g}): at most {bound}, which hold "
-             f"{quantile:.0%} of the rows")
+             f"{ROWS_QUANTILE:.0%} of the rows")
     return max(1, bound)
 
 

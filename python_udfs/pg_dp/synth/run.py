@@ -73,7 +73,15 @@ class Run:
                                   np.random.default_rng(secrets.randbits(64)), self.phase, self.notice)
         # siblings: relid -> TableState of the tables synthesized earlier in the same call
         st.links = links.plan(t, shadow, siblings or {}, self.notice)
-        st.parent = relational.choose_parent(t, st.links)
+        self._plan_parent(relational.choose_parent(t, st.links))
+
+    def _plan_parent(self, parent):
+        """The link the rows are generated under, its second paths and the dates that follow it."""
+        st, t = self.st, self.st.t
+        for a in st.anchors:                # planned under another parent: no longer derived
+            t.derived.remove(a.offset)
+            t.needs_bounds.remove(a.offset.name)
+        st.parent, st.anchors = parent, []
         st.agreements = relational.plan_agreements(t, st.links, st.parent)
         if st.parent is not None:
             st.anchors = relational.plan_anchors(t, st.parent.parent)
@@ -187,6 +195,20 @@ class Run:
             # per node only
             db.execute("SELECT pg_catalog.set_config('citus.multi_shard_modify_mode', 'sequential', true)")
         extra = []
+        if st.parent and relational.holds_unit_under(st):
+            # a child holding the unit under a parent that holds it too: generated under it only
+            # when most of its rows name their parent's unit (payments: their order's customer;
+            # a review of someone else's sale is generated under its writer)
+            e_agree = float(st.epsilon) * relational.AGREE_SHARE
+            e_model -= Decimal(str(e_agree))
+            if not relational.parent_agrees(st, e_agree):
+                fallback = relational.unit_parent(t, st.links)
+                self.notice(f"{t.qualified}: most rows name another {t.unit} than their "
+                            f"{st.parent.parent.t.name}'s (DP): generated under "
+                            + (fallback.parent.t.name if fallback else "no parent")
+                            + f" instead; {', '.join(st.parent.cols)} chosen uniformly among the synthetic "
+                            f"{st.parent.parent.t.name}")
+                self._plan_parent(fallback)
         if st.parent:
             # the fan-out first (read from the tables), then the child's rows: a uniform sample of at
             # most tau per unit, tau from the noisy fan-outs (relational.sample_size)
