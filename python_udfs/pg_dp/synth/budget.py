@@ -4,7 +4,9 @@ The charged (epsilon, delta) of a table splits into
 - discovery (pure DP, Laplace): the row count (COUNT_SHARE of epsilon) and, when the public
   metadata is not enough, DP bounds, text values (partition selection, half of delta) and
   distinct counts (DISCOVERY_SHARE, or VALUES_SHARE when text values must be found);
-- a child's fan-out (FANOUT_SHARE of its epsilon, Laplace; pg_dp.synth.relational);
+- a child's fan-out (FANOUT_SHARE of its epsilon, Laplace; pg_dp.synth.relational), the
+  count of its rows (relational.TOTAL_SHARE) and, for a child holding the unit under a parent
+  that holds it too, whether its rows name their parent's unit (relational.AGREE_SHARE);
 - the model: the rest, converted to rho-zCDP for the method's Gaussian marginals (and the
   key histograms, and GRID_RHO_SHARE of it for the grid tests of binned numbers).  When nothing is discovered and the table is not a child, the row count is
   a Gaussian count of COUNT_RHO_SHARE of that rho instead, composed with the model in zCDP.
