@@ -99,7 +99,7 @@ def test_children_keep_their_rows_where_heavy_units_have_more_children_a_parent(
     99% fall by the fan-outs) now sets the total: within 10%.  The bound is 122 payments a unit
     (5 of 5 runs: the fan-outs' noise scales are under 1 at this epsilon), which keeps 93% of
     the rows (15,810 of 17,000; the heavy buyers have up to 156); the count's Laplace scale is
-    19.5, so the 1,100 rows left to the tolerance are over 50 scales (p < 1e-20); 4 runs wrote
+    19.5, so the 500 rows left to the tolerance (15,300) are over 25 scales (p < 1e-11); 4 runs wrote
     15,975-16,006.  The orders, drawn from every customer's fan-out, stay within 10% too."""
     real, notices = shop
     for t in ("orders", "payments"):
