@@ -97,7 +97,7 @@ test-citus: deps ## pg_dp on Citus: build Citus from ../shared/vendor if missing
 # venv made with --system-site-packages; without it the SDMetrics reports are left out.
 SDMETRICS_PYTHON ?=
 
-test-synthesis-suite: ## synthesis on the schema-and-constraint suite at full size (~30 min): figures in bench/RESULTS.md
+test-synthesis-suite: ## synthesis on the schema-and-constraint suite at full size (about 3 min on 2 cores): figures in bench/RESULTS.md
 	$(MAKE) install
 	$(PYTHON) bench/suite.py --cases store sales chinook zipf tpcds tax tax_grid $(if $(SDMETRICS_PYTHON),--sdmetrics $(SDMETRICS_PYTHON))
 

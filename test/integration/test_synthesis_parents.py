@@ -124,3 +124,4 @@ def test_a_key_of_two_columns_off_the_units_path_names_a_parent_row_chosen_unifo
     assert abs(count(conn, "SELECT count(*) FROM dp_synthetic.reviews") - real["reviews"]) <= 0.1 * real["reviews"]
     assert any("shop.reviews: most rows name another customer_id than their sales's (DP): generated under "
                "customers instead; ticket, item chosen uniformly" in n for n in notices)
+

@@ -222,3 +222,33 @@ def test_children_per_parent_are_scaled_to_the_tables_dp_count_only_when_far_fro
     assert relational.match_count(k, 7000, 30.0, 8, rng).max() == 8     # the cap
     down = relational.match_count(k, 700, 30.0, 64, rng)                # half the drawn total
     assert abs(int(down.sum()) - 700) < 0.05 * 700 and np.all(down[k == 0] == 0)
+
+
+def test_a_childs_relational_measurements_are_accounted_as_epsilon_not_rho():
+    """The fan-out (20% of a child's epsilon), the count of its rows (15%) and, for a child
+    holding the unit under a parent that holds it, the agreement check (2%) are Laplace
+    measurements: budget.costs puts them in the epsilon part, and the model's rho is what the
+    rest converts to.  They were carved out of the model's share after the charge and recorded
+    inside its rho (e_model 0.95 of epsilon here): an epsilon-DP measurement costs epsilon^2 / 2
+    in zCDP, far more than the rho its share converts to, so the budget's rho, summed over
+    calls, understated them.  A path table without a parent: its fitted rows per unit (10%)."""
+    from decimal import Decimal
+
+    from pg_dp.synth import budget
+
+    t = SimpleNamespace(needs_bounds=[], needs_values=[], unit=None, path=[{"conname": "k"}], own_max_rows=False,
+                        columns=[], keys=[])
+    child = SimpleNamespace(t=t, parent=SimpleNamespace(column="order_id"), rows=None, epsilon=Decimal("1"),
+                            delta=Decimal("1e-6"))
+    child.pure_share = relational.pure_share(child)
+    e_disc, d_disc, e_model, d_model = budget.costs(child)
+    assert child.pure_share == Decimal("0.35")
+    assert e_disc == Decimal("0.40") and e_model == Decimal("0.60") and d_model == Decimal("1e-6")
+    owner = SimpleNamespace(t=SimpleNamespace(**{**vars(t), "path": [], "unit": "customer_id"}),
+                            parent=SimpleNamespace(column="order_id"), rows=None, epsilon=Decimal("1"),
+                            delta=Decimal("1e-6"))
+    assert relational.pure_share(owner) == Decimal("0.37")     # payments under their order: the check too
+    path = SimpleNamespace(t=t, parent=None, rows=None, epsilon=Decimal("1"), delta=Decimal("1e-6"))
+    path.pure_share = relational.pure_share(path)
+    assert path.pure_share == Decimal("0.1")
+    assert budget.costs(path)[0] == Decimal("0.15")        # its row count (Laplace, no Gaussian count) and the fit

@@ -173,7 +173,7 @@ def test_discovery_spends_exactly_its_share_refined_date_bounds_included(monkeyp
                             dom.Column("amount", "numeric(10,2)", "numeric", False, "numeric")])
     t.column = lambda n: next(c for c in t.columns if c.name == n)
     st = SimpleNamespace(t=t, src="x", sensitivity=3, epsilon=Decimal("1"), delta=Decimal("1e-6"), anchors=[],
-                         parent=None, notice=lambda *a, **k: None, phase=lambda m: None,
+                         parent=None, pure_share=Decimal(0), notice=lambda *a, **k: None, phase=lambda m: None,
                          method=SimpleNamespace(one_way_noise=lambda *a: (0.0, 0)))
     spent, calibrated = [], {}
 

@@ -6,7 +6,9 @@ The charged (epsilon, delta) of a table splits into
   distinct counts (DISCOVERY_SHARE, or VALUES_SHARE when text values must be found);
 - a child's fan-out (FANOUT_SHARE of its epsilon, Laplace; pg_dp.synth.relational), the
   count of its rows (relational.TOTAL_SHARE) and, for a child holding the unit under a parent
-  that holds it too, whether its rows name their parent's unit (relational.AGREE_SHARE);
+  that holds it too, whether its rows name their parent's unit (relational.AGREE_SHARE); a
+  path table's fitted rows per unit (relational.ROWS_SHARE): pure DP, accounted with
+  discovery as epsilon (relational.pure_share);
 - the model: the rest, converted to rho-zCDP for the method's Gaussian marginals (and the
   key histograms, and GRID_RHO_SHARE of it for the grid tests of binned numbers).  When nothing is discovered and the table is not a child, the row count is
   a Gaussian count of COUNT_RHO_SHARE of that rho instead, composed with the model in zCDP.
@@ -45,7 +47,7 @@ def count_rho(st: TableState) -> float | None:
     when nothing is discovered (no pure-DP step) and the table is not a child.  One
     (epsilon, delta) conversion of the model's rho plus this one then covers both, where
     a Laplace count of 5% of epsilon would cost about 8% of the model's rho at delta 1e-9."""
-    if discovers(st.t) or st.parent is not None:
+    if discovers(st.t) or st.parent is not None or st.pure_share:
         return None
     return COUNT_RHO_SHARE * mechanisms.rho_for(float(st.epsilon), float(st.delta))
 
@@ -63,8 +65,10 @@ def costs(st: TableState) -> tuple[Decimal, Decimal, Decimal, Decimal]:
         return Decimal(0), Decimal(0), st.epsilon, st.delta
     share = VALUES_SHARE if st.t.needs_values else \
         min(DISCOVERY_MAX, DISCOVERY_SHARE + BOUNDS_SHARE * max(0, len(st.t.needs_bounds) - 3))
-    # the row count is always a DP count of its own (never a sum of noisy marginals)
-    e_disc = st.epsilon * COUNT_SHARE + (st.epsilon * share if discovers(st.t) else Decimal(0))
+    # the row count is always a DP count of its own (never a sum of noisy marginals); the
+    # relational measurements (pure DP) are accounted with it, as epsilon
+    e_disc = st.epsilon * COUNT_SHARE + (st.epsilon * share if discovers(st.t) else Decimal(0)) \
+        + st.epsilon * st.pure_share
     d_disc = st.delta / 2 if st.t.needs_values else Decimal(0)
     return e_disc, d_disc, st.epsilon - e_disc, st.delta - d_disc
 

@@ -33,6 +33,7 @@ TableState and return what they compute (Anchor, Fanout, Slots); the run stores 
 from __future__ import annotations
 
 from dataclasses import dataclass, replace
+from decimal import Decimal
 import itertools
 import math
 from typing import NamedTuple
@@ -184,6 +185,20 @@ def choose_parent(t: Target, links: list):
 
 
 AGREE_SHARE = 0.02          # of a child's epsilon: does it name its parent's unit (parent_agrees)
+
+
+def pure_share(st: TableState) -> Decimal:
+    """The share of the table's epsilon its relational measurements take, planned before the
+    charge: the fan-out, the count of its rows and the agreement check of a child, the fitted
+    rows per unit of a path table without a parent.  They are pure DP (Laplace): accounted as
+    epsilon, never carved out of the model's rho (an epsilon-DP measurement costs epsilon^2 / 2
+    in zCDP, far more than the rho that epsilon's share of an (epsilon, delta) budget converts
+    to: the ledger's rho, summed over calls, would understate them)."""
+    if st.parent is not None:
+        share = budget.FANOUT_SHARE + (0.0 if st.rows else TOTAL_SHARE) + (AGREE_SHARE if holds_unit_under(st) else 0.0)
+    else:
+        share = ROWS_SHARE if needs_rows_fit(st) else 0.0
+    return Decimal(str(round(share, 6)))
 
 
 def holds_unit_under(st: TableState) -> bool:

@@ -74,6 +74,7 @@ class Run:
         # siblings: relid -> TableState of the tables synthesized earlier in the same call
         st.links = links.plan(t, shadow, siblings or {}, self.notice)
         self._plan_parent(relational.choose_parent(t, st.links))
+        st.pure_share = relational.pure_share(st)       # accounted as epsilon (budget.costs)
 
     def _plan_parent(self, parent):
         """The link the rows are generated under, its second paths and the dates that follow it."""
@@ -200,7 +201,7 @@ class Run:
             # when most of its rows name their parent's unit (payments: their order's customer;
             # a review of someone else's sale is generated under its writer)
             e_agree = float(st.epsilon) * relational.AGREE_SHARE
-            e_model -= Decimal(str(e_agree))
+            e_disc -= Decimal(str(e_agree))
             if not relational.parent_agrees(st, e_agree):
                 fallback = relational.unit_parent(t, st.links)
                 self.notice(f"{t.qualified}: most rows name another {t.unit} than their "
@@ -213,7 +214,7 @@ class Run:
             # the fan-out first (read from the tables), then the child's rows: a uniform sample of at
             # most tau per unit, tau from the noisy fan-outs (relational.sample_size)
             e_fan = float(st.epsilon) * budget.FANOUT_SHARE
-            e_model -= Decimal(str(e_fan))
+            e_disc -= Decimal(str(e_fan))
             st.cond = relational.parent_attributes(st)
             st.fanout = relational.measure_fanout(st, e_fan)
             st.unit_rows = relational.unit_rows(st)
@@ -223,7 +224,7 @@ class Run:
             st.tau = relational.sample_size(st.unit_rows, limit)
             if not st.rows:         # how many children in all: a count of every unit's rows, up to a high bound
                 e_total = float(st.epsilon) * relational.TOTAL_SHARE
-                e_model -= Decimal(str(e_total))
+                e_disc -= Decimal(str(e_total))
                 st.full_count = relational.count_rows(st, e_total)
             st.src, st.sensitivity = discover.snapshot(t, st.tau)
             self.phase(f"children's marginals measured over a uniform sample of at most {st.tau} rows per unit "
@@ -234,7 +235,7 @@ class Run:
             # rows per unit not declared, no parent to draw them from: fitted with DP (a uniform
             # sample of at most that many rows per unit is measured, the bound its sensitivity)
             e_rows = float(st.epsilon) * relational.ROWS_SHARE
-            e_model -= Decimal(str(e_rows))
+            e_disc -= Decimal(str(e_rows))
             st.tau = relational.fit_rows_per_unit(st, e_rows)
             st.src, st.sensitivity = discover.snapshot(t, st.tau)
         else:

@@ -56,6 +56,7 @@ class TableState:
     unit_rows: np.ndarray | None = None         # distribution of the child's rows per unit (post-processing)
     tau: int | None = None                      # rows per unit its marginals are measured over
     full_count: tuple | None = None             # (DP count of a child's rows, its expected error): relational.count_rows
+    pure_share: Decimal = Decimal(0)            # of epsilon: its relational measurements (Laplace), relational.pure_share
     cond: list[dom.Column] = field(default_factory=list)      # parent attributes joined to its rows
     fanout: Any = None                          # relational.Fanout: children per parent, by parent attribute
     slots: Any = None                           # relational.Slots: the synthetic parents' children
