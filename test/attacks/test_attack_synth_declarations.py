@@ -15,17 +15,14 @@ and audit columns, grids of values, and the checks of declarations.
 import psycopg
 import pytest
 
-from datasets import synthesize
+from datasets import analyst_module, synthesize
 
 MALLORY = "asd_mallory"
 
 
 @pytest.fixture(scope="module", autouse=True)
 def roles(conn):
-    conn.execute(f"CREATE ROLE {MALLORY} LOGIN")
-    yield
-    conn.execute(f"DROP OWNED BY {MALLORY}")
-    conn.execute(f"DROP ROLE {MALLORY}")
+    yield from analyst_module(conn, MALLORY)
 
 
 @pytest.fixture

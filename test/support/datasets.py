@@ -239,8 +239,9 @@ def zipf_schema(conn, schema="zipf", customers=40000, seed=12):
     return customers, int(owner.size)
 
 
-def tpch_extension():
-    """Path of the TPC-H extension file the duckdb-ext-tpch wheel ships, or None (with duckdb absent)."""
+def duckdb_extension(name: str):
+    """Path of the `name` extension file (tpch, tpcds) that its duckdb-ext wheel ships, or None
+    (with duckdb or the wheel absent)."""
     import glob
     import importlib.util
 
@@ -250,10 +251,16 @@ def tpch_extension():
     import duckdb_ext
 
     for root in duckdb_ext.__path__:
-        found = sorted(glob.glob(os.path.join(root, "extensions", f"v{duckdb.__version__}", "*", "tpch.duckdb_extension")))
+        found = sorted(glob.glob(os.path.join(root, "extensions", f"v{duckdb.__version__}", "*",
+                                              f"{name}.duckdb_extension")))
         if found:
             return found[0]
     return None
+
+
+def tpch_extension():
+    """Path of the TPC-H extension file the duckdb-ext-tpch wheel ships, or None."""
+    return duckdb_extension("tpch")
 
 
 TPCH_DDL = """

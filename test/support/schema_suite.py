@@ -21,6 +21,8 @@ Data are drawn in SQL with a fixed seed (test data, not released values).
 
 from __future__ import annotations
 
+from datasets import duckdb_extension
+
 STATES = ("CA", "NY", "TX", "WA", "IL", "FL", "OH", "GA")
 
 
@@ -215,21 +217,7 @@ def tax(conn, rows: int = 20000, table: str = "tax", constraints: bool = True, g
 
 def tpcds_extension():
     """Path of the TPC-DS extension file the duckdb-ext-tpcds wheel ships, or None."""
-    import glob
-    import importlib.util
-    import os
-
-    if importlib.util.find_spec("duckdb") is None or importlib.util.find_spec("duckdb_ext") is None:
-        return None
-    import duckdb
-    import duckdb_ext
-
-    for root in duckdb_ext.__path__:
-        found = sorted(glob.glob(os.path.join(root, "extensions", f"v{duckdb.__version__}", "*",
-                                              "tpcds.duckdb_extension")))
-        if found:
-            return found[0]
-    return None
+    return duckdb_extension("tpcds")
 
 
 # TPC-DS (a star schema with dates everywhere, as surrogate keys into date_dim): the customer and
