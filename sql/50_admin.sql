@@ -133,10 +133,7 @@ DECLARE
 BEGIN
     PERFORM dp_internal.require_admin('set bounds');
     PERFORM dp_internal.check_protected_column(table_name, column_name);
-    SELECT a.atttypid INTO typ FROM pg_catalog.pg_attribute a WHERE a.attrelid = table_name AND a.attname = column_name;
-    WHILE (SELECT t.typtype FROM pg_catalog.pg_type t WHERE t.oid = typ) = 'd' LOOP   -- a domain: its base type
-        SELECT t.typbasetype INTO typ FROM pg_catalog.pg_type t WHERE t.oid = typ;
-    END LOOP;
+    typ := (dp_internal.column_base_type(table_name, column_name)).typ;
     kind := CASE WHEN typ IN ('smallint'::regtype, 'integer'::regtype, 'bigint'::regtype, 'real'::regtype,
                               'double precision'::regtype, 'numeric'::regtype) THEN 'number'
                  WHEN typ = 'date'::regtype THEN 'date'
@@ -207,10 +204,7 @@ DECLARE
 BEGIN
     PERFORM dp_internal.require_admin('set a grid step');
     PERFORM dp_internal.check_protected_column(table_name, column_name);
-    SELECT CASE WHEN t.typtype = 'd' THEN t.typbasetype ELSE a.atttypid END,
-           CASE WHEN t.typtype = 'd' THEN t.typtypmod ELSE a.atttypmod END INTO typ, typmod
-    FROM pg_catalog.pg_attribute a JOIN pg_catalog.pg_type t ON t.oid = a.atttypid
-    WHERE a.attrelid = table_name AND a.attname = column_name;
+    SELECT b.typ, b.typmod INTO typ, typmod FROM dp_internal.column_base_type(table_name, column_name) b;
     IF typ NOT IN ('smallint'::regtype, 'integer'::regtype, 'bigint'::regtype, 'real'::regtype,
                    'double precision'::regtype, 'numeric'::regtype) THEN
         RAISE EXCEPTION 'column %.% is of type %: a grid step is for number columns', table_name, column_name, typ
@@ -259,9 +253,7 @@ DECLARE
 BEGIN
     PERFORM dp_internal.require_admin('set bounds');
     PERFORM dp_internal.check_protected_column(table_name, column_name);
-    SELECT CASE WHEN t.typtype = 'd' THEN t.typbasetype ELSE a.atttypid END INTO typ
-    FROM pg_catalog.pg_attribute a JOIN pg_catalog.pg_type t ON t.oid = a.atttypid
-    WHERE a.attrelid = table_name AND a.attname = column_name;
+    typ := (dp_internal.column_base_type(table_name, column_name)).typ;
     IF given IN ('text'::regtype, 'unknown'::regtype) THEN     -- a literal: a value of the column's type
         BEGIN
             IF typ = 'date'::regtype THEN
@@ -396,6 +388,20 @@ BEGIN
         RAISE EXCEPTION 'column "%" of % does not exist', column_name, table_name
             USING ERRCODE = 'undefined_column', HINT = 'See \d ' || table_name::text;
     END IF;
+END $$;
+
+-- The type a column's values have under its domains (a domain over a domain: the last base), and
+-- that base's type modifier: what set_bounds and set_step check the DBA's values against.
+CREATE FUNCTION dp_internal.column_base_type(table_name regclass, column_name name, OUT typ regtype, OUT typmod int)
+LANGUAGE plpgsql STABLE SECURITY INVOKER
+SET search_path = pg_catalog, pg_temp
+AS $$
+BEGIN
+    SELECT a.atttypid, a.atttypmod INTO typ, typmod FROM pg_catalog.pg_attribute a
+    WHERE a.attrelid = table_name AND a.attname = column_name;
+    WHILE (SELECT t.typtype FROM pg_catalog.pg_type t WHERE t.oid = typ) = 'd' LOOP
+        SELECT t.typbasetype, t.typtypmod INTO typ, typmod FROM pg_catalog.pg_type t WHERE t.oid = typ;
+    END LOOP;
 END $$;
 
 CREATE FUNCTION dp.grant_budget(role regrole, dataset text, epsilon numeric, delta numeric DEFAULT 0)
@@ -580,7 +586,8 @@ REVOKE ALL ON FUNCTION dp.protect(regclass, text, name, integer, integer, text[]
     dp.set_public_values(regclass, name, regclass, name), dp.grant_budget(regrole, text, numeric, numeric),
     dp.revoke_budget(regrole, text), dp.set_dataset_cap(text, numeric, numeric), dp.set_setting(text, text),
     dp_internal.drop_bounded_copies(regclass),
-    dp_internal.check_protected_column(regclass, name), dp_internal.protected_family(regclass)
+    dp_internal.check_protected_column(regclass, name), dp_internal.column_base_type(regclass, name),
+    dp_internal.protected_family(regclass)
 FROM PUBLIC;
 
 COMMENT ON FUNCTION dp_internal.bump_data_version() IS 'Trigger: a write to a protected table bumps its dataset''s data version (invalidates cached answers)';
@@ -595,6 +602,7 @@ COMMENT ON FUNCTION dp_internal.protected_family(regclass) IS 'A protected table
 COMMENT ON FUNCTION dp.set_public_values(regclass, name, regclass, name) IS 'DBA: take the public GROUP BY keys of a column from a public table';
 COMMENT ON FUNCTION dp_internal.drop_bounded_copies(regclass) IS 'Drops the bounded copies of a table (when it is unprotected)';
 COMMENT ON FUNCTION dp_internal.check_protected_column(regclass, name) IS 'Raises unless the table is protected and has the column';
+COMMENT ON FUNCTION dp_internal.column_base_type(regclass, name) IS 'The base type of a column under its domains (domains over domains followed to the last) and its type modifier';
 COMMENT ON FUNCTION dp.grant_budget(regrole, text, numeric, numeric) IS 'DBA: grant a role more epsilon (and delta) on a dataset';
 COMMENT ON FUNCTION dp.revoke_budget(regrole, text) IS 'DBA: take back what a role has not spent on a dataset';
 COMMENT ON FUNCTION dp.set_dataset_cap(text, numeric, numeric) IS 'DBA: cap the epsilon/delta all roles together may spend on a dataset (against collusion)';

@@ -436,3 +436,22 @@ def test_children_dates_follow_their_parents_and_marginals_use_tau_rows_per_unit
                         "WHERE metric = 'parent_child_tvd' AND subject LIKE '%orders.ordered x line.%'").fetchall()
     for r in rows:
         print(r)
+
+
+def test_a_grid_step_of_a_domain_over_a_domain_is_checked_against_its_base(conn):
+    """wage is a domain over money2, a domain over numeric(10,2): dp.set_step and dp.set_bounds
+    read the same base type (dp_internal.column_base_type).  set_step looked one domain deep and
+    refused the column as 'of type money2: a grid step is for number columns'."""
+    conn.execute("CREATE DOMAIN money2 AS numeric(10,2)")
+    conn.execute("CREATE DOMAIN wage AS money2 CHECK (VALUE >= 0)")
+    conn.execute("CREATE TABLE wages2 (id int PRIMARY KEY, w wage NOT NULL)")
+    conn.execute("SELECT dp.protect('wages2')")
+    conn.execute("SELECT dp.set_step('wages2', 'w', 0.5)")
+    conn.execute("SELECT dp.set_bounds('wages2', 'w', 0, 1000)")
+    assert conn.execute("SELECT lower_bound, upper_bound, step FROM dp_internal.columns "
+                        "WHERE relid = 'wages2'::regclass AND attname = 'w'").fetchone() == (0, 1000, 0.5)
+    with pytest.raises(psycopg.errors.InvalidParameterValue, match="finer than its values"):
+        conn.execute("SELECT dp.set_step('wages2', 'w', 0.001)")
+    conn.execute("DROP TABLE wages2")
+    conn.execute("DROP DOMAIN wage")
+    conn.execute("DROP DOMAIN money2")
