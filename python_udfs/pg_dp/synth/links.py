@@ -75,12 +75,41 @@ def plan(t: Target, schema: str, siblings: dict, notice: Callable[..., None]) ->
         link = _link(t, schema, siblings, notice, fk, links)
         if link:
             links.append(link)
-    for c, key in t.numbered:
-        notice(f"column {c} of the key ({', '.join(key)}) of {t.qualified} is regenerated as a key of its own "
-               "(fresh numbers, one per row): nothing else bounds its values",
-               hint=f"Declare its bounds (dp.set_bounds('{t.qualified}', '{c}', lower, upper)) to have it "
-                    "modelled instead.")
+    _number_free_keys(t, notice)
     return links
+
+
+def _number_free_keys(t: Target, notice):
+    """A key of several columns with a whole-number column that nothing else constrains (no
+    bounds, no public values, not a foreign key's) and no parent key to be numbered within:
+    TPC-DS's (ss_item_sk, ss_ticket_number).
+    Drawn from the model, such a column's values repeat (its DP bounds may even be a few
+    buckets wide) and nearly every row breaks the key; the last such column is regenerated as
+    a key of the copy instead (fresh numbers, one per row), so the key holds by construction.
+    Decided once the keys are planned: a column a kept key sets (a return's (ticket, item) from
+    its sale line) is not free."""
+    kept, parents = set(), set()
+    for k in t.foreign_keys:
+        info = ref_info(int(k["ref"]))
+        if len(k["cols"]) == 1 or info["declared"]:
+            kept.update(k["cols"])
+        if len(k["cols"]) == 1 and info["protected"]:
+            parents.update(k["cols"])
+    for cols in t.uniques:
+        if parents & set(cols):     # numbered within its parent (relational.distinct_within_parent)
+            continue
+        free = [c for c in cols if c not in kept and c != t.unit and c not in t.keys
+                and t.column(c).fam == "integer" and t.column(c).kind == "numeric" and c in t.needs_bounds]
+        if not free:
+            continue
+        col = t.column(free[-1])
+        t.keys.append(col.name)
+        t.needs_bounds.remove(col.name)
+        col.kind, col.source = "identifier", "key"
+        notice(f"column {col.name} of the key ({', '.join(cols)}) of {t.qualified} is regenerated as a key of its "
+               "own (fresh numbers, one per row): nothing else bounds its values",
+               hint=f"Declare its bounds (dp.set_bounds('{t.qualified}', '{col.name}', lower, upper)) to have it "
+                    "modelled instead.")
 
 
 def _set_domain(t: Target, column: str, kind: str, source: str, values=None, choices=None):
@@ -217,10 +246,6 @@ def _sibling_link(t: Target, schema: str, notice, fk, cols: list[str], refcols: 
     pg_dp.synth.run); whether children are attached per parent is pg_dp.synth.relational's
     choice.  TPC-DS store_returns (sr_item_sk, sr_ticket_number) -> store_sales: every
     return names a synthetic sale, both columns from it."""
-    for c, key in list(t.numbered):     # a column of the child's key of several columns that is the
-        if c in cols:                     # parent's (a return of a sale line): taken from the parent row
-            t.keys.remove(c)
-            t.numbered.remove((c, key))
     regenerated = [c for c in cols if c in t.keys]
     if regenerated:
         notice(f"foreign key {fk['conname']} is not kept: its column {regenerated[0]} is also a key, "

@@ -66,7 +66,6 @@ class Target:
     derived: list[dom.Column] = field(default_factory=list)   # modelled, not written: a child date's offset
     own_max_rows: bool = True                                 # max_rows_per_unit set for this table (not inherited)
     audit: list[str] = field(default_factory=list)            # last_update-style columns (see is_audit)
-    numbered: list[tuple] = field(default_factory=list)      # (column, its key) made keys (_number_keys)
 
     def column(self, name: str) -> dom.Column:
         return next(c for c in self.columns + self.derived if c.name == name)
@@ -170,39 +169,9 @@ def load(relid: int) -> Target:
         db.notice(f"foreign key {k['conname']} is declared on {k['declared_on']}, a partition or child of "
                   f"{qualified}: it is kept for the whole synthetic table")
         t.foreign_keys.append(k)
-    _number_keys(t, qualified)
     t.dcs = [dcmod.parse(r["dc"], [c.name for c in t.columns]) for r in db.execute(
         "SELECT dc FROM dp_internal.denial_constraints WHERE relid = $1 ORDER BY id", [relid], ["oid"])]
     return t
-
-
-def _number_keys(t: Target, qualified: str):
-    """A key of several columns with a whole-number column that nothing else constrains (no
-    bounds, no public values, not a kept foreign key) and no parent key to be numbered within:
-    TPC-DS's (ss_item_sk, ss_ticket_number).
-    Drawn from the model, such a column's values repeat (its DP bounds may even be a few
-    buckets wide) and nearly every row breaks the key; the last such column is regenerated as
-    a key of the copy instead (fresh numbers, one per row), so the key holds by construction."""
-    kept, parents = set(), set()
-    for k in t.foreign_keys:
-        info = ref_info(int(k["ref"]))
-        if len(k["cols"]) == 1 or info["declared"]:
-            kept.update(k["cols"])
-        if len(k["cols"]) == 1 and info["protected"]:
-            parents.update(k["cols"])
-    for cols in t.uniques:
-        if parents & set(cols):     # numbered within its parent (relational.distinct_within_parent)
-            continue
-        free = [c for c in cols if c not in kept and c != t.unit and c not in t.keys
-                and t.column(c).fam == "integer" and t.column(c).kind == "numeric" and c in t.needs_bounds]
-        if not free:
-            continue
-        col = t.column(free[-1])
-        t.keys.append(col.name)
-        t.numbered.append((col.name, tuple(cols)))     # said in the plan (links.plan), unless a parent's
-        t.needs_bounds.remove(col.name)
-        col.kind, col.source = "identifier", "key"
-
 
 
 def _classify(t: Target, c) -> dom.Column:
