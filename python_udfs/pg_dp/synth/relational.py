@@ -201,6 +201,11 @@ def pure_share(st: TableState) -> Decimal:
     return Decimal(str(round(share, 6)))
 
 
+def parent_join(link) -> str:
+    """SQL: a child row s names the parent row p (every column of the key)."""
+    return " AND ".join(f"p.{db.quote_ident(r)} = s.{db.quote_ident(c)}" for c, r in zip(link.cols, link.refcols))
+
+
 def holds_unit_under(st: TableState) -> bool:
     """Is the child generated under a parent by the rule for a child holding the unit itself
     (same_unit: payments.order_id next to payments.customer_id), not by its path?"""
@@ -222,7 +227,7 @@ def parent_agrees(st: TableState, epsilon: float) -> bool:
     not the buyer was dropped from the fan-out (1 row written of 666)."""
     link, parent = st.parent, st.parent.parent
     unit, theirs = db.quote_ident(st.t.unit), db.quote_ident(unit_column(parent.t))
-    on = " AND ".join(f"p.{db.quote_ident(r)} = s.{db.quote_ident(c)}" for c, r in zip(link.cols, link.refcols))
+    on = parent_join(link)
     exact = {bool(r["a"]): int(r["n"]) for r in db.execute(
         f"SELECT a, count(*) AS n FROM (SELECT DISTINCT ON (s.{unit}) s.{unit} = p.{theirs} AS a "
         f"FROM {st.t.qualified} s JOIN {parent.t.qualified} p ON {on} WHERE s.{unit} IS NOT NULL "
@@ -561,8 +566,7 @@ def join_parent(st: TableState) -> tuple[str, list]:
         picks += (f", {dom.value_sql('s.' + db.quote_ident(child), fam)} - "
                   f"{dom.value_sql('p.' + db.quote_ident(pcol), fam)} AS {db.quote_ident(offset.name)}")
     db.execute(f"CREATE TEMP TABLE {PARENT_SRC} ON COMMIT DROP AS SELECT s.*{picks} FROM {st.src} s "
-               f"LEFT JOIN {parent.t.qualified} p ON "
-               + " AND ".join(f"p.{db.quote_ident(r)} = s.{db.quote_ident(c)}" for c, r in zip(link.cols, link.refcols)))
+               f"LEFT JOIN {parent.t.qualified} p ON {parent_join(link)}")
     return PARENT_SRC, extra
 
 
@@ -670,7 +674,8 @@ def uniform_parents(st: TableState, link, n: int) -> dict[str, np.ndarray]:
         pick = st.rng.permutation(len(rows))[:n]
     else:
         pick = st.rng.integers(0, len(rows), size=n)
-    return {c: np.array([rows[j][f"k{i}"] for j in pick], dtype=object) for i, c in enumerate(link.cols)}
+    # one array per column of the parent rows (read once), indexed by the picks
+    return {c: np.array([r[f"k{i}"] for r in rows], dtype=object)[pick] for i, c in enumerate(link.cols)}
 
 
 def _distinct_choices(v: np.ndarray, parents: np.ndarray, domain: list, rng: np.random.Generator) -> np.ndarray:
