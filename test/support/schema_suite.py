@@ -21,7 +21,7 @@ Data are drawn in SQL with a fixed seed (test data, not released values).
 
 from __future__ import annotations
 
-from datasets import duckdb_extension
+from datasets import duckdb_extension, generated_duckdb
 
 STATES = ("CA", "NY", "TX", "WA", "IL", "FL", "OH", "GA")
 
@@ -268,14 +268,7 @@ def tpcds(conn, sf: float = 0.01, schema: str = "tpcds") -> dict:
     sales, their returns (keyed by the sale: a second path to the customer, which may differ)
     and web sales are its children.  Returns {protected table: rows}; raises RuntimeError when
     duckdb or the extension is missing."""
-    import duckdb
-
-    ext = tpcds_extension()
-    if ext is None:
-        raise RuntimeError("duckdb and duckdb-ext-tpcds are not installed (scripts/install-deps.sh)")
-    duck = duckdb.connect()
-    duck.execute(f"LOAD '{ext}'")
-    duck.execute(f"CALL dsdgen(sf={float(sf)})")
+    duck = generated_duckdb("tpcds", f"dsdgen(sf={float(sf)})")
     s = schema
     conn.execute(f"CREATE SCHEMA {s}")
     for table, cols in list(TPCDS_PUBLIC.items()) + [(t, c) for t, (c, _) in TPCDS_PROTECTED.items()]:
