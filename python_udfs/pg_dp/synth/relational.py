@@ -776,7 +776,8 @@ def match_count(k: np.ndarray, total, error: float, cap: int, rng: np.random.Gen
     (count_rows: every unit's rows up to a high bound) is the better estimate of the total:
     when the drawn total is off it by more than 5% and by more than its expected error, every
     parent's count is multiplied by the same ratio (randomized rounding, at most cap): the
-    histogram's shape stays, its mean moves.  Within that, the draw is kept (the draw is an
+    histogram's shape stays, its mean moves (rows the cap holds back go to parents with room).
+    Within that, the draw is kept (the draw is an
     estimate too: TPC-DS store_returns' 0/1 fan-out has a Laplace scale of 217 a cell; with a
     gate of 3 count errors it kept 1.37 of the rows)."""
     drawn = int(k.sum())
@@ -788,7 +789,17 @@ def match_count(k: np.ndarray, total, error: float, cap: int, rng: np.random.Gen
     scaled = k * (float(max(total, 0)) / drawn)
     out = np.floor(scaled).astype(np.int64)
     out += (rng.random(k.size) < scaled - out).astype(np.int64)
-    return np.minimum(out, cap)
+    out = np.minimum(out, cap)
+    # the cap holds parents back (a 0/1 fan-out, a return of a sale line: a ratio moves no 0 and
+    # no 1): the rows still short go one each to parents with room, chosen uniformly
+    short = int(total) - int(out.sum())
+    while short > 0:
+        room = np.flatnonzero(out < cap)
+        if not room.size:
+            break
+        out[rng.choice(room, size=min(short, room.size), replace=False)] += 1
+        short = int(total) - int(out.sum())
+    return out
 
 
 TOTAL_SHARE = 0.15          # of a child's epsilon: its rows, counted with each unit's clipped at a bound:
