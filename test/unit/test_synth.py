@@ -940,3 +940,33 @@ def test_run_never_measures_a_dense_table_over_a_huge_domain():
     assert all(len(c) == 1 for cliques, compressed in asked if not compressed for c in cliques)
     assert rec.spent() <= 1.0 * (1 + 1e-9)
 
+
+
+def test_a_numbers_bounds_take_the_bucket_next_to_them_that_passes_a_lenient_threshold():
+    """dom.widen_run: one bucket a side at most (never a chain), only where its noisy count
+    passes the threshold, never bucket 0 next to a run of one sign (a positive column's bounds
+    would reach below zero on noise alone)."""
+    noisy = {b: 0.0 for b in dom.all_buckets()}
+    noisy.update({5: 2000.0, 6: 1800.0, 7: 300.0, 8: 250.0, 4: 10.0})      # 16..64 found; 64..128 and 128..256 hold rows
+    assert dom.widen_run(noisy, (5, 6), 100.0) == (5, 7)                   # one bucket, not the chain to 8
+    assert dom.widen_run(noisy, (5, 6), 400.0) == (5, 6)                   # under the threshold: not taken
+    noisy.update({1: 900.0, 0: 500.0, -1: 500.0, 2: 200.0})
+    assert dom.widen_run(noisy, (1, 3), 5.0) == (1, 4)                     # bucket 0 is not taken from a positive run
+    assert dom.widen_run(noisy, (-3, -1), 100.0) == (-3, -1)               # nor from a negative one
+    assert dom.widen_run(noisy, (0, 1), 100.0) == (-1, 2)                  # a run holding 0 widens either way
+    assert dom.widen_run({3: 50.0}, (3, 3), 10.0) == (3, 3)                # buckets absent from the histogram: none
+
+
+def test_an_empty_bucket_widens_a_numbers_bounds_with_probability_next_p():
+    """discover.NEXT_P is the chance that an empty bucket's discrete Laplace noise reaches the
+    lenient threshold (P(noise >= t) <= exp(-t / scale)): the share of 200,000 draws that do
+    stays under NEXT_P plus 6.1 standard errors, which a rate of NEXT_P exceeds with p < 1e-9
+    (normal approximation of the binomial)."""
+    from pg_dp.dp import mechanisms
+    from pg_dp.synth import discover
+
+    scale = 25.0
+    noise = np.asarray(mechanisms.integer_laplace_noise(scale, 200_000), dtype=np.float64)
+    rate = float((noise >= scale * math.log(1 / discover.NEXT_P)).mean())
+    se = math.sqrt(discover.NEXT_P * (1 - discover.NEXT_P) / 200_000)
+    assert rate <= discover.NEXT_P + 6.1 * se

@@ -29,6 +29,7 @@ COVERAGE = 0.5                        # discovered values must cover this share 
 BOUNDS_NEAR_P = 1e-5                  # DP bounds: chance that an empty bucket next to the data widens them
 BOUNDS_FAR_P = 1e-10                  # ... and that any empty bucket far away does (see _bounds)
 WEAK_P = 0.01                         # ... and that any bucket (or window of them) gives the weakest bounds
+NEXT_P = 0.05                         # ... and that an empty bucket next to a number's bounds widens them (dom.widen_run)
 
 
 def snapshot(t: Target, tau: int | None = None) -> tuple[str, int]:
@@ -169,15 +170,17 @@ def _zoom(st: TableState, src: str, col, name: str, epsilon: float, sensitivity:
     """Refine a date's (timestamp's) bounds level after level (the first with most of epsilon, see
     REFINE_LEVELS): while the data's run is at most 2 of the 16 bins (the bounds are still far wider than the
     data: an audit column's few hours in a 4-year block), the next level zooms into it; the
-    first level whose fullest bin does not pass keeps the bounds found before it."""
+    first level whose fullest bin does not pass keeps the bounds found before it.  True when
+    a level stopped it so (the data may be far narrower than the bounds: the noise hid it)."""
     for part in REFINE_LEVELS:
         found = _refine(src, col, name, epsilon * part, sensitivity)
         if found is None:
-            return
+            return True
         col.lower, col.upper, run = found
         smallest = 1.0 if col.fam == "date" else 1e-3        # a day; a millisecond
         if run > 2 or (col.upper - col.lower) / REFINE_BINS < smallest:
-            return
+            return False
+    return False
 
 
 def _linear_buckets(st: TableState, src: str, col, name: str, scale: float) -> tuple[dict[int, float], object]:
@@ -237,6 +240,11 @@ def _bounds(st: TableState, epsilon: float, sensitivity: int):
         # (an empty bucket reaches it with p <= 1%), never fixed bounds such as [0, 1]
         weak_run = None if found or col.upper > col.lower else \
             dom.run_from_buckets(noisy, weak) or dom.window_run(noisy, s, WEAK_P)
+        if name not in dates:       # a number's bounds take the bucket next to them that may hold rows
+            lenient = s * math.log(1 / NEXT_P)
+            run = run and dom.widen_run(noisy, run, lenient)
+            weak_run = weak_run and dom.widen_run(noisy, weak_run, lenient)
+            found = None if run is None else (edges(run[0])[0], edges(run[1])[1])
         weakly = None if weak_run is None else (edges(weak_run[0])[0], edges(weak_run[1])[1])
         col.lower, col.upper = found if found else (col.lower, col.upper) if col.upper > col.lower \
             else weakly or dom.fallback_bounds(col.fam)
@@ -244,8 +252,9 @@ def _bounds(st: TableState, epsilon: float, sensitivity: int):
         col.lower, col.upper = max(col.lower, low), min(col.upper, high)
         if col.lower >= col.upper:          # a bucket outside the type's range: nothing usable
             col.lower, col.upper = dom.fallback_bounds(col.fam)
+        coarse = False
         if name in dates and (found or weakly):     # the other half of its epsilon: tighter bounds inside
-            _zoom(st, src, col, name, DATE_WEIGHT * eps * REFINE_SHARE, sensitivity)
+            coarse = _zoom(st, src, col, name, DATE_WEIGHT * eps * REFINE_SHARE, sensitivity)
         if col.fam in ("integer", "date"):
             col.lower, col.upper = math.floor(col.lower), math.ceil(col.upper)
         if col.step:                        # a declared grid (dp.set_step): the bounds move out to it
@@ -253,8 +262,12 @@ def _bounds(st: TableState, epsilon: float, sensitivity: int):
         # bounds no bucket stood for (fixed ones) are not the data's: nothing is clipped into them,
         # and a child date's offset with such bounds is not followed (relational.useful_anchors)
         col.source = "DP bounds" if found or weakly else "fallback bounds"
+        using = f"[{col.to_text(np.array([col.lower]))[0]}, {col.to_text(np.array([col.upper]))[0]}]"
+        if coarse and not col.step:         # post-processing: where the zoom stopped, not the data
+            st.notice(f"column {name}: DP bounds {using} are as fine as the noise allows at this epsilon; "
+                      "the synthetic values spread over them, however narrower the real ones are",
+                      hint=f"Declare bounds: dp.set_bounds('{st.t.qualified}', '{name}', lower, upper).")
         if not found:
-            using = f"[{col.to_text(np.array([col.lower]))[0]}, {col.to_text(np.array([col.upper]))[0]}]"
             anchor = next((a for a in st.anchors if a.offset.name == name), None)
             if anchor is not None:          # an offset: the hint names the columns the DBA can declare
                 parent = st.parent.parent.t
