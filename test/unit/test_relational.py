@@ -104,7 +104,7 @@ def test_match_pairs_equal_keys_each_child_once():
 
 def _fake_child_run(seed=None):
     rng = np.random.default_rng(seed)
-    cond = [SimpleNamespace(size=3), SimpleNamespace(size=2)]
+    cond = [SimpleNamespace(size=3, name="a"), SimpleNamespace(size=2, name="b")]
     slots = np.repeat(np.arange(198), 3)
     attrs = [np.arange(198) % 3, (np.arange(198) // 3) % 2]
     return SimpleNamespace(cond=cond, slots=SimpleNamespace(parents=slots, attrs=attrs), rng=rng,
@@ -125,6 +125,26 @@ def test_children_are_drawn_given_their_parents_attributes():
     codes, parents = relational.draw_children(run, draw, run.slots.parents.size)
     assert parents.tolist() == run.slots.parents.tolist()
     assert np.all(codes["x"] == 10 * run.slots.attrs[0][parents] + run.slots.attrs[1][parents])
+
+
+def test_children_left_over_keep_the_parent_attribute_of_the_strongest_tie():
+    """The child's model ties attribute 1 to a child column far more strongly than attribute 0
+    (parent_strengths, from the measured 2-way marginals): slots the model never fills on both
+    keep attribute 1 (an order's amount for its payments), not the first of the list."""
+    run = _fake_child_run()
+    weak = np.array([[60.0, 40.0], [40.0, 60.0], [50.0, 50.0]])         # dependence_z about 49
+    strong = np.array([[150.0, 0.0], [0.0, 150.0]])                       # about 11,000
+    run.plan = SimpleNamespace(two_way=[SimpleNamespace(clique=("pg_dp_parent_0", "x"), values=weak, stddev=1.0),
+                                        SimpleNamespace(clique=("pg_dp_parent_1", "y"), values=strong, stddev=1.0)])
+    assert relational.parent_strengths(run)[1] > relational.parent_strengths(run)[0] >= relational.DEPENDENCE_Z
+
+    def draw(k):                       # attribute 0 is always 0: slots with 1 or 2 cannot be matched fully
+        b = np.arange(k) % 2
+        return {"pg_dp_parent_0": np.zeros(k, dtype=np.int64), "pg_dp_parent_1": b, "x": np.zeros(k, dtype=np.int64),
+                "y": b}
+
+    codes, parents = relational.draw_children(run, draw, run.slots.parents.size)
+    assert np.all(codes["y"] == run.slots.attrs[1][parents])
 
 
 def test_children_the_model_never_draws_for_a_combination_share_the_first_attributes():

@@ -321,13 +321,18 @@ def anchored(st: TableState) -> set[str]:
 
 def parent_attributes(st: TableState) -> list:
     """The parent attributes the child is modelled with: the dates its own dates follow first
-    (so that what depends on the absolute date, TPC-H's l_linestatus, can follow it), then the
+    (so that what depends on the absolute date, TPC-H's l_linestatus, can follow it), then
+    those the noisy fan-out was split by (st.fanout, post-processing: what tells how many
+    children a parent has, an order's amount for its payments, tells most often what they are
+    too, and matching children on it draws them from the parents' distribution rather than
+    the child's sample of tau rows a unit, which under-represents heavy units), then the
     smallest domains; a constant tells nothing."""
     parent = st.parent.parent
     usable = [c for c in parent.modelled if not c.name.startswith("pg_dp_") and 1 < c.size <= MAX_ATTRIBUTE_SIZE
               and c.name not in parent.t.audit]
-    dates = list(dict.fromkeys(a.parent for a in st.anchors))
-    first = [c for name in dates for c in usable if c.name == name]
+    names = list(dict.fromkeys([a.parent for a in st.anchors]
+                               + [c.name for c, _ in (st.fanout.by if st.fanout and st.fanout.by else ())]))
+    first = [c for name in names for c in usable if c.name == name]
     return (first + sorted((c for c in usable if c not in first), key=lambda c: c.size))[:PARENT_ATTRIBUTES]
 
 
@@ -876,73 +881,87 @@ def _combination(cond: list, codes: list[np.ndarray]) -> np.ndarray:
 DEPENDENCE_Z = 6.0          # standard deviations of the noise-only statistic a tie must pass
 
 
-def dependent_beyond_noise(noisy: np.ndarray, stddev: float) -> bool:
-    """Is a noisy 2-way marginal further from independence than its noise and sampling explain?
-    (Post-processing of DP counts.)  D = sum ((T - E) / sd)^2, E the product of T's margins:
-    with independent attributes, D is about chi-square with (r-1)(c-1) degrees of freedom from
-    the noise, plus under N / sd^2 from the rows' own sampling variation; a tie passes when D
-    exceeds that by DEPENDENCE_Z standard deviations of the chi-square."""
+def dependence_z(noisy: np.ndarray, stddev: float) -> float:
+    """How far a noisy 2-way marginal is from independence beyond what its noise and sampling
+    explain, in standard deviations of the noise-only statistic (post-processing of DP counts).
+    D = sum ((T - E) / sd)^2, E the product of T's margins: with independent attributes, D is
+    about chi-square with (r-1)(c-1) degrees of freedom from the noise, plus under N / sd^2
+    from the rows' own sampling variation; the result is D less those, over the chi-square's
+    standard deviation (-inf for a marginal that cannot show a tie)."""
     t = np.clip(np.asarray(noisy, dtype=np.float64), 0, None)
     total = t.sum()
     if t.ndim != 2 or total <= 0 or min(t.shape) < 2:
-        return False
+        return -math.inf
     expected = np.outer(t.sum(axis=1), t.sum(axis=0)) / total
     d = float((((np.asarray(noisy, dtype=np.float64) - expected) / stddev) ** 2).sum())
     df = (t.shape[0] - 1) * (t.shape[1] - 1)
-    return d > df + total / stddev ** 2 + DEPENDENCE_Z * math.sqrt(2 * df)
+    return (d - df - total / stddev ** 2) / math.sqrt(2 * df)
 
 
-def informative_parents(st: TableState) -> list[bool]:
-    """Which of the chosen parent attributes (st.cond) the children are matched on: those the
-    child's model ties to a child column beyond noise (a measured 2-way marginal that passes
-    ``dependent_beyond_noise``, or a larger clique), and the dates the child's dates follow.
-    Matching on an attribute whose measured ties are noise would plant that noise in the
-    copy (TPC-H customer -> orders: no order column depends on its customer, and uniform
-    attachment is the truth)."""
+def dependent_beyond_noise(noisy: np.ndarray, stddev: float) -> bool:
+    """Is a noisy 2-way marginal further from independence than its noise and sampling explain?
+    (dependence_z passes DEPENDENCE_Z.)"""
+    return dependence_z(noisy, stddev) > DEPENDENCE_Z
+
+
+def parent_strengths(st: TableState) -> list[float]:
+    """How strongly the child's model ties each chosen parent attribute (st.cond) to a child
+    column: the largest dependence_z of its measured 2-way marginals with child columns
+    (DEPENDENCE_Z for a larger clique); 0 for an attribute tied to nothing beyond noise,
+    which the children are not matched on.  Matching on an attribute whose measured ties are
+    noise would plant that noise in the copy (TPC-H customer -> orders: no order column
+    depends on its customer, and uniform attachment is the truth).  The dates the child's
+    dates follow count, at DEPENDENCE_Z at least."""
     k = len(st.cond)
     plan = st.plan
     if plan is None:
-        return [True] * k
+        return [DEPENDENCE_Z] * k
     dates = {a.parent for a in st.anchors}
-    useful = [c.name in dates for c in st.cond]
+    strength = [DEPENDENCE_Z if c.name in dates else 0.0 for c in st.cond]
     for m in plan.two_way:
         names = [base_name(a) for a in m.clique]          # a coarse attribute stands for its column
         parents = [int(a.rsplit("_", 1)[1]) for a in names if a.startswith("pg_dp_parent_")]
         children = [a for a in names if not a.startswith("pg_dp_parent_")]
         if not parents or not children:
             continue
-        if len(m.clique) != 2 or dependent_beyond_noise(m.values, m.stddev):
+        z = DEPENDENCE_Z if len(m.clique) != 2 else dependence_z(m.values, m.stddev)
+        if z >= DEPENDENCE_Z:
             for i in parents:
                 if i < k:
-                    useful[i] = True
-    return useful
+                    strength[i] = max(strength[i], z)
+    return strength
 
 
 def draw_children(st: TableState, draw, n: int) -> tuple[dict[str, np.ndarray], np.ndarray]:
     """Codes of one child per parent slot (n = the slots), each drawn given its parent's
     attributes: rows are drawn from the model, and each slot takes a row with its parent's
     attributes (conditional sampling, by post-processing).  Slots whose combination ran out
-    get rows of fresh draws (up to MORE_ROUNDS), then rows left over that share the first
-    attributes (the dates the child's dates follow come first), then any.  So the children's
+    get rows of fresh draws (up to MORE_ROUNDS), then rows left over that share the attributes
+    of the strongest ties (parent_strengths: an order's amount before its date when the
+    payments' amounts follow it more than their dates do), then any.  So the children's
     attributes follow the model's distribution given the parent's, while how many children
     each combination of parent attributes has comes from the synthetic parents and their
     fan-outs (the child's sample of tau rows per unit may under-represent some).
     Returns (codes in slot order, the parent of each row)."""
     slots = st.slots
     codes = draw(n)
-    useful = informative_parents(st)
+    strength = parent_strengths(st)
+    useful = [s > 0 for s in strength]
     if not any(useful):
         return codes, slots.parents[st.rng.permutation(n)]
     k = len(st.cond)
+    # the strongest tie first: slots left over are matched on fewer attributes, the weakest dropped first
+    order = sorted(range(k), key=lambda i: -strength[i])
+    cond = [st.cond[i] for i in order]
 
     def attr(values, i):        # a parent attribute the model ties to nothing counts as one value
         return values if useful[i] else np.zeros(len(values), dtype=np.int64)
 
     def keys(rows, level=k):
-        return _combination(st.cond, [attr(rows[f"pg_dp_parent_{i}"], i) for i in range(level)])
+        return _combination(cond, [attr(rows[f"pg_dp_parent_{i}"], i) for i in order[:level]])
 
-    slot_attrs = [attr(a[slots.parents], i) for i, a in enumerate(slots.attrs)]
-    slot_keys = _combination(st.cond, slot_attrs)
+    slot_attrs = [attr(slots.attrs[i][slots.parents], i) for i in order]
+    slot_keys = _combination(cond, slot_attrs)
     chosen = match(slot_keys, keys(codes), st.rng)
     pools, drawn = [codes], n
     for _ in range(MORE_ROUNDS):
@@ -964,16 +983,17 @@ def draw_children(st: TableState, draw, n: int) -> tuple[dict[str, np.ndarray], 
             break
         free = np.flatnonzero(~used)
         if level:
-            got = match(_combination(st.cond, [a[left] for a in slot_attrs[:level]]),
-                        keys({f"pg_dp_parent_{i}": codes[f"pg_dp_parent_{i}"][free] for i in range(level)}, level),
+            got = match(_combination(cond, [a[left] for a in slot_attrs[:level]]),
+                        keys({f"pg_dp_parent_{i}": codes[f"pg_dp_parent_{i}"][free] for i in order[:level]}, level),
                         st.rng)
         else:
             got = st.rng.permutation(free.size)[:left.size]
         hit = got >= 0
         chosen[left[hit]] = free[got[hit]]
         used[free[got[hit]]] = True
-    st.phase(f"matched {matched} of {n} children to parents with the same attributes "
-              f"({len(pools) - 1} more draw(s)), the rest on fewer")
+    on = ", ".join(st.cond[i].name for i in order if useful[i])
+    st.phase(f"matched {matched} of {n} children to parents with the same {on} "
+             f"({len(pools) - 1} more draw(s)), the rest on fewer")
     out = {a: np.concatenate([p[a] for p in pools])[chosen] for a in codes} if len(pools) > 1 else \
         {a: v[chosen] for a, v in codes.items()}
     return out, slots.parents

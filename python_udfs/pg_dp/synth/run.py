@@ -215,8 +215,8 @@ class Run:
             # most tau per unit, tau from the noisy fan-outs (relational.sample_size)
             e_fan = float(st.epsilon) * budget.FANOUT_SHARE
             e_disc -= Decimal(str(e_fan))
-            st.cond = relational.parent_attributes(st)
             st.fanout = relational.measure_fanout(st, e_fan)
+            st.cond = relational.parent_attributes(st)
             st.unit_rows = relational.unit_rows(st)
             limit = relational.rows_limit(t)
             if st.unit_rows is None and not t.own_max_rows:     # rows per unit unknown: a parent's children

@@ -4,7 +4,7 @@ A method (pg_dp.synth.methods: MST today) turns exact counts, which only a ``Mea
 callback sees (SQL GROUP BY inside the database, or numpy in the unit tests), into a
 ``Plan``: the noisy marginals it released and what they cost.  Everything after that,
 fitting a model, sampling rows and the relational steps that read the plan
-(pg_dp.synth.relational.informative_parents, pg_dp.synth.keys.model_threshold), is
+(pg_dp.synth.relational.parent_strengths, pg_dp.synth.keys.model_threshold), is
 post-processing of the plan.
 """
 
