@@ -244,6 +244,18 @@ def test_children_per_parent_are_scaled_to_the_tables_dp_count_only_when_far_fro
     assert abs(int(down.sum()) - 700) < 0.05 * 700 and np.all(down[k == 0] == 0)
 
 
+def test_a_draw_of_no_child_follows_a_count_beyond_its_error_one_each():
+    """The thresholding can take the one bin of a 0/1 fan-out (TPC-DS returns per sale line):
+    no child drawn for 28,752 parents where the count says 2,687.  The count, beyond its error,
+    then gives one child each to parents chosen uniformly; within its error the draw stands."""
+    rng = np.random.default_rng(5)
+    zero = np.zeros(28752, dtype=np.int64)
+    out = relational.match_count(zero, 2687, 1140.0, 1, rng)
+    assert int(out.sum()) == 2687 and out.max() == 1
+    assert relational.match_count(zero, 900, 1140.0, 1, rng) is zero
+    assert int(relational.match_count(np.zeros(10, dtype=np.int64), 25, 3.0, 2, rng).sum()) == 20    # room: 2 each
+
+
 def test_a_childs_relational_measurements_are_accounted_as_epsilon_not_rho():
     """The fan-out (20% of a child's epsilon), the count of its rows (15%) and, for a child
     holding the unit under a parent that holds it, the agreement check (2%) are Laplace

@@ -156,11 +156,9 @@ def test_bounds_without_a_passing_bucket_take_the_fullest_ones_never_zero_to_one
     assert dom.bounds_from_buckets(noisy, 600.0) == (dom.bucket_edges(14)[0], dom.bucket_edges(15)[1])
 
 
-@pytest.mark.parametrize("ranged", [False, True])
-def test_discovery_spends_exactly_its_share_refined_date_bounds_included(monkeypatch, ranged):
+def test_discovery_spends_exactly_its_share_refined_date_bounds_included(monkeypatch):
     """The DP bounds of a date column start from 4-year blocks and are refined (zoomed) inside
-    them, dates weighing 3 numbers (an audit column drawn as a range, RANGE_WEIGHT); bounds are
-    measured over one row per unit (sensitivity 1,
+    them, dates weighing 3 numbers; bounds are measured over one row per unit (sensitivity 1,
     where the row count's is 3).  Every Laplace draw of the discovery, mapped by OpenDP's own
     measurement at the d_in it was calibrated for, adds up to at most the discovery's epsilon:
     exactly, less the refinement levels the data did not need."""
@@ -170,7 +168,6 @@ def test_discovery_spends_exactly_its_share_refined_date_bounds_included(monkeyp
     from pg_dp.synth import budget, discover
 
     t = SimpleNamespace(needs_bounds=["paid_on", "amount"], needs_values=[], unit=None, keys=[], path=[], audit=[],
-                        ranges=["paid_on"] if ranged else [],
                         qualified="s.payments", opaque={}, columns=[
                             dom.Column("paid_on", "date", "date", False, "numeric"),
                             dom.Column("amount", "numeric(10,2)", "numeric", False, "numeric")])
@@ -212,9 +209,8 @@ def test_discovery_spends_exactly_its_share_refined_date_bounds_included(monkeyp
     # its refinement levels (half of its share, a third a level; the data spans 4 of 16 bins at
     # the first level, so it stops there), the amount's (1 share) in its log2 histogram
     e_count = float(st.epsilon * budget.COUNT_SHARE)
-    weight = discover.RANGE_WEIGHT if ranged else discover.DATE_WEIGHT
-    share = (float(e_disc) - e_count) / (1 + weight)       # a number's; a date's is 3x (a range's 6x)
-    date = weight * share
+    share = (float(e_disc) - e_count) / (1 + discover.DATE_WEIGHT)       # a number's; a date's is 3x
+    date = discover.DATE_WEIGHT * share
     level = date * discover.REFINE_SHARE * discover.REFINE_LEVELS[0]
     assert sorted(spent) == pytest.approx(sorted([e_count, date * (1 - discover.REFINE_SHARE), level, share]),
                                           rel=1e-6)
@@ -222,42 +218,3 @@ def test_discovery_spends_exactly_its_share_refined_date_bounds_included(monkeyp
     lo, hi = t.column("paid_on").lower, t.column("paid_on").upper
     block = dom.date_block("date")
     assert 5 * block < lo and hi < 6 * block and abs(hi - lo - 4 * block / 16) <= 1     # refined in the block
-
-
-def test_audit_columns_drawn_as_ranges_are_those_nothing_else_ties():
-    """table.ranged: a NOT NULL audit column outside keys, unique and foreign keys, CHECK and denial
-    constraints is drawn uniformly within its bounds and left out of the model; any tie keeps it modelled."""
-    from pg_dp.synth import table as tbl
-
-    def target(**kw):
-        cols = [dom.Column(n, "timestamp without time zone", "timestamp", n == "changed_on", "numeric")
-                for n in ("last_update", "updated_at", "modified_on", "changed_on", "row_version")]
-        t = SimpleNamespace(audit=[c.name for c in cols], keys=[], uniques=[], foreign_keys=[], dcs=[], checks=[],
-                            columns=cols, **kw)
-        t.column = lambda n: next(c for c in t.columns if c.name == n)
-        return t
-
-    assert tbl.ranged(target()) == ["last_update", "updated_at", "modified_on", "row_version"]   # changed_on: nullable
-    t = target()
-    t.keys, t.uniques = ["row_version"], [["id", "modified_on"]]
-    t.checks = ["((updated_at >= created))"]
-    t.dcs = [SimpleNamespace(attributes=("last_update", "status"))]
-    assert tbl.ranged(t) == []
-    t = target()
-    t.checks = ["((last_update_by IS NOT NULL))"]          # another column's name containing it is no tie
-    t.column("updated_at").step = 60.0                       # on a declared grid: modelled
-    assert tbl.ranged(t) == ["last_update", "modified_on", "row_version"]
-
-
-def test_a_range_is_spread_evenly_within_its_bounds():
-    """Column.uniform: 4,000 values of a timestamp between its bounds, every quarter of the range
-    holding at least 800 (a Binomial(4000, 1/4) falls under that with p < 1e-12), and a date's
-    whole days within its bounds."""
-    c = dom.Column("last_update", "timestamp without time zone", "timestamp", False, "numeric", lower=1000.0,
-                   upper=61000.0)
-    u = c.uniform(4000, np.random.default_rng())
-    assert u.min() >= 1000.0 and u.max() <= 61000.0
-    assert np.bincount(np.minimum(((u - 1000.0) // 15000).astype(int), 3), minlength=4).min() >= 800
-    d = dom.Column("changed", "date", "date", False, "numeric", lower=100.0, upper=130.0)
-    v = d.uniform(4000, np.random.default_rng())
-    assert v.min() >= 100 and v.max() <= 130 and np.all(v == np.round(v)) and len(np.unique(v)) == 31

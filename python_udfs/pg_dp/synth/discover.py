@@ -124,7 +124,6 @@ REFINE_LEVELS = (0.6, 0.2, 0.2)   # each zoom's part of it: 4 years -> 91 days -
 REFINE_P = 1e-2               # chance that an empty bin next to the data widens the refined bounds
 REFINE_MASS = 0.75            # share of the noisy mass a refined run must hold to replace the bounds
 DATE_WEIGHT = 3               # a date's share of the bounds epsilon against a number's
-RANGE_WEIGHT = 6              # ... and an audit column's drawn as a range (Target.ranges: its bounds are its model)
 
 
 def bounds_rows(st: TableState) -> tuple[str, int]:
@@ -165,7 +164,7 @@ def _refine(src: str, col, name: str, epsilon: float, sensitivity: int) -> tuple
         high += 1
     # the mass outside the run: each bin's noisy count past one noise scale (an empty bin's noise
     # adds 0.18 scales on average, where summed as it is, 15 empty bins' noise has a standard
-    # deviation of 5.5 scales: a run holding every row failed the test one time in five)
+    # deviation of 5.5 scales: a run of all 5,000 rows at a scale of 333 failed it one time in five)
     inside = noisy[low:high + 1].sum()
     outside = np.clip(np.r_[noisy[:low], noisy[high + 1:]] - scale, 0, None).sum()
     if inside < REFINE_MASS * (inside + outside):
@@ -215,13 +214,13 @@ def _bounds(st: TableState, epsilon: float, sensitivity: int):
              and not n.startswith("pg_dp_")}
     # dates (refined) and a child date's offsets from its parent's weigh DATE_WEIGHT numbers
     offsets = {n for n in st.t.needs_bounds if n.startswith("pg_dp_after_")}
-
-    def weight(name):
-        return RANGE_WEIGHT if name in st.t.ranges else DATE_WEIGHT if name in dates | offsets else 1
-    eps = epsilon / sum(weight(n) for n in st.t.needs_bounds)     # a number's share
+    eps = epsilon / (len(st.t.needs_bounds) + (DATE_WEIGHT - 1) * len(dates | offsets))   # a number's share
+    scale = mechanisms.integer_laplace_scale(sensitivity, eps)
+    scale_dates = mechanisms.integer_laplace_scale(sensitivity, DATE_WEIGHT * eps * (1 - REFINE_SHARE))
+    scale_offsets = mechanisms.integer_laplace_scale(sensitivity, DATE_WEIGHT * eps)
     for name in st.t.needs_bounds:
         col = st.t.column(name)
-        s = mechanisms.integer_laplace_scale(sensitivity, weight(name) * eps * (1 - REFINE_SHARE * (name in dates)))
+        s = scale_dates if name in dates else scale_offsets if name in offsets else scale
         if name in dates:
             # dates on the line in blocks of 4 years (log2 buckets of days since 2000 split
             # 1996-1998 over two of them, and hold decades after 2000)
@@ -261,7 +260,7 @@ def _bounds(st: TableState, epsilon: float, sensitivity: int):
             col.lower, col.upper = dom.fallback_bounds(col.fam)
         coarse = False
         if name in dates and (found or weakly):     # the other half of its epsilon: tighter bounds inside
-            coarse = _zoom(st, src, col, name, weight(name) * eps * REFINE_SHARE, sensitivity)
+            coarse = _zoom(st, src, col, name, DATE_WEIGHT * eps * REFINE_SHARE, sensitivity)
         if col.fam in ("integer", "date"):
             col.lower, col.upper = math.floor(col.lower), math.ceil(col.upper)
         if col.step:                        # a declared grid (dp.set_step): the bounds move out to it

@@ -230,11 +230,6 @@ class Column:
         u[null] = np.nan
         return u
 
-    def uniform(self, n: int, rng: np.random.Generator) -> np.ndarray:
-        """n values of a numeric column spread evenly between its bounds (on its grid), no NULL."""
-        codes = rng.integers(0, self.value_codes, size=n) if self.exact else rng.integers(1, self.bins + 1, size=n)
-        return self._decode_numbers(codes, rng)
-
     def to_text(self, values: np.ndarray) -> list[str | None]:
         """Text of decoded values, ready for `::type` in the server."""
         if self.kind == "categorical":

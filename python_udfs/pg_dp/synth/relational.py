@@ -784,17 +784,23 @@ def match_count(k: np.ndarray, total, error: float, cap: int, rng: np.random.Gen
     histogram's shape stays, its mean moves (rows the cap holds back go to parents with room).
     Within that, the draw is kept (the draw is an
     estimate too: TPC-DS store_returns' 0/1 fan-out has a Laplace scale of 217 a cell; with a
-    gate of 3 count errors it kept 1.37 of the rows)."""
+    gate of 3 count errors it kept 1.37 of the rows).  A draw of no child at all where the count
+    says there are some beyond its error (the thresholding took the one bin of a 0/1 fan-out
+    whose cells sit near the noise: 1 row written for 2,687) gives them one each to parents
+    chosen uniformly."""
     drawn = int(k.sum())
-    if total is None or drawn == 0:
+    if total is None or (drawn == 0 and total <= error):
         return k
     gap = abs(drawn - total)
     if gap <= 0.05 * total or gap <= error:
         return k
-    scaled = k * (float(max(total, 0)) / drawn)
-    out = np.floor(scaled).astype(np.int64)
-    out += (rng.random(k.size) < scaled - out).astype(np.int64)
-    out = np.minimum(out, cap)
+    if drawn:
+        scaled = k * (float(max(total, 0)) / drawn)
+        out = np.floor(scaled).astype(np.int64)
+        out += (rng.random(k.size) < scaled - out).astype(np.int64)
+        out = np.minimum(out, cap)
+    else:
+        out = np.zeros_like(k, dtype=np.int64)
     # the cap holds parents back (a 0/1 fan-out, a return of a sale line: a ratio moves no 0 and
     # no 1): the rows still short go one each to parents with room, chosen uniformly
     short = int(total) - int(out.sum())

@@ -111,9 +111,6 @@ class Run:
             if c.kind == "categorical":
                 what = f"categorical, {len(c.values)} values ({c.source})" if c.values else \
                     "categorical, values found with DP partition selection"
-            elif c.kind == "numeric" and c.name in t.ranges:
-                what = "audit column, drawn uniformly within " + (
-                    "its bounds estimated with DP" if c.name in t.needs_bounds else f"[{c.lower:g}, {c.upper:g}] ({c.source})")
             elif c.kind == "numeric":
                 what = (f"numeric on [{c.lower:g}, {c.upper:g}] ({c.source})" if c.name not in t.needs_bounds
                         else "numeric, bounds estimated with DP")
@@ -249,7 +246,7 @@ class Run:
         for link in st.links:
             if link.kind == links.SIBLING and len(link.cols) == 1:        # a parent written earlier in this call
                 t.column(link.column).choices = key_values(link.target, link.refcol) or [None]
-        skip = relational.anchored(st) | set(t.ranges)
+        skip = relational.anchored(st)
         modelled = [c for c in t.columns if c.kind != "identifier" and c.name not in skip]
         modelled += [a.offset for a in st.anchors] + extra
         st.modelled, st.counts = modelled, counts

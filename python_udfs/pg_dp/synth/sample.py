@@ -37,8 +37,6 @@ def sample(st: TableState, n: int) -> dict[str, np.ndarray]:
                                                       st.t.column(link.column).null_code)
         for c in st.modelled:
             values[c.name] = c.decode(codes[c.name], st.rng)
-    for name in st.t.ranges:            # audit columns: a range, uniform within the bounds
-        values[name] = st.t.column(name).uniform(n, st.rng)
     for c in st.t.columns:
         if c.kind != "identifier" or c.name in st.t.keys:
             continue

@@ -66,7 +66,6 @@ class Target:
     derived: list[dom.Column] = field(default_factory=list)   # modelled, not written: a child date's offset
     own_max_rows: bool = True                                 # max_rows_per_unit set for this table (not inherited)
     audit: list[str] = field(default_factory=list)            # last_update-style columns (see is_audit)
-    ranges: list[str] = field(default_factory=list)           # audit columns drawn uniformly within their bounds (see ranged)
 
     def column(self, name: str) -> dom.Column:
         return next(c for c in self.columns + self.derived if c.name == name)
@@ -172,27 +171,7 @@ def load(relid: int) -> Target:
         t.foreign_keys.append(k)
     t.dcs = [dcmod.parse(r["dc"], [c.name for c in t.columns]) for r in db.execute(
         "SELECT dc FROM dp_internal.denial_constraints WHERE relid = $1 ORDER BY id", [relid], ["oid"])]
-    t.ranges = ranged(t)
     return t
-
-
-def ranged(t: Target) -> list[str]:
-    """Audit columns (is_audit: when a row was last written) generated as a range: uniform within
-    their bounds (DP or declared) and left out of the model.  When a row was written tells
-    nothing of the row, and its marginal cell by cell is noise at a table's epsilon, while
-    its range is what a reader sees (a copy whose last_update runs years past the source's).
-    Only a NOT NULL column outside the keys, the foreign keys, the CHECK constraints, the
-    unique constraints and the denial constraints (what ties it to other columns is modelled)."""
-    tied = set(t.keys) | {c for u in t.uniques for c in u} | {c for k in t.foreign_keys for c in k["cols"]} \
-        | {a for d in t.dcs for a in d.attributes}
-    out = []
-    for name in t.audit:
-        c = t.column(name)
-        if c.kind != "numeric" or c.nullable or name in tied or c.step \
-                or any(re.search(rf"\b{re.escape(name)}\b", check) for check in t.checks):
-            continue
-        out.append(name)
-    return out
 
 
 def _classify(t: Target, c) -> dom.Column:
