@@ -931,7 +931,7 @@ def parent_strengths(st: TableState) -> list[float]:
         if not parents or not children:
             continue
         z = DEPENDENCE_Z if len(m.clique) != 2 else dependence_z(m.values, m.stddev)
-        if z >= DEPENDENCE_Z:
+        if len(m.clique) != 2 or z > DEPENDENCE_Z:        # as dependent_beyond_noise
             for i in parents:
                 if i < k:
                     strength[i] = max(strength[i], z)
