@@ -66,9 +66,12 @@ CREATE FUNCTION dp_internal.personal_schema(role oid, shared text) RETURNS text
 LANGUAGE sql STABLE SECURITY INVOKER
 SET search_path = pg_catalog, pg_temp
 AS $$
-    SELECT CASE WHEN pg_catalog.octet_length(shared || '_' || r.rolname) <= 63 THEN shared || '_' || r.rolname
+    -- the role's name, or its oid where the name is too long or reads as the oid form itself (a
+    -- role named oid16384 would otherwise get the schema of the long-named role of oid 16384)
+    SELECT CASE WHEN pg_catalog.octet_length(shared || '_' || r.rolname) <= 63
+                     AND r.rolname OPERATOR(pg_catalog.!~) '^oid[0-9]+$' THEN shared || '_' || r.rolname
                 ELSE shared || '_oid' || role::text END
     FROM pg_catalog.pg_roles r WHERE r.oid = role
 $$;
 COMMENT ON FUNCTION dp_internal.personal_schema(oid, text) IS
-    'Internal: the shadow schema of a role that is no pg_dp administrator (the shared one''s name, _, the role''s)';
+    'Internal: the shadow schema of a role that is no pg_dp administrator (the shared one''s name, _, the role''s; _oid and the role''s oid for a name too long or of that form)';

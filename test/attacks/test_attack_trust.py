@@ -468,3 +468,27 @@ def test_attack_partition_keys_name_the_unit_twice(conn, mallory):
     assert sorted(conn.execute("SELECT not_personal FROM dp.protected_tables WHERE table_name = "
                                "'preferral'::regclass").fetchone()[0]) == ["preferral_2024_referred_by_fkey",
                                                                            "preferral_2025_referred_by_fkey"]
+
+
+def test_attack_a_role_named_after_anothers_oid_takes_no_schema_of_its(conn):
+    """A role whose name is too long for the shadow schema's name gets dp_synthetic_oid<its oid>;
+    a role *named* oid<that oid> (made by anyone with CREATEROLE) got the same schema, marked as its
+    own once it synthesized first, and the long-named role's synthesis was then refused.  A name of
+    the oid form now takes the oid form of its own oid: no two roles share a personal schema."""
+    long_name = "tr_" + "l" * 58
+    conn.execute(f"CREATE ROLE {long_name}")
+    try:
+        victim = conn.execute("SELECT oid FROM pg_roles WHERE rolname = %s", (long_name,)).fetchone()[0]
+        conn.execute(f"CREATE ROLE oid{victim}")
+        try:
+            attacker = conn.execute("SELECT oid FROM pg_roles WHERE rolname = %s", (f"oid{victim}",)).fetchone()[0]
+            schemas = [conn.execute("SELECT dp_internal.personal_schema(%s, 'dp_synthetic')", (r,)).fetchone()[0]
+                       for r in (victim, attacker)]
+            assert schemas == [f"dp_synthetic_oid{victim}", f"dp_synthetic_oid{attacker}"]
+            assert conn.execute("SELECT dp_internal.personal_schema(%s, 'dp_synthetic')",
+                                (conn.execute(f"SELECT '{MALLORY}'::regrole::oid").fetchone()[0],)
+                                ).fetchone()[0] == f"dp_synthetic_{MALLORY}"      # other names unchanged
+        finally:
+            conn.execute(f"DROP ROLE oid{victim}")
+    finally:
+        conn.execute(f"DROP ROLE {long_name}")
