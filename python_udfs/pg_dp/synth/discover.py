@@ -239,18 +239,18 @@ def _bounds(st: TableState, epsilon: float, sensitivity: int):
         # `weak` but with p <= 1%
         near, far, weak = (s * math.log(1 / BOUNDS_NEAR_P), s * math.log(len(noisy) / BOUNDS_FAR_P),
                            s * math.log(len(noisy) / WEAK_P))
-        run = dom.run_from_buckets(noisy, near, far)
+        # a number's bounds take the bucket next to them that may hold rows (dom.widen_run)
+        lenient = None if name in dates else s * math.log(1 / NEXT_P)
+
+        def widened(r):
+            return dom.widen_run(noisy, r, lenient) if r and lenient is not None else r
+        run = widened(dom.run_from_buckets(noisy, near, far))
         found = None if run is None else (edges(run[0])[0], edges(run[1])[1])
         # without any: a child date's offset keeps what its declared bounds allow; any other
         # column takes the fullest noisy bucket and its neighbours that pass the weak threshold
         # (an empty bucket reaches it with p <= 1%), never fixed bounds such as [0, 1]
         weak_run = None if found or col.upper > col.lower else \
-            dom.run_from_buckets(noisy, weak) or dom.window_run(noisy, s, WEAK_P)
-        if name not in dates:       # a number's bounds take the bucket next to them that may hold rows
-            lenient = s * math.log(1 / NEXT_P)
-            run = run and dom.widen_run(noisy, run, lenient)
-            weak_run = weak_run and dom.widen_run(noisy, weak_run, lenient)
-            found = None if run is None else (edges(run[0])[0], edges(run[1])[1])
+            widened(dom.run_from_buckets(noisy, weak) or dom.window_run(noisy, s, WEAK_P))
         weakly = None if weak_run is None else (edges(weak_run[0])[0], edges(weak_run[1])[1])
         col.lower, col.upper = found if found else (col.lower, col.upper) if col.upper > col.lower \
             else weakly or dom.fallback_bounds(col.fam)

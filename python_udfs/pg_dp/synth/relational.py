@@ -930,11 +930,12 @@ def parent_strengths(st: TableState) -> list[float]:
         children = [a for a in names if not a.startswith("pg_dp_parent_")]
         if not parents or not children:
             continue
-        z = DEPENDENCE_Z if len(m.clique) != 2 else dependence_z(m.values, m.stddev)
-        if len(m.clique) != 2 or z > DEPENDENCE_Z:        # as dependent_beyond_noise
-            for i in parents:
-                if i < k:
-                    strength[i] = max(strength[i], z)
+        z = dependence_z(m.values, m.stddev) if len(m.clique) == 2 else DEPENDENCE_Z
+        if len(m.clique) == 2 and z <= DEPENDENCE_Z:        # not dependent_beyond_noise
+            continue
+        for i in parents:
+            if i < k:
+                strength[i] = max(strength[i], z)
     return strength
 
 
